@@ -1,0 +1,46 @@
+"""rnnviz: train character-level RNNs and find the cells inside them.
+
+The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, no pandas until used)::
+
+    model = rnnviz.load_checkpoint("sample_models/shakespeare-lstm-2x128")
+    store = rnnviz.record(model, text, out="store/")
+    store = rnnviz.open_store("store/")
+    rnnviz.find_cells(store, "in_quote", top=10)
+    rnnviz.export_html(store, ["1:c:17"], "cell.html")
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_API = {
+    "RnnvizError": "errors",
+    "Vocab": "vocab",
+    "read_text": "data",
+    "CharRNN": "models",
+    "ModelConfig": "models",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "TrainConfig": "train",
+    "train": "train",
+    "evaluate": "train",
+    "sample": "sampling",
+    "record": "record",
+    "open_store": "store",
+    "write_store": "store",
+    "FEATURES": "features",
+    "compute_feature": "features",
+    "find_cells": "discover",
+    "ablate": "discover",
+    "gate_saturation": "discover",
+    "gradient_flow": "discover",
+    "export_html": "export",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'rnnviz' has no attribute {name!r}")

@@ -1,0 +1,143 @@
+"""Checkpoints: a directory with ``model.safetensors`` and ``config.json``. Loading never unpickles.
+
+``config.json`` holds the model config, the vocabulary, the training config, metrics and provenance
+(device, torch version, time) and the SHA-256 of the weights file, which loading verifies.
+A training run directory holds ``best/`` and ``last/`` checkpoints; :func:`load_checkpoint` accepts
+either a checkpoint directory or a run directory (and then takes ``best/``, else ``last/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import RnnvizError
+from .fsutil import atomic_dir, recover_dir, write_json
+from .models import CharRNN, ModelConfig
+from .vocab import Vocab
+
+FORMAT = "rnnviz-checkpoint"
+VERSION = 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checkpoint_files(
+    model: CharRNN, directory: Path, extra: dict | None = None, dtype: torch.dtype = torch.float32
+) -> dict:
+    """Write weights and config into an existing (temporary) directory. Returns the config dict."""
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(directory / WEIGHTS))
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.config.to_dict(),
+        "vocab": model.vocab.to_json(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "weights_sha256": sha256_file(directory / WEIGHTS),
+        "params": model.num_params(),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    }
+    write_json(directory / CONFIG, meta)
+    return meta
+
+
+def save_checkpoint(
+    model: CharRNN, path: str | Path, extra: dict | None = None, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Atomically write (or replace) the checkpoint directory ``path``."""
+    path = Path(path)
+    with atomic_dir(path, overwrite=True) as tmp:
+        write_checkpoint_files(model, tmp, extra, dtype)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint dir, or a run dir containing ``best/`` or ``last/`` -> the checkpoint dir."""
+    path = Path(path)
+    for sub in ("best", "last"):
+        recover_dir(path / sub)
+    if not path.exists():
+        raise RnnvizError(f"{path}: no such checkpoint directory")
+    if not path.is_dir():
+        raise RnnvizError(f"{path}: a checkpoint is a directory with {CONFIG} and {WEIGHTS}")
+    if (path / CONFIG).exists() or (path / WEIGHTS).exists():
+        return path
+    for sub in ("best", "last"):
+        if (path / sub / CONFIG).exists():
+            return path / sub
+    raise RnnvizError(f"{path}: not a checkpoint ({CONFIG} missing)")
+
+
+def read_config(path: str | Path) -> dict:
+    """The parsed and checked ``config.json`` of a checkpoint (no weights are read)."""
+    ckpt = resolve_checkpoint(path)
+    cfg_path = ckpt / CONFIG
+    if not cfg_path.exists():
+        raise RnnvizError(f"{ckpt}: {CONFIG} is missing")
+    try:
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RnnvizError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RnnvizError(f"{cfg_path}: not an rnnviz checkpoint config")
+    if meta.get("version") != VERSION:
+        raise RnnvizError(f"{cfg_path}: checkpoint version {meta.get('version')!r}, this rnnviz reads {VERSION}")
+    if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), list):
+        raise RnnvizError(f"{cfg_path}: 'model' or 'vocab' missing")
+    meta["_dir"] = str(ckpt)
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> CharRNN:
+    """Load a :class:`CharRNN` (float32, eval mode) with ``.vocab``, ``.config`` and ``.meta``.
+
+    Sizes are validated before anything is allocated; the weights are read with safetensors (never
+    pickle); every tensor name and shape must match the config, and the file hash must match.
+    """
+    meta = read_config(path)
+    ckpt = Path(meta["_dir"])
+    config = ModelConfig.from_dict(meta["model"])
+    vocab = Vocab.from_json(meta["vocab"])
+    if len(vocab) != config.vocab_size:
+        raise RnnvizError(f"{ckpt}: vocab has {len(vocab)} characters but the model expects {config.vocab_size}")
+    wpath = ckpt / WEIGHTS
+    if not wpath.exists():
+        raise RnnvizError(f"{ckpt}: {WEIGHTS} is missing")
+    if meta.get("weights_sha256") and sha256_file(wpath) != meta["weights_sha256"]:
+        raise RnnvizError(f"{wpath}: contents do not match the hash in {CONFIG} (corrupt or replaced)")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    try:
+        tensors = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RnnvizError(f"{wpath}: not a readable safetensors file ({e})") from None
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        raise RnnvizError(
+            f"{wpath}: weights do not fit the model in {CONFIG} "
+            f"(missing: {missing[:3]}, unexpected: {sorted(set(got) - set(expected))[:3]}, wrong shape: {wrong[:3]})"
+        )
+    model = CharRNN(config, vocab)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.meta = meta
+    return model.to(device).eval()

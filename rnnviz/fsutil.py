@@ -1,0 +1,88 @@
+"""Atomic writes: a file or directory appears complete or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import RnnvizError
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "wb"):
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
+
+    On any error (a full disk, Ctrl-C) the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_file(path, "w") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+@contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False):
+    """Yield a fresh temp directory beside ``path``; on success it replaces ``path``.
+
+    A replaced directory is first renamed to ``.NAME.old`` and removed after the new one is in place;
+    :func:`recover_dir` puts it back if a crash fell between the two renames.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RnnvizError(f"{path} already exists (use --force to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    old = path.parent / f".{path.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(path: str | Path) -> None:
+    """If a crash left ``.NAME.old`` but no ``NAME``, move the old directory back."""
+    path = Path(path)
+    old = path.parent / f".{path.name}.old"
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)

@@ -1,0 +1,56 @@
+"""Shared fixtures. Everything random is seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnviz.checkpoint import save_checkpoint
+from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE_MODEL = ROOT / "sample_models" / "shakespeare-lstm-2x128"
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\"Speak, speak,\" they said (all).\n"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def make_model():
+    def make(cell: str = "lstm", layers: int = 2, hidden: int = 16, text: str = TEXT, seed: int = 0) -> CharRNN:
+        torch.manual_seed(seed)
+        vocab = Vocab.from_text(text)
+        return CharRNN(ModelConfig(vocab_size=len(vocab), cell=cell, layers=layers, hidden=hidden), vocab).eval()
+
+    return make
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path, make_model) -> Path:
+    path = tmp_path / "tiny_ckpt"
+    save_checkpoint(make_model(), path)
+    return path
+
+
+@pytest.fixture
+def sample_model() -> Path:
+    if not (SAMPLE_MODEL / "config.json").exists():
+        pytest.skip("the bundled sample model is not there yet")
+    return SAMPLE_MODEL
