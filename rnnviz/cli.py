@@ -44,9 +44,250 @@ def _echo_json(obj) -> None:
 
 # --- train, sample, eval (foundation) ---
 
+
+def _stop_options(f):
+    f = click.option("--time-budget", type=float, help="Stop after this many seconds of training.")(f)
+    f = click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")(f)
+    f = click.option("--epochs", type=float, help="Stop after this many passes over the training split.")(f)
+    return f
+
+
+@main.command()
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
+@click.option("--layers", type=int, default=2, show_default=True)
+@click.option("--hidden", type=int, default=128, show_default=True, help="Units per layer.")
+@click.option("--dropout", type=float, default=0.0, show_default=True)
+@click.option("--seq-len", type=int, default=100, show_default=True, help="Truncated-BPTT window.")
+@click.option("--batch", type=int, default=64, show_default=True, help="Parallel contiguous streams.")
+@click.option("--optimizer", type=click.Choice(["adamw", "adagrad", "rmsprop"]), default="adamw", show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
+@click.option("--warmup", type=int, default=100, show_default=True, help="Warm-up steps (cosine).")
+@click.option("--clip", type=float, default=5.0, show_default=True, help="Max gradient norm (0 = off).")
+@_stop_options
+@click.option("--eval-every", type=int, default=500, show_default=True, help="Steps between validations.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
+def train(text, out, resume, force, **opts):
+    """Train a char-RNN on TEXT (90% train, 5% validation; the last 5% is left for testing).
+
+    Writes OUT/best and OUT/last checkpoints, OUT/log.jsonl and OUT/samples.txt. Without a stop option
+    it trains for 10 epochs. Ctrl-C saves OUT/last; --resume continues exactly where it stopped (the
+    saved settings are kept; a stop option given with --resume replaces the saved one).
+
+    \b
+    Example:
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --cell lstm \\
+          --layers 2 --hidden 128 --time-budget 120
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --resume --max-steps 5000
+    """
+    from tqdm import tqdm
+
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    stops = {k: opts[k] for k in ("epochs", "max_steps", "time_budget") if opts[k] is not None}
+    if resume:
+        overrides = {**stops, **({"device": opts["device"]} if opts["device"] != "auto" else {})}
+        cfg = None
+    else:
+        for name in ("layers", "hidden"):
+            if opts[name] < 1:
+                raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
+        cfg, overrides = TrainConfig(**opts), None
+    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9)
+
+    def report(ev):
+        if ev["type"] == "step":
+            bar.n = int(1000 * min(ev["progress"], 1.0))
+            bar.set_postfix_str(
+                f"step {ev['step']} loss {ev['train_loss']:.3f} lr {ev['lr']:.2e} "
+                f"{ev['chars_per_s'] / 1e3:.1f}k chars/s"
+            )
+        else:
+            bar.write(f"step {ev['step']}: val loss {ev['val_loss']:.4f} nats/char (best {ev['best_val_loss']:.4f})")
+
+    try:
+        r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
+        sys.exit(130)
+    bar.close()
+    click.echo(
+        f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
+        f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
+        f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
+        f"-> {out}/best"
+    )
+
+
+def _parse_clamps(items) -> dict[str, float]:
+    clamps = {}
+    for item in items:
+        unit, sep, value = item.partition("=")
+        try:
+            clamps[unit] = float(value)
+        except ValueError:
+            raise RnnvizError(f"--clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got {item!r}") from None
+        if not sep:
+            raise RnnvizError(f"--clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got {item!r}")
+    return clamps
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--prime", default="", help="Text the model reads before generating.")
+@click.option("--length", type=int, default=500, show_default=True, help="Characters to generate.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None, help="Sample only from the K most likely characters.")
+@click.option("--seed", type=int, default=None, help="Make the output reproducible.")
+@click.option("--clamp", multiple=True, metavar="UNIT=VALUE", help="Hold a unit at a value, e.g. 1:c:42=1.0.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
+    """Generate text from a checkpoint (or a run directory: its best checkpoint).
+
+    \b
+    Example:
+      rnnviz sample runs/ts --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
+      rnnviz sample runs/ts --seed 1 --clamp 1:c:42=1.0
+    """
+    from .checkpoint import load_checkpoint
+    from .sampling import sample as run_sampling
+    from .train import pick_device
+
+    model = load_checkpoint(ckpt, pick_device(device))
+    text = run_sampling(model, length, prime, temperature, top_k, seed, _parse_clamps(clamp))
+    click.echo(prime + text)
+
+
+@main.command(name="eval")
+@click.argument("ckpt", type=click.Path())
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--split", "split_name", type=click.Choice(["all", "train", "val", "test"]), default="all",
+              show_default=True, help="Evaluate on this part of the 90/5/5 split.")
+@click.option("--streams", type=int, default=1, show_default=True,
+              help="Parallel pieces (1 = one exact pass with the state carried through the whole text).")
+@click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
+    """Cross-entropy of a checkpoint on TEXT, in nats/char and bits/char.
+
+    \b
+    Example:
+      rnnviz eval runs/ts ../shared/data/tiny_shakespeare.txt --split test --json
+    """
+    import math
+
+    from .checkpoint import load_checkpoint
+    from .data import read_text, split
+    from .train import evaluate, pick_device
+
+    if streams < 1:
+        raise RnnvizError("--streams must be >= 1")
+    model = load_checkpoint(ckpt, pick_device(device))
+    content = read_text(text)
+    part = content if split_name == "all" else split(content, split_name)
+    part = model.vocab.prepare(part, unknown)
+    nats = evaluate(model, model.vocab.encode(part), streams=streams)
+    result = {"checkpoint": model.meta["_dir"], "text": str(text), "split": split_name, "chars": len(part),
+              "streams": streams, "nats_per_char": nats, "bits_per_char": nats / math.log(2)}
+    if as_json:
+        _echo_json(result)
+    else:
+        bits = nats / math.log(2)
+        click.echo(f"{nats:.4f} nats/char = {bits:.4f} bits/char over {len(part)} characters ({split_name})")
+
+
 # --- end train, sample, eval ---
 
 # --- record (recorder) ---
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to create.")
+@click.option("--kinds", default=None, help="Comma-separated kinds (h,c,i,f,g,o; GRU h,r,z,n) or 'all'. "
+              "Default: h, and c for an LSTM.")
+@click.option("--layers", default=None, help="Comma-separated layers, e.g. 0,2. Default: all.")
+@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to record.")
+@click.option("--length", type=int, default=None, help="Characters to record (default: to the end).")
+@click.option("--burn-in", type=int, default=1000, show_default=True,
+              help="Characters each parallel stream reads before its part.")
+@click.option("--streams", type=int, default=None, help="Parallel streams (default: chosen from the length).")
+@click.option("--exact", is_flag=True, help="One sequential stream: no burn-in approximation.")
+@click.option("--topk", type=int, default=5, show_default=True, help="Next-character predictions kept per position.")
+@click.option("--unknown", default="error", show_default=True,
+              help="Characters outside the vocabulary: error, skip or replace:X.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Replace the store if it exists.")
+def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force):
+    """Record every cell of a checkpoint over TEXT into an activation store.
+
+    \b
+    Example:
+      rnnviz record sample_models/shakespeare-lstm-2x128 ../shared/data/war_and_peace.txt \\
+          --out stores/wp --start 3000000 --length 200000
+      rnnviz record runs/c mytext.c --out stores/c --kinds h,c,i,f,g,o --layers 0,2
+    """
+    import os
+
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .data import read_text
+    from .record import parse_kinds, parse_layers, resolve_device
+    from .record import record as run_record
+
+    if start < 0:
+        raise RnnvizError(f"--start must be >= 0, got {start}")
+    if length is not None and length < 1:
+        raise RnnvizError(f"--length must be >= 1, got {length}")
+    model = load_checkpoint(ckpt)
+    # Check the cheap options before reading a large text.
+    parse_kinds(kinds, model.config.cell)
+    parse_layers(layers, model.config.layers)
+    dev = resolve_device(device, model)
+    if os.path.exists(out) and not force:
+        raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    content = read_text(text)
+    if start >= len(content):
+        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
+    part = content[start : start + length if length is not None else None]
+    bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True)
+    last = [0]
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total  # fewer than len(part) when unknown characters are skipped
+        bar.update(done - last[0])
+        last[0] = done
+
+    try:
+        store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, streams=streams,
+                           exact=exact, start=start, topk=topk, unknown=unknown, device=dev, overwrite=force,
+                           progress=progress, source=str(text))
+    finally:
+        bar.close()
+    r = store.manifest["recorder"]
+    size = sum(f.stat().st_size for f in store.path.iterdir())
+    skipped = sum(r["unknown_chars"].values())
+    check = r.get("check_max_abs_error")
+    click.echo(
+        f"Recorded {store.length:,} chars x {len(store.units):,} units (layers {','.join(map(str, store.layers))}; "
+        f"kinds {','.join(store.kinds)}) into {out}: {size / 1e6:.1f} MB in {r['seconds']:.1f} s "
+        f"({r['chars_per_s']:,.0f} chars/s, {r['streams']} stream(s) on {r['device']})"
+        + (f"; {skipped} unknown char(s) handled by --unknown {unknown}" if skipped else "")
+        + (f"; kernel h vs recomputed gates max |diff| {check:.1e}" if check is not None else "")
+    )
+
 
 # --- end record ---
 
@@ -56,8 +297,87 @@ def _echo_json(obj) -> None:
 
 # --- export (HTML) ---
 
+
+@main.command("export")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--unit", "units", multiple=True, metavar="UNIT", help="A unit LAYER:KIND:INDEX (repeatable).")
+@click.option("--feature", help="Export the cells that best match this feature (as `rnnviz find` ranks them).")
+@click.option("--top", type=int, default=3, show_default=True, help="How many cells with --feature.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--start", type=int, default=0, show_default=True, help="First character of the window.")
+@click.option("--length", type=int, help="Characters in the window (default: to the end of the text).")
+def export_cmd(store, units, feature, top, out, start, length):
+    """Write a self-contained HTML page: the text coloured by each unit, values on hover.
+
+    One block per unit (blue-red for h and candidates, white-green for gates, c by its recorded
+    range). The page needs no network; open it from disk or share it.
+
+    \b
+    Example:
+      rnnviz export stores/wp --unit 2:c:417 --out quote_cell.html --start 1000 --length 5000
+      rnnviz export stores/c --feature in_if --top 3 --out if_cells.html
+    """
+    from .export import export_html, titles_from_cells
+    from .store import open_store
+
+    if bool(units) == bool(feature):
+        raise click.UsageError("give either --unit (one or more) or --feature")
+    st = open_store(store)
+    titles = None
+    if feature:
+        if top < 1:
+            raise RnnvizError(f"--top must be >= 1, got {top}")
+        from .discover import find_cells
+
+        cells = find_cells(st, feature, top=top)
+        if cells.empty:
+            raise RnnvizError(f"no cells found for feature {feature!r}")
+        units, titles = list(cells["unit"]), titles_from_cells(cells)
+    else:
+        units = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
+    page = export_html(st, units, out, start=start, length=length, titles=titles)
+    size = len(page.html.encode("utf-8"))
+    click.echo(
+        f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} chars "
+        f"({page.start:,}-{page.stop:,}), {size / 1e3:,.0f} kB"
+    )
+    for u in units:
+        click.echo(f"  {u}" + (f"  {titles[u]}" if titles and u in titles else ""))
+
+
 # --- end export ---
 
 # --- serve (dashboard) ---
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback exposes your stores to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
+def serve(stores, host, port):
+    """Explore STORES in the browser (the Dash dashboard): text coloured by a cell, ranked cells per
+    hypothesis, select-to-find, plots, sampling with a cell clamped.
+
+    \b
+    rnnviz serve stores/wp stores/linux          # then open http://127.0.0.1:8050
+    rnnviz serve stores/wp --port 8060
+
+    Only the stores named here can be opened from the browser. For a deployment use
+    gunicorn 'apps.dashboard:server' with RNNVIZ_STORES=stores/wp:stores/linux.
+    """
+    from .dashboard.app import create_app, is_loopback
+
+    app = create_app(list(stores))
+    if not is_loopback(host):
+        click.echo(
+            f"Warning: listening on {host}, not 127.0.0.1: anyone who can reach this machine on port {port} "
+            "can read these stores and run the model.",
+            err=True,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
+    app.run(host=host, port=port, debug=False)
+
 
 # --- end serve ---

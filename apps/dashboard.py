@@ -1,0 +1,63 @@
+"""The dashboard as a deployable app.
+
+    python apps/dashboard.py STORE [STORE ...] [--host 127.0.0.1] [--port 8050]
+    RNNVIZ_STORES=stores/wp:stores/c gunicorn 'apps.dashboard:server'
+
+``server`` (the Flask app behind Dash) is built on first access from ``RNNVIZ_STORES``, a
+colon-separated list of store directories: the only stores the browser can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from rnnviz.dashboard.app import create_app, is_loopback  # noqa: E402
+from rnnviz.errors import RnnvizError  # noqa: E402
+
+ENV = "RNNVIZ_STORES"
+
+
+def stores_from_env() -> list[str]:
+    """The store directories named by ``RNNVIZ_STORES`` (colon-separated); raises if unset or empty."""
+    paths = [p for p in os.environ.get(ENV, "").split(":") if p.strip()]
+    if not paths:
+        raise RnnvizError(f"set {ENV} to the store directories to serve, e.g. {ENV}=stores/wp:stores/c")
+    return paths
+
+
+def __getattr__(name: str):
+    # Built lazily so that importing this module (or running it as a script) needs no environment.
+    if name == "server":
+        global server
+        server = create_app(stores_from_env()).server
+        return server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the rnnviz dashboard over activation stores.")
+    parser.add_argument("stores", nargs="+", help="store directories (written by rnnviz record)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    args = parser.parse_args(argv)
+    try:
+        app = create_app(args.stores)
+    except RnnvizError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    if not is_loopback(args.host):
+        print(f"Warning: listening on {args.host}: anyone who can reach this machine can read these stores.",
+              file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

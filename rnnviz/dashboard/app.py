@@ -1,0 +1,58 @@
+"""The app factory: ``create_app(["stores/wp", "stores/c"])`` -> a ``dash.Dash`` ready to serve.
+
+The stores are opened once, here; the browser can reach only these (by index or name). The app reads
+the stores and, for sampling and gradient flow, their recorded checkpoints; it never records.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+from collections.abc import Sequence
+from pathlib import Path
+
+import dash
+
+from . import callbacks, layout
+from .saferegex import TIMEOUT
+from .state import WINDOW
+from .stores import StoreSet
+
+
+def create_app(
+    store_paths: Sequence[str | Path],
+    *,
+    window: int = WINDOW,
+    regex_timeout: float = TIMEOUT,
+    title: str | None = None,
+) -> dash.Dash:
+    """A Dash app over the given stores.
+
+    ``window``: characters per text window; ``regex_timeout``: seconds a user's regex may run.
+    Serve with ``app.run(host="127.0.0.1", port=8050)`` or give ``app.server`` to a WSGI server.
+    Raises :class:`~rnnviz.errors.RnnvizError` if a store cannot be opened.
+    """
+    stores = StoreSet(store_paths, regex_timeout=regex_timeout)
+    title = title or f"rnnviz · {', '.join(stores.names)}"
+    app = dash.Dash(
+        __name__,
+        title=title,
+        update_title=None,  # keep the tab's title steady while callbacks run
+        assets_folder=str(Path(__file__).with_name("no-assets")),  # everything is inline; read no folder
+        serve_locally=True,  # the JavaScript comes from the installed package: works offline
+    )
+    app.index_string = layout.index_string(html.escape(title))
+    app.layout = layout.build(stores)
+    callbacks.register(app, stores, window)
+    app.stores = stores  # for tests and tools: the StoreSet this app serves
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

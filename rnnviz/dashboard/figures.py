@@ -1,0 +1,134 @@
+"""Plotly figures of the dashboard, built from plain arrays and DataFrames (no store access here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .textview import shown
+
+FONT = dict(family="system-ui, sans-serif", size=12)
+MARGIN = dict(l=50, r=10, t=30, b=30)
+SAT_HOVER = "%{text}<br>left %{x:.3f} · right %{y:.3f}<extra></extra>"
+COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555"]
+
+
+def message_figure(text: str) -> go.Figure:
+    """An empty figure that says why there is nothing to plot."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=FONT)
+    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=160, margin=MARGIN, font=FONT)
+    return fig
+
+
+def trace_figure(
+    start: int,
+    text: str,
+    series: dict[str, np.ndarray],
+    loss: np.ndarray,
+    feature: tuple[str, np.ndarray] | None = None,
+) -> go.Figure:
+    """The window as curves over character position: the unit(s), the feature, the per-character loss.
+
+    ``series``: {unit: (n,) values}; ``loss``: (n,) nats (NaN where unknown); ``feature``: (name, (n,)).
+    """
+    rows = 2 + (feature is not None)
+    titles = ["activation"] + ([f"feature {feature[0]}"] if feature else []) + ["loss (nats)"]
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=titles,
+                        row_heights=[0.5] + [0.5 / (rows - 1)] * (rows - 1))
+    x = np.arange(start, start + len(text))
+    chars = [shown(c) for c in text]
+    hover = "#%{x} %{customdata}: %{y:.4g}<extra>%{fullData.name}</extra>"
+    for j, (name, v) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=x, y=np.asarray(v, np.float32), name=name, customdata=chars,
+                                 hovertemplate=hover, line=dict(width=1.2, color=COLOURS[j % len(COLOURS)])),
+                      row=1, col=1)
+    r = 2
+    if feature is not None:
+        fig.add_trace(go.Scatter(x=x, y=feature[1], name=feature[0], customdata=chars, hovertemplate=hover,
+                                 line=dict(width=1, color="#e66e00", shape="hv"), fill="tozeroy"), row=2, col=1)
+        r = 3
+    fig.add_trace(go.Bar(x=x, y=loss, name="loss", customdata=chars, hovertemplate=hover,
+                         marker_color="#777", marker_line_width=0), row=r, col=1)
+    fig.update_layout(height=140 + 90 * rows, margin=MARGIN, font=FONT, showlegend=len(series) > 1,
+                      legend=dict(orientation="h", y=1.08), bargap=0, hovermode="x unified")
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+def histogram_figure(unit: str, values: np.ndarray, feature: tuple[str, np.ndarray] | None, note: str) -> go.Figure:
+    """The distribution of ``unit``'s values, one overlaid histogram per feature value (or value range).
+
+    A feature with at most 6 distinct values gets one group per value; a numeric one, quartile groups.
+    ``note`` says which rows were used (e.g. a sample of the store).
+    """
+    fig = go.Figure()
+    v = np.asarray(values, np.float32)
+    if feature is None:
+        fig.add_trace(go.Histogram(x=v, name=unit, nbinsx=60, marker_color=COLOURS[1]))
+        title = f"{unit}: values ({note})"
+    else:
+        name, f = feature
+        f = np.nan_to_num(np.asarray(f, np.float32))
+        levels = np.unique(f)
+        if len(levels) <= 6:
+            groups = [(f"{name} = {lv:g}", f == lv) for lv in levels]
+        else:
+            edges = np.unique(np.quantile(f, [0, 0.25, 0.5, 0.75, 1.0]))
+            idx = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, len(edges) - 2)
+            groups = [(f"{name} in [{edges[g]:.3g}, {edges[g + 1]:.3g}]", idx == g) for g in range(len(edges) - 1)]
+        for j, (label, mask) in enumerate(groups):
+            if mask.any():
+                fig.add_trace(go.Histogram(x=v[mask], name=f"{label} (n={int(mask.sum()):,})", nbinsx=60,
+                                           histnorm="probability density", opacity=0.6,
+                                           marker_color=COLOURS[j % len(COLOURS)]))
+        title = f"{unit} by {name} ({note})"
+    fig.update_layout(barmode="overlay", height=300, margin=MARGIN, font=FONT, title=dict(text=title, font_size=12),
+                      legend=dict(orientation="h", y=-0.2), xaxis_title="value")
+    return fig
+
+
+def saturation_figure(df: pd.DataFrame, store_name: str) -> go.Figure:
+    """The paper's gate-saturation scatter: per gate unit, fraction of time left-saturated (< 0.1) on x
+    and right-saturated (> 0.9) on y; one panel per gate kind, colour = layer.
+
+    ``df``: columns ``unit, layer, kind, sat_lo, sat_hi`` (one row per gate unit).
+    """
+    if df.empty:
+        return message_figure(f"{store_name}: no gates recorded (record with --kinds including i,f,o or r,z)")
+    kinds = list(dict.fromkeys(df["kind"]))
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[f"{k} gate" for k in kinds], shared_yaxes=True)
+    for col, kind in enumerate(kinds, start=1):
+        part = df[df["kind"] == kind]
+        for j, layer in enumerate(sorted(part["layer"].unique())):
+            p = part[part["layer"] == layer]
+            fig.add_trace(go.Scatter(x=p["sat_lo"], y=p["sat_hi"], mode="markers", name=f"layer {layer}",
+                                     text=p["unit"], hovertemplate=SAT_HOVER,
+                                     marker=dict(size=5, opacity=0.7, color=COLOURS[j % len(COLOURS)]),
+                                     legendgroup=str(layer), showlegend=col == 1), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0, 1], y=[1, 0], mode="lines", line=dict(color="#bbb", width=1, dash="dot"),
+                                 hoverinfo="skip", showlegend=False), row=1, col=col)
+        fig.update_xaxes(range=[0, 1], title_text="fraction left-saturated", row=1, col=col)
+    fig.update_yaxes(range=[0, 1], title_text="fraction right-saturated", row=1, col=1)
+    title = dict(text=f"{store_name}: gate saturation", font_size=12)
+    fig.update_layout(height=330, margin=MARGIN, font=FONT, title=title)
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+def gradflow_figure(curves: list[tuple[str, pd.DataFrame]]) -> go.Figure:
+    """Gradient flow: mean |d loss_t / d h_(t-k)| against the lag k, one curve per store × layer
+    (log scale: how fast each cell type forgets). ``curves``: (label, DataFrame with lag, layer, grad)."""
+    fig = go.Figure()
+    j = 0
+    for label, df in curves:
+        for layer in sorted(df["layer"].unique()):
+            p = df[df["layer"] == layer].sort_values("lag")
+            fig.add_trace(go.Scatter(x=p["lag"], y=p["grad"], mode="lines", name=f"{label} · layer {layer}",
+                                     line=dict(color=COLOURS[j % len(COLOURS)], width=1.5)))
+            j += 1
+    fig.update_layout(height=330, margin=MARGIN, font=FONT, yaxis_type="log", xaxis_title="lag k (characters)",
+                      yaxis_title="mean |∂loss_t / ∂h_(t−k)|", title=dict(text="gradient flow", font_size=12))
+    return fig

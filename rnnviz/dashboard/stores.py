@@ -1,0 +1,120 @@
+"""The stores one dashboard may reach, fixed at start-up, and what is cached about them.
+
+The browser names a store by its index or its name in this list, never by a path, so no request can
+open another file. Features over a whole store (a few MB each), loaded checkpoints and slow analyses
+(gradient flow) are cached here, bounded, shared by every browser tab of the server process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RnnvizError
+from ..store import Store, open_store
+from .saferegex import TIMEOUT, regex_feature
+
+
+class _LRU:
+    """A small thread-safe least-recently-used cache: ``get(key, make)``; errors are not cached."""
+
+    def __init__(self, size: int):
+        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, make: Callable):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        value = make()  # outside the lock: a slow make must not block other keys
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return value
+
+
+def feature_names() -> list[str]:
+    """Names of the built-in hypothesis features, or [] while ``rnnviz.features`` is unavailable."""
+    try:
+        from ..features import FEATURES
+    except ImportError:
+        return []
+    return sorted(FEATURES)
+
+
+class StoreSet:
+    """An ordered, fixed list of opened stores with unique display names (the directory's name)."""
+
+    def __init__(self, paths: Sequence[str | Path], regex_timeout: float = TIMEOUT):
+        if not paths:
+            raise RnnvizError("give at least one store to serve")
+        self.stores: list[Store] = [open_store(p) for p in paths]
+        self.names: list[str] = []
+        for s in self.stores:
+            name, n = s.path.resolve().name or "store", 2
+            while name in self.names:  # two stores called "run" become "run" and "run-2"
+                name, n = f"{s.path.resolve().name}-{n}", n + 1
+            self.names.append(name)
+        self.regex_timeout = regex_timeout
+        self._features = _LRU(8)  # (T,) float32 each: 4 MB per feature on a 1M-character store
+        self._models = _LRU(4)
+        self._results = _LRU(32)
+
+    def __len__(self) -> int:
+        return len(self.stores)
+
+    def __getitem__(self, i: int) -> Store:
+        return self.stores[i]
+
+    def resolve(self, key) -> int | None:
+        """A store's index from its name or its index (as int or text); None if there is no such store."""
+        if key is None:
+            return None
+        key = str(key)
+        if key in self.names:
+            return self.names.index(key)
+        if key.isdigit() and int(key) < len(self.stores):
+            return int(key)
+        return None
+
+    def feature(self, i: int, spec: str) -> np.ndarray:
+        """Feature ``spec`` (a built-in name or ``re:PATTERN``) over store ``i``'s text: (T,) float32.
+
+        A user's regex runs time-limited in a child process (:mod:`.saferegex`).
+        """
+
+        def make() -> np.ndarray:
+            text = self.stores[i].text
+            if spec.startswith("re:"):
+                return regex_feature(spec[3:], text, timeout=self.regex_timeout)
+            try:
+                from ..features import FEATURES, compute_feature
+            except ImportError:
+                raise RnnvizError("the built-in features (rnnviz.features) are not available") from None
+            if spec not in FEATURES:
+                raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(sorted(FEATURES))}")
+            return np.asarray(compute_feature(spec, text), dtype=np.float32)
+
+        return self._features.get((i, spec), make)
+
+    def model(self, i: int):
+        """Store ``i``'s checkpoint loaded on the CPU (cached), or None when it is not reachable."""
+        path = self.stores[i].checkpoint_path
+        if path is None:
+            return None
+
+        def make():
+            from ..checkpoint import load_checkpoint
+
+            return load_checkpoint(path, device="cpu")
+
+        return self._models.get((i, str(path)), make)
+
+    def cached(self, key, make: Callable):
+        """Memoise a slow result (a ranking, a gradient-flow curve) under ``key``."""
+        return self._results.get(key, make)

@@ -1,0 +1,157 @@
+"""The text view: one window of the store's text, each character coloured by a unit.
+
+Colours are the HTML export's (:func:`rnnviz.export.colour_scale`, the same ``N_BINS`` steps as CSS
+classes ``d0..d32`` / ``s0..s32``), so a cell looks the same in the dashboard and in an exported page.
+A second unit shows as a bar over each character, a feature as a bar under it. Each character is its own
+``<span>`` whose ``title`` holds the value(s), the character's loss and the model's next-character
+guesses. Characters are Dash text children, so React escapes them: no text is ever parsed as HTML.
+
+Only the window's rows are read from the store (a few hundred kB on any store size).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from dash import html
+
+from ..export import KIND_NAMES, N_BINS, PALETTES, colour_scale
+from ..models import parse_unit
+
+TOP_SHOWN = 3  # next-character guesses in a tooltip
+FEATURE_STEPS = 4  # intensity steps of the feature bar
+
+
+def css() -> str:
+    """Style rules for the colour classes (background, the compare bar, the feature bar)."""
+    rules = []
+    for name, pal in PALETTES.items():
+        c = name[0]
+        for i, col in enumerate(pal):
+            rules.append(f".tv .{c}{i}{{background:{col}}}.tv .o{c}{i}{{border-top-color:{col}}}")
+    for j in range(1, FEATURE_STEPS + 1):
+        rules.append(f".tv .f{j}{{border-bottom-color:rgba(230,110,0,{j / FEATURE_STEPS:.2f})}}")
+    return "".join(rules)
+
+
+def visible(ch: str) -> str:
+    """How a character is drawn: a newline as ↵ then the line break, other control characters as their
+    Unicode control pictures (so each has a width to colour), everything else as itself."""
+    if ch == "\n":
+        return "\u21b5\n"
+    if ch == "\t":
+        return "\t"
+    o = ord(ch)
+    if o < 32:
+        return chr(0x2400 + o)
+    if o == 127:
+        return "\u2421"
+    return ch
+
+
+def shown(ch: str) -> str:
+    """A character named in a tooltip: whitespace and control characters as symbols."""
+    return {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5"}.get(ch) or visible(ch)
+
+
+def scale_for(store, unit: str):
+    """The export's colour scale of ``unit`` (cell states scaled by their recorded range)."""
+    _, kind, _ = parse_unit(unit)
+    return colour_scale(kind, store.stats.loc[unit] if kind == "c" else None)
+
+
+def feature_steps(values: np.ndarray, hi: float) -> np.ndarray:
+    """Feature values -> bar intensity 0..FEATURE_STEPS (0 = no bar); ``hi`` maps to the darkest."""
+    hi = hi if hi > 0 else 1.0
+    with np.errstate(invalid="ignore"):
+        s = np.ceil(np.clip(np.nan_to_num(values) / hi, 0, 1) * FEATURE_STEPS)
+    return s.astype(np.int8)
+
+
+def render(
+    store,
+    view: dict,
+    window: int,
+    feature: np.ndarray | None = None,
+) -> tuple[list, int, int]:
+    """The window's characters as Dash spans.
+
+    ``view``: a clean view (see :mod:`.state`); ``feature``: the view's feature over the whole store
+    ((T,) float32) or None. Returns (spans, start, stop).
+    """
+    start = view["start"]
+    stop = min(store.length, start + window)
+    units = [view["unit"]] + ([view["cmp"]] if view["cmp"] else [])
+    vals = store.window(start, stop, units).astype(np.float16)  # (n, U): only the window's rows
+    text = store.text[start:stop]
+    n = stop - start
+
+    classes = [[] for _ in range(n)]
+    main = scale_for(store, units[0])
+    for i, b in enumerate(main.bins(vals[:, 0]).tolist()):
+        classes[i].append(f"{main.name[0]}{b}" if b >= 0 else "nan")
+    if len(units) > 1:
+        other = scale_for(store, units[1])
+        for i, b in enumerate(other.bins(vals[:, 1]).tolist()):
+            classes[i].append(f"o{other.name[0]}{b}" if b >= 0 else "")
+    fvals = None
+    if feature is not None:
+        fvals = feature[start:stop]
+        hi = float(np.nanmax(feature)) if feature.size else 1.0
+        for i, s in enumerate(feature_steps(fvals, hi).tolist()):
+            if s:
+                classes[i].append(f"f{s}")
+    hl = view.get("hl")
+    if hl:
+        for t in range(max(hl[0], start), min(hl[1], stop)):
+            classes[t - start].append("hl")
+
+    # Tooltip lines: value(s); position, character and its loss (-log p(char | text before)); guesses.
+    # A float16 prints as the shortest text that reads back as the same float16 (what the store holds).
+    lines = [[f"{u} = {v!s}" for v in vals[:, j]] for j, u in enumerate(units)]
+    lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
+    loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp
+    ids, probs = store.topk
+    k = min(TOP_SHOWN, ids.shape[1])
+    chars = store.vocab.chars
+    guesses = None
+    if k:
+        gi = np.asarray(ids[start:stop, :k]).tolist()
+        gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int).tolist()
+        guesses = [
+            "next: " + "  ".join(f"{shown(chars[c])} {p}%" for c, p in zip(row, prow, strict=True) if c < len(chars))
+            for row, prow in zip(gi, gp, strict=True)
+        ]
+    spans = []
+    for i, ch in enumerate(text):
+        tip = [lines[j][i] for j in range(len(units))]
+        if fvals is not None:
+            tip.append(f"{view['feature']} = {fvals[i]:.3g}")
+        loss_i = loss[i]
+        tip.append(f"#{start + i} {shown(ch)}" + ("" if np.isnan(loss_i) else f"  loss {loss_i:.3g} nats"))
+        if guesses:
+            tip.append(guesses[i])
+        spans.append(html.Span(visible(ch), className=" ".join(classes[i]), title="\n".join(tip)))
+    return spans, start, stop
+
+
+def legend(store, unit: str) -> html.Div:
+    """A colour bar for ``unit``'s scale with its ends and the unit's whole-store statistics."""
+    layer, kind, index = parse_unit(unit)
+    scale = scale_for(store, unit)
+    c = scale.name[0]
+    row = store.stats.loc[unit]
+    return html.Div(
+        [
+            html.B(unit),
+            f" {KIND_NAMES.get(kind, kind)} · layer {layer} · unit {index}   {scale.lo:.3g} ",
+            html.Span([html.I(className=f"{c}{b}") for b in range(N_BINS)], className="bar"),
+            f" {scale.hi:.3g}   whole store: mean {row['mean']:.3g}, std {row['std']:.3g}, "
+            f"min {row['min']:.3g}, max {row['max']:.3g}",
+        ],
+        className="legend tv",
+    )
+
+
+def visible_line(s: str) -> str:
+    """Text on one line: whitespace and control characters as symbols (for snippets in tables)."""
+    return "".join(shown(c) for c in s)

@@ -1,0 +1,362 @@
+"""The recorder: every layer's h, c and gates for every character of a text, into a store.
+
+The activation at position t is the state after reading character t, from a zero state at text[0].
+
+Fast path (design.md, "recording speed"): the text is cut into B contiguous chunks of C characters,
+recorded side by side as B parallel streams. Stream b starts from the state it would have at
+position b·C, approximated by reading the ``burn_in`` characters before it from a zero state (the
+streams whose chunk starts within ``burn_in`` of the text's start get their exact state from one
+sequential pass instead). Inside a block of S steps, each layer runs torch's fused single-layer
+kernel (cuDNN on GPU) for h; the gates are recomputed from (x_t, h_{t-1}) in two batched matmuls
+for the whole block, and c follows from its elementwise recurrence c_t = f_t·c_{t-1} + i_t·g_t,
+restarted every block from the kernel's own final c. ``o·tanh(c)`` (LSTM) or ``(1-z)·n + z·h_{t-1}``
+(GRU) is compared with the kernel's h; the largest difference goes into the manifest.
+
+``exact=True`` records one sequential stream (no burn-in approximation).
+
+Memory is bounded: blocks of at most ~128 MB of float16 rows go to a writer thread that writes
+them into preallocated files while the next block is computed; per-unit statistics are folded in
+on the recording device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import RnnvizError
+from .models import KINDS, CharRNN
+from .store import Store, StoreWriter
+
+HOST_BLOCK_BYTES = 128 << 20  # float16 rows per block handed to the writer (x PENDING in flight)
+DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device
+MAX_STEPS = 512  # steps per block: longer blocks gain nothing and delay the progress bar
+STREAM_CAP = {"cuda": 256, "cpu": 64}  # enough streams to fill the matmuls; more only adds burn-in
+PENDING = 2  # blocks queued for the writer thread
+
+
+def parse_kinds(kinds: str | Iterable[str] | None, cell: str) -> list[str]:
+    """``None`` -> h (and c for an LSTM); ``"all"`` -> every kind of the cell; ``"h,c"`` or a list.
+
+    Returns the kinds in the cell's canonical order (h, c, then gates); raises on a kind the cell lacks.
+    """
+    known = KINDS[cell]
+    if kinds is None:
+        return [k for k in known if k in ("h", "c")]
+    if isinstance(kinds, str):
+        kinds = known if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+    kinds = list(kinds)
+    bad = [k for k in kinds if k not in known]
+    if bad:
+        raise RnnvizError(f"a {cell} has no kind {bad[0]!r} (it has {', '.join(known)})")
+    if not kinds:
+        raise RnnvizError("no kinds to record")
+    return [k for k in known if k in kinds]
+
+
+def parse_layers(layers: str | Iterable[int] | None, n_layers: int) -> list[int]:
+    """``None`` -> every layer; ``"0,2"`` or a list of ints, checked against the model."""
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, str):
+        try:
+            layers = [int(x) for x in layers.split(",") if x.strip()]
+        except ValueError:
+            raise RnnvizError(f"layers must be comma-separated integers, got {layers!r}") from None
+    layers = sorted(set(int(l) for l in layers))
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise RnnvizError(f"layer {bad[0]} does not exist: the model has {n_layers} layer(s), 0..{n_layers - 1}")
+    if not layers:
+        raise RnnvizError("no layers to record")
+    return layers
+
+
+def resolve_device(device: str | torch.device | None, model: CharRNN) -> torch.device:
+    """None -> the model's device; "auto" -> CUDA when available, else CPU."""
+    if device is None:
+        return model.device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RnnvizError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RnnvizError("device cuda asked for, but CUDA is not available on this machine")
+    return dev
+
+
+class _Layer:
+    """One recurrent layer on the recording device: a fused single-layer module that gives h for every
+    step, and the same weights transposed for recomputing the gates in batched matmuls."""
+
+    def __init__(self, model: CharRNN, layer: int, device: torch.device):
+        cfg = model.config
+        w_ih, w_hh, b_ih, b_hh = (w.detach().to(device, torch.float32) for w in model.layer_weights(layer))
+        kw = {"nonlinearity": "tanh"} if cfg.cell == "rnn" else {}
+        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cfg.cell]
+        self.fused = cls(w_ih.shape[1], cfg.hidden, 1, batch_first=True, **kw).to(device).eval()
+        with torch.no_grad():
+            names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            for name, w in zip(names, (w_ih, w_hh, b_ih, b_hh), strict=True):
+                getattr(self.fused, name).copy_(w)
+        self.fused.requires_grad_(False)
+        self.fused.flatten_parameters()
+        self.cell, self.layer, self.vocab_size = cfg.cell, layer, cfg.vocab_size
+        self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (H, G·H)
+        self.b_ih, self.b_hh = b_ih, b_hh
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        """Layer 0 takes ids (B, S) as one-hot (B, S, V); deeper layers take (B, S, H) as they are."""
+        return F.one_hot(x, self.vocab_size).float() if self.layer == 0 else x
+
+    def run(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, gates: bool):
+        """x: ids (B, S) for layer 0, else (B, S, H); h0, c0: (B, H).
+
+        Returns out h (B, S, H), final (h, c), {kind: (B, S, H)} and the max |h_kernel - h_recomputed|
+        (a 0-dim tensor, or None when ``gates`` is false and nothing was recomputed).
+        """
+        lstm = self.cell == "lstm"
+        out, st = self.fused(self.input(x), (h0[None], c0[None]) if lstm else h0[None])
+        hT, cT = (st[0][0], st[1][0]) if lstm else (st[0], None)
+        if not gates or self.cell == "rnn":
+            return out, (hT, cT), {"h": out}, None
+        B, S, H = out.shape
+        h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, H): the h each step read
+        if self.layer == 0:
+            xp = self.w_ih_t[x] + self.b_ih  # one-hot input: the matmul is a row lookup
+        else:
+            xp = torch.addmm(self.b_ih, x.reshape(B * S, -1), self.w_ih_t).view(B, S, -1)
+        hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, H), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
+        if lstm:
+            i, f, g, o = xp.add_(hp).chunk(4, -1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            u = i * g
+            c = torch.empty_like(u)
+            prev = c0
+            for t in range(S):  # the cheap elementwise recurrence; the matmuls are all done above
+                prev = c[:, t] = torch.addcmul(u[:, t], f[:, t], prev)
+            err = (o * torch.tanh(c) - out).abs().amax()
+            return out, (hT, cT), {"h": out, "c": c, "i": i, "f": f, "g": g, "o": o}, err
+        ir, iz, in_ = xp.chunk(3, -1)
+        hr, hz, hn = hp.chunk(3, -1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(in_ + r * hn)
+        err = ((1 - z) * n + z * h_prev - out).abs().amax()
+        return out, (hT, cT), {"h": out, "r": r, "z": z, "n": n}, err
+
+
+def _advance(layers: list[_Layer], ids: torch.Tensor, h, c, steps: int):
+    """Run ids (B, N) through every layer, ``steps`` at a time, recording nothing; returns (h, c) (L, B, H)."""
+    h, c = h.clone(), (c.clone() if c is not None else None)
+    for s0 in range(0, ids.shape[1], steps):
+        inp = ids[:, s0 : s0 + steps]
+        for l, layer in enumerate(layers):
+            inp, (h[l], cl), _, _ = layer.run(inp, h[l], None if c is None else c[l], gates=False)
+            if c is not None:
+                c[l] = cl
+    return h, c
+
+
+def _warm_start(layers, ids, B, C, burn_in, h, c, steps):
+    """Initial states of streams 1..B-1 (stream b starts at text position b·C)."""
+    full = [b for b in range(1, B) if b * C >= burn_in]
+    short = [b for b in range(1, B) if b * C < burn_in]
+    if burn_in > 0 and full:
+        starts = torch.tensor([b * C - burn_in for b in full], device=ids.device)
+        seq = ids[starts[:, None] + torch.arange(burn_in, device=ids.device)]  # (n, burn_in)
+        zero = torch.zeros_like(h[:, : len(full)])
+        hb, cb = _advance(layers, seq, zero, None if c is None else zero.clone(), steps)
+        h[:, full] = hb
+        if c is not None:
+            c[:, full] = cb
+    if short:  # these chunks start so near the beginning that their exact state is cheap: one pass
+        hs, cs = torch.zeros_like(h[:, :1]), (None if c is None else torch.zeros_like(c[:, :1]))
+        for k in range(1, max(short) + 1):
+            hs, cs = _advance(layers, ids[None, (k - 1) * C : k * C], hs, cs, steps)
+            h[:, k] = hs[:, 0]
+            if c is not None:
+                c[:, k] = cs[:, 0]
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    if t.device.type != "cuda":
+        return t
+    dst = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return dst.copy_(t, non_blocking=True)
+
+
+def record(
+    model: CharRNN,
+    text: str,
+    out: str | Path,
+    kinds: str | Iterable[str] | None = None,
+    layers: str | Iterable[int] | None = None,
+    burn_in: int = 1000,
+    streams: int | None = None,
+    exact: bool = False,
+    start: int = 0,
+    topk: int = 5,
+    unknown: str = "error",
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    source: str | None = None,
+) -> Store:
+    """Record ``kinds`` of ``layers`` for every character of ``text`` into the store directory ``out``.
+
+    kinds: None (h, and c for an LSTM), "all", "h,c,i" or a list. layers: None (all) or e.g. [0, 2].
+    burn_in: characters each parallel stream reads before its chunk. streams: parallel streams
+    (None: as many as the text and device make worthwhile). exact: one sequential stream.
+    start / source: where ``text`` comes from, recorded in the manifest. topk: next-char predictions
+    kept per position. unknown: "error", "skip" or "replace:X" for characters outside the vocabulary.
+    device: None (the model's), "auto", "cpu", "cuda". progress: called as progress(chars_done, total).
+    Returns the opened :class:`Store`. Nothing appears at ``out`` unless the whole recording succeeds.
+    """
+    cfg, vocab = model.config, model.vocab
+    kinds = parse_kinds(kinds, cfg.cell)
+    layers = parse_layers(layers, cfg.layers)
+    if not isinstance(burn_in, int) or burn_in < 0:
+        raise RnnvizError(f"burn-in must be a whole number >= 0, got {burn_in!r}")
+    if streams is not None and (not isinstance(streams, int) or streams < 1):
+        raise RnnvizError(f"streams must be a whole number >= 1, got {streams!r}")
+    if not 0 <= topk <= cfg.vocab_size:
+        raise RnnvizError(f"topk must be from 0 to the vocabulary size {cfg.vocab_size}, got {topk}")
+    if not text:
+        raise RnnvizError("nothing to record: the text is empty")
+    bad = vocab.unknown_chars(text)
+    text = vocab.prepare(text, unknown)
+    if not text:
+        raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
+    dev = resolve_device(device, model)
+
+    T, L, H, V = len(text), cfg.layers, cfg.hidden, cfg.vocab_size
+    if exact:
+        B = 1
+    else:
+        worth = T // (4 * burn_in) if burn_in else T  # keep burn-in work under ~25% of the total
+        B = max(1, min(streams or min(STREAM_CAP.get(dev.type, 64), worth), T))
+    C = math.ceil(T / B)
+    B = math.ceil(T / C)  # no empty streams
+    units = len(layers) * len(kinds) * H
+    host_row = units * 2 + 4 + topk * 4
+    dev_row = (L * 10 * H + 3 * V) * 4
+    rows = max(1, min(HOST_BLOCK_BYTES // host_row, DEVICE_BLOCK_BYTES // dev_row))
+    S = max(1, min(MAX_STEPS, C, rows // B))
+
+    meta = getattr(model, "meta", None) or {}
+    checkpoint = (
+        {"path": str(Path(meta["_dir"]).resolve()), "sha256": meta.get("weights_sha256")} if meta.get("_dir") else None
+    )
+    settings = {
+        "source": source,
+        "start": start,
+        "length": T,
+        "unknown": unknown,
+        "unknown_chars": {ch: n for ch, (n, _) in bad.items()},
+        "exact": exact,
+        "streams": B,
+        "chunk": C,
+        "burn_in": burn_in if B > 1 else 0,
+        "block_steps": S,
+        "device": str(dev),
+        "torch": torch.__version__,
+    }
+    writer = StoreWriter(
+        out, text, layers=layers, kinds=kinds, model_config=cfg, vocab=vocab, topk=topk,
+        checkpoint=checkpoint, recorder=settings, overwrite=overwrite,
+    )
+    t0 = time.perf_counter()
+    # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
+    with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
+            max_err = _record_blocks(model, text, writer, pool, layers, kinds, topk, B, C, S, burn_in, dev, progress)
+        seconds = time.perf_counter() - t0
+        writer.recorder.update(
+            check_max_abs_error=max_err, seconds=round(seconds, 3), chars_per_s=round(T / max(seconds, 1e-9))
+        )
+    return writer.store
+
+
+def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in, dev, progress):
+    cfg = model.config
+    T, L, H = len(text), cfg.layers, cfg.hidden
+    ids = torch.from_numpy(model.vocab.encode(text)).to(dev)
+    pad = B * C - T
+    x = F.pad(ids, (0, pad)).view(B, C)  # stream b reads text[b·C : (b+1)·C]
+    nxt = F.pad(ids[1:], (0, pad + 1)).view(B, C)  # the character each position predicts
+    pos = torch.arange(B * C, device=dev).view(B, C)
+    net = [_Layer(model, l, dev) for l in range(L)]
+    head_w, head_b = (p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias))
+    h = torch.zeros(L, B, H, device=dev)
+    c = torch.zeros(L, B, H, device=dev) if cfg.cell == "lstm" else None
+    _warm_start(net, ids, B, C, burn_in, h, c, S)
+
+    max_err = None
+    gates = set(kinds) != {"h"}
+    pending: deque = deque()
+    done = 0
+    for s0 in range(0, C, S):
+        xb = x[:, s0 : s0 + S]
+        inp, recs = xb, {}
+        for l, layer in enumerate(net):
+            inp, (h[l], cl), rec, err = layer.run(inp, h[l], None if c is None else c[l], gates and l in layers)
+            if c is not None:
+                c[l] = cl
+            if err is not None:
+                max_err = err if max_err is None else torch.maximum(max_err, err)
+            if l in layers:
+                recs.update({(l, k): rec[k].half() for k in kinds})
+        logp = F.linear(inp, head_w, head_b).log_softmax(-1)  # (B, S, V)
+        p = pos[:, s0 : s0 + S]
+        lp = logp.gather(-1, nxt[:, s0 : s0 + S, None])[..., 0]
+        lp = torch.where(p == T - 1, torch.nan, lp)  # the last character predicts nothing
+        top_p, top_i = logp.topk(K, -1) if K else (None, None)
+        n = xb.shape[1]
+        counts = [max(0, min(n, T - (b * C + s0))) for b in range(B)]  # rows of each stream inside the text
+        if sum(counts) == B * n:
+            writer.observe({key: v.reshape(-1, H) for key, v in recs.items()})
+        else:  # the padded tail of the last stream
+            valid = p < T
+            writer.observe({key: v[valid] for key, v in recs.items()})
+        host = {key: _to_host(v) for key, v in recs.items()}
+        lp_h = _to_host(lp)
+        top_h = (_to_host(top_i.int()), _to_host(top_p.exp().half())) if K else (None, None)
+        event = None
+        if dev.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+        pending.append(pool.submit(_write_block, writer, event, host, lp_h, top_h, counts, C, s0))
+        while len(pending) > PENDING:
+            pending.popleft().result()  # also re-raises a failed write (a full disk)
+        done += sum(counts)
+        if progress is not None:
+            progress(done, T)
+    while pending:
+        pending.popleft().result()
+    return None if max_err is None else float(max_err)
+
+
+def _write_block(writer: StoreWriter, event, host, lp, top, counts, C, s0) -> None:
+    """Writer thread: each stream's rows of the block go to rows b·C + s0 onward."""
+    if event is not None:
+        event.synchronize()
+    ids, probs = top
+    for b, n in enumerate(counts):
+        if n:
+            writer.write(
+                b * C + s0,
+                {key: v[b, :n] for key, v in host.items()},
+                logprob=lp[b, :n],
+                topk_ids=None if ids is None else ids[b, :n],
+                topk_p=None if probs is None else probs[b, :n],
+            )

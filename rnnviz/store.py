@@ -1,0 +1,508 @@
+"""The activation store: a directory of memory-mapped float16 arrays, one per recorded layer × kind.
+
+Layout (see docs/architecture.md)::
+
+    manifest.json          format, version, length T, cell, hidden H, layers, kinds, model, vocab, ...
+    text.txt               the recorded text, UTF-8, exactly T characters
+    L{layer}.{kind}.f16    (T, H) little-endian float16, C order; row t = state after reading char t
+    logprob.f32            (T,) float32 log p(text[t+1] | text[:t+1]) in nats, NaN at t = T-1
+    topk_ids.u16           (T, K) uint16 and topk_p.f16 (T, K) float16: top-K next-char predictions
+    stats.json             per unit: mean std min max sat_lo (fraction < 0.1) sat_hi (fraction > 0.9)
+
+Nothing is ever loaded whole: readers slice the memmaps, and the summary statistics are computed
+while writing so that views need not scan the store. A store is written into a temp directory that
+is renamed into place, so it appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import ExitStack
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import RnnvizError
+from .fsutil import atomic_dir, recover_dir, write_json
+from .models import KINDS, ModelConfig, parse_unit, unit_names
+from .vocab import Vocab
+
+FORMAT = "rnnviz-store"
+VERSION = 1
+MANIFEST, TEXT, STATS = "manifest.json", "text.txt", "stats.json"
+LOGPROB, TOPK_IDS, TOPK_P = "logprob.f32", "topk_ids.u16", "topk_p.f16"
+STAT_COLUMNS = ("mean", "std", "min", "max", "sat_lo", "sat_hi")
+SAT_LO, SAT_HI = 0.1, 0.9  # gate saturation thresholds of the paper (left / right saturated)
+
+
+def array_name(layer: int, kind: str) -> str:
+    return f"L{layer}.{kind}.f16"
+
+
+class Store:
+    """Read side of a store. Open with :func:`open_store`; every array is a read-only memmap."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        recover_dir(self.path)
+        if not self.path.is_dir():
+            raise RnnvizError(f"{self.path}: no such store directory")
+        mpath = self.path / MANIFEST
+        if not mpath.exists():
+            raise RnnvizError(f"{self.path}: not an rnnviz store ({MANIFEST} missing)")
+        try:
+            m = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RnnvizError(f"{mpath}: not valid JSON ({e})") from None
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            raise RnnvizError(f"{mpath}: not an rnnviz store manifest")
+        if m.get("version") != VERSION:
+            raise RnnvizError(f"{mpath}: store version {m.get('version')!r}, this rnnviz reads {VERSION}")
+        try:
+            self.length: int = int(m["length"])
+            self.hidden: int = int(m["hidden"])
+            self.cell: str = str(m["cell"])
+            self.layers: list[int] = [int(x) for x in m["layers"]]
+            self.kinds: list[str] = [str(x) for x in m["kinds"]]
+            self.k: int = int(m.get("topk") or 0)
+            self.vocab = Vocab.from_json(m["vocab"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RnnvizError(f"{mpath}: manifest field missing or malformed ({e})") from None
+        self.manifest: dict = m
+        T, H, K = self.length, self.hidden, self.k
+        expected = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
+        expected[TEXT] = None  # checked below by character count
+        if m.get("has_logprob", True):
+            expected[LOGPROB] = T * 4
+        if K:
+            expected.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
+        for name, size in expected.items():
+            f = self.path / name
+            if not f.exists():
+                raise RnnvizError(f"{self.path}: store is incomplete ({name} missing)")
+            if size is not None and f.stat().st_size != size:
+                raise RnnvizError(
+                    f"{f}: {f.stat().st_size} bytes, expected {size} for the manifest's shape (corrupt store)"
+                )
+        try:
+            self.text: str = (self.path / TEXT).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise RnnvizError(f"{self.path / TEXT}: not valid UTF-8 (corrupt store)") from None
+        if len(self.text) != T:
+            raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {T}")
+        self._maps: dict[tuple[int, str], np.memmap] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Store({str(self.path)!r}, length={self.length}, cell={self.cell!r}, layers={self.layers}, "
+            f"kinds={self.kinds}, hidden={self.hidden})"
+        )
+
+    def __len__(self) -> int:
+        return self.length
+
+    @cached_property
+    def units(self) -> list[str]:
+        """Every recorded unit name, ordered by layer, kind (manifest order), index."""
+        return unit_names(self.layers, self.kinds, self.hidden)
+
+    def array(self, layer: int, kind: str) -> np.memmap:
+        """The (T, H) float16 memmap of one layer × kind (read-only, never loaded whole)."""
+        key = (int(layer), kind)
+        if key not in self._maps:
+            if key[0] not in self.layers or kind not in self.kinds:
+                raise RnnvizError(
+                    f"layer {layer} kind {kind!r} is not in this store "
+                    f"(layers {_join(self.layers)}; kinds {_join(self.kinds)})"
+                )
+            self._maps[key] = np.memmap(
+                self.path / array_name(*key), dtype="<f2", mode="r", shape=(self.length, self.hidden)
+            )
+        return self._maps[key]
+
+    def _locate(self, name: str) -> tuple[int, str, int]:
+        layer, kind, index = parse_unit(name)
+        if layer not in self.layers or kind not in self.kinds or index >= self.hidden:
+            raise RnnvizError(
+                f"unit {name!r} is not in this store (layers {_join(self.layers)}; kinds {_join(self.kinds)}; "
+                f"indices 0..{self.hidden - 1})"
+            )
+        return layer, kind, index
+
+    def unit(self, name: str) -> np.ndarray:
+        """One unit over the whole text: (T,) float16, e.g. ``store.unit("1:c:17")``."""
+        layer, kind, index = self._locate(name)
+        return np.ascontiguousarray(self.array(layer, kind)[:, index])
+
+    def window(self, start: int, stop: int, units: list[str] | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the text, like a slice) of the given units (default all).
+
+        Returns (stop - start, U) float32, columns in the order of ``units`` (or :attr:`units`).
+        """
+        if start < 0 or stop < 0:
+            raise RnnvizError(f"window bounds must be >= 0, got {start}:{stop}")
+        stop = min(int(stop), self.length)
+        start = min(int(start), stop)
+        if units is None:
+            parts = [self.array(l, k)[start:stop] for l in self.layers for k in self.kinds]
+            return np.concatenate(parts, axis=1, dtype=np.float32)
+        out = np.empty((stop - start, len(units)), dtype=np.float32)
+        groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+        for col, name in enumerate(units):
+            layer, kind, index = self._locate(name)
+            cols, idx = groups.setdefault((layer, kind), ([], []))
+            cols.append(col)
+            idx.append(index)
+        for (layer, kind), (cols, idx) in groups.items():
+            # One contiguous row slice per array, then the columns: a window reads only its own pages.
+            out[:, cols] = self.array(layer, kind)[start:stop][:, idx]
+        return out
+
+    def iter_blocks(self, rows: int = 65536, units: list[str] | None = None):
+        """Yield ``(start, stop, (stop - start, U) float32)`` over the whole text, ``rows`` at a time."""
+        if rows < 1:
+            raise RnnvizError(f"rows must be >= 1, got {rows}")
+        for start in range(0, self.length, rows):
+            stop = min(start + rows, self.length)
+            yield start, stop, self.window(start, stop, units)
+
+    @cached_property
+    def logprob(self) -> np.ndarray:
+        """(T,) float32 memmap: log-probability (nats) the model gave the actual next character.
+
+        NaN at the last position; all NaN if the store was written without it.
+        """
+        if not self.manifest.get("has_logprob", True):
+            return np.full(self.length, np.nan, dtype=np.float32)
+        return np.memmap(self.path / LOGPROB, dtype="<f4", mode="r", shape=(self.length,))
+
+    @cached_property
+    def topk(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (T, K) uint16, probs (T, K) float16): the model's K most likely next characters, best first."""
+        T, K = self.length, self.k
+        if not K:
+            return np.zeros((T, 0), dtype=np.uint16), np.zeros((T, 0), dtype=np.float16)
+        ids = np.memmap(self.path / TOPK_IDS, dtype="<u2", mode="r", shape=(T, K))
+        probs = np.memmap(self.path / TOPK_P, dtype="<f2", mode="r", shape=(T, K))
+        return ids, probs
+
+    @cached_property
+    def stats(self):
+        """pandas.DataFrame indexed by unit: mean std min max sat_lo sat_hi (over the whole text)."""
+        import pandas as pd
+
+        path = self.path / STATS
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            df = pd.DataFrame({c: d[c] for c in STAT_COLUMNS}, index=pd.Index(d["unit"], name="unit"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RnnvizError(f"{path}: missing or malformed ({e})") from None
+        return df.astype("float64")
+
+    @cached_property
+    def checkpoint_path(self) -> Path | None:
+        """The recorded checkpoint's directory if it still exists with the same weights, else None."""
+        from .checkpoint import WEIGHTS, sha256_file
+
+        ck = self.manifest.get("checkpoint") or {}
+        if not ck.get("path"):
+            return None
+        path = Path(ck["path"])
+        weights = path / WEIGHTS
+        if not weights.is_file():
+            return None
+        if ck.get("sha256") and sha256_file(weights) != ck["sha256"]:
+            return None
+        return path
+
+
+def open_store(path: str | Path) -> Store:
+    """Open a store directory, checking the manifest against the files' sizes."""
+    return Store(path)
+
+
+def _join(xs) -> str:
+    return ",".join(map(str, xs))
+
+
+class RunningStats:
+    """Per-unit mean, std, min, max and saturation counts over row blocks (Chan's parallel merge).
+
+    Blocks are torch tensors on any device, so the statistics of a GPU recording are computed on the
+    GPU; the accumulators are float64.
+    """
+
+    def __init__(self, hidden: int):
+        self.n, self.hidden = 0, hidden
+        self.acc: dict[str, torch.Tensor] | None = None  # created on the first block's device
+
+    def update(self, block: torch.Tensor) -> None:
+        """block: (n, H) values as stored (float16); any device. No host sync on a GPU."""
+        n = block.shape[0]
+        if n == 0:
+            return
+        x = block.float()
+        mean = x.mean(0)
+        m2 = ((x - mean) ** 2).sum(0)
+        f64 = torch.float64
+        if self.acc is None:
+            z = torch.zeros(self.hidden, dtype=f64, device=x.device)
+            self.acc = {"mean": z, "m2": z.clone(), "min": z + float("inf"), "max": z - float("inf"),
+                        "lo": z.clone(), "hi": z.clone()}
+        a = self.acc
+        tot = self.n + n
+        delta = mean.to(f64) - a["mean"]
+        a["mean"] += delta * (n / tot)
+        a["m2"] += m2.to(f64) + delta**2 * (self.n * n / tot)
+        self.n = tot
+        a["min"] = torch.minimum(a["min"], x.amin(0).to(f64))
+        a["max"] = torch.maximum(a["max"], x.amax(0).to(f64))
+        a["lo"] += (x < SAT_LO).sum(0).to(f64)
+        a["hi"] += (x > SAT_HI).sum(0).to(f64)
+
+    def columns(self) -> dict[str, list[float]]:
+        if self.acc is None:
+            return {c: [float("nan")] * self.hidden for c in STAT_COLUMNS}
+        a = {k: v.cpu() for k, v in self.acc.items()}
+        cols = {
+            "mean": a["mean"],
+            "std": (a["m2"] / self.n).sqrt(),
+            "min": a["min"],
+            "max": a["max"],
+            "sat_lo": a["lo"] / self.n,
+            "sat_hi": a["hi"] / self.n,
+        }
+        return {k: v.tolist() for k, v in cols.items()}
+
+
+def _as_tensor(a) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _bytes(a, dtype: np.dtype) -> memoryview:
+    """A CPU tensor / array -> its little-endian bytes in ``dtype`` (no copy when already right)."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return memoryview(np.ascontiguousarray(a, dtype=dtype)).cast("B")
+
+
+class StoreWriter:
+    """Streaming write side: preallocated files filled by row ranges, committed atomically.
+
+    >>> with StoreWriter(path, text, layers=[0], kinds=["h"], model_config=cfg, vocab=v) as w:
+    ...     w.observe({(0, "h"): block})              # statistics (any device)
+    ...     w.write(0, {(0, "h"): block}, logprob=lp)  # bytes at rows 0..len(block)
+    >>> w.store                                       # the opened Store, once the block has exited
+
+    :meth:`write` is thread-safe (positional writes), so a recorder can hand blocks to a writer thread
+    while it computes the next one. On leaving the block without error the writer checks that every
+    row was written, writes ``text.txt``, ``stats.json`` and ``manifest.json`` and renames the temp
+    directory into place; on any error (full disk, Ctrl-C) the temp directory is removed.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        text: str,
+        *,
+        layers: list[int],
+        kinds: list[str],
+        model_config: ModelConfig | dict,
+        vocab: Vocab | list[str],
+        topk: int = 0,
+        has_logprob: bool = True,
+        checkpoint: dict | None = None,
+        recorder: dict | None = None,
+        overwrite: bool = False,
+    ):
+        self.path = Path(path)
+        self.config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
+        self.vocab = vocab if isinstance(vocab, Vocab) else Vocab.from_json(vocab)
+        if not text:
+            raise RnnvizError("nothing to record: the text is empty")
+        self.text, self.length, self.hidden = text, len(text), self.config.hidden
+        self.layers = sorted({int(l) for l in layers})
+        known = KINDS[self.config.cell]
+        bad = [k for k in kinds if k not in known]
+        if bad:
+            raise RnnvizError(f"a {self.config.cell} has no kind {bad[0]!r} (it has {', '.join(known)})")
+        if not self.layers or not kinds:
+            raise RnnvizError("a store needs at least one layer and one kind")
+        bad_layers = [l for l in self.layers if not 0 <= l < self.config.layers]
+        if bad_layers:
+            raise RnnvizError(
+                f"layer {bad_layers[0]} does not exist: the model has {self.config.layers} layer(s), "
+                f"0..{self.config.layers - 1}"
+            )
+        self.kinds = [k for k in known if k in kinds]  # canonical order: h, c, then gates
+        if not 0 <= topk <= len(self.vocab):
+            raise RnnvizError(f"topk must be from 0 to the vocabulary size {len(self.vocab)}, got {topk}")
+        self.topk, self.has_logprob = int(topk), has_logprob
+        self.checkpoint = checkpoint
+        self.recorder = dict(recorder or {})  # the caller may add to it until the block exits
+        self.overwrite = overwrite
+        self.stats = {(l, k): RunningStats(self.hidden) for l in self.layers for k in self.kinds}
+        self.rows_written = 0
+        self.bytes_written = 0
+        self.store: Store | None = None
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+        self._fds: dict[str, int] = {}
+
+    def __enter__(self) -> StoreWriter:
+        with ExitStack() as stack:
+            self.tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
+            T, H, K = self.length, self.hidden, self.topk
+            sizes = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
+            if self.has_logprob:
+                sizes[LOGPROB] = T * 4
+            if K:
+                sizes.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
+            for name, size in sizes.items():
+                fd = os.open(self.tmp / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                self._fds[name] = fd
+                stack.callback(os.close, fd)
+                os.ftruncate(fd, size)
+            self._stack = stack.pop_all()
+        return self
+
+    def observe(self, arrays: dict[tuple[int, str], object]) -> None:
+        """Fold blocks {(layer, kind): (n, H) float16 values} into the per-unit statistics."""
+        for key, a in arrays.items():
+            self.stats[key].update(_as_tensor(a))
+
+    def write(
+        self,
+        start: int,
+        arrays: dict[tuple[int, str], object],
+        logprob=None,
+        topk_ids=None,
+        topk_p=None,
+    ) -> None:
+        """Write rows ``start:start+n`` of every array: {(layer, kind): (n, H)} (CPU array or tensor),
+        logprob (n,) nats, topk_ids / topk_p (n, K). Every recorded key must be given."""
+        n = None
+        for key in self.stats:
+            if key not in arrays:
+                raise RnnvizError(f"block for layer {key[0]} kind {key[1]!r} is missing")
+            a = arrays[key]
+            if n is None:
+                n = a.shape[0]
+            if tuple(a.shape) != (n, self.hidden):
+                raise RnnvizError(f"block for {key} has shape {tuple(a.shape)}, expected ({n}, {self.hidden})")
+        if start < 0 or start + n > self.length:
+            raise RnnvizError(f"rows {start}:{start + n} fall outside the text (length {self.length})")
+        for (l, k), a in arrays.items():
+            self._pwrite(array_name(l, k), _bytes(a, np.dtype("<f2")), start * self.hidden * 2)
+        if self.has_logprob and logprob is not None:
+            self._pwrite(LOGPROB, _bytes(logprob, np.dtype("<f4")), start * 4)
+        if self.topk and topk_ids is not None:
+            self._pwrite(TOPK_IDS, _bytes(topk_ids, np.dtype("<u2")), start * self.topk * 2)
+            self._pwrite(TOPK_P, _bytes(topk_p, np.dtype("<f2")), start * self.topk * 2)
+        with self._lock:
+            self.rows_written += n
+
+    def _pwrite(self, name: str, data: memoryview, offset: int) -> None:
+        fd = self._fds[name]
+        while data:  # pwrite may write less than asked (signals, huge buffers)
+            done = os.pwrite(fd, data, offset)
+            data, offset = data[done:], offset + done
+            with self._lock:
+                self.bytes_written += done
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, ExitStack()  # closes the files, then commits or removes the dir
+        if exc_type is not None:
+            return bool(stack.__exit__(exc_type, exc, tb))
+        with stack:
+            self._finish()
+        self.store = Store(self.path)
+        return False
+
+    def _finish(self) -> None:
+        if self.rows_written != self.length:
+            raise RnnvizError(f"store incomplete: {self.rows_written} of {self.length} rows written")
+        for fd in self._fds.values():
+            os.fsync(fd)
+        with open(self.tmp / TEXT, "w", encoding="utf-8", newline="") as f:
+            f.write(self.text)
+        names = unit_names(self.layers, self.kinds, self.hidden)
+        cols: dict[str, list] = {"unit": names, **{c: [] for c in STAT_COLUMNS}}
+        for l in self.layers:
+            for k in self.kinds:
+                for c, v in self.stats[(l, k)].columns().items():
+                    cols[c].extend(v)
+        write_json(self.tmp / STATS, cols)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "length": self.length,
+            "cell": self.config.cell,
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "kinds": self.kinds,
+            "dtype": "float16",
+            "model": self.config.to_dict(),
+            "vocab": self.vocab.to_json(),
+            "checkpoint": self.checkpoint,
+            "recorder": self.recorder,
+            "topk": self.topk,
+            "has_logprob": self.has_logprob,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rnnviz_version": __version__,
+        }
+        write_json(self.tmp / MANIFEST, manifest)  # written last: its presence marks a finished store
+
+
+def write_store(
+    path: str | Path,
+    text: str,
+    arrays: dict[tuple[int, str], np.ndarray],
+    model_config: ModelConfig | dict,
+    vocab: Vocab | list[str],
+    logprob: np.ndarray | None = None,
+    topk: tuple[np.ndarray, np.ndarray] | None = None,
+    recorder: dict | None = None,
+    overwrite: bool = False,
+    checkpoint: dict | None = None,
+) -> Store:
+    """Write a whole store from in-memory arrays {(layer, kind): (T, H)} (for tests and synthetic data).
+
+    ``logprob``: (T,) nats; ``topk``: (ids (T, K), probs (T, K)). Values are stored as float16.
+    """
+    config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
+    keys = list(arrays)
+    layers = sorted({l for l, _ in keys})
+    kinds = list(dict.fromkeys(k for _, k in keys))
+    missing = [(l, k) for l in layers for k in kinds if (l, k) not in arrays]
+    if missing:
+        raise RnnvizError(f"arrays must cover every layer × kind; missing {missing[:3]}")
+    for key, a in arrays.items():
+        if np.shape(a) != (len(text), config.hidden):
+            raise RnnvizError(f"array {key} has shape {np.shape(a)}, expected ({len(text)}, {config.hidden})")
+    K = 0 if topk is None else int(np.shape(topk[0])[1])
+    if logprob is not None and np.shape(logprob) != (len(text),):
+        raise RnnvizError(f"logprob has shape {np.shape(logprob)}, expected ({len(text)},)")
+    writer = StoreWriter(
+        path, text, layers=layers, kinds=kinds, model_config=config, vocab=vocab, topk=K,
+        has_logprob=logprob is not None, checkpoint=checkpoint, recorder=recorder, overwrite=overwrite,
+    )
+    rows = 65536
+    with writer:
+        for s in range(0, len(text), rows):
+            block = {key: torch.from_numpy(np.asarray(a[s : s + rows], dtype=np.float16)) for key, a in arrays.items()}
+            writer.observe(block)
+            writer.write(
+                s,
+                block,
+                logprob=None if logprob is None else logprob[s : s + rows],
+                topk_ids=None if topk is None else topk[0][s : s + rows],
+                topk_p=None if topk is None else topk[1][s : s + rows],
+            )
+    return writer.store

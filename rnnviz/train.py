@@ -1,0 +1,354 @@
+"""Training: truncated BPTT over contiguous streams, with the hidden state carried across batches.
+
+A run directory holds ``best/`` (lowest validation loss) and ``last/`` checkpoints (``last/`` also has
+the optimizer state, the carried hidden state, the data position and the RNG states, so that
+``resume=True`` continues exactly), ``log.jsonl`` (one line per logged step) and ``samples.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import load_checkpoint, read_config, write_checkpoint_files
+from .data import BatchStream, read_text, split
+from .errors import RnnvizError
+from .fsutil import atomic_dir, recover_dir
+from .models import CharRNN, ModelConfig
+from .sampling import sample
+from .vocab import Vocab
+
+OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "lstm"  # rnn (tanh) | gru | lstm
+    layers: int = 2
+    hidden: int = 128
+    dropout: float = 0.0  # between layers and before the read-out
+    seq_len: int = 100  # T: characters per truncated-BPTT window
+    batch: int = 64  # B: contiguous streams trained in parallel
+    optimizer: str = "adamw"  # adamw | adagrad | rmsprop
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    schedule: str = "cosine"  # cosine (to min_lr_frac·lr, after warmup) | constant
+    warmup: int = 100  # steps of linear warm-up (cosine only)
+    min_lr_frac: float = 0.1
+    clip: float = 5.0  # max global gradient norm (0 = off)
+    epochs: float | None = None  # stop after this many passes over the training split ...
+    max_steps: int | None = None  # ... or this many optimizer steps ...
+    time_budget: float | None = None  # ... or this many seconds of training; default: 10 epochs
+    eval_every: int = 500  # steps between validation, checkpoint and sample
+    log_every: int = 10  # steps between log lines / progress updates
+    sample_chars: int = 300  # characters written to samples.txt at each eval (0 = none)
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise RnnvizError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise RnnvizError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise RnnvizError(f"unknown amp mode {self.amp!r}; choose auto, off, bf16 or fp16")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise RnnvizError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+        for name in ("seq_len", "batch", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise RnnvizError(f"{name.replace('_', '-')} must be >= 1")
+        if self.lr <= 0:
+            raise RnnvizError("lr must be > 0")
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            self.epochs = 10
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.dropout)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RnnvizError("--device cuda asked for, but CUDA is not available here")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
+
+
+def pick_amp(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype. ``auto``: bf16 on a CUDA device that supports it (stable without loss
+    scaling, and as fast or faster than fp32/TF32 for these models), else no autocast."""
+    if device.type != "cuda":
+        if name in ("bf16", "fp16"):
+            raise RnnvizError(f"--amp {name} needs CUDA")
+        return None
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 2048) -> float:
+    """Mean cross-entropy of predicting ``ids[t+1]`` from ``ids[:t+1]``, in nats/char.
+
+    ``streams=1`` reads the whole text as one stream with the state carried throughout (exact).
+    ``streams=S`` cuts it into S contiguous pieces read in parallel, each from a zero state (faster;
+    the few characters after each cut are predicted with less context, and < S trailing chars are dropped).
+    """
+    n = (len(ids) - 1) // streams
+    if n < 1:
+        raise RnnvizError(f"text too short to evaluate: {len(ids)} characters")
+    was_training = model.training
+    model.eval()
+    dev = model.device
+    x = torch.as_tensor(ids[: n * streams].reshape(streams, n), device=dev)  # (S, n)
+    y = torch.as_tensor(ids[1 : n * streams + 1].reshape(streams, n), device=dev)  # (S, n)
+    total, state = torch.zeros((), dtype=torch.float64, device=dev), None
+    for a in range(0, n, chunk):
+        logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
+    model.train(was_training)
+    return float(total) / (n * streams)
+
+
+def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    lo = cfg.lr * cfg.min_lr_frac
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _make_optimizer(cfg: TrainConfig, model: CharRNN) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
+    return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=0.95)
+
+
+# --- the resumable training state: tensors in safetensors, everything else in JSON (no pickle) ---
+
+
+def _save_train_state(directory: Path, opt, state, info: dict) -> None:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    hs = state if isinstance(state, tuple) else (state,)
+    for i, s in enumerate(hs if state is not None else ()):
+        tensors[f"hidden.{i}"] = s.detach().cpu().contiguous()
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_file(tensors, str(directory / "train_state.safetensors"))
+    info = {**info, "param_groups": sd["param_groups"], "opt_scalars": scalars}
+    (directory / "train_state.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def _load_train_state(directory: Path, opt, device):
+    tensors = load_file(str(directory / "train_state.safetensors"))
+    info = json.loads((directory / "train_state.json").read_text(encoding="utf-8"))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v.to(device) if k != "step" else v
+    for key, v in info["opt_scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
+    hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda_rng = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
+    return hidden, info
+
+
+def train(
+    text_path: str | Path,
+    out: str | Path,
+    cfg: TrainConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Train a CharRNN on ``text_path`` (90% train / 5% validation) into the run directory ``out``.
+
+    ``callback(event)`` is called every ``log_every`` steps (``event["type"] == "step"``: step, epoch,
+    loss in nats/char, lr, chars/s, progress in [0, 1]) and at each validation (``"eval"``).
+    With ``resume=True`` the run continues from ``out/last`` with its saved configuration, updated by
+    ``overrides`` (e.g. ``{"max_steps": 2000}`` to train longer; ``cfg`` is ignored).
+    Ctrl-C saves ``out/last`` and re-raises.
+    Returns a summary: steps, epochs, train/val loss (nats/char), best val loss, seconds, chars/s.
+    """
+    out = Path(out)
+    text = read_text(text_path)
+    for sub in ("best", "last"):
+        recover_dir(out / sub)
+    if resume:
+        if not (out / "last" / "train_state.json").exists():
+            raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
+        cfg = load_train_config({**read_config(out / "last")["train"], **(overrides or {})})
+    else:
+        cfg = cfg or TrainConfig()
+        if (out / "last").exists() or (out / "best").exists():
+            if not force:
+                raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
+            for f in ("log.jsonl", "samples.txt"):
+                (out / f).unlink(missing_ok=True)
+    device = pick_device(cfg.device)
+    amp = pick_amp(cfg.amp, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    if resume:
+        model = load_checkpoint(out / "last", device)
+        vocab = model.vocab
+        text = vocab.prepare(text, "error")
+    else:
+        vocab = Vocab.from_text(text)
+        torch.manual_seed(cfg.seed)
+        model = CharRNN(cfg.model_config(len(vocab)), vocab).to(device)
+    train_ids, val_ids = vocab.encode(split(text, "train")), vocab.encode(split(text, "val"))
+    if len(val_ids) < 2:
+        raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
+    stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
+    opt = _make_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
+    total_steps = cfg.max_steps
+    if cfg.epochs is not None:
+        ep_steps = math.ceil(cfg.epochs * stream.steps_per_epoch)
+        total_steps = ep_steps if total_steps is None else min(total_steps, ep_steps)
+    val_streams = max(1, min(cfg.batch, len(val_ids) // 2000))  # >= 2000 chars of context per stream
+
+    step, elapsed, best_val, state, last_val = 0, 0.0, float("inf"), None, None
+    if resume:
+        state, info = _load_train_state(out / "last", opt, device)
+        step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
+        if info.get("scaler"):
+            scaler.load_state_dict(info["scaler"])
+        _truncate_log(out / "log.jsonl", step)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
+            "newlines": "kept as in the file (CRLF not translated), BOM kept"},
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "amp": str(amp).removeprefix("torch.") if amp else "off"}
+
+    def progress() -> float:
+        p = step / total_steps if total_steps else 0.0
+        return max(p, elapsed / cfg.time_budget) if cfg.time_budget else p
+
+    def save(which: str, train_loss: float | None) -> None:
+        metrics = {"step": step, "epoch": step / stream.steps_per_epoch, "train_loss": train_loss,
+                   "val_loss": last_val, "best_val_loss": best_val, "train_seconds": round(elapsed, 3)}
+        with atomic_dir(out / which, overwrite=True) as tmp:
+            write_checkpoint_files(model, tmp, {**meta, "metrics": metrics})
+            if which == "last":
+                info = {"step": step, "elapsed": elapsed, "best_val": best_val, "val_loss": last_val,
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+                _save_train_state(tmp, opt, state, info)
+
+    def validate(train_loss: float | None) -> None:
+        nonlocal best_val, last_val
+        last_val = evaluate(model, val_ids, streams=val_streams)
+        if last_val < best_val:
+            best_val = last_val
+            save("best", train_loss)
+        save("last", train_loss)
+        if cfg.sample_chars:
+            # A fixed seed per step: the text changes only because the model did (the lecture's slides).
+            s = sample(model, cfg.sample_chars, temperature=0.8, seed=cfg.seed + step)
+            with open(out / "samples.txt", "a", encoding="utf-8") as f:
+                f.write(f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
+        if callback:
+            callback({"type": "eval", "step": step, "val_loss": last_val, "best_val_loss": best_val})
+
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    n_logged, t_mark, train_loss = 0, time.perf_counter(), None
+    t_start = time.perf_counter() - elapsed
+    try:
+        while (total_steps is None or step < total_steps) and not (cfg.time_budget and elapsed >= cfg.time_budget):
+            pos = step % stream.steps_per_epoch
+            if pos == 0:
+                state = None  # the streams restart at the beginning of the text: no carried context
+            lr = _lr_at(cfg, step, progress())
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y = (torch.as_tensor(a, device=device, dtype=torch.long) for a in stream.get(pos))
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits, state = model(x, state)  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            scaler.step(opt)
+            scaler.update()
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            step += 1
+            loss_sum += loss.detach()
+            n_logged += 1
+            elapsed = time.perf_counter() - t_start
+            out_of_time = bool(cfg.time_budget) and elapsed >= cfg.time_budget
+            is_eval = step % cfg.eval_every == 0 or step == total_steps or out_of_time
+            if step % cfg.log_every == 0 or is_eval:
+                train_loss = float(loss_sum) / n_logged  # one device sync per log interval
+                now = time.perf_counter()
+                rate = n_logged * stream.chars_per_step / max(now - t_mark, 1e-9)
+                row = {"step": step, "epoch": round(step / stream.steps_per_epoch, 4), "time": round(elapsed, 3),
+                       "train_loss": round(train_loss, 5), "val_loss": None, "lr": lr, "chars_per_s": round(rate)}
+                if is_eval:
+                    validate(train_loss)
+                    row["val_loss"] = round(last_val, 5)
+                    t_start = time.perf_counter() - elapsed  # validation time is not training time
+                _append_log(out / "log.jsonl", row)
+                if callback:
+                    callback({"type": "step", **row, "progress": progress()})
+                loss_sum.zero_()
+                n_logged, t_mark = 0, time.perf_counter()
+        if last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
+            validate(train_loss)
+    except KeyboardInterrupt:
+        save("last", train_loss)  # a usable checkpoint at the last completed step
+        raise
+    return {"steps": step, "epochs": step / stream.steps_per_epoch, "train_loss": train_loss,
+            "val_loss": last_val, "best_val_loss": best_val, "seconds": elapsed,
+            "chars_per_s": step * stream.chars_per_step / max(elapsed, 1e-9), "out": str(out)}
+
+
+def _append_log(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log lines past the resumed step (they were written after the last checkpoint)."""
+    if path.exists():
+        rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= step]
+        path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+
+
+def load_train_config(d: dict) -> TrainConfig:
+    """A TrainConfig from a saved dict, ignoring keys this version does not know."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in known})

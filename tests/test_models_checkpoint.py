@@ -1,0 +1,201 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from rnnviz.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from rnnviz.errors import RnnvizError
+from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, parse_unit, unit_names
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_forward_equals_per_step_math(make_model, cell):
+    model = make_model(cell=cell, layers=3, hidden=7).double()
+    x = torch.randint(0, model.config.vocab_size, (2, 15), generator=torch.Generator().manual_seed(1))
+    fused, fused_state = model(x)
+    state = model.init_state(2)
+    state = tuple(s.double() for s in state) if cell == "lstm" else state.double()
+    steps = []
+    for t in range(x.shape[1]):
+        logits, state = model.step(x[:, t], state)
+        steps.append(logits)
+    assert (torch.stack(steps, 1) - fused).abs().max().item() < 1e-12
+    for a, b in zip(state if cell == "lstm" else (state,), fused_state if cell == "lstm" else (fused_state,)):
+        assert (a - b).abs().max().item() < 1e-12
+
+
+def test_vanilla_rnn_is_the_lectures_equation(make_model):
+    model = make_model(cell="rnn", layers=1, hidden=5).double()
+    w_ih, w_hh, b_ih, b_hh = model.layer_weights(0)
+    x = torch.tensor([3])
+    h0 = torch.randn(1, 1, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _, h1 = model.step(x, h0)
+    onehot = torch.zeros(model.config.vocab_size, dtype=torch.float64)
+    onehot[3] = 1
+    expected = torch.tanh(w_hh @ h0[0, 0] + w_ih @ onehot + b_ih + b_hh)
+    assert torch.allclose(h1[0, 0], expected, atol=1e-14)
+
+
+def test_unit_names_are_pinned(make_model):
+    # Stable dotted names, as in TransformerLens: a change here breaks every saved store and link.
+    assert unit_names([0, 1], list(make_model("lstm").config.kinds), 2) == [
+        "0:h:0", "0:h:1", "0:c:0", "0:c:1", "0:i:0", "0:i:1", "0:f:0", "0:f:1", "0:g:0", "0:g:1", "0:o:0", "0:o:1",
+        "1:h:0", "1:h:1", "1:c:0", "1:c:1", "1:i:0", "1:i:1", "1:f:0", "1:f:1", "1:g:0", "1:g:1", "1:o:0", "1:o:1",
+    ]
+    assert make_model("gru").config.kinds == ("h", "r", "z", "n")
+    assert make_model("rnn").config.kinds == ("h",)
+
+
+def test_parse_unit_errors(make_model):
+    cfg = make_model("gru", layers=2, hidden=16).config
+    assert parse_unit("1:z:15", cfg) == (1, "z", 15)
+    with pytest.raises(RnnvizError, match="expected LAYER:KIND:INDEX"):
+        parse_unit("1-c-3", cfg)
+    with pytest.raises(RnnvizError, match="a gru has no kind 'c'"):
+        parse_unit("1:c:3", cfg)
+    with pytest.raises(RnnvizError, match="the model has 2 layer"):
+        parse_unit("2:h:3", cfg)
+    with pytest.raises(RnnvizError, match="layers have 16 units"):
+        parse_unit("0:h:16", cfg)
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [({"hidden": 0}, "hidden must be an integer from 1"), ({"cell": "transformer"}, "unknown cell"),
+     ({"layers": 1000}, "layers must be an integer from 1 to 32"), ({"dropout": 1.5}, "dropout must be in")],
+)
+def test_model_config_validation(kw, msg):
+    with pytest.raises(RnnvizError, match=msg):
+        ModelConfig(vocab_size=10, **kw)
+
+
+def test_clamp_acts_inside_the_recurrence(make_model):
+    model = make_model("lstm", layers=2, hidden=8)
+    spec = clamp_spec({"0:c:3": 0.75, "1:h:5": -0.5}, model.config)
+    state = model.init_state(1)
+    for ch in [1, 2, 3]:
+        logits, state, rec = model.step(torch.tensor([ch]), state, clamp=spec, internals=True)
+        assert rec[(0, "c")][0, 3].item() == 0.75 and rec[(1, "h")][0, 5].item() == -0.5
+        # h of layer 0 is computed from the clamped c
+        assert torch.allclose(rec[(0, "h")], rec[(0, "o")] * torch.tanh(rec[(0, "c")]))
+    free, _ = model.step(torch.tensor([1]), model.init_state(1))
+    clamped, _ = model.step(torch.tensor([1]), model.init_state(1), clamp=spec)
+    assert not torch.allclose(free, clamped)
+
+
+def test_checkpoint_round_trip(tmp_path, make_model):
+    model = make_model("gru", layers=2, hidden=12)
+    save_checkpoint(model, tmp_path / "ck", extra={"metrics": {"val_loss": 1.5}})
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.config == model.config and loaded.vocab == model.vocab
+    assert loaded.meta["metrics"] == {"val_loss": 1.5} and loaded.meta["dtype"] == "float32"
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert not loaded.training
+
+
+def test_float16_checkpoint_halves_size_and_loads_as_float32(tmp_path, make_model):
+    model = make_model("lstm", layers=2, hidden=64)
+    save_checkpoint(model, tmp_path / "f32")
+    save_checkpoint(model, tmp_path / "f16", dtype=torch.float16)
+    s32, s16 = ((tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "f16"))
+    assert s16 < 0.52 * s32
+    loaded = load_checkpoint(tmp_path / "f16")
+    assert loaded.head.weight.dtype == torch.float32
+    assert torch.equal(loaded.head.weight, model.head.weight.half().float())
+
+
+def test_run_directory_resolves_to_best_then_last(tmp_path, make_model):
+    save_checkpoint(make_model(seed=1), tmp_path / "run" / "last")
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "last"
+    save_checkpoint(make_model(seed=2), tmp_path / "run" / "best")
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "best"
+
+
+def test_checkpoint_errors(tmp_path, make_model):
+    with pytest.raises(RnnvizError, match="no such checkpoint directory"):
+        load_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RnnvizError, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "empty")
+    ck = save_checkpoint(make_model(), tmp_path / "ck")
+    (ck / "model.safetensors").unlink()
+    with pytest.raises(RnnvizError, match="model.safetensors is missing"):
+        load_checkpoint(ck)
+
+
+def test_truncated_weights_are_refused(tmp_path, make_model):
+    ck = save_checkpoint(make_model(), tmp_path / "ck")
+    w = ck / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(RnnvizError, match="do not match the hash"):
+        load_checkpoint(ck)
+    cfg = json.loads((ck / "config.json").read_text())
+    del cfg["weights_sha256"]
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RnnvizError, match="not a readable safetensors file"):
+        load_checkpoint(ck)
+
+
+def test_weights_from_another_model_are_refused(tmp_path, make_model):
+    a = save_checkpoint(make_model(hidden=16), tmp_path / "a")
+    b = save_checkpoint(make_model(hidden=24), tmp_path / "b")
+    (a / "model.safetensors").write_bytes((b / "model.safetensors").read_bytes())
+    cfg = json.loads((a / "config.json").read_text())
+    del cfg["weights_sha256"]
+    (a / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RnnvizError, match="weights do not fit the model"):
+        load_checkpoint(a)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_weights_never_run(tmp_path, make_model):
+    ck = save_checkpoint(make_model(), tmp_path / "ck")
+    marker = tmp_path / "pwned"
+    (ck / "model.safetensors").write_bytes(pickle.dumps(_Evil(str(marker))))
+    cfg = json.loads((ck / "config.json").read_text())
+    del cfg["weights_sha256"]
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RnnvizError, match="not a readable safetensors file"):
+        load_checkpoint(ck)
+    assert not marker.exists()
+
+
+def test_absurd_sizes_are_refused_before_allocation(tmp_path, make_model):
+    ck = save_checkpoint(make_model(), tmp_path / "ck")
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"]["hidden"] = 10**9
+    (ck / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RnnvizError, match="hidden must be an integer from 1 to 16384"):
+        load_checkpoint(ck)
+
+
+def test_failed_save_leaves_the_old_checkpoint(tmp_path, make_model, monkeypatch):
+    old = make_model(seed=1)
+    ck = save_checkpoint(old, tmp_path / "ck")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rnnviz.checkpoint.write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(make_model(seed=2), ck)
+    assert torch.equal(load_checkpoint(ck).head.weight, old.head.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dirs left behind
+
+
+def test_model_on_meta_device_has_the_same_names():
+    with torch.device("meta"):
+        m = CharRNN(ModelConfig(vocab_size=5, cell="lstm", layers=2, hidden=3))
+    assert list(m.state_dict()) == [
+        "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+        "rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1", "head.weight", "head.bias",
+    ]

@@ -1,0 +1,115 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnviz.checkpoint import load_checkpoint
+from rnnviz.errors import RnnvizError
+from rnnviz.sampling import sample
+from rnnviz.train import TrainConfig, evaluate, train
+
+SMALL = dict(layers=2, hidden=16, dropout=0.2, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=40)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", "\"hi\" ", "said ", "she "]
+    text = "".join(rng.choice(words, size=3000))
+    p = tmp_path / "text.txt"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_resume_continues_exactly(tmp_path, text_file):
+    straight = tmp_path / "straight"
+    train(text_file, straight, TrainConfig(max_steps=40, **SMALL))
+    split_run = tmp_path / "split"
+    train(text_file, split_run, TrainConfig(max_steps=20, **SMALL))
+    train(text_file, split_run, resume=True, overrides={"max_steps": 40})
+    a, b = _log(straight), _log(split_run)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(5, 41, 5))
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    assert [r["val_loss"] for r in a] == [r["val_loss"] for r in b]
+    wa, wb = load_checkpoint(straight / "last"), load_checkpoint(split_run / "last")
+    for (k, x), (_, y) in zip(wa.state_dict().items(), wb.state_dict().items()):
+        assert torch.equal(x, y), k
+
+
+def test_interrupt_saves_a_usable_checkpoint_and_resume_matches(tmp_path, text_file):
+    straight = tmp_path / "straight"
+    train(text_file, straight, TrainConfig(max_steps=30, **SMALL))
+
+    def stop_at_15(ev):
+        if ev["type"] == "step" and ev["step"] == 15:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(text_file, run, TrainConfig(max_steps=30, **SMALL), callback=stop_at_15)
+    meta = load_checkpoint(run / "last").meta
+    assert meta["metrics"]["step"] == 15
+    train(text_file, run, resume=True)
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(straight)]
+
+
+def test_run_directory_contents(tmp_path, text_file):
+    run = tmp_path / "run"
+    r = train(text_file, run, TrainConfig(max_steps=25, **SMALL))
+    assert r["steps"] == 25
+    log = _log(run)
+    assert set(log[0]) == {"step", "epoch", "time", "train_loss", "val_loss", "lr", "chars_per_s"}
+    assert [row["step"] for row in log if row["val_loss"] is not None] == [10, 20, 25]
+    best = load_checkpoint(run)  # the run dir resolves to best/
+    assert best.meta["metrics"]["val_loss"] == pytest.approx(min(r["val_loss"] for r in log if r["val_loss"]), abs=1e-5)
+    assert best.meta["train"]["hidden"] == 16 and best.meta["data"]["split"] == "90/5/5"
+    samples = (run / "samples.txt").read_text()
+    assert samples.count("=== step") == 3  # steps 10, 20 and the final 25
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, text_file):
+    run = tmp_path / "run"
+    train(text_file, run, TrainConfig(max_steps=5, **SMALL))
+    with pytest.raises(RnnvizError, match="already holds a run"):
+        train(text_file, run, TrainConfig(max_steps=5, **SMALL))
+    train(text_file, run, TrainConfig(max_steps=5, **SMALL), force=True)
+    with pytest.raises(RnnvizError, match="nothing to resume"):
+        train(text_file, tmp_path / "other", resume=True)
+
+
+def test_text_too_short(tmp_path):
+    p = tmp_path / "short.txt"
+    p.write_text("abc" * 15)
+    with pytest.raises(RnnvizError, match="text too short"):
+        train(p, tmp_path / "run", TrainConfig(max_steps=5, **SMALL))
+
+
+def test_evaluate_equals_a_manual_per_character_sum(make_model):
+    model = make_model("gru", hidden=8)
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, 300)
+    state, total = model.init_state(1), 0.0
+    with torch.no_grad():
+        for t in range(len(ids) - 1):
+            logits, state = model.step(torch.tensor([ids[t]]), state)
+            total -= torch.log_softmax(logits[0].double(), -1)[ids[t + 1]].item()
+    assert evaluate(model, ids, streams=1, chunk=37) == pytest.approx(total / (len(ids) - 1), rel=1e-5)
+    assert evaluate(model, ids, streams=3) == pytest.approx(total / (len(ids) - 1), rel=0.05)
+
+
+@pytest.mark.slow
+def test_seed_recipe_learns(tmp_path, shared_data):
+    # min-char-rnn's recipe: vanilla RNN, 1 x 100, seq 25, Adagrad 0.1 (batch 1 as in the seed).
+    p = tmp_path / "ts.txt"
+    p.write_text((shared_data / "tiny_shakespeare.txt").read_text(encoding="utf-8")[:100_000], encoding="utf-8")
+    cfg = TrainConfig(cell="rnn", layers=1, hidden=100, seq_len=25, batch=1, optimizer="adagrad", lr=0.1,
+                      schedule="constant", max_steps=3000, eval_every=3000, log_every=100, sample_chars=0)
+    r = train(p, tmp_path / "run", cfg)
+    vocab_size = len(load_checkpoint(tmp_path / "run").vocab)
+    assert r["val_loss"] < 0.75 * math.log(vocab_size)  # ln(V) = 4.1 for a uniform guess
+    assert len(sample(load_checkpoint(tmp_path / "run"), 50, seed=0)) == 50
