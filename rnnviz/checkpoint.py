@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import RnnvizError
-from .fsutil import atomic_dir, recover_dir, write_json
+from .fsutil import UMASK, atomic_dir, recover_dir, write_json
 from .models import CharRNN, ModelConfig
 from .vocab import Vocab
 
@@ -42,6 +43,7 @@ def write_checkpoint_files(
     """Write weights and config into an existing (temporary) directory. Returns the config dict."""
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(directory / WEIGHTS))
+    os.chmod(directory / WEIGHTS, 0o666 & ~UMASK)  # safetensors writes 0600
     meta = {
         "format": FORMAT,
         "version": VERSION,

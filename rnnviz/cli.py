@@ -235,7 +235,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     \b
     Example:
       rnnviz record sample_models/shakespeare-lstm-2x128 ../shared/data/war_and_peace.txt \\
-          --out stores/wp --start 3000000 --length 200000
+          --out stores/wp --start 3000000 --length 200000 --unknown skip
       rnnviz record runs/c mytext.c --out stores/c --kinds h,c,i,f,g,o --layers 0,2
     """
     import os
@@ -292,6 +292,255 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
 # --- end record ---
 
 # --- features, find, ablate, gradflow (discovery) ---
+
+
+def _format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                        show_default=True, help="Output format.")(f)
+
+
+def _records(df) -> list[dict]:
+    """DataFrame rows as JSON-able dicts (NaN -> null, numpy scalars -> Python)."""
+    return json.loads(df.to_json(orient="records", double_precision=6))
+
+
+def _esc(s: str) -> str:
+    """Text for one terminal line: line ends and tabs made visible."""
+    return s.replace("\r", "\u240d").replace("\n", "\u21b5").replace("\t", "\u21e5")
+
+
+def _read_model_text(ckpt, text, start, length, unknown, device):
+    from .checkpoint import load_checkpoint
+    from .data import read_text
+    from .train import pick_device
+
+    if start < 0 or (length is not None and length < 0):
+        raise RnnvizError("--start and --length must be >= 0")
+    model = load_checkpoint(ckpt, pick_device(device))
+    content = read_text(text)
+    if start >= len(content):
+        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
+    part = content[start : start + length if length else None]
+    return model, model.vocab.prepare(part, unknown)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, type, domain, definition}.")
+def features(name, as_json):
+    """List the built-in hypothesis features, one line each: name, type, domain, exact definition.
+
+    Every feature gives one value per character: the value at t describes the text after reading
+    character t (so it lines up with row t of a store). With NAME, print that feature's definition.
+
+    \b
+    Example:
+      rnnviz features
+      rnnviz features in_quote
+    """
+    import textwrap
+
+    from .features import FEATURES
+
+    if name is not None and name not in FEATURES:
+        raise RnnvizError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")
+    chosen = [FEATURES[name]] if name else list(FEATURES.values())
+    if as_json:
+        _echo_json([{"name": f.name, "type": f.type, "domain": f.domain, "definition": f.summary} for f in chosen])
+    elif name:
+        f = chosen[0]
+        click.echo(f"{f.name} ({f.type}, {f.domain})\n" + textwrap.fill(f.summary, 100, initial_indent="  ",
+                                                                         subsequent_indent="  "))
+    else:
+        for f in chosen:
+            click.echo(f"{f.name:15s} {f.type:8s} {f.domain:6s} {f.summary}")
+        click.echo("User hypotheses: --regex PATTERN (1 inside matches) or, from Python, any callable str -> array.")
+
+
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--feature", "feature_names", multiple=True, metavar="NAME",
+              help="A built-in feature (repeatable; default: all of them).")
+@click.option("--regex", "regexes", multiple=True, metavar="PATTERN",
+              help="Your own hypothesis: characters inside a match are 1 (repeatable; time-limited).")
+@click.option("--top", type=int, default=10, show_default=True, help="Units shown per feature.")
+@click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5).")
+@click.option("--snippets", type=int, default=0, show_default=True,
+              help="With the table: each unit's N most activating snippets.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control shuffle.")
+@_format_option
+def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
+    """Rank every recorded unit against hypotheses: which cells track quotes, line length, if-blocks?
+
+    Binary features are scored by AUROC (score = max(AUROC, 1-AUROC), sign +1 when the unit is
+    higher inside), numeric ones by Pearson |r| (spearman alongside). The control is the same feature
+    shuffled among positions holding the same character: units are ranked by selectivity = score -
+    control_score, so a unit that only tracks which character it reads (say, any punctuation) does not
+    win. JSON: a list of {feature, unit, metric, score, sign, ap, effect_size, control_score,
+    selectivity, selective, auroc, pearson, spearman, rank}.
+
+    \b
+    Example:
+      rnnviz find stores/wp --feature in_quote --top 10
+      rnnviz find stores/c --top 5 --format json
+      rnnviz find stores/c --regex 'if \\(' --top 5
+    """
+    from tqdm import tqdm
+
+    from .discover import evidence, rank_features
+    from .store import open_store
+
+    if top < 1:
+        raise RnnvizError(f"--top must be >= 1, got {top}")
+    st = open_store(store)
+    specs = list(feature_names) + [f"re:{p}" for p in regexes]
+    unit_list = [u.strip() for u in units.split(",") if u.strip()] if units else None
+    bar = tqdm(total=2 * st.length, unit="row", unit_scale=True, desc="ranking", leave=False, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        df = rank_features(st, specs or None, top=top, units=unit_list, seed=seed, progress=progress)
+    finally:
+        bar.close()
+    if fmt == "json":
+        _echo_json(_records(df))
+        return
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+        return
+    cols = ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap", "spearman"]
+    for name, part in df.groupby("feature", sort=False):
+        kind = df.attrs["types"][name]
+        click.echo(f"\n{name} ({kind}; score = {part['metric'].iloc[0]}{' folded' if kind == 'binary' else ' |r|'})")
+        shown = part[[c for c in cols if part[c].notna().any()]].copy()
+        shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for unit in part["unit"] if snippets > 0 else []:
+            ev = evidence(st, unit, None, k=snippets, context=25)
+            for s in ev["top"]:
+                snippet = f"{_esc(s['before'])}[{_esc(s['char'])}]{_esc(s['after'])}"
+                click.echo(f"    {unit:>9s} {s['value']:+.2f}  {snippet}")
+    for name, why in df.attrs["skipped"].items():
+        click.echo(f"\n{name}: skipped ({why})")
+    click.echo(f"\nRanked {df.attrs['n_units']:,} units x {len(df.attrs['types'])} feature(s) over "
+               f"{df.attrs['length']:,} characters in {df.attrs['seconds']:.1f} s.")
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--unit", "units", multiple=True, required=True, metavar="UNIT",
+              help="A unit LAYER:KIND:INDEX to clamp (repeatable, or comma-separated).")
+@click.option("--mode", default="zero", show_default=True, help="zero, mean (its mean over the text) or value=V.")
+@click.option("--feature", default=None, help="Also report the loss on the characters this feature predicts "
+              "(a built-in name or re:PATTERN).")
+@click.option("--random", "n_random", type=int, default=10, show_default=True,
+              help="Random-unit baseline draws (as many units, same layers and kinds).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to use.")
+@click.option("--length", type=int, default=20000, show_default=True, help="Characters to use (0 = to the end).")
+@click.option("--streams", type=int, default=None, help="Parallel pieces (default ~1 per 1,000 chars; 1 = exact).")
+@click.option("--burn-in", type=int, default=200, show_default=True, help="Characters each stream reads first.")
+@click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with every random draw).")
+def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, streams, burn_in, unknown, device,
+           as_json):
+    """Clamp units inside the recurrence and report what the model loses, in nats/char.
+
+    The loss change is reported over every character and over the characters the feature predicts
+    (the closing quote for in_quote, the line end for to_line_end, the } or ; that ends an in_if),
+    next to the same clamp on randomly drawn units of the same layers and kinds.
+
+    \b
+    Example:
+      rnnviz ablate sample_models/shakespeare-lstm-2x128 text.txt --unit 1:c:42 --feature in_quote
+      rnnviz ablate runs/c kernel.c --unit 2:c:417 --unit 2:c:9 --mode mean --feature in_if
+    """
+    from tqdm import tqdm
+
+    from .causal import ablate as run_ablate
+
+    model, part = _read_model_text(ckpt, text, start, length, unknown, device)
+    names = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
+    bar = tqdm(total=1 + n_random, unit="run", desc="ablating", leave=False, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        r = run_ablate(model, part, names, mode=mode, feature=feature, random=n_random, seed=seed,
+                       streams=streams, burn_in=burn_in, progress=progress)
+    finally:
+        bar.close()
+    s = r.summary()
+    if as_json:
+        _echo_json({**s, "random": _records(r.random)})
+        return
+    vals = ", ".join(f"{u}={v:g}" for u, v in r.values.items())
+    click.echo(f"Clamped {vals} ({mode}) over {r.chars:,} predictions ({r.streams} stream(s), burn-in {r.burn_in}).")
+    click.echo(f"  all characters:   {r.clean_loss:.4f} -> {r.ablated_loss:.4f} nats/char  delta {r.delta:+.4f}")
+    if r.feature:
+        if r.feature_chars:
+            click.echo(f"  {r.feature} ({r.feature_chars:,} predicted chars): {r.clean_loss_feature:.4f} -> "
+                       f"{r.ablated_loss_feature:.4f}  delta {r.delta_feature:+.4f}")
+        else:
+            click.echo(f"  {r.feature}: no character of this text is predicted by it")
+    if n_random:
+        for col, label in (("delta", "all"), ("delta_feature", r.feature)):
+            if label and s[f"random_{col}_mean"] is not None:
+                sd = s[f"random_{col}_std"]
+                click.echo(f"  random units ({label}): delta {s[f'random_{col}_mean']:+.4f}"
+                           + (f" +- {sd:.4f}" if sd is not None else "")
+                           + f"; {s[f'random_{col}_at_least']} of {n_random} draws hurt as much")
+
+
+@main.command()
+@click.argument("ckpt", type=click.Path())
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--max-lag", type=int, default=200, show_default=True)
+@click.option("--positions", type=int, default=32, show_default=True, help="Positions averaged over.")
+@click.option("--burn-in", type=int, default=100, show_default=True)
+@click.option("--kinds", default="h", show_default=True, help="h, or h,c for an LSTM's cell state too.")
+@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to use.")
+@click.option("--length", type=int, default=100000, show_default=True, help="Characters to use (0 = all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--unknown", default="skip", show_default=True, help="Unknown characters: error, skip or replace:X.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@_format_option
+def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed, unknown, device, fmt):
+    """How far back the loss reaches: mean |d loss_t / d h_(t-k)| against the lag k, per layer.
+
+    A vanilla RNN's gradient shrinks geometrically with k; an LSTM's additive cell state keeps it.
+
+    \b
+    Example:
+      rnnviz gradflow sample_models/shakespeare-lstm-2x128 ../shared/data/tiny_shakespeare.txt
+      rnnviz gradflow runs/rnn text.txt --max-lag 100 --format csv
+    """
+    from .causal import gradient_flow
+
+    model, part = _read_model_text(ckpt, text, start, length, unknown, device)
+    kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    df = gradient_flow(model, part, max_lag=max_lag, positions=positions, burn_in=burn_in, kinds=kind_list,
+                       seed=seed)
+    if fmt == "json":
+        _echo_json(_records(df))
+        return
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+        return
+    lags = sorted({k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, max_lag) if k <= max_lag})
+    df = df.assign(col=[f"L{l} {k}" for l, k in zip(df["layer"], df["kind"], strict=True)])
+    table = df[df["lag"].isin(lags)].pivot(index="lag", columns="col", values="grad")
+    click.echo(f"mean |d loss_t / d state_(t-k)| over {int(df['positions'].iloc[0])} positions "
+               f"({model.config.cell}, {model.config.layers}x{model.config.hidden}):")
+    click.echo(table.to_string(float_format=lambda v: f"{v:.3e}"))
+
 
 # --- end discovery ---
 

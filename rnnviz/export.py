@@ -23,7 +23,7 @@ import html
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,12 @@ class ColourScale:
     lo: float
     hi: float
 
+    def __post_init__(self) -> None:
+        if self.name not in PALETTES:
+            raise RnnvizError(f"unknown colour scale {self.name!r}; choose diverging or sequential")
+        if not self.lo < self.hi:  # also rejects NaN
+            raise RnnvizError(f"a colour scale needs lo < hi, got {self.lo} and {self.hi}")
+
     @property
     def palette(self) -> list[str]:
         return PALETTES[self.name]
@@ -118,8 +124,6 @@ def colour_scale(kind: str, stats: Mapping | None = None) -> ColourScale:
 
 def colours(values, kind: str, lo: float, hi: float) -> list[str]:
     """Values -> CSS colours on the ``kind`` ("diverging" | "sequential") scale over [lo, hi]."""
-    if kind not in PALETTES:
-        raise RnnvizError(f"unknown colour scale {kind!r}; choose diverging or sequential")
     return ColourScale(kind, float(lo), float(hi)).colours(values)
 
 
@@ -165,21 +169,34 @@ def _chunks(text: str, size: int = CHUNK, longest: int = 4 * CHUNK) -> list[int]
     return cuts
 
 
-def _runs(text: str, bins: np.ndarray, cls: str, chunks: list[int]) -> str:
-    """The text as chunks ``<div class=p data-s=START>`` of runs ``<i class=CLS+bin>`` of equal colour
-    steps; NaN steps (-1) get a bare ``<i>``. Runs never cross a chunk edge."""
+def _chunk_opens(text: str, chunks: list[int], wrap: int = 100) -> dict[int, str]:
+    """The opening tag of each chunk: its start, and its height guessed from its lines (long ones
+    wrapping at about ``wrap`` chars) so that the scrollbar is right before the chunk is first drawn."""
+    out = {}
+    for s, e in itertools.pairwise([0, *chunks, len(text)]):
+        lines = text[s:e].split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()  # a final newline ends the last line, it does not start another
+        rows = sum(1 + len(line) // wrap for line in lines)
+        out[s] = f'<div class=p data-s={s} style="contain-intrinsic-size:auto {rows * 1.45:.1f}em">'
+    return out
+
+
+def _runs(text: str, bins: np.ndarray, cls: str, opens: dict[int, str]) -> str:
+    """The text as chunks (``opens``: start -> opening tag) of runs ``<i class=CLS+bin>`` of equal
+    colour steps; NaN steps (-1) get a bare ``<i>``. Runs never cross a chunk edge."""
     if not text:
         return ""
-    cuts = set((np.flatnonzero(bins[1:] != bins[:-1]) + 1).tolist()) | set(chunks)
+    cuts = set((np.flatnonzero(bins[1:] != bins[:-1]) + 1).tolist()) | set(opens)
+    cuts.discard(0)
     edges = [0, *sorted(cuts), len(text)]
-    opens = [f"<i class={cls}{b}>" for b in range(N_BINS)] + ["<i>"]  # opens[-1]: NaN
+    tags = [f"<i class={cls}{b}>" for b in range(N_BINS)] + ["<i>"]  # tags[-1]: NaN
     first = bins.tolist()
-    starts = set(chunks)
-    out = ["<div class=p data-s=0>"]
+    out = []
     for s, e in itertools.pairwise(edges):
-        if s in starts:
-            out.append(f"</div><div class=p data-s={s}>")
-        out.append(f"{opens[first[s]]}{text[s:e].translate(_ESCAPES)}</i>")
+        if s in opens:
+            out.append(f"</div>{opens[s]}" if s else opens[s])
+        out.append(f"{tags[first[s]]}{text[s:e].translate(_ESCAPES)}</i>")
     out.append("</div>")
     return "".join(out)
 
@@ -196,7 +213,7 @@ _CSS = (
     "white-space:pre-wrap;overflow-wrap:anywhere;tab-size:4;border:1px solid #ddd;padding:6px 8px;"
     "max-height:70vh;overflow:auto;color:#000}"
     ".rnnviz .p{content-visibility:auto;contain-intrinsic-size:auto 30em}"
-    ".rnnviz .x i{font-style:normal}.rnnviz .x i:hover{outline:1px solid #000}"
+    ".rnnviz .x i{font-style:normal;padding:1px 0}.rnnviz .x i:hover{outline:1px solid #000}"
     ".rnnviz .tip{position:fixed;z-index:9;pointer-events:none;white-space:pre;background:#fffff4;"
     "border:1px solid #888;padding:4px 7px;font:12px/1.45 ui-monospace,Menlo,Consolas,monospace;"
     "box-shadow:0 2px 6px rgba(0,0,0,.2)}"
@@ -291,6 +308,7 @@ function move(x, y) {  // beside the pointer, kept inside the window
 }
 document.addEventListener("mouseover", function (ev) {
   var el = ev.target;
+  if (el.classList && (el.classList.contains("p") || el.classList.contains("x"))) return;  // between lines
   if (!isChar(el)) { tip.hidden = true; return; }
   index(el.parentNode);
   if (cplen(el.textContent) > 1) {
@@ -309,7 +327,7 @@ document.documentElement.addEventListener("mouseleave", function () { tip.hidden
 class HtmlExport:
     """One exported page: ``html`` is the whole self-contained document (UTF-8 text)."""
 
-    html: str
+    html: str = field(repr=False)  # megabytes: not for a REPL line
     units: list[str]
     start: int
     stop: int
@@ -378,6 +396,47 @@ def titles_from_cells(cells) -> dict[str, str]:
     return out
 
 
+def _block(b: int, name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str]) -> str:
+    """One unit's section: header, optional title, legend with the numeric range, the coloured text."""
+    layer, kind, index = parse_unit(name)
+    scale = colour_scale(kind, stats)
+    cls = scale.name[0]
+    swatches = "".join(f"<b class={cls}{i}></b>" for i in range(N_BINS))
+    zero = "" if scale.name == "sequential" else " · white at 0"
+    rec = f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}"
+    return (
+        f"<section class=u><h2>{escape_text(name)}<small>{KIND_NAMES[kind]} {kind} · layer {layer} · "
+        f"unit {index}</small></h2>"
+        + (f"<p class=ti>{escape_text(str(title))}</p>" if title else "")
+        + f"<div class=lg>{_fmt(scale.lo)}<span class=bar>{swatches}</span>{_fmt(scale.hi)}{zero}{rec}</div>"
+        f"<div class=x data-b={b}>{_runs(text, scale.bins(values), cls, chunks)}</div></section>\n"
+    )
+
+
+def _shared_data(store, start: int, stop: int) -> dict:
+    """Per-character numbers shared by every block: each character's loss (nats, float16) and the
+    model's top predictions for the next one (ids, probabilities in 1/255 steps)."""
+    out: dict = {}
+    if store.manifest.get("has_logprob", True):
+        lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
+        loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp  # char t's loss = -log p(t | <t)
+        out["loss"] = _b64(loss.astype("<f2"))
+    ids, probs = store.topk
+    k = min(TOP_SHOWN, ids.shape[1])
+    if k:
+        vocab = list(store.vocab.chars)
+        wide = len(vocab) > 256
+        p = np.nan_to_num(np.asarray(probs[start:stop, :k], dtype=np.float32))
+        out.update(
+            k=k,
+            idw=2 if wide else 1,
+            vocab=vocab,
+            ids=_b64(np.asarray(ids[start:stop, :k]).astype("<u2" if wide else np.uint8)),
+            p=_b64(np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)),
+        )
+    return out
+
+
 def export_html(
     store,
     units: Sequence[str],
@@ -386,13 +445,17 @@ def export_html(
     length: int | None = None,
     titles: Mapping[str, str] | Sequence[str] | None = None,
 ) -> HtmlExport:
-    """Render units of a store over the text window [start, start+length) as one HTML page.
+    """Render units of a store (a Store or its path) over the text window [start, start+length) as one page.
 
     ``units``: names like ``"2:c:417"`` (one block each, in this order). ``titles``: an optional line
     under each block's header (a mapping unit -> text, or a list parallel to ``units``), e.g. the
     feature and score a cell was found by. ``length=None`` runs to the end of the text; a length past the
     end stops there. Writes ``out`` atomically when given.
     """
+    if isinstance(store, (str, Path)):
+        from .store import open_store
+
+        store = open_store(store)
     units = _check_units(store, units)
     start, stop = _window(store, start, length)
     n = stop - start
@@ -410,74 +473,31 @@ def export_html(
         titles = dict(zip(units, titles, strict=True))
 
     text = store.text[start:stop]
-    chunks = _chunks(text)
-    stats = store.stats
-    data: dict = {"start": start, "stop": stop, "units": []}
+    chunks = _chunk_opens(text, _chunks(text))
+    data = {"start": start, "stop": stop, "units": [], **_shared_data(store, start, stop)}
     blocks = []
     for b, name in enumerate(units):
         layer, kind, index = parse_unit(name)
-        row = stats.loc[name] if stats is not None and name in stats.index else None
-        scale = colour_scale(kind, row)
-        values = np.asarray(store.array(layer, kind)[start:stop, index], dtype=np.float16)  # (n,)
-        bins = scale.bins(values)
-        cls = scale.name[0]
-        data["units"].append({"name": name, "v": _b64(values.astype("<f2"))})
-
-        swatches = "".join(f"<b class={cls}{i}></b>" for i in range(N_BINS))
-        mid = "" if scale.name == "sequential" else " · white at 0"
-        st = ""
-        if row is not None:
-            st = f" · whole recording: mean {_fmt(row['mean'])}, min {_fmt(row['min'])}, max {_fmt(row['max'])}"
-        title = titles.get(name)
-        blocks.append(
-            f"<section class=u><h2>{escape_text(name)}<small>{KIND_NAMES.get(kind, kind)} {kind} · layer "
-            f"{layer} · unit {index}</small></h2>"
-            + (f"<p class=ti>{escape_text(str(title))}</p>" if title else "")
-            + f"<div class=lg>{_fmt(scale.lo)}<span class=bar>{swatches}</span>{_fmt(scale.hi)}{mid}{st}</div>"
-            f"<div class=x data-b={b}>{_runs(text, bins, cls, chunks)}</div></section>\n"
-        )
-
-    vocab = list(store.vocab.chars)
-    man = getattr(store, "manifest", {}) or {}
-    if man.get("has_logprob", True):
-        lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
-        loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp  # char t's loss = -log p(t | <t)
-        data["loss"] = _b64(loss.astype("<f2"))
-    ids, probs = store.topk
-    k = min(TOP_SHOWN, ids.shape[1])
-    if k and vocab:
-        ids = np.asarray(ids[start:stop, :k])
-        p = np.nan_to_num(np.asarray(probs[start:stop, :k], dtype=np.float32))
-        wide = len(vocab) > 256
-        data.update(
-            k=k,
-            idw=2 if wide else 1,
-            vocab=vocab,
-            ids=_b64(ids.astype("<u2" if wide else np.uint8)),
-            p=_b64(np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)),  # 1/255 steps: shown as whole percent
-        )
-
-    model = man.get("model") or {}
+        values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
+        data["units"].append({"name": name, "v": _b64(values)})
+        blocks.append(_block(b, name, text, values, store.stats.loc[name], titles.get(name), chunks))
+    model = store.manifest.get("model") or {}
     data["meta"] = {
-        "store": str(getattr(store, "path", "") or ""),
+        "store": store.path.name,
         "units": units,
         "titles": {u: str(t) for u, t in titles.items()},
-        "checkpoint": (man.get("checkpoint") or {}).get("path"),
         "model": model,
-        "length": int(store.length),
+        "length": store.length,
     }
-    desc = ""
-    if model:
-        desc = f"{model.get('cell', '?')} {model.get('layers', '?')}×{model.get('hidden', '?')} · "
-    store_name = Path(str(getattr(store, "path", "") or "store")).name
+    desc = f"{model['cell']} {model['layers']}×{model['hidden']} · " if model else ""
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'><link rel=icon href='data:,'>"
         f"<title>{escape_text(', '.join(units))} · rnnviz</title><style>{_CSS}"
         + "".join(f".rnnviz .{nm[0]}{i}{{background:{c}}}" for nm, pal in PALETTES.items() for i, c in enumerate(pal))
         + "</style></head>\n<body><div class=rnnviz>"
-        f"<h1>{escape_text(store_name)}: {len(units)} unit{'s' if len(units) != 1 else ''}</h1>"
-        f"<p class=src>{escape_text(desc)}characters {start:,}–{stop:,} of {int(store.length):,} · colour = the "
+        f"<h1>{escape_text(store.path.name)}: {len(units)} unit{'s' if len(units) != 1 else ''}</h1>"
+        f"<p class=src>{escape_text(desc)}characters {start:,}–{stop:,} of {store.length:,} · colour = the "
         "unit's value after reading the character · hover a character for its value, loss and the model's "
         "next-character predictions</p>\n"
         + "".join(blocks)

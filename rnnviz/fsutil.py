@@ -11,6 +11,9 @@ from pathlib import Path
 
 from .errors import RnnvizError
 
+UMASK = os.umask(0)
+os.umask(UMASK)
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -36,6 +39,7 @@ def atomic_file(path: str | Path, mode: str = "wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -65,6 +69,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700
         _fsync_dir(tmp)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)

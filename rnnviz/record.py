@@ -173,7 +173,7 @@ def _warm_start(layers, ids, B, C, burn_in, h, c, steps):
     short = [b for b in range(1, B) if b * C < burn_in]
     if burn_in > 0 and full:
         starts = torch.tensor([b * C - burn_in for b in full], device=ids.device)
-        seq = ids[starts[:, None] + torch.arange(burn_in, device=ids.device)]  # (n, burn_in)
+        seq = ids[starts[:, None] + torch.arange(burn_in, device=ids.device)].long()  # (n, burn_in)
         zero = torch.zeros_like(h[:, : len(full)])
         hb, cb = _advance(layers, seq, zero, None if c is None else zero.clone(), steps)
         h[:, full] = hb
@@ -182,7 +182,7 @@ def _warm_start(layers, ids, B, C, burn_in, h, c, steps):
     if short:  # these chunks start so near the beginning that their exact state is cheap: one pass
         hs, cs = torch.zeros_like(h[:, :1]), (None if c is None else torch.zeros_like(c[:, :1]))
         for k in range(1, max(short) + 1):
-            hs, cs = _advance(layers, ids[None, (k - 1) * C : k * C], hs, cs, steps)
+            hs, cs = _advance(layers, ids[None, (k - 1) * C : k * C].long(), hs, cs, steps)
             h[:, k] = hs[:, 0]
             if c is not None:
                 c[:, k] = cs[:, 0]
@@ -290,11 +290,16 @@ def record(
 def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in, dev, progress):
     cfg = model.config
     T, L, H = len(text), cfg.layers, cfg.hidden
-    ids = torch.from_numpy(model.vocab.encode(text)).to(dev)
-    pad = B * C - T
-    x = F.pad(ids, (0, pad)).view(B, C)  # stream b reads text[b·C : (b+1)·C]
-    nxt = F.pad(ids[1:], (0, pad + 1)).view(B, C)  # the character each position predicts
-    pos = torch.arange(B * C, device=dev).view(B, C)
+    # ids as int32, padded to B·C (pads are read only by the last stream, after the text's end, and dropped);
+    # encoded a piece at a time so that memory stays ~4 bytes per character of text.
+    ids = torch.zeros(B * C + 1, dtype=torch.int32)
+    for i in range(0, T, 1 << 20):
+        piece = model.vocab.encode(text[i : i + (1 << 20)])
+        ids[i : i + len(piece)] = torch.from_numpy(piece)
+    ids = ids.to(dev)
+    x = ids[: B * C].view(B, C)  # stream b reads text[b·C : (b+1)·C]
+    nxt = ids[1:].view(B, C)  # the character each position predicts
+    offsets = torch.arange(B, device=dev)[:, None] * C  # (B, 1): where each stream starts
     net = [_Layer(model, l, dev) for l in range(L)]
     head_w, head_b = (p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias))
     h = torch.zeros(L, B, H, device=dev)
@@ -306,7 +311,7 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
     pending: deque = deque()
     done = 0
     for s0 in range(0, C, S):
-        xb = x[:, s0 : s0 + S]
+        xb = x[:, s0 : s0 + S].long()
         inp, recs = xb, {}
         for l, layer in enumerate(net):
             inp, (h[l], cl), rec, err = layer.run(inp, h[l], None if c is None else c[l], gates and l in layers)
@@ -314,28 +319,29 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
                 c[l] = cl
             if err is not None:
                 max_err = err if max_err is None else torch.maximum(max_err, err)
-            if l in layers:
-                recs.update({(l, k): rec[k].half() for k in kinds})
+            if l in layers:  # float16 as stored, (len(kinds), B, S, H): each stream's rows of a kind are
+                # contiguous, so the writer hands them to pwrite without another copy
+                blk = recs[l] = torch.empty(len(kinds), *inp.shape[:2], H, dtype=torch.float16, device=dev)
+                for j, k in enumerate(kinds):
+                    blk[j] = rec[k]
         logp = F.linear(inp, head_w, head_b).log_softmax(-1)  # (B, S, V)
-        p = pos[:, s0 : s0 + S]
-        lp = logp.gather(-1, nxt[:, s0 : s0 + S, None])[..., 0]
+        n = xb.shape[1]
+        p = offsets + torch.arange(s0, s0 + n, device=dev)  # (B, n) text positions
+        lp = logp.gather(-1, nxt[:, s0 : s0 + S, None].long())[..., 0]
         lp = torch.where(p == T - 1, torch.nan, lp)  # the last character predicts nothing
         top_p, top_i = logp.topk(K, -1) if K else (None, None)
-        n = xb.shape[1]
         counts = [max(0, min(n, T - (b * C + s0))) for b in range(B)]  # rows of each stream inside the text
-        if sum(counts) == B * n:
-            writer.observe({key: v.reshape(-1, H) for key, v in recs.items()})
-        else:  # the padded tail of the last stream
-            valid = p < T
-            writer.observe({key: v[valid] for key, v in recs.items()})
-        host = {key: _to_host(v) for key, v in recs.items()}
+        valid = None if sum(counts) == B * n else p < T  # only the last stream has a padded tail
+        for l, blk in recs.items():
+            writer.observe_layer(l, blk.view(len(kinds), B * n, H) if valid is None else blk[:, valid])
+        host = {l: _to_host(v) for l, v in recs.items()}
         lp_h = _to_host(lp)
         top_h = (_to_host(top_i.int()), _to_host(top_p.exp().half())) if K else (None, None)
         event = None
         if dev.type == "cuda":
             event = torch.cuda.Event()
             event.record()
-        pending.append(pool.submit(_write_block, writer, event, host, lp_h, top_h, counts, C, s0))
+        pending.append(pool.submit(_write_block, writer, event, host, kinds, lp_h, top_h, counts, C, s0))
         while len(pending) > PENDING:
             pending.popleft().result()  # also re-raises a failed write (a full disk)
         done += sum(counts)
@@ -346,8 +352,11 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
     return None if max_err is None else float(max_err)
 
 
-def _write_block(writer: StoreWriter, event, host, lp, top, counts, C, s0) -> None:
-    """Writer thread: each stream's rows of the block go to rows b·C + s0 onward."""
+def _write_block(writer: StoreWriter, event, host, kinds, lp, top, counts, C, s0) -> None:
+    """Writer thread: each stream's rows of the block go to rows b·C + s0 onward.
+
+    host: {layer: (len(kinds), B, S, H) float16}; lp (B, S); top: (ids, probs) each (B, S, K) or Nones.
+    """
     if event is not None:
         event.synchronize()
     ids, probs = top
@@ -355,7 +364,7 @@ def _write_block(writer: StoreWriter, event, host, lp, top, counts, C, s0) -> No
         if n:
             writer.write(
                 b * C + s0,
-                {key: v[b, :n] for key, v in host.items()},
+                {(l, k): v[j, b, :n] for l, v in host.items() for j, k in enumerate(kinds)},
                 logprob=lp[b, :n],
                 topk_ids=None if ids is None else ids[b, :n],
                 topk_p=None if probs is None else probs[b, :n],

@@ -232,47 +232,62 @@ def _join(xs) -> str:
 
 
 class RunningStats:
-    """Per-unit mean, std, min, max and saturation counts over row blocks (Chan's parallel merge).
+    """Per-unit mean, std, min, max and saturation counts, accumulated over row blocks.
 
-    Blocks are torch tensors on any device, so the statistics of a GPU recording are computed on the
-    GPU; the accumulators are float64.
+    A block is (n, W) or (K, n, H) (K kinds side by side, e.g. as the recorder lays them out; units
+    are then numbered kind-major), a torch tensor on any device: a GPU recording keeps its statistics
+    on the GPU with no host sync per block. Sums are of values shifted by each unit's first value,
+    which keeps the variance free of cancellation; chunk sums are float32, running totals float64.
     """
 
-    def __init__(self, hidden: int):
-        self.n, self.hidden = 0, hidden
+    CPU_ROWS = 1024  # rows per pass on a CPU: the float32 chunk stays in cache across the passes
+
+    def __init__(self, width: int):
+        self.n, self.width = 0, width
         self.acc: dict[str, torch.Tensor] | None = None  # created on the first block's device
+        self._buf: torch.Tensor | None = None
 
     def update(self, block: torch.Tensor) -> None:
-        """block: (n, H) values as stored (float16); any device. No host sync on a GPU."""
-        n = block.shape[0]
+        """block: (n, W) or (K, n, H) values as stored (float16), K·H = W."""
+        block = block[None] if block.dim() == 2 else block
+        K, n, H = block.shape
+        if K * H != self.width:
+            raise ValueError(f"block of {K}x{H} units, expected {self.width}")
         if n == 0:
             return
-        x = block.float()
-        mean = x.mean(0)
-        m2 = ((x - mean) ** 2).sum(0)
-        f64 = torch.float64
+        cuda = block.device.type == "cuda"
         if self.acc is None:
-            z = torch.zeros(self.hidden, dtype=f64, device=x.device)
-            self.acc = {"mean": z, "m2": z.clone(), "min": z + float("inf"), "max": z - float("inf"),
-                        "lo": z.clone(), "hi": z.clone()}
-        a = self.acc
-        tot = self.n + n
-        delta = mean.to(f64) - a["mean"]
-        a["mean"] += delta * (n / tot)
-        a["m2"] += m2.to(f64) + delta**2 * (self.n * n / tot)
-        self.n = tot
-        a["min"] = torch.minimum(a["min"], x.amin(0).to(f64))
-        a["max"] = torch.maximum(a["max"], x.amax(0).to(f64))
-        a["lo"] += (x < SAT_LO).sum(0).to(f64)
-        a["hi"] += (x > SAT_HI).sum(0).to(f64)
+            z = torch.zeros(K, H, dtype=torch.float64, device=block.device)
+            self.acc = {"s1": z, "s2": z.clone(), "lo": z.clone(), "hi": z.clone(),
+                        "min": z + float("inf"), "max": z - float("inf")}
+            self.shift = block[:, :1].float()  # (K, 1, H)
+        a, f64 = self.acc, torch.float64
+        for chunk in block.split(n if cuda else self.CPU_ROWS, dim=1):
+            if cuda:
+                x = chunk.float()
+            else:  # reuse one buffer: fresh large allocations cost page faults on every block
+                if self._buf is None:
+                    self._buf = torch.empty(K, self.CPU_ROWS, H)
+                x = self._buf[:, : chunk.shape[1]]
+                x.copy_(chunk)
+            a["lo"] += (x < SAT_LO).sum(1, dtype=f64)
+            a["hi"] += (x > SAT_HI).sum(1, dtype=f64)
+            a["min"] = torch.minimum(a["min"], x.amin(1).to(f64))
+            a["max"] = torch.maximum(a["max"], x.amax(1).to(f64))
+            x -= self.shift
+            a["s1"] += x.sum(1).to(f64)
+            a["s2"] += torch.linalg.vector_norm(x, 2, 1).to(f64) ** 2
+        self.n += n
 
     def columns(self) -> dict[str, list[float]]:
+        """Each statistic as a list of ``width`` floats (kind-major for (K, n, H) blocks)."""
         if self.acc is None:
-            return {c: [float("nan")] * self.hidden for c in STAT_COLUMNS}
-        a = {k: v.cpu() for k, v in self.acc.items()}
+            return {c: [float("nan")] * self.width for c in STAT_COLUMNS}
+        a = {k: v.cpu().flatten() for k, v in self.acc.items()}
+        d = a["s1"] / self.n  # mean - shift
         cols = {
-            "mean": a["mean"],
-            "std": (a["m2"] / self.n).sqrt(),
+            "mean": self.shift.cpu().double().flatten() + d,
+            "std": (a["s2"] / self.n - d**2).clamp(min=0).sqrt(),
             "min": a["min"],
             "max": a["max"],
             "sat_lo": a["lo"] / self.n,
@@ -347,13 +362,15 @@ class StoreWriter:
         self.checkpoint = checkpoint
         self.recorder = dict(recorder or {})  # the caller may add to it until the block exits
         self.overwrite = overwrite
-        self.stats = {(l, k): RunningStats(self.hidden) for l in self.layers for k in self.kinds}
+        # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
+        self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
         self.rows_written = 0
         self.bytes_written = 0
         self.store: Store | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
         self._fds: dict[str, int] = {}
+        self._given: set[str] = set()  # optional outputs that some write() supplied
 
     def __enter__(self) -> StoreWriter:
         with ExitStack() as stack:
@@ -374,8 +391,14 @@ class StoreWriter:
 
     def observe(self, arrays: dict[tuple[int, str], object]) -> None:
         """Fold blocks {(layer, kind): (n, H) float16 values} into the per-unit statistics."""
-        for key, a in arrays.items():
-            self.stats[key].update(_as_tensor(a))
+        for l in self.layers:
+            if any((l, k) in arrays for k in self.kinds):
+                self.observe_layer(l, torch.cat([_as_tensor(arrays[(l, k)]) for k in self.kinds], 1))
+
+    def observe_layer(self, layer: int, block) -> None:
+        """Fold one layer's block into the statistics: (n, len(kinds)·H) or (len(kinds), n, H), kinds in
+        manifest order."""
+        self.stats[layer].update(_as_tensor(block))
 
     def write(
         self,
@@ -388,7 +411,7 @@ class StoreWriter:
         """Write rows ``start:start+n`` of every array: {(layer, kind): (n, H)} (CPU array or tensor),
         logprob (n,) nats, topk_ids / topk_p (n, K). Every recorded key must be given."""
         n = None
-        for key in self.stats:
+        for key in ((l, k) for l in self.layers for k in self.kinds):
             if key not in arrays:
                 raise RnnvizError(f"block for layer {key[0]} kind {key[1]!r} is missing")
             a = arrays[key]
@@ -402,7 +425,9 @@ class StoreWriter:
             self._pwrite(array_name(l, k), _bytes(a, np.dtype("<f2")), start * self.hidden * 2)
         if self.has_logprob and logprob is not None:
             self._pwrite(LOGPROB, _bytes(logprob, np.dtype("<f4")), start * 4)
+            self._given.add(LOGPROB)
         if self.topk and topk_ids is not None:
+            self._given.add(TOPK_IDS)
             self._pwrite(TOPK_IDS, _bytes(topk_ids, np.dtype("<u2")), start * self.topk * 2)
             self._pwrite(TOPK_P, _bytes(topk_p, np.dtype("<f2")), start * self.topk * 2)
         with self._lock:
@@ -430,14 +455,21 @@ class StoreWriter:
             raise RnnvizError(f"store incomplete: {self.rows_written} of {self.length} rows written")
         for fd in self._fds.values():
             os.fsync(fd)
+        # Optional outputs never supplied are dropped, not left as zeros that would read as data.
+        if self.has_logprob and LOGPROB not in self._given:
+            self.has_logprob = False
+            (self.tmp / LOGPROB).unlink()
+        if self.topk and TOPK_IDS not in self._given:
+            self.topk = 0
+            (self.tmp / TOPK_IDS).unlink()
+            (self.tmp / TOPK_P).unlink()
         with open(self.tmp / TEXT, "w", encoding="utf-8", newline="") as f:
             f.write(self.text)
         names = unit_names(self.layers, self.kinds, self.hidden)
         cols: dict[str, list] = {"unit": names, **{c: [] for c in STAT_COLUMNS}}
         for l in self.layers:
-            for k in self.kinds:
-                for c, v in self.stats[(l, k)].columns().items():
-                    cols[c].extend(v)
+            for c, v in self.stats[l].columns().items():
+                cols[c].extend(v)
         write_json(self.tmp / STATS, cols)
         manifest = {
             "format": FORMAT,

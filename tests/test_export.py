@@ -147,6 +147,8 @@ def test_bins_and_colours():
     assert colours([-2.0, 2.0], "diverging", -2, 2) == [d.palette[0], d.palette[-1]]
     with pytest.raises(RnnvizError, match="unknown colour scale"):
         colours([0.0], "rainbow", 0, 1)
+    with pytest.raises(RnnvizError, match="needs lo < hi"):
+        colours([0.0], "sequential", 1, 1)
     pl = d.plotly()
     assert len(pl) == N_BINS and pl[0] == [0.0, d.palette[0]] and pl[-1] == [1.0, d.palette[-1]]
 
@@ -306,6 +308,8 @@ def test_repr_html_is_an_isolated_iframe_of_the_page(tmp_path):
     parsed = Page(page._repr_html_())
     ((tag, attrs),) = parsed.tags
     assert tag == "iframe" and attrs["srcdoc"] == page.html and attrs["sandbox"] == "allow-scripts"
+    assert repr(page) == f"HtmlExport(units=['0:h:0'], start=0, stop={len(TRICKY)})"
+    assert export_html(str(st.path), ["0:h:0"]).html == page.html  # a path opens the store
 
 
 def test_save_is_atomic_and_reports_bad_paths(tmp_path):
@@ -352,3 +356,59 @@ def test_cli_export(tmp_path):
     assert not (tmp_path / "x.html").exists()
     r = CliRunner().invoke(main, ["export", str(tmp_path / "nope"), "--unit", "0:h:0", "--out", str(out)])
     assert r.exit_code == 1 and "no such store" in r.output
+
+
+def test_cli_export_feature(tmp_path):
+    pytest.importorskip("rnnviz.discover")
+    from rnnviz.features import compute_feature
+
+    text = 'He said "run, now" and left. "Stay," she said. Nobody "moved" at all.\n' * 30
+    st = make_store(tmp_path / "st", text, kinds=["h", "c"], seed=3)
+    quote = compute_feature("in_quote", text)
+    planted = np.asarray(st.array(1, "c"), np.float32).copy()
+    planted[:, 2] = 2 * quote - 1 + np.random.default_rng(0).normal(0, 0.05, len(text))
+    arrays = {(l, k): np.asarray(st.array(l, k), np.float32) for l in (0, 1) for k in ("h", "c")}
+    arrays[(1, "c")] = planted
+    st = write_store(tmp_path / "st2", text, arrays, ModelConfig(**st.manifest["model"]), st.vocab)
+    out = tmp_path / "q.html"
+    r = CliRunner().invoke(main, ["export", str(st.path), "--feature", "in_quote", "--top", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[1].split()[:2] == ["1:c:2", "in_quote:"]
+    parsed = Page(out.read_bytes().decode("utf-8"))
+    units = parsed.data()["meta"]["units"]
+    assert len(units) == 2 and units[0] == "1:c:2"
+    assert parsed.titles[0].startswith("in_quote: ") and "(sign +)" in parsed.titles[0]
+    r = CliRunner().invoke(main, ["export", str(st.path), "--feature", "in_quote", "--top", "0", "--out", str(out)])
+    assert r.exit_code == 1 and "Error: --top must be >= 1" in r.output
+
+
+def test_titles_from_cells():
+    import pandas as pd
+
+    cells = pd.DataFrame({"feature": ["in_if", "in_if"], "unit": ["1:c:7", "0:h:3"], "metric": ["auc", "auc"],
+                          "score": [0.9712, 0.5], "sign": [1, -1]})
+    assert ex.titles_from_cells(cells) == {
+        "1:c:7": "in_if: auc 0.971 (sign +)",
+        "0:h:3": "in_if: auc 0.500 (sign \u2212)",
+    }
+    no_sign = cells.drop(columns="sign")
+    assert ex.titles_from_cells(no_sign)["1:c:7"] == "in_if: auc 0.971"
+
+
+def test_export_of_a_recorded_store(tmp_path, make_model):
+    from rnnviz.record import record
+
+    text = TRICKY.replace("\0", "") * 2  # the fixture model's vocabulary is the text's own
+    model = make_model(cell="lstm", layers=2, hidden=8, text=text, seed=1)
+    st = record(model, text, tmp_path / "st", kinds="all", exact=True)
+    units = ["1:c:3", "0:i:2", "1:h:0", "0:g:7"]
+    parsed = Page(export_html(st, units, start=10, length=200).html)
+    data = parsed.data()
+    for b, name in enumerate(units):
+        assert parsed.text(b) == text[10:210]
+        layer, kind, idx = int(name[0]), name[2], int(name[4:])
+        np.testing.assert_array_equal(b64(data["units"][b]["v"], "<f2"), st.array(layer, kind)[10:210, idx])
+    loss = b64(data["loss"], "<f2").astype(np.float32)
+    np.testing.assert_allclose(loss, -np.asarray(st.logprob[9:209]), rtol=1e-3)
+    top1 = b64(data["ids"], np.uint8).reshape(200, data["k"])[:, 0]
+    np.testing.assert_array_equal(top1, st.topk[0][10:210, 0])

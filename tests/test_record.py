@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import TEXT
-from rnnviz import record as record_mod
+
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.record import record
 from rnnviz.store import open_store
 
+record_mod = importlib.import_module("rnnviz.record")  # the module (rnnviz.record may be the function)
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread is as fast, and immune to a busy shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _long_text(n: int, seed: int = 0) -> str:
@@ -84,8 +94,8 @@ def test_fast_matches_exact(tmp_path, make_model, cell):
     r = fast.manifest["recorder"]
     assert (r["streams"], r["chunk"], r["burn_in"]) == (10, 300, 1000)
     for key in [(l, k) for l in (0, 1) for k in exact.kinds]:
-        a, b = fast.array(*key).astype(np.float32), exact.array(*key).astype(np.float32)
-        assert np.abs(a - b).max() <= 0.03, key
+        a, b = fast.array(*key).astype(np.float64), exact.array(*key).astype(np.float64)
+        assert (np.abs(a - b) <= 0.03 + 2 * F16_REL * np.abs(b)).all(), key  # + float16 rounding of both
         assert np.abs(a[: 4 * 300] - b[: 4 * 300]).max() <= 2e-3, key  # the exactly warm-started streams
     np.testing.assert_allclose(fast.logprob, exact.logprob, atol=0.05)
 
@@ -108,13 +118,12 @@ def test_trained_sample_model(tmp_path, sample_model, shared_data):
     text = (shared_data / "tiny_shakespeare.txt").read_text(encoding="utf-8")[100_000:106_000]
     exact = record(model, text, tmp_path / "exact", kinds="all", exact=True)
     fast = record(model, text, tmp_path / "fast", kinds="all", streams=4, burn_in=1000)
-    errs = {
-        key: np.abs(fast.array(*key).astype(np.float32) - exact.array(*key).astype(np.float32)).max()
-        for key in [(l, k) for l in exact.layers for k in exact.kinds]
-    }
-    assert max(errs.values()) <= 0.03, errs
+    keys = [(l, k) for l in exact.layers for k in exact.kinds]
+    for key in keys:  # c reaches |c| > 32, where one float16 step is 0.031: allow rounding of both sides
+        a, b = fast.array(*key).astype(np.float64), exact.array(*key).astype(np.float64)
+        assert (np.abs(a - b) <= 0.03 + 2 * F16_REL * np.abs(b)).all(), key
     recs, logp_next, _ = _naive(model, text[:1500])
-    for key in errs:
+    for key in keys:
         _assert_close_f16(exact.array(*key)[:1500], recs[key], 1e-3)
     np.testing.assert_allclose(exact.logprob[:1499], logp_next, atol=1e-4)
     assert fast.manifest["recorder"]["check_max_abs_error"] < 1e-5
@@ -127,10 +136,14 @@ def test_block_boundaries_do_not_matter(tmp_path, make_model, monkeypatch):
     model = make_model("lstm", 3, 8, seed=2)
     text = _long_text(700, seed=2)
     whole = record(model, text, tmp_path / "a", kinds="all", streams=3, burn_in=50)
-    monkeypatch.setattr(record_mod, "HOST_BLOCK_BYTES", 1)  # one step per block
+    monkeypatch.setattr(record_mod, "MAX_STEPS", 10)  # 234 = 23 blocks of 10 steps + 4
     steps = record(model, text, tmp_path / "b", kinds="all", streams=3, burn_in=50)
-    assert (whole.manifest["recorder"]["block_steps"], steps.manifest["recorder"]["block_steps"]) == (234, 1)
+    assert (whole.manifest["recorder"]["block_steps"], steps.manifest["recorder"]["block_steps"]) == (234, 10)
     np.testing.assert_allclose(steps.window(0, 700), whole.window(0, 700), atol=1e-3)
+    monkeypatch.setattr(record_mod, "HOST_BLOCK_BYTES", 1)  # the memory bound wins: one step per block
+    one = record(model, text[:100], tmp_path / "c", kinds="all", streams=3, burn_in=50)
+    assert one.manifest["recorder"]["block_steps"] == 1
+    np.testing.assert_allclose(one.window(0, 100), whole.window(0, 100), atol=1e-3)
     np.testing.assert_allclose(steps.stats.to_numpy(), whole.stats.to_numpy(), atol=1e-5)
 
 

@@ -113,6 +113,16 @@ def test_optional_logprob_topk(tmp_path):
     ]
 
 
+def test_writer_drops_outputs_never_written(tmp_path):
+    with StoreWriter(tmp_path / "s", "abc", layers=[0], kinds=["h"], model_config=CFG, vocab=VOCAB, topk=2) as w:
+        w.write(0, {(0, "h"): np.ones((3, 4))})
+        w.observe({(0, "h"): np.ones((3, 4))})
+    s = w.store
+    assert np.isnan(s.logprob).all() and s.k == 0 and s.topk[0].shape == (3, 0)
+    assert sorted(p.name for p in s.path.iterdir()) == ["L0.h.f16", "manifest.json", "stats.json", "text.txt"]
+    assert s.stats.loc["0:h:3", "mean"] == 1.0
+
+
 def test_existing_dir_refused_then_replaced(tmp_path):
     _store(tmp_path)
     with pytest.raises(RnnvizError, match=r"already exists \(use --force"):

@@ -14,16 +14,15 @@ from pathlib import Path
 import dash
 
 from . import callbacks, layout
-from .saferegex import TIMEOUT
 from .state import WINDOW
-from .stores import StoreSet
+from .stores import REGEX_TIMEOUT, StoreSet
 
 
 def create_app(
     store_paths: Sequence[str | Path],
     *,
     window: int = WINDOW,
-    regex_timeout: float = TIMEOUT,
+    regex_timeout: float = REGEX_TIMEOUT,
     title: str | None = None,
 ) -> dash.Dash:
     """A Dash app over the given stores.

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from dash import ALL, Input, Output, State, ctx, html
+from dash import ALL, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
+from ..discover import find_cells, gate_saturation, gradient_flow
 from ..errors import RnnvizError
 from ..models import parse_unit
+from ..sampling import sample
 from . import figures, select, textview
-from .saferegex import compile_user_regex
 from .state import WINDOW, clean, clip_start, find_text, from_query, step_unit, to_query
-from .stores import StoreSet
+from .stores import StoreSet, check_regex
 
 CONTEXT = 200  # characters shown before a search hit or a match
 MAX_NEEDLE = 200  # characters of a search string
@@ -61,7 +62,7 @@ def navigate(
         # A link may carry a regex: check it like a typed one (its size and syntax).
         if new["feature"].startswith("re:"):
             try:
-                compile_user_regex(new["feature"][3:])
+                check_regex(new["feature"][3:])
             except RnnvizError as e:
                 new["feature"], msg = "", str(e)
         return _with_feature(stores, new, None, msg)
@@ -72,15 +73,15 @@ def navigate(
         new = clean({**old, "store": value, "hl": None}, stores, window)
     elif trigger in ("layer-pick", "kind-pick", "index-pick"):
         layer, kind, index = parse_unit(old["unit"])
-        if trigger == "layer-pick" and value is not None:
-            layer = int(value)
-        elif trigger == "kind-pick" and value is not None:
-            kind = str(value)
-        elif trigger == "index-pick":
-            try:
+        try:
+            if trigger == "layer-pick":
+                layer = int(value)
+            elif trigger == "kind-pick":
+                kind = str(value)
+            else:
                 index = min(max(int(value), 0), store.hidden - 1)
-            except (TypeError, ValueError):
-                msg = f"a unit index is a whole number from 0 to {store.hidden - 1}"
+        except (TypeError, ValueError):
+            return old, f"a unit index is a whole number from 0 to {store.hidden - 1}"
         new["unit"] = f"{layer}:{kind}:{index}"
     elif trigger in ("unit-prev", "unit-next"):
         new["unit"] = step_unit(store.units, old["unit"], -1 if trigger == "unit-prev" else 1)
@@ -121,7 +122,7 @@ def navigate(
     elif trigger in ("regex-input", "rank-go"):
         if regex:
             try:
-                compile_user_regex(regex)
+                check_regex(regex)
             except RnnvizError as e:
                 return old, str(e)
             new["feature"] = "re:" + regex
@@ -130,10 +131,15 @@ def navigate(
     elif trigger == "unit-row":
         new["unit"] = str(value).split("/", 1)[-1]
     elif trigger == "match-row":
-        a, b = (int(x) for x in str(value).split("-"))
+        try:
+            a, b = (int(x) for x in str(value).split("-"))
+        except ValueError:
+            return old, ""
         new["hl"], new["start"] = [a, b], clip_start(a - CONTEXT, store.length)
     else:
         raise PreventUpdate
+    if new["unit"] not in store.units and new["store"] == old["store"]:
+        return old, f"no unit {_short(new['unit'])} in {stores.names[old['store']]}"
     new = clean(new, stores, window)
     if new["unit"] == new["cmp"]:
         new["cmp"] = ""
@@ -173,24 +179,40 @@ def controls(stores: StoreSet, view: dict) -> dict:
 # --- the text window ---
 
 
+def _feature_or_none(stores: StoreSet, view: dict) -> np.ndarray | None:
+    """The view's feature values (normally cached by :func:`navigate`; recomputed, time-limited, only if
+    evicted since), or None when there is none or it now fails."""
+    if not view["feature"]:
+        return None
+    try:
+        return stores.feature(view["store"], view["feature"])
+    except RnnvizError:
+        return None
+
+
 def render_window(stores: StoreSet, view: dict, window: int = WINDOW):
-    """The text view for ``view``: (spans, window label, legend, trace figure)."""
+    """The text view for ``view``: (window data for the browser to draw, label, legend)."""
     store = stores[view["store"]]
-    feature = stores.feature(view["store"], view["feature"]) if view["feature"] else None
-    spans, start, stop = textview.render(store, view, window, feature)
-    label = f"characters {start:,}–{stop:,} of {store.length:,}"
+    feature = _feature_or_none(stores, view)
+    data = textview.render(store, view if feature is not None else {**view, "feature": ""}, window, feature)
+    label = f"characters {data['start']:,}–{data['stop']:,} of {store.length:,}"
+    return data, label, textview.legend(store, view["unit"])
+
+
+def trace(stores: StoreSet, view: dict, window: int = WINDOW) -> dict:
+    """The window's curves: the unit (and compare unit), the feature and the per-character loss."""
+    store = stores[view["store"]]
+    start, stop = view["start"], min(store.length, view["start"] + window)
     units = [view["unit"]] + ([view["cmp"]] if view["cmp"] else [])
-    vals = store.window(start, stop, units)
-    lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
-    loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp
-    fig = figures.trace_figure(
+    vals = store.window(start, stop, units)  # (n, U): the window's rows only
+    feature = _feature_or_none(stores, view)
+    return figures.trace_figure(
         start,
         store.text[start:stop],
         {u: vals[:, j] for j, u in enumerate(units)},
-        loss,
+        textview.char_loss(store, start, stop),
         (view["feature"], feature[start:stop]) if feature is not None else None,
     )
-    return spans, label, textview.legend(store, view["unit"]), fig
 
 
 # --- hypotheses ---
@@ -233,10 +255,6 @@ def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str
     feature = view["feature"]
     if not feature:
         return None, ""
-    try:
-        from ..discover import find_cells
-    except ImportError:
-        return None, "ranking needs rnnviz.discover, which is not available in this install"
     i = view["store"]
 
     def make() -> pd.DataFrame:
@@ -246,8 +264,9 @@ def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str
         df = stores.cached(("rank", i, feature, top), make)
     except RnnvizError as e:
         return None, str(e)
-    cols = [c for c in ("unit", "score", "metric", "sign", "ap", "effect_size") if c in df.columns]
-    return html.Div([html.Div(f"{feature}: top {len(df)} units", className="note"), _rank_rows(df, "rank", cols)]), ""
+    cols = ["unit", "metric", "score", "sign", "selectivity", "effect_size"]
+    note = f"{feature}: top {len(df)} units, ranked by selectivity (score minus the character-only control)"
+    return html.Div([html.Div(note, className="note"), _rank_rows(df, "rank", cols)]), ""
 
 
 # --- plots ---
@@ -278,40 +297,24 @@ def histogram(stores: StoreSet, view: dict):
 
 def saturation(stores: StoreSet, i: int):
     """The gate-saturation scatter of store ``i`` (from the per-unit statistics written by the recorder)."""
-    store = stores[i]
-    try:
-        from ..discover import gate_saturation
-
-        df = stores.cached(("sat", i), lambda: gate_saturation(store))
-    except ImportError:
-        df = store.stats.reset_index()
-    if "unit" not in df.columns:
-        df = df.reset_index()
-    if "layer" not in df.columns or "kind" not in df.columns:
-        parts = [parse_unit(u) for u in df["unit"]]
-        df = df.assign(layer=[p[0] for p in parts], kind=[p[1] for p in parts])
-    gates = {"i", "f", "o", "r", "z"}
-    return figures.saturation_figure(df[df["kind"].isin(gates)], stores.names[i])
+    df = stores.cached(("sat", i), lambda: gate_saturation(stores[i]))
+    return figures.saturation_figure(df, stores.names[i])
 
 
 def gradflow(stores: StoreSet, chars: int = GRADFLOW_CHARS, max_lag: int = GRADFLOW_LAG) -> tuple[object, str]:
     """Gradient flow of every loaded store's model over the first ``chars`` characters of its text."""
-    try:
-        from ..discover import gradient_flow
-    except ImportError:
-        return figures.message_figure("gradient flow needs rnnviz.discover, not available in this install"), ""
-    curves, missing = [], []
-    for i, store in enumerate(stores.stores):
-        model = stores.model(i)
+    models = [stores.model(i) for i in range(len(stores))]
+    missing = [stores.names[i] for i, m in enumerate(models) if m is None]
+    msg = f"checkpoint not reachable for: {', '.join(missing)}" if missing else ""
+    if len(missing) == len(models):
+        return figures.message_figure("no store's checkpoint is reachable: gradient flow needs the model"), msg
+    curves = []
+    for i, (store, model) in enumerate(zip(stores.stores, models, strict=True)):
         if model is None:
-            missing.append(stores.names[i])
             continue
         text = model.vocab.prepare(store.text[:chars], "skip")
         df = stores.cached(("gradflow", i, chars, max_lag), lambda m=model, t=text: gradient_flow(m, t, max_lag))
         curves.append((f"{stores.names[i]} ({store.cell})", df))
-    msg = f"checkpoint not reachable for: {', '.join(missing)}" if missing else ""
-    if not curves:
-        return figures.message_figure("no store's checkpoint is reachable: gradient flow needs the model"), msg
     return figures.gradflow_figure(curves), msg
 
 
@@ -337,7 +340,8 @@ def select_range(stores: StoreSet, view: dict, a, b, threshold=1.0) -> tuple[obj
     tables = html.Div([
         html.Div(f"Units on inside {a:,}–{b:,} and off around it (θ = {threshold:g} σ): {len(thr)}", className="note"),
         _rank_rows(thr, "thr", cols) if len(thr) else none,
-        html.Div("Units most correlated with the selection (|r| over ±200 characters)", className="note"),
+        html.Div("Units most correlated with the selection (|r| against in/out over twice its length each side)",
+                 className="note"),
         _rank_rows(cor, "cor", cols),
     ])
     if follow.empty:
@@ -367,8 +371,6 @@ def select_range(stores: StoreSet, view: dict, a, b, threshold=1.0) -> tuple[obj
 
 def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, value) -> tuple[object, str]:
     """Two samples with the same seed: unclamped, and with the view's unit clamped to ``value``."""
-    from ..sampling import sample
-
     model = stores.model(view["store"])
     if model is None:
         return None, (f"{stores.names[view['store']]}: the recorded checkpoint is not reachable (moved, or its "
@@ -380,6 +382,8 @@ def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, 
         value = float(value)
     except (TypeError, ValueError):
         return None, "length, temperature, seed and clamp value must be numbers"
+    if seed < 0 or not np.isfinite(value):
+        return None, "the seed must be >= 0 and the clamp value a finite number"
     prime = prime or ""
     if len(prime) > MAX_PRIME:
         return None, f"the priming text is {len(prime)} characters; the limit is {MAX_PRIME}"
@@ -396,6 +400,28 @@ def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, 
 
 
 # --- wiring ---
+
+# In the browser: draw the window's characters as spans. textContent makes every character plain text (no
+# HTML parsing); #text has no React children, so React never touches the nodes made here. A highlighted
+# character (search hit, jump target, match) is scrolled into the middle of the view.
+DRAW_JS = """
+function(d) {
+    var t = document.getElementById("text");
+    if (!d || !t) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+    var frag = document.createDocumentFragment(), first = null;
+    for (var i = 0; i < d.chars.length; i++) {
+        var s = document.createElement("span");
+        s.textContent = d.chars[i];
+        if (d.cls[i]) { s.className = d.cls[i]; }
+        s.title = d.tips[i];
+        if (first === null && / hl|^hl/.test(d.cls[i])) { first = s; }
+        frag.appendChild(s);
+    }
+    t.replaceChildren(frag);
+    t.scrollTop = first ? first.offsetTop - t.offsetTop - t.clientHeight / 2 : 0;
+    return [d.start + ":" + d.stop, Date.now()];
+}
+"""
 
 # In the browser: report a mouse selection inside the text view (as offsets into the window, which the
 # server turns into positions), and show the hovered character's details in the bar under the text.
@@ -479,6 +505,9 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
         except RnnvizError as e:
             new, msg = clean(view, stores, window), str(e)
         c = controls(stores, new)
+        if view:  # leave unchanged controls alone: no re-render, and no callbacks downstream of them
+            before = controls(stores, clean(view, stores, window))
+            c = {k: (no_update if before[k] == v else v) for k, v in c.items()}
         return (new, c["query"], c["store"], c["layers"], c["layer"], c["kinds"], c["kind"], c["index"],
                 c["index_max"], c["cmp"], c["feature_pick"], c["regex"], msg)
 
@@ -493,13 +522,21 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
         return new
 
     @app.callback(
-        Output("text", "children"), Output("window-label", "children"), Output("legend", "children"),
-        Output("trace", "figure"), Input("view", "data"),
+        Output("window-data", "data"), Output("window-label", "children"), Output("legend", "children"),
+        Input("view", "data"),
     )
     def _render(view):
         if not view:
             raise PreventUpdate
         return render_window(stores, clean(view, stores, window), window)
+
+    @app.callback(Output("trace", "figure"), Input("drawn", "data"), State("view", "data"))
+    def _trace(_, view):
+        # Asked for once the text is drawn: redrawing this figure blocks the browser for ~100 ms, and the
+        # text should not wait for it.
+        if not view:
+            raise PreventUpdate
+        return trace(stores, clean(view, stores, window), window)
 
     @app.callback(Output("rank-table", "children"), Output("rank-msg", "children"), Input("focus", "data"))
     def _rank(focus):
@@ -526,7 +563,7 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
 
     @app.callback(
         Output("sel-a", "value"), Output("sel-b", "value"), Output("sel-tables", "children"),
-        Output("match-table", "children"), Output("sel-msg", "children"),
+        Output("match-table", "children"), Output("sel-msg", "children"), Output("tabs", "value"),
         Input("selection", "data"), Input("sel-go", "n_clicks"),
         State("sel-a", "value"), State("sel-b", "value"), State("sel-thr", "value"), State("view", "data"),
         prevent_initial_call=True,
@@ -534,11 +571,12 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
     def _select(selection, _, a, b, threshold, view):
         view = clean(view, stores, window)
         if ctx.triggered_id == "selection":
-            if not selection:
-                raise PreventUpdate
-            a, b = view["start"] + int(selection["a"]), view["start"] + int(selection["b"])
+            try:  # offsets into the drawn window, from the page's script
+                a, b = view["start"] + int(selection["a"]), view["start"] + int(selection["b"])
+            except (TypeError, ValueError, KeyError):
+                raise PreventUpdate from None
         tables, matches, msg = select_range(stores, view, a, b, threshold)
-        return a, b, tables, matches, msg
+        return a, b, tables, matches, msg, "sel"  # show the answer even if another tab was open
 
     @app.callback(
         Output("smp-out", "children"), Output("smp-msg", "children"),
@@ -550,4 +588,7 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
     def _sample(_, prime, length, temperature, seed, value, view):
         return sample_pair(stores, clean(view, stores, window), prime, length, temperature, seed, value)
 
+    app.clientside_callback(
+        DRAW_JS, Output("text", "data-drawn"), Output("drawn", "data"), Input("window-data", "data")
+    )
     app.clientside_callback(_LISTEN_JS, Output("js-init", "data"), Input("text", "id"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from .stores import StoreSet, feature_names
+from ..features import FEATURES
+from .stores import StoreSet
 from .textview import css
 
 # Page-wide style. The text view is monospace with whitespace kept; the compare bar sits over each
@@ -57,10 +58,11 @@ def _num(id_: str, value, width: int = 80, **kw) -> dcc.Input:
 
 
 def hypotheses_panel() -> html.Div:
-    names = feature_names()
+    options = [{"label": f"{f.name} ({f.domain}, {f.type})", "value": f.name, "title": f.summary}
+               for f in FEATURES.values()]
     return html.Div([
         html.Div([
-            dcc.Dropdown(id="feature-pick", options=names, placeholder="built-in feature", className="pick-wide",
+            dcc.Dropdown(id="feature-pick", options=options, placeholder="built-in feature", className="pick-wide",
                          clearable=True),
         ], className="row"),
         html.Div([
@@ -68,10 +70,6 @@ def hypotheses_panel() -> html.Div:
                       style={"width": "250px"}),
             html.Button("Rank units", id="rank-go"),
         ], className="row"),
-        html.Div(
-            "" if names else "The built-in features (rnnviz.features) are not available: use a regex.",
-            className="note",
-        ),
         html.Div(id="rank-msg", className="msg"),
         dcc.Loading(html.Div(id="rank-table"), type="dot"),
         html.P("Click a row to colour the text by that unit; the feature is drawn as a bar under the text.",
@@ -130,6 +128,8 @@ def build(stores: StoreSet) -> html.Div:
         dcc.Store(id="focus"),
         dcc.Store(id="selection"),
         dcc.Store(id="js-init"),
+        dcc.Store(id="window-data"),
+        dcc.Store(id="drawn"),
         html.Div([
             html.B("rnnviz", style={"fontSize": "15px"}),
             dcc.Dropdown(id="store-pick", options=[{"label": _store_label(stores, i), "value": i}

@@ -43,18 +43,20 @@ def check_range(store, a: int, b: int) -> tuple[int, int]:
 
 
 def units_for_range(
-    store, a: int, b: int, threshold: float = 1.0, margin: int = 5, context: int = 200, top: int = 10
+    store, a: int, b: int, threshold: float = 1.0, margin: int = 5, context: int | None = None, top: int = 10
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rank the units that mark the selection [a, b).
 
     ``threshold``: θ in standard deviations; ``margin``: characters each side that must be off;
-    ``context``: characters each side used by the correlation rule.
+    ``context``: characters each side used by the correlation rule (default: twice the selection's length,
+    at least 20, so the range is contrasted with its own neighbourhood, not with far-off repeats of it).
     Returns (threshold rule, correlation rule), each a DataFrame with columns
     ``unit, sign, score, inside, around`` (``inside`` / ``around``: mean raw value in / around the range),
     best first, at most ``top`` rows. Threshold-rule score = the margin in σ between the weakest inside
     value and the strongest value around; correlation-rule score = |r|.
     """
     a, b = check_range(store, a, b)
+    context = max(2 * (b - a), 20) if context is None else context
     lo, hi = max(0, a - max(context, margin)), min(store.length, b + max(context, margin))
     units = store.units
     raw = store.window(lo, hi, units)  # (n, U) float32: only the rows around the selection

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode
 
-from .saferegex import MAX_PATTERN
-from .stores import StoreSet, feature_names
+from ..features import FEATURES
+from .stores import MAX_PATTERN, StoreSet
 
 WINDOW = 2000  # characters per text window
 
@@ -26,7 +26,7 @@ DEFAULT = {
 URL_KEYS = ("store", "unit", "cmp", "start", "feature")
 
 
-def clip_start(start, length: int, window: int = WINDOW) -> int:
+def clip_start(start, length: int) -> int:
     """A window start inside the text: 0 <= start <= max(0, length - 1)."""
     try:
         start = int(start)
@@ -41,7 +41,7 @@ def valid_feature(spec) -> str:
         return ""
     if spec.startswith("re:"):
         return spec if 0 < len(spec) - 3 <= MAX_PATTERN else ""
-    return spec if spec in feature_names() else ""
+    return spec if spec in FEATURES else ""
 
 
 def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
@@ -60,7 +60,7 @@ def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
         "store": i,
         "unit": unit,
         "cmp": cmp,
-        "start": clip_start(view["start"], store.length, window),
+        "start": clip_start(view["start"], store.length),
         "feature": valid_feature(view["feature"]),
         "hl": list(hl) if hl else None,
     }

@@ -2,11 +2,14 @@
 
 The browser names a store by its index or its name in this list, never by a path, so no request can
 open another file. Features over a whole store (a few MB each), loaded checkpoints and slow analyses
-(gradient flow) are cached here, bounded, shared by every browser tab of the server process.
+(rankings, gradient flow) are cached here, bounded, shared by every browser tab of the server process.
+A regex typed in the browser is size-limited here and run by :func:`rnnviz.features.regex_feature`,
+which matches in a child process killed at the time limit, so a catastrophic pattern cannot hang us.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -15,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RnnvizError
+from ..features import FEATURES, compute_feature, regex_feature
 from ..store import Store, open_store
-from .saferegex import TIMEOUT, regex_feature
+
+MAX_PATTERN = 200  # characters in a regex typed in the browser
+REGEX_TIMEOUT = 2.0  # seconds it may run over a whole store
 
 
 class _LRU:
@@ -38,19 +44,22 @@ class _LRU:
         return value
 
 
-def feature_names() -> list[str]:
-    """Names of the built-in hypothesis features, or [] while ``rnnviz.features`` is unavailable."""
+def check_regex(pattern: str) -> None:
+    """Refuse a browser's regex that is empty, longer than ``MAX_PATTERN`` or not valid syntax."""
+    if not pattern:
+        raise RnnvizError("type a regular expression")
+    if len(pattern) > MAX_PATTERN:
+        raise RnnvizError(f"the regular expression is {len(pattern)} characters; the limit is {MAX_PATTERN}")
     try:
-        from ..features import FEATURES
-    except ImportError:
-        return []
-    return sorted(FEATURES)
+        re.compile(pattern)
+    except re.error as e:
+        raise RnnvizError(f"bad regular expression {pattern!r}: {e}") from None
 
 
 class StoreSet:
     """An ordered, fixed list of opened stores with unique display names (the directory's name)."""
 
-    def __init__(self, paths: Sequence[str | Path], regex_timeout: float = TIMEOUT):
+    def __init__(self, paths: Sequence[str | Path], regex_timeout: float = REGEX_TIMEOUT):
         if not paths:
             raise RnnvizError("give at least one store to serve")
         self.stores: list[Store] = [open_store(p) for p in paths]
@@ -85,19 +94,16 @@ class StoreSet:
     def feature(self, i: int, spec: str) -> np.ndarray:
         """Feature ``spec`` (a built-in name or ``re:PATTERN``) over store ``i``'s text: (T,) float32.
 
-        A user's regex runs time-limited in a child process (:mod:`.saferegex`).
+        A user's regex is checked (:func:`check_regex`) and runs time-limited in a child process.
         """
 
         def make() -> np.ndarray:
             text = self.stores[i].text
             if spec.startswith("re:"):
+                check_regex(spec[3:])
                 return regex_feature(spec[3:], text, timeout=self.regex_timeout)
-            try:
-                from ..features import FEATURES, compute_feature
-            except ImportError:
-                raise RnnvizError("the built-in features (rnnviz.features) are not available") from None
             if spec not in FEATURES:
-                raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(sorted(FEATURES))}")
+                raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(FEATURES)}")
             return np.asarray(compute_feature(spec, text), dtype=np.float32)
 
         return self._features.get((i, spec), make)

@@ -4,7 +4,12 @@ Colours are the HTML export's (:func:`rnnviz.export.colour_scale`, the same ``N_
 classes ``d0..d32`` / ``s0..s32``), so a cell looks the same in the dashboard and in an exported page.
 A second unit shows as a bar over each character, a feature as a bar under it. Each character is its own
 ``<span>`` whose ``title`` holds the value(s), the character's loss and the model's next-character
-guesses. Characters are Dash text children, so React escapes them: no text is ever parsed as HTML.
+guesses.
+
+The server sends the window as plain data (:func:`render`: characters, classes, tooltips) and the
+browser builds the spans with ``textContent`` (see ``callbacks.DRAW_JS``), so no character is ever
+parsed as HTML. Why not one Dash component per character: Dash's renderer spends milliseconds per
+component, and 2,000 of them took 7–10 s to appear on a 2-core machine; the DOM builds them in ~10 ms.
 
 Only the window's rows are read from the store (a few hundred kB on any store size).
 """
@@ -59,6 +64,12 @@ def scale_for(store, unit: str):
     return colour_scale(kind, store.stats.loc[unit] if kind == "c" else None)
 
 
+def char_loss(store, start: int, stop: int) -> np.ndarray:
+    """(stop - start,) nats: -log p(text[t] | text[:t]), i.e. ``-logprob[t - 1]``; NaN at t = 0."""
+    lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
+    return -np.concatenate([[np.nan], lp]).astype(np.float32) if start == 0 else -lp
+
+
 def feature_steps(values: np.ndarray, hi: float) -> np.ndarray:
     """Feature values -> bar intensity 0..FEATURE_STEPS (0 = no bar); ``hi`` maps to the darkest."""
     hi = hi if hi > 0 else 1.0
@@ -72,11 +83,12 @@ def render(
     view: dict,
     window: int,
     feature: np.ndarray | None = None,
-) -> tuple[list, int, int]:
-    """The window's characters as Dash spans.
+) -> dict:
+    """The window as data for the browser to draw.
 
     ``view``: a clean view (see :mod:`.state`); ``feature``: the view's feature over the whole store
-    ((T,) float32) or None. Returns (spans, start, stop).
+    ((T,) float32) or None. Returns ``{"start", "stop", "chars", "cls", "tips"}``: per character the
+    text drawn (:func:`visible`), its CSS classes and its tooltip, each a list of length stop - start.
     """
     start = view["start"]
     stop = min(store.length, start + window)
@@ -92,7 +104,8 @@ def render(
     if len(units) > 1:
         other = scale_for(store, units[1])
         for i, b in enumerate(other.bins(vals[:, 1]).tolist()):
-            classes[i].append(f"o{other.name[0]}{b}" if b >= 0 else "")
+            if b >= 0:
+                classes[i].append(f"o{other.name[0]}{b}")
     fvals = None
     if feature is not None:
         fvals = feature[start:stop]
@@ -108,20 +121,19 @@ def render(
     # Tooltip lines: value(s); position, character and its loss (-log p(char | text before)); guesses.
     # A float16 prints as the shortest text that reads back as the same float16 (what the store holds).
     lines = [[f"{u} = {v!s}" for v in vals[:, j]] for j, u in enumerate(units)]
-    lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
-    loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp
+    loss = char_loss(store, start, stop)
     ids, probs = store.topk
     k = min(TOP_SHOWN, ids.shape[1])
-    chars = store.vocab.chars
+    names = [shown(c) for c in store.vocab.chars]
     guesses = None
     if k:
         gi = np.asarray(ids[start:stop, :k]).tolist()
         gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int).tolist()
         guesses = [
-            "next: " + "  ".join(f"{shown(chars[c])} {p}%" for c, p in zip(row, prow, strict=True) if c < len(chars))
+            "next: " + "  ".join(f"{names[c]} {p}%" for c, p in zip(row, prow, strict=True) if c < len(names))
             for row, prow in zip(gi, gp, strict=True)
         ]
-    spans = []
+    tips = []
     for i, ch in enumerate(text):
         tip = [lines[j][i] for j in range(len(units))]
         if fvals is not None:
@@ -130,8 +142,14 @@ def render(
         tip.append(f"#{start + i} {shown(ch)}" + ("" if np.isnan(loss_i) else f"  loss {loss_i:.3g} nats"))
         if guesses:
             tip.append(guesses[i])
-        spans.append(html.Span(visible(ch), className=" ".join(classes[i]), title="\n".join(tip)))
-    return spans, start, stop
+        tips.append("\n".join(tip))
+    return {
+        "start": start,
+        "stop": stop,
+        "chars": [visible(ch) for ch in text],
+        "cls": [" ".join(c) for c in classes],
+        "tips": tips,
+    }
 
 
 def legend(store, unit: str) -> html.Div:

@@ -1,0 +1,214 @@
+"""Recording throughput, side by side in one process: ours vs a naive per-step cell loop vs one
+sequential fused pass.
+
+    .venv/bin/python bench/record_throughput.py                  # 2x128 LSTM, about a minute on a 2-core CPU
+    .venv/bin/python bench/record_throughput.py --device cuda --layers 3 --hidden 512
+
+"ours" is ``rnnviz.record`` with every kind of every layer (h, c, i, f, g, o for an LSTM), top-5
+predictions and log-probabilities, into a store on disk (and once more with the file writes skipped:
+"into host memory"). Printed: chars/s of each and the ratios; our FLOP rate ÷ the measured matmul FLOP
+rate, counting only the FLOPs the model needs (LSTM 2·4H·(D+H) per layer per character, D = the
+layer's input size: V for layer 0); the store's write bandwidth ÷ the disk's measured sequential write
+bandwidth (same directory). The model is random-init: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rnnviz.models import KINDS, CharRNN, ModelConfig  # noqa: E402
+from rnnviz.record import record  # noqa: E402
+from rnnviz.store import StoreWriter  # noqa: E402
+from rnnviz.vocab import Vocab  # noqa: E402
+
+GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_flops(cfg: ModelConfig) -> int:
+    """Multiply-adds x 2 per character of the recurrent layers (the read-out is not counted)."""
+    G, H, V = GATE_ROWS[cfg.cell], cfg.hidden, cfg.vocab_size
+    return sum(2 * G * H * ((V if l == 0 else H) + H) for l in range(cfg.layers))
+
+
+def matmul_rate(dev: torch.device, n: int, seconds: float = 1.0) -> float:
+    """float32 FLOP/s of an n x n matmul, as torch runs it on ``dev`` (no TF32)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    a @ b
+    sync(dev)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        if reps % 8 == 0:
+            sync(dev)
+    sync(dev)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def disk_rate(directory: Path, mb: int) -> float:
+    """Sequential write bytes/s into ``directory``: 8 MB writes, then fsync (like a store's files)."""
+    block = os.urandom(8 << 20)
+    path = directory / "disk_probe.bin"
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for _ in range(max(1, mb // 8)):
+            os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dt = time.perf_counter() - t0
+    path.unlink()
+    return max(1, mb // 8) * len(block) / dt
+
+
+def naive_cells(model: CharRNN, ids: torch.Tensor, dev: torch.device) -> float:
+    """chars/s of a per-character nn.LSTMCell/GRUCell/RNNCell loop, batch 1, keeping h (and c) of every layer."""
+    cfg = model.config
+    cls = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}[cfg.cell]
+    cells = []
+    for l in range(cfg.layers):
+        w_ih, w_hh, b_ih, b_hh = model.layer_weights(l)
+        cell = cls(w_ih.shape[1], cfg.hidden).to(dev)
+        with torch.no_grad():
+            for p, w in zip((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), (w_ih, w_hh, b_ih, b_hh),
+                            strict=True):
+                p.copy_(w)
+        cells.append(cell)
+    x = F.one_hot(ids.to(dev), cfg.vocab_size).float()
+    state = [(torch.zeros(1, cfg.hidden, device=dev),) * (2 if cfg.cell == "lstm" else 1) for _ in cells]
+    kept = []
+    sync(dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for t in range(len(ids)):
+            inp = x[t : t + 1]
+            for l, cell in enumerate(cells):
+                out = cell(inp, state[l] if cfg.cell == "lstm" else state[l][0])
+                state[l] = out if cfg.cell == "lstm" else (out,)
+                kept.extend(state[l])
+                inp = state[l][0]
+        torch.stack(kept).cpu()
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def fused_sequential(model: CharRNN, ids: torch.Tensor, dev: torch.device) -> float:
+    """chars/s of the fused multi-layer module over the text as one stream (top layer's h only)."""
+    rnn = model.rnn.to(dev)
+    state = None
+    sync(dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, len(ids), 10_000):
+            out, state = rnn(F.one_hot(ids[None, s : s + 10_000].to(dev), model.config.vocab_size).float(), state)
+            out.cpu()
+    rnn.cpu()
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def ours(model, text, out: Path, dev, args, to_disk: bool) -> tuple[float, int, dict]:
+    """chars/s of rnnviz.record (every kind of every layer), bytes it wrote, and its recorder settings."""
+    shutil.rmtree(out, ignore_errors=True)
+    real = StoreWriter._pwrite
+    if not to_disk:
+        StoreWriter._pwrite = lambda self, name, data, offset: None  # rows still converted to host bytes
+    try:
+        t0 = time.perf_counter()
+        store = record(model, text, out, kinds="all", device=dev, streams=args.streams, burn_in=args.burn_in,
+                       topk=5, overwrite=True)
+        dt = time.perf_counter() - t0
+    finally:
+        StoreWriter._pwrite = real
+    size = sum(f.stat().st_size for f in out.iterdir())
+    settings = store.manifest["recorder"]
+    shutil.rmtree(out, ignore_errors=True)
+    return len(text) / dt, size, settings
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--chars", type=int, default=None, help="text length for ours (default 200k CPU, 1M CUDA)")
+    p.add_argument("--naive-chars", type=int, default=2000)
+    p.add_argument("--fused-chars", type=int, default=None, help="default 50k CPU, 100k CUDA")
+    p.add_argument("--streams", type=int, default=None, help="parallel streams (default: the recorder's choice)")
+    p.add_argument("--burn-in", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--dir", default=None, help="where the store and the disk probe go (default: a temp dir)")
+    p.add_argument("--disk-mb", type=int, default=None, help="disk probe size (default 256 CPU, 4096 CUDA)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(auto if args.device == "auto" else args.device)
+    cuda = dev.type == "cuda"
+    chars = args.chars or (1_000_000 if cuda else 200_000)
+    fused_chars = args.fused_chars or (100_000 if cuda else 50_000)
+    disk_mb = args.disk_mb or (4096 if cuda else 256)
+
+    src = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
+    base = src.read_text(encoding="utf-8") if src.exists() else "".join(map(chr, range(32, 127))) * 100
+    text = (base * (chars // len(base) + 1))[:chars]
+    vocab = Vocab.from_text(base)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=len(vocab), cell=args.cell, layers=args.layers, hidden=args.hidden)
+    model = CharRNN(cfg, vocab).eval()
+    ids = torch.from_numpy(vocab.encode(text))
+    flops = model_flops(cfg)
+    name = torch.cuda.get_device_name(dev) if cuda else f"CPU, {torch.get_num_threads()} torch thread(s)"
+    print(f"device: {name}; torch {torch.__version__}")
+    print(f"model: {cfg.cell} {cfg.layers}x{cfg.hidden}, V={cfg.vocab_size}, {flops / 1e6:.3f} MFLOP/char (model only)")
+
+    tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rnnviz-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        mm = matmul_rate(dev, 4096 if cuda else 1024)
+        print(f"matmul fp32:          {mm / 1e9:10.1f} GFLOP/s")
+        disk = disk_rate(tmp, disk_mb)
+        print(f"disk sequential write:{disk / 1e6:10.1f} MB/s  ({tmp})")
+        naive = naive_cells(model, ids[: args.naive_chars], dev)
+        print(f"naive cell loop:      {naive:10,.0f} chars/s  (batch 1, h and c, {args.naive_chars:,} chars)")
+        fused = fused_sequential(model, ids[:fused_chars], dev)
+        print(f"fused, one stream:    {fused:10,.0f} chars/s  (top layer h, {fused_chars:,} chars)")
+        mem, _, s = ours(model, text, tmp / "store", dev, args, to_disk=False)
+        print(f"ours -> host memory:  {mem:10,.0f} chars/s  ({chars:,} chars, {s['streams']} streams x "
+              f"{s['chunk']:,}, burn-in {s['burn_in']}, {s['block_steps']} steps/block; file writes skipped)")
+        rate, size, s = ours(model, text, tmp / "store", dev, args, to_disk=True)
+        print(f"ours -> store on disk:{rate:10,.0f} chars/s  ({size / 1e6:,.0f} MB, all of "
+              f"{','.join(KINDS[cfg.cell])}; kernel h vs recomputed gates max |diff| {s['check_max_abs_error']})")
+        print()
+        print(f"ours (disk) / naive cell loop:     {rate / naive:8.1f}x")
+        print(f"ours (disk) / fused one stream:    {rate / fused:8.2f}x")
+        print(f"FLOP rate (host memory) / matmul:  {mem * flops / mm:8.1%}   ({mem * flops / 1e9:.1f} GFLOP/s)")
+        print(f"FLOP rate (disk) / matmul:         {rate * flops / mm:8.1%}   ({rate * flops / 1e9:.1f} GFLOP/s)")
+        bw = size * rate / chars
+        print(f"store write bandwidth / disk:      {bw / disk:8.1%}   ({bw / 1e6:,.0f} MB/s)")
+    finally:
+        if not args.dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

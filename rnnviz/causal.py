@@ -1,0 +1,334 @@
+"""Causal checks inside the model: ablating units (clamped in the recurrence) and gradient flow.
+
+``ablate`` answers "what does the model lose without this cell?": the text is run once as is (torch's
+fused kernel) and once with the units forced to a value at every step, inside the recurrence, through
+:meth:`CharRNN.step` with ``clamp`` (so the clamp also changes every later state). The layers below
+the lowest clamped one are not affected by the clamp, so they run in the fused kernel too; only the
+clamped layer and those above step character by character. The text is cut into parallel streams,
+each warmed up on the ``burn_in`` characters before its part (``streams=1`` is one exact pass). The
+same number of randomly drawn units of the same layer and kind, clamped the same way, is the baseline.
+
+``gradient_flow`` measures how far back the loss reaches: the norm of d loss_t / d h_(t-k) against the
+lag k, per layer (the vanilla RNN's gradient vanishes quickly, the LSTM's additive cell keeps it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import RnnvizError
+from .features import resolve
+from .models import CharRNN, ModelConfig, parse_unit
+
+_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names, as layer_weights
+
+
+class _Upper(CharRNN):
+    """Layers ``lo..L-1`` of a model as a CharRNN whose input is layer lo-1's h (not a one-hot), so that
+    :meth:`CharRNN.step` runs them with its clamp. Shares the model's weights and read-out."""
+
+    def __init__(self, model: CharRNN, lo: int):
+        c = model.config
+        super().__init__(ModelConfig(vocab_size=c.hidden, cell=c.cell, layers=c.layers - lo, hidden=c.hidden))
+        for j in range(c.layers - lo):
+            for name, w in zip(_WEIGHTS, model.layer_weights(lo + j), strict=True):
+                setattr(self.rnn, f"{name}_l{j}", w)
+        self.head = model.head
+        self.to(model.device).eval()
+
+    def onehot(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # already the lower layer's h: (B, H)
+
+
+def _lower(model: CharRNN, x: torch.Tensor, lo: int) -> torch.Tensor:
+    """Layer lo-1's h for every step, from the fused single-layer kernels: x (B, S) ids -> (B, S, H)."""
+    c = model.config
+    inp = model.onehot(x)
+    for l in range(lo):
+        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[c.cell]
+        layer = cls(inp.shape[-1], c.hidden, 1, batch_first=True).to(model.device)
+        for name, w in zip(_WEIGHTS, model.layer_weights(l), strict=True):
+            getattr(layer, f"{name}_l0").data.copy_(w.data)
+        inp, _ = layer(inp)
+    return inp
+
+
+def _windows(T: int, streams: int, burn_in: int):
+    """Stream b predicts positions [s_b, e_b) and starts reading at w_b = max(0, s_b - burn_in).
+
+    Returns (starts w (B,), first counted position s (B,), end e (B,), steps S)."""
+    n = T - 1  # positions that have a next character
+    B = max(1, min(streams, n))
+    bounds = np.linspace(0, n, B + 1).round().astype(int)
+    s, e = bounds[:-1], bounds[1:]
+    w = np.maximum(s - burn_in, 0)
+    return w, s, e, int((e - w).max())
+
+
+def _nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+@dataclass
+class Ablation:
+    """The result of :func:`ablate`. Losses are mean cross-entropy in nats/char."""
+
+    units: list[str]
+    mode: str
+    values: dict[str, float]  # the value each unit was clamped to
+    chars: int  # predictions scored (len(text) - 1)
+    clean_loss: float
+    ablated_loss: float
+    delta: float  # ablated - clean, over every character
+    feature: str | None
+    feature_chars: int  # characters the feature predicts
+    clean_loss_feature: float
+    ablated_loss_feature: float
+    delta_feature: float  # ablated - clean on those characters
+    random: pd.DataFrame = field(repr=False)  # one row per random draw: draw, units, delta, delta_feature
+    streams: int = 1
+    burn_in: int = 0
+
+    def summary(self) -> dict:
+        """A JSON-able dict, with the random baseline's mean, std and the draws that hurt as much."""
+        d = {k: v for k, v in self.__dict__.items() if k != "random"}
+        for col in ("delta", "delta_feature"):
+            r = self.random[col].dropna() if len(self.random) else pd.Series(dtype=float)
+            d[f"random_{col}_mean"] = float(r.mean()) if len(r) else None
+            d[f"random_{col}_std"] = float(r.std(ddof=1)) if len(r) > 1 else None
+            mine = getattr(self, col)
+            d[f"random_{col}_at_least"] = int((r >= mine).sum()) if len(r) and not math.isnan(mine) else None
+        d["random_draws"] = len(self.random)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def _clamp_value(mode: str) -> float | None:
+    if mode == "zero":
+        return 0.0
+    if mode == "mean":
+        return None
+    if mode.startswith("value="):
+        try:
+            v = float(mode[6:])
+        except ValueError:
+            v = float("nan")
+        if math.isfinite(v):
+            return v
+    raise RnnvizError(f"mode must be zero, mean or value=V (a finite number), got {mode!r}")
+
+
+@torch.no_grad()
+def ablate(
+    model: CharRNN,
+    text: str,
+    units: list[str] | str,
+    mode: str = "zero",
+    feature=None,
+    random: int = 10,
+    seed: int = 0,
+    streams: int | None = None,
+    burn_in: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> Ablation:
+    """Clamp ``units`` (``"1:c:42"`` or a list) inside the recurrence over ``text`` and measure the loss.
+
+    ``mode``: ``"zero"``, ``"mean"`` (each unit's mean over the text, from the unclamped run) or
+    ``"value=V"``. ``feature`` (a name, ``re:PATTERN`` or callable): also report the loss on the
+    characters it predicts (the closing quote for in_quote, ...). ``random``: draws of as many random
+    units of the same layers and kinds (seeded by ``seed``) clamped the same way. ``streams``: parallel
+    pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass).
+    """
+    units = [units] if isinstance(units, str) else list(dict.fromkeys(units))
+    if not units:
+        raise RnnvizError("name at least one unit to ablate")
+    cfg = model.config
+    parsed = [parse_unit(u, cfg) for u in units]
+    fixed = _clamp_value(mode)
+    ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
+    T = len(ids_np)
+    if T < 2:
+        raise RnnvizError("the text needs at least 2 characters")
+    if random < 0 or burn_in < 0:
+        raise RnnvizError("random and burn_in must be >= 0")
+    B = streams if streams is not None else int(np.clip(T // 1000, 1, 64))
+    if B < 1:
+        raise RnnvizError(f"streams must be >= 1, got {B}")
+    w, s, e, S = _windows(T, B, burn_in)
+    B = len(w)
+    dev = model.device
+    # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
+    pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
+    valid = (pos >= s[:, None]) & (pos < e[:, None])
+    x = torch.as_tensor(np.where(pos < T, ids_np[np.minimum(pos, T - 1)], 0), device=dev)
+    y = torch.as_tensor(np.where(pos + 1 < T, ids_np[np.minimum(pos + 1, T - 1)], 0), device=dev)
+    valid_t = torch.as_tensor(valid, device=dev)
+    flat_pos = pos[valid]  # text position of each counted prediction, in mask order
+
+    was_training = model.training
+    model.eval()
+    lo = min(l for l, _, _ in parsed)
+    upper = model if lo == 0 else _Upper(model, lo)
+    below = x if lo == 0 else _lower(model, x, lo)  # (B, S) ids or (B, S, H) inputs of layer lo
+
+    def per_position(nll: torch.Tensor) -> np.ndarray:
+        out = np.full(T - 1, np.nan)
+        out[flat_pos] = nll[valid_t].cpu().double().numpy()
+        return out
+
+    def run(clamp: dict | None, collect: set | None = None):
+        """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums."""
+        state = upper.init_state(B)
+        nll = torch.empty(B, S, device=dev)
+        sums = {key: torch.zeros(cfg.hidden, dtype=torch.float64, device=dev) for key in collect or ()}
+        for j in range(S):
+            out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
+            logits, state = out[0], out[1]
+            nll[:, j] = _nll(logits, y[:, j])
+            if collect:
+                m = valid_t[:, j]
+                for l, kind in collect:
+                    sums[(l, kind)] += out[2][(l - lo, kind)][m].double().sum(0)
+        return per_position(nll), sums
+
+    done, total = 0, 1 + random + (mode == "mean")
+
+    def tick():
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    clean_logits, _ = model(x)
+    clean = per_position(_nll(clean_logits.reshape(-1, cfg.vocab_size), y.reshape(-1)).reshape(B, S))
+    means = None
+    if fixed is None:  # mean mode: every unit's mean over the counted positions of the clean text
+        _, sums = run(None, {(l, k) for l, k, _ in parsed})
+        means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
+        tick()
+
+    def spec_for(triples) -> tuple[dict, dict]:
+        grouped: dict[tuple[int, str], list[int]] = {}
+        for l, k, i in triples:
+            grouped.setdefault((l, k), []).append(i)
+        clamp, values = {}, {}
+        for (l, k), idx in grouped.items():
+            val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
+            clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
+            values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
+        return clamp, values
+
+    fname, fmask = None, np.zeros(T - 1, dtype=bool)
+    if feature is not None:
+        f, fv = resolve(feature, text)
+        fname, fmask = f.name, f.targets(text, fv)[: T - 1]
+
+    def deltas(nll: np.ndarray) -> tuple[float, float, float]:
+        d = nll - clean
+        df = float(d[fmask].mean()) if fmask.any() else float("nan")
+        return float(nll.mean()), float(d.mean()), df
+
+    clamp, values = spec_for(parsed)
+    ablated, _ = run(clamp)
+    tick()
+    loss, delta, delta_f = deltas(ablated)
+
+    rng = np.random.default_rng(seed)
+    taken: dict[tuple[int, str], set[int]] = {}
+    for l, k, i in parsed:
+        taken.setdefault((l, k), set()).add(i)
+    draws = []
+    for r in range(random):
+        triples = []
+        for (l, k), mine in taken.items():
+            pool = np.array([i for i in range(cfg.hidden) if i not in mine])
+            if len(pool) < len(mine):
+                raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
+            triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
+        nll, _ = run(spec_for(triples)[0])
+        tick()
+        _, d, dfeat = deltas(nll)
+        draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
+                      "delta_feature": dfeat})
+    model.train(was_training)
+    return Ablation(
+        units=units, mode=mode, values=values, chars=T - 1,
+        clean_loss=float(clean.mean()), ablated_loss=loss, delta=delta,
+        feature=fname, feature_chars=int(fmask.sum()),
+        clean_loss_feature=float(clean[fmask].mean()) if fmask.any() else float("nan"),
+        ablated_loss_feature=float(ablated[fmask].mean()) if fmask.any() else float("nan"),
+        delta_feature=delta_f,
+        random=pd.DataFrame(draws, columns=["draw", "units", "delta", "delta_feature"]),
+        streams=B, burn_in=burn_in,
+    )
+
+
+def gradient_flow(
+    model: CharRNN,
+    text: str,
+    max_lag: int = 200,
+    positions: int = 32,
+    burn_in: int = 100,
+    kinds: tuple[str, ...] = ("h",),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean norm of d loss_t / d state_(t-k) against the lag k = 1..max_lag, per layer (and kind).
+
+    For ``positions`` positions t drawn from the text (seeded), the model reads ``burn_in`` characters
+    (no gradient) and then text[t-max_lag .. t] step by step; loss_t is the cross-entropy of text[t+1].
+    The gradient is the total derivative through every path (the recurrence and the layers above).
+    ``kinds``: "h", and "c" for an LSTM. Returns a DataFrame with columns
+    ``layer, kind, lag, grad`` (mean L2 norm over positions), ``grad_median``, ``positions``.
+    """
+    cfg = model.config
+    bad = [k for k in kinds if k not in ("h", "c") or (k == "c" and cfg.cell != "lstm")]
+    if bad or not kinds:
+        raise RnnvizError(f"gradient flow is measured on h (and c for an LSTM), not {bad or kinds}")
+    if max_lag < 1 or positions < 1 or burn_in < 0:
+        raise RnnvizError("max_lag and positions must be >= 1 and burn_in >= 0")
+    ids_np = model.vocab.encode(text)
+    T = len(ids_np)
+    if T < max_lag + 2:
+        raise RnnvizError(f"the text has {T} characters; gradient flow over {max_lag} lags needs {max_lag + 2}")
+    first = max_lag + min(burn_in, T - max_lag - 2)  # earliest t with a full history and some warm-up
+    cand = np.arange(first, T - 1)
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.choice(cand, size=min(positions, len(cand)), replace=False))
+    B, dev = len(ts), model.device
+    was_training = model.training
+    model.eval()
+    ids = torch.as_tensor(ids_np, device=dev)
+    start = ts - max_lag  # first step with gradient
+    warm = int(min(burn_in, start.min()))
+    state = model.init_state(B)
+    if warm:
+        with torch.no_grad():
+            idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
+            _, state = model(ids[idx], state)
+    state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
+        state.detach().requires_grad_(True)
+    steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
+    keep: list[torch.Tensor] = []  # per step, per (layer, kind)
+    keys = [(l, k) for l in range(cfg.layers) for k in kinds]
+    with torch.enable_grad():
+        for j in range(max_lag + 1):
+            logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
+            keep += [rec[key] for key in keys]
+        loss = F.cross_entropy(logits.float(), ids[torch.as_tensor(ts + 1, device=dev)], reduction="sum")
+        grads = torch.autograd.grad(loss, keep, allow_unused=True)
+    model.train(was_training)
+    rows = []
+    for j in range(max_lag):  # step j is lag max_lag - j; the last step (lag 0) is left out
+        for q, (l, k) in enumerate(keys):
+            g = grads[j * len(keys) + q]
+            norms = g.norm(dim=1).double().cpu().numpy() if g is not None else np.zeros(B)
+            rows.append((l, k, max_lag - j, float(norms.mean()), float(np.median(norms)), B))
+    df = pd.DataFrame(rows, columns=["layer", "kind", "lag", "grad", "grad_median", "positions"])
+    return df.sort_values(["layer", "kind", "lag"], ignore_index=True)

@@ -1,0 +1,484 @@
+"""The dashboard without a browser: view state and URL, callbacks called as plain functions, select-to-find,
+the CLI `serve` command and the deployable app module. Browser tests are in test_dashboard_e2e.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rnnviz.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.cli import main as cli
+from rnnviz.dashboard import callbacks as cb
+from rnnviz.dashboard import create_app, select, state, textview
+from rnnviz.dashboard.app import is_loopback
+from rnnviz.dashboard.stores import StoreSet
+from rnnviz.errors import RnnvizError
+from rnnviz.export import colour_scale
+from rnnviz.features import compute_feature
+from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.record import record
+from rnnviz.sampling import sample
+from rnnviz.store import write_store
+from rnnviz.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parent.parent
+LINES = [
+    'He said "hello there" and left.\n',
+    'She asked "why?" twice.\n',
+    "<b>bold</b> & <script>alert(1)</script>\n",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaa!\n",
+]
+QUOTE_UNIT, NEG_UNIT = "1:c:3", "1:h:5"  # +1 / -0.5 inside quotes, -1 / +0.5 outside
+
+
+def quote_text(length: int = 3000) -> str:
+    block = "".join(LINES)
+    return (block * (length // len(block) + 1))[:length]
+
+
+def make_quote_store(path: Path, length: int = 3000, name_checkpoint: dict | None = None):
+    """A synthetic 2-layer LSTM store (H = 8, every kind) with two exact quote cells; all else seeded noise."""
+    rng = np.random.default_rng(0)
+    text = quote_text(length)
+    vocab = Vocab.from_text(text)
+    T, H = len(text), 8
+    inq = compute_feature("in_quote", text)
+    arrays = {}
+    for layer in (0, 1):
+        for kind in ("h", "c", "i", "f", "g", "o"):
+            a = rng.uniform(-0.3, 0.3, (T, H)).astype(np.float32)
+            arrays[(layer, kind)] = 1 / (1 + np.exp(-4 * a)) if kind in "ifo" else a
+    arrays[(1, "c")][:, 3] = 2 * inq - 1
+    arrays[(1, "h")][:, 5] = -(2 * inq - 1) * 0.5
+    logprob = np.log(rng.uniform(0.05, 1.0, T)).astype(np.float32)
+    logprob[-1] = np.nan
+    ids = np.stack([rng.permutation(len(vocab))[:5] for _ in range(T)]).astype(np.uint16)
+    probs = np.sort(rng.dirichlet(np.ones(8), T)[:, :5], 1)[:, ::-1].astype(np.float16)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=H)
+    return write_store(path, text, arrays, cfg, vocab, logprob=logprob, topk=(ids, probs), checkpoint=name_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> StoreSet:
+    base = tmp_path_factory.mktemp("dash")
+    make_quote_store(base / "quotes")
+    make_quote_store(base / "short", length=500)
+    return StoreSet([base / "quotes", base / "short"], regex_timeout=0.5)
+
+
+def view(stores, **kw) -> dict:
+    return state.clean({"unit": QUOTE_UNIT, **kw}, stores)
+
+
+# --- view state and the URL ---
+
+
+def test_query_round_trip(stores):
+    v = view(stores, cmp=NEG_UNIT, start=1234, feature="in_quote")
+    q = state.to_query(v, stores)
+    assert q == "?store=quotes&unit=1%3Ac%3A3&cmp=1%3Ah%3A5&start=1234&feature=in_quote"
+    assert state.from_query(q, stores) == v
+    assert state.from_query("?store=1&unit=0:f:2&start=10", stores) == {
+        "store": 1, "unit": "0:f:2", "cmp": "", "start": 10, "feature": "", "hl": None,
+    }
+
+
+def test_query_cannot_reach_other_stores_or_bad_values(stores):
+    # A path, an unknown name, an index out of range: all fall back to the first store given at start-up.
+    for bad in ("../../etc", "/tmp/quotes", "2", "-1", "quotes/../short"):
+        assert state.from_query(f"?store={bad}", stores)["store"] == 0
+    v = state.from_query("?unit=9:c:0&cmp=1:c:3&start=-5&feature=no_such_thing", stores)
+    assert v == {"store": 0, "unit": "0:h:0", "cmp": QUOTE_UNIT, "start": 0, "feature": "", "hl": None}
+    assert state.from_query("?start=999999", stores)["start"] == stores[0].length - 1
+    assert state.from_query("?feature=re:" + "x" * 201, stores)["feature"] == ""
+    assert state.from_query("?unit=1:c:3&cmp=1:c:3", stores)["cmp"] == ""
+
+
+def test_store_names_are_unique(tmp_path):
+    for sub in ("a/run", "b/run"):
+        make_quote_store(tmp_path / sub, length=100)
+    s = StoreSet([tmp_path / "a/run", tmp_path / "b/run"])
+    assert s.names == ["run", "run-2"]
+    assert (s.resolve("run-2"), s.resolve("1"), s.resolve("../b/run"), s.resolve(None)) == (1, 1, None, None)
+    with pytest.raises(RnnvizError, match="no such store"):
+        StoreSet([tmp_path / "missing"])
+    with pytest.raises(RnnvizError, match="at least one store"):
+        StoreSet([])
+
+
+# --- navigate: every control that changes the view ---
+
+
+def nav(stores, v, trigger, value=None, **kw):
+    return cb.navigate(stores, v, trigger, value, **kw)
+
+
+def test_navigate_load_and_pickers(stores):
+    v, msg = nav(stores, None, None, "?store=quotes&unit=1:c:3&start=2000")
+    assert (v["unit"], v["start"], msg) == (QUOTE_UNIT, 2000, "")
+    assert nav(stores, v, "layer-pick", 0)[0]["unit"] == "0:c:3"
+    assert nav(stores, v, "kind-pick", "f")[0]["unit"] == "1:f:3"
+    assert nav(stores, v, "index-pick", 7)[0]["unit"] == "1:c:7"
+    assert nav(stores, v, "index-pick", 99)[0]["unit"] == "1:c:7"  # clipped to H - 1
+    assert nav(stores, v, "unit-next")[0]["unit"] == "1:c:4"
+    assert nav(stores, view(stores, unit="0:h:0"), "unit-prev")[0]["unit"] == "1:o:7"  # wraps
+    assert nav(stores, v, "store-pick", 1)[0] == {**v, "store": 1, "start": 499}  # unit kept, start clipped
+    c = cb.controls(stores, v)
+    assert (c["layer"], c["kind"], c["index"], c["index_max"], c["query"]) == (
+        1, "c", 3, 7, "?store=quotes&unit=1%3Ac%3A3&start=2000")
+
+
+def test_navigate_compare_unit(stores):
+    v = view(stores)
+    assert nav(stores, v, "cmp-input", " 1:h:5 ") == ({**v, "cmp": NEG_UNIT}, "")
+    bad, msg = nav(stores, v, "cmp-input", "<img src=x>")
+    assert bad["cmp"] == "" and msg == "no unit '<img src=x>' in quotes: give LAYER:KIND:INDEX, e.g. 1:o:7"
+    assert nav(stores, {**v, "cmp": NEG_UNIT}, "cmp-input", "")[0]["cmp"] == ""
+
+
+def test_navigate_pages_and_jump(stores):
+    T = stores[0].length
+    v = view(stores)
+    nxt, _ = nav(stores, v, "page-next")
+    assert nxt["start"] == 2000
+    assert nav(stores, nxt, "page-next")[0]["start"] == T - 1  # never past the last character
+    assert nav(stores, nxt, "page-prev")[0]["start"] == 0
+    assert nav(stores, v, "page-prev")[0]["start"] == 0
+    j, _ = nav(stores, v, "jump-go", jump=2500)
+    assert (j["start"], j["hl"]) == (2500, [2500, 2501])
+    assert nav(stores, v, "jump-go", jump=10**9)[0]["start"] == T - 1
+    assert nav(stores, v, "jump-go", jump=None) == (v, "type a character position to go to")
+
+
+def test_navigate_find(stores):
+    text = stores[0].text
+    v = view(stores)
+    first = text.index("why")
+    f1, msg = nav(stores, v, "find-go", find="why")
+    assert (f1["hl"], f1["start"], msg) == ([first, first + 3], 0, "")
+    second = text.index("why", first + 1)
+    assert nav(stores, f1, "find-go", find="why")[0]["hl"] == [second, second + 3]
+    last = text.rindex("why")
+    far, _ = nav(stores, v, "jump-go", jump=last)
+    far = {**far, "hl": [last, last + 3]}
+    wrapped, msg = nav(stores, far, "find-go", find="why")
+    assert (wrapped["hl"], msg) == ([first, first + 3], "search wrapped around to the top")
+    late = text.index("why", 1990)  # past the first window: the window moves to show it with context
+    assert late > 1997
+    hit, _ = nav(stores, view(stores, hl=[1989, 1990]), "find-go", find="why")
+    assert (hit["hl"], hit["start"]) == ([late, late + 3], late - 200)
+    assert nav(stores, v, "find-go", find="zebra") == (v, "'zebra' does not occur in quotes")
+    assert nav(stores, v, "find-input", find="") == (v, "type some text to find")
+
+
+def test_navigate_feature_and_regex(stores):
+    v = view(stores)
+    assert nav(stores, v, "feature-pick", "in_quote")[0]["feature"] == "in_quote"
+    assert nav(stores, v, "rank-go", regex='"[^"]*"', feature_pick="column")[0]["feature"] == 're:"[^"]*"'
+    assert nav(stores, v, "rank-go", regex="", feature_pick="column")[0]["feature"] == "column"
+    assert nav(stores, v, "regex-input", regex="(unclosed") == (
+        v, "bad regular expression '(unclosed': missing ), unterminated subpattern at position 0")
+    too_long = nav(stores, v, "regex-input", regex="x" * 201)
+    assert too_long == (v, "the regular expression is 201 characters; the limit is 200")
+
+
+def test_navigate_catastrophic_regex_is_stopped(stores):
+    # (a+)+$ backtracks exponentially on the 28 a's before "!": the 0.5 s limit stops it.
+    v, msg = nav(stores, view(stores), "regex-input", regex="(a+)+$")
+    assert v["feature"] == ""
+    assert msg == "the regular expression '(a+)+$' ran longer than 0.5 s and was stopped; make it simpler"
+    v, msg = nav(stores, None, "url", "?feature=re:(a%2B)%2B$")  # the same pattern from a link
+    assert v["feature"] == "" and "ran longer than 0.5 s" in msg
+
+
+def test_navigate_table_rows(stores):
+    v = view(stores, unit="0:h:0")
+    assert nav(stores, v, "unit-row", "rank/1:c:3")[0]["unit"] == QUOTE_UNIT
+    assert nav(stores, v, "unit-row", "thr/../../1:c:3")[0]["unit"] == "0:h:0"  # not a unit: ignored
+    m, _ = nav(stores, v, "match-row", "2400-2410")
+    assert (m["hl"], m["start"]) == ([2400, 2410], 2200)
+
+
+# --- the text window ---
+
+
+def test_render_window_values_classes_and_tooltips(stores):
+    s = stores[0]
+    v = view(stores, start=1000, cmp=NEG_UNIT, feature="in_quote")
+    data, label, _ = cb.render_window(stores, v)
+    fig = cb.trace(stores, v)
+    assert (data["start"], data["stop"], label) == (1000, 3000, "characters 1,000–3,000 of 3,000")
+    text = s.text[1000:3000]
+    assert data["chars"] == [textview.visible(c) for c in text]
+    assert "".join(data["chars"]).replace("\u21b5", "") == text  # the text itself, not markup
+    main = s.unit(QUOTE_UNIT)[1000:3000]
+    other = s.unit(NEG_UNIT)[1000:3000]
+    bins = colour_scale("c", s.stats.loc[QUOTE_UNIT]).bins(main)
+    obins = colour_scale("h").bins(other)
+    inq = compute_feature("in_quote", s.text)[1000:3000]
+    ids, probs = s.topk
+    for i in (0, 7, 333, 1999):
+        t = 1000 + i
+        cls = data["cls"][i].split()
+        assert cls[:2] == [f"d{bins[i]}", f"od{obins[i]}"]
+        assert ("f4" in cls) == bool(inq[i])
+        tip = data["tips"][i].split("\n")
+        assert tip[0] == f"{QUOTE_UNIT} = {main[i]!s}" and float(tip[0].split(" = ")[1]) == main[i]
+        assert tip[1] == f"{NEG_UNIT} = {other[i]!s}"
+        assert tip[2] == f"in_quote = {inq[i]:.3g}"
+        assert tip[3] == f"#{t} {textview.shown(s.text[t])}  loss {-s.logprob[t - 1]:.3g} nats"
+        guess = [f"{textview.shown(s.vocab.chars[ids[t, j]])} {round(float(probs[t, j]) * 100)}%" for j in range(3)]
+        assert tip[4] == "next: " + "  ".join(guess)
+    assert [tr["name"] for tr in fig["data"]] == [QUOTE_UNIT, NEG_UNIT, "in_quote", "loss"]
+    assert [(tr["xaxis"], tr["yaxis"]) for tr in fig["data"]] == [("x", "y"), ("x", "y"), ("x2", "y2"), ("x3", "y3")]
+    assert np.array_equal(fig["data"][0]["y"], main.astype(np.float32))
+    assert np.array_equal(fig["data"][3]["y"], -s.logprob[999:2999])
+    assert fig["data"][0]["x"][0] == 1000 and fig["data"][0]["customdata"][:3] == [textview.shown(c) for c in text[:3]]
+
+
+def test_render_window_first_char_has_no_loss_and_highlight(stores):
+    data, *_ = cb.render_window(stores, view(stores, hl=[5, 8]))
+    assert data["tips"][0].split("\n")[1] == "#0 H"
+    assert [i for i, c in enumerate(data["cls"]) if "hl" in c.split()] == [5, 6, 7]
+
+
+def test_render_window_reads_only_the_window(stores, monkeypatch):
+    s = stores[0]
+    calls = []
+    real = type(s).window
+
+    def spy(self, start, stop, units=None):
+        calls.append((start, stop, units))
+        return real(self, start, stop, units)
+
+    monkeypatch.setattr(type(s), "window", spy)
+    monkeypatch.setattr(type(s), "unit", lambda *a: pytest.fail("read a whole unit"))
+    cb.render_window(stores, view(stores, start=500, cmp=NEG_UNIT))
+    cb.trace(stores, view(stores, start=500, cmp=NEG_UNIT))
+    assert len(calls) == 2 and all((a, b) == (500, 2500) and u == [QUOTE_UNIT, NEG_UNIT] for a, b, u in calls)
+
+
+def test_markup_in_the_text_stays_text(stores):
+    # The window goes to the browser as data and is drawn with textContent: markup is shown, never parsed.
+    i = stores[0].text.index("<script>")
+    data, *_ = cb.render_window(stores, view(stores, start=i))
+    assert "".join(data["chars"][:25]) == "<script>alert(1)</script>"
+    assert "textContent" in cb.DRAW_JS and "innerHTML" not in cb.DRAW_JS + cb._LISTEN_JS
+
+
+def test_legend_and_visible_characters(stores):
+    assert textview.visible("\n") == "\u21b5\n" and textview.visible("\x07") == "\u2407"
+    assert textview.shown(" ") == "\u2423" and textview.visible_line("a\nb c") == "a\u21b5b\u2423c"
+    leg = textview.legend(stores[0], QUOTE_UNIT)
+    assert leg.children[0].children == QUOTE_UNIT
+    assert "cell state · layer 1 · unit 3" in leg.children[1]
+
+
+# --- select to find ---
+
+
+def quote_span(text: str, k: int) -> tuple[int, int]:
+    """[a, b) of the k-th double-quoted span, opening quote included, closing quote excluded."""
+    starts = [m.start() for m in re.finditer('"', text)]
+    return starts[2 * k], starts[2 * k + 1]
+
+
+def test_units_for_range_finds_both_quote_cells(stores):
+    s = stores[0]
+    a, b = quote_span(s.text, 3)
+    thr, cor = select.units_for_range(s, a, b, threshold=1.0)
+    assert list(thr["unit"]) == [QUOTE_UNIT, NEG_UNIT] or list(thr["unit"]) == [NEG_UNIT, QUOTE_UNIT]
+    assert dict(zip(thr["unit"], thr["sign"], strict=True)) == {QUOTE_UNIT: 1, NEG_UNIT: -1}
+    row = thr.set_index("unit").loc[QUOTE_UNIT]
+    assert (row["inside"], row["around"]) == (1.0, -1.0)
+    # Correlation rule: r between the unit and the in-range indicator over 2 × length each side.
+    lo, hi = a - 2 * (b - a), b + 2 * (b - a)
+    ind = (np.arange(lo, hi) >= a) & (np.arange(lo, hi) < b)
+    r = np.corrcoef(ind, s.unit(QUOTE_UNIT)[lo:hi].astype(np.float64))[0, 1]
+    assert set(cor["unit"][:2]) == {QUOTE_UNIT, NEG_UNIT}
+    assert np.allclose(cor.set_index("unit").loc[[QUOTE_UNIT, NEG_UNIT], "score"], r, atol=1e-5)
+    with pytest.raises(RnnvizError, match="select a range inside the text"):
+        select.units_for_range(s, 10, 10)
+    with pytest.raises(RnnvizError, match="the selection is 6,000 characters; select at most 5,000"):
+        select.check_range(SimpleNamespace(length=10_000), 0, 6000)
+
+
+def test_find_matches_returns_the_other_quotes(stores):
+    s = stores[0]
+    a, b = quote_span(s.text, 3)
+    df, scanned = select.find_matches(s, [QUOTE_UNIT, NEG_UNIT], [1, -1], query=(a, b), top=1000)
+    spans = {(m.start(), m.end() - 1) for m in re.finditer('"[^"]*"', s.text)} - {(a, b)}
+    assert scanned == (0, s.length)
+    assert set(zip(df["start"], df["stop"], strict=True)) == spans
+    assert (df["on"] == 1.0).all()
+    lengths = (df["stop"] - df["start"]).to_numpy()
+    assert np.allclose(df["score"], np.minimum(lengths, b - a) / np.maximum(lengths, b - a))
+    assert df["score"].is_monotonic_decreasing
+    bounded, (lo, hi) = select.find_matches(s, [QUOTE_UNIT], [1], query=(a, b), max_rows=400)
+    assert hi - lo == 400 and lo <= a and b <= hi
+    assert all(lo <= x and y <= hi for x, y in zip(bounded["start"], bounded["stop"], strict=True))
+
+
+def test_select_range_callback(stores):
+    s = stores[0]
+    a, b = quote_span(s.text, 3)
+    tables, matches, msg = cb.select_range(stores, view(stores), a, b, 1.0)
+    assert msg == ""
+    rows = tables.children[1].children[1].children
+    assert {r.id["index"] for r in rows} == {f"thr/{QUOTE_UNIT}", f"thr/{NEG_UNIT}"}
+    match_rows = matches.children[1].children[1].children
+    assert len(match_rows) == 20
+    first = match_rows[0].id["index"]
+    x, y = map(int, first.split("-"))
+    assert s.text[x] == '"' and s.text[y] == '"' and y - x == b - a
+    assert cb.select_range(stores, view(stores), "x", 5)[2].startswith("select some text")
+    assert cb.select_range(stores, view(stores), 50, 40)[2].startswith("select a range inside the text")
+
+
+# --- hypotheses, plots, sampling ---
+
+
+def test_rank_units_for_a_feature_and_a_regex(stores):
+    for feature in ("in_quote", 're:"[^"]*"'):
+        table, msg = cb.rank_units(stores, view(stores, feature=feature))
+        assert msg == ""
+        rows = table.children[1].children[1].children
+        assert {rows[0].id["index"], rows[1].id["index"]} == {f"rank/{QUOTE_UNIT}", f"rank/{NEG_UNIT}"}
+    assert cb.rank_units(stores, view(stores)) == (None, "")
+
+
+def test_histogram_by_feature_value(stores):
+    fig = cb.histogram(stores, view(stores, feature="in_quote"))
+    inq = compute_feature("in_quote", stores[0].text)
+    assert [tr.name for tr in fig.data] == [
+        f"in_quote = 0 (n={int((inq == 0).sum()):,})", f"in_quote = 1 (n={int((inq == 1).sum()):,})"]
+    assert set(np.asarray(fig.data[1].x)) == {1.0}
+    assert cb._sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
+
+
+def test_gate_saturation_scatter(stores):
+    fig = cb.saturation(stores, 0)
+    stats = stores[0].stats
+    pts = {t: (x, y) for tr in fig.data if tr.text is not None for t, x, y in zip(tr.text, tr.x, tr.y, strict=True)}
+    assert len(pts) == 2 * 3 * 8  # layers × (i, f, o) × H
+    assert pts["1:f:2"] == (stats.loc["1:f:2", "sat_lo"], stats.loc["1:f:2", "sat_hi"])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A store recorded from a saved random 2×16 LSTM, so that its checkpoint is reachable."""
+    base = tmp_path_factory.mktemp("rec")
+    torch.manual_seed(0)
+    text = quote_text(600)
+    vocab = Vocab.from_text(text)
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=16), vocab).eval()
+    save_checkpoint(model, base / "ckpt")
+    record(load_checkpoint(base / "ckpt"), text, base / "store", kinds="all", exact=True)
+    return base
+
+
+def test_sample_pair_reproduces_sample_with_and_without_clamp(recorded):
+    stores = StoreSet([recorded / "store"])
+    v = state.clean({"unit": "1:c:2"}, stores)
+    out, msg = cb.sample_pair(stores, v, "He ", 40, 0.8, 3, 5.0)
+    assert msg == ""
+    model = load_checkpoint(recorded / "ckpt")
+    plain = sample(model, 40, prime="He ", temperature=0.8, seed=3)
+    clamped = sample(model, 40, prime="He ", temperature=0.8, seed=3, clamp={"1:c:2": 5.0})
+    assert [d.children[1].children for d in out] == ["He " + plain, "He " + clamped]
+    assert out[1].children[0].children == "1:c:2 clamped to 5"
+    too_long = "the priming text is 501 characters; the limit is 500"
+    assert cb.sample_pair(stores, v, "x" * 501, 40, 1, 0, 1)[1] == too_long
+    not_numbers = "length, temperature, seed and clamp value must be numbers"
+    assert cb.sample_pair(stores, v, "", "many", 1, 0, 1)[1] == not_numbers
+    assert "not in the model's vocabulary" in cb.sample_pair(stores, v, "Z\u00e9", 5, 1, 0, 1)[1]
+
+
+def test_sampling_and_gradflow_without_a_checkpoint(stores):
+    out, msg = cb.sample_pair(stores, view(stores), "", 10, 1, 0, 1)
+    assert out is None and msg.startswith("quotes: the recorded checkpoint is not reachable")
+    fig, msg = cb.gradflow(stores)
+    assert msg == "checkpoint not reachable for: quotes, short"
+    assert fig.layout.annotations[0].text == "no store's checkpoint is reachable: gradient flow needs the model"
+
+
+def test_gradflow_curves(recorded):
+    stores = StoreSet([recorded / "store"])
+    fig, msg = cb.gradflow(stores, chars=120, max_lag=20)
+    assert msg == "" and [tr.name for tr in fig.data] == ["store (lstm) · layer 0", "store (lstm) · layer 1"]
+    assert all(len(tr.x) > 0 and np.all(np.asarray(tr.y) >= 0) for tr in fig.data)
+
+
+# --- the app, the CLI and the deployable module ---
+
+
+def test_create_app_serves_layout_and_callbacks(stores):
+    app = create_app([s.path for s in stores.stores])
+    client = app.server.test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and b"rnnviz \xc2\xb7 quotes, short" in page.data
+    assert client.get("/_dash-layout").status_code == 200
+    deps = client.get("/_dash-dependencies").get_json()
+    assert any("view.data" in d["output"] for d in deps)
+    with pytest.raises(RnnvizError, match="no such store"):
+        create_app([stores[0].path.parent / "nope"])
+
+
+def test_is_loopback():
+    assert all(map(is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.2", "::", "example.org"]))
+
+
+def test_cli_serve(stores, monkeypatch):
+    import dash
+
+    runs = []
+    monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: runs.append(kw))
+    paths = [str(s.path) for s in stores.stores]
+    r = CliRunner().invoke(cli, ["serve", *paths])
+    assert r.exit_code == 0, r.output
+    assert runs == [{"host": "127.0.0.1", "port": 8050, "debug": False}]
+    assert "Warning" not in r.output and "http://127.0.0.1:8050/" in r.output
+    r = CliRunner().invoke(cli, ["serve", paths[0], "--host", "0.0.0.0", "--port", "9000"])
+    assert r.exit_code == 0 and runs[-1] == {"host": "0.0.0.0", "port": 9000, "debug": False}
+    assert "Warning: listening on 0.0.0.0, not 127.0.0.1" in r.output
+    r = CliRunner().invoke(cli, ["serve", paths[0] + "-missing"])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and "no such store" in r.output
+    assert "rnnviz serve stores/wp" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+def load_apps_module():
+    spec = importlib.util.spec_from_file_location("apps_dashboard_under_test", ROOT / "apps" / "dashboard.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_apps_module_builds_server_from_env(stores, monkeypatch):
+    mod = load_apps_module()
+    monkeypatch.delenv("RNNVIZ_STORES", raising=False)
+    with pytest.raises(RnnvizError, match="set RNNVIZ_STORES"):
+        mod.server  # noqa: B018
+    monkeypatch.setenv("RNNVIZ_STORES", ":".join(str(s.path) for s in stores.stores))
+    server = mod.server
+    assert server.test_client().get("/").status_code == 200
+    assert mod.server is server  # built once
+
+
+def test_apps_module_main(stores, monkeypatch, capsys):
+    import dash
+
+    mod = load_apps_module()
+    runs = []
+    monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: runs.append(kw))
+    assert mod.main([str(stores[0].path), "--port", "8123"]) == 0
+    assert runs == [{"host": "127.0.0.1", "port": 8123, "debug": False}]
+    assert mod.main([str(stores[0].path) + "-missing"]) == 1
+    assert capsys.readouterr().err.startswith("Error: ")
