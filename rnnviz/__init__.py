@@ -13,6 +13,11 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
+# These two share their names with their modules: import them now, so that the function, not the
+# module, is what ``rnnviz.record`` / ``rnnviz.train`` name whatever is imported later.
+from .record import record as record  # noqa: E402
+from .train import train as train  # noqa: E402
+
 _API = {
     "RnnvizError": "errors",
     "Vocab": "vocab",
@@ -42,5 +47,7 @@ __all__ = sorted(_API)
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(import_module(f".{_API[name]}", __name__), name)
+        obj = getattr(import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = obj  # cache: the next access does not come here
+        return obj
     raise AttributeError(f"module 'rnnviz' has no attribute {name!r}")

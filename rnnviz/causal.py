@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,19 @@ from .features import resolve
 from .models import CharRNN, ModelConfig, parse_unit
 
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names, as layer_weights
+
+
+@contextmanager
+def torch_threads(n: int = 1):
+    """Run torch with ``n`` intra-op threads inside; yields the previous count. Step-by-step loops of
+    small ops run several times faster on one thread (no OpenMP barrier per op), more so on a busy
+    machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield max(1, old)
+    finally:
+        torch.set_num_threads(old)
 
 
 class _Upper(CharRNN):
@@ -48,17 +62,31 @@ class _Upper(CharRNN):
         return x  # already the lower layer's h: (B, H)
 
 
-def _lower(model: CharRNN, x: torch.Tensor, lo: int) -> torch.Tensor:
-    """Layer lo-1's h for every step, from the fused single-layer kernels: x (B, S) ids -> (B, S, H)."""
-    c = model.config
-    inp = model.onehot(x)
-    for l in range(lo):
+class _Lower:
+    """Layers 0..lo-1 in torch's fused single-layer kernels (a clamp at layer lo cannot reach them)."""
+
+    def __init__(self, model: CharRNN, lo: int):
+        c = model.config
         cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[c.cell]
-        layer = cls(inp.shape[-1], c.hidden, 1, batch_first=True).to(model.device)
-        for name, w in zip(_WEIGHTS, model.layer_weights(l), strict=True):
-            getattr(layer, f"{name}_l0").data.copy_(w.data)
-        inp, _ = layer(inp)
-    return inp
+        self.model, self.layers = model, []
+        for l in range(lo):
+            layer = cls(c.vocab_size if l == 0 else c.hidden, c.hidden, 1, batch_first=True).to(model.device)
+            for name, w in zip(_WEIGHTS, model.layer_weights(l), strict=True):
+                getattr(layer, f"{name}_l0").data.copy_(w.data)
+            self.layers.append(layer)
+
+    def blocks(self, x: torch.Tensor, steps: int = 1024):
+        """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H)."""
+        states = [None] * len(self.layers)
+        for a in range(0, x.shape[1], steps):
+            b = min(a + steps, x.shape[1])
+            if not self.layers:
+                yield a, b, x[:, a:b]
+                continue
+            inp = self.model.onehot(x[:, a:b])
+            for l, layer in enumerate(self.layers):
+                inp, states[l] = layer(inp, states[l])
+            yield a, b, inp
 
 
 def _windows(T: int, streams: int, burn_in: int):
@@ -151,6 +179,7 @@ def ablate(
         raise RnnvizError("name at least one unit to ablate")
     cfg = model.config
     parsed = [parse_unit(u, cfg) for u in units]
+    units = [f"{l}:{k}:{i}" for l, k, i in parsed]
     fixed = _clamp_value(mode)
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     T = len(ids_np)
@@ -176,7 +205,14 @@ def ablate(
     model.eval()
     lo = min(l for l, _, _ in parsed)
     upper = model if lo == 0 else _Upper(model, lo)
-    below = x if lo == 0 else _lower(model, x, lo)  # (B, S) ids or (B, S, H) inputs of layer lo
+    lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
+    n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
+    done = [0]
+
+    def advance(steps: int) -> None:
+        done[0] += steps
+        if progress:
+            progress(done[0], n_runs * S)
 
     def per_position(nll: torch.Tensor) -> np.ndarray:
         out = np.full(T - 1, np.nan)
@@ -188,31 +224,27 @@ def ablate(
         state = upper.init_state(B)
         nll = torch.empty(B, S, device=dev)
         sums = {key: torch.zeros(cfg.hidden, dtype=torch.float64, device=dev) for key in collect or ()}
-        for j in range(S):
-            out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
-            logits, state = out[0], out[1]
-            nll[:, j] = _nll(logits, y[:, j])
-            if collect:
-                m = valid_t[:, j]
-                for l, kind in collect:
-                    sums[(l, kind)] += out[2][(l - lo, kind)][m].double().sum(0)
+        for a, b, below in lower.blocks(x):
+            with torch_threads(1):
+                for j in range(b - a):
+                    out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
+                    logits, state = out[0], out[1]
+                    nll[:, a + j] = _nll(logits, y[:, a + j])
+                    for l, kind in collect or ():
+                        sums[(l, kind)] += out[2][(l - lo, kind)][valid_t[:, a + j]].double().sum(0)
+            advance(b - a)
         return per_position(nll), sums
 
-    done, total = 0, 1 + random + (mode == "mean")
-
-    def tick():
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total)
-
-    clean_logits, _ = model(x)
-    clean = per_position(_nll(clean_logits.reshape(-1, cfg.vocab_size), y.reshape(-1)).reshape(B, S))
+    nll, state = torch.empty(B, S, device=dev), None
+    for a in range(0, S, 1024):  # the clean text through the fused kernel
+        logits, state = model(x[:, a : a + 1024], state)
+        nll[:, a : a + 1024] = _nll(logits.reshape(-1, cfg.vocab_size), y[:, a : a + 1024].reshape(-1)).view(B, -1)
+        advance(min(1024, S - a))
+    clean = per_position(nll)
     means = None
     if fixed is None:  # mean mode: every unit's mean over the counted positions of the clean text
         _, sums = run(None, {(l, k) for l, k, _ in parsed})
         means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
-        tick()
 
     def spec_for(triples) -> tuple[dict, dict]:
         grouped: dict[tuple[int, str], list[int]] = {}
@@ -236,8 +268,8 @@ def ablate(
         return float(nll.mean()), float(d.mean()), df
 
     clamp, values = spec_for(parsed)
+    values = {u: values[u] for u in units}
     ablated, _ = run(clamp)
-    tick()
     loss, delta, delta_f = deltas(ablated)
 
     rng = np.random.default_rng(seed)
@@ -253,7 +285,6 @@ def ablate(
                 raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
             triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
         nll, _ = run(spec_for(triples)[0])
-        tick()
         _, d, dfeat = deltas(nll)
         draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
                       "delta_feature": dfeat})
@@ -317,7 +348,7 @@ def gradient_flow(
     steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
     keep: list[torch.Tensor] = []  # per step, per (layer, kind)
     keys = [(l, k) for l in range(cfg.layers) for k in kinds]
-    with torch.enable_grad():
+    with torch.enable_grad(), torch_threads(1):
         for j in range(max_lag + 1):
             logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
             keep += [rec[key] for key in keys]

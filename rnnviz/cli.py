@@ -423,8 +423,8 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
             for s in ev["top"]:
                 snippet = f"{_esc(s['before'])}[{_esc(s['char'])}]{_esc(s['after'])}"
                 click.echo(f"    {unit:>9s} {s['value']:+.2f}  {snippet}")
-    for name, why in df.attrs["skipped"].items():
-        click.echo(f"\n{name}: skipped ({why})")
+    if df.attrs["skipped"]:
+        click.echo("\nskipped: " + "; ".join(f"{name} ({why})" for name, why in df.attrs["skipped"].items()))
     click.echo(f"\nRanked {df.attrs['n_units']:,} units x {len(df.attrs['types'])} feature(s) over "
                f"{df.attrs['length']:,} characters in {df.attrs['seconds']:.1f} s.")
 
@@ -466,7 +466,7 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
 
     model, part = _read_model_text(ckpt, text, start, length, unknown, device)
     names = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
-    bar = tqdm(total=1 + n_random, unit="run", desc="ablating", leave=False, disable=None)
+    bar = tqdm(total=1, unit="step", desc="ablating", leave=False, disable=None)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -537,6 +537,7 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
     lags = sorted({k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, max_lag) if k <= max_lag})
     df = df.assign(col=[f"L{l} {k}" for l, k in zip(df["layer"], df["kind"], strict=True)])
     table = df[df["lag"].isin(lags)].pivot(index="lag", columns="col", values="grad")
+    table.columns.name = None
     click.echo(f"mean |d loss_t / d state_(t-k)| over {int(df['positions'].iloc[0])} positions "
                f"({model.config.cell}, {model.config.layers}x{model.config.hidden}):")
     click.echo(table.to_string(float_format=lambda v: f"{v:.3e}"))
@@ -609,8 +610,9 @@ def serve(stores, host, port):
     hypothesis, select-to-find, plots, sampling with a cell clamped.
 
     \b
-    rnnviz serve stores/wp stores/linux          # then open http://127.0.0.1:8050
-    rnnviz serve stores/wp --port 8060
+    Example:
+      rnnviz serve stores/wp stores/linux        # then open http://127.0.0.1:8050
+      rnnviz serve stores/wp --port 8060
 
     Only the stores named here can be opened from the browser. For a deployment use
     gunicorn 'apps.dashboard:server' with RNNVIZ_STORES=stores/wp:stores/linux.

@@ -198,9 +198,9 @@ def column(text: str) -> np.ndarray:
 
 
 def to_line_end(text: str) -> np.ndarray:
-    """Characters strictly after t and before the next line end (counting to the end of the text on
-    the last line): 0 on a line's last character; on a line end, the length of the next line (0 on
-    the \\r of a CRLF)."""
+    """Characters after this one and before the next line end (on the last line: before the end of the
+    text): 0 on a line's last character; on a line end, the length of the next line (0 on the \\r of a
+    CRLF)."""
     c = _codes(text)
     le, _ = _line_ends(c)
     T = len(c)
@@ -318,13 +318,13 @@ def _depth(text: str, open_ch: str, close_ch: str) -> np.ndarray:
 
 
 def brace_depth(text: str) -> np.ndarray:
-    """Curly braces open after reading t (code only): a { counts from itself, a } lowers the depth
-    from itself. An unmatched } is ignored (the depth never goes below 0)."""
+    """Curly braces open after reading this character (code only): a { counts from itself, a } lowers
+    the depth from itself. An unmatched } is ignored (the depth never goes below 0)."""
     return _depth(text, "{", "}")
 
 
 def paren_depth(text: str) -> np.ndarray:
-    """Round brackets open after reading t (code only), counted like brace_depth."""
+    """Round brackets open after reading this character (code only), counted like brace_depth."""
     return _depth(text, "(", ")")
 
 

@@ -63,7 +63,8 @@ class ModelConfig:
 def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, int]:
     """``"2:c:417"`` -> ``(2, "c", 417)``, checked against ``config`` when given."""
     parts = name.split(":")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits.
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in (parts[0], parts[2])):
         raise RnnvizError(f"bad unit name {name!r}: expected LAYER:KIND:INDEX, e.g. 1:c:42")
     layer, kind, index = int(parts[0]), parts[1], int(parts[2])
     if config is not None:

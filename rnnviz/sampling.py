@@ -28,8 +28,8 @@ def sample(
     """
     if length < 0:
         raise RnnvizError("length must be >= 0")
-    if temperature <= 0:
-        raise RnnvizError("temperature must be > 0")
+    if not temperature > 0:  # also NaN, which would reach torch.multinomial as NaN probabilities
+        raise RnnvizError(f"temperature must be > 0, got {temperature}")
     vocab = model.vocab
     if top_k is not None and not 1 <= top_k <= len(vocab):
         raise RnnvizError(f"top-k must be from 1 to {len(vocab)}")

@@ -72,8 +72,10 @@ class Store:
             self.kinds: list[str] = [str(x) for x in m["kinds"]]
             self.k: int = int(m.get("topk") or 0)
             self.vocab = Vocab.from_json(m["vocab"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
             raise RnnvizError(f"{mpath}: manifest field missing or malformed ({e})") from None
+        if m.get("dtype", "float16") != "float16":  # a size check alone would call it "corrupt"
+            raise RnnvizError(f"{mpath}: activations are {m['dtype']!r}; this rnnviz reads float16")
         self.manifest: dict = m
         T, H, K = self.length, self.hidden, self.k
         expected = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
@@ -203,6 +205,8 @@ class Store:
             df = pd.DataFrame({c: d[c] for c in STAT_COLUMNS}, index=pd.Index(d["unit"], name="unit"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RnnvizError(f"{path}: missing or malformed ({e})") from None
+        if list(df.index) != self.units:  # views look units up here: a missing row must not be a KeyError
+            raise RnnvizError(f"{path}: its units do not match the manifest's (corrupt store)")
         return df.astype("float64")
 
     @cached_property

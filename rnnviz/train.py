@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import load_checkpoint, read_config, write_checkpoint_files
@@ -160,20 +161,34 @@ def _save_train_state(directory: Path, opt, state, info: dict) -> None:
 
 
 def _load_train_state(directory: Path, opt, device):
-    tensors = load_file(str(directory / "train_state.safetensors"))
-    info = json.loads((directory / "train_state.json").read_text(encoding="utf-8"))
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v.to(device) if k != "step" else v
-    for key, v in info["opt_scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
+    """Restore the optimizer and RNG from ``directory``; returns (carried hidden state, info dict).
+
+    A damaged state (truncated safetensors, broken JSON, a state that does not fit the optimizer) is a
+    clear :class:`RnnvizError` naming the file, never a traceback.
+    """
+    path = directory / "train_state.safetensors"
+    try:
+        tensors = load_file(str(path))
+        path = directory / "train_state.json"
+        info = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("step", "elapsed", "best_val", "val_loss"):
+            if not isinstance(info.get(key), (int, float, type(None))) or isinstance(info.get(key), bool):
+                raise ValueError(f"{key} is {info.get(key)!r}")
+        state: dict[int, dict] = {}
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, idx, k = key.split(".", 2)
+                state.setdefault(int(idx), {})[k] = v.to(device) if k != "step" else v
+        for key, v in info["opt_scalars"].items():
+            idx, k = key.split(".", 1)
+            state.setdefault(int(idx), {})[k] = v
+        opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+        hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
+        torch.set_rng_state(tensors["rng.cpu"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RnnvizError(f"{path}: damaged, cannot resume from it ({detail}); start again with --force") from None
     hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
-    torch.set_rng_state(tensors["rng.cpu"])
     cuda_rng = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_rng)

@@ -41,6 +41,9 @@ class Vocab:
             raise RnnvizError("vocabulary entries must be single characters")
         if len(set(self.chars)) != len(self.chars):
             raise RnnvizError("vocabulary has duplicate characters")
+        bad = [c for c in self.chars if "\ud800" <= c <= "\udfff"]
+        if bad:  # only Python strings hold these (surrogateescape): no UTF-8 file, checkpoint or store can
+            raise RnnvizError(f"the text holds {bad[0]!r}, a lone surrogate: decode it as UTF-8 first")
         self.index: dict[str, int] = {c: i for i, c in enumerate(self.chars)}
 
     @classmethod

@@ -20,7 +20,7 @@ from ..errors import RnnvizError
 from ..models import parse_unit
 from ..sampling import sample
 from . import figures, select, textview
-from .state import WINDOW, clean, clip_start, find_text, from_query, step_unit, to_query
+from .state import WINDOW, clean, clip_start, find_text, from_query, query_fields, step_unit, to_int, to_query
 from .stores import StoreSet, check_regex
 
 CONTEXT = 200  # characters shown before a search hit or a match
@@ -58,7 +58,8 @@ def navigate(
     ``find`` are the current contents of those inputs.
     """
     if trigger in (None, "url"):
-        new, msg = from_query(value, stores, window), ""
+        new = from_query(value, stores, window)
+        msg = _link_problem(stores, query_fields(value), new)
         # A link may carry a regex: check it like a typed one (its size and syntax).
         if new["feature"].startswith("re:"):
             try:
@@ -79,7 +80,7 @@ def navigate(
             elif trigger == "kind-pick":
                 kind = str(value)
             else:
-                index = min(max(int(value), 0), store.hidden - 1)
+                index = min(max(to_int(value), 0), store.hidden - 1)
         except (TypeError, ValueError):
             return old, f"a unit index is a whole number from 0 to {store.hidden - 1}"
         new["unit"] = f"{layer}:{kind}:{index}"
@@ -97,7 +98,7 @@ def navigate(
         new["start"], new["hl"] = clip_start(old["start"] + step, store.length), None
     elif trigger in ("jump-go", "jump-input"):
         try:
-            pos = int(jump)
+            pos = to_int(jump)
         except (TypeError, ValueError):
             return old, "type a character position to go to"
         pos = min(max(pos, 0), store.length - 1)
@@ -132,7 +133,7 @@ def navigate(
         new["unit"] = str(value).split("/", 1)[-1]
     elif trigger == "match-row":
         try:
-            a, b = (int(x) for x in str(value).split("-"))
+            a, b = (to_int(x) for x in str(value).split("-"))
         except ValueError:
             return old, ""
         new["hl"], new["start"] = [a, b], clip_start(a - CONTEXT, store.length)
@@ -144,6 +145,16 @@ def navigate(
     if new["unit"] == new["cmp"]:
         new["cmp"] = ""
     return _with_feature(stores, new, old, msg)
+
+
+def _link_problem(stores: StoreSet, asked: dict, view: dict) -> str:
+    """What a link asked for that this dashboard does not have (a store, a unit), or ""."""
+    if "store" in asked and stores.resolve(asked["store"]) is None:
+        return (f"no store {_short(asked['store'])} here: this dashboard serves {', '.join(stores.names)} "
+                f"(showing {stores.names[view['store']]})")
+    if asked.get("unit") and asked["unit"] != view["unit"]:
+        return f"no unit {_short(asked['unit'])} in {stores.names[view['store']]}: showing {view['unit']}"
+    return ""
 
 
 def _with_feature(stores: StoreSet, new: dict, old: dict | None, msg: str) -> tuple[dict, str]:
@@ -301,11 +312,26 @@ def saturation(stores: StoreSet, i: int):
     return figures.saturation_figure(df, stores.names[i])
 
 
+def _model(stores: StoreSet, i: int) -> tuple[object, str]:
+    """Store ``i``'s model, or (None, why not): moved or changed since recording, or no longer loading."""
+    try:
+        model = stores.model(i)
+    except RnnvizError as e:  # e.g. its config.json edited since: the weights no longer fit
+        return None, f"{stores.names[i]}: the recorded checkpoint does not load: {e}"
+    if model is None:
+        return None, (f"{stores.names[i]}: the recorded checkpoint is not reachable (moved, or its weights "
+                      "changed), so there is nothing to sample from")
+    return model, ""
+
+
 def gradflow(stores: StoreSet, chars: int = GRADFLOW_CHARS, max_lag: int = GRADFLOW_LAG) -> tuple[object, str]:
     """Gradient flow of every loaded store's model over the first ``chars`` characters of its text."""
-    models = [stores.model(i) for i in range(len(stores))]
+    loaded = [_model(stores, i) for i in range(len(stores))]
+    models = [m for m, _ in loaded]
     missing = [stores.names[i] for i, m in enumerate(models) if m is None]
+    broken = [why for m, why in loaded if m is None and "does not load" in why]
     msg = f"checkpoint not reachable for: {', '.join(missing)}" if missing else ""
+    msg = "; ".join([msg, *broken]) if broken else msg
     if len(missing) == len(models):
         return figures.message_figure("no store's checkpoint is reachable: gradient flow needs the model"), msg
     curves = []
@@ -325,7 +351,7 @@ def select_range(stores: StoreSet, view: dict, a, b, threshold=1.0) -> tuple[obj
     """Select-to-find for [a, b): (unit tables, matches table, message)."""
     store = stores[view["store"]]
     try:
-        a, b = int(a), int(b)
+        a, b = to_int(a), to_int(b)
         threshold = float(threshold if threshold is not None else 1.0)
     except (TypeError, ValueError):
         return None, None, "select some text, or type a range: from and to are character positions"
@@ -371,14 +397,13 @@ def select_range(stores: StoreSet, view: dict, a, b, threshold=1.0) -> tuple[obj
 
 def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, value) -> tuple[object, str]:
     """Two samples with the same seed: unclamped, and with the view's unit clamped to ``value``."""
-    model = stores.model(view["store"])
+    model, why = _model(stores, view["store"])
     if model is None:
-        return None, (f"{stores.names[view['store']]}: the recorded checkpoint is not reachable (moved, or its "
-                      "weights changed), so there is nothing to sample from")
+        return None, why
     try:
-        length = min(max(int(length), 1), MAX_SAMPLE)
+        length = min(max(to_int(length), 1), MAX_SAMPLE)
         temperature = float(temperature)
-        seed = int(seed or 0)
+        seed = to_int(seed or 0)
         value = float(value)
     except (TypeError, ValueError):
         return None, "length, temperature, seed and clamp value must be numbers"

@@ -26,10 +26,19 @@ DEFAULT = {
 URL_KEYS = ("store", "unit", "cmp", "start", "feature")
 
 
+def to_int(value) -> int:
+    """``int(value)`` for a number from the browser. A crafted request can send 1e400 (inf once parsed):
+    that raises ValueError here, like any other non-number, never OverflowError."""
+    try:
+        return int(value)
+    except OverflowError:
+        raise ValueError(f"not a finite number: {value!r}") from None
+
+
 def clip_start(start, length: int) -> int:
     """A window start inside the text: 0 <= start <= max(0, length - 1)."""
     try:
-        start = int(start)
+        start = to_int(start)
     except (TypeError, ValueError):
         start = 0
     return max(0, min(start, max(0, length - 1)))
@@ -46,13 +55,13 @@ def valid_feature(spec) -> str:
 
 def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
     """A complete, valid view from any dict (missing or bad fields get defaults)."""
-    view = {**DEFAULT, **(view or {})}
+    view = {**DEFAULT, **(view if isinstance(view, dict) else {})}  # from the browser: any JSON at all
     i = stores.resolve(view["store"])
     i = 0 if i is None else i
     store = stores[i]
     units = set(store.units)
-    unit = view["unit"] if view["unit"] in units else store.units[0]
-    cmp = view["cmp"] if view["cmp"] in units and view["cmp"] != unit else ""
+    unit = view["unit"] if isinstance(view["unit"], str) and view["unit"] in units else store.units[0]
+    cmp = view["cmp"] if isinstance(view["cmp"], str) and view["cmp"] in units and view["cmp"] != unit else ""
     hl = view["hl"]
     if not (isinstance(hl, (list, tuple)) and len(hl) == 2 and all(isinstance(x, int) for x in hl)):
         hl = None
@@ -66,10 +75,18 @@ def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
     }
 
 
+def query_fields(search: str | None) -> dict[str, str]:
+    """The view's fields in a URL query string, as given (first value of each)."""
+    try:
+        q = parse_qs((search or "").lstrip("?"), max_num_fields=20)
+    except ValueError:  # more fields than any link of ours has: nothing in it is trusted
+        return {}
+    return {k: v[0] for k, v in q.items() if k in URL_KEYS}
+
+
 def from_query(search: str | None, stores: StoreSet, window: int = WINDOW) -> dict:
     """``?store=wp&unit=1:c:17&start=4000&feature=in_quote`` -> a valid view (bad fields -> defaults)."""
-    q = {k: v[0] for k, v in parse_qs((search or "").lstrip("?"), max_num_fields=20).items() if k in URL_KEYS}
-    return clean(q, stores, window)
+    return clean(query_fields(search), stores, window)
 
 
 def to_query(view: dict, stores: StoreSet) -> str:
