@@ -58,7 +58,8 @@ def main() -> None:
         f"{meta['dtype']} ({weights.stat().st_size / 2**20:.2f} MiB), loaded as float32.",
         "",
         "## Data",
-        f"- Corpus: `../shared/data/{Path(a.corpus).name}`, {len(text):,} characters, vocabulary of {len(model.vocab)}.",
+        f"- Corpus: `../shared/data/{Path(a.corpus).name}`, {len(text):,} characters, "
+        f"vocabulary of {len(model.vocab)}.",
         "- Split: the paper's 90% / 5% / 5% (train / validation / test) in file order.",
         f"- Newlines: {d.get('newlines', 'kept as in the file')}.",
         "",
@@ -113,7 +114,8 @@ def main() -> None:
                              f"{'+' if row.sign > 0 else '−'} | {row.selectivity:.3f} | {abl} | "
                              f"{f'[{html}]({html})' if i == 0 else ''} |")
         skipped = df.attrs.get("skipped", {})
-        lines += ["", "Not found: " + ("; ".join(missing + [f"`{k}` ({v})" for k, v in skipped.items()]) or "none") + "."]
+        not_found = missing + [f"`{k}` ({v})" for k, v in skipped.items()]
+        lines += ["", "Not found: " + ("; ".join(not_found) or "none") + "."]
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]
     (ckpt / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
