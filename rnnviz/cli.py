@@ -366,7 +366,7 @@ def features(name, as_json):
 @click.option("--top", type=int, default=10, show_default=True, help="Units shown per feature.")
 @click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5).")
 @click.option("--snippets", type=int, default=0, show_default=True,
-              help="With the table: each unit's N most activating snippets.")
+              help="With the table: each unit's N most activating snippets (lowest for sign -).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control shuffle.")
 @_format_option
 def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
@@ -418,9 +418,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
         shown = part[[c for c in cols if part[c].notna().any()]].copy()
         shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
         click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        for unit in part["unit"] if snippets > 0 else []:
+        for unit, sign in zip(part["unit"], part["sign"], strict=True) if snippets > 0 else []:
             ev = evidence(st, unit, None, k=snippets, context=25)
-            for s in ev["top"]:
+            for s in ev["top"] if sign > 0 else ev["bottom"]:  # where the unit says "feature on"
                 snippet = f"{_esc(s['before'])}[{_esc(s['char'])}]{_esc(s['after'])}"
                 click.echo(f"    {unit:>9s} {s['value']:+.2f}  {snippet}")
     if df.attrs["skipped"]:

@@ -463,17 +463,31 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
 def gate_saturation(store) -> pd.DataFrame:
     """The paper's gate-saturation data: one row per recorded sigmoid-gate unit (LSTM i f o, GRU r z)
     with ``unit, layer, kind, index, sat_lo`` (fraction of characters < 0.1, left-saturated), ``sat_hi``
-    (fraction > 0.9, right-saturated) and ``mean``. Empty when the store has no such gates.
+    (fraction > 0.9, right-saturated) and ``mean``. Read from the store's statistics (written while
+    recording); streamed from the arrays when those are missing. Empty when no such gate is recorded.
     """
     gates = [k for k in store.kinds if k in SIGMOID_GATES.get(store.cell, ()) and k in GATES[store.cell]]
     cols = ["unit", "layer", "kind", "index", "sat_lo", "sat_hi", "mean"]
-    if not gates:
+    keys = [(l, k) for l in store.layers for k in gates]
+    if not keys:
         return pd.DataFrame(columns=cols)
-    stats = store.stats
-    rows = []
-    for name in store.units:
-        layer, kind, index = parse_unit(name)
-        if kind in gates:
-            s = stats.loc[name]
-            rows.append((name, layer, kind, index, float(s["sat_lo"]), float(s["sat_hi"]), float(s["mean"])))
-    return pd.DataFrame(rows, columns=cols)
+    try:
+        stats = store.stats
+    except RnnvizError:
+        stats = None
+    frames = []
+    for layer, kind in keys:
+        names = [f"{layer}:{kind}:{i}" for i in range(store.hidden)]
+        if stats is not None and set(names) <= set(stats.index):
+            s = stats.loc[names]
+            lo, hi, mean = s["sat_lo"].to_numpy(), s["sat_hi"].to_numpy(), s["mean"].to_numpy()
+        else:
+            arr, T = store.array(layer, kind), store.length
+            acc = np.zeros((3, store.hidden))
+            for a in range(0, T, 65536):
+                x = np.asarray(arr[a : a + 65536], dtype=np.float32)
+                acc += [(x < 0.1).sum(0), (x > 0.9).sum(0), x.sum(0, dtype=np.float64)]
+            lo, hi, mean = acc / max(T, 1)
+        frames.append(pd.DataFrame({"unit": names, "layer": layer, "kind": kind, "index": np.arange(store.hidden),
+                                    "sat_lo": lo, "sat_hi": hi, "mean": mean}))
+    return pd.concat(frames, ignore_index=True)[cols]

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,12 +78,22 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
             raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
         raise
     old = path.parent / f".{path.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
+    _discard(old)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    _discard(old)
+
+
+def _discard(d: Path) -> None:
+    """Delete directory ``d`` so that a crash cannot leave it half-deleted under its own name (where
+    :func:`recover_dir` would take it for a whole one): rename it to a temp name first, then delete."""
+    if not d.exists():
+        return
+    trash = d.with_name(f"{d.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    os.replace(d, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def recover_dir(path: str | Path) -> None:

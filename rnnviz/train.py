@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -29,6 +30,7 @@ from .sampling import sample
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
+APPENDED = ("log.jsonl", "samples.txt")  # grown as training goes, rewound on resume
 
 
 @dataclass
@@ -174,6 +176,9 @@ def _load_train_state(directory: Path, opt, device):
         for key in ("step", "elapsed", "best_val", "val_loss"):
             if not isinstance(info.get(key), (int, float, type(None))) or isinstance(info.get(key), bool):
                 raise ValueError(f"{key} is {info.get(key)!r}")
+        sizes = info.get("appended", {})
+        if not isinstance(sizes, dict) or not all(type(v) is int for v in sizes.values()):
+            raise ValueError(f"appended is {sizes!r}")
         state: dict[int, dict] = {}
         for key, v in tensors.items():
             if key.startswith("opt."):
@@ -223,11 +228,10 @@ def train(
         cfg = load_train_config({**read_config(out / "last")["train"], **(overrides or {})})
     else:
         cfg = cfg or TrainConfig()
-        if (out / "last").exists() or (out / "best").exists():
-            if not force:
-                raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
-            for f in ("log.jsonl", "samples.txt"):
-                (out / f).unlink(missing_ok=True)
+        if ((out / "last").exists() or (out / "best").exists()) and not force:
+            raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
+        for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
+            (out / f).unlink(missing_ok=True)
     device = pick_device(cfg.device)
     amp = pick_amp(cfg.amp, device)
     if device.type == "cuda":
@@ -260,7 +264,7 @@ def train(
         step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
         if info.get("scaler"):
             scaler.load_state_dict(info["scaler"])
-        _truncate_log(out / "log.jsonl", step)
+        _rewind(out, info.get("appended"), step)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
             "newlines": "kept as in the file (CRLF not translated), BOM kept"},
@@ -278,21 +282,28 @@ def train(
             write_checkpoint_files(model, tmp, {**meta, "metrics": metrics})
             if which == "last":
                 info = {"step": step, "elapsed": elapsed, "best_val": best_val, "val_loss": last_val,
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "appended": {f: (out / f).stat().st_size if (out / f).exists() else 0 for f in APPENDED}}
                 _save_train_state(tmp, opt, state, info)
 
-    def validate(train_loss: float | None) -> None:
+    def validate(train_loss: float | None, row: dict | None = None) -> None:
         nonlocal best_val, last_val
         last_val = evaluate(model, val_ids, streams=val_streams)
-        if last_val < best_val:
-            best_val = last_val
-            save("best", train_loss)
-        save("last", train_loss)
+        # The step's log line and sample are written before its last/ checkpoint, which records the files'
+        # sizes: a crash in between resumes from the previous checkpoint and cuts them back (_rewind), so
+        # each line is written exactly once whenever the run is killed.
+        if row is not None:
+            row["val_loss"] = round(last_val, 5)
+            _append_log(out / "log.jsonl", row)
         if cfg.sample_chars:
             # A fixed seed per step: the text changes only because the model did (the lecture's slides).
             s = sample(model, cfg.sample_chars, temperature=0.8, seed=cfg.seed + step)
             with open(out / "samples.txt", "a", encoding="utf-8") as f:
                 f.write(f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
+        if last_val < best_val:
+            best_val = last_val
+            save("best", train_loss)
+        save("last", train_loss)
         if callback:
             callback({"type": "eval", "step": step, "val_loss": last_val, "best_val_loss": best_val})
 
@@ -333,10 +344,10 @@ def train(
                 row = {"step": step, "epoch": round(step / stream.steps_per_epoch, 4), "time": round(elapsed, 3),
                        "train_loss": round(train_loss, 5), "val_loss": None, "lr": lr, "chars_per_s": round(rate)}
                 if is_eval:
-                    validate(train_loss)
-                    row["val_loss"] = round(last_val, 5)
+                    validate(train_loss, row)  # appends the row
                     t_start = time.perf_counter() - elapsed  # validation time is not training time
-                _append_log(out / "log.jsonl", row)
+                else:
+                    _append_log(out / "log.jsonl", row)
                 if callback:
                     callback({"type": "step", **row, "progress": progress()})
                 loss_sum.zero_()
@@ -354,6 +365,18 @@ def train(
 def _append_log(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def _rewind(out: Path, sizes: dict | None, step: int) -> None:
+    """On resume, cut log.jsonl and samples.txt back to their sizes when last/ was saved: whatever was
+    appended after it (before a crash or Ctrl-C) is written again by the resumed run, once."""
+    if sizes is None:  # a run saved before the sizes were recorded
+        _truncate_log(out / "log.jsonl", step)
+        return
+    for name, size in sizes.items():
+        path = out / name
+        if name in APPENDED and path.exists() and path.stat().st_size > size:
+            os.truncate(path, size)
 
 
 def _truncate_log(path: Path, step: int) -> None:

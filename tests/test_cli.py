@@ -20,7 +20,7 @@ def run(*args):
 
 
 def test_every_command_has_help_with_an_example():
-    for name, cmd in main.commands.items():
+    for name in main.commands:
         r = run(name, "--help")
         assert r.exit_code == 0, name
         assert "Example" in r.output and f"rnnviz {name}" in r.output, f"{name} --help lacks an example"

@@ -234,6 +234,8 @@ def test_gate_saturation(tmp_path):
     x = arrays[(1, "f")][:, 2].astype(np.float16)
     assert row["unit"] == "1:f:2"
     assert row["sat_lo"] == pytest.approx((x < 0.1).mean()) and row["sat_hi"] == pytest.approx((x > 0.9).mean())
+    (st.path / "stats.json").unlink()  # computed from the arrays instead
+    pd.testing.assert_frame_equal(gate_saturation(open_store(st.path)), df, atol=1e-6)
     no_gates = write_store(tmp_path / "st2", text, {(0, "h"): arrays[(0, "h")]}, cfg, vocab)
     assert gate_saturation(no_gates).empty
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import pickle
 import re
 import struct
+import tokenize
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from test_export import Page
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from rnnviz.cli import main
 from rnnviz.dashboard import callbacks as cb
 from rnnviz.dashboard import state
@@ -35,6 +38,15 @@ from rnnviz.vocab import Vocab
 TEXT = 'He said "hi" (twice).\nif (x) { y; }\n'
 VOCAB = Vocab.from_text(TEXT)
 CFG = ModelConfig(vocab_size=len(VOCAB), cell="lstm", layers=1, hidden=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: torch's thread pool costs more than it gives (15x here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def cli(*args):
@@ -259,6 +271,59 @@ def test_dashboard_with_a_broken_checkpoint_reports_it(tmp_path, make_model):
     assert out is None and "weights do not fit the model" in msg
     fig, msg = cb.gradflow(stores)
     assert "weights do not fit the model" in msg
+
+
+class _Evil:
+    """Unpickling this creates the marker file: the proof that a pickle was run."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_train_state_never_runs(run_dir):
+    src, run = run_dir
+    marker = run.parent / "pwned"
+    (run / "last" / "train_state.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    one_line_error(cli("train", src, "--out", run, "--resume", "--max-steps", 6), "damaged, cannot resume")
+    assert not marker.exists()
+
+
+def test_a_store_pointing_at_a_pickled_checkpoint_never_runs_it(tmp_path, make_model):
+    """The dashboard samples from the checkpoint a store names: a hostile store may name any directory."""
+    ck = save_checkpoint(make_model(text=TEXT), tmp_path / "ck")
+    marker = tmp_path / "pwned"
+    w = ck / "model.safetensors"
+    w.write_bytes(pickle.dumps(_Evil(marker)))
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["weights_sha256"] = sha256_file(w)  # consistent: the store's hash and the config's hash both match
+    (ck / "config.json").write_text(json.dumps(cfg))
+    st = small_store(tmp_path / "st")
+    edit_manifest(st.path, checkpoint={"path": str(ck), "sha256": sha256_file(w)})
+    stores = StoreSet([st.path])
+    out, msg = cb.sample_pair(stores, state.clean({}, stores), "He", 20, 1.0, 0, 1.0)
+    assert out is None and "not a readable safetensors file" in msg
+    assert not marker.exists()
+
+
+def test_no_module_unpickles():
+    """SECURITY.md's promise at the source: no code in rnnviz/ or apps/ names pickle or its kin, calls
+    torch.load / np.load, or eval / exec (comments and strings do not count)."""
+    root = Path(__file__).resolve().parent.parent
+    modules = {"pickle", "cPickle", "cloudpickle", "dill", "joblib", "marshal", "shelve", "allow_pickle"}
+    for path in [*(root / "rnnviz").rglob("*.py"), *(root / "apps").rglob("*.py")]:
+        with open(path, "rb") as f:
+            toks = [t for t in tokenize.tokenize(f.readline) if t.type in (tokenize.NAME, tokenize.OP)]
+        for prev2, prev, tok in zip([None, None, *toks], [None, *toks], toks, strict=False):
+            if tok.type != tokenize.NAME:
+                continue
+            attr = prev is not None and prev.string == "."
+            bad = (tok.string in modules
+                   or (tok.string == "load" and attr and prev2 is not None and prev2.string in ("torch", "np", "numpy"))
+                   or (tok.string in ("eval", "exec") and not attr))
+            assert not bad, f"{path.relative_to(root)}:{tok.start[0]}: {tok.line.strip()}"
 
 
 # --- hostile numbers and names ---

@@ -21,7 +21,8 @@ def test_fused_forward_equals_per_step_math(make_model, cell):
         logits, state = model.step(x[:, t], state)
         steps.append(logits)
     assert (torch.stack(steps, 1) - fused).abs().max().item() < 1e-12
-    for a, b in zip(state if cell == "lstm" else (state,), fused_state if cell == "lstm" else (fused_state,)):
+    pairs = zip(state, fused_state, strict=True) if cell == "lstm" else [(state, fused_state)]
+    for a, b in pairs:
         assert (a - b).abs().max().item() < 1e-12
 
 
@@ -90,7 +91,7 @@ def test_checkpoint_round_trip(tmp_path, make_model):
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.config == model.config and loaded.vocab == model.vocab
     assert loaded.meta["metrics"] == {"val_loss": 1.5} and loaded.meta["dtype"] == "float32"
-    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     assert not loaded.training
 

@@ -38,7 +38,7 @@ def test_resume_continues_exactly(tmp_path, text_file):
     assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
     assert [r["val_loss"] for r in a] == [r["val_loss"] for r in b]
     wa, wb = load_checkpoint(straight / "last"), load_checkpoint(split_run / "last")
-    for (k, x), (_, y) in zip(wa.state_dict().items(), wb.state_dict().items()):
+    for (k, x), (_, y) in zip(wa.state_dict().items(), wb.state_dict().items(), strict=True):
         assert torch.equal(x, y), k
 
 

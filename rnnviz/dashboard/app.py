@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dash
+import flask
+from dash.exceptions import DependencyException
 
 from . import callbacks, layout
 from .state import WINDOW
 from .stores import REGEX_TIMEOUT, StoreSet
 
+MAX_REQUEST_BYTES = 1 << 20  # a callback request is a few kB; a larger body is refused (413) unread
 
 def create_app(
     store_paths: Sequence[str | Path],
@@ -43,8 +46,29 @@ def create_app(
     app.index_string = layout.index_string(html.escape(title))
     app.layout = layout.build(stores)
     callbacks.register(app, stores, window)
+    _refuse_malformed_requests(app)
     app.stores = stores  # for tests and tools: the StoreSet this app serves
     return app
+
+
+def _refuse_malformed_requests(app: dash.Dash) -> None:
+    """Answer requests that no page of ours sends with a 4xx, before Dash turns them into a 500 and a
+    logged traceback: an oversized body (413), a callback body that is not Dash's JSON or names no
+    callback of this app (400), a file path outside the installed component packages (404)."""
+    server = app.server
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @server.before_request
+    def _check_callback_body():
+        req = flask.request
+        if req.method == "POST" and req.path.endswith("/_dash-update-component"):
+            body = req.get_json(silent=True)
+            if not (isinstance(body, dict) and isinstance(body.get("inputs"), list)
+                    and isinstance(body.get("output"), str) and body["output"] in app.callback_map):
+                return "malformed callback request", 400
+        return None
+
+    server.register_error_handler(DependencyException, lambda e: ("no such file", 404))
 
 
 def is_loopback(host: str) -> bool:

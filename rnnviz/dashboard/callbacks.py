@@ -57,6 +57,8 @@ def navigate(
     "unit-row" ("TABLE/UNIT") and "match-row" ("START-STOP"). ``feature_pick``, ``regex``, ``jump`` and
     ``find`` are the current contents of those inputs.
     """
+    # Text boxes hold text; whatever else a crafted request puts there counts as empty.
+    feature_pick, regex, find = (x if isinstance(x, str) else None for x in (feature_pick, regex, find))
     if trigger in (None, "url"):
         new = from_query(value, stores, window)
         msg = _link_problem(stores, query_fields(value), new)
@@ -87,7 +89,7 @@ def navigate(
     elif trigger in ("unit-prev", "unit-next"):
         new["unit"] = step_unit(store.units, old["unit"], -1 if trigger == "unit-prev" else 1)
     elif trigger == "cmp-input":
-        name = (value or "").strip()
+        name = value.strip() if isinstance(value, str) else ""
         if name and name not in store.units:
             where = stores.names[old["store"]]
             msg = f"no unit {_short(name)} in {where}: give LAYER:KIND:INDEX, e.g. {store.units[-1]}"

@@ -78,7 +78,7 @@ def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
 def query_fields(search: str | None) -> dict[str, str]:
     """The view's fields in a URL query string, as given (first value of each)."""
     try:
-        q = parse_qs((search or "").lstrip("?"), max_num_fields=20)
+        q = parse_qs(search.lstrip("?") if isinstance(search, str) else "", max_num_fields=20)
     except ValueError:  # more fields than any link of ours has: nothing in it is trusted
         return {}
     return {k: v[0] for k, v in q.items() if k in URL_KEYS}
