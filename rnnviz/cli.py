@@ -262,7 +262,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
     part = content[start : start + length if length is not None else None]
-    bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True)
+    bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True,
+               delay=1e-9)  # drawn on the first update, so an early error prints alone
     last = [0]
 
     def progress(done: int, total: int) -> None:

@@ -214,7 +214,8 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
         list(pool.map(work, groups))
     if need_sd:
         mean = cov[:, 2 * F] / T
-        sd_x = np.sqrt(np.maximum(sq / T - mean**2, 0.0))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf activations give nan: scored 0 below
+            sd_x = np.sqrt(np.maximum(sq / T - mean**2, 0.0))
     sd_y = np.array([t.y.std(dtype=np.float64) for t in targets] + [t.ctrl.std(dtype=np.float64) for t in targets])
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov[:, : 2 * F] / T / (sd_x[:, None] * sd_y[None, :])
