@@ -16,6 +16,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import rnnviz
@@ -23,6 +24,7 @@ from rnnviz.causal import ablate
 from rnnviz.data import read_text, split
 from rnnviz.discover import rank_features
 from rnnviz.export import export_html, titles_from_cells
+from rnnviz.features import compute_feature
 from rnnviz.sampling import sample
 from rnnviz.train import evaluate
 
@@ -80,8 +82,8 @@ def main() -> None:
     lines += ["", "## A sample at temperature 0.8 (seed 1)", "```", (a.prime + s).strip("\n"), "```", ""]
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = rnnviz.record(model, test, Path(tmp) / "store", kinds="h,c" if cfg.cell == "lstm" else "h",
-                              source=str(a.corpus))
+        kinds = "h,c" if cfg.cell == "lstm" else "h"
+        store = rnnviz.record(model, test, Path(tmp) / f"{ckpt.name}-test-split", kinds=kinds, source=str(a.corpus))
         df = rank_features(store, a.features, top=3)
         lines += [
             "## Cells found on the test split",
@@ -103,7 +105,11 @@ def main() -> None:
                 continue
             r = ablate(model, test[: a.ablate_chars], [best["unit"]], mode="zero", feature=feature).summary()
             html = f"cells_{feature}.html"
-            export_html(store, list(rows["unit"]), ckpt / html, length=a.export_chars,
+            # show a window where the feature varies: it starts shortly before the feature first changes
+            y = compute_feature(feature, store.text)
+            first = int(np.argmax(y != y[0])) if (y != y[0]).any() else 0
+            start = max(0, min(first - 200, store.length - a.export_chars))
+            export_html(store, list(rows["unit"]), ckpt / html, start=start, length=a.export_chars,
                         titles=titles_from_cells(rows))
             rnd = f"{r['random_delta_feature_mean']:+.4f} ± {r['random_delta_feature_std']:.4f}" \
                 if r.get("random_delta_feature_mean") is not None else "n/a"
