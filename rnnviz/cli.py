@@ -305,6 +305,15 @@ def _records(df) -> list[dict]:
     return json.loads(df.to_json(orient="records", double_precision=6))
 
 
+def _echo_machine_format(df, fmt: str) -> bool:
+    """Print ``df`` as JSON or CSV when ``fmt`` asks for it; False when a table is wanted instead."""
+    if fmt == "json":
+        _echo_json(_records(df))
+    elif fmt == "csv":
+        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+    return fmt in ("json", "csv")
+
+
 def _esc(s: str) -> str:
     """Text for one terminal line: line ends and tabs made visible."""
     return s.replace("\r", "\u240d").replace("\n", "\u21b5").replace("\t", "\u21e5")
@@ -406,11 +415,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
         df = rank_features(st, specs or None, top=top, units=unit_list, seed=seed, progress=progress)
     finally:
         bar.close()
-    if fmt == "json":
-        _echo_json(_records(df))
-        return
-    if fmt == "csv":
-        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+    if _echo_machine_format(df, fmt):
         return
     cols = ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap", "spearman"]
     for name, part in df.groupby("feature", sort=False):
@@ -529,11 +534,7 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
     kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
     df = gradient_flow(model, part, max_lag=max_lag, positions=positions, burn_in=burn_in, kinds=kind_list,
                        seed=seed)
-    if fmt == "json":
-        _echo_json(_records(df))
-        return
-    if fmt == "csv":
-        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+    if _echo_machine_format(df, fmt):
         return
     lags = sorted({k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, max_lag) if k <= max_lag})
     df = df.assign(col=[f"L{l} {k}" for l, k in zip(df["layer"], df["kind"], strict=True)])

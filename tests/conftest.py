@@ -14,6 +14,10 @@ from rnnviz.vocab import Vocab
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLE_MODEL = ROOT / "sample_models" / "shakespeare-lstm-2x128"
+# The machine's Chromium, never a downloaded one; flags that keep it off the (closed) network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\"Speak, speak,\" they said (all).\n"
 
 
@@ -54,3 +58,24 @@ def sample_model() -> Path:
     if not (SAMPLE_MODEL / "config.json").exists():
         pytest.skip("the bundled sample model is not there yet")
     return SAMPLE_MODEL
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a busy 2-core machine: one torch thread is as fast, and immune to contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless system Chromium driven by Playwright, shared by a test module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no system Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from test_export import Page
 
@@ -35,18 +34,11 @@ from rnnviz.store import open_store, write_store
 from rnnviz.train import TrainConfig, train
 from rnnviz.vocab import Vocab
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXT = 'He said "hi" (twice).\nif (x) { y; }\n'
 VOCAB = Vocab.from_text(TEXT)
 CFG = ModelConfig(vocab_size=len(VOCAB), cell="lstm", layers=1, hidden=4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: torch's thread pool costs more than it gives (15x here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cli(*args):

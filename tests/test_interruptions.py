@@ -28,25 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
 from rnnviz.record import record
 from rnnviz.store import open_store
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 STORE_FILES = ("text.txt", "stats.json", "logprob.f32", "topk_ids.u16", "topk_p.f16")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread for the recordings made in this process too: tiny models, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def start(args: list, log: Path) -> subprocess.Popen:

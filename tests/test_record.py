@@ -18,17 +18,10 @@ from rnnviz.errors import RnnvizError
 from rnnviz.record import record
 from rnnviz.store import open_store
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 record_mod = importlib.import_module("rnnviz.record")  # the module (rnnviz.record may be the function)
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is as fast, and immune to a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _long_text(n: int, seed: int = 0) -> str:
