@@ -38,8 +38,8 @@ demo: $(VENV)/.installed
 	$(BIN)/rnnviz record $(MODEL) $(CORPUS) --out stores/demo --start 1059624 --kinds h,c,i,f,g,o --force
 	@echo "== the cells that best track each hypothesis"
 	$(BIN)/rnnviz find stores/demo --top 3
-	$(BIN)/rnnviz export stores/demo --feature in_quote --top 3 --out stores/demo_quote_cells.html --length 20000
-	@echo "== open stores/demo_quote_cells.html, or explore in the dashboard (Ctrl-C to stop):"
+	$(BIN)/rnnviz export stores/demo --feature column --top 3 --out stores/demo_column_cells.html --length 20000
+	@echo "== open stores/demo_column_cells.html (the line-length cells), or explore in the dashboard (Ctrl-C to stop):"
 	$(BIN)/rnnviz serve stores/demo
 
 test: $(VENV)/.test-installed
