@@ -9,7 +9,6 @@ either a checkpoint directory or a run directory (and then takes ``best/``, else
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import time
@@ -20,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import RnnvizError
-from .fsutil import UMASK, atomic_dir, recover_dir, write_json
+from .fsutil import UMASK, atomic_dir, read_format_json, recover_dir, write_json
 from .models import CharRNN, ModelConfig
 from .vocab import Vocab
 
@@ -94,14 +93,7 @@ def read_config(path: str | Path) -> dict:
     cfg_path = ckpt / CONFIG
     if not cfg_path.exists():
         raise RnnvizError(f"{ckpt}: {CONFIG} is missing")
-    try:
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RnnvizError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise RnnvizError(f"{cfg_path}: not an rnnviz checkpoint config")
-    if meta.get("version") != VERSION:
-        raise RnnvizError(f"{cfg_path}: checkpoint version {meta.get('version')!r}, this rnnviz reads {VERSION}")
+    meta = read_format_json(cfg_path, FORMAT, VERSION, "checkpoint config")
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), list):
         raise RnnvizError(f"{cfg_path}: 'model' or 'vocab' missing")
     meta["_dir"] = str(ckpt)

@@ -50,6 +50,21 @@ def atomic_file(path: str | Path, mode: str = "wb"):
     _fsync_dir(path.parent)
 
 
+def read_format_json(path: Path, fmt: str, version: int, what: str) -> dict:
+    """A JSON object that names its ``format`` and ``version`` (a store manifest, a checkpoint config),
+    checked. ``what`` names it in errors, e.g. "store manifest" (-> "store version 2, this rnnviz reads 1")."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RnnvizError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise RnnvizError(f"{path}: not an rnnviz {what}")
+    if doc.get("version") != version:
+        kind = what.split()[0]
+        raise RnnvizError(f"{path}: {kind} version {doc.get('version')!r}, this rnnviz reads {version}")
+    return doc
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)

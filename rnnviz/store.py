@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from .errors import RnnvizError
-from .fsutil import atomic_dir, recover_dir, write_json
+from .fsutil import atomic_dir, read_format_json, recover_dir, write_json
 from .models import KINDS, ModelConfig, parse_unit, unit_names
 from .vocab import Vocab
 
@@ -56,14 +56,7 @@ class Store:
         mpath = self.path / MANIFEST
         if not mpath.exists():
             raise RnnvizError(f"{self.path}: not an rnnviz store ({MANIFEST} missing)")
-        try:
-            m = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RnnvizError(f"{mpath}: not valid JSON ({e})") from None
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise RnnvizError(f"{mpath}: not an rnnviz store manifest")
-        if m.get("version") != VERSION:
-            raise RnnvizError(f"{mpath}: store version {m.get('version')!r}, this rnnviz reads {VERSION}")
+        m = read_format_json(mpath, FORMAT, VERSION, "store manifest")
         try:
             self.length: int = int(m["length"])
             self.hidden: int = int(m["hidden"])

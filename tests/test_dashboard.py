@@ -371,16 +371,22 @@ def test_gate_saturation_scatter(stores):
     assert pts["1:f:2"] == (stats.loc["1:f:2", "sat_lo"], stats.loc["1:f:2", "sat_hi"])
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    """A store recorded from a saved random 2×16 LSTM, so that its checkpoint is reachable."""
-    base = tmp_path_factory.mktemp("rec")
+def make_recorded_store(base, name: str = "store"):
+    """``base/name``: a store recorded from a saved random 2×16 LSTM (``base/ckpt``), so that its
+    checkpoint is reachable and the sampling panel works."""
     torch.manual_seed(0)
     text = quote_text(600)
     vocab = Vocab.from_text(text)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=16), vocab).eval()
     save_checkpoint(model, base / "ckpt")
-    record(load_checkpoint(base / "ckpt"), text, base / "store", kinds="all", exact=True)
+    record(load_checkpoint(base / "ckpt"), text, base / name, kinds="all", exact=True)
+    return base / name
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rec")
+    make_recorded_store(base)
     return base
 
 

@@ -18,19 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.dashboard import create_app
 from rnnviz.export import PALETTES, colour_scale
 from rnnviz.features import compute_feature
-from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.record import record
 from rnnviz.sampling import sample
-from rnnviz.vocab import Vocab
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from test_dashboard import NEG_UNIT, QUOTE_UNIT, make_quote_store, quote_span, quote_text  # noqa: E402
+from test_dashboard import (  # noqa: E402
+    NEG_UNIT,
+    QUOTE_UNIT,
+    make_quote_store,
+    make_recorded_store,
+    quote_span,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -64,15 +65,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served_recorded(tmp_path_factory):
-    """A store recorded from a saved random 2×16 LSTM: its checkpoint is reachable, so sampling works."""
-    base = tmp_path_factory.mktemp("e2e-rec")
-    torch.manual_seed(0)
-    text = quote_text(600)
-    vocab = Vocab.from_text(text)
-    model = CharRNN(ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=16), vocab).eval()
-    save_checkpoint(model, base / "ckpt")
-    record(load_checkpoint(base / "ckpt"), text, base / "rec", kinds="all", exact=True)
-    yield from serve([base / "rec"])
+    yield from serve([make_recorded_store(tmp_path_factory.mktemp("e2e-rec"), "rec")])
 
 
 @pytest.fixture
