@@ -176,7 +176,7 @@ def _load_train_state(directory: Path, opt, device):
         for key in ("step", "elapsed", "best_val", "val_loss"):
             if not isinstance(info.get(key), (int, float, type(None))) or isinstance(info.get(key), bool):
                 raise ValueError(f"{key} is {info.get(key)!r}")
-        sizes = info.get("appended", {})
+        sizes = info.get("appended")
         if not isinstance(sizes, dict) or not all(type(v) is int for v in sizes.values()):
             raise ValueError(f"appended is {sizes!r}")
         state: dict[int, dict] = {}
@@ -264,7 +264,7 @@ def train(
         step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
         if info.get("scaler"):
             scaler.load_state_dict(info["scaler"])
-        _rewind(out, info.get("appended"), step)
+        _rewind(out, info["appended"])
     out.mkdir(parents=True, exist_ok=True)
     meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
             "newlines": "kept as in the file (CRLF not translated), BOM kept"},
@@ -367,23 +367,13 @@ def _append_log(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _rewind(out: Path, sizes: dict | None, step: int) -> None:
+def _rewind(out: Path, sizes: dict) -> None:
     """On resume, cut log.jsonl and samples.txt back to their sizes when last/ was saved: whatever was
     appended after it (before a crash or Ctrl-C) is written again by the resumed run, once."""
-    if sizes is None:  # a run saved before the sizes were recorded
-        _truncate_log(out / "log.jsonl", step)
-        return
     for name, size in sizes.items():
         path = out / name
         if name in APPENDED and path.exists() and path.stat().st_size > size:
             os.truncate(path, size)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log lines past the resumed step (they were written after the last checkpoint)."""
-    if path.exists():
-        rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= step]
-        path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
 
 
 def load_train_config(d: dict) -> TrainConfig:
