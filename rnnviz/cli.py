@@ -45,13 +45,6 @@ def _echo_json(obj) -> None:
 # --- train, sample, eval (foundation) ---
 
 
-def _stop_options(f):
-    f = click.option("--time-budget", type=float, help="Stop after this many seconds of training.")(f)
-    f = click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")(f)
-    f = click.option("--epochs", type=float, help="Stop after this many passes over the training split.")(f)
-    return f
-
-
 @main.command()
 @click.argument("text", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
@@ -67,7 +60,9 @@ def _stop_options(f):
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
 @click.option("--warmup", type=int, default=100, show_default=True, help="Warm-up steps (cosine).")
 @click.option("--clip", type=float, default=5.0, show_default=True, help="Max gradient norm (0 = off).")
-@_stop_options
+@click.option("--epochs", type=float, help="Stop after this many passes over the training split.")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--time-budget", type=float, help="Stop after this many seconds of training.")
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Steps between validations.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
