@@ -27,6 +27,7 @@ from .errors import RnnvizError
 from .fsutil import atomic_dir, recover_dir
 from .models import CharRNN, ModelConfig
 from .sampling import sample
+from .snapshots import save_snapshot
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
@@ -52,6 +53,7 @@ class TrainConfig:
     max_steps: int | None = None  # ... or this many optimizer steps ...
     time_budget: float | None = None  # ... or this many seconds of training; default: 10 epochs
     eval_every: int = 500  # steps between validation, checkpoint and sample
+    snapshot_every: int = 0  # steps between float16 weight snapshots for `rnnviz emergence` (0 = none)
     log_every: int = 10  # steps between log lines / progress updates
     sample_chars: int = 300  # characters written to samples.txt at each eval (0 = none)
     device: str = "auto"  # auto | cpu | cuda
@@ -70,6 +72,8 @@ class TrainConfig:
         for name in ("seq_len", "batch", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise RnnvizError(f"{name.replace('_', '-')} must be >= 1")
+        if self.snapshot_every < 0:
+            raise RnnvizError("snapshot-every must be >= 0 (0 = no snapshots)")
         if self.lr <= 0:
             raise RnnvizError("lr must be > 0")
         if self.epochs is None and self.max_steps is None and self.time_budget is None:
@@ -304,8 +308,13 @@ def train(
             best_val = last_val
             save("best", train_loss)
         save("last", train_loss)
+        if cfg.snapshot_every:  # every checkpoint is also a snapshot
+            save_snapshot(model, out, step, elapsed, last_val)
         if callback:
             callback({"type": "eval", "step": step, "val_loss": last_val, "best_val_loss": best_val})
+
+    def snapshot() -> None:
+        save_snapshot(model, out, step, elapsed, evaluate(model, val_ids, streams=val_streams))
 
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -352,6 +361,11 @@ def train(
                     callback({"type": "step", **row, "progress": progress()})
                 loss_sum.zero_()
                 n_logged, t_mark = 0, time.perf_counter()
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and not is_eval:
+                t0 = time.perf_counter()
+                snapshot()
+                t_start += time.perf_counter() - t0  # the snapshot's validation is not training time
+                t_mark += time.perf_counter() - t0  # ... nor in the chars/s
         if last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
             validate(train_loss)
     except KeyboardInterrupt:
