@@ -62,6 +62,7 @@ done
 
 if [ "$SCALE" = full ]; then
   { $PY bench/train_throughput.py --device "$DEVICE" --layers 3 --hidden 512 --batch 128 --seq-len 128 --steps 50
-    $PY bench/record_throughput.py --device "$DEVICE" --layers 3 --hidden 512; } > "$OUT/bench.txt" 2>&1
+    $PY bench/record_throughput.py --device "$DEVICE" --layers 3 --hidden 512
+    if $PY -c "import pytest" 2>/dev/null; then $PY -m pytest -m gpu -q -p no:cacheprovider; else echo "pytest not installed: gpu tests not run"; fi; } > "$OUT/bench.txt" 2>&1
 fi
 ls -la "$OUT"
