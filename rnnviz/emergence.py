@@ -22,12 +22,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .errors import RnnvizError
 from .snapshots import Snapshot, list_snapshots, load_snapshot_weights
+
+if TYPE_CHECKING:  # pandas is imported when used: `import rnnviz` imports this module
+    import pandas as pd
 
 APPEAR_FRACTION = 0.9  # of the final unit's final distance from chance; see the module doc
 CHANCE = {"auroc": 0.5, "pearson": 0.0}
@@ -94,6 +97,8 @@ def emergence(
     ``df.attrs["appears_at"]`` maps each feature to the step its cell appears (module doc) and
     ``df.attrs["final_step"]`` is the last snapshot's step.
     """
+    import pandas as pd
+
     from .checkpoint import load_checkpoint
     from .record import parse_kinds
 
