@@ -3,6 +3,7 @@ on the project's 2-core CPU), beside a baseline measured on a few snapshots in t
 
     .venv/bin/python bench/emergence_speed.py                      # 2x256 LSTM, 50 snapshots, 100k chars
     .venv/bin/python bench/emergence_speed.py --snapshots 5 --chars 20000   # a quick look
+    .venv/bin/python bench/emergence_speed.py --kinds h                     # h only: no gate recompute
 
 The run is made up: a 2x256 LSTM's ``last/`` checkpoint and N float16 snapshots of random weights
 (speed does not depend on the weights). The text is War and Peace (random words when the corpus is absent);
@@ -91,6 +92,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--baseline-snapshots", type=int, default=2, help="snapshots the baseline is timed on (0: none)")
+    p.add_argument("--kinds", default=None, help="kinds recorded and ranked (default h,c; h alone skips the gates)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     a = p.parse_args()
     if a.threads:
@@ -100,7 +102,7 @@ def main() -> None:
         run = Path(tmp) / "run"
         make_run(run, text, a.snapshots, a.layers, a.hidden)
         print(f"{a.snapshots} snapshots of a {a.layers}x{a.hidden} LSTM x {len(text):,} chars, features "
-              f"{', '.join(FEATURES)}; {torch.get_num_threads()} torch thread(s); matmul now "
+              f"{', '.join(FEATURES)}; kinds {a.kinds or 'h,c'}; {torch.get_num_threads()} torch thread(s); matmul now "
               f"{matmul_gflops():.1f} GFLOP/s", flush=True)
         t0 = time.perf_counter()
         done = [t0]
@@ -110,7 +112,7 @@ def main() -> None:
             print(f"  snapshot {k}/{n}: {now - done[0]:.1f} s", flush=True)
             done[0] = now
 
-        df = emergence(run, text, FEATURES, progress=progress)
+        df = emergence(run, text, FEATURES, kinds=a.kinds, progress=progress)
         total = time.perf_counter() - t0
         per = total / a.snapshots
         print(f"ours: {total:.1f} s in all ({total / 60:.2f} min; target < 5 min for 50 x 100k), "
