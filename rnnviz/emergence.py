@@ -19,6 +19,7 @@ merely spiked and faded again; the last snapshot always qualifies, so read it be
 
 from __future__ import annotations
 
+import html
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,10 +164,12 @@ def emergence_figure(df: pd.DataFrame):
     fig = go.Figure()
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
     appears = df.attrs.get("appears_at") or appears_at(df)
-    for k, (name, part) in enumerate(df.groupby("feature", sort=False)):
+    for k, (feature, part) in enumerate(df.groupby("feature", sort=False)):
         colour = colours[k % len(colours)]
         metric = "AUROC" if part["metric"].iloc[0] == "auroc" else "|r|"
         final_unit = part["final_unit"].iloc[0]
+        # plotly reads names as its own HTML subset and hover templates as %{...}: a user's re:PATTERN is text
+        name = html.escape(feature).replace("%", "&#37;")
         fig.add_scatter(x=part["step"], y=part["score"], mode="lines+markers", name=f"{name}: best unit",
                         line={"color": colour}, customdata=np.stack([part["best_unit"], part["selectivity"]], -1),
                         hovertemplate=f"{name}<br>step %{{x}}<br>best %{{customdata[0]}}: {metric} %{{y:.3f}}"
@@ -174,16 +177,16 @@ def emergence_figure(df: pd.DataFrame):
         fig.add_scatter(x=part["step"], y=part["final_score"], mode="lines", name=f"{name}: final {final_unit}",
                         line={"color": colour, "dash": "dash"},
                         hovertemplate=f"{name}<br>step %{{x}}<br>{final_unit}: {metric} %{{y:.3f}}<extra></extra>")
-        if name in appears:
-            at = part[part["step"] == appears[name]]
+        if feature in appears:
+            at = part[part["step"] == appears[feature]]
             fig.add_scatter(x=at["step"], y=at["final_score"], mode="markers", showlegend=False,
                             marker={"color": colour, "size": 12, "symbol": "star"},
                             hovertemplate=f"{name}: {final_unit} appears at step %{{x}}<extra></extra>")
     loss = df.drop_duplicates("step").sort_values("step")
     fig.add_scatter(x=loss["step"], y=loss["val_loss"], mode="lines", name="validation loss", yaxis="y2",
-                    line={"color": "#777", "width": 1}, hovertemplate="step %{x}<br>val loss %{y:.4f}<extra></extra>")
+                    line={"color": "#777", "width": 2}, hovertemplate="step %{x}<br>val loss %{y:.4f}<extra></extra>")
     fig.update_layout(
-        title=f"When each cell emerges{' · ' + Path(df.attrs['run']).name if df.attrs.get('run') else ''}",
+        title="When each cell emerges" + (f" · {html.escape(Path(run).name)}" if (run := df.attrs.get("run")) else ""),
         xaxis={"title": "training step"}, yaxis={"title": "score (AUROC folded, or |r|)"},
         yaxis2={"title": "validation loss (nats/char)", "overlaying": "y", "side": "right", "showgrid": False},
         legend={"orientation": "h", "y": -0.2}, template="plotly_white", height=480,
@@ -196,9 +199,9 @@ def write_emergence_html(df: pd.DataFrame, path: str | Path) -> Path:
     from .fsutil import atomic_file
 
     path = Path(path)
-    html = emergence_figure(df).to_html(include_plotlyjs=True, full_html=True)
+    page = emergence_figure(df).to_html(include_plotlyjs=True, full_html=True)
     with atomic_file(path, "w") as f:
-        f.write(html)
+        f.write(page)
     return path
 
 
