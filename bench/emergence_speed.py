@@ -11,7 +11,10 @@ features in_quote and column. "ours" is ``emergence()`` as ``rnnviz emergence`` 
 burn-in 250, h and c of both layers, into a temporary store; ranking). The baseline is what a user would do
 with the existing commands for each snapshot: ``rnnviz record`` with its defaults (burn-in 1000, top-5
 predictions) and ``rnnviz find`` for the features; it is timed on ``--baseline-snapshots`` snapshots and
-given per snapshot. Printed: total seconds, seconds per snapshot, characters recorded per second, ratio.
+given per snapshot. Printed: total seconds, seconds per snapshot, characters recorded per second, ratio;
+and the floor: the FLOPs the model needs (LSTM 2·4H·(D+H) per layer per character, D = the layer's input
+size: V for layer 0, as in record_throughput.py) over every snapshot, at the float32 matmul rate measured
+before and after (on a shared machine that rate is what this process was given).
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def main() -> None:
         make_run(run, text, a.snapshots, a.layers, a.hidden)
         print(f"{a.snapshots} snapshots of a {a.layers}x{a.hidden} LSTM x {len(text):,} chars, features "
               f"{', '.join(FEATURES)}; kinds {a.kinds or 'h,c'}; {torch.get_num_threads()} torch thread(s); matmul now "
-              f"{matmul_gflops():.1f} GFLOP/s", flush=True)
+              f"{(rate0 := matmul_gflops()):.1f} GFLOP/s", flush=True)
         t0 = time.perf_counter()
         done = [t0]
 
@@ -118,7 +121,12 @@ def main() -> None:
         print(f"ours: {total:.1f} s in all ({total / 60:.2f} min; target < 5 min for 50 x 100k), "
               f"{per:.2f} s per snapshot, {a.snapshots * len(text) / total / 1e3:.1f}k chars/s recorded and ranked "
               f"({len(df)} rows)", flush=True)
-        print(f"matmul after: {matmul_gflops():.1f} GFLOP/s (a busy machine gives less)", flush=True)
+        rate = (rate0 + matmul_gflops()) / 2
+        V = len(set(text))  # make_run builds the vocabulary from the text
+        flops = a.snapshots * len(text) * sum(2 * 4 * a.hidden * ((V if l == 0 else a.hidden) + a.hidden)
+                                              for l in range(a.layers))
+        print(f"floor: {flops / 1e12:.2f} TFLOP at {rate:.1f} GFLOP/s (matmul, mean of before and after) = "
+              f"{flops / rate / 1e9:.0f} s; ours / floor = {total / (flops / rate / 1e9):.2f}", flush=True)
         if a.baseline_snapshots:
             base = baseline(run, text, min(a.baseline_snapshots, a.snapshots))
             print(f"baseline (record defaults + find, per snapshot): {base:.2f} s; ours / baseline = "
