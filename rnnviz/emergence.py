@@ -105,6 +105,9 @@ def emergence(
 
     run = Path(run)
     snaps = list_snapshots(run)  # a run without snapshots fails here, before anything is loaded
+    if not (run / "last" / "config.json").is_file():
+        raise RnnvizError(f"{run}: no last/ checkpoint, whose model the snapshots are weights of "
+                          "(the run stopped before its first validation)")
     model = load_checkpoint(run / "last")
     parse_kinds(kinds, model.config.cell)
     text = model.vocab.prepare(text, unknown)

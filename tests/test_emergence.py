@@ -3,6 +3,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,10 @@ def test_bad_input_is_an_error_before_any_recording(run, tmp_path):
         emergence(run_dir, text, ["in_if"])
     with pytest.raises(RnnvizError, match="no features"):
         emergence(run_dir, text, [])
+    only = tmp_path / "only-snapshots"  # killed before its first checkpoint
+    shutil.copytree(run_dir / "snapshots", only / "snapshots")
+    with pytest.raises(RnnvizError, match="only-snapshots: no last/ checkpoint, whose model the snapshots"):
+        emergence(only, text, ["in_quote"])
 
 
 def test_cli_table_json_and_figure(run, tmp_path, one_thread):
