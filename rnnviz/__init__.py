@@ -7,14 +7,16 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     store = rnnviz.open_store("store/")
     rnnviz.find_cells(store, "in_quote", top=10)
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
+    rnnviz.emergence("runs/wp", text, ["in_quote"])   # when each cell appears (--snapshot-every runs)
 """
 
 from importlib import import_module
 
 __version__ = "0.1.0"
 
-# These two share their names with their modules: import them now, so that the function, not the
-# module, is what ``rnnviz.record`` / ``rnnviz.train`` name whatever is imported later.
+# These share their names with their modules: import them now, so that the function, not the module,
+# is what ``rnnviz.record`` / ``rnnviz.train`` / ``rnnviz.emergence`` name whatever is imported later.
+from .emergence import emergence as emergence  # noqa: E402
 from .record import record as record  # noqa: E402
 from .train import train as train  # noqa: E402
 
@@ -40,6 +42,9 @@ _API = {
     "gate_saturation": "discover",
     "gradient_flow": "discover",
     "export_html": "export",
+    "emergence": "emergence",
+    "emergence_figure": "emergence",
+    "list_snapshots": "snapshots",
 }
 
 __all__ = sorted(_API)

@@ -631,3 +631,89 @@ def serve(stores, host, port):
 
 
 # --- end serve ---
+
+# --- emergence (weight snapshots) ---
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("text", type=click.Path(dir_okay=False))
+@click.option("--feature", "feature_names", multiple=True, required=True, metavar="NAME",
+              help="A built-in feature, or re:PATTERN (repeatable).")
+@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to record.")
+@click.option("--length", type=int, default=100_000, show_default=True,
+              help="Characters recorded at every snapshot.")
+@click.option("--kinds", default=None, help="Kinds to record and rank (default: h, and c for an LSTM; "
+              "h alone needs no gate recomputation and is about twice as fast).")
+@click.option("--burn-in", type=int, default=250, show_default=True,
+              help="Characters each parallel stream of the recorder reads before its part.")
+@click.option("--unknown", default="error", show_default=True,
+              help="Characters outside the vocabulary: error, skip or replace:X.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the figure as a self-contained HTML file (works offline).")
+def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, device, fmt, out):
+    """When does each cell appear? For every weight snapshot of RUN (trained with --snapshot-every N),
+    record TEXT, rank the units against each feature, and show the best unit's score and selectivity,
+    whether it is the final model's best unit, and that final unit's score, beside the validation loss.
+
+    The cell "appears" at the first snapshot from which the final unit's score stays at or above 90% of
+    its final distance from chance (AUROC 0.5, |r| 0).
+
+    \b
+    Example:
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --hidden 64 --max-steps 2000 \\
+          --snapshot-every 100
+      rnnviz emergence runs/ts ../shared/data/tiny_shakespeare.txt --feature column --feature word_pos \\
+          --length 50000 --out emergence.html
+    """
+    import os
+
+    from tqdm import tqdm
+
+    from .data import read_text
+    from .emergence import appearance_sentences, write_emergence_html
+    from .emergence import emergence as run_emergence
+    from .snapshots import list_snapshots
+
+    if start < 0 or length < 1:
+        raise RnnvizError("--start must be >= 0 and --length >= 1")
+    if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise RnnvizError(f"cannot write {out}: its directory does not exist")
+    n = len(list_snapshots(run))  # no snapshots: the error comes before the text is read
+    content = read_text(text)
+    if start >= len(content):
+        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
+    bar = tqdm(total=n, unit="snapshot", desc="snapshots", leave=False, disable=None, delay=1e-9)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    try:
+        df = run_emergence(run, content[start : start + length], feature_names, kinds=kinds, burn_in=burn_in,
+                           device=device, unknown=unknown, progress=progress)
+    finally:
+        bar.close()
+    if out is not None:
+        write_emergence_html(df, out)
+    sentences = appearance_sentences(df)
+    if fmt == "json":
+        _echo_json({"run": str(run), "final_step": df.attrs["final_step"], "appears_at": df.attrs["appears_at"],
+                    "rule": df.attrs["rule"], "snapshots": _records(df)})
+        return
+    for name, part in df.groupby("feature", sort=False):
+        metric = "AUROC folded" if part["metric"].iloc[0] == "auroc" else "|r|"
+        click.echo(f"\n{name} (score = {metric}; final unit {part['final_unit'].iloc[0]})")
+        shown = part[["step", "val_loss", "best_unit", "score", "selectivity", "same_as_final", "final_score"]].copy()
+        shown["same_as_final"] = shown["same_as_final"].map({True: "yes", False: ""})
+        shown = shown.rename(columns={"same_as_final": "same", "final_score": "final_unit_score"})
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    click.echo("")
+    for s in sentences:
+        click.echo(s[0].upper() + s[1:] + ".")
+    click.echo(f"({len(df.attrs['appears_at'])} feature(s) x {df['step'].nunique()} snapshots over "
+               f"{df.attrs['length']:,} characters" + (f"; figure in {out})" if out else ")"))
+
+
+# --- end emergence ---

@@ -35,12 +35,30 @@ def save_snapshot(model: torch.nn.Module, run: Path, step: int, seconds: float, 
     """Write the model's weights (float16) as ``run/snapshots/step-XXXXXXXX.safetensors``."""
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "seconds": f"{seconds:.3f}", "val_loss": repr(float(val_loss))}
-    directory = Path(run) / SNAPSHOT_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step-{step:08d}.safetensors"
+    path = snapshot_path(run, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:
         f.write(save(tensors, metadata=meta))
     return path
+
+
+def snapshot_path(run: str | Path, step: int) -> Path:
+    return Path(run) / SNAPSHOT_DIR / f"step-{step:08d}.safetensors"
+
+
+def prune_snapshots(run: str | Path, after: int) -> list[Path]:
+    """Delete the snapshots of steps > ``after``: on resume from a checkpoint at step ``after``, those came
+    from the stopped run's future (written after its last checkpoint), which the resumed run rewrites or,
+    with another stop option, never reaches. Returns the deleted paths."""
+    directory = Path(run) / SNAPSHOT_DIR
+    gone = []
+    if directory.is_dir() and not directory.is_symlink():
+        for p in directory.iterdir():
+            m = _NAME.fullmatch(p.name)
+            if m and int(m.group(1)) > after and (p.is_file() or p.is_symlink()):
+                p.unlink()
+                gone.append(p)
+    return gone
 
 
 def list_snapshots(run: str | Path) -> list[Snapshot]:

@@ -27,7 +27,7 @@ from .errors import RnnvizError
 from .fsutil import atomic_dir, recover_dir
 from .models import CharRNN, ModelConfig
 from .sampling import sample
-from .snapshots import save_snapshot
+from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
@@ -316,6 +316,10 @@ def train(
     def snapshot() -> None:
         save_snapshot(model, out, step, elapsed, evaluate(model, val_ids, streams=val_streams))
 
+    if resume and cfg.snapshot_every:  # the snapshots match an uninterrupted run (a Ctrl-C checkpoint has none)
+        prune_snapshots(out, step)
+        if step and step % cfg.snapshot_every == 0 and not snapshot_path(out, step).exists():
+            snapshot()
     model.train()
     loss_sum = torch.zeros((), device=device)
     n_logged, t_mark, train_loss = 0, time.perf_counter(), None

@@ -7,6 +7,10 @@ It evaluates the checkpoint on the 5% test split (one exact stream), records h a
 ranks every unit against each feature, ablates the best unit of each feature (with a random-unit
 baseline), exports an HTML heatmap of the top units of each feature next to the card, and writes
 README.md. Everything in the card is measured by this run; nothing is typed in by hand.
+
+With ``--emergence RUN`` (the training run, kept with ``--snapshot-every N``) the card also says when each
+cell appeared in training: ``rnnviz emergence`` over the first ``--emergence-chars`` test characters,
+a table, the sentence "the in_quote cell appears at step ..." and the figure ``emergence.html`` beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import rnnviz
 from rnnviz.causal import ablate
 from rnnviz.data import read_text, split
 from rnnviz.discover import rank_features
+from rnnviz.emergence import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
 from rnnviz.export import export_html, titles_from_cells
 from rnnviz.features import compute_feature
 from rnnviz.sampling import sample
@@ -41,6 +46,8 @@ def main() -> None:
     p.add_argument("--prime", default="\n")
     p.add_argument("--ablate-chars", type=int, default=20000, help="test-split characters used for ablation")
     p.add_argument("--export-chars", type=int, default=3000)
+    p.add_argument("--emergence", metavar="RUN", help="the training run with snapshots: add when each cell appeared")
+    p.add_argument("--emergence-chars", type=int, default=100_000, help="test-split characters recorded per snapshot")
     a = p.parse_args()
 
     ckpt = Path(a.ckpt)
@@ -122,8 +129,37 @@ def main() -> None:
         skipped = df.attrs.get("skipped", {})
         not_found = missing + [f"`{k}` ({v})" for k, v in skipped.items()]
         lines += ["", "Not found: " + ("; ".join(not_found) or "none") + "."]
+    if a.emergence:
+        lines += emergence_section(Path(a.emergence), ckpt, test[: a.emergence_chars], a.features)
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]
     (ckpt / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def emergence_section(run: Path, ckpt: Path, text: str, features: list[str]) -> list[str]:
+    """The card's lines on when each cell appeared; writes ``ckpt/emergence.html``."""
+    varying = [f for f in features if np.ptp(compute_feature(f, text)) > 0]  # constant ones rank nothing
+    df = emergence(run, text, varying)
+    write_emergence_html(df, ckpt / "emergence.html")
+    lines = [
+        "", "## When the cells emerged",
+        f"`rnnviz emergence` over the {df['step'].nunique()} weight snapshots of the run (`--snapshot-every`), "
+        f"recording the first {len(text):,} test characters at each. The final unit is the last snapshot's best "
+        f"on these characters (it can differ from the table above, ranked on the whole test split). A cell "
+        f"*appears* at the first snapshot from which the final unit's score stays >= {APPEAR_FRACTION:.0%} of its "
+        f"final distance from chance (AUROC 0.5, |r| 0). Figure: [emergence.html](emergence.html).",
+        "",
+        "| feature | final unit | final score | appears at step | val loss then | same unit best from step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for feature, part in df.groupby("feature", sort=False):
+        last, at = part.iloc[-1], df.attrs["appears_at"][feature]
+        then = part[part["step"] == at].iloc[0]
+        same = part["same_as_final"].to_numpy()
+        since = int(part["step"].to_numpy()[int(np.argmax(np.logical_and.accumulate(same[::-1])[::-1]))])
+        lines.append(f"| {feature} | {last['final_unit']} | {last['final_score']:.3f} | {at} | "
+                     f"{then['val_loss']:.4f} | {since} |")
+    lines += [""] + [s[0].upper() + s[1:] + "." for s in appearance_sentences(df)]
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""The dashboard's Emergence tab: the same figure and numbers as ``rnnviz emergence`` for the run a store
+was recorded from; clear messages when there is nothing to show; wired into the served app."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import rnnviz
+from rnnviz.checkpoint import load_checkpoint
+from rnnviz.dashboard import emergence_tab
+from rnnviz.dashboard.app import create_app
+from rnnviz.dashboard.stores import StoreSet
+from rnnviz.emergence import emergence
+from rnnviz.train import TrainConfig, train
+
+CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
+           snapshot_every=5, max_steps=20, lr=1e-2)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("emg")
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
+    text = "".join(rng.choice(words, size=3000))
+    (tmp / "text.txt").write_text(text, encoding="utf-8")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(tmp / "text.txt", tmp / "run", TrainConfig(**CFG))
+        train(tmp / "text.txt", tmp / "plain", TrainConfig(**{**CFG, "snapshot_every": 0}))
+        with_snaps = rnnviz.record(load_checkpoint(tmp / "run" / "best"), text[:900], tmp / "st")
+        without = rnnviz.record(load_checkpoint(tmp / "plain" / "best"), text[:900], tmp / "st-plain")
+    finally:
+        torch.set_num_threads(n)
+    return tmp, text[:900], [with_snaps.path, without.path]
+
+
+def test_the_tab_shows_what_the_cli_computes(stores, one_thread):
+    tmp, text, paths = stores
+    s = StoreSet(paths)
+    fig, table, msg = emergence_tab.compute(s, {"store": 0}, ["word_pos", "in_quote", "no-such"], 900)
+    assert msg == ""
+    df = emergence(tmp / "run", text, ["word_pos", "in_quote"])
+    assert [t.name for t in fig.data if t.name] == [
+        "word_pos: best unit", f"word_pos: final {df[df.feature == 'word_pos'].final_unit.iloc[0]}",
+        "in_quote: best unit", f"in_quote: final {df[df.feature == 'in_quote'].final_unit.iloc[0]}",
+        "validation loss"]
+    assert list(fig.data[0].y) == list(df[df.feature == "word_pos"]["score"])
+    rows = table.children[1].children[1].children  # note, table -> tbody -> rows
+    assert [r.children[0].children for r in rows] == ["word_pos", "in_quote"]
+    for r, (name, part) in zip(rows, df.groupby("feature", sort=False), strict=True):
+        cells = [c.children for c in r.children]
+        assert cells[1] == part["final_unit"].iloc[-1] and cells[3] == str(df.attrs["appears_at"][name])
+        assert r.id == {"type": "unit-row", "index": f"emerge/{cells[1]}"}  # a click colours the text by it
+    # the result is cached: a second press does not record again
+    again = emergence_tab.compute(s, {"store": 0}, ["word_pos", "in_quote"], 900)
+    assert again[0] == fig
+
+
+def test_messages_when_there_is_nothing_to_show(stores):
+    tmp, text, paths = stores
+    s = StoreSet(paths)
+    fig, table, msg = emergence_tab.compute(s, {"store": 1}, ["word_pos"], 900)
+    assert table is None and "kept no snapshots (train with --snapshot-every N)" in msg
+    assert fig.layout.annotations[0].text == "no snapshots for this store's run"
+    assert emergence_tab.compute(s, {"store": 0}, [], 900)[2] == "pick one or more features"
+    assert emergence_tab.compute(s, {"store": 0}, ["<script>"], 900)[2] == "pick one or more features"
+    msg = emergence_tab.compute(s, {"store": 0}, ["in_if"], 900)[2]
+    assert msg == "feature in_if is constant on this text: nothing to rank (choose another text)"
+
+
+def test_the_tab_is_served(stores, one_thread):
+    tmp, text, paths = stores
+    app = create_app(paths)
+    key = next(k for k in app.callback_map if "emg-graph.figure" in k)
+    body = {
+        "output": key,
+        "outputs": [{"id": "emg-graph", "property": "figure"}, {"id": "emg-table", "property": "children"},
+                    {"id": "emg-msg", "property": "children"}],
+        "inputs": [{"id": "emg-go", "property": "n_clicks", "value": 1}],
+        "state": [{"id": "emg-features", "property": "value", "value": ["word_pos"]},
+                  {"id": "emg-chars", "property": "value", "value": "1e400"},  # a crafted number: the default
+                  {"id": "view", "property": "data", "value": {"store": "0"}}],
+        "changedPropIds": ["emg-go.n_clicks"],
+    }
+    r = app.server.test_client().post("/_dash-update-component", json=body)
+    assert r.status_code == 200, r.data[:300]
+    resp = json.loads(r.data)["response"]
+    assert resp["emg-msg"]["children"] == ""
+    names = [t.get("name") for t in resp["emg-graph"]["figure"]["data"]]
+    assert names[0] == "word_pos: best unit" and names[-1] == "validation loss"
+    page = app.server.test_client().get("/").data.decode()
+    assert r.status_code == 200 and "_dash-config" in page
+    layout = json.loads(app.server.test_client().get("/_dash-layout").data)
+    assert '"emg-go"' in json.dumps(layout) and '"Emergence"' in json.dumps(layout)
