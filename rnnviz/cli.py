@@ -19,7 +19,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RnnvizError as e:
-            raise click.ClickException(str(e)) from None
+            from .distributed import rank, world_size
+
+            where = f"rank {rank()}: " if world_size() > 1 else ""  # under torchrun, say which process
+            raise click.ClickException(where + str(e)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
@@ -71,7 +74,8 @@ def _echo_json(obj) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
-def train(text, out, resume, force, **opts):
+@click.option("--nproc", type=int, help="Train data-parallel in N processes (runs torchrun; one per GPU on CUDA).")
+def train(text, out, resume, force, nproc, **opts):
     """Train a char-RNN on TEXT (90% train, 5% validation; the last 5% is left for testing).
 
     Writes OUT/best and OUT/last checkpoints, OUT/log.jsonl and OUT/samples.txt. Without a stop option
@@ -83,9 +87,11 @@ def train(text, out, resume, force, **opts):
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --cell lstm \\
           --layers 2 --hidden 128 --time-budget 120
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --resume --max-steps 5000
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64 --nproc 2
     """
     from tqdm import tqdm
 
+    from .distributed import rank
     from .train import TrainConfig
     from .train import train as run_training
 
@@ -98,7 +104,11 @@ def train(text, out, resume, force, **opts):
             if opts[name] < 1:
                 raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
         cfg, overrides = TrainConfig(**opts), None
-    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9)
+    if nproc is not None:
+        _check_train_launch(text, out, cfg, resume, force, nproc, opts["device"])
+        sys.exit(_relaunch(click.get_current_context(), nproc))
+    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
+               disable=rank() > 0)  # under torchrun, rank 0 reports for all
 
     def report(ev):
         if ev["type"] == "step":
@@ -117,12 +127,58 @@ def train(text, out, resume, force, **opts):
         click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
         sys.exit(130)
     bar.close()
+    if rank() > 0:
+        return
     click.echo(
         f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
         f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
         f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
         f"-> {out}/best"
     )
+
+
+def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
+    """What would make every rank fail, said once before torchrun starts any."""
+    from pathlib import Path
+
+    from .checkpoint import read_config
+    from .data import read_text
+    from .distributed import check_nproc
+
+    read_text(text)
+    last = Path(out) / "last"
+    if resume:
+        if not (last / "train_state.json").exists():
+            raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
+        saved = read_config(last)["train"]
+        batch = saved.get("batch")
+        if isinstance(batch, int) and nproc > batch:  # the run's batch is kept on resume
+            raise RnnvizError(f"{out} was trained with --batch {batch}: it cannot be resumed in {nproc} processes "
+                              f"(at most {batch})")
+        device = device if device != "auto" else saved.get("device", "auto")
+    else:
+        if (last.exists() or (Path(out) / "best").exists()) and not force:
+            raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
+        batch = cfg.batch
+    check_nproc(nproc, batch, device)
+
+
+def _relaunch(ctx: click.Context, nproc: int) -> int:
+    """Run this command again under torchrun in ``nproc`` processes, with the same arguments but --nproc."""
+    from .distributed import launch
+
+    args, positional = [ctx.info_name], []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False:
+            continue
+        if isinstance(param, click.Argument):
+            positional.append(str(value))
+        elif param.is_flag:
+            args.append(param.opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return launch(nproc, [*args, "--", *positional])
 
 
 def _parse_clamps(items) -> dict[str, float]:
