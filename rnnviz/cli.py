@@ -67,6 +67,7 @@ def _echo_json(obj) -> None:
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--time-budget", type=float, help="Stop after this many seconds of training.")
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Steps between validations.")
+@click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
 @click.option("--snapshot-every", type=int, default=0, show_default=True,
               help="Steps between float16 weight snapshots, for `rnnviz emergence` (0 = none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
