@@ -161,7 +161,7 @@ def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
         if (last.exists() or (Path(out) / "best").exists()) and not force:
             raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
         batch = cfg.batch
-    check_nproc(nproc, batch, device)
+    check_nproc(nproc, batch, device, "--batch")
 
 
 def _relaunch(ctx: click.Context, nproc: int) -> int:
@@ -283,7 +283,9 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
               help="Characters outside the vocabulary: error, skip or replace:X.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Replace the store if it exists.")
-def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force):
+@click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
+def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force,
+           nproc):
     """Record every cell of a checkpoint over TEXT into an activation store.
 
     \b
@@ -291,6 +293,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
       rnnviz record sample_models/shakespeare-lstm-2x128 ../shared/data/war_and_peace.txt \\
           --out stores/wp --start 3000000 --length 200000 --unknown skip
       rnnviz record runs/c mytext.c --out stores/c --kinds h,c,i,f,g,o --layers 0,2
+      torchrun --nproc-per-node 2 -m rnnviz record runs/c big.c --out stores/big --streams 64
+      rnnviz record runs/c big.c --out stores/big --streams 64 --nproc 2   # the same, torchrun started for you
     """
     import os
 
@@ -298,7 +302,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
 
     from .checkpoint import load_checkpoint
     from .data import read_text
-    from .record import parse_kinds, parse_layers, resolve_device
+    from .distributed import rank
+    from .record import parse_kinds, parse_layers, resolve_device, stream_layout
     from .record import record as run_record
 
     if start < 0:
@@ -316,8 +321,14 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
     part = content[start : start + length if length is not None else None]
+    if nproc is not None:
+        from .distributed import check_nproc
+
+        T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
+        check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
+        sys.exit(_relaunch(click.get_current_context(), nproc))
     bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True,
-               delay=1e-9)  # drawn on the first update, so an early error prints alone
+               delay=1e-9, disable=rank() > 0)  # drawn on the first update, so an early error prints alone
     last = [0]
 
     def progress(done: int, total: int) -> None:
@@ -331,6 +342,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
                            progress=progress, source=str(text))
     finally:
         bar.close()
+    if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
+        return
     r = store.manifest["recorder"]
     size = sum(f.stat().st_size for f in store.path.iterdir())
     skipped = sum(r["unknown_chars"].values())

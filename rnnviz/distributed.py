@@ -130,15 +130,15 @@ def _stop_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def check_nproc(nproc: int, streams: int, device: str) -> None:
-    """The errors ``--nproc N`` can meet, checked before any process starts."""
+def check_nproc(nproc: int, streams: int, device: str, option: str) -> None:
+    """The errors ``--nproc N`` can meet, checked before any process starts (``option`` sets the streams)."""
     if nproc < 1:
         raise RnnvizError(f"--nproc must be >= 1, got {nproc}")
     if world_size() > 1:
         raise RnnvizError("--nproc launches torchrun: leave it out when torchrun already started this process")
     if nproc > streams:
         raise RnnvizError(f"--nproc {nproc} is more processes than the {streams} stream(s) to share: use at most "
-                          f"{streams}, or more streams (--batch)")
+                          f"{streams}, or more streams ({option})")
     gpus = torch.cuda.device_count() if device != "cpu" and torch.cuda.is_available() else 0
     if gpus and nproc > gpus:
         raise RnnvizError(f"--nproc {nproc} but this machine has {gpus} GPU(s): use at most {gpus}, "
