@@ -157,9 +157,8 @@ def launch(nproc: int, args: list[str]) -> int:
     # torchrun's agent logs every failure with a traceback; the rank's own message is the useful one.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would pick, without its warning
-    targs = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "-m", "rnnviz", *args]
-    )
+    targs = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "rnnviz"])
+    targs.training_script_args = args  # set here: torchrun's parser would take --start for its --start-method
     try:
         run(targs)
     except ChildFailedError as e:

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from rnnviz.checkpoint import load_checkpoint
+from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.distributed import shares
 from rnnviz.errors import RnnvizError
+from rnnviz.models import CharRNN, ModelConfig
 from rnnviz.train import TrainConfig, train
+from rnnviz.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,3 +139,96 @@ def test_bad_nproc_is_one_line_before_any_process(tmp_path, text_file):
     assert r.exit_code == 1 and "already holds a run" in r.output
     r = CliRunner().invoke(main, ["train", str(tmp_path / "missing.txt"), "--out", str(run), "--nproc", "2"])
     assert r.exit_code == 1 and "no such file" in r.output
+
+
+# --- recording ---
+
+
+def make_ckpt(path: Path, text: str, cell: str, hidden: int = 32) -> Path:
+    torch.manual_seed(0)
+    vocab = Vocab.from_text(text)
+    return save_checkpoint(CharRNN(ModelConfig(len(vocab), cell, 2, hidden), vocab), path)
+
+
+def manifest_without_timings(store: Path) -> dict:
+    m = json.loads((store / "manifest.json").read_text())
+    for key in ("seconds", "chars_per_s", "processes"):
+        del m["recorder"][key]
+    del m["created"]
+    return m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_two_ranks_record_the_same_store(tmp_path, text_file, cell):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    ckpt = make_ckpt(tmp_path / "ckpt", text_file.read_text(), cell)
+    # 8 streams of 1,359 chars: stream 1 starts within the burn-in (exact pass), 2..7 read 1,500 chars first.
+    args = [ckpt, text_file, "--streams", 8, "--burn-in", 1500, "--kinds", "all"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = CliRunner().invoke(main, ["record", *map(str, args), "--out", str(one)])
+    assert r.exit_code == 0, r.output
+    out = ok(rnnviz("record", *args, "--out", two, nproc=2)).stdout
+    assert out.count("Recorded 10,867 chars") == 1  # rank 0 reports for both
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir())
+    for name in names:
+        if name != "manifest.json":
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    assert manifest_without_timings(one) == manifest_without_timings(two)
+    assert json.loads((two / "manifest.json").read_text())["recorder"]["processes"] == 2
+
+
+def rank_pid(rank: int, marker: str) -> int | None:
+    """The pid of the torchrun worker with RANK=rank whose command line contains ``marker``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if marker in (proc / "cmdline").read_text() and f"\0RANK={rank}\0" in "\0" + (proc / "environ").read_text():
+                return int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_leaves_no_store_and_is_named(tmp_path, text_file):
+    text = text_file.read_text() * 20  # ~217k characters: seconds of recording to kill rank 1 in
+    big = tmp_path / "big.txt"
+    big.write_text(text, encoding="utf-8")
+    ckpt = make_ckpt(tmp_path / "ckpt", text, "lstm", hidden=48)
+    out = tmp_path / "store"
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "rnnviz", "record", str(ckpt), str(big), "--out", str(out),
+                                 "--streams", "8", "--kinds", "all", "--nproc", "2"], cwd=ROOT, env=ENV,
+                                stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    while not any(p.name.startswith(".store.") for p in tmp_path.iterdir()):  # rank 0 made the files
+        assert proc.poll() is None and time.monotonic() - t0 < 120, (tmp_path / "log").read_text()
+        time.sleep(0.01)
+    pid = rank_pid(1, str(out))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) == 1
+    assert "Error: rank 1 died (SIGKILL)" in (tmp_path / "log").read_text()
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "ckpt", "log", "text.txt"]  # no temp left
+
+
+def test_record_nproc_errors_before_any_process(tmp_path, text_file):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    ckpt = make_ckpt(tmp_path / "ckpt", text_file.read_text(), "lstm")
+    base = ["record", str(ckpt), str(text_file), "--out", str(tmp_path / "s")]
+    for extra, message in [(["--nproc", "0"], "--nproc must be >= 1, got 0"),
+                           (["--streams", "2", "--nproc", "3"],
+                            "--nproc 3 is more processes than the 2 stream(s) to share: use at most 2, or more "
+                            "streams (--streams)"),
+                           (["--exact", "--nproc", "2"], "--nproc 2 is more processes than the 1 stream(s)")]:
+        r = CliRunner().invoke(main, [*base, *extra])
+        assert r.exit_code == 1 and r.output.count("\n") == 1 and message in r.output, r.output
+    assert not (tmp_path / "s").exists()
