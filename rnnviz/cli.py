@@ -92,7 +92,7 @@ def train(text, out, resume, force, nproc, **opts):
     """
     from tqdm import tqdm
 
-    from .distributed import rank
+    from .distributed import rank, world_size
     from .train import TrainConfig
     from .train import train as run_training
 
@@ -125,7 +125,12 @@ def train(text, out, resume, force, nproc, **opts):
         r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
+        if world_size() == 1:
+            click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).",
+                       err=True)
+        elif rank() == 0:  # under torchrun nothing is saved on the way out: the other ranks may be gone
+            click.echo(f"\nInterrupted: {out}/last holds the last validation's checkpoint, if any (continue with "
+                       "--resume).", err=True)
         sys.exit(130)
     bar.close()
     if rank() > 0:

@@ -151,6 +151,7 @@ def launch(nproc: int, args: list[str]) -> int:
     Returns the exit status: 0, or the first failed rank's status after its own ``Error:`` line; a rank
     killed by a signal is a :class:`RnnvizError` that names it.
     """
+    from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -161,6 +162,8 @@ def launch(nproc: int, args: list[str]) -> int:
     targs.training_script_args = args  # set here: torchrun's parser would take --start for its --start-method
     try:
         run(targs)
+    except SignalException as e:  # Ctrl-C (or a kill) of this launcher: torchrun has stopped the workers
+        return 128 + int(e.sigval)
     except ChildFailedError as e:
         rank_, failure = e.get_first_failure()
         if failure.exitcode < 0:

@@ -21,6 +21,7 @@ from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.distributed import shares
 from rnnviz.errors import RnnvizError
 from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.snapshots import list_snapshots
 from rnnviz.train import TrainConfig, train
 from rnnviz.vocab import Vocab
 
@@ -84,10 +85,12 @@ def test_shares_are_contiguous_and_balanced():
 def test_two_ranks_train_like_one_process(tmp_path, text_file):
     one, two = tmp_path / "one", tmp_path / "two"
     train(text_file, one, TrainConfig(max_steps=30, **SMALL))
-    ok(rnnviz("train", text_file, "--out", two, "--max-steps", 30, "--log-every", 1, *FLAGS, nproc=2))
-    assert_same_run(one, two)
-    # rank 0 alone wrote: one log line per step, one sample per validation
+    ok(rnnviz("train", text_file, "--out", two, "--max-steps", 30, "--log-every", 1, "--snapshot-every", 10, *FLAGS,
+              nproc=2))
+    assert_same_run(one, two)  # snapshots read the model, they do not change the training
+    # rank 0 alone wrote: one log line per step, one sample per validation, one snapshot each
     assert (two / "samples.txt").read_text().count("=== step") == 2
+    assert [s.step for s in list_snapshots(two)] == [10, 15, 20, 30]
     state = json.loads((two / "last" / "train_state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == 30
 
