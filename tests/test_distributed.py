@@ -82,17 +82,18 @@ def test_shares_are_contiguous_and_balanced():
 
 
 @pytest.mark.slow
-def test_two_ranks_train_like_one_process(tmp_path, text_file):
+@pytest.mark.parametrize("nproc", [2, 3])  # 3: shares of 6, 5 and 5 streams, each rank's loss weighted by its share
+def test_ranks_train_like_one_process(tmp_path, text_file, nproc):
     one, two = tmp_path / "one", tmp_path / "two"
     train(text_file, one, TrainConfig(max_steps=30, **SMALL))
     ok(rnnviz("train", text_file, "--out", two, "--max-steps", 30, "--log-every", 1, "--snapshot-every", 10, *FLAGS,
-              nproc=2))
+              nproc=nproc))
     assert_same_run(one, two)  # snapshots read the model, they do not change the training
     # rank 0 alone wrote: one log line per step, one sample per validation, one snapshot each
     assert (two / "samples.txt").read_text().count("=== step") == 2
     assert [s.step for s in list_snapshots(two)] == [10, 15, 20, 30]
     state = json.loads((two / "last" / "train_state.json").read_text())
-    assert state["world_size"] == 2 and state["step"] == 30
+    assert state["world_size"] == nproc and state["step"] == 30
 
 
 @pytest.mark.slow
