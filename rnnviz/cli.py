@@ -19,7 +19,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RnnvizError as e:
-            raise click.ClickException(str(e)) from None
+            from .distributed import rank, world_size
+
+            where = f"rank {rank()}: " if world_size() > 1 else ""  # under torchrun, say which process
+            raise click.ClickException(where + str(e)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
@@ -64,6 +67,7 @@ def _echo_json(obj) -> None:
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
 @click.option("--time-budget", type=float, help="Stop after this many seconds of training.")
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Steps between validations.")
+@click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
 @click.option("--snapshot-every", type=int, default=0, show_default=True,
               help="Steps between float16 weight snapshots, for `rnnviz emergence` (0 = none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -71,7 +75,8 @@ def _echo_json(obj) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
-def train(text, out, resume, force, **opts):
+@click.option("--nproc", type=int, help="Train data-parallel in N processes (runs torchrun; one per GPU on CUDA).")
+def train(text, out, resume, force, nproc, **opts):
     """Train a char-RNN on TEXT (90% train, 5% validation; the last 5% is left for testing).
 
     Writes OUT/best and OUT/last checkpoints, OUT/log.jsonl and OUT/samples.txt. Without a stop option
@@ -83,9 +88,12 @@ def train(text, out, resume, force, **opts):
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --cell lstm \\
           --layers 2 --hidden 128 --time-budget 120
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --resume --max-steps 5000
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64 --nproc 2
+      torchrun --nproc-per-node 2 -m rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64
     """
     from tqdm import tqdm
 
+    from .distributed import rank, world_size
     from .train import TrainConfig
     from .train import train as run_training
 
@@ -98,7 +106,11 @@ def train(text, out, resume, force, **opts):
             if opts[name] < 1:
                 raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
         cfg, overrides = TrainConfig(**opts), None
-    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9)
+    if nproc is not None:
+        _check_train_launch(text, out, cfg, resume, force, nproc, opts["device"])
+        sys.exit(_relaunch(click.get_current_context(), nproc))
+    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
+               disable=rank() > 0)  # under torchrun, rank 0 reports for all
 
     def report(ev):
         if ev["type"] == "step":
@@ -114,15 +126,66 @@ def train(text, out, resume, force, **opts):
         r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
+        if world_size() == 1:
+            click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).",
+                       err=True)
+        elif rank() == 0:  # under torchrun nothing is saved on the way out: the other ranks may be gone
+            click.echo(f"\nInterrupted: {out}/last holds the last validation's checkpoint, if any (continue with "
+                       "--resume).", err=True)
         sys.exit(130)
     bar.close()
+    if rank() > 0:
+        return
     click.echo(
         f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
         f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
         f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
         f"-> {out}/best"
     )
+
+
+def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
+    """What would make every rank fail, said once before torchrun starts any."""
+    from pathlib import Path
+
+    from .checkpoint import read_config
+    from .data import read_text
+    from .distributed import check_nproc
+
+    read_text(text)
+    last = Path(out) / "last"
+    if resume:
+        if not (last / "train_state.json").exists():
+            raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
+        saved = read_config(last)["train"]
+        batch = saved.get("batch")
+        if isinstance(batch, int) and nproc > batch:  # the run's batch is kept on resume
+            raise RnnvizError(f"{out} was trained with --batch {batch}: it cannot be resumed in {nproc} processes "
+                              f"(at most {batch})")
+        device = device if device != "auto" else saved.get("device", "auto")
+    else:
+        if (last.exists() or (Path(out) / "best").exists()) and not force:
+            raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
+        batch = cfg.batch
+    check_nproc(nproc, batch, device, "--batch")
+
+
+def _relaunch(ctx: click.Context, nproc: int) -> int:
+    """Run this command again under torchrun in ``nproc`` processes, with the same arguments but --nproc."""
+    from .distributed import launch
+
+    args, positional = [ctx.info_name], []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False:
+            continue
+        if isinstance(param, click.Argument):
+            positional.append(str(value))
+        elif param.is_flag:
+            args.append(param.opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return launch(nproc, [*args, "--", *positional])
 
 
 def _parse_clamps(items) -> dict[str, float]:
@@ -226,7 +289,9 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
               help="Characters outside the vocabulary: error, skip or replace:X.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Replace the store if it exists.")
-def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force):
+@click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
+def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force,
+           nproc):
     """Record every cell of a checkpoint over TEXT into an activation store.
 
     \b
@@ -234,6 +299,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
       rnnviz record sample_models/shakespeare-lstm-2x128 ../shared/data/war_and_peace.txt \\
           --out stores/wp --start 3000000 --length 200000 --unknown skip
       rnnviz record runs/c mytext.c --out stores/c --kinds h,c,i,f,g,o --layers 0,2
+      torchrun --nproc-per-node 2 -m rnnviz record runs/c big.c --out stores/big --streams 64
+      rnnviz record runs/c big.c --out stores/big --streams 64 --nproc 2   # the same, torchrun started for you
     """
     import os
 
@@ -241,7 +308,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
 
     from .checkpoint import load_checkpoint
     from .data import read_text
-    from .record import parse_kinds, parse_layers, resolve_device
+    from .distributed import rank
+    from .record import parse_kinds, parse_layers, resolve_device, stream_layout
     from .record import record as run_record
 
     if start < 0:
@@ -259,8 +327,14 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
     part = content[start : start + length if length is not None else None]
+    if nproc is not None:
+        from .distributed import check_nproc
+
+        T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
+        check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
+        sys.exit(_relaunch(click.get_current_context(), nproc))
     bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True,
-               delay=1e-9)  # drawn on the first update, so an early error prints alone
+               delay=1e-9, disable=rank() > 0)  # drawn on the first update, so an early error prints alone
     last = [0]
 
     def progress(done: int, total: int) -> None:
@@ -274,6 +348,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
                            progress=progress, source=str(text))
     finally:
         bar.close()
+    if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
+        return
     r = store.manifest["recorder"]
     size = sum(f.stat().st_size for f in store.path.iterdir())
     skipped = sum(r["unknown_chars"].values())

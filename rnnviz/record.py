@@ -14,6 +14,10 @@ restarted every block from the kernel's own final c. ``o·tanh(c)`` (LSTM) or ``
 
 ``exact=True`` records one sequential stream (no burn-in approximation).
 
+Under torchrun each rank records a contiguous share of the B streams (with their burn-in) into the same
+preallocated store, at their own rows; the per-stream statistics are combined and rank 0 commits the
+store, which is the one a single process would write with the same streams (see README for the caveat).
+
 Memory is bounded: blocks of at most ~128 MB of float16 rows go to a writer thread that writes
 them into preallocated files while the next block is computed; per-unit statistics are folded in
 on the recording device.
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .errors import RnnvizError
 from .models import KINDS, CharRNN
 from .store import Store, StoreWriter
@@ -93,6 +98,17 @@ def resolve_device(device: str | torch.device | None, model: CharRNN) -> torch.d
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RnnvizError("device cuda asked for, but CUDA is not available on this machine")
     return dev
+
+
+def stream_layout(T: int, burn_in: int, streams: int | None, exact: bool, device_type: str) -> tuple[int, int]:
+    """(B streams, C characters per stream) for a text of T characters; streams=None picks B."""
+    if exact:
+        B = 1
+    else:
+        worth = T // (4 * burn_in) if burn_in else T  # keep burn-in work under ~25% of the total
+        B = max(1, min(streams or min(STREAM_CAP.get(device_type, 64), worth), T))
+    C = math.ceil(T / B)
+    return math.ceil(T / C), C  # no empty streams
 
 
 class _Layer:
@@ -167,25 +183,31 @@ def _advance(layers: list[_Layer], ids: torch.Tensor, h, c, steps: int):
     return h, c
 
 
-def _warm_start(layers, ids, B, C, burn_in, h, c, steps):
-    """Initial states of streams 1..B-1 (stream b starts at text position b·C)."""
-    full = [b for b in range(1, B) if b * C >= burn_in]
-    short = [b for b in range(1, B) if b * C < burn_in]
-    if burn_in > 0 and full:
-        starts = torch.tensor([b * C - burn_in for b in full], device=ids.device)
+def _warm_start(layers, ids, streams: range, C, burn_in, h, c, steps):
+    """Initial states of ``streams`` (stream b starts at text position b·C) into h, c (L, len(streams), H).
+
+    The burn-in runs for every stream of the range in one batch (stream 0 and the short ones included,
+    their results then replaced): a rank's batch is then the same shape as in its main loop, which keeps
+    the float rounding of each stream independent of how streams are shared among processes.
+    """
+    b0 = streams.start
+    short = [b for b in streams if 0 < b * C < burn_in]
+    if burn_in > 0 and any(b * C >= burn_in for b in streams):
+        starts = torch.tensor([max(b * C - burn_in, 0) for b in streams], device=ids.device)
         seq = ids[starts[:, None] + torch.arange(burn_in, device=ids.device)].long()  # (n, burn_in)
-        zero = torch.zeros_like(h[:, : len(full)])
-        hb, cb = _advance(layers, seq, zero, None if c is None else zero.clone(), steps)
-        h[:, full] = hb
+        hb, cb = _advance(layers, seq, torch.zeros_like(h), None if c is None else torch.zeros_like(c), steps)
+        full = [b - b0 for b in streams if b * C >= burn_in]
+        h[:, full] = hb[:, full]
         if c is not None:
-            c[:, full] = cb
+            c[:, full] = cb[:, full]
     if short:  # these chunks start so near the beginning that their exact state is cheap: one pass
         hs, cs = torch.zeros_like(h[:, :1]), (None if c is None else torch.zeros_like(c[:, :1]))
         for k in range(1, max(short) + 1):
             hs, cs = _advance(layers, ids[None, (k - 1) * C : k * C].long(), hs, cs, steps)
-            h[:, k] = hs[:, 0]
-            if c is not None:
-                c[:, k] = cs[:, 0]
+            if k in short:
+                h[:, k - b0] = hs[:, 0]
+                if c is not None:
+                    c[:, k - b0] = cs[:, 0]
 
 
 def _to_host(t: torch.Tensor) -> torch.Tensor:
@@ -237,16 +259,12 @@ def record(
     text = vocab.prepare(text, unknown)
     if not text:
         raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
-    dev = resolve_device(device, model)
+    group = distributed.setup(resolve_device(device, model))
+    dev = group.device
 
     T, L, H, V = len(text), cfg.layers, cfg.hidden, cfg.vocab_size
-    if exact:
-        B = 1
-    else:
-        worth = T // (4 * burn_in) if burn_in else T  # keep burn-in work under ~25% of the total
-        B = max(1, min(streams or min(STREAM_CAP.get(dev.type, 64), worth), T))
-    C = math.ceil(T / B)
-    B = math.ceil(T / C)  # no empty streams
+    B, C = stream_layout(T, burn_in, streams, exact, dev.type)
+    b0, b1 = group.share(B)  # this rank's streams (all of them in one process)
     units = len(layers) * len(kinds) * H
     host_row = units * 2 + 4 + topk * 4
     dev_row = (L * 10 * H + 3 * V) * 4
@@ -269,25 +287,32 @@ def record(
         "burn_in": burn_in if B > 1 else 0,
         "block_steps": S,
         "device": str(dev),
+        "processes": group.world,
         "torch": torch.__version__,
     }
     writer = StoreWriter(
         out, text, layers=layers, kinds=kinds, model_config=cfg, vocab=vocab, topk=topk,
-        checkpoint=checkpoint, recorder=settings, overwrite=overwrite,
+        checkpoint=checkpoint, recorder=settings, overwrite=overwrite, streams=B, group=group,
     )
     t0 = time.perf_counter()
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
     with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
-            max_err = _record_blocks(model, text, writer, pool, layers, kinds, topk, B, C, S, burn_in, dev, progress)
+            max_err = _record_blocks(model, text, writer, pool, layers, kinds, topk, (B, b0, b1), C, S, burn_in, dev,
+                                     progress)
+        if max_err is not None:
+            max_err = float(group.all_reduce(torch.tensor(max_err, dtype=torch.float64, device=dev), "max"))
+        writer.join()
         seconds = time.perf_counter() - t0
         writer.recorder.update(
             check_max_abs_error=max_err, seconds=round(seconds, 3), chars_per_s=round(T / max(seconds, 1e-9))
         )
-    return writer.store
+    return writer.store  # None on ranks > 0
 
 
-def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in, dev, progress):
+def _record_blocks(model, text, writer, pool, layers, kinds, K, streams, C, S, burn_in, dev, progress):
+    """Record streams b0..b1-1 of B (``streams`` = (B, b0, b1)) into ``writer``; returns the h check's error."""
+    B, b0, b1 = streams
     cfg = model.config
     T, L, H = len(text), cfg.layers, cfg.hidden
     # ids as int32, padded to B·C (pads are read only by the last stream, after the text's end, and dropped);
@@ -297,14 +322,15 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
         piece = model.vocab.encode(text[i : i + (1 << 20)])
         ids[i : i + len(piece)] = torch.from_numpy(piece)
     ids = ids.to(dev)
-    x = ids[: B * C].view(B, C)  # stream b reads text[b·C : (b+1)·C]
-    nxt = ids[1:].view(B, C)  # the character each position predicts
-    offsets = torch.arange(B, device=dev)[:, None] * C  # (B, 1): where each stream starts
+    x = ids[: B * C].view(B, C)[b0:b1]  # stream b reads text[b·C : (b+1)·C]
+    nxt = ids[1:].view(B, C)[b0:b1]  # the character each position predicts
+    offsets = torch.arange(b0, b1, device=dev)[:, None] * C  # (B, 1): where each stream starts
     net = [_Layer(model, l, dev) for l in range(L)]
     head_w, head_b = (p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias))
-    h = torch.zeros(L, B, H, device=dev)
-    c = torch.zeros(L, B, H, device=dev) if cfg.cell == "lstm" else None
-    _warm_start(net, ids, B, C, burn_in, h, c, S)
+    h = torch.zeros(L, b1 - b0, H, device=dev)
+    c = torch.zeros(L, b1 - b0, H, device=dev) if cfg.cell == "lstm" else None
+    _warm_start(net, ids, range(b0, b1), C, burn_in, h, c, S)
+    B = b1 - b0  # from here on, this rank's streams
 
     max_err = None
     gates = set(kinds) != {"h"}
@@ -330,10 +356,9 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
         lp = logp.gather(-1, nxt[:, s0 : s0 + S, None].long())[..., 0]
         lp = torch.where(p == T - 1, torch.nan, lp)  # the last character predicts nothing
         top_p, top_i = logp.topk(K, -1) if K else (None, None)
-        counts = [max(0, min(n, T - (b * C + s0))) for b in range(B)]  # rows of each stream inside the text
-        valid = None if sum(counts) == B * n else p < T  # only the last stream has a padded tail
+        counts = [max(0, min(n, T - (b * C + s0))) for b in range(b0, b1)]  # rows of each stream inside the text
         for l, blk in recs.items():
-            writer.observe_layer(l, blk.view(len(kinds), B * n, H) if valid is None else blk[:, valid])
+            writer.observe_streams(l, blk, b0, counts)
         host = {l: _to_host(v) for l, v in recs.items()}
         lp_h = _to_host(lp)
         top_h = (_to_host(top_i.int()), _to_host(top_p.exp().half())) if K else (None, None)
@@ -341,19 +366,19 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, B, C, S, burn_in
         if dev.type == "cuda":
             event = torch.cuda.Event()
             event.record()
-        pending.append(pool.submit(_write_block, writer, event, host, kinds, lp_h, top_h, counts, C, s0))
+        pending.append(pool.submit(_write_block, writer, event, host, kinds, lp_h, top_h, counts, C, s0, b0))
         while len(pending) > PENDING:
             pending.popleft().result()  # also re-raises a failed write (a full disk)
         done += sum(counts)
         if progress is not None:
-            progress(done, T)
+            progress(done, min(b1 * C, T) - b0 * C)  # this rank's rows
     while pending:
         pending.popleft().result()
     return None if max_err is None else float(max_err)
 
 
-def _write_block(writer: StoreWriter, event, host, kinds, lp, top, counts, C, s0) -> None:
-    """Writer thread: each stream's rows of the block go to rows b·C + s0 onward.
+def _write_block(writer: StoreWriter, event, host, kinds, lp, top, counts, C, s0, b0) -> None:
+    """Writer thread: the rows of stream b (b0 + its index in the block) go to rows b·C + s0 onward.
 
     host: {layer: (len(kinds), B, S, H) float16}; lp (B, S); top: (ids, probs) each (B, S, K) or Nones.
     """
@@ -363,7 +388,7 @@ def _write_block(writer: StoreWriter, event, host, kinds, lp, top, counts, C, s0
     for b, n in enumerate(counts):
         if n:
             writer.write(
-                b * C + s0,
+                (b0 + b) * C + s0,
                 {(l, k): v[j, b, :n] for l, v in host.items() for j, k in enumerate(kinds)},
                 logprob=lp[b, :n],
                 topk_ids=None if ids is None else ids[b, :n],

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .distributed import Group
 from .errors import RnnvizError
 from .fsutil import atomic_dir, read_format_json, recover_dir, write_json
 from .models import KINDS, ModelConfig, parse_unit, unit_names
@@ -316,6 +317,10 @@ class StoreWriter:
     while it computes the next one. On leaving the block without error the writer checks that every
     row was written, writes ``text.txt``, ``stats.json`` and ``manifest.json`` and renames the temp
     directory into place; on any error (full disk, Ctrl-C) the temp directory is removed.
+
+    ``streams=B``: statistics kept per stream (:meth:`observe_streams`), the same bits however the streams
+    are shared among processes. ``group``: under torchrun, rank 0 creates the files and commits the store;
+    every rank writes its own rows into them, then calls :meth:`join` before leaving the block.
     """
 
     def __init__(
@@ -332,8 +337,11 @@ class StoreWriter:
         checkpoint: dict | None = None,
         recorder: dict | None = None,
         overwrite: bool = False,
+        streams: int | None = None,
+        group: Group | None = None,
     ):
         self.path = Path(path)
+        self.group = group or Group()
         self.config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
         self.vocab = vocab if isinstance(vocab, Vocab) else Vocab.from_json(vocab)
         if not text:
@@ -360,7 +368,12 @@ class StoreWriter:
         self.recorder = dict(recorder or {})  # the caller may add to it until the block exits
         self.overwrite = overwrite
         # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
-        self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
+        if streams is None:
+            self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
+        else:
+            from .streamstats import StreamStats
+
+            self.stats = {l: StreamStats(len(self.kinds), self.hidden, streams, self.group.device) for l in self.layers}
         self.rows_written = 0
         self.bytes_written = 0
         self.store: Store | None = None
@@ -370,19 +383,30 @@ class StoreWriter:
         self._given: set[str] = set()  # optional outputs that some write() supplied
 
     def __enter__(self) -> StoreWriter:
+        T, H, K = self.length, self.hidden, self.topk
+        sizes = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
+        if self.has_logprob:
+            sizes[LOGPROB] = T * 4
+        if K:
+            sizes.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
         with ExitStack() as stack:
-            self.tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
-            T, H, K = self.length, self.hidden, self.topk
-            sizes = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
-            if self.has_logprob:
-                sizes[LOGPROB] = T * 4
-            if K:
-                sizes.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
-            for name, size in sizes.items():
-                fd = os.open(self.tmp / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-                self._fds[name] = fd
-                stack.callback(os.close, fd)
-                os.ftruncate(fd, size)
+            tmp = None
+            try:
+                if self.group.is_main:
+                    tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
+                    for name, size in sizes.items():
+                        fd = self._fds[name] = os.open(tmp / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                        stack.callback(os.close, fd)
+                        os.ftruncate(fd, size)
+            finally:  # the other ranks learn where the files are, or that rank 0 could not make them
+                tmp = self.group.broadcast_object(None if tmp is None else str(tmp))
+            if tmp is None:
+                raise RnnvizError(f"rank 0 could not create {self.path} (see its error)")
+            self.tmp = Path(tmp)
+            if not self.group.is_main:  # the others write into rank 0's preallocated files
+                for name in sizes:
+                    fd = self._fds[name] = os.open(self.tmp / name, os.O_RDWR)
+                    stack.callback(os.close, fd)
             self._stack = stack.pop_all()
         return self
 
@@ -391,6 +415,27 @@ class StoreWriter:
         for l in self.layers:
             if any((l, k) in arrays for k in self.kinds):
                 self.observe_layer(l, torch.cat([_as_tensor(arrays[(l, k)]) for k in self.kinds], 1))
+
+    def observe_streams(self, layer: int, block: torch.Tensor, first: int, counts: list[int]) -> None:
+        """Fold one layer's block (len(kinds), g, n, H) of streams ``first..first+g-1`` into the per-stream
+        statistics (``streams=`` writers); stream ``first+j`` has ``counts[j]`` real rows."""
+        self.stats[layer].update(block, first, counts)
+
+    def join(self) -> None:
+        """Under torchrun, on every rank once its rows are written: the ranks' row counts and statistics
+        are combined, so that rank 0 can check and commit the store when the block exits."""
+        if self.group.world == 1:
+            return
+        for fd in self._fds.values():
+            os.fsync(fd)
+        rows = torch.tensor([self.rows_written], dtype=torch.float64, device=self.group.device)
+        self.rows_written = int(self.group.all_reduce(rows).item())
+        for st in self.stats.values():
+            st.reduce(self.group)
+        given = torch.tensor([LOGPROB in self._given, TOPK_IDS in self._given], dtype=torch.float64,
+                             device=self.group.device)
+        self.group.all_reduce(given, "max")
+        self._given |= {name for name, v in zip((LOGPROB, TOPK_IDS), given.tolist(), strict=True) if v}
 
     def observe_layer(self, layer: int, block) -> None:
         """Fold one layer's block into the statistics: (n, len(kinds)·H) or (len(kinds), n, H), kinds in
@@ -442,6 +487,9 @@ class StoreWriter:
         stack, self._stack = self._stack, ExitStack()  # closes the files, then commits or removes the dir
         if exc_type is not None:
             return bool(stack.__exit__(exc_type, exc, tb))
+        if not self.group.is_main:  # rank 0 commits the store
+            stack.close()
+            return False
         with stack:
             self._finish()
         self.store = Store(self.path)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import distributed
 from .checkpoint import load_checkpoint, read_config, write_checkpoint_files
 from .data import BatchStream, read_text, split
 from .errors import RnnvizError
@@ -219,7 +220,11 @@ def train(
     loss in nats/char, lr, chars/s, progress in [0, 1]) and at each validation (``"eval"``).
     With ``resume=True`` the run continues from ``out/last`` with its saved configuration, updated by
     ``overrides`` (e.g. ``{"max_steps": 2000}`` to train longer; ``cfg`` is ignored).
-    Ctrl-C saves ``out/last`` and re-raises.
+    Ctrl-C saves ``out/last`` and re-raises (in one process; under torchrun it only stops).
+
+    Launched by torchrun (``WORLD_SIZE`` > 1), each rank trains its contiguous share of the ``batch`` streams
+    with DistributedDataParallel; rank 0 alone validates and writes. The result equals a one-process run
+    up to float rounding, except for dropout masks, which each rank draws itself (see README).
     Returns a summary: steps, epochs, train/val loss (nats/char), best val loss, seconds, chars/s.
     """
     out = Path(out)
@@ -236,7 +241,11 @@ def train(
             raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
         for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
             (out / f).unlink(missing_ok=True)
-    device = pick_device(cfg.device)
+    group = distributed.setup(pick_device(cfg.device))
+    device = group.device
+    lo, hi = group.share(cfg.batch)  # this rank's streams of the global batch
+    frac = (hi - lo) / cfg.batch  # its part of the global mean loss
+    callback = callback if group.is_main else None
     amp = pick_amp(cfg.amp, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -254,6 +263,7 @@ def train(
     if len(val_ids) < 2:
         raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
     stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
+    net = model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
     opt = _make_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
     total_steps = cfg.max_steps
@@ -265,10 +275,13 @@ def train(
     step, elapsed, best_val, state, last_val = 0, 0.0, float("inf"), None, None
     if resume:
         state, info = _load_train_state(out / "last", opt, device)
+        state = _rows(state, lo, hi)
         step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
         if info.get("scaler"):
             scaler.load_state_dict(info["scaler"])
-        _rewind(out, info["appended"])
+        if group.is_main:
+            _rewind(out, info["appended"])
+    _reseed_ranks(group)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
             "newlines": "kept as in the file (CRLF not translated), BOM kept"},
@@ -279,18 +292,26 @@ def train(
         p = step / total_steps if total_steps else 0.0
         return max(p, elapsed / cfg.time_budget) if cfg.time_budget else p
 
-    def save(which: str, train_loss: float | None) -> None:
+    def save(which: str, train_loss: float | None, hidden=None) -> None:
         metrics = {"step": step, "epoch": step / stream.steps_per_epoch, "train_loss": train_loss,
                    "val_loss": last_val, "best_val_loss": best_val, "train_seconds": round(elapsed, 3)}
         with atomic_dir(out / which, overwrite=True) as tmp:
             write_checkpoint_files(model, tmp, {**meta, "metrics": metrics})
             if which == "last":
                 info = {"step": step, "elapsed": elapsed, "best_val": best_val, "val_loss": last_val,
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None, "world_size": group.world,
                         "appended": {f: (out / f).stat().st_size if (out / f).exists() else 0 for f in APPENDED}}
-                _save_train_state(tmp, opt, state, info)
+                _save_train_state(tmp, opt, hidden, info)
 
     def validate(train_loss: float | None, row: dict | None = None) -> None:
+        nonlocal best_val, last_val
+        hidden = _gather_state(group, state, cfg.batch)  # every rank takes part; rank 0 saves
+        if group.is_main:
+            _validate_and_save(train_loss, row, hidden)
+        last_val, best_val = group.broadcast_object((last_val, best_val))
+        _reseed_ranks(group)
+
+    def _validate_and_save(train_loss: float | None, row: dict | None, hidden) -> None:
         nonlocal best_val, last_val
         last_val = evaluate(model, val_ids, streams=val_streams)
         # The step's log line and sample are written before its last/ checkpoint, which records the files'
@@ -307,7 +328,7 @@ def train(
         if last_val < best_val:
             best_val = last_val
             save("best", train_loss)
-        save("last", train_loss)
+        save("last", train_loss, hidden)
         if cfg.snapshot_every:  # every checkpoint is also a snapshot
             save_snapshot(model, out, step, elapsed, last_val)
         if callback:
@@ -332,12 +353,13 @@ def train(
             lr = _lr_at(cfg, step, progress())
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = (torch.as_tensor(a, device=device, dtype=torch.long) for a in stream.get(pos))
+            x, y = (torch.as_tensor(a[lo:hi], device=device, dtype=torch.long) for a in stream.get(pos))
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits, state = model(x, state)  # (B, T, V)
+                logits, state = net(x, state)  # (B, T, V); B = hi - lo streams on this rank
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean loss.
+            scaler.scale(loss * (frac * group.world)).backward()
             if cfg.clip > 0:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -345,13 +367,15 @@ def train(
             scaler.update()
             state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
             step += 1
-            loss_sum += loss.detach()
+            loss_sum += loss.detach() * frac
             n_logged += 1
             elapsed = time.perf_counter() - t_start
+            if cfg.time_budget and group.world > 1:  # the lr schedule and the stop follow rank 0's clock
+                elapsed = group.broadcast_object(elapsed)
             out_of_time = bool(cfg.time_budget) and elapsed >= cfg.time_budget
             is_eval = step % cfg.eval_every == 0 or step == total_steps or out_of_time
             if step % cfg.log_every == 0 or is_eval:
-                train_loss = float(loss_sum) / n_logged  # one device sync per log interval
+                train_loss = float(group.all_reduce(loss_sum)) / n_logged  # one device sync per log interval
                 now = time.perf_counter()
                 rate = n_logged * stream.chars_per_step / max(now - t_mark, 1e-9)
                 row = {"step": step, "epoch": round(step / stream.steps_per_epoch, 4), "time": round(elapsed, 3),
@@ -359,13 +383,13 @@ def train(
                 if is_eval:
                     validate(train_loss, row)  # appends the row
                     t_start = time.perf_counter() - elapsed  # validation time is not training time
-                else:
+                elif group.is_main:
                     _append_log(out / "log.jsonl", row)
                 if callback:
                     callback({"type": "step", **row, "progress": progress()})
                 loss_sum.zero_()
                 n_logged, t_mark = 0, time.perf_counter()
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and not is_eval:
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and not is_eval and group.is_main:
                 t0 = time.perf_counter()
                 snapshot()
                 t_start += time.perf_counter() - t0  # the snapshot's validation is not training time
@@ -373,11 +397,41 @@ def train(
         if last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
             validate(train_loss)
     except KeyboardInterrupt:
-        save("last", train_loss)  # a usable checkpoint at the last completed step
+        if group.world == 1:  # under torchrun the other ranks may be gone: keep the last eval's checkpoint
+            save("last", train_loss, state)  # a usable checkpoint at the last completed step
         raise
     return {"steps": step, "epochs": step / stream.steps_per_epoch, "train_loss": train_loss,
             "val_loss": last_val, "best_val_loss": best_val, "seconds": elapsed,
             "chars_per_s": step * stream.chars_per_step / max(elapsed, 1e-9), "out": str(out)}
+
+
+def _rows(state, lo: int, hi: int):
+    """Streams ``lo:hi`` of a carried state ((L, B, H), or a tuple of them for an LSTM)."""
+    if state is None:
+        return None
+    return tuple(s[:, lo:hi].contiguous() for s in state) if isinstance(state, tuple) else state[:, lo:hi].contiguous()
+
+
+def _gather_state(group: distributed.Group, state, batch: int):
+    """Every rank's share of the carried state, joined into the global (L, batch, H) one."""
+    if state is None or group.world == 1:
+        return state
+    if isinstance(state, tuple):
+        return tuple(group.gather_streams(s.contiguous(), batch) for s in state)
+    return group.gather_streams(state.contiguous(), batch)
+
+
+def _reseed_ranks(group: distributed.Group) -> None:
+    """Give ranks > 0 their own dropout RNG, drawn from rank 0's (the one saved in last/).
+
+    Called at the start and after every checkpoint, so a resumed run with the same number of processes
+    draws the same masks as the uninterrupted one. One process: nothing drawn, nothing changed.
+    """
+    if group.world == 1:
+        return
+    base = group.broadcast_object(int(torch.randint(1 << 62, ())) if group.is_main else None)
+    if not group.is_main:
+        torch.manual_seed(base + group.rank)
 
 
 def _append_log(path: Path, row: dict) -> None:
