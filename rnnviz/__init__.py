@@ -39,6 +39,9 @@ _API = {
     "ablate": "discover",
     "gate_saturation": "discover",
     "gradient_flow": "discover",
+    "explain": "explain",
+    "top_contexts": "explain",
+    "simulate": "rules",
     "export_html": "export",
 }
 

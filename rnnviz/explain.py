@@ -70,7 +70,8 @@ class _Space:
         Dc = torch.from_numpy((D - mean).astype(np.float32))  # (N, C)
         G1 = len(self.grams[0])
         ids1 = self.ids[0][lo:hi]
-        p = [np.bincount(ids[lo:hi].numpy(), minlength=len(g) + 1)[: len(g)] / N for ids, g in zip(self.ids, self.grams, strict=True)]
+        p = [np.bincount(ids[lo:hi].numpy(), minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
+             for ids, g in zip(self.ids, self.grams, strict=True)]
         cross = torch.zeros((G1 + 1, Dc.shape[1]), dtype=torch.float64).index_add_(0, ids1, Dc.double())[:G1] / N
         C = Dc.shape[1]
         cov = np.empty((C + G1, C + G1))
@@ -82,8 +83,11 @@ class _Space:
 
 
 def _corr(cov: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
+    """Correlations from covariances; 0 where either side is constant (never NaN or inf)."""
+    den = sd_a[:, None] * sd_b[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(np.clip(cov / (sd_a[:, None] * sd_b[None, :]), -1.0, 1.0))
+        r = np.where(den > 0, cov / np.where(den > 0, den, 1.0), 0.0)
+    return np.nan_to_num(np.clip(r, -1.0, 1.0))
 
 
 def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) -> list[dict]:
@@ -138,7 +142,7 @@ def _choose(space: _Space, fit: dict, held: dict, combo_gain: float, combo_below
         adj = np.abs(rf) - np.reshape(cost, (-1, 1))
         j = adj.argmax(0)
         val = adj[j, np.arange(u)]
-        for i in np.nonzero(val > best_adj)[0]:
+        for i in np.nonzero(val > best_adj + 1e-5)[0]:  # a tie (float32 sums) keeps the earlier, simpler rule
             best_adj[i] = val[i]
             best[i] = abs(rf[j[i], i])
             sign = 1 if rf[j[i], i] >= 0 else -1
@@ -208,7 +212,10 @@ def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
             codes = _codes(_read(arr, lo, hi, idx, store.hidden))  # (N, k)
             for j, (_, name) in enumerate(chunk):
                 r = rows[name]
-                mask = space.D[lo:hi, r["j"]] > 0 if r["block"] == "dense" else (space.ids[r["block"]][lo:hi].numpy() == r["j"])
+                if r["block"] == "dense":
+                    mask = space.D[lo:hi, r["j"]] > 0
+                else:
+                    mask = space.ids[r["block"]][lo:hi].numpy() == r["j"]
                 c = codes[:, j].astype(np.intp)
                 allc = np.bincount(c, minlength=65536).astype(np.float64)
                 auc = _auroc(np.bincount(c, weights=mask, minlength=65536), allc)

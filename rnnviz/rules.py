@@ -183,7 +183,8 @@ def parse(rule_id: str) -> tuple[str, list[str], str]:
     args = [json.loads(a) if a.startswith('"') else a for a in raw]
     family, tf = m["family"], m["tf"] or ""
     ok = {
-        "feature": len(args) == 1 and args[0] in FEATURES and (tf in ("", "onset", "offset") or re.fullmatch(r"lag[1-9]\d*", tf)),
+        "feature": len(args) == 1 and args[0] in FEATURES
+        and (tf in ("", "onset", "offset") or re.fullmatch(r"lag[1-9]\d*", tf)),
         "prev": len(args) == 1 and 1 <= len(args[0]) <= MAX_NGRAM and not tf,
         "class": len(args) == 1 and args[0] in CLASSES and not tf,
         "since": len(args) == 1 and 1 <= len(args[0]) <= 2 and not tf,
