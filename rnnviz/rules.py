@@ -147,7 +147,8 @@ def explain_id(rule_id: str) -> str:
     if family == "feature":
         phrase = _feature_phrase(args[0])
         if transform.startswith("lag"):
-            return f"{phrase}, {transform[3:]} characters ago"
+            k = int(transform[3:])
+            return f"{phrase}, {k} character{'s' if k > 1 else ''} ago"
         return {"onset": f"just entered: {phrase}", "offset": f"just left: {phrase}"}.get(transform, phrase)
     if family == "prev":
         return f"just read {q(args[0])}" if len(args[0]) == 1 else f"after {q(args[0])}"

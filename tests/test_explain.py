@@ -259,3 +259,42 @@ def test_cli_explain_json_table_and_errors(tmp_path, planted):
     r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--format", "csv"])
     assert r.output.splitlines()[0].startswith("unit,layer,kind,index,explanation,rule,score")
     assert "Example" in runner.invoke(main, ["explain", "--help"]).output
+
+
+# --- the dashboard's catalog tab ---
+
+
+def _call(app, output_part: str, inputs: list[dict], state: list[dict], changed: str) -> dict:
+    """POST one callback the way the page does; returns Dash's ``response`` dict."""
+    key = next(k for k in app.callback_map if output_part in k)
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1].split("@")[0]}
+               for o in key.strip(".").split("...")]
+    body = {"output": key, "outputs": outputs, "inputs": inputs, "state": state, "changedPropIds": [changed]}
+    r = app.server.test_client().post("/_dash-update-component", json=body)
+    assert r.status_code == 200, r.data[:300]
+    return r.get_json()["response"]
+
+
+def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
+    from rnnviz.dashboard import create_app
+
+    st, df = planted
+    app = create_app([st.path])
+    view = {"store": 0, "unit": st.units[0], "cmp": "", "start": 0, "feature": "", "hl": None}
+    out = _call(app, "catalog-table.data", [{"id": "catalog-go", "property": "n_clicks", "value": 1}],
+                [{"id": "view", "property": "data", "value": view}], "catalog-go.n_clicks")
+    rows = out["catalog-table"]["data"]
+    assert [r["unit"] for r in rows] == st.units and [r["id"] for r in rows] == st.units
+    assert [r["rule"] for r in rows] == list(df["rule"])
+    assert f"{int(df['explained'].sum())} of {len(df)} units explained" in out["catalog-msg"]["children"]
+    cell = {"row": 0, "column": 0, "column_id": "unit", "row_id": "0:c:1"}
+    out = _call(app, "catalog-track.figure", [{"id": "catalog-table", "property": "active_cell", "value": cell}],
+                [{"id": "view", "property": "data", "value": view}], "catalog-table.active_cell")
+    x = st.unit("0:c:1").astype(np.float32)
+    start = max(0, int(x.argmax()) - 200)
+    assert out["url"]["search"] == f"?store=st&unit=0%3Ac%3A1&start={start}"
+    unit_trace, rule_trace = out["catalog-track"]["figure"]["data"]
+    sim = simulate('since:";"', st.text)[start : start + len(rule_trace["y"])]
+    assert rule_trace["name"] == "rule" and np.allclose(rule_trace["y"], sim)
+    assert np.allclose(unit_trace["y"], x[start : start + len(unit_trace["y"])])
+    assert "top" in str(out["catalog-contexts"]["children"])

@@ -15,7 +15,7 @@ import dash
 import flask
 from dash.exceptions import DependencyException
 
-from . import callbacks, layout
+from . import callbacks, catalog, layout
 from .state import WINDOW
 from .stores import REGEX_TIMEOUT, StoreSet
 
@@ -46,6 +46,7 @@ def create_app(
     app.index_string = layout.index_string(html.escape(title))
     app.layout = layout.build(stores)
     callbacks.register(app, stores, window)
+    catalog.register(app, stores, window)
     _refuse_malformed_requests(app)
     app.stores = stores  # for tests and tools: the StoreSet this app serves
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from ..features import FEATURES
+from . import catalog
 from .stores import StoreSet
 from .textview import css
 
@@ -168,6 +169,7 @@ def build(stores: StoreSet) -> html.Div:
                     dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
                     dcc.Tab(label="Plots", value="plots", children=plots_panel()),
                     dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
+                    dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
                 ]),
             ]),
         ]),
