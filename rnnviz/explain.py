@@ -64,19 +64,19 @@ class _Space:
 
     def _half_stats(self, lo: int, hi: int) -> dict:
         """Means, spreads, centred values and the covariance of the pool (dense rules + characters)."""
-        D = self.D[lo:hi].astype(np.float64)
+        D = self.D[lo:hi]
         N = hi - lo
-        mean, sd = D.mean(0), D.std(0)
-        Dc = torch.from_numpy((D - mean).astype(np.float32))  # (N, C)
+        mean = D.mean(0, dtype=np.float64)
+        Dc = torch.from_numpy(D - mean.astype(np.float32))  # (N, C) float32, centred on this half
+        sd = np.sqrt(np.einsum("tc,tc->c", Dc.numpy(), Dc.numpy(), dtype=np.float64) / N)
         G1 = len(self.grams[0])
-        ids1 = self.ids[0][lo:hi]
         p = [np.bincount(ids[lo:hi].numpy(), minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
              for ids, g in zip(self.ids, self.grams, strict=True)]
-        cross = torch.zeros((G1 + 1, Dc.shape[1]), dtype=torch.float64).index_add_(0, ids1, Dc.double())[:G1] / N
+        cross = torch.zeros((G1 + 1, Dc.shape[1])).index_add_(0, self.ids[0][lo:hi], Dc)[:G1].double().numpy() / N
         C = Dc.shape[1]
         cov = np.empty((C + G1, C + G1))
-        cov[:C, :C] = (Dc.double().T @ Dc.double()).numpy() / N
-        cov[C:, :C], cov[:C, C:] = cross.numpy(), cross.numpy().T
+        cov[:C, :C] = (Dc.T @ Dc).double().numpy() / N
+        cov[C:, :C], cov[:C, C:] = cross, cross.T
         cov[C:, C:] = np.diag(p[0]) - np.outer(p[0], p[0])
         return {"N": N, "mean": mean, "sd": sd, "Dc": Dc, "p": p, "cov": cov,
                 "pool_sd": np.sqrt(np.maximum(np.diag(cov), 0.0))}

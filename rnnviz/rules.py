@@ -239,10 +239,13 @@ def since_targets(text: str) -> list[str]:
     """The characters and two-character strings that get a "since" counter in this text."""
     counts = Counter(text)
     chars = [ch for ch, n in counts.most_common(SINCE_CHARS) if n >= SINCE_MIN_COUNT]
-    pairs = Counter(a + b for a, b in zip(text, text[1:], strict=False)
-                    if not a.isalnum() and not b.isalnum() and not (a + b).isspace())
-    bigrams = [s for s, n in pairs.most_common(SINCE_BIGRAMS) if n >= SINCE_MIN_COUNT]
-    return chars + bigrams
+    c = _codes(text).astype(np.int64)
+    other = np.array([not chr(k).isalnum() for k in range(int(c.max()) + 1)]) if len(c) else np.zeros(0, bool)
+    keep = other[c[:-1]] & other[c[1:]]  # pairs of neither letters nor digits (counted vectorised)
+    keys, n = np.unique(c[:-1][keep] * (1 << 21) + c[1:][keep], return_counts=True)
+    pairs = [chr(k >> 21) + chr(k & ((1 << 21) - 1)) for k in keys[np.argsort(-n, kind="stable")]]
+    pairs = [s for s, m in zip(pairs, np.sort(n)[::-1], strict=True) if m >= SINCE_MIN_COUNT and not s.isspace()]
+    return chars + pairs[:SINCE_BIGRAMS]
 
 
 def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
