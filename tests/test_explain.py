@@ -298,3 +298,19 @@ def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
     assert rule_trace["name"] == "rule" and np.allclose(rule_trace["y"], sim)
     assert np.allclose(unit_trace["y"], x[start : start + len(unit_trace["y"])])
     assert "top" in str(out["catalog-contexts"]["children"])
+
+
+def test_export_can_append_the_catalog(tmp_path, planted):
+    st, df = planted
+    out = tmp_path / "page.html"
+    r = CliRunner().invoke(main, ["export", str(st.path), "--unit", "0:c:1", "--length", "300", "--catalog",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = out.read_text(encoding="utf-8")
+    n = int(df["explained"].sum())
+    assert f"<h2>Catalog: {n} of {len(df)} units explained</h2>" in page
+    body = page.split("<table class=catalog>")[1]
+    assert body.count("<tr>") == len(df) + 1  # the header and one row per unit
+    row = df.set_index("unit").loc["0:c:1"]
+    assert (f"<tr><td>0:c:1</td><td>{row['score']:.3f}</td><td>+</td><td></td>"
+            "<td>characters since the last &quot;;&quot;</td><td>since:&quot;;&quot;</td></tr>") in body
