@@ -283,24 +283,17 @@ def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
 def ngram_ids(text: str, n: int, fit_stop: int, min_count: int) -> tuple[np.ndarray, list[str]]:
     """(T,) int64 id of the n characters read up to t, and the n-grams: those seen at least ``min_count``
     times in ``text[:fit_stop]`` get ids 0..G-1, every other position (and t < n-1) gets id G."""
-    c = _codes(text).astype(np.int64)
+    c = _codes(text)
     T = len(c)
     uniq, dense = np.unique(c, return_inverse=True)
-    V = len(uniq)
     key = np.zeros(T, dtype=np.int64)
-    for j in range(n):  # base-V number of the last n characters (V**4 < 2**63 for V < 55,000)
-        key = key * V + lagged(dense.astype(np.int64), j)
+    for j in range(n):  # the last n characters as one number, ranked after each step so it never overflows
+        key = np.unique(key * len(uniq) + lagged(dense.astype(np.int64), j), return_inverse=True)[1].astype(np.int64)
     key[: n - 1] = -1
-    keys, inv = np.unique(key, return_inverse=True)
+    keys, first, inv = np.unique(key, return_index=True, return_inverse=True)
     counts = np.bincount(inv[:fit_stop], minlength=len(keys))
     keep = (counts >= min_count) & (keys >= 0)
     new_id = np.full(len(keys), int(keep.sum()), dtype=np.int64)
     new_id[keep] = np.arange(int(keep.sum()))
-    grams = []
-    for k in keys[keep]:
-        digits = []
-        for _ in range(n):
-            k, d = divmod(int(k), V)
-            digits.append(chr(int(uniq[d])))
-        grams.append("".join(digits))  # peeled oldest first: the character just read is the most significant digit
+    grams = [text[p - n + 1 : p + 1] for p in first[keep]]  # read off the text where each first occurs
     return new_id[inv], grams

@@ -314,3 +314,14 @@ def test_export_can_append_the_catalog(tmp_path, planted):
     row = df.set_index("unit").loc["0:c:1"]
     assert (f"<tr><td>0:c:1</td><td>{row['score']:.3f}</td><td>+</td><td></td>"
             "<td>characters since the last &quot;;&quot;</td><td>since:&quot;;&quot;</td></tr>") in body
+
+
+def test_a_text_of_thousands_of_distinct_characters(tmp_path):
+    """n-gram ids stay exact however large the alphabet (no base-V overflow)."""
+    rng = np.random.default_rng(5)
+    text = "".join(chr(0x4E00 + int(k)) + ("\u4e00\u4e01" if k % 7 == 0 else "") + ("\u4e01" if k % 5 == 0 else "")
+                   for k in rng.integers(0, 3000, 4000))  # the trigger's last character also stands alone
+    v = simulate('prev:"\u4e00\u4e01"', text)
+    st = make_store(tmp_path / "st", text, {0: v}, hidden=2)
+    row = explain(st, units=["0:h:0"]).iloc[0]
+    assert row["rule"] == 'prev:"\u4e00\u4e01"' and row["score"] == pytest.approx(1.0, abs=1e-3)
