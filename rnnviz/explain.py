@@ -261,6 +261,10 @@ def explain(
         for name in units:
             store._locate(name)  # a one-line error naming what the store holds
     names = units if units is not None else store.units
+    if not names:
+        raise RnnvizError("no units to explain")
+    if min_count < 1:
+        raise RnnvizError(f"min_count must be >= 1, got {min_count}")
     space = _Space(store.text, min_count)
     total = 2 * T * len(names)
     lock, done = threading.Lock(), [0]

@@ -227,6 +227,10 @@ def test_unknown_units_are_one_line_errors(tmp_path):
         explain(st, units=["0:h:9"])
     with pytest.raises(RnnvizError, match="bad unit name"):
         explain(st, units=["h9"])
+    with pytest.raises(RnnvizError, match="no units to explain"):
+        explain(st, units=[])
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", ","])
+    assert r.exit_code == 1 and r.output == "Error: no units to explain\n"
 
 
 def test_constant_units_and_one_character_texts_are_unexplained_not_nan(tmp_path):
