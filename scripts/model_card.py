@@ -39,7 +39,7 @@ def explained_section(store, cells: dict[str, str]) -> list[str]:
     kinds = list(dict.fromkeys(df["kind"]))
 
     def frac(g) -> str:
-        return f"{(g['score'] >= 0.5).mean():.0%} / {(g['score'] >= 0.8).mean():.0%}"
+        return f"{(g['score'] >= 0.5).mean():.1%} / {(g['score'] >= 0.8).mean():.1%}"
 
     lines = [
         "", "## Units explained (`rnnviz explain`)",
