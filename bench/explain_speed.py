@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnviz.explain import MIN_LENGTH, _Space, explain  # noqa: E402
+from rnnviz.explainer import MIN_LENGTH, _Space, explain  # noqa: E402
 from rnnviz.models import ModelConfig  # noqa: E402
 from rnnviz.rules import simulate  # noqa: E402
 from rnnviz.store import StoreWriter, open_store  # noqa: E402

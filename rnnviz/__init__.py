@@ -39,8 +39,8 @@ _API = {
     "ablate": "discover",
     "gate_saturation": "discover",
     "gradient_flow": "discover",
-    "explain": "explain",
-    "top_contexts": "explain",
+    "explain": "explainer",
+    "top_contexts": "explainer",
     "simulate": "rules",
     "export_html": "export",
 }

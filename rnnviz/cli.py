@@ -566,7 +566,7 @@ def explain_cmd(store, units, min_score, fmt):
     """
     from tqdm import tqdm
 
-    from .explain import explain, explained_fractions
+    from .explainer import explain, explained_fractions
     from .store import open_store
 
     st = open_store(store)
@@ -640,7 +640,7 @@ def export_cmd(store, units, feature, top, out, start, length, catalog):
         units = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
     table = None
     if catalog:
-        from .explain import explain
+        from .explainer import explain
 
         table = explain(st)
     page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table)

@@ -249,7 +249,7 @@ def since_targets(text: str) -> list[str]:
 
 
 def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
-    """Every rule of the space except the n-gram triggers (which :mod:`rnnviz.explain` searches
+    """Every rule of the space except the n-gram triggers (which :mod:`rnnviz.explainer` searches
     exhaustively by counting), with their values: (rules, (T, C) float32). Rules constant on the text
     are left out."""
     rules: list[Rule] = []

@@ -24,7 +24,7 @@ import rnnviz
 from rnnviz.causal import ablate
 from rnnviz.data import read_text, split
 from rnnviz.discover import rank_features
-from rnnviz.explain import explain
+from rnnviz.explainer import explain
 from rnnviz.export import export_html, titles_from_cells
 from rnnviz.features import compute_feature
 from rnnviz.sampling import sample

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.explain import COLUMNS, MIN_LENGTH, explain, explained_fractions, top_contexts
+from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, top_contexts
 from rnnviz.models import ModelConfig
 from rnnviz.rules import dense_rules, explain_id, ngram_ids, parse, simulate, split_combo
 from rnnviz.store import write_store

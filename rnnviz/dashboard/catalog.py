@@ -16,7 +16,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..errors import RnnvizError
-from ..explain import explain, top_contexts
+from ..explainer import explain, top_contexts
 from ..rules import simulate
 from .state import WINDOW, clean, to_query
 from .stores import StoreSet
