@@ -266,7 +266,7 @@ def explain(
     if min_count < 1:
         raise RnnvizError(f"min_count must be >= 1, got {min_count}")
     space = _Space(store.text, min_count)
-    total = 2 * T * len(names)
+    total = T * len(names) + (T - space.mid) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
 
     def tick(rows: int, cols: int) -> None:
@@ -288,6 +288,8 @@ def explain(
     groups = _array_groups(store, names)
     with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, 2, len(groups))) as pool:
         list(pool.map(work, groups))
+    if progress:
+        progress(total, total)  # units with a numeric rule need no AUROC pass
     df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=COLUMNS)
     df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=space.mid, min_score=min_score,
                     n_rules=len(space.dense) + sum(len(g) for g in space.grams))
