@@ -618,6 +618,58 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
     click.echo(table.to_string(float_format=lambda v: f"{v:.3e}"))
 
 
+@main.command("explain")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5). Default: all.")
+@click.option("--min-score", type=float, default=0.3, show_default=True,
+              help="Floor: a unit whose best rule scores less is reported as unexplained.")
+@_format_option
+def explain_cmd(store, units, min_score, fmt):
+    """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
+
+    Rules: built-in features (lagged, onsets, offsets), the last 1-4 characters read (prev:"th"),
+    character classes, "characters since X" counters, bracket depths, and two rules together where
+    one is not enough. The rule is chosen on the first half of the text; score = its Pearson r with
+    the unit on the second half (signed by sign), auroc too for 0/1 rules. JSON: a list of {unit,
+    layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
+    single_score, best_rule, coef}.
+
+    \b
+    Example:
+      rnnviz explain stores/wp                          # every unit, a table
+      rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
+      rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
+    """
+    from tqdm import tqdm
+
+    from .explainer import explain, explained_fractions
+    from .store import open_store
+
+    st = open_store(store)
+    unit_list = [u.strip() for u in units.split(",") if u.strip()] if units else None
+    bar = tqdm(total=1, unit="value", unit_scale=True, desc="explaining", leave=False, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        df = explain(st, units=unit_list, min_score=min_score, progress=progress)
+    finally:
+        bar.close()
+    if _echo_machine_format(df, fmt):
+        return
+    shown = df[["unit", "score", "sign", "auroc", "explanation", "rule"]].copy()
+    shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+    shown["explanation"] = shown["explanation"].map(_esc)
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+    fr = explained_fractions(df)
+    click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
+        f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
+    click.echo(f"{len(df):,} units, rules chosen on the first {df.attrs['fit_chars']:,} of {df.attrs['length']:,} "
+               f"characters and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
+
+
 # --- end discovery ---
 
 # --- export (HTML) ---
@@ -631,7 +683,8 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--start", type=int, default=0, show_default=True, help="First character of the window.")
 @click.option("--length", type=int, help="Characters in the window (default: to the end of the text).")
-def export_cmd(store, units, feature, top, out, start, length):
+@click.option("--catalog", is_flag=True, help="Append every unit's explanation and score (rnnviz explain) as a table.")
+def export_cmd(store, units, feature, top, out, start, length, catalog):
     """Write a self-contained HTML page: the text coloured by each unit, values on hover.
 
     One block per unit (blue-red for h and candidates, white-green for gates, c by its recorded
@@ -641,6 +694,7 @@ def export_cmd(store, units, feature, top, out, start, length):
     Example:
       rnnviz export stores/wp --unit 2:c:417 --out quote_cell.html --start 1000 --length 5000
       rnnviz export stores/c --feature in_if --top 3 --out if_cells.html
+      rnnviz export stores/c --unit 1:c:4 --catalog --out catalog.html
     """
     from .export import export_html, titles_from_cells
     from .store import open_store
@@ -660,7 +714,12 @@ def export_cmd(store, units, feature, top, out, start, length):
         units, titles = list(cells["unit"]), titles_from_cells(cells)
     else:
         units = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
-    page = export_html(st, units, out, start=start, length=length, titles=titles)
+    table = None
+    if catalog:
+        from .explainer import explain
+
+        table = explain(st)
+    page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table)
     size = len(page.html.encode("utf-8"))
     click.echo(
         f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} chars "

@@ -202,6 +202,8 @@ def _runs(text: str, bins: np.ndarray, cls: str, opens: dict[int, str]) -> str:
 
 
 _CSS = (
+    ".rnnviz table.catalog{border-collapse:collapse;font-size:12px}.rnnviz table.catalog td,"
+    ".rnnviz table.catalog th{padding:1px 6px;border-bottom:1px solid #eee;text-align:left}"
     ".rnnviz{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;margin:12px 16px}"
     ".rnnviz h1{font-size:16px;margin:0 0 2px}.rnnviz .src{color:#666;margin:0 0 8px}"
     ".rnnviz h2{font:600 15px/1.3 ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;margin:14px 0 2px}"
@@ -437,6 +439,23 @@ def _shared_data(store, start: int, stop: int) -> dict:
     return out
 
 
+def catalog_html(df) -> str:
+    """An :func:`rnnviz.explain` DataFrame as an HTML table (text escaped), best score first."""
+    cols = ["unit", "score", "sign", "auroc", "explanation", "rule"]
+    rows = []
+    for r in df.sort_values("score", ascending=False, kind="stable").itertuples(index=False):
+        cells = [r.unit, f"{r.score:.3f}", "+" if r.sign > 0 else "\u2212",
+                 "" if r.auroc != r.auroc else f"{r.auroc:.3f}", r.explanation, r.rule]
+        rows.append("<tr>" + "".join(f"<td>{escape_text(str(c))}</td>" for c in cells) + "</tr>")
+    n = int((df["rule"] != "unexplained").sum())
+    return (
+        f"<h2>Catalog: {n:,} of {len(df):,} units explained</h2><p class=src>rule chosen on the first half of the "
+        "text, score = its Pearson r with the unit on the second half (rnnviz explain)</p>"
+        "<table class=catalog><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table>\n"
+    )
+
+
 def export_html(
     store,
     units: Sequence[str],
@@ -444,13 +463,15 @@ def export_html(
     start: int = 0,
     length: int | None = None,
     titles: Mapping[str, str] | Sequence[str] | None = None,
+    catalog=None,
 ) -> HtmlExport:
     """Render units of a store (a Store or its path) over the text window [start, start+length) as one page.
 
     ``units``: names like ``"2:c:417"`` (one block each, in this order). ``titles``: an optional line
     under each block's header (a mapping unit -> text, or a list parallel to ``units``), e.g. the
     feature and score a cell was found by. ``length=None`` runs to the end of the text; a length past the
-    end stops there. Writes ``out`` atomically when given.
+    end stops there. ``catalog``: a :func:`rnnviz.explain` DataFrame, appended as a table (every unit
+    with its explanation and score). Writes ``out`` atomically when given.
     """
     if isinstance(store, (str, Path)):
         from .store import open_store
@@ -501,6 +522,7 @@ def export_html(
         "unit's value after reading the character · hover a character for its value, loss and the model's "
         "next-character predictions</p>\n"
         + "".join(blocks)
+        + (catalog_html(catalog) if catalog is not None else "")
         + "<div id=rnnviz-tip class=tip hidden></div>\n"
         f"<script type=application/json id=rnnviz-data>{_script_json(data)}</script>\n"
         f"<script>{_JS}</script></div></body></html>\n"

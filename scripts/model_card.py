@@ -5,8 +5,9 @@
 
 It evaluates the checkpoint on the 5% test split (one exact stream), records h and c over that split,
 ranks every unit against each feature, ablates the best unit of each feature (with a random-unit
-baseline), exports an HTML heatmap of the top units of each feature next to the card, and writes
-README.md. Everything in the card is measured by this run; nothing is typed in by hand.
+baseline), exports an HTML heatmap of the top units of each feature next to the card, explains every
+unit (`rnnviz explain`: the fraction explained per layer and kind), and writes README.md. Everything in
+the card is measured by this run; nothing is typed in by hand.
 
 With ``--emergence RUN`` (the training run, kept with ``--snapshot-every N``) the card also says when each
 cell appeared in training: ``rnnviz emergence`` over the first ``--emergence-chars`` test characters,
@@ -28,12 +29,42 @@ from rnnviz.causal import ablate
 from rnnviz.data import read_text, split
 from rnnviz.discover import rank_features
 from rnnviz.emergence import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
+from rnnviz.explainer import explain
 from rnnviz.export import export_html, titles_from_cells
 from rnnviz.features import compute_feature
 from rnnviz.sampling import sample
 from rnnviz.train import evaluate
 
 SELECTIVE = 0.2  # a unit counts as found when its score beats the character-only control by this much
+
+
+def explained_section(store, cells: dict[str, str]) -> list[str]:
+    """The card's "Units explained" lines: `rnnviz explain` over ``store``; ``cells``: {feature: unit} found."""
+    df = explain(store)
+    kinds = list(dict.fromkeys(df["kind"]))
+
+    def frac(g) -> str:
+        return f"{(g['score'] >= 0.5).mean():.1%} / {(g['score'] >= 0.8).mean():.1%}"
+
+    lines = [
+        "", "## Units explained (`rnnviz explain`)",
+        f"Every unit of the same recording explained by the best rule of the searched space, chosen on the first "
+        f"{store.length // 2:,} characters and scored (Pearson r) on the other {store.length - store.length // 2:,}. "
+        f"Fraction of units with score >= 0.5 / >= 0.8 (the paper's \"about 5% interpretable\", measured):", "",
+        "| layer | " + " | ".join(kinds) + " | all |", "|---" * (len(kinds) + 2) + "|",
+    ]
+    for layer, g in df.groupby("layer"):
+        lines.append(f"| {layer} | " + " | ".join(frac(g[g['kind'] == k]) for k in kinds) + f" | {frac(g)} |")
+    lines.append("| all | " + " | ".join(frac(df[df["kind"] == k]) for k in kinds) + f" | {frac(df)} |")
+    lines += ["", "The cells found above, as explained:", "",
+              "| feature | unit | explanation | rule | score | sign | auroc |", "|---|---|---|---|---|---|---|"]
+    by_unit = df.set_index("unit")
+    for feature, unit in cells.items():
+        r = by_unit.loc[unit]
+        auroc = "" if r["auroc"] != r["auroc"] else f"{r['auroc']:.3f}"
+        lines.append(f"| {feature} | {unit} | {r['explanation']} | `{r['best_rule']}` | {r['score']:.3f} | "
+                     f"{'+' if r['sign'] > 0 else '−'} | {auroc} |")
+    return lines
 
 
 def main() -> None:
@@ -129,6 +160,9 @@ def main() -> None:
         skipped = df.attrs.get("skipped", {})
         not_found = missing + [f"`{k}` ({v})" for k, v in skipped.items()]
         lines += ["", "Not found: " + ("; ".join(not_found) or "none") + "."]
+        found = {f: rows.iloc[0]["unit"] for f, rows in df.groupby("feature", sort=False)
+                 if rows.iloc[0]["selectivity"] >= SELECTIVE}
+        lines += explained_section(store, found)
     if a.emergence:
         lines += emergence_section(Path(a.emergence), ckpt, test[: a.emergence_chars], a.features)
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]

@@ -16,6 +16,7 @@ import flask
 from dash.exceptions import DependencyException
 
 from . import callbacks, emergence_tab, layout
+from . import callbacks, catalog, layout
 from .state import WINDOW
 from .stores import REGEX_TIMEOUT, StoreSet
 
@@ -47,6 +48,7 @@ def create_app(
     app.layout = layout.build(stores)
     callbacks.register(app, stores, window)
     emergence_tab.register(app, stores)
+    catalog.register(app, stores, window)
     _refuse_malformed_requests(app)
     app.stores = stores  # for tests and tools: the StoreSet this app serves
     return app

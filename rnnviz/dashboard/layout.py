@@ -7,6 +7,7 @@ from dash import dcc, html
 
 from ..features import FEATURES
 from . import emergence_tab
+from . import catalog
 from .stores import StoreSet
 from .textview import css
 
@@ -170,6 +171,7 @@ def build(stores: StoreSet) -> html.Div:
                     dcc.Tab(label="Plots", value="plots", children=plots_panel()),
                     dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
                     dcc.Tab(label="Emergence", value="emerge", children=emergence_tab.panel()),
+                    dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
                 ]),
             ]),
         ]),

@@ -1,0 +1,331 @@
+"""explain: planted-rule recovery, exact rule parameters, honest scores, contexts, bad input, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnviz.cli import main
+from rnnviz.errors import RnnvizError
+from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, top_contexts
+from rnnviz.models import ModelConfig
+from rnnviz.rules import dense_rules, explain_id, ngram_ids, parse, simulate, split_combo
+from rnnviz.store import write_store
+from rnnviz.vocab import Vocab
+
+WORDS = "the cat sat on a mat and then went home with them quietly".split()
+PLANTED = [  # one unit per rule, in this order, in each of h and c
+    "feature:in_quote", 'since:";"', 'prev:"at "', 'prev:"x"', 'depth:"[","]"', "class:digit",
+    "feature:in_quote@lag4", 'since:"t"', "feature:word_pos", "class:upper",
+]
+COMBO = ("feature:in_quote", 'depth:"[","]"')  # planted together in unit len(PLANTED)
+N_NOISE = 6
+
+
+def mixed_text(n_lines: int = 600, seed: int = 0) -> str:
+    """Lines of words with quotes, [nested [brackets]], numbers, capitals, x's and semicolons."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n_lines):
+        w = list(rng.choice(WORDS, rng.integers(3, 9)))
+        r = rng.random()
+        if r < 0.3:
+            k = rng.integers(0, len(w))
+            w[k] = '"' + w[k] + " " + rng.choice(WORDS) + '"'
+        elif r < 0.5:
+            inner = " ".join(rng.choice(WORDS, 2)) + ("[x]" if rng.random() < 0.5 else "")
+            w.insert(rng.integers(0, len(w)), f"[{inner}]")
+        if rng.random() < 0.3:
+            w.append(str(rng.integers(0, 1000)))
+        if rng.random() < 0.3:
+            w[0] = w[0].capitalize()
+        lines.append(" ".join(w) + ("; " + rng.choice(WORDS) if rng.random() < 0.5 else "") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def zscore(v: np.ndarray) -> np.ndarray:
+    return (v - v.mean()) / v.std()
+
+
+def make_store(path, text: str, columns: dict[int, np.ndarray], hidden: int, seed: int = 0, kinds=("h",)):
+    """A 1-layer store whose units are noise except ``columns`` {index: (T,) values} (same in each kind)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for kind in kinds:
+        a = rng.normal(0, 1, (len(text), hidden))
+        for i, v in columns.items():
+            a[:, i] = v
+        arrays[(0, kind)] = a
+    vocab = Vocab.from_text(text)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=hidden)
+    return write_store(path, text, arrays, cfg, vocab)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    text = mixed_text()
+    T, H = len(text), len(PLANTED) + 1 + N_NOISE
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for kind, noise in (("h", 0.7), ("c", 0.4)):
+        a = rng.normal(0, 1, (T, H))
+        for i, rule in enumerate(PLANTED):
+            a[:, i] = zscore(simulate(rule, text)) + rng.normal(0, noise, T)
+        a[:, len(PLANTED)] = sum(zscore(simulate(r, text)) for r in COMBO) + rng.normal(0, noise / 2, T)
+        arrays[(0, kind)] = a
+    vocab = Vocab.from_text(text)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=H)
+    st = write_store(tmp_path_factory.mktemp("planted") / "st", text, arrays, cfg, vocab)
+    return st, explain(st)
+
+
+def test_planted_rules_are_recovered_and_noise_is_unexplained(planted):
+    st, df = planted
+    assert list(df.columns) == COLUMNS and list(df["unit"]) == st.units
+    got = df.set_index("unit")
+    want = {f"0:{k}:{i}": rule for k in "hc" for i, rule in enumerate(PLANTED)}
+    want.update({f"0:{k}:{len(PLANTED)}": " & ".join(COMBO) for k in "hc"})
+    hits = sum(set(split_combo(got.loc[u, "rule"])) == set(split_combo(rule)) for u, rule in want.items())
+    assert hits / len(want) >= 0.95, got.loc[list(want), ["rule", "score"]]
+    for k in "hc":
+        combo = got.loc[f"0:{k}:{len(PLANTED)}"]
+        assert combo["combo"] and combo["score"] > combo["single_score"] + 0.2  # one alone is not enough
+        first, second = split_combo(combo["rule"])  # the first is the better rule alone
+        assert combo["explanation"] == f"{explain_id(first)}, and {explain_id(second)} (two rules together)"
+        noise = got.loc[[f"0:{k}:{i}" for i in range(len(PLANTED) + 1, st.hidden)]]
+        assert (noise["explanation"] == "unexplained").all() and (noise["rule"] == "unexplained").all()
+        assert (noise["score"].abs() < 0.05).all() and not noise["explained"].any()
+    assert got.loc["0:c:0", "explanation"] == "inside a double-quoted span"
+    assert got.loc["0:c:1", "explanation"] == 'characters since the last ";"'
+    assert got.loc["0:c:2", "explanation"] == 'after "at "'
+    assert not df[["score", "fit_score", "single_score"]].isna().any().any()
+
+
+def test_scores_are_the_held_out_correlation_of_the_simulated_rule(planted):
+    """score = sign * Pearson r on the second half, recomputed from simulate(); auroc from ranks."""
+    st, df = planted
+    text, mid = st.text, st.length // 2
+    for row in df[df["explained"]].itertuples():
+        y = simulate(row.rule, text, row.coef)[mid:].astype(np.float64)
+        x = st.unit(row.unit)[mid:].astype(np.float64)
+        assert row.sign * np.corrcoef(x, y)[0, 1] == pytest.approx(row.score, abs=2e-4), row.rule
+        if not row.combo and set(np.unique(y)) <= {0.0, 1.0}:
+            _, inv = np.unique(row.sign * x, return_inverse=True)
+            ranks = np.unique(inv, return_counts=True)[1].cumsum()  # mean ranks with ties, by hand
+            mean_rank = (ranks - (np.unique(inv, return_counts=True)[1] - 1) / 2.0)[inv]
+            P, N = (y > 0).sum(), (y == 0).sum()
+            auc = (mean_rank[y > 0].sum() - P * (P + 1) / 2) / (P * N)
+            assert row.auroc == pytest.approx(auc, abs=1e-9)
+        else:
+            assert np.isnan(row.auroc)
+
+
+def test_combination_coefficients_fit_the_unit_in_its_own_units(planted):
+    st, df = planted
+    row = df.set_index("unit").loc["0:c:10"]
+    sim = simulate(row["rule"], st.text, row["coef"])
+    x = st.unit("0:c:10").astype(np.float64)
+    assert abs(sim[: st.length // 2].mean() - x[: st.length // 2].mean()) < 1e-3  # least squares: means agree
+    assert np.std(x - sim) < 0.4  # the planted noise is 0.2
+
+
+def test_fractions_per_layer_and_kind(planted):
+    _, df = planted
+    fr = explained_fractions(df).set_index("group")
+    assert list(fr.index) == ["0:h", "0:c", "all"] and list(fr["units"]) == [17, 17, 34]
+    for g in ("0:h", "0:c"):
+        part = df[df["unit"].str.startswith(g + ":")]
+        assert fr.loc[g, "explained_0.5"] == pytest.approx((part["score"] >= 0.5).mean())
+        assert fr.loc[g, "explained_0.8"] == pytest.approx((part["score"] >= 0.8).mean())
+
+
+def hand_text(seed: int = 3, n: int = 400) -> str:
+    rng = np.random.default_rng(seed)
+    tokens = ["ab", "ba", "a, b", " [b [a]]", '"ab"', "7", "\n", "Q", " "]
+    out = ""
+    while len(out) < n:
+        out += rng.choice(tokens)
+    return out
+
+
+@pytest.mark.parametrize("rule, sign", [
+    ('since:","', 1), ('prev:"ab"', 1), ('prev:"a]"', -1), ('depth:"[","]"', 1), ("feature:in_quote@lag2", 1),
+    ("class:digit", -1), ("feature:in_quote@onset", 1), ('since:"]]"', 1),
+])
+def test_exact_rule_and_sign_on_a_hand_made_text(tmp_path, rule, sign):
+    text = hand_text(n=1500)
+    st = make_store(tmp_path / "st", text, {2: sign * simulate(rule, text)}, hidden=4)
+    row = explain(st, units=["0:h:2"]).iloc[0]
+    assert (row["rule"], row["sign"]) == (rule, sign)
+    assert row["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_rule_values_on_tiny_texts():
+    t = 'x "ab" [a[b]]]\n"'
+    assert simulate('since:"a"', t).tolist() == [1, 2, 3, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7]
+    assert simulate('prev:"ab"', t).tolist() == [0] * 4 + [1] + [0] * 11
+    assert simulate('depth:"[","]"', t).tolist() == [0] * 7 + [1, 1, 2, 2, 1, 0, 0, 0, 0]  # extra ] ignored
+    assert simulate("feature:in_quote", t).tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert simulate("feature:in_quote@lag1", t).tolist()[:7] == [0, 0, 0, 1, 1, 1, 0]
+    assert simulate("feature:in_quote@onset", t).nonzero()[0].tolist() == [2, 15]
+    assert simulate("feature:in_quote@offset", t).nonzero()[0].tolist() == [5]
+    assert simulate("class:newline", t).nonzero()[0].tolist() == [14]
+    assert simulate("class:upper", "aBcD").tolist() == [0, 1, 0, 1]
+    ids, grams = ngram_ids("abcabcabd", 3, 9, 2)
+    assert grams == ["bca", "cab", "abc"] and ids.tolist() == [3, 3, 2, 0, 1, 2, 0, 1, 3]  # 3: too early or rare
+    assert explain_id('since:"\\n"') == "characters since the last line end"
+    assert explain_id('prev:"e"') == 'just read "e"' and explain_id('prev:"#in"') == 'after "#in"'
+    assert explain_id("feature:column@lag2") == ("position on the line (characters since the line began), "
+                                                 "2 characters ago")
+    assert parse('depth:"{","}"') == ("depth", ["{", "}"], "")
+    assert split_combo('prev:" & " & class:digit') == ['prev:" & "', "class:digit"]
+
+
+@pytest.mark.parametrize("bad", ["nope", "feature:nope", 'prev:"abcde"', "feature:in_quote@lag", 'depth:"(","("',
+                                 "class:vowel", 'since:"abc"'])
+def test_bad_rule_ids_are_one_line_errors(bad):
+    with pytest.raises(RnnvizError, match="bad rule id"):
+        simulate(bad, "some text")
+
+
+def test_combination_needs_its_coefficients():
+    with pytest.raises(RnnvizError, match="coef"):
+        simulate('class:digit & prev:"a"', "a1")
+
+
+def test_bracket_pairs_only_when_the_text_balances_them():
+    ids = [r.id for r in dense_rules("(a) " * 10 + "[b] " * 10 + "{" * 10 + "x" * 10)[0]]
+    assert 'depth:"(",")"' in ids and 'depth:"[","]"' in ids and 'depth:"{","}"' not in ids
+
+
+def test_top_contexts(tmp_path):
+    text = hand_text(n=2000)
+    v = np.arange(len(text), dtype=np.float64) % 97
+    st = make_store(tmp_path / "st", text, {1: v}, hidden=2)
+    ctx = top_contexts(st, "0:h:1", top=5, per_decile=2, context=10, seed=0)
+    top = ctx[ctx["group"] == "top"]
+    assert len(top) == 5 and (top["value"] == 96).all()
+    assert all(abs(a - b) >= 10 for a in top["pos"] for b in top["pos"] if a != b)
+    assert list(ctx["group"][5:]) == [f"decile {d}" for d in range(10, 0, -1) for _ in range(2)]
+    deciles = ctx[ctx["group"] != "top"]
+    assert deciles["value"].is_monotonic_decreasing or deciles["value"].iloc[0] > deciles["value"].iloc[-1]
+    row = ctx.iloc[0]
+    assert row["char"] == text[row["pos"]] and row["before"] == text[row["pos"] - 10 : row["pos"]]
+    assert ctx.equals(top_contexts(st, "0:h:1", top=5, per_decile=2, context=10, seed=0))
+
+
+def test_too_short_a_store_says_how_long_it_must_be(tmp_path):
+    st = make_store(tmp_path / "st", ("ab " * MIN_LENGTH)[: MIN_LENGTH - 1], {}, hidden=2)
+    with pytest.raises(RnnvizError, match=f"has {MIN_LENGTH - 1} characters; explain needs at least {MIN_LENGTH}"):
+        explain(st)
+
+
+def test_unknown_units_are_one_line_errors(tmp_path):
+    st = make_store(tmp_path / "st", hand_text(), {}, hidden=2)
+    with pytest.raises(RnnvizError, match="unit '0:h:9' is not in this store"):
+        explain(st, units=["0:h:9"])
+    with pytest.raises(RnnvizError, match="bad unit name"):
+        explain(st, units=["h9"])
+    with pytest.raises(RnnvizError, match="no units to explain"):
+        explain(st, units=[])
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", ","])
+    assert r.exit_code == 1 and r.output == "Error: no units to explain\n"
+
+
+def test_constant_units_and_one_character_texts_are_unexplained_not_nan(tmp_path):
+    text = hand_text()
+    st = make_store(tmp_path / "st", text, {0: np.full(len(text), 0.25), 1: np.zeros(len(text))}, hidden=3)
+    df = explain(st)
+    assert list(df["explanation"][:2]) == ["unexplained"] * 2 and list(df["score"][:2]) == [0.0, 0.0]
+    st1 = make_store(tmp_path / "st1", "a" * 500, {0: np.full(500, 1.0)}, hidden=3)
+    df1 = explain(st1)
+    assert (df1["explanation"] == "unexplained").all()
+    assert not df1[["score", "fit_score"]].isna().any().any()
+
+
+def test_cli_explain_json_table_and_errors(tmp_path, planted):
+    st, _ = planted
+    runner = CliRunner()
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:c:1,0:c:12", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [x["unit"] for x in rows] == ["0:c:0", "0:c:1", "0:c:12"]
+    assert rows[0]["rule"] == "feature:in_quote" and rows[0]["sign"] == 1 and rows[0]["auroc"] > 0.9
+    assert {"unit", "explanation", "rule", "score", "sign", "auroc"} <= set(rows[0])
+    assert rows[2]["explanation"] == "unexplained"
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--min-score", "0.99"])
+    assert r.exit_code == 0 and "unexplained" in r.output and "0:c:0" in r.output
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:h:1"])
+    assert "inside a double-quoted span" in r.output and "explained at score >= 0.5" in r.output
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "9:c:0"])
+    assert r.exit_code == 1 and r.output.startswith("Error: unit '9:c:0' is not in this store")
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--format", "csv"])
+    assert r.output.splitlines()[0].startswith("unit,layer,kind,index,explanation,rule,score")
+    assert "Example" in runner.invoke(main, ["explain", "--help"]).output
+
+
+# --- the dashboard's catalog tab ---
+
+
+def _call(app, output_part: str, inputs: list[dict], state: list[dict], changed: str) -> dict:
+    """POST one callback the way the page does; returns Dash's ``response`` dict."""
+    key = next(k for k in app.callback_map if output_part in k)
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1].split("@")[0]}
+               for o in key.strip(".").split("...")]
+    body = {"output": key, "outputs": outputs, "inputs": inputs, "state": state, "changedPropIds": [changed]}
+    r = app.server.test_client().post("/_dash-update-component", json=body)
+    assert r.status_code == 200, r.data[:300]
+    return r.get_json()["response"]
+
+
+def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
+    from rnnviz.dashboard import create_app
+
+    st, df = planted
+    app = create_app([st.path])
+    view = {"store": 0, "unit": st.units[0], "cmp": "", "start": 0, "feature": "", "hl": None}
+    out = _call(app, "catalog-table.data", [{"id": "catalog-go", "property": "n_clicks", "value": 1}],
+                [{"id": "view", "property": "data", "value": view}], "catalog-go.n_clicks")
+    rows = out["catalog-table"]["data"]
+    assert [r["unit"] for r in rows] == st.units and [r["id"] for r in rows] == st.units
+    assert [r["rule"] for r in rows] == list(df["rule"])
+    assert f"{int(df['explained'].sum())} of {len(df)} units explained" in out["catalog-msg"]["children"]
+    cell = {"row": 0, "column": 0, "column_id": "unit", "row_id": "0:c:1"}
+    out = _call(app, "catalog-track.figure", [{"id": "catalog-table", "property": "active_cell", "value": cell}],
+                [{"id": "view", "property": "data", "value": view}], "catalog-table.active_cell")
+    x = st.unit("0:c:1").astype(np.float32)
+    start = max(0, int(x.argmax()) - 200)
+    assert out["url"]["search"] == f"?store=st&unit=0%3Ac%3A1&start={start}"
+    unit_trace, rule_trace = out["catalog-track"]["figure"]["data"]
+    sim = simulate('since:";"', st.text)[start : start + len(rule_trace["y"])]
+    assert rule_trace["name"] == "rule" and np.allclose(rule_trace["y"], sim)
+    assert np.allclose(unit_trace["y"], x[start : start + len(unit_trace["y"])])
+    assert "top" in str(out["catalog-contexts"]["children"])
+
+
+def test_export_can_append_the_catalog(tmp_path, planted):
+    st, df = planted
+    out = tmp_path / "page.html"
+    r = CliRunner().invoke(main, ["export", str(st.path), "--unit", "0:c:1", "--length", "300", "--catalog",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = out.read_text(encoding="utf-8")
+    n = int(df["explained"].sum())
+    assert f"<h2>Catalog: {n} of {len(df)} units explained</h2>" in page
+    body = page.split("<table class=catalog>")[1]
+    assert body.count("<tr>") == len(df) + 1  # the header and one row per unit
+    row = df.set_index("unit").loc["0:c:1"]
+    assert (f"<tr><td>0:c:1</td><td>{row['score']:.3f}</td><td>+</td><td></td>"
+            "<td>characters since the last &quot;;&quot;</td><td>since:&quot;;&quot;</td></tr>") in body
+
+
+def test_a_text_of_thousands_of_distinct_characters(tmp_path):
+    """n-gram ids stay exact however large the alphabet (no base-V overflow)."""
+    rng = np.random.default_rng(5)
+    text = "".join(chr(0x4E00 + int(k)) + ("\u4e00\u4e01" if k % 7 == 0 else "") + ("\u4e01" if k % 5 == 0 else "")
+                   for k in rng.integers(0, 3000, 4000))  # the trigger's last character also stands alone
+    v = simulate('prev:"\u4e00\u4e01"', text)
+    st = make_store(tmp_path / "st", text, {0: v}, hidden=2)
+    row = explain(st, units=["0:h:0"]).iloc[0]
+    assert row["rule"] == 'prev:"\u4e00\u4e01"' and row["score"] == pytest.approx(1.0, abs=1e-3)
