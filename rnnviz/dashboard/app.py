@@ -15,8 +15,7 @@ import dash
 import flask
 from dash.exceptions import DependencyException
 
-from . import callbacks, emergence_tab, layout
-from . import callbacks, catalog, layout
+from . import callbacks, catalog, emergence_tab, layout
 from .state import WINDOW
 from .stores import REGEX_TIMEOUT, StoreSet
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from ..features import FEATURES
-from . import emergence_tab
-from . import catalog
+from . import catalog, emergence_tab
 from .stores import StoreSet
 from .textview import css
 
