@@ -7,22 +7,42 @@ traceback; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 
 import click
 
 from .errors import RnnvizError
 
+_signalled: list[int] = []  # the signals that stopped this command
+
+
+def _terminate(signum, frame):
+    """SIGTERM (``kill``, a service manager, a CI timeout) ends a command as Ctrl-C does: the command's
+    KeyboardInterrupt handling saves state (train) and removes temp files (record, export), and the
+    exit status is 130."""
+    _signalled.append(signum)
+    raise KeyboardInterrupt
+
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except RnnvizError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # the file system said no (a full disk, --out under a file or in /proc)
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -627,7 +647,14 @@ def serve(stores, host, port):
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
+    app.serve_hosts = {host}  # the Host header may name --host too (with the loopback names)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _terminate)  # Werkzeug swallows the interrupt: note that it came
+    _signalled.clear()
     app.run(host=host, port=port, debug=False)
+    if _signalled:  # stopped by Ctrl-C or SIGTERM, not by the server's own end
+        click.echo("\nStopped.", err=True)
+        sys.exit(130)
 
 
 # --- end serve ---
