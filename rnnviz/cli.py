@@ -14,6 +14,7 @@ import threading
 import click
 
 from .errors import RnnvizError
+from .fsutil import ensure_parent
 
 _signalled: list[int] = []  # the signals that stopped this command
 
@@ -118,6 +119,7 @@ def train(text, out, resume, force, **opts):
             if opts[name] < 1:
                 raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
         cfg, overrides = TrainConfig(**opts), None
+    ensure_parent(out)  # --out under a file or in /proc: say so before the progress bar
     bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9)
 
     def report(ev):
@@ -136,7 +138,8 @@ def train(text, out, resume, force, **opts):
         bar.close()
         click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
         sys.exit(130)
-    bar.close()
+    finally:
+        bar.close()  # before an error's line, which must come last
     click.echo(
         f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
         f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
@@ -275,6 +278,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     dev = resolve_device(device, model)
     if os.path.exists(out) and not force:
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    ensure_parent(out)
     content = read_text(text)
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")

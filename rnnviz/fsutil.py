@@ -28,6 +28,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ensure_parent(path: str | Path) -> None:
+    """Create the directories above ``path``; a file in the way or a place that takes no directories
+    (/proc, a read-only disk) is one clear error, before any work is done."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise RnnvizError(f"cannot create {path}: {e.filename or parent} is a file, not a directory") from None
+    except OSError as e:
+        raise RnnvizError(f"cannot create {path}: {e.filename or parent}: {e.strerror or e}") from None
+    if not parent.is_dir():
+        raise RnnvizError(f"cannot create {path}: {parent} is not a directory")
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "wb"):
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
@@ -35,7 +49,11 @@ def atomic_file(path: str | Path, mode: str = "wb"):
     On any error (a full disk, Ctrl-C) the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
@@ -92,7 +110,7 @@ def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
             raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device)")
         if st.st_size > max_bytes:
             raise RnnvizError(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} this file may hold")
-        return f.read(max_bytes + 1)[: max_bytes + 1]
+        return f.read(st.st_size)  # what it held when checked: a file growing meanwhile is cut there
 
 
 def loads_json(raw: bytes, path: Path):
@@ -134,8 +152,11 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     path = Path(path)
     if path.exists() and not overwrite:
         raise RnnvizError(f"{path} already exists (use --force to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    ensure_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700

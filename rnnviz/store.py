@@ -304,11 +304,12 @@ class Store:
         d = loads_json(read_member(self.path, STATS, MAX_JSON_BYTES), path)
         try:
             df = pd.DataFrame({c: d[c] for c in STAT_COLUMNS}, index=pd.Index(d["unit"], name="unit"))
+            df = df.astype("float64")  # a non-number ("high") is malformed too
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RnnvizError(f"{path}: missing or malformed ({e})") from None
         if list(df.index) != self.units:  # views look units up here: a missing row must not be a KeyError
             raise RnnvizError(f"{path}: its units do not match the manifest's (corrupt store)")
-        return df.astype("float64")
+        return df
 
     @cached_property
     def checkpoint_path(self) -> Path | None:

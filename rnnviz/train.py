@@ -345,8 +345,7 @@ def train(
         if cfg.sample_chars:
             # A fixed seed per step: the text changes only because the model did (the lecture's slides).
             s = sample(model, cfg.sample_chars, temperature=0.8, seed=cfg.seed + step)
-            with open(out / "samples.txt", "a", encoding="utf-8") as f:
-                f.write(f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
+            _append(out / "samples.txt", f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
         if last_val < best_val:
             best_val = last_val
             save("best", train_loss)
@@ -423,8 +422,16 @@ def train(
 
 
 def _append_log(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    _append(path, json.dumps(row) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:  # a full disk: name the file in the error train() reports
+        e.filename = e.filename or str(path)
+        raise
 
 
 def _rewind(out: Path, sizes: dict) -> None:
