@@ -642,7 +642,7 @@ def serve(stores, host, port):
     """
     from .dashboard.app import create_app, is_loopback
 
-    app = create_app(list(stores))
+    app = create_app(list(stores), hosts=[host])
     if not is_loopback(host):
         click.echo(
             f"Warning: listening on {host}, not 127.0.0.1: anyone who can reach this machine on port {port} "
@@ -651,7 +651,6 @@ def serve(stores, host, port):
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
-    app.serve_hosts = {host}  # the Host header may name --host too (with the loopback names)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _terminate)  # Werkzeug swallows the interrupt: note that it came
     _signalled.clear()

@@ -75,7 +75,7 @@ class StoreSet:
         key = str(key)
         if key in self.names:
             return self.names.index(key)
-        if key.isdigit() and int(key) < len(self.stores):
+        if key.isascii() and key.isdigit() and len(key) < 10 and int(key) < len(self.stores):  # not "²"
             return int(key)
         return None
 
