@@ -122,7 +122,7 @@ def host_allowed(host: str, allowed: set[str], wildcard: bool) -> bool:
 def _csp(app: dash.Dash) -> str:
     # Dash writes one inline script (the renderer's start-up); allow exactly it by hash. Plotly and Dash
     # set inline styles, so style-src needs 'unsafe-inline' (styles cannot run code).
-    scripts = " ".join(f"'{h}'" for h in app.csp_hashes())
+    scripts = " ".join(app.csp_hashes())  # already quoted: 'sha256-...'
     return ("default-src 'self'; "
             f"script-src 'self' {scripts}; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
@@ -170,7 +170,7 @@ def check_callback_body(raw: bytes, callback_map: dict, rules: dict) -> str | No
     if not isinstance(body, dict):
         return "not a JSON object"
     cb = callback_map.get(body.get("output")) if isinstance(body.get("output"), str) else None
-    if cb is None:
+    if cb is None or cb.get("callback") is None:  # none, or one that runs in the browser (clientside)
         return "names no callback of this app"
     why = _json_ok(body)
     if why:
@@ -258,6 +258,9 @@ def _value_rules(app: dash.Dash) -> dict:
         elif isinstance(c, dcc.Input):
             rules[(cid, "value")] = _is_number if getattr(c, "type", "text") == "number" else _is_text
             rules[(cid, "n_submit")] = rules[(cid, "n_blur")] = _is_count
+        elif isinstance(c, dcc.Textarea):
+            rules[(cid, "value")] = _is_text
+            rules[(cid, "n_blur")] = rules[(cid, "n_clicks")] = _is_count
         elif isinstance(c, dcc.Dropdown):
             options = getattr(c, "options", None)
             if options and f"{cid}.options" not in outputs:  # fixed at start-up: one of them or nothing
