@@ -10,6 +10,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright import sync_api
 from test_dashboard import make_quote_store, make_recorded_store, quote_text
 
 from rnnviz.checkpoint import load_checkpoint
@@ -342,8 +344,8 @@ def test_the_page_works_under_its_content_security_policy(served, browser):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"http://127.0.0.1:{port}/?unit=1:c:3")
-    page.wait_for_function("document.querySelector('#text') && document.querySelector('#text').dataset.drawn",
-                           timeout=120_000)
+    # (Locators, not wait_for_function: the policy forbids the eval that a string predicate needs.)
+    sync_api.expect(page.locator("#text")).to_have_attribute("data-drawn", re.compile(".+"), timeout=120_000)
     page.wait_for_selector("#trace .main-svg", timeout=120_000)  # Plotly drew under the policy
     assert page.locator("#text span").count() > 100  # the text, coloured by the clientside callback
     assert errors == []  # a blocked script or style is a console error
