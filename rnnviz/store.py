@@ -92,6 +92,15 @@ def _check_manifest(m: dict, mpath: Path):
     if ck is not None and not (isinstance(ck, dict) and all(isinstance(ck.get(k), (str, type(None)))
                                                             for k in ("path", "sha256"))):
         raise bad(f"checkpoint must be null or {{\"path\": ..., \"sha256\": ...}}, got {_short(ck)}")
+    model = m.get("model")
+    if model is not None:  # the recorded model's config, checked against the manifest's own sizes
+        if not isinstance(model, dict):
+            raise bad(f"model must be a model config, got {_short(model)}")
+        cfg = ModelConfig.from_dict(model)
+        if (cfg.cell, cfg.hidden, cfg.vocab_size) != (cell, H, len(vocab)) or max(layers) >= cfg.layers:
+            raise bad(f"the manifest ({cell}, hidden {H}, layers {_short(layers)}, {len(vocab)} characters) does "
+                      f"not fit its model ({cfg.cell}, hidden {cfg.hidden}, {cfg.layers} layers, "
+                      f"vocabulary {cfg.vocab_size})")
     return T, H, cell, layers, kinds, K, vocab
 
 

@@ -291,6 +291,8 @@ def test_weights_larger_than_the_config_needs_are_refused_before_hashing(tmp_pat
     ("cell", ["lstm"], "cell must be one of rnn, gru, lstm"),
     ("topk", -1, "topk must be an integer from 0"),
     ("has_logprob", "yes", "has_logprob must be true or false"),
+    ("hidden", 2, r"the manifest \(lstm, hidden 2, layers \[0\], 22 characters\) does not fit its model"),
+    ("layers", [3], r"the manifest \(lstm, hidden 4, layers \[3\], 22 characters\) does not fit its model"),
 ])
 def test_hostile_manifests_fail_at_open(tmp_path, field, value, message):
     st = small_store(tmp_path / "st")
@@ -307,6 +309,8 @@ def test_non_numeric_stats_are_a_clear_error(tmp_path):
     (st.path / "stats.json").write_text(json.dumps(d))
     with pytest.raises(RnnvizError, match=r"stats.json: missing or malformed"):
         open_store(st.path).stats  # noqa: B018
+    with pytest.raises(RnnvizError, match=r"stats.json: missing or malformed"):
+        dash_stores.StoreSet([st.path])  # the dashboard refuses it at start-up, not in a callback
     (st.path / "stats.json").write_text("[" * 200_000)
     with pytest.raises(RnnvizError, match=r"stats.json: not valid JSON \(nested too deeply\)"):
         open_store(st.path).stats  # noqa: B018

@@ -51,6 +51,8 @@ class StoreSet:
         if not paths:
             raise RnnvizError("give at least one store to serve")
         self.stores: list[Store] = [open_store(p) for p in paths]
+        for s in self.stores:
+            s.stats  # noqa: B018  malformed statistics fail here, at start-up, not in a callback
         self.names: list[str] = []
         for s in self.stores:
             name, n = s.path.resolve().name or "store", 2
