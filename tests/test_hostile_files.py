@@ -249,7 +249,8 @@ def test_a_sparse_store_of_thirty_million_units_is_refused_at_open(tmp_path):
 def test_unit_names_are_a_range_not_millions_of_strings(tmp_path):
     st = small_store(tmp_path / "st")
     T, H, layers, kinds = len(TEXT), 16384, list(range(32)), ["h", "c", "i", "f", "g", "o"]
-    edit_manifest(st.path, hidden=H, layers=layers, kinds=kinds)
+    model = {**st.manifest["model"], "hidden": H, "layers": 32}
+    edit_manifest(st.path, hidden=H, layers=layers, kinds=kinds, model=model)
     for f in st.path.glob("L*.f16"):
         f.unlink()
     for l in layers:
