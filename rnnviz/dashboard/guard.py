@@ -14,7 +14,7 @@ that no page of ours sends.
   one line in the log (no traceback): :func:`report_error`, Dash's ``on_error``.
 - **Headers.** ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, a Content-Security-Policy
   that allows only this origin (plus the inline style Dash and Plotly write, and the hash of Dash's one
-  inline script), ``Referrer-Policy: no-referrer``, and ``Server: rnnviz`` in place of Werkzeug's version.
+  inline script), ``Referrer-Policy: no-referrer``; Werkzeug's ``Server`` header says ``rnnviz``, no versions.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import flask
 from dash import dcc, html
 from dash.exceptions import DependencyException
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
 
 from ..errors import RnnvizError
 
@@ -68,8 +69,11 @@ def install(app: dash.Dash, hosts: Iterable[str] = ()) -> None:
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Content-Security-Policy"] = csp
         resp.headers["Referrer-Policy"] = "no-referrer"
-        resp.headers["Server"] = "rnnviz"  # Werkzeug sends its and Python's versions otherwise
         return resp
+
+    # Werkzeug's server (`rnnviz serve`, `app.run`) writes "Server: Werkzeug/x Python/y" itself, before
+    # the app's headers: name the server without versions instead (process-wide; gunicorn has its own).
+    WSGIRequestHandler.server_version, WSGIRequestHandler.sys_version = "rnnviz", ""
 
     server.register_error_handler(DependencyException, lambda e: _plain("no such file", 404))
 
