@@ -2,6 +2,7 @@
 
     python apps/dashboard.py STORE [STORE ...] [--host 127.0.0.1] [--port 8050]
     RNNVIZ_STORES=stores/wp:stores/c gunicorn 'apps.dashboard:server'
+    RNNVIZ_HOSTS=viz.example.org RNNVIZ_STORES=... gunicorn ...   # answer that Host name too
 
 ``server`` (the Flask app behind Dash) is built on first access from ``RNNVIZ_STORES``, a
 colon-separated list of store directories: the only stores the browser can reach.
@@ -36,7 +37,10 @@ def __getattr__(name: str):
     # Built lazily so that importing this module (or running it as a script) needs no environment.
     if name == "server":
         global server
-        server = create_app(stores_from_env()).server
+        # RNNVIZ_HOSTS: the names (comma-separated) the Host header may carry besides the loopback ones,
+        # e.g. the name a proxy in front of gunicorn is reached by; any other gets 421 (DNS rebinding).
+        hosts = [h.strip() for h in os.environ.get("RNNVIZ_HOSTS", "").split(",") if h.strip()]
+        server = create_app(stores_from_env(), hosts=hosts).server
         return server
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     args = parser.parse_args(argv)
     try:
-        app = create_app(args.stores)
+        app = create_app(args.stores, hosts=[args.host])
     except RnnvizError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

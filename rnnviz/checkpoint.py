@@ -9,6 +9,7 @@ either a checkpoint directory or a run directory (and then takes ``best/``, else
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import time
@@ -19,11 +20,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import RnnvizError
-from .fsutil import UMASK, atomic_dir, read_format_json, recover_dir, write_json
+from .fsutil import UMASK, atomic_dir, member, read_format_json, recover_dir, write_json
 from .models import CharRNN, ModelConfig
 from .vocab import Vocab
 
 FORMAT = "rnnviz-checkpoint"
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header (tensor names, dtypes, shapes) is a few kB
 VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -36,12 +38,20 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' ``save_file``, with its error on a full disk (SafetensorError) made one clear line."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as e:
+        raise RnnvizError(f"cannot write {path}: {e}") from None
+
+
 def write_checkpoint_files(
     model: CharRNN, directory: Path, extra: dict | None = None, dtype: torch.dtype = torch.float32
 ) -> dict:
     """Write weights and config into an existing (temporary) directory. Returns the config dict."""
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS))
+    save_tensors(tensors, directory / WEIGHTS)
     os.chmod(directory / WEIGHTS, 0o666 & ~UMASK)  # safetensors writes 0600
     meta = {
         "format": FORMAT,
@@ -96,6 +106,8 @@ def read_config(path: str | Path) -> dict:
     meta = read_format_json(cfg_path, FORMAT, VERSION, "checkpoint config")
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("vocab"), list):
         raise RnnvizError(f"{cfg_path}: 'model' or 'vocab' missing")
+    if not isinstance(meta.get("weights_sha256"), (str, type(None))):
+        raise RnnvizError(f"{cfg_path}: 'weights_sha256' is not a hex string")
     meta["_dir"] = str(ckpt)
     return meta
 
@@ -112,13 +124,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cha
     vocab = Vocab.from_json(meta["vocab"])
     if len(vocab) != config.vocab_size:
         raise RnnvizError(f"{ckpt}: vocab has {len(vocab)} characters but the model expects {config.vocab_size}")
-    wpath = ckpt / WEIGHTS
-    if not wpath.exists():
-        raise RnnvizError(f"{ckpt}: {WEIGHTS} is missing")
-    if meta.get("weights_sha256") and sha256_file(wpath) != meta["weights_sha256"]:
-        raise RnnvizError(f"{wpath}: contents do not match the hash in {CONFIG} (corrupt or replaced)")
+    wpath = member(ckpt, WEIGHTS)  # a regular file inside the checkpoint: no symlink, FIFO or device
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    # float32 or smaller, plus the safetensors header: a larger file is refused before it is hashed or read
+    most = sum(4 * math.prod(shape) for shape in expected.values()) + MAX_HEADER_BYTES
+    if wpath.stat().st_size > most:
+        raise RnnvizError(f"{wpath}: {wpath.stat().st_size:,} bytes, more than the model in {CONFIG} needs ({most:,})")
+    if meta.get("weights_sha256") and sha256_file(wpath) != meta["weights_sha256"]:
+        raise RnnvizError(f"{wpath}: contents do not match the hash in {CONFIG} (corrupt or replaced)")
     try:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:
@@ -131,6 +145,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cha
             f"{wpath}: weights do not fit the model in {CONFIG} "
             f"(missing: {missing[:3]}, unexpected: {sorted(set(got) - set(expected))[:3]}, wrong shape: {wrong[:3]})"
         )
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # a diverged or tampered model: every loss and sample from it would be NaN
+        raise RnnvizError(f"{wpath}: weights hold NaN or infinite values ({bad[0]}); this model cannot be used")
     model = CharRNN(config, vocab)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.meta = meta

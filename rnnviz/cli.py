@@ -7,15 +7,30 @@ traceback; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 
 import click
 
 from .errors import RnnvizError
+from .fsutil import ensure_parent
+
+_signalled: list[int] = []  # the signals that stopped this command
+
+
+def _terminate(signum, frame):
+    """SIGTERM (``kill``, a service manager, a CI timeout) ends a command as Ctrl-C does: the command's
+    KeyboardInterrupt handling saves state (train) and removes temp files (record, export), and the
+    exit status is 130."""
+    _signalled.append(signum)
+    raise KeyboardInterrupt
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except RnnvizError as e:
@@ -23,9 +38,15 @@ class _Group(click.Group):
 
             where = f"rank {rank()}: " if world_size() > 1 else ""  # under torchrun, say which process
             raise click.ClickException(where + str(e)) from None
+        except OSError as e:  # the file system said no (a full disk, --out under a file or in /proc)
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,6 +130,7 @@ def train(text, out, resume, force, nproc, **opts):
     if nproc is not None:
         _check_train_launch(text, out, cfg, resume, force, nproc, opts["device"])
         sys.exit(_relaunch(click.get_current_context(), nproc))
+    ensure_parent(out)  # --out under a file or in /proc: say so before the progress bar
     bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
                disable=rank() > 0)  # under torchrun, rank 0 reports for all
 
@@ -133,7 +155,8 @@ def train(text, out, resume, force, nproc, **opts):
             click.echo(f"\nInterrupted: {out}/last holds the last validation's checkpoint, if any (continue with "
                        "--resume).", err=True)
         sys.exit(130)
-    bar.close()
+    finally:
+        bar.close()  # before an error's line, which must come last
     if rank() > 0:
         return
     click.echo(
@@ -323,6 +346,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     dev = resolve_device(device, model)
     if os.path.exists(out) and not force:
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    ensure_parent(out)
     content = read_text(text)
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
@@ -753,7 +777,7 @@ def serve(stores, host, port):
     """
     from .dashboard.app import create_app, is_loopback
 
-    app = create_app(list(stores))
+    app = create_app(list(stores), hosts=[host])
     if not is_loopback(host):
         click.echo(
             f"Warning: listening on {host}, not 127.0.0.1: anyone who can reach this machine on port {port} "
@@ -762,7 +786,13 @@ def serve(stores, host, port):
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _terminate)  # Werkzeug swallows the interrupt: note that it came
+    _signalled.clear()
     app.run(host=host, port=port, debug=False)
+    if _signalled:  # stopped by Ctrl-C or SIGTERM, not by the server's own end
+        click.echo("\nStopped.", err=True)
+        sys.exit(130)
 
 
 # --- end serve ---

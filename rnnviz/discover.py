@@ -311,7 +311,7 @@ def rank_features(
         raise RnnvizError("no features to rank against")
     if units is not None:
         units = list(dict.fromkeys(units))
-        missing = sorted(set(units) - set(store.units))
+        missing = [u for u in units if u not in store.units]
         if missing:
             raise RnnvizError(f"unit {missing[0]!r} is not in the store")
     names = units if units is not None else store.units

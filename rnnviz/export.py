@@ -375,7 +375,7 @@ def _check_units(store, units: Sequence[str]) -> list[str]:
     units = list(units)
     if not units:
         raise RnnvizError("no units to export: name at least one, e.g. 1:c:42")
-    have = set(store.units)
+    have = store.units  # O(1) membership
     for u in units:
         if u not in have:
             parse_unit(u)  # a malformed name gets the format message

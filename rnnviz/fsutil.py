@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -27,6 +28,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ensure_parent(path: str | Path) -> None:
+    """Create the directories above ``path``; a file in the way or a place that takes no directories
+    (/proc, a read-only disk) is one clear error, before any work is done."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise RnnvizError(f"cannot create {path}: {e.filename or parent} is a file, not a directory") from None
+    except OSError as e:
+        raise RnnvizError(f"cannot create {path}: {e.filename or parent}: {e.strerror or e}") from None
+    if not parent.is_dir():
+        raise RnnvizError(f"cannot create {path}: {parent} is not a directory")
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "wb"):
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
@@ -34,7 +49,11 @@ def atomic_file(path: str | Path, mode: str = "wb"):
     On any error (a full disk, Ctrl-C) the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
@@ -50,13 +69,65 @@ def atomic_file(path: str | Path, mode: str = "wb"):
     _fsync_dir(path.parent)
 
 
-def read_format_json(path: Path, fmt: str, version: int, what: str) -> dict:
-    """A JSON object that names its ``format`` and ``version`` (a store manifest, a checkpoint config),
-    checked. ``what`` names it in errors, e.g. "store manifest" (-> "store version 2, this rnnviz reads 1")."""
+# --- reading files that a store or checkpoint names (see SECURITY.md, "file rules") ---
+
+MAX_JSON_BYTES = 64 << 20  # a manifest, config or statistics file; the largest real one is ~40 MB
+
+
+def member(directory: str | Path, name: str) -> Path:
+    """``directory/name`` for a file that a store or checkpoint names, after checking that ``name`` is
+    one plain file name (no separator, no ``..``, no NUL, not hidden) and that the file is a regular
+    file, not a symlink, a FIFO or a device. Raises :class:`RnnvizError` otherwise (missing included)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") \
+            or any(c in name for c in "/\\\0") or len(name) > 255:
+        raise RnnvizError(f"{directory}: names the file {name!r}, which is not a plain file name")
+    path = Path(directory) / name
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise RnnvizError(f"{directory}: {name} is missing") from None
+    except OSError as e:
+        raise RnnvizError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if stat.S_ISLNK(mode):
+        raise RnnvizError(f"{path}: is a symbolic link; the files of a store or checkpoint must be regular files")
+    if not stat.S_ISREG(mode):
+        raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device)")
+    return path
+
+
+def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``directory/name`` (checked as :func:`member` does, and again on the
+    open file, so that a swap in between is caught), refused unread when over ``max_bytes``."""
+    path = member(directory, name)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO cannot block us
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise RnnvizError(f"{path}: cannot read it ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device)")
+        if st.st_size > max_bytes:
+            raise RnnvizError(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} this file may hold")
+        return f.read(st.st_size)  # what it held when checked: a file growing meanwhile is cut there
+
+
+def loads_json(raw: bytes, path: Path):
+    """Parse JSON read from ``path``; anything that is not (bad UTF-8, deep nesting) is one clear error."""
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RnnvizError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise RnnvizError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def read_format_json(path: Path, fmt: str, version: int, what: str) -> dict:
+    """A JSON object that names its ``format`` and ``version`` (a store manifest, a checkpoint config),
+    checked. ``what`` names it in errors, e.g. "store manifest" (-> "store version 2, this rnnviz reads 1").
+    The file must be a regular file (see :func:`member`) of at most ``MAX_JSON_BYTES``."""
+    doc = loads_json(read_member(path.parent, path.name, MAX_JSON_BYTES), path)
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise RnnvizError(f"{path}: not an rnnviz {what}")
     if doc.get("version") != version:
@@ -81,8 +152,11 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     path = Path(path)
     if path.exists() and not overwrite:
         raise RnnvizError(f"{path} already exists (use --force to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    ensure_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700

@@ -11,6 +11,7 @@ Unit names are ``LAYER:KIND:INDEX`` (0-based), KIND one of ``h``; ``c i f g o`` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -41,8 +42,9 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise RnnvizError(f"{name} must be an integer from 1 to {hi}, got {v!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise RnnvizError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        d = self.dropout
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0.0 <= d < 1.0:  # NaN fails too
+            raise RnnvizError(f"dropout must be a number in [0, 1), got {d!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -50,6 +52,10 @@ class ModelConfig:
         extra = set(d) - known
         if extra:
             raise RnnvizError(f"unknown model config keys: {', '.join(sorted(extra))}")
+        if "vocab_size" not in d:
+            raise RnnvizError("model config has no vocab_size")
+        if not isinstance(d.get("cell", "lstm"), str):
+            raise RnnvizError(f"unknown cell {d['cell']!r}; choose one of {', '.join(CELLS)}")
         return cls(**d)
 
     def to_dict(self) -> dict:
@@ -185,6 +191,8 @@ def clamp_spec(clamps: dict[str, float], config: ModelConfig, device=None) -> di
     grouped: dict[tuple[int, str], list[tuple[int, float]]] = {}
     for name, value in clamps.items():
         layer, kind, index = parse_unit(name, config)
+        if not math.isfinite(float(value)):
+            raise RnnvizError(f"clamp value for {name} must be a finite number, got {value}")
         grouped.setdefault((layer, kind), []).append((index, float(value)))
     return {
         key: (torch.tensor([i for i, _ in iv], device=device), torch.tensor([v for _, v in iv], device=device))

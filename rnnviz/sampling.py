@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import RnnvizError
@@ -28,8 +30,10 @@ def sample(
     """
     if length < 0:
         raise RnnvizError("length must be >= 0")
-    if not temperature > 0:  # also NaN, which would reach torch.multinomial as NaN probabilities
-        raise RnnvizError(f"temperature must be > 0, got {temperature}")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):  # NaN fails too
+        raise RnnvizError(f"temperature must be > 0 and finite, got {temperature}")
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**64):  # torch's seed is 64 bits
+        raise RnnvizError(f"seed must be an integer from 0 to 2**64-1, got {str(seed)[:30]}")
     vocab = model.vocab
     if top_k is not None and not 1 <= top_k <= len(vocab):
         raise RnnvizError(f"top-k must be from 1 to {len(vocab)}")
@@ -56,7 +60,10 @@ def sample(
         logits = logits[:, -1]
     out = []
     for _ in range(length):
-        logits = logits[0].float() / temperature  # (V,)
+        logits = logits[0].float()  # (V,)
+        # Shift the best to 0 before dividing: a tiny temperature then sends the others to -inf (never
+        # probability), where dividing first would overflow every logit to inf and softmax to NaN.
+        logits = (logits - logits.max()) / temperature
         if top_k is not None:
             kth = torch.topk(logits, top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -16,10 +16,10 @@ is renamed into place, so it appears complete or not at all.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import cached_property
 from pathlib import Path
@@ -30,8 +30,17 @@ import torch
 from . import __version__
 from .distributed import Group
 from .errors import RnnvizError
-from .fsutil import atomic_dir, read_format_json, recover_dir, write_json
-from .models import KINDS, ModelConfig, parse_unit, unit_names
+from .fsutil import (
+    MAX_JSON_BYTES,
+    atomic_dir,
+    loads_json,
+    member,
+    read_format_json,
+    read_member,
+    recover_dir,
+    write_json,
+)
+from .models import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_unit, unit_names
 from .vocab import Vocab
 
 FORMAT = "rnnviz-store"
@@ -46,6 +55,117 @@ def array_name(layer: int, kind: str) -> str:
     return f"L{layer}.{kind}.f16"
 
 
+MAX_LENGTH = 1 << 31  # characters in a store (an 8 GB text); the arrays' real sizes are checked too
+
+
+def _int_field(m: dict, key: str, lo: int, hi: int, mpath: Path, default=None) -> int:
+    v = m.get(key, default)
+    if type(v) is not int or not lo <= v <= hi:
+        raise RnnvizError(f"{mpath}: manifest field missing or malformed ({key} must be an integer from {lo} "
+                          f"to {hi:,}, got {_short(v)})")
+    return v
+
+
+def _check_manifest(m: dict, mpath: Path):
+    """The manifest's sizes and names, checked against each other before any file is touched: sizes are
+    integers within the caps (SECURITY.md), the cell is known, layers and kinds are distinct and valid
+    (a kind names a file: only the cell's own kinds, so no path can be built from one)."""
+    bad = lambda why: RnnvizError(f"{mpath}: manifest field missing or malformed ({why})")  # noqa: E731
+    T = _int_field(m, "length", 1, MAX_LENGTH, mpath)
+    H = _int_field(m, "hidden", 1, MAX_HIDDEN, mpath)
+    cell = m.get("cell")
+    if cell not in CELLS:
+        raise bad(f"cell must be one of {', '.join(CELLS)}, got {_short(cell)}")
+    layers, kinds = m.get("layers"), m.get("kinds")
+    if not (isinstance(layers, list) and layers and all(type(l) is int and 0 <= l < MAX_LAYERS for l in layers)
+            and len(set(layers)) == len(layers)):
+        raise bad(f"layers must be distinct integers from 0 to {MAX_LAYERS - 1}, got {_short(layers)}")
+    if not (isinstance(kinds, list) and kinds and all(isinstance(k, str) and k in KINDS[cell] for k in kinds)
+            and len(set(kinds)) == len(kinds)):
+        raise bad(f"kinds must be distinct kinds of a {cell} ({', '.join(KINDS[cell])}), got {_short(kinds)}")
+    if not isinstance(m.get("vocab"), list):
+        raise bad("vocab must be a list of characters")
+    vocab = Vocab.from_json(m["vocab"])
+    K = _int_field(m, "topk", 0, len(vocab), mpath, default=0)
+    if not isinstance(m.get("has_logprob", True), bool):
+        raise bad(f"has_logprob must be true or false, got {_short(m['has_logprob'])}")
+    ck = m.get("checkpoint")
+    if ck is not None and not (isinstance(ck, dict) and all(isinstance(ck.get(k), (str, type(None)))
+                                                            for k in ("path", "sha256"))):
+        raise bad(f"checkpoint must be null or {{\"path\": ..., \"sha256\": ...}}, got {_short(ck)}")
+    model = m.get("model")
+    if model is not None:  # the recorded model's config, checked against the manifest's own sizes
+        if not isinstance(model, dict):
+            raise bad(f"model must be a model config, got {_short(model)}")
+        cfg = ModelConfig.from_dict(model)
+        if (cfg.cell, cfg.hidden, cfg.vocab_size) != (cell, H, len(vocab)) or max(layers) >= cfg.layers:
+            raise bad(f"the manifest ({cell}, hidden {H}, layers {_short(layers)}, {len(vocab)} characters) does "
+                      f"not fit its model ({cfg.cell}, hidden {cfg.hidden}, {cfg.layers} layers, "
+                      f"vocabulary {cfg.vocab_size})")
+    return T, H, cell, layers, kinds, K, vocab
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+class UnitNames(Sequence):
+    """The names ``LAYER:KIND:INDEX`` of every unit of a store, ordered by layer, kind, index, computed
+    on demand: a store of 30 layers x 6 kinds x 16,384 units does not hold 3 million strings."""
+
+    def __init__(self, layers: list[int], kinds: list[str], hidden: int):
+        self.layers, self.kinds, self.hidden = tuple(layers), tuple(kinds), hidden
+        self._layer = {l: i for i, l in enumerate(self.layers)}
+        self._kind = {k: i for i, k in enumerate(self.kinds)}
+
+    def __len__(self) -> int:
+        return len(self.layers) * len(self.kinds) * self.hidden
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        i = i + n if i < 0 else i
+        if not 0 <= i < n:
+            raise IndexError("unit index out of range")
+        lk, index = divmod(i, self.hidden)
+        l, k = divmod(lk, len(self.kinds))
+        return f"{self.layers[l]}:{self.kinds[k]}:{index}"
+
+    def __iter__(self):
+        return (f"{l}:{k}:{i}" for l in self.layers for k in self.kinds for i in range(self.hidden))
+
+    def index(self, name, start=0, stop=None) -> int:
+        parts = name.split(":") if isinstance(name, str) else ()
+        if len(parts) == 3 and parts[0].isascii() and parts[0].isdigit() and parts[2].isascii() \
+                and parts[2].isdigit():
+            l, k, i = self._layer.get(int(parts[0])), self._kind.get(parts[1]), int(parts[2])
+            if l is not None and k is not None and i < self.hidden and f"{int(parts[0])}:{parts[1]}:{i}" == name:
+                pos = (l * len(self.kinds) + k) * self.hidden + i
+                if start <= pos and (stop is None or pos < stop):
+                    return pos
+        raise ValueError(f"{name!r} is not a unit of this store")
+
+    def __contains__(self, name) -> bool:
+        try:
+            self.index(name)
+        except ValueError:
+            return False
+        return True
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, UnitNames):
+            return (self.layers, self.kinds, self.hidden) == (other.layers, other.kinds, other.hidden)
+        return isinstance(other, Sequence) and not isinstance(other, str) and len(other) == len(self) \
+            and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # mutable-looking sequences are not hashable (as a list)
+
+    def __repr__(self) -> str:
+        return f"UnitNames(layers={list(self.layers)}, kinds={list(self.kinds)}, hidden={self.hidden})"
+
+
 class Store:
     """Read side of a store. Open with :func:`open_store`; every array is a read-only memmap."""
 
@@ -58,36 +178,32 @@ class Store:
         if not mpath.exists():
             raise RnnvizError(f"{self.path}: not an rnnviz store ({MANIFEST} missing)")
         m = read_format_json(mpath, FORMAT, VERSION, "store manifest")
-        try:
-            self.length: int = int(m["length"])
-            self.hidden: int = int(m["hidden"])
-            self.cell: str = str(m["cell"])
-            self.layers: list[int] = [int(x) for x in m["layers"]]
-            self.kinds: list[str] = [str(x) for x in m["kinds"]]
-            self.k: int = int(m.get("topk") or 0)
-            self.vocab = Vocab.from_json(m["vocab"])
-        except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
-            raise RnnvizError(f"{mpath}: manifest field missing or malformed ({e})") from None
         if m.get("dtype", "float16") != "float16":  # a size check alone would call it "corrupt"
-            raise RnnvizError(f"{mpath}: activations are {m['dtype']!r}; this rnnviz reads float16")
+            raise RnnvizError(f"{mpath}: activations are {_short(m['dtype'])}; this rnnviz reads float16")
         self.manifest: dict = m
+        self.length, self.hidden, self.cell, self.layers, self.kinds, self.k, self.vocab = _check_manifest(m, mpath)
         T, H, K = self.length, self.hidden, self.k
         expected = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
-        expected[TEXT] = None  # checked below by character count
         if m.get("has_logprob", True):
             expected[LOGPROB] = T * 4
         if K:
             expected.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
-        for name, size in expected.items():
-            f = self.path / name
-            if not f.exists():
-                raise RnnvizError(f"{self.path}: store is incomplete ({name} missing)")
-            if size is not None and f.stat().st_size != size:
+        for name, size in expected.items():  # every size before anything is read or mapped
+            try:
+                f = member(self.path, name)
+            except RnnvizError as e:
+                if not (self.path / name).exists() and not (self.path / name).is_symlink():
+                    raise RnnvizError(f"{self.path}: store is incomplete ({name} missing)") from None
+                raise e from None
+            if f.stat().st_size != size:
                 raise RnnvizError(
                     f"{f}: {f.stat().st_size} bytes, expected {size} for the manifest's shape (corrupt store)"
                 )
+        if not (self.path / TEXT).exists() and not (self.path / TEXT).is_symlink():
+            raise RnnvizError(f"{self.path}: store is incomplete ({TEXT} missing)")
+        raw = read_member(self.path, TEXT, 4 * T)  # UTF-8: 1 to 4 bytes a character
         try:
-            self.text: str = (self.path / TEXT).read_bytes().decode("utf-8")
+            self.text: str = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise RnnvizError(f"{self.path / TEXT}: not valid UTF-8 (corrupt store)") from None
         if len(self.text) != T:
@@ -104,9 +220,10 @@ class Store:
         return self.length
 
     @cached_property
-    def units(self) -> list[str]:
-        """Every recorded unit name, ordered by layer, kind (manifest order), index."""
-        return unit_names(self.layers, self.kinds, self.hidden)
+    def units(self) -> UnitNames:
+        """Every recorded unit name, ordered by layer, kind (manifest order), index: a read-only
+        sequence computed on demand (``in`` and ``index`` are O(1)), not millions of strings."""
+        return UnitNames(self.layers, self.kinds, self.hidden)
 
     def array(self, layer: int, kind: str) -> np.memmap:
         """The (T, H) float16 memmap of one layer × kind (read-only, never loaded whole)."""
@@ -194,26 +311,27 @@ class Store:
         import pandas as pd
 
         path = self.path / STATS
+        d = loads_json(read_member(self.path, STATS, MAX_JSON_BYTES), path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
             df = pd.DataFrame({c: d[c] for c in STAT_COLUMNS}, index=pd.Index(d["unit"], name="unit"))
+            df = df.astype("float64")  # a non-number ("high") is malformed too
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RnnvizError(f"{path}: missing or malformed ({e})") from None
         if list(df.index) != self.units:  # views look units up here: a missing row must not be a KeyError
             raise RnnvizError(f"{path}: its units do not match the manifest's (corrupt store)")
-        return df.astype("float64")
+        return df
 
     @cached_property
     def checkpoint_path(self) -> Path | None:
         """The recorded checkpoint's directory if it still exists with the same weights, else None."""
         from .checkpoint import WEIGHTS, sha256_file
 
-        ck = self.manifest.get("checkpoint") or {}
+        ck = self.manifest.get("checkpoint") or {}  # its shape was checked at open
         if not ck.get("path"):
             return None
         path = Path(ck["path"])
         weights = path / WEIGHTS
-        if not weights.is_file():
+        if not weights.is_file() or weights.is_symlink():
             return None
         if ck.get("sha256") and sha256_file(weights) != ck["sha256"]:
             return None

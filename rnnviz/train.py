@@ -19,14 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import distributed
-from .checkpoint import load_checkpoint, read_config, write_checkpoint_files
+from .checkpoint import load_checkpoint, read_config, save_tensors, write_checkpoint_files
 from .data import BatchStream, read_text, split
 from .errors import RnnvizError
-from .fsutil import atomic_dir, recover_dir
-from .models import CharRNN, ModelConfig
+from .fsutil import MAX_JSON_BYTES, atomic_dir, loads_json, member, read_member, recover_dir
+from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig
 from .sampling import sample
 from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
@@ -70,18 +70,39 @@ class TrainConfig:
             raise RnnvizError(f"unknown amp mode {self.amp!r}; choose auto, off, bf16 or fp16")
         if self.device not in ("auto", "cpu", "cuda"):
             raise RnnvizError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
-        for name in ("seq_len", "batch", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise RnnvizError(f"{name.replace('_', '-')} must be >= 1")
-        if self.snapshot_every < 0:
-            raise RnnvizError("snapshot-every must be >= 0 (0 = no snapshots)")
-        if self.lr <= 0:
-            raise RnnvizError("lr must be > 0")
+        # Every number is checked for its type and range: a hand-edited last/config.json can hold "8",
+        # NaN, Infinity or -1e6 (a negative step count would train a million steps backwards).
+        for name, lo, hi in (("seq_len", 1, 1 << 20), ("batch", 1, 1 << 16), ("eval_every", 1, None),
+                             ("log_every", 1, None), ("snapshot_every", 0, None), ("warmup", 0, None),
+                             ("sample_chars", 0, 1 << 20), ("max_steps", 1, None), ("seed", 0, 2**63 - 1),
+                             ("layers", 1, MAX_LAYERS), ("hidden", 1, MAX_HIDDEN)):
+            _check_number(self, name, lo, hi, integer=True)
+        for name, lo, hi, lo_open in (("lr", 0, None, True), ("weight_decay", 0, None, False),
+                                      ("min_lr_frac", 0, 1, False), ("clip", 0, None, False),
+                                      ("dropout", 0, 1, False), ("epochs", 0, None, True),
+                                      ("time_budget", 0, None, True)):
+            _check_number(self, name, lo, hi, integer=False, lo_open=lo_open)
+        if self.cell not in CELLS:
+            raise RnnvizError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.epochs is None and self.max_steps is None and self.time_budget is None:
             self.epochs = 10
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.dropout)
+
+
+def _check_number(cfg, name: str, lo, hi, integer: bool, lo_open: bool = False) -> None:
+    """``cfg.name`` is None (where the default is) or a finite number in range, as the flag says it."""
+    v = getattr(cfg, name)
+    if v is None and TrainConfig.__dataclass_fields__[name].default is None:
+        return
+    flag = name.replace("_", "-")
+    ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if not ok_type or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+        raise RnnvizError(f"{flag} must be {'an integer' if integer else 'a finite number'}, got {str(v)[:40]!r}")
+    if (v <= lo if lo_open else v < lo) or (hi is not None and (v >= hi if name == "dropout" else v > hi)):
+        top = "" if hi is None else (f" and < {hi}" if name == "dropout" else f" and <= {hi}")
+        raise RnnvizError(f"{flag} must be {'>' if lo_open else '>='} {lo}{top}, got {v}")
 
 
 def pick_device(name: str) -> torch.device:
@@ -162,7 +183,7 @@ def _save_train_state(directory: Path, opt, state, info: dict) -> None:
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_file(tensors, str(directory / "train_state.safetensors"))
+    save_tensors(tensors, directory / "train_state.safetensors")
     info = {**info, "param_groups": sd["param_groups"], "opt_scalars": scalars}
     (directory / "train_state.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
@@ -175,15 +196,10 @@ def _load_train_state(directory: Path, opt, device):
     """
     path = directory / "train_state.safetensors"
     try:
-        tensors = load_file(str(path))
+        tensors = load_file(str(member(directory, path.name)))
         path = directory / "train_state.json"
-        info = json.loads(path.read_text(encoding="utf-8"))
-        for key in ("step", "elapsed", "best_val", "val_loss"):
-            if not isinstance(info.get(key), (int, float, type(None))) or isinstance(info.get(key), bool):
-                raise ValueError(f"{key} is {info.get(key)!r}")
-        sizes = info.get("appended")
-        if not isinstance(sizes, dict) or not all(type(v) is int for v in sizes.values()):
-            raise ValueError(f"appended is {sizes!r}")
+        info = loads_json(read_member(directory, path.name, MAX_JSON_BYTES), path)
+        _check_train_state(info)
         state: dict[int, dict] = {}
         for key, v in tensors.items():
             if key.startswith("opt."):
@@ -195,7 +211,8 @@ def _load_train_state(directory: Path, opt, device):
         opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
         torch.set_rng_state(tensors["rng.cpu"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
+            RnnvizError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RnnvizError(f"{path}: damaged, cannot resume from it ({detail}); start again with --force") from None
     hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
@@ -203,6 +220,26 @@ def _load_train_state(directory: Path, opt, device):
     if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_rng)
     return hidden, info
+
+
+def _check_train_state(info) -> None:
+    """The scalars of ``train_state.json`` have the types and ranges a run writes (ValueError if not):
+    step a whole count >= 0, elapsed seconds finite >= 0, losses numbers (best_val may be Infinity
+    before the first validation), appended byte sizes >= 0 of the files a run appends to."""
+    if not isinstance(info, dict):
+        raise ValueError("not a JSON object")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if type(info.get("step")) is not int or info["step"] < 0:
+        raise ValueError(f"step is {info.get('step')!r}")
+    if not (num(info.get("elapsed")) and 0 <= info["elapsed"] < math.inf):
+        raise ValueError(f"elapsed is {info.get('elapsed')!r}")
+    for key, finite in (("best_val", False), ("val_loss", True)):
+        v = info.get(key)
+        if v is not None and not (num(v) and v == v and (not finite or math.isfinite(v))):
+            raise ValueError(f"{key} is {v!r}")
+    sizes = info.get("appended")
+    if not isinstance(sizes, dict) or not all(k in APPENDED and type(v) is int and v >= 0 for k, v in sizes.items()):
+        raise ValueError(f"appended is {str(sizes)[:60]}")
 
 
 def train(
@@ -234,7 +271,8 @@ def train(
     if resume:
         if not (out / "last" / "train_state.json").exists():
             raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
-        cfg = load_train_config({**read_config(out / "last")["train"], **(overrides or {})})
+        saved = read_config(out / "last").get("train")
+        cfg = load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
     else:
         cfg = cfg or TrainConfig()
         if ((out / "last").exists() or (out / "best").exists()) and not force:
@@ -279,6 +317,11 @@ def train(
         step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
         if info.get("scaler"):
             scaler.load_state_dict(info["scaler"])
+        if (total_steps is not None and step >= total_steps) or (cfg.time_budget and elapsed >= cfg.time_budget):
+            goal = f"step {total_steps}" if total_steps is not None and step >= total_steps else \
+                f"its time budget of {cfg.time_budget:g} s"
+            raise RnnvizError(f"{out} is already at step {step}, past {goal}: nothing to train; "
+                              "give a larger --max-steps, --epochs or --time-budget to continue")
         if group.is_main:
             _rewind(out, info["appended"])
     _reseed_ranks(group)
@@ -323,8 +366,7 @@ def train(
         if cfg.sample_chars:
             # A fixed seed per step: the text changes only because the model did (the lecture's slides).
             s = sample(model, cfg.sample_chars, temperature=0.8, seed=cfg.seed + step)
-            with open(out / "samples.txt", "a", encoding="utf-8") as f:
-                f.write(f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
+            _append(out / "samples.txt", f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
         if last_val < best_val:
             best_val = last_val
             save("best", train_loss)
@@ -400,6 +442,9 @@ def train(
         if group.world == 1:  # under torchrun the other ranks may be gone: keep the last eval's checkpoint
             save("last", train_loss, state)  # a usable checkpoint at the last completed step
         raise
+    except OSError as e:  # a full disk while appending to the log or the samples; last/ stays as it was
+        raise RnnvizError(f"cannot write {e.filename or out}: {e.strerror or e} (stopped at step {step}; "
+                          f"{out}/last holds the last checkpoint)") from None
     return {"steps": step, "epochs": step / stream.steps_per_epoch, "train_loss": train_loss,
             "val_loss": last_val, "best_val_loss": best_val, "seconds": elapsed,
             "chars_per_s": step * stream.chars_per_step / max(elapsed, 1e-9), "out": str(out)}
@@ -435,8 +480,16 @@ def _reseed_ranks(group: distributed.Group) -> None:
 
 
 def _append_log(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    _append(path, json.dumps(row) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:  # a full disk: name the file in the error train() reports
+        e.filename = e.filename or str(path)
+        raise
 
 
 def _rewind(out: Path, sizes: dict) -> None:
@@ -450,5 +503,7 @@ def _rewind(out: Path, sizes: dict) -> None:
 
 def load_train_config(d: dict) -> TrainConfig:
     """A TrainConfig from a saved dict, ignoring keys this version does not know."""
+    if not isinstance(d, dict):
+        raise RnnvizError(f"the saved training settings are not a JSON object: {str(d)[:40]}")
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in d.items() if k in known})

@@ -37,7 +37,7 @@ class Vocab:
         self.chars: list[str] = list(chars)
         if not self.chars:
             raise RnnvizError("a vocabulary needs at least one character")
-        if any(len(c) != 1 for c in self.chars):
+        if any(not isinstance(c, str) or len(c) != 1 for c in self.chars):
             raise RnnvizError("vocabulary entries must be single characters")
         if len(set(self.chars)) != len(self.chars):
             raise RnnvizError("vocabulary has duplicate characters")

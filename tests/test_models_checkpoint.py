@@ -64,7 +64,7 @@ def test_parse_unit_errors(make_model):
 @pytest.mark.parametrize(
     "kw,msg",
     [({"hidden": 0}, "hidden must be an integer from 1"), ({"cell": "transformer"}, "unknown cell"),
-     ({"layers": 1000}, "layers must be an integer from 1 to 32"), ({"dropout": 1.5}, "dropout must be in")],
+     ({"layers": 1000}, "layers must be an integer from 1 to 32"), ({"dropout": 1.5}, "dropout must be a number in")],
 )
 def test_model_config_validation(kw, msg):
     with pytest.raises(RnnvizError, match=msg):

@@ -12,14 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dash
-import flask
-from dash.exceptions import DependencyException
 
-from . import callbacks, catalog, emergence_tab, layout
+from . import callbacks, catalog, emergence_tab, guard, layout
 from .state import WINDOW
 from .stores import REGEX_TIMEOUT, StoreSet
 
-MAX_REQUEST_BYTES = 1 << 20  # a callback request is a few kB; a larger body is refused (413) unread
+MAX_REQUEST_BYTES = guard.MAX_REQUEST_BYTES
 
 def create_app(
     store_paths: Sequence[str | Path],
@@ -27,10 +25,13 @@ def create_app(
     window: int = WINDOW,
     regex_timeout: float = REGEX_TIMEOUT,
     title: str | None = None,
+    hosts: Sequence[str] = (),
 ) -> dash.Dash:
     """A Dash app over the given stores.
 
-    ``window``: characters per text window; ``regex_timeout``: seconds a user's regex may run.
+    ``window``: characters per text window; ``regex_timeout``: seconds a user's regex may run;
+    ``hosts``: names the Host header may carry besides 127.0.0.1, localhost and ::1 (the ``--host``
+    bound; see :mod:`rnnviz.dashboard.guard`).
     Serve with ``app.run(host="127.0.0.1", port=8050)`` or give ``app.server`` to a WSGI server.
     Raises :class:`~rnnviz.errors.RnnvizError` if a store cannot be opened.
     """
@@ -42,35 +43,16 @@ def create_app(
         update_title=None,  # keep the tab's title steady while callbacks run
         assets_folder=str(Path(__file__).with_name("no-assets")),  # everything is inline; read no folder
         serve_locally=True,  # the JavaScript comes from the installed package: works offline
+        on_error=guard.report_error,  # an exception in a callback: a message in the page, not a 500
     )
     app.index_string = layout.index_string(html.escape(title))
     app.layout = layout.build(stores)
     callbacks.register(app, stores, window)
     emergence_tab.register(app, stores)
     catalog.register(app, stores, window)
-    _refuse_malformed_requests(app)
+    guard.install(app, hosts)  # Host check, callback-request shapes, security headers
     app.stores = stores  # for tests and tools: the StoreSet this app serves
     return app
-
-
-def _refuse_malformed_requests(app: dash.Dash) -> None:
-    """Answer requests that no page of ours sends with a 4xx, before Dash turns them into a 500 and a
-    logged traceback: an oversized body (413), a callback body that is not Dash's JSON or names no
-    callback of this app (400), a file path outside the installed component packages (404)."""
-    server = app.server
-    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-
-    @server.before_request
-    def _check_callback_body():
-        req = flask.request
-        if req.method == "POST" and req.path.endswith("/_dash-update-component"):
-            body = req.get_json(silent=True)
-            if not (isinstance(body, dict) and isinstance(body.get("inputs"), list)
-                    and isinstance(body.get("output"), str) and body["output"] in app.callback_map):
-                return "malformed callback request", 400
-        return None
-
-    server.register_error_handler(DependencyException, lambda e: ("no such file", 404))
 
 
 def is_loopback(host: str) -> bool:

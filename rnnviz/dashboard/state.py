@@ -59,7 +59,7 @@ def clean(view: dict | None, stores: StoreSet, window: int = WINDOW) -> dict:
     i = stores.resolve(view["store"])
     i = 0 if i is None else i
     store = stores[i]
-    units = set(store.units)
+    units = store.units  # O(1) membership, never a set of every name
     unit = view["unit"] if isinstance(view["unit"], str) and view["unit"] in units else store.units[0]
     cmp = view["cmp"] if isinstance(view["cmp"], str) and view["cmp"] in units and view["cmp"] != unit else ""
     hl = view["hl"]

@@ -3,13 +3,12 @@
 The browser names a store by its index or its name in this list, never by a path, so no request can
 open another file. Features over a whole store (a few MB each), loaded checkpoints and slow analyses
 (rankings, gradient flow) are cached here, bounded, shared by every browser tab of the server process.
-A regex typed in the browser is size-limited here and run by :func:`rnnviz.features.regex_feature`,
-which matches in a child process killed at the time limit, so a catastrophic pattern cannot hang us.
+A regex typed in the browser is checked by :func:`rnnviz.features.check_regex` (the one check of a
+user's regex) and run by :func:`rnnviz.features.regex_feature` with an in-process deadline.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -18,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RnnvizError
-from ..features import FEATURES, compute_feature, regex_feature
+from ..features import FEATURES, REGEX_MAX_PATTERN, compute_feature, regex_feature
+from ..features import check_regex as check_regex  # the one check of a user regex, used by callbacks
 from ..store import Store, open_store
 
-MAX_PATTERN = 200  # characters in a regex typed in the browser
+MAX_PATTERN = REGEX_MAX_PATTERN  # characters in a user's regex: one limit everywhere
 REGEX_TIMEOUT = 2.0  # seconds it may run over a whole store
 
 
@@ -44,18 +44,6 @@ class _LRU:
         return value
 
 
-def check_regex(pattern: str) -> None:
-    """Refuse a browser's regex that is empty, longer than ``MAX_PATTERN`` or not valid syntax."""
-    if not pattern:
-        raise RnnvizError("type a regular expression")
-    if len(pattern) > MAX_PATTERN:
-        raise RnnvizError(f"the regular expression is {len(pattern)} characters; the limit is {MAX_PATTERN}")
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise RnnvizError(f"bad regular expression {pattern!r}: {e}") from None
-
-
 class StoreSet:
     """An ordered, fixed list of opened stores with unique display names (the directory's name)."""
 
@@ -63,6 +51,8 @@ class StoreSet:
         if not paths:
             raise RnnvizError("give at least one store to serve")
         self.stores: list[Store] = [open_store(p) for p in paths]
+        for s in self.stores:
+            s.stats  # noqa: B018  malformed statistics fail here, at start-up, not in a callback
         self.names: list[str] = []
         for s in self.stores:
             name, n = s.path.resolve().name or "store", 2
@@ -87,20 +77,19 @@ class StoreSet:
         key = str(key)
         if key in self.names:
             return self.names.index(key)
-        if key.isdigit() and int(key) < len(self.stores):
+        if key.isascii() and key.isdigit() and len(key) < 10 and int(key) < len(self.stores):  # not "²"
             return int(key)
         return None
 
     def feature(self, i: int, spec: str) -> np.ndarray:
         """Feature ``spec`` (a built-in name or ``re:PATTERN``) over store ``i``'s text: (T,) float32.
 
-        A user's regex is checked (:func:`check_regex`) and runs time-limited in a child process.
+        A user's regex is checked (:func:`check_regex`) and runs with a deadline of ``regex_timeout``.
         """
 
         def make() -> np.ndarray:
             text = self.stores[i].text
             if spec.startswith("re:"):
-                check_regex(spec[3:])
                 return regex_feature(spec[3:], text, timeout=self.regex_timeout)
             if spec not in FEATURES:
                 raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(FEATURES)}")
