@@ -155,8 +155,9 @@ def train(text, out, resume, force, nproc, **opts):
             click.echo(f"\nInterrupted: {out}/last holds the last validation's checkpoint, if any (continue with "
                        "--resume).", err=True)
         sys.exit(130)
-    finally:
-        bar.close()  # before an error's line, which must come last
+    finally:  # before an error's line, which must come last; a bar never drawn stays unwritten
+        bar.disable = bar.disable or bar.n == 0 and not bar.postfix
+        bar.close()
     if rank() > 0:
         return
     click.echo(
