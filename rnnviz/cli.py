@@ -138,8 +138,9 @@ def train(text, out, resume, force, **opts):
         bar.close()
         click.echo(f"\nInterrupted: the last completed step is saved in {out}/last (continue with --resume).", err=True)
         sys.exit(130)
-    finally:
-        bar.close()  # before an error's line, which must come last
+    finally:  # before an error's line, which must come last; a bar never drawn stays unwritten
+        bar.disable = bar.disable or bar.n == 0 and not bar.postfix
+        bar.close()
     click.echo(
         f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
         f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
