@@ -343,7 +343,8 @@ def test_the_page_works_under_its_content_security_policy(served, browser):
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"http://127.0.0.1:{port}/?unit=1:c:3")
+    response = page.goto(f"http://127.0.0.1:{port}/?unit=1:c:3")
+    assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]  # the page runs under it
     # (Locators, not wait_for_function: the policy forbids the eval that a string predicate needs.)
     sync_api.expect(page.locator("#text")).to_have_attribute("data-drawn", re.compile(".+"), timeout=120_000)
     page.wait_for_selector("#trace .main-svg", timeout=120_000)  # Plotly drew under the policy

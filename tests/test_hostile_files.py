@@ -85,7 +85,11 @@ def alive(pid: int) -> bool:
 # --- 1. a regex cannot outlive its parent ---
 
 
-def test_a_stopped_regex_is_a_clear_error_within_its_limit_and_no_process():
+def test_a_stopped_regex_is_a_clear_error_within_its_limit_and_no_process(monkeypatch):
+    def no_fork():
+        raise AssertionError("a process was forked to match a regex")
+
+    monkeypatch.setattr(os, "fork", no_fork)
     before = children(os.getpid())
     t0 = time.monotonic()
     with pytest.raises(RnnvizError, match=r"^the regular expression '\(a\|aa\)\+\$' ran longer than 0.5 s and was "
@@ -357,7 +361,8 @@ def test_hand_edited_train_state(run_dir, key, value, message):
 
 @pytest.mark.parametrize("key,value,message", [
     ("batch", "8", "batch must be an integer, got '8'"), ("lr", float("nan"), "lr must be a finite number"),
-    ("epochs", float("inf"), "epochs must be a finite number"), ("seq_len", -1, "seq-len must be >= 1"),
+    ("epochs", float("inf"), "epochs must be a finite number"),
+    ("seq_len", 2**30, "seq-len must be >= 1 and <= 1048576"),
     ("eval_every", 2.5, "eval-every must be an integer"), ("weight_decay", -1, "weight-decay must be >= 0"),
     ("seed", 2**64, "seed must be >= 0 and <= 9223372036854775807"),
 ])
