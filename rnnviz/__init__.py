@@ -6,6 +6,7 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     store = rnnviz.record(model, text, out="store/")
     store = rnnviz.open_store("store/")
     rnnviz.find_cells(store, "in_quote", top=10)
+    rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
 """
 
@@ -39,6 +40,7 @@ _API = {
     "ablate": "discover",
     "gate_saturation": "discover",
     "gradient_flow": "discover",
+    "find_similar": "similar",
     "export_html": "export",
 }
 

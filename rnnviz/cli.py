@@ -542,6 +542,57 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
     click.echo(table.to_string(float_format=lambda v: f"{v:.3e}"))
 
 
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--start", type=int, required=True, help="First character of the selection.")
+@click.option("--end", type=int, required=True, help="One past its last character.")
+@click.option("--threshold", type=float, default=1.0, show_default=True, help="θ: on = this many σ from the mean.")
+@click.option("--slack", type=int, default=2, show_default=True, help="Characters forgiven at each edge.")
+@click.option("--rule", type=click.Choice(["tolerant", "strict"]), default="tolerant", show_default=True,
+              help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")
+@click.option("--follow", type=int, default=1, show_default=True, help="Best cells the match search follows.")
+@click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
+@_format_option
+def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
+    """Select-to-find: the cells that mark the text START..END, and where else they switch on.
+
+    Cells are ranked by contrast (mean σ inside minus the low at the edges) x how consistently they
+    stay on; matches are runs where the followed cells are on again, ranked by ours (score) and by
+    LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
+    JSON: {"cells": [...], "matches": [...]}.
+
+    \b
+    Example:
+      rnnviz similar stores/wp --start 5299 --end 5338
+      rnnviz similar stores/c --start 14882 --end 14918 --rule strict --format json
+    """
+    from .similar import find_similar
+    from .store import open_store
+
+    st = open_store(store)
+    cells, matches = find_similar(st, start, end, threshold=threshold, slack=slack, rule=rule, follow=follow,
+                                  top=top)
+    if fmt == "json":
+        _echo_json({"cells": _records(cells), "matches": _records(matches)})
+        return
+    if fmt == "csv":
+        click.echo(cells.to_csv(index=False, float_format="%.6g"), nl=False)
+        return
+    click.echo(f"selection {start:,}..{end:,}: {_esc(st.text[start:end][:80])}")
+    if cells.empty:
+        click.echo(f"no cell marks it ({rule} rule, θ = {threshold:g} σ): lower --threshold or select a tighter range")
+        return
+    shown = cells.head(10).copy()
+    shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    strong = int((~matches["weak"]).sum())
+    click.echo(f"\nmatches ({strong} strong, {len(matches) - strong} weak):")
+    for m in matches.itertuples(index=False):
+        flag = " weak" if m.weak else ""
+        click.echo(f"  #{m.rank:<3d} lstmvis #{m.lstmvis_rank:<3d} {m.start:>9,}..{m.stop:<9,} score {m.score:.2f}"
+                   f"{flag}  {_esc(st.text[m.start : min(m.stop, m.start + 60)])}")
+
+
 # --- end discovery ---
 
 # --- export (HTML) ---
