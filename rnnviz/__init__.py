@@ -8,6 +8,7 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     rnnviz.find_cells(store, "in_quote", top=10)
     rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
+    rnnviz.serve(store, jupyter_mode="inline")   # the dashboard in a notebook cell
 """
 
 from importlib import import_module
@@ -42,6 +43,7 @@ _API = {
     "gradient_flow": "discover",
     "find_similar": "similar",
     "export_html": "export",
+    "serve": "dashboard.notebook",
 }
 
 __all__ = sorted(_API)

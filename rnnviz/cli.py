@@ -606,7 +606,9 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--start", type=int, default=0, show_default=True, help="First character of the window.")
 @click.option("--length", type=int, help="Characters in the window (default: to the end of the text).")
-def export_cmd(store, units, feature, top, out, start, length):
+@click.option("--colour-range", type=click.Choice(["max", "p99", "minmax"]), default="max", show_default=True,
+              help="Colour scale: ±max|v|, ±99th percentile of |v|, or the unit's own [min, max].")
+def export_cmd(store, units, feature, top, out, start, length, colour_range):
     """Write a self-contained HTML page: the text coloured by each unit, values on hover.
 
     One block per unit (blue-red for h and candidates, white-green for gates, c by its recorded
@@ -616,6 +618,7 @@ def export_cmd(store, units, feature, top, out, start, length):
     Example:
       rnnviz export stores/wp --unit 2:c:417 --out quote_cell.html --start 1000 --length 5000
       rnnviz export stores/c --feature in_if --top 3 --out if_cells.html
+      rnnviz export stores/c --unit 1:c:5 --colour-range minmax --out brace.html
     """
     from .export import export_html, titles_from_cells
     from .store import open_store
@@ -635,7 +638,7 @@ def export_cmd(store, units, feature, top, out, start, length):
         units, titles = list(cells["unit"]), titles_from_cells(cells)
     else:
         units = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
-    page = export_html(st, units, out, start=start, length=length, titles=titles)
+    page = export_html(st, units, out, start=start, length=length, titles=titles, colour_range=colour_range)
     size = len(page.html.encode("utf-8"))
     click.echo(
         f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} chars "
