@@ -108,7 +108,8 @@ class ColourScale:
 
 
 def check_range_mode(mode) -> str:
-    if mode not in RANGES:
+    """``mode`` if it names a colour range, else a one-line error."""
+    if not (isinstance(mode, str) and mode in RANGES):
         raise RnnvizError(f"unknown colour range {mode!r}; choose one of {', '.join(RANGES)}")
     return mode
 

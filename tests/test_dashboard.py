@@ -388,6 +388,11 @@ def test_pattern_view_functions(stores):
     assert fig["layout"]["shapes"][0]["y0"] == 1.0 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
+    assert cb_pattern.brushed_range({"range": {"x": [120.4, 110.2], "y": [0, 1]}}, 3000) == (111, 121)
+    assert cb_pattern.brushed_range({"range": {"x": [-5, 2]}}, 3000) == (0, 3)
+    for bad in (None, {}, {"range": {"x": ["a", 1]}}, {"range": {"x": [float("nan"), 3]}},
+                {"range": {"x": [1.2, 1.4]}}):
+        assert cb_pattern.brushed_range(bad, 3000) is None
     # The on-set follows θ: at 3 σ no cell is on, at 0.5 both quote cells are.
     mine = v.replace(cells=(QUOTE_UNIT, NEG_UNIT, "0:h:0"))
     c, sg, _ = cb_pattern.cell_set(stores, mine)

@@ -109,7 +109,7 @@ def test_unit_box_always_shows_the_unit_on_screen(page, served):
     open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}", "0:2000")
     page.locator("#index-pick").fill("999")
     page.locator("#index-pick").press("Enter")
-    expect(page.locator("#status")).to_have_text("no unit 1:c:999 in quotes: indices run from 0 to 7")
+    expect(page.locator("#status")).to_have_text("no unit '1:c:999' in quotes: indices run from 0 to 7")
     expect(page.locator("#index-pick")).to_have_value("3")
     expect(page.locator("#legend")).to_contain_text(QUOTE_UNIT)
     page.locator("#kind-pick").click()
@@ -172,8 +172,9 @@ def test_crlf_line_ends_show_no_tofu(page, served):
     cr = text.index("\r")
     assert (shown[cr], shown[cr + 1]) == ("\u21b5", "\n")
     # Each line end takes one line: no empty line between two text lines.
+    line = float(page.evaluate("parseFloat(getComputedStyle(document.getElementById('text')).lineHeight)"))
     first, second = spans(page).nth(cr - 1).bounding_box(), spans(page).nth(cr + 2).bounding_box()
-    assert second["y"] - first["y"] == pytest.approx(first["height"], abs=2)
+    assert second["y"] - first["y"] == pytest.approx(line, abs=2)
 
 
 def boxes(page, selector: str) -> list[dict]:
@@ -304,3 +305,49 @@ def test_select_a_whole_quote_with_its_quote_marks(page, served):
     page.locator("#sel-go").click()
     expect(page.locator("#sel-msg")).to_contain_text("θ must be a finite number >= 0")
     expect(page.locator("#text")).to_have_attribute("data-drawn", "0:2000")
+
+
+def test_pattern_view_drag_threshold_and_heatmaps(page, served):
+    base, stores = served
+    s = stores[0]
+    a, b = quote_span(s.text, 2)
+    cells = f"{QUOTE_UNIT},{NEG_UNIT},0:h:0"
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}&tab=pattern&sel={a}-{b + 1}&cells={cells}&feature=in_quote",
+              "0:2000")
+    onset = page.locator("#pat-onset")
+    expect(onset).to_have_text(f"on-set at θ = 1 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+    expect(page.locator("#pattern .scatterlayer .trace")).to_have_count(3)
+    expect(page.locator("#pat-cells")).to_have_value(f"{QUOTE_UNIT}, {NEG_UNIT}, 0:h:0")
+    # Drag the dashed θ line to the top of the plot: no cell stays on that high.
+    line = page.locator("#pattern .layer-above .shapelayer path").first  # the θ line (the selection is below)
+    box = line.bounding_box()
+    top = page.locator("#pattern .draglayer .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, top["y"] + 2, steps=8)
+    page.mouse.up()
+    expect(onset).to_have_text(re.compile(r"on-set at θ = [\d.]+ σ: none \(0 of 3 cells\)"))
+    theta = float(page.locator("#pat-thr").input_value())
+    assert theta > 1 and f"theta={theta:g}" in page.url
+    # Back to θ = 0.5 by typing, then search: each match is a heatmap of the on-set over its characters.
+    page.locator("#pat-thr").fill("0.5")
+    page.locator("#pat-thr").press("Enter")
+    expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+    page.locator("#pat-go").click()
+    heat = page.locator("#pat-matches .heat")
+    expect(heat.first).to_be_visible()
+    assert heat.count() == 6
+    image = heat.first.locator(".heatmaplayer image").first
+    expect(image).to_be_visible()
+    img = png_pixels(image.screenshot())[::3, ::7, :3].reshape(-1, 3).astype(int)
+    colours = {tuple(c) for c in img.tolist()}
+    assert any(r > bb + 25 for r, _, bb in colours) and any(bb > r + 25 for r, _, bb in colours)  # red and blue cells
+    # A bad cell set or θ: one line, the view unchanged.
+    page.locator("#pat-cells").fill("1:c:3, 9:q:9")
+    page.locator("#pat-cells").press("Enter")
+    expect(page.locator("#status")).to_have_text("no unit '9:q:9' in quotes: give LAYER:KIND:INDEX")
+    expect(page.locator("#pat-cells")).to_have_value(f"{QUOTE_UNIT}, {NEG_UNIT}, 0:h:0")
+    page.locator("#pat-thr").fill("-1")
+    page.locator("#pat-thr").press("Enter")
+    expect(page.locator("#status")).to_contain_text("θ must be a finite number >= 0")
+    expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")

@@ -60,7 +60,7 @@ def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], 
     start, stop = view.start, min(store.length, view.start + window)
     z = zscore(store, cells, store.window(start, stop, cells)) * np.asarray(signs, np.float32)  # (n, k)
     x = np.arange(start, stop)
-    data = [dict(type="scattergl", x=x, y=z[:, j], mode="lines", name=("−" if signs[j] < 0 else "") + c,
+    data = [dict(type="scatter", x=x, y=z[:, j], mode="lines", name=("−" if signs[j] < 0 else "") + c,
                  line=dict(width=1.2, color=LINE_COLOURS[j % len(LINE_COLOURS)]),
                  hovertemplate="#%{x}: %{y:.2f} σ<extra>%{fullData.name}</extra>")
             for j, c in enumerate(cells)]
@@ -70,7 +70,8 @@ def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], 
         shapes.append(dict(type="rect", xref="x", yref="paper", x0=view.sel[0] - 0.5, x1=view.sel[1] - 0.5, y0=0, y1=1,
                            fillcolor="rgba(230,110,0,0.12)", line=dict(width=0), editable=False, layer="below"))
     layout = dict(height=260, margin=dict(l=50, r=10, t=36, b=30), font=dict(family="system-ui, sans-serif", size=12),
-                  shapes=shapes, hovermode="x unified", yaxis=dict(title="σ (sign-aware)"),
+                  shapes=shapes, hovermode="x unified", dragmode="select", selectdirection="h",
+                  yaxis=dict(title="σ (sign-aware)"),
                   xaxis=dict(range=[start, stop]),
                   legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"),
                   title=dict(text=f"θ = {view.theta:g} σ (drag the dashed line)", x=0, xanchor="left", font_size=12))
@@ -88,6 +89,18 @@ def theta_from_relayout(relayout) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def brushed_range(selected, length: int) -> tuple[int, int] | None:
+    """[a, b) of the characters inside a box brushed on the lines (a graph's selectedData), or None."""
+    try:
+        x0, x1 = sorted(float(x) for x in selected["range"]["x"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not (np.isfinite(x0) and np.isfinite(x1)):
+        return None
+    a, b = max(0, int(np.ceil(x0))), min(length, int(np.floor(x1)) + 1)
+    return (a, b) if a < b else None
 
 
 def heatmap(store, cells: list[str], signs: list[int], a: int, b: int, feature: np.ndarray | None, name: str):
@@ -164,6 +177,16 @@ def register(app, stores: StoreSet, window: int) -> None:
         if theta is None:
             raise PreventUpdate
         return theta
+
+    @app.callback(Output("sel-view", "data", allow_duplicate=True), Input("pattern", "selectedData"),
+                  State("view", "data"), State("pat-thr", "value"), prevent_initial_call=True)
+    def _brush(selected, view, theta):
+        # Brushing a range on the lines selects it, as a mouse selection in the text does.
+        v = View.clean(view, stores, window)
+        span = brushed_range(selected, stores[v.store].length)
+        if span is None:
+            raise PreventUpdate
+        return {"a": span[0], "b": span[1], "theta": theta}
 
     @app.callback(Output("pat-matches", "children"), Output("pat-msg", "children", allow_duplicate=True),
                   Input("pat-go", "n_clicks"), State("view", "data"), prevent_initial_call=True)

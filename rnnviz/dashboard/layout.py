@@ -28,9 +28,9 @@ def _store_label(stores: StoreSet, i: int) -> str:
     return f"{stores.names[i]} · {s.cell} {len(s.layers)}×{s.hidden} · {s.length:,} chars"
 
 
-def graph(id_: str, height: int = 160) -> dcc.Graph:
+def graph(id_: str, height: int = 160, **config) -> dcc.Graph:
     """A plot that says "loading…" until its first figure arrives."""
-    return dcc.Graph(id=id_, figure=loading_figure(height), config={"displaylogo": False})
+    return dcc.Graph(id=id_, figure=loading_figure(height), config={"displaylogo": False, **config})
 
 
 def _num(id_: str, value, width: int = 80, **kw) -> dcc.Input:
@@ -85,7 +85,7 @@ def pattern_panel() -> html.Div:
             html.Button("Search", id="pat-go"),
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),
-        graph("pattern", 260),
+        graph("pattern", 260, edits={"shapePosition": True}),  # the θ line is dragged
         html.Div(id="pat-onset", className="note"),
         dcc.Loading(html.Div(id="pat-matches"), type="dot"),
     ])

@@ -67,12 +67,17 @@ class View:
             start=clip_start(d.get("start"), store.length, window),
             feature=valid_feature(d.get("feature")),
             hl=valid_span(d.get("hl"), store.length),
-            range=d.get("range") if d.get("range") in RANGES else "max",
-            tab=d.get("tab") if d.get("tab") in TABS else "hyp",
+            range=_choice(d.get("range"), RANGES, "max"),
+            tab=_choice(d.get("tab"), TABS, "hyp"),
             sel=valid_span(d.get("sel"), store.length),
             theta=valid_theta(d.get("theta")),
             cells=cells,
         )
+
+
+def _choice(value, allowed, default: str) -> str:
+    """``value`` when it is one of the ``allowed`` strings (any JSON may come from the browser)."""
+    return value if isinstance(value, str) and value in allowed else default
 
 
 def to_int(value) -> int:

@@ -193,13 +193,13 @@ def rank(stores, view: View, _value, ctx: Inputs) -> tuple[View, str]:
 
 
 def pick_range(stores, view: View, value, ctx) -> tuple[View, str]:
-    if value not in RANGES:
+    if not (isinstance(value, str) and value in RANGES):
         return view, f"no colour range {_short(str(value))}: choose one of {', '.join(RANGES)}"
     return view.replace(range=value), ""
 
 
 def pick_tab(stores, view: View, value, ctx) -> tuple[View, str]:
-    return (view.replace(tab=value), "") if value in TABS else (view, "")
+    return (view.replace(tab=value), "") if isinstance(value, str) and value in TABS else (view, "")
 
 
 def unit_row(stores, view: View, value, ctx) -> tuple[View, str]:
