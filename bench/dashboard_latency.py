@@ -264,7 +264,8 @@ def browser_first_load(app, unit: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/?unit={unit}&start=500000"
+    start = app.stores[0].length // 2
+    url = f"http://127.0.0.1:{server.server_port}/?unit={unit}&start={start}"
     args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"]
     with sync_playwright() as p:
@@ -278,7 +279,7 @@ def browser_first_load(app, unit: str) -> None:
             times.append(time.perf_counter() - t)
         t = time.perf_counter()
         page.click("#page-next")
-        page.wait_for_function("document.querySelector('#text').dataset.drawn.startsWith('502000')")
+        page.wait_for_function(f"document.querySelector('#text').dataset.drawn.startsWith('{start + 2000}:')")
         t_page = time.perf_counter() - t
         b.close()
     server.shutdown()

@@ -45,7 +45,7 @@ def served(tmp_path_factory):
 def new_page(browser, request, width=1500, height=1100):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg = browser.new_page(viewport={"width": width, "height": height})
-    pg.set_default_timeout(15_000)
+    pg.set_default_timeout(30_000)  # the first action after a cold start can take 15 s on a busy 2-core machine
     errors = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -341,7 +341,8 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     expect(image).to_be_visible()
     img = png_pixels(image.screenshot())[::3, ::7, :3].reshape(-1, 3).astype(int)
     colours = {tuple(c) for c in img.tolist()}
-    assert any(r > bb + 25 for r, _, bb in colours) and any(bb > r + 25 for r, _, bb in colours)  # red and blue cells
+    # Red where the on-set is on (the match), white-to-blue in the context around it.
+    assert any(r > bb + 60 for r, _, bb in colours) and any(bb > r for r, _, bb in colours)
     # A bad cell set or θ: one line, the view unchanged.
     page.locator("#pat-cells").fill("1:c:3, 9:q:9")
     page.locator("#pat-cells").press("Enter")

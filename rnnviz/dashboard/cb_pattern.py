@@ -22,6 +22,7 @@ from .stores import StoreSet
 DEFAULT_CELLS = 5  # cells taken from the ranking when the user has not chosen any
 HEATMAPS = 6  # matches drawn as heatmaps
 HEAT_CONTEXT = 10  # characters drawn each side of a match
+HEAT_SCALE = [[0, "#3b5fc4"], [0.5, "#ffffff"], [1, "#c43b3b"]]  # blue low, red high: the text's meaning
 LINE_COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555", "#b7950b", "#1e8449"]
 
 
@@ -109,7 +110,7 @@ def heatmap(store, cells: list[str], signs: list[int], a: int, b: int, feature: 
     lo, hi = max(0, a - HEAT_CONTEXT), min(store.length, b + HEAT_CONTEXT)
     z = (zscore(store, cells, store.window(lo, hi, cells)) * np.asarray(signs, np.float32)).T  # (k, n)
     chars = [c if c.isprintable() else "·" for c in store.text[lo:hi]]
-    rows = [dict(type="heatmap", z=z.tolist(), x=list(range(lo, hi)), y=cells, colorscale="RdBu", reversescale=True,
+    rows = [dict(type="heatmap", z=z.tolist(), x=list(range(lo, hi)), y=cells, colorscale=HEAT_SCALE,
                  zmid=0, zmin=-3, zmax=3, showscale=False, xaxis="x", yaxis="y",
                  hovertemplate="%{y} #%{x}: %{z:.2f} σ<extra></extra>")]
     domain = [0.0, 1.0]
