@@ -16,6 +16,8 @@ in a temp directory, then times, in one process:
   (``posix_fadvise(DONTNEED)`` on the store's files only), as after a reboot or on a store bigger than RAM;
 - first load: the page, layout and dependency requests plus the first callbacks (view from the URL, window,
   histogram, gate saturation);
+- select-to-find over the whole store (:func:`rnnviz.find_similar`: rank every unit on the selection,
+  then scan the best cell's column over every row), and the pattern view (8 cells' lines over a window);
 - with ``--browser``: wall time from navigation to the coloured window in the system Chromium.
 """
 
@@ -36,10 +38,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnviz.dashboard import callbacks as cb  # noqa: E402
-from rnnviz.dashboard import create_app, state  # noqa: E402
+from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state  # noqa: E402
+from rnnviz.dashboard import transitions as tr  # noqa: E402
+from rnnviz.dashboard.state import View  # noqa: E402
 from rnnviz.export import export_html  # noqa: E402
 from rnnviz.models import ModelConfig  # noqa: E402
+from rnnviz.similar import SimilarConfig, find_matches  # noqa: E402
 from rnnviz.store import write_store  # noqa: E402
 from rnnviz.vocab import Vocab  # noqa: E402
 
@@ -101,8 +105,8 @@ def post(client, deps: dict, output: str, inputs: list[dict], state_: list[dict]
 
 def ms(xs: list[float]) -> str:
     xs = sorted(xs)
-    p90 = xs[min(len(xs) - 1, int(0.9 * len(xs)))]
-    return f"median {statistics.median(xs) * 1e3:7.1f} ms   p90 {p90 * 1e3:7.1f} ms   max {xs[-1] * 1e3:7.1f} ms"
+    p95 = xs[min(len(xs) - 1, int(0.95 * len(xs)))]
+    return f"median {statistics.median(xs) * 1e3:7.1f} ms   p95 {p95 * 1e3:7.1f} ms   max {xs[-1] * 1e3:7.1f} ms"
 
 
 def main() -> None:
@@ -144,16 +148,16 @@ def main() -> None:
     for url in ("/", "/_dash-layout", "/_dash-dependencies"):
         client.get(url)
     t_static = time.perf_counter() - t0
-    view, _ = cb.navigate(stores, None, "url", f"?unit={unit}")
-    vin = [{"id": "view", "property": "data", "value": view}]
+    view, _ = tr.apply(stores, None, "url", f"?unit={unit}")
+    vin = [{"id": "view", "property": "data", "value": view.to_dict()}]
     t_first = {
         "window": post(client, deps, "window-data.data", vin),
         "trace": post(client, deps, "trace.figure", [{"id": "drawn", "property": "data", "value": 1}], vin),
-        "histogram": post(client, deps, "hist.figure", [{"id": "focus", "property": "data", "value": view}]),
+        "histogram": post(client, deps, "hist.figure", [{"id": "focus", "property": "data", "value": view.to_dict()}]),
         "gate saturation": post(client, deps, "sat.figure", [{"id": "store-pick", "property": "value", "value": 0}]),
     }
     t = time.perf_counter()
-    cb.navigate(stores, None, "url", f"?unit={unit}")
+    tr.apply(stores, None, "url", f"?unit={unit}")
     t_first["view from URL"] = time.perf_counter() - t
     total = t_app + t_static + sum(t_first.values())
     print(f"first load (server): {total * 1e3:.0f} ms = open stores {t_app * 1e3:.0f} + page/layout/deps "
@@ -164,35 +168,35 @@ def main() -> None:
 
     slowest = {"text": 0.0, "trace": 0.0}
 
-    def http(v: dict) -> float:  # the two callbacks a window change fires: the text, and its trace
-        vin = [{"id": "view", "property": "data", "value": v}]
+    def http(v: View) -> float:  # the two callbacks a window change fires: the text, and its trace
+        vin = [{"id": "view", "property": "data", "value": v.to_dict()}]
         drawn = [{"id": "drawn", "property": "data", "value": 1}]
         a = post(client, deps, "window-data.data", vin)
         b = post(client, deps, "trace.figure", drawn, vin)
         slowest["text"], slowest["trace"] = max(slowest["text"], a), max(slowest["trace"], b)
         return a + b
 
-    def ours_fn(v: dict) -> float:
+    def ours_fn(v: View) -> float:
         t = time.perf_counter()
-        cb.render_window(stores, v)
-        cb.trace(stores, v)
+        cb_text.render_window(stores, v, state.WINDOW)
+        cb_text.trace(stores, v, state.WINDOW)
         return time.perf_counter() - t
 
-    def base_fn(v: dict) -> float:  # the same, after reading the unit's whole column (what slicing avoids)
+    def base_fn(v: View) -> float:  # the same, after reading the unit's whole column (what slicing avoids)
         t = time.perf_counter()
         np.asarray(store.unit(unit))
-        cb.render_window(stores, v)
-        cb.trace(stores, v)
+        cb_text.render_window(stores, v, state.WINDOW)
+        cb_text.trace(stores, v, state.WINDOW)
         return time.perf_counter() - t
 
     t_http, t_ours, t_base, t_nav, t_exp = [], [], [], [], []
     for s in starts:
-        v = {**view, "start": int(s)}
+        v = view.replace(start=int(s))
         t_http.append(http(v))
         t_ours.append(ours_fn(v))
         t_base.append(base_fn(v))
         t = time.perf_counter()
-        cb.navigate(stores, v, "page-next")
+        tr.apply(stores, v, "page-next")
         t_nav.append(time.perf_counter() - t)
         t = time.perf_counter()
         export_html(store, [unit], start=int(s), length=state.WINDOW)
@@ -208,7 +212,7 @@ def main() -> None:
     if hasattr(os, "posix_fadvise"):
         c_http, c_ours, c_base = [], [], []
         for s in starts[: max(3, args.windows // 4)]:
-            v = {**view, "start": int(s)}
+            v = view.replace(start=int(s))
             for out, fn in ((c_http, http), (c_ours, ours_fn), (c_base, base_fn)):
                 drop_cache(store)
                 out.append(fn(v))
@@ -216,18 +220,38 @@ def main() -> None:
         print(f"  ours (functions):    {ms(c_ours)}")
         print(f"  baseline:            {ms(c_base)}")
         print(f"  ratio ours / baseline (medians, cold cache): {med(c_ours) / med(c_base):.3f}")
-    payload = len(json.dumps(cb.render_window(stores, view)[0]))
+    payload = len(json.dumps(cb_text.render_window(stores, view, state.WINDOW)[0]))
     print(f"  window payload: {payload / 1e3:.0f} kB of JSON for the text view")
-
-    a = store.text.index(" ", 5000)
-    t = time.perf_counter()
-    cb.select_range(stores, view, a - 12, a, 1.0)
-    print(f"select-to-find (12 characters, matches over up to 1M rows): {(time.perf_counter() - t) * 1e3:.0f} ms")
+    find_and_pattern(stores, view, rng, max(3, args.windows // 4))
 
     if args.browser:
         browser_first_load(app, unit)
     if tmp is not None:
         tmp.cleanup()
+
+
+def find_and_pattern(stores, view: View, rng, n: int) -> None:
+    """Select-to-find over the whole store (a 40-character selection, θ = 0.5 σ so that cells pass on random
+    activations) and the pattern view with 8 cells over a full window."""
+    store = stores[0]
+    t_sel, t_pat, n_cells = [], [], []
+    for a in rng.integers(0, store.length - 40, n).tolist():
+        t = time.perf_counter()
+        tables, _, msg = cb_find.select_range(stores, view, a, a + 40, 0.5)
+        if msg:  # no cell passes on random activations: time the match scan of one cell as it would run
+            find_matches(store, [store.units[1]], [1], SimilarConfig(threshold=0.5), query=(a, a + 40))
+        t_sel.append(time.perf_counter() - t)
+        n_cells.append(0 if msg else len(tables.children[1].children[1].children))
+        cells = store.units[:: max(1, len(store.units) // 8)][:8]
+        v = view.replace(start=max(0, a - 1000), sel=(a, a + 40), cells=tuple(cells), tab="pattern")
+        t = time.perf_counter()
+        c, signs, _ = cb_pattern.cell_set(stores, v)
+        cb_pattern.pattern_figure(stores, v, state.WINDOW, c, signs)
+        cb_pattern.on_set(store, v, c, signs)
+        t_pat.append(time.perf_counter() - t)
+    print(f"select-to-find over all {store.length:,} rows ({n} selections of 40 chars, θ 0.5: rank every unit, "
+          f"then scan the best cell's column; cells found {n_cells}): {ms(t_sel)}")
+    print(f"pattern view, 8 cells over a {state.WINDOW:,}-char window: {ms(t_pat)}")
 
 
 def browser_first_load(app, unit: str) -> None:
@@ -240,7 +264,8 @@ def browser_first_load(app, unit: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/?unit={unit}&start=500000"
+    start = app.stores[0].length // 2
+    url = f"http://127.0.0.1:{server.server_port}/?unit={unit}&start={start}"
     args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"]
     with sync_playwright() as p:
@@ -254,7 +279,7 @@ def browser_first_load(app, unit: str) -> None:
             times.append(time.perf_counter() - t)
         t = time.perf_counter()
         page.click("#page-next")
-        page.wait_for_function("document.querySelector('#text').dataset.drawn.startsWith('502000')")
+        page.wait_for_function(f"document.querySelector('#text').dataset.drawn.startsWith('{start + 2000}:')")
         t_page = time.perf_counter() - t
         b.close()
     server.shutdown()

@@ -6,8 +6,10 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     store = rnnviz.record(model, text, out="store/")
     store = rnnviz.open_store("store/")
     rnnviz.find_cells(store, "in_quote", top=10)
+    rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
     rnnviz.emergence("runs/wp", text, ["in_quote"])   # when each cell appears (--snapshot-every runs)
+    rnnviz.serve(store, jupyter_mode="inline")   # the dashboard in a notebook cell
 """
 
 from importlib import import_module
@@ -48,6 +50,8 @@ _API = {
     "emergence": "emergence",
     "emergence_figure": "emergence",
     "list_snapshots": "snapshots",
+    "find_similar": "similar",
+    "serve": "dashboard.notebook",
 }
 
 __all__ = sorted(_API)

@@ -695,6 +695,57 @@ def explain_cmd(store, units, min_score, fmt):
                f"characters and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
 
 
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--start", type=int, required=True, help="First character of the selection.")
+@click.option("--end", type=int, required=True, help="One past its last character.")
+@click.option("--threshold", type=float, default=1.0, show_default=True, help="θ: on = this many σ from the mean.")
+@click.option("--slack", type=int, default=2, show_default=True, help="Characters forgiven at each edge.")
+@click.option("--rule", type=click.Choice(["tolerant", "strict"]), default="tolerant", show_default=True,
+              help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")
+@click.option("--follow", type=int, default=1, show_default=True, help="Best cells the match search follows.")
+@click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
+@_format_option
+def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
+    """Select-to-find: the cells that mark the text START..END, and where else they switch on.
+
+    Cells are ranked by contrast (mean σ inside minus the low at the edges) x how consistently they
+    stay on; matches are runs where the followed cells are on again, ranked by ours (score) and by
+    LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
+    JSON: {"cells": [...], "matches": [...]}.
+
+    \b
+    Example:
+      rnnviz similar stores/wp --start 5299 --end 5338
+      rnnviz similar stores/c --start 14882 --end 14918 --rule strict --format json
+    """
+    from .similar import find_similar
+    from .store import open_store
+
+    st = open_store(store)
+    cells, matches = find_similar(st, start, end, threshold=threshold, slack=slack, rule=rule, follow=follow,
+                                  top=top)
+    if fmt == "json":
+        _echo_json({"cells": _records(cells), "matches": _records(matches)})
+        return
+    if fmt == "csv":
+        click.echo(cells.to_csv(index=False, float_format="%.6g"), nl=False)
+        return
+    click.echo(f"selection {start:,}..{end:,}: {_esc(st.text[start:end][:80])}")
+    if cells.empty:
+        click.echo(f"no cell marks it ({rule} rule, θ = {threshold:g} σ): lower --threshold or select a tighter range")
+        return
+    shown = cells.head(10).copy()
+    shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    strong = int((~matches["weak"]).sum())
+    click.echo(f"\nmatches ({strong} strong, {len(matches) - strong} weak):")
+    for m in matches.itertuples(index=False):
+        flag = " weak" if m.weak else ""
+        click.echo(f"  #{m.rank:<3d} lstmvis #{m.lstmvis_rank:<3d} {m.start:>9,}..{m.stop:<9,} score {m.score:.2f}"
+                   f"{flag}  {_esc(st.text[m.start : min(m.stop, m.start + 60)])}")
+
+
 # --- end discovery ---
 
 # --- export (HTML) ---
@@ -709,7 +760,9 @@ def explain_cmd(store, units, min_score, fmt):
 @click.option("--start", type=int, default=0, show_default=True, help="First character of the window.")
 @click.option("--length", type=int, help="Characters in the window (default: to the end of the text).")
 @click.option("--catalog", is_flag=True, help="Append every unit's explanation and score (rnnviz explain) as a table.")
-def export_cmd(store, units, feature, top, out, start, length, catalog):
+@click.option("--colour-range", type=click.Choice(["max", "p99", "minmax"]), default="max", show_default=True,
+              help="Colour scale: ±max|v|, ±99th percentile of |v|, or the unit's own [min, max].")
+def export_cmd(store, units, feature, top, out, start, length, colour_range, catalog):
     """Write a self-contained HTML page: the text coloured by each unit, values on hover.
 
     One block per unit (blue-red for h and candidates, white-green for gates, c by its recorded
@@ -720,6 +773,7 @@ def export_cmd(store, units, feature, top, out, start, length, catalog):
       rnnviz export stores/wp --unit 2:c:417 --out quote_cell.html --start 1000 --length 5000
       rnnviz export stores/c --feature in_if --top 3 --out if_cells.html
       rnnviz export stores/c --unit 1:c:4 --catalog --out catalog.html
+      rnnviz export stores/c --unit 1:c:5 --colour-range minmax --out brace.html
     """
     from .export import export_html, titles_from_cells
     from .store import open_store
@@ -744,7 +798,8 @@ def export_cmd(store, units, feature, top, out, start, length, catalog):
         from .explainer import explain
 
         table = explain(st)
-    page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table)
+    page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table,
+                       colour_range=colour_range)
     size = len(page.html.encode("utf-8"))
     click.echo(
         f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} chars "

@@ -18,7 +18,6 @@ cannot end its script element.
 from __future__ import annotations
 
 import base64
-import colorsys
 import html
 import itertools
 import json
@@ -28,104 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .colors import (  # noqa: F401 (ColourScale, colour_scale, colours: re-exported for existing callers)
+    KIND_NAMES,
+    N_BINS,
+    PALETTES,
+    ColourScale,
+    colour_scale,
+    colours,
+    unit_scale,
+)
 from .errors import RnnvizError
 from .fsutil import atomic_file
 from .models import parse_unit
 
-N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
 MAX_CELLS = 1_000_000  # units x characters in one export: beyond this a browser takes many seconds
 CHUNK = 2000  # chars per content-visibility chunk: only the chunks on screen are laid out
 TOP_SHOWN = 5  # top predictions carried per character for the tooltip
-
-TANH_KINDS = ("h", "g", "n")  # in [-1, 1]
-GATE_KINDS = ("i", "f", "o", "r", "z")  # sigmoids, in [0, 1]
-KIND_NAMES = {
-    "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
-    "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",
-}
-
-
-def _hsl(hue: float, sat: float, light: float) -> str:
-    r, g, b = colorsys.hls_to_rgb(hue / 360, light, sat)
-    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
-
-
-def _palette(name: str) -> list[str]:
-    """``N_BINS`` CSS colours, lowest value first.
-
-    Diverging is the paper's (Karpathy's visualisation code): hue 225 (blue) below 0, hue 0 (red) above,
-    60% saturation, lightness from 100% at 0 down to 60% at the ends, so black text stays readable.
-    """
-    half = (N_BINS - 1) // 2
-    if name == "diverging":
-        return [_hsl(225 if b < half else 0, 0.6, 1 - 0.4 * abs(b - half) / half) for b in range(N_BINS)]
-    if name == "sequential":
-        return [_hsl(140, 0.55, 1 - 0.45 * b / (N_BINS - 1)) for b in range(N_BINS)]
-    raise RnnvizError(f"unknown colour scale {name!r}; choose diverging or sequential")
-
-
-PALETTES = {name: _palette(name) for name in ("diverging", "sequential")}
-
-
-@dataclass(frozen=True)
-class ColourScale:
-    """A value range mapped onto ``N_BINS`` colours: ``name`` is "diverging" or "sequential"."""
-
-    name: str
-    lo: float
-    hi: float
-
-    def __post_init__(self) -> None:
-        if self.name not in PALETTES:
-            raise RnnvizError(f"unknown colour scale {self.name!r}; choose diverging or sequential")
-        if not self.lo < self.hi:  # also rejects NaN
-            raise RnnvizError(f"a colour scale needs lo < hi, got {self.lo} and {self.hi}")
-
-    @property
-    def palette(self) -> list[str]:
-        return PALETTES[self.name]
-
-    def bins(self, values) -> np.ndarray:
-        """Values (any shape) -> colour step 0..N_BINS-1 (int16, same shape); NaN -> -1; clipped."""
-        v = np.asarray(values, dtype=np.float64)
-        t = (v - self.lo) / (self.hi - self.lo) * (N_BINS - 1)
-        with np.errstate(invalid="ignore"):
-            b = np.rint(np.clip(t, 0, N_BINS - 1))
-        return np.where(np.isnan(b), -1, b).astype(np.int16)
-
-    def colours(self, values) -> list[str]:
-        """Values (1-D) -> CSS colours ("transparent" for NaN)."""
-        pal = self.palette + ["transparent"]
-        return [pal[b] for b in self.bins(values).ravel().tolist()]
-
-    def plotly(self) -> list[list]:
-        """The same steps as a Plotly colorscale; use with ``zmin=lo, zmax=hi``."""
-        return [[b / (N_BINS - 1), c] for b, c in enumerate(self.palette)]
-
-
-def colour_scale(kind: str, stats: Mapping | None = None) -> ColourScale:
-    """The scale for one unit kind: h, g, n diverge over [-1, 1]; gates i f o r z run 0 -> 1;
-    ``c`` diverges over [-m, m], m = max(|min|, |max|) of its recording (``stats``: a mapping or a
-    ``store.stats`` row with ``min`` and ``max``), so 0 stays white and the sign stays readable.
-    """
-    if kind in TANH_KINDS:
-        return ColourScale("diverging", -1.0, 1.0)
-    if kind in GATE_KINDS:
-        return ColourScale("sequential", 0.0, 1.0)
-    if kind == "c":
-        if stats is None:
-            raise RnnvizError("the colour scale of a cell state c needs its recorded min and max")
-        m = max(abs(float(stats["min"])), abs(float(stats["max"])))
-        if not np.isfinite(m) or m == 0:
-            m = 1.0  # an all-zero (or broken) recording: any range shows it as white
-        return ColourScale("diverging", -m, m)
-    raise RnnvizError(f"unknown unit kind {kind!r}; expected one of h c i f g o r z n")
-
-
-def colours(values, kind: str, lo: float, hi: float) -> list[str]:
-    """Values -> CSS colours on the ``kind`` ("diverging" | "sequential") scale over [lo, hi]."""
-    return ColourScale(kind, float(lo), float(hi)).colours(values)
-
 
 # --- HTML ---
 
@@ -398,10 +315,9 @@ def titles_from_cells(cells) -> dict[str, str]:
     return out
 
 
-def _block(b: int, name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str]) -> str:
+def _block(b: int, name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale) -> str:
     """One unit's section: header, optional title, legend with the numeric range, the coloured text."""
     layer, kind, index = parse_unit(name)
-    scale = colour_scale(kind, stats)
     cls = scale.name[0]
     swatches = "".join(f"<b class={cls}{i}></b>" for i in range(N_BINS))
     zero = "" if scale.name == "sequential" else " · white at 0"
@@ -464,6 +380,7 @@ def export_html(
     length: int | None = None,
     titles: Mapping[str, str] | Sequence[str] | None = None,
     catalog=None,
+    colour_range: str = "max",
 ) -> HtmlExport:
     """Render units of a store (a Store or its path) over the text window [start, start+length) as one page.
 
@@ -471,8 +388,12 @@ def export_html(
     under each block's header (a mapping unit -> text, or a list parallel to ``units``), e.g. the
     feature and score a cell was found by. ``length=None`` runs to the end of the text; a length past the
     end stops there. ``catalog``: a :func:`rnnviz.explain` DataFrame, appended as a table (every unit
-    with its explanation and score). Writes ``out`` atomically when given.
+    with its explanation and score). ``colour_range``: "max" (±max|v|), "p99" (99th percentile of |v|) or "minmax" (the
+    unit's own [min, max]; see :mod:`rnnviz.colors`). Writes ``out`` atomically when given.
     """
+    from .colors import check_range_mode
+
+    check_range_mode(colour_range)
     if isinstance(store, (str, Path)):
         from .store import open_store
 
@@ -501,7 +422,8 @@ def export_html(
         layer, kind, index = parse_unit(name)
         values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
         data["units"].append({"name": name, "v": _b64(values)})
-        blocks.append(_block(b, name, text, values, store.stats.loc[name], titles.get(name), chunks))
+        scale = unit_scale(store, name, colour_range)
+        blocks.append(_block(b, name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
     model = store.manifest.get("model") or {}
     data["meta"] = {
         "store": store.path.name,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,13 +14,14 @@ from click.testing import CliRunner
 
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.cli import main as cli
-from rnnviz.dashboard import callbacks as cb
-from rnnviz.dashboard import create_app, select, state, textview
+from rnnviz.colors import colour_scale, sample_blocks
+from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state, textview
+from rnnviz.dashboard import transitions as tr
 from rnnviz.dashboard.app import is_loopback
+from rnnviz.dashboard.state import View
 from rnnviz.dashboard.stores import StoreSet
 from rnnviz.errors import RnnvizError
-from rnnviz.export import colour_scale
-from rnnviz.features import compute_feature
+from rnnviz.features import FEATURES, compute_feature
 from rnnviz.models import CharRNN, ModelConfig
 from rnnviz.record import record
 from rnnviz.sampling import sample
@@ -73,32 +73,40 @@ def stores(tmp_path_factory) -> StoreSet:
     return StoreSet([base / "quotes", base / "short"], regex_timeout=0.5)
 
 
-def view(stores, **kw) -> dict:
-    return state.clean({"unit": QUOTE_UNIT, **kw}, stores)
+def view(stores, **kw) -> View:
+    return View.clean({"unit": QUOTE_UNIT, **kw}, stores)
 
 
 # --- view state and the URL ---
 
 
 def test_query_round_trip(stores):
-    v = view(stores, cmp=NEG_UNIT, start=1234, feature="in_quote")
+    v = view(stores, cmp=NEG_UNIT, start=234, feature="in_quote")
     q = state.to_query(v, stores)
-    assert q == "?store=quotes&unit=1%3Ac%3A3&cmp=1%3Ah%3A5&start=1234&feature=in_quote"
+    assert q == "?store=quotes&unit=1%3Ac%3A3&cmp=1%3Ah%3A5&start=234&feature=in_quote"
     assert state.from_query(q, stores) == v
-    assert state.from_query("?store=1&unit=0:f:2&start=10", stores) == {
-        "store": 1, "unit": "0:f:2", "cmp": "", "start": 10, "feature": "", "hl": None,
-    }
+    assert state.from_query("?store=1&unit=0:f:2&start=10", stores) == View(store=1, unit="0:f:2", start=0)
+    full = view(stores, range="minmax", tab="pattern", sel=[10, 20], theta=0.5, cells=[QUOTE_UNIT, NEG_UNIT])
+    q = state.to_query(full, stores)
+    assert q == ("?store=quotes&unit=1%3Ac%3A3&start=0&range=minmax&tab=pattern&sel=10-20&theta=0.5"
+                 "&cells=1%3Ac%3A3%2C1%3Ah%3A5")
+    assert state.from_query(q, stores) == full
+    assert full.to_dict()["sel"] == (10, 20) and View.clean(full.to_dict(), stores) == full
 
 
 def test_query_cannot_reach_other_stores_or_bad_values(stores):
     # A path, an unknown name, an index out of range: all fall back to the first store given at start-up.
     for bad in ("../../etc", "/tmp/quotes", "2", "-1", "quotes/../short"):
-        assert state.from_query(f"?store={bad}", stores)["store"] == 0
+        assert state.from_query(f"?store={bad}", stores).store == 0
     v = state.from_query("?unit=9:c:0&cmp=1:c:3&start=-5&feature=no_such_thing", stores)
-    assert v == {"store": 0, "unit": "0:h:0", "cmp": QUOTE_UNIT, "start": 0, "feature": "", "hl": None}
-    assert state.from_query("?start=999999", stores)["start"] == stores[0].length - 1
-    assert state.from_query("?feature=re:" + "x" * 1001, stores)["feature"] == ""
-    assert state.from_query("?unit=1:c:3&cmp=1:c:3", stores)["cmp"] == ""
+    assert v == View(unit="0:h:0", cmp=QUOTE_UNIT)
+    assert state.from_query("?start=999999", stores).start == stores[0].length - state.WINDOW  # a full window
+    assert state.from_query("?feature=re:" + "x" * 1001, stores).feature == ""
+    assert state.from_query("?unit=1:c:3&cmp=1:c:3", stores).cmp == ""
+    bad = state.from_query("?sel=20-10&theta=nan&range=rainbow&tab=evil&cells=" + ",".join(["1:c:3"] * 100), stores)
+    assert (bad.sel, bad.theta, bad.range, bad.tab, bad.cells) == (None, 1.0, "max", "hyp", (QUOTE_UNIT,))
+    for theta in ("-1", "1e400", "inf", "x"):
+        assert state.from_query(f"?theta={theta}", stores).theta == 1.0
 
 
 def test_store_names_are_unique(tmp_path):
@@ -113,98 +121,135 @@ def test_store_names_are_unique(tmp_path):
         StoreSet([])
 
 
-# --- navigate: every control that changes the view ---
+# --- transitions: every control that changes the view, as a pure function ---
 
 
 def nav(stores, v, trigger, value=None, **kw):
-    return cb.navigate(stores, v, trigger, value, **kw)
+    return tr.apply(stores, v, trigger, value, tr.Inputs(**kw))
 
 
-def test_navigate_load_and_pickers(stores):
-    v, msg = nav(stores, None, None, "?store=quotes&unit=1:c:3&start=2000")
-    assert (v["unit"], v["start"], msg) == (QUOTE_UNIT, 2000, "")
-    assert nav(stores, v, "layer-pick", 0)[0]["unit"] == "0:c:3"
-    assert nav(stores, v, "kind-pick", "f")[0]["unit"] == "1:f:3"
-    assert nav(stores, v, "index-pick", 7)[0]["unit"] == "1:c:7"
-    assert nav(stores, v, "index-pick", 99)[0]["unit"] == "1:c:7"  # clipped to H - 1
-    assert nav(stores, v, "unit-next")[0]["unit"] == "1:c:4"
-    assert nav(stores, view(stores, unit="0:h:0"), "unit-prev")[0]["unit"] == "1:o:7"  # wraps
-    assert nav(stores, v, "store-pick", 1)[0] == {**v, "store": 1, "start": 499}  # unit kept, start clipped
-    c = cb.controls(stores, v)
+def test_load_and_pickers(stores):
+    v, msg = nav(stores, None, None, "?store=quotes&unit=1:c:3&start=1000")
+    assert (v.unit, v.start, msg) == (QUOTE_UNIT, 1000, "")
+    assert nav(stores, v, "layer-pick", 0)[0].unit == "0:c:3"
+    assert nav(stores, v, "kind-pick", "f")[0].unit == "1:f:3"
+    assert nav(stores, v, "index-pick", 7)[0].unit == "1:c:7"
+    assert nav(stores, v, "index-pick", 99) == (v, "no unit '1:c:99' in quotes: indices run from 0 to 7")
+    assert nav(stores, v, "index-pick", None) == (v, "a unit index is a whole number from 0 to 7")
+    assert nav(stores, v, "index-pick", "1e400")[1] == "a unit index is a whole number from 0 to 7"
+    assert nav(stores, v, "unit-next")[0].unit == "1:c:4"
+    assert nav(stores, view(stores, unit="0:h:0"), "unit-prev")[0].unit == "1:o:7"  # wraps
+    assert nav(stores, v, "store-pick", 1)[0] == v.replace(store=1, start=0)  # unit kept, start clipped
+    c = cb_view.controls(stores, v)
     assert (c["layer"], c["kind"], c["index"], c["index_max"], c["query"]) == (
-        1, "c", 3, 7, "?store=quotes&unit=1%3Ac%3A3&start=2000")
+        1, "c", 3, 7, "?store=quotes&unit=1%3Ac%3A3&start=1000")
 
 
-def test_navigate_compare_unit(stores):
+def test_a_refused_index_is_replaced_in_the_box(stores):
     v = view(stores)
-    assert nav(stores, v, "cmp-input", " 1:h:5 ") == ({**v, "cmp": NEG_UNIT}, "")
+    new, _ = nav(stores, v, "index-pick", 99)
+    out = cb_view.changed_controls(stores, v.to_dict(), new, "index-pick")
+    assert out["index"] == 3  # written back even though the view did not change
+    kind, _ = nav(stores, v, "kind-pick", "h")
+    assert cb_view.changed_controls(stores, v.to_dict(), kind, "kind-pick")["index"] == 3
+
+
+def test_link_problems_are_said(stores):
+    assert nav(stores, None, "url", "?feature=nonsense")[1] == (
+        "no feature 'nonsense': choose one of " + ", ".join(FEATURES) + ", or re:PATTERN (showing none)")
+    assert nav(stores, None, "url", "?unit=7:c:1")[1] == "no unit '7:c:1' in quotes: showing 0:h:0"
+    assert nav(stores, None, "url", "?store=etc")[1].startswith("no store 'etc' here")
+    assert nav(stores, None, "url", "?range=rainbow")[1] == "no colour range 'rainbow': choose one of max, p99, minmax"
+    assert nav(stores, None, "url", "?sel=5-5")[1] == "the selection '5-5' is not a range A-B inside the text (0..3000)"
+    assert nav(stores, None, "url", "?theta=nan")[1] == "θ must be a finite number >= 0 (σ), got 'nan'"
+    assert nav(stores, None, "url", "?theta=1e400")[1] == "θ must be a finite number >= 0 (σ), got '1e400'"
+    assert nav(stores, None, "url", "?cells=1:c:3,9:z:9")[1].startswith("cells: give 1 to 8 units of quotes")
+
+
+def test_compare_unit(stores):
+    v = view(stores)
+    assert nav(stores, v, "cmp-input", " 1:h:5 ") == (v.replace(cmp=NEG_UNIT), "")
     bad, msg = nav(stores, v, "cmp-input", "<img src=x>")
-    assert bad["cmp"] == "" and msg == "no unit '<img src=x>' in quotes: give LAYER:KIND:INDEX, e.g. 1:o:7"
-    assert nav(stores, {**v, "cmp": NEG_UNIT}, "cmp-input", "")[0]["cmp"] == ""
+    assert bad.cmp == "" and msg == "no unit '<img src=x>' in quotes: give LAYER:KIND:INDEX, e.g. 1:o:7"
+    assert nav(stores, v.replace(cmp=NEG_UNIT), "cmp-input", "")[0].cmp == ""
 
 
-def test_navigate_pages_and_jump(stores):
+def test_pages_by_full_windows_and_jump(stores):
     T = stores[0].length
     v = view(stores)
     nxt, _ = nav(stores, v, "page-next")
-    assert nxt["start"] == 2000
-    assert nav(stores, nxt, "page-next")[0]["start"] == T - 1  # never past the last character
-    assert nav(stores, nxt, "page-prev")[0]["start"] == 0
-    assert nav(stores, v, "page-prev")[0]["start"] == 0
+    assert nxt.start == T - 2000  # the last full window, not a window of 1,000
+    assert nav(stores, nxt, "page-next") == (nxt, "this is the end of the text")
+    assert nav(stores, nxt, "page-prev")[0].start == 0
+    assert nav(stores, v, "page-prev") == (v, "this is the start of the text")
     j, _ = nav(stores, v, "jump-go", jump=2500)
-    assert (j["start"], j["hl"]) == (2500, [2500, 2501])
-    assert nav(stores, v, "jump-go", jump=10**9)[0]["start"] == T - 1
+    assert (j.start, j.hl) == (1000, (2500, 2501))
+    near, _ = nav(stores, v, "jump-go", jump=700)  # on screen: the window stays
+    assert (near.start, near.hl) == (0, (700, 701))
+    assert nav(stores, v, "jump-go", jump=10**9)[0].hl == (T - 1, T)
     assert nav(stores, v, "jump-go", jump=None) == (v, "type a character position to go to")
 
 
-def test_navigate_find(stores):
+def test_find(stores):
     text = stores[0].text
     v = view(stores)
     first = text.index("why")
     f1, msg = nav(stores, v, "find-go", find="why")
-    assert (f1["hl"], f1["start"], msg) == ([first, first + 3], 0, "")
+    assert (f1.hl, f1.start, msg) == ((first, first + 3), 0, "")
     second = text.index("why", first + 1)
-    assert nav(stores, f1, "find-go", find="why")[0]["hl"] == [second, second + 3]
+    assert nav(stores, f1, "find-go", find="why")[0].hl == (second, second + 3)
     last = text.rindex("why")
-    far, _ = nav(stores, v, "jump-go", jump=last)
-    far = {**far, "hl": [last, last + 3]}
+    far = v.replace(start=1000, hl=(last, last + 3))
     wrapped, msg = nav(stores, far, "find-go", find="why")
-    assert (wrapped["hl"], msg) == ([first, first + 3], "search wrapped around to the top")
+    assert (wrapped.hl, msg) == ((first, first + 3), "search wrapped around to the top")
     late = text.index("why", 1990)  # past the first window: the window moves to show it with context
-    assert late > 1997
     hit, _ = nav(stores, view(stores, hl=[1989, 1990]), "find-go", find="why")
-    assert (hit["hl"], hit["start"]) == ([late, late + 3], late - 200)
+    assert (hit.hl, hit.start) == ((late, late + 3), min(late - 200, 1000))
     assert nav(stores, v, "find-go", find="zebra") == (v, "'zebra' does not occur in quotes")
     assert nav(stores, v, "find-input", find="") == (v, "type some text to find")
 
 
-def test_navigate_feature_and_regex(stores):
+def test_feature_and_regex(stores):
     v = view(stores)
-    assert nav(stores, v, "feature-pick", "in_quote")[0]["feature"] == "in_quote"
-    assert nav(stores, v, "rank-go", regex='"[^"]*"', feature_pick="column")[0]["feature"] == 're:"[^"]*"'
-    assert nav(stores, v, "rank-go", regex="", feature_pick="column")[0]["feature"] == "column"
+    assert nav(stores, v, "feature-pick", "in_quote")[0].feature == "in_quote"
+    assert nav(stores, v, "rank-go", regex='"[^"]*"', feature_pick="column")[0].feature == 're:"[^"]*"'
+    assert nav(stores, v, "rank-go", regex="", feature_pick="column")[0].feature == "column"
     assert nav(stores, v, "regex-input", regex="(unclosed") == (
         v, "bad regular expression '(unclosed': missing ), unterminated subpattern at position 0")
     too_long = nav(stores, v, "regex-input", regex="x" * 1001)
     assert too_long == (v, "the regular expression is 1001 characters; the limit is 1000")
 
 
-def test_navigate_catastrophic_regex_is_stopped(stores):
+def test_catastrophic_regex_is_stopped(stores):
     # (a|aa)+$ backtracks exponentially on the 28 a's before "!" (the regex package answers (a+)+$ at
     # once, but not this): the 0.5 s limit stops it.
     v, msg = nav(stores, view(stores), "regex-input", regex="(a|aa)+$")
-    assert v["feature"] == ""
+    assert v.feature == ""
     assert msg == "the regular expression '(a|aa)+$' ran longer than 0.5 s and was stopped; make it simpler"
     v, msg = nav(stores, None, "url", "?feature=re:(a%7Caa)%2B$")  # the same pattern from a link
-    assert v["feature"] == "" and "ran longer than 0.5 s" in msg
+    assert v.feature == "" and "ran longer than 0.5 s" in msg
 
 
-def test_navigate_table_rows(stores):
+def test_table_rows_range_tab_selection_cells_theta(stores):
     v = view(stores, unit="0:h:0")
-    assert nav(stores, v, "unit-row", "rank/1:c:3")[0]["unit"] == QUOTE_UNIT
-    assert nav(stores, v, "unit-row", "thr/../../1:c:3")[0]["unit"] == "0:h:0"  # not a unit: ignored
+    assert nav(stores, v, "unit-row", "rank/1:c:3")[0].unit == QUOTE_UNIT
+    assert nav(stores, v, "unit-row", "thr/../../1:c:3") == (v, "no unit '../../1:c:3' in quotes")
     m, _ = nav(stores, v, "match-row", "2400-2410")
-    assert (m["hl"], m["start"]) == ([2400, 2410], 2200)
+    assert (m.hl, m.start) == ((2400, 2410), 1000)
+    assert nav(stores, v, "range-pick", "p99")[0].range == "p99"
+    assert nav(stores, v, "range-pick", "rainbow")[0] == v
+    assert nav(stores, v, "tabs", "pattern")[0].tab == "pattern"
+    s, _ = nav(stores, v.replace(cells=(NEG_UNIT,)), "sel-view", {"a": 10, "b": 20, "theta": 0.5})
+    assert (s.sel, s.theta, s.cells) == ((10, 20), 0.5, ())
+    assert nav(stores, v, "sel-view", {"a": 10, "b": 99999})[0] == v
+    c, _ = nav(stores, v, "pat-cells", " 1:c:3 , 1:h:5,1:c:3")
+    assert c.cells == (QUOTE_UNIT, NEG_UNIT)
+    assert nav(stores, v, "pat-cells", "") == (v, "cells: give 1 to 8 units, e.g. 1:o:7")
+    assert nav(stores, v, "pat-cells", ",".join(["1:c:3"] * 100)) == (v, "cells: at most 8 at once, got 100")
+    assert nav(stores, v, "pat-cells", "1:c:3, 5:q:1") == (v, "no unit '5:q:1' in quotes: give LAYER:KIND:INDEX")
+    assert nav(stores, v, "pat-thr", 0.25)[0].theta == 0.25
+    for bad in (float("nan"), -1, "1e400", None):
+        assert nav(stores, v, "pat-thr", bad)[0] == v and nav(stores, v, "pat-thr", bad)[1].startswith("θ must be")
 
 
 # --- the text window ---
@@ -213,8 +258,8 @@ def test_navigate_table_rows(stores):
 def test_render_window_values_classes_and_tooltips(stores):
     s = stores[0]
     v = view(stores, start=1000, cmp=NEG_UNIT, feature="in_quote")
-    data, label, _ = cb.render_window(stores, v)
-    fig = cb.trace(stores, v)
+    data, label, _ = cb_text.render_window(stores, v, 2000)
+    fig = cb_text.trace(stores, v, 2000)
     assert (data["start"], data["stop"], label) == (1000, 3000, "characters 1,000–3,000 of 3,000")
     text = s.text[1000:3000]
     assert data["chars"] == [textview.visible(c) for c in text]
@@ -245,9 +290,27 @@ def test_render_window_values_classes_and_tooltips(stores):
 
 
 def test_render_window_first_char_has_no_loss_and_highlight(stores):
-    data, *_ = cb.render_window(stores, view(stores, hl=[5, 8]))
+    data, *_ = cb_text.render_window(stores, view(stores, hl=[5, 8]), 2000)
     assert data["tips"][0].split("\n")[1] == "#0 H"
     assert [i for i, c in enumerate(data["cls"]) if "hl" in c.split()] == [5, 6, 7]
+    assert data["hl"] == [5, 8]
+    later, *_ = cb_text.render_window(stores, view(stores, start=1000, hl=[990, 1003]), 2000)
+    assert later["hl"] == [0, 3]  # clipped to the window
+    assert cb_text.render_window(stores, view(stores, hl=[2500, 2501]), 2000)[0]["hl"] is None
+
+
+def test_colour_range_modes(stores):
+    s = stores[0]
+    unit = "0:h:0"
+    v = s.unit(unit)[:2000].astype(np.float64)
+    lo, hi = float(s.stats.loc[unit, "min"]), float(s.stats.loc[unit, "max"])
+    p99 = float(np.percentile(np.abs(s.unit(unit).astype(np.float64)), 99))
+    for mode, want in [("max", (v + 1) / 2), ("p99", (np.clip(v / p99, -1, 1) + 1) / 2),
+                       ("minmax", np.where(v < 0, (v - lo) / -lo / 2, 0.5 + v / hi / 2))]:
+        data, _, leg = cb_text.render_window(stores, view(stores, unit=unit, range=mode), 2000)
+        assert [c.split()[0] for c in data["cls"]] == [f"d{int(b)}" for b in np.rint(want * 32)]
+    leg = cb_text.render_window(stores, view(stores, unit=unit, range="minmax"), 2000)[2]
+    assert f"colour: blue = {lo:.3g}, white = 0, red = {hi:.3g} (per-unit [min, max])" in leg.children[3]
 
 
 def test_render_window_reads_only_the_window(stores, monkeypatch):
@@ -261,25 +324,28 @@ def test_render_window_reads_only_the_window(stores, monkeypatch):
 
     monkeypatch.setattr(type(s), "window", spy)
     monkeypatch.setattr(type(s), "unit", lambda *a: pytest.fail("read a whole unit"))
-    cb.render_window(stores, view(stores, start=500, cmp=NEG_UNIT))
-    cb.trace(stores, view(stores, start=500, cmp=NEG_UNIT))
+    cb_text.render_window(stores, view(stores, start=500, cmp=NEG_UNIT), 2000)
+    cb_text.trace(stores, view(stores, start=500, cmp=NEG_UNIT), 2000)
     assert len(calls) == 2 and all((a, b) == (500, 2500) and u == [QUOTE_UNIT, NEG_UNIT] for a, b, u in calls)
 
 
 def test_markup_in_the_text_stays_text(stores):
     # The window goes to the browser as data and is drawn with textContent: markup is shown, never parsed.
     i = stores[0].text.index("<script>")
-    data, *_ = cb.render_window(stores, view(stores, start=i))
+    data, *_ = cb_text.render_window(stores, view(stores, start=i), 2000)
     assert "".join(data["chars"][:25]) == "<script>alert(1)</script>"
-    assert "textContent" in cb.DRAW_JS and "innerHTML" not in cb.DRAW_JS + cb._LISTEN_JS
+    js = (Path(cb_text.__file__).parent / "assets" / "rnnviz.js").read_text()
+    assert "textContent" in js and "innerHTML" not in js
 
 
 def test_legend_and_visible_characters(stores):
     assert textview.visible("\n") == "\u21b5\n" and textview.visible("\x07") == "\u2407"
+    assert textview.visible("\r", "\n") == "\u21b5" and textview.visible("\r") == "\u21b5\n"  # never U+240D
     assert textview.shown(" ") == "\u2423" and textview.visible_line("a\nb c") == "a\u21b5b\u2423c"
-    leg = textview.legend(stores[0], QUOTE_UNIT)
+    leg = cb_text.render_window(stores, view(stores), 2000)[2]
     assert leg.children[0].children == QUOTE_UNIT
     assert "cell state · layer 1 · unit 3" in leg.children[1]
+    assert leg.children[3].startswith(" colour: blue = -1, white = 0, red = 1 (±max|v|) · whole store: mean ")
 
 
 # --- select to find ---
@@ -291,56 +357,53 @@ def quote_span(text: str, k: int) -> tuple[int, int]:
     return starts[2 * k], starts[2 * k + 1]
 
 
-def test_units_for_range_finds_both_quote_cells(stores):
-    s = stores[0]
-    a, b = quote_span(s.text, 3)
-    thr, cor = select.units_for_range(s, a, b, threshold=1.0)
-    assert list(thr["unit"]) == [QUOTE_UNIT, NEG_UNIT] or list(thr["unit"]) == [NEG_UNIT, QUOTE_UNIT]
-    assert dict(zip(thr["unit"], thr["sign"], strict=True)) == {QUOTE_UNIT: 1, NEG_UNIT: -1}
-    row = thr.set_index("unit").loc[QUOTE_UNIT]
-    assert (row["inside"], row["around"]) == (1.0, -1.0)
-    # Correlation rule: r between the unit and the in-range indicator over 2 × length each side.
-    lo, hi = a - 2 * (b - a), b + 2 * (b - a)
-    ind = (np.arange(lo, hi) >= a) & (np.arange(lo, hi) < b)
-    r = np.corrcoef(ind, s.unit(QUOTE_UNIT)[lo:hi].astype(np.float64))[0, 1]
-    assert set(cor["unit"][:2]) == {QUOTE_UNIT, NEG_UNIT}
-    assert np.allclose(cor.set_index("unit").loc[[QUOTE_UNIT, NEG_UNIT], "score"], r, atol=1e-5)
-    with pytest.raises(RnnvizError, match="select a range inside the text"):
-        select.units_for_range(s, 10, 10)
-    with pytest.raises(RnnvizError, match="the selection is 6,000 characters; select at most 5,000"):
-        select.check_range(SimpleNamespace(length=10_000), 0, 6000)
-
-
-def test_find_matches_returns_the_other_quotes(stores):
-    s = stores[0]
-    a, b = quote_span(s.text, 3)
-    df, scanned = select.find_matches(s, [QUOTE_UNIT, NEG_UNIT], [1, -1], query=(a, b), top=1000)
-    spans = {(m.start(), m.end() - 1) for m in re.finditer('"[^"]*"', s.text)} - {(a, b)}
-    assert scanned == (0, s.length)
-    assert set(zip(df["start"], df["stop"], strict=True)) == spans
-    assert (df["on"] == 1.0).all()
-    lengths = (df["stop"] - df["start"]).to_numpy()
-    assert np.allclose(df["score"], np.minimum(lengths, b - a) / np.maximum(lengths, b - a))
-    assert df["score"].is_monotonic_decreasing
-    bounded, (lo, hi) = select.find_matches(s, [QUOTE_UNIT], [1], query=(a, b), max_rows=400)
-    assert hi - lo == 400 and lo <= a and b <= hi
-    assert all(lo <= x and y <= hi for x, y in zip(bounded["start"], bounded["stop"], strict=True))
-
-
 def test_select_range_callback(stores):
     s = stores[0]
     a, b = quote_span(s.text, 3)
-    tables, matches, msg = cb.select_range(stores, view(stores), a, b, 1.0)
+    tables, matches, msg = cb_find.select_range(stores, view(stores), a, b + 1, 1.0)  # both quote marks
     assert msg == ""
     rows = tables.children[1].children[1].children
-    assert {r.id["index"] for r in rows} == {f"thr/{QUOTE_UNIT}", f"thr/{NEG_UNIT}"}
-    match_rows = matches.children[1].children[1].children
-    assert len(match_rows) == 20
-    first = match_rows[0].id["index"]
-    x, y = map(int, first.split("-"))
+    # The two quote cells first; noise cells that happen to be on over 3 characters rank far below.
+    assert {r.id["index"] for r in rows[:2]} == {f"sel/{QUOTE_UNIT}", f"sel/{NEG_UNIT}"}
+    head, table = matches.children
+    match_rows = table.children[1].children
+    assert head.children.endswith(f"{len(match_rows)} strong, 0 weak") and len(match_rows) == 20
+    x, y = map(int, match_rows[0].id["index"].split("-"))
     assert s.text[x] == '"' and s.text[y] == '"' and y - x == b - a
-    assert cb.select_range(stores, view(stores), "x", 5)[2].startswith("select some text")
-    assert cb.select_range(stores, view(stores), 50, 40)[2].startswith("select a range inside the text")
+    assert cb_find.select_range(stores, view(stores), "x", 5)[2].startswith("select some text")
+    assert cb_find.select_range(stores, view(stores), 50, 40)[2].startswith("select a range inside the text")
+    assert cb_find.select_range(stores, view(stores), 40, 40)[2].startswith("the selection 40..40 is empty")
+    assert cb_find.select_range(stores, view(stores), a, b, float("nan"))[2].startswith("θ must be a finite")
+    assert cb_find.select_range(stores, view(stores), a, b, 50)[2].startswith("no cell is on inside")
+
+
+def test_pattern_view_functions(stores):
+    s = stores[0]
+    a, b = quote_span(s.text, 3)
+    v = view(stores, sel=[a, b + 1], tab="pattern")
+    cells, signs, msg = cb_pattern.cell_set(stores, v)
+    assert set(cells[:2]) == {QUOTE_UNIT, NEG_UNIT} and msg == ""
+    assert dict(zip(cells, signs, strict=True))[NEG_UNIT] == -1
+    fig = cb_pattern.pattern_figure(stores, v, 2000, cells, signs)
+    assert [t["name"] for t in fig["data"]] == [c if g > 0 else "−" + c for c, g in zip(cells, signs, strict=True)]
+    assert fig["layout"]["shapes"][0]["y0"] == 1.0 and fig["layout"]["shapes"][0]["editable"]
+    assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
+    assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
+    assert cb_pattern.brushed_range({"range": {"x": [120.4, 110.2], "y": [0, 1]}}, 3000) == (111, 121)
+    assert cb_pattern.brushed_range({"range": {"x": [-5, 2]}}, 3000) == (0, 3)
+    for bad in (None, {}, {"range": {"x": ["a", 1]}}, {"range": {"x": [float("nan"), 3]}},
+                {"range": {"x": [1.2, 1.4]}}):
+        assert cb_pattern.brushed_range(bad, 3000) is None
+    # The on-set follows θ: at 3 σ no cell is on, at 0.5 both quote cells are.
+    mine = v.replace(cells=(QUOTE_UNIT, NEG_UNIT, "0:h:0"))
+    c, sg, _ = cb_pattern.cell_set(stores, mine)
+    assert cb_pattern.on_set(s, mine, c, sg) == [QUOTE_UNIT, NEG_UNIT]
+    assert cb_pattern.on_set(s, mine.replace(theta=3.0), c, sg) == []
+    out, msg = cb_pattern.pattern_matches(stores, mine.replace(feature="in_quote"), c, sg)
+    assert msg == "" and len(out.children) == 1 + cb_pattern.HEATMAPS
+    heat = out.children[1].figure
+    assert heat["data"][0]["y"] == [QUOTE_UNIT, NEG_UNIT] and heat["data"][1]["y"] == ["in_quote"]
+    assert cb_pattern.cell_set(stores, view(stores))[2].startswith("select some text")
 
 
 # --- hypotheses, plots, sampling ---
@@ -348,24 +411,24 @@ def test_select_range_callback(stores):
 
 def test_rank_units_for_a_feature_and_a_regex(stores):
     for feature in ("in_quote", 're:"[^"]*"'):
-        table, msg = cb.rank_units(stores, view(stores, feature=feature))
+        table, msg = cb_panels.rank_units(stores, view(stores, feature=feature))
         assert msg == ""
         rows = table.children[1].children[1].children
         assert {rows[0].id["index"], rows[1].id["index"]} == {f"rank/{QUOTE_UNIT}", f"rank/{NEG_UNIT}"}
-    assert cb.rank_units(stores, view(stores)) == (None, "")
+    assert cb_panels.rank_units(stores, view(stores)) == (None, "")
 
 
 def test_histogram_by_feature_value(stores):
-    fig = cb.histogram(stores, view(stores, feature="in_quote"))
+    fig = cb_panels.histogram(stores, view(stores, feature="in_quote"))
     inq = compute_feature("in_quote", stores[0].text)
     assert [tr.name for tr in fig.data] == [
         f"in_quote = 0 (n={int((inq == 0).sum()):,})", f"in_quote = 1 (n={int((inq == 1).sum()):,})"]
     assert set(np.asarray(fig.data[1].x)) == {1.0}
-    assert cb._sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
+    assert sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
 
 
 def test_gate_saturation_scatter(stores):
-    fig = cb.saturation(stores, 0)
+    fig = cb_panels.saturation(stores, 0)
     stats = stores[0].stats
     pts = {t: (x, y) for tr in fig.data if tr.text is not None for t, x, y in zip(tr.text, tr.x, tr.y, strict=True)}
     assert len(pts) == 2 * 3 * 8  # layers × (i, f, o) × H
@@ -393,8 +456,8 @@ def recorded(tmp_path_factory):
 
 def test_sample_pair_reproduces_sample_with_and_without_clamp(recorded):
     stores = StoreSet([recorded / "store"])
-    v = state.clean({"unit": "1:c:2"}, stores)
-    out, msg = cb.sample_pair(stores, v, "He ", 40, 0.8, 3, 5.0)
+    v = View.clean({"unit": "1:c:2"}, stores)
+    out, msg = cb_panels.sample_pair(stores, v, "He ", 40, 0.8, 3, 5.0)
     assert msg == ""
     model = load_checkpoint(recorded / "ckpt")
     plain = sample(model, 40, prime="He ", temperature=0.8, seed=3)
@@ -402,23 +465,23 @@ def test_sample_pair_reproduces_sample_with_and_without_clamp(recorded):
     assert [d.children[1].children for d in out] == ["He " + plain, "He " + clamped]
     assert out[1].children[0].children == "1:c:2 clamped to 5"
     too_long = "the priming text is 501 characters; the limit is 500"
-    assert cb.sample_pair(stores, v, "x" * 501, 40, 1, 0, 1)[1] == too_long
+    assert cb_panels.sample_pair(stores, v, "x" * 501, 40, 1, 0, 1)[1] == too_long
     not_numbers = "length, temperature, seed and clamp value must be numbers"
-    assert cb.sample_pair(stores, v, "", "many", 1, 0, 1)[1] == not_numbers
-    assert "not in the model's vocabulary" in cb.sample_pair(stores, v, "Z\u00e9", 5, 1, 0, 1)[1]
+    assert cb_panels.sample_pair(stores, v, "", "many", 1, 0, 1)[1] == not_numbers
+    assert "not in the model's vocabulary" in cb_panels.sample_pair(stores, v, "Z\u00e9", 5, 1, 0, 1)[1]
 
 
 def test_sampling_and_gradflow_without_a_checkpoint(stores):
-    out, msg = cb.sample_pair(stores, view(stores), "", 10, 1, 0, 1)
+    out, msg = cb_panels.sample_pair(stores, view(stores), "", 10, 1, 0, 1)
     assert out is None and msg.startswith("quotes: the recorded checkpoint is not reachable")
-    fig, msg = cb.gradflow(stores)
+    fig, msg = cb_panels.gradflow(stores)
     assert msg == "checkpoint not reachable for: quotes, short"
     assert fig.layout.annotations[0].text == "no store's checkpoint is reachable: gradient flow needs the model"
 
 
 def test_gradflow_curves(recorded):
     stores = StoreSet([recorded / "store"])
-    fig, msg = cb.gradflow(stores, chars=120, max_lag=20)
+    fig, msg = cb_panels.gradflow(stores, chars=120, max_lag=20)
     assert msg == "" and [tr.name for tr in fig.data] == ["store (lstm) · layer 0", "store (lstm) · layer 1"]
     assert all(len(tr.x) > 0 and np.all(np.asarray(tr.y) >= 0) for tr in fig.data)
 
@@ -489,3 +552,28 @@ def test_apps_module_main(stores, monkeypatch, capsys):
     assert runs == [{"host": "127.0.0.1", "port": 8123, "debug": False}]
     assert mod.main([str(stores[0].path) + "-missing"]) == 1
     assert capsys.readouterr().err.startswith("Error: ")
+
+
+def test_serve_in_jupyter_modes(stores, monkeypatch):
+    import sys
+    import types
+
+    import dash
+
+    import rnnviz
+
+    ran = []
+    monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: ran.append((self, kw)))
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))  # as in a notebook
+    app = rnnviz.serve(stores[0], port=8123, jupyter_mode="inline", height=700)  # a Store, or a path
+    assert ran == [(app, dict(host="127.0.0.1", port=8123, debug=False, jupyter_mode="inline", jupyter_height=700))]
+    assert app.stores.names == ["quotes"] and app.server.test_client().get("/").status_code == 200
+    rnnviz.serve([stores[0].path, stores[1].path], port=8124)
+    assert ran[1][1] == dict(host="127.0.0.1", port=8124, debug=False) and ran[1][0].stores.names == ["quotes", "short"]
+    with pytest.raises(RnnvizError, match="unknown jupyter_mode 'popup'; choose one of inline, tab, external"):
+        rnnviz.serve(stores[0].path, jupyter_mode="popup")
+    with pytest.raises(RnnvizError, match="port must be a whole number from 1 to 65535, got 0"):
+        rnnviz.serve(stores[0].path, port=0)
+    monkeypatch.setitem(sys.modules, "IPython", None)  # no notebook here
+    with pytest.raises(RnnvizError, match=r"jupyter_mode='inline' needs a notebook \(IPython is not installed\)"):
+        rnnviz.serve(stores[0].path, jupyter_mode="inline")

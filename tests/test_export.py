@@ -412,3 +412,31 @@ def test_export_of_a_recorded_store(tmp_path, make_model):
     np.testing.assert_allclose(loss, -np.asarray(st.logprob[9:209]), rtol=1e-3)
     top1 = b64(data["ids"], np.uint8).reshape(200, data["k"])[:, 0]
     np.testing.assert_array_equal(top1, st.topk[0][10:210, 0])
+
+
+def test_colour_ranges_in_the_export(tmp_path):
+    text = TRICKY * 20
+    st = make_store(tmp_path / "st", text)
+    name = "0:h:0"
+    want = np.asarray(st.array(0, "h")[:, 0], dtype=np.float64)
+    lo, hi = float(st.stats.loc[name, "min"]), float(st.stats.loc[name, "max"])
+    p99 = float(np.percentile(np.abs(want), 99))
+    expected = {
+        "max": (want + 1) / 2,
+        "p99": (np.clip(want / p99, -1, 1) + 1) / 2,
+        "minmax": np.where(want < 0, (want - lo) / -lo / 2, 0.5 + want / hi / 2),
+    }
+    for mode, t in expected.items():
+        parsed = Page(export_html(st, [name], colour_range=mode).html)
+        per_char = []
+        for d, cls, _ in parsed.blocks[0]:
+            per_char += [int(cls[1:])] * len(d.replace("\ufffd", "\0"))
+        assert per_char == np.rint(t * (N_BINS - 1)).astype(int).tolist(), mode
+    assert min(per_char) == 0 and max(per_char) == N_BINS - 1  # minmax: both ends used
+    with pytest.raises(RnnvizError, match="unknown colour range 'rainbow'; choose one of max, p99, minmax"):
+        export_html(st, [name], colour_range="rainbow")
+    out = tmp_path / "x.html"
+    args = ["export", str(st.path), "--unit", name, "--colour-range", "minmax", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert out.read_text(encoding="utf-8") == export_html(st, [name], colour_range="minmax").html

@@ -21,8 +21,9 @@ from test_export import Page
 
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from rnnviz.cli import main
-from rnnviz.dashboard import callbacks as cb
-from rnnviz.dashboard import state
+from rnnviz.dashboard import cb_find, cb_panels, cb_text
+from rnnviz.dashboard import transitions as tr
+from rnnviz.dashboard.state import View
 from rnnviz.dashboard.stores import StoreSet
 from rnnviz.data import read_text
 from rnnviz.errors import RnnvizError
@@ -164,11 +165,12 @@ def test_nan_and_inf_activations_are_shown_not_crashed_on(tmp_path):
     assert {cls for _, cls, _ in page.blocks[2]} == {None}  # NaN: no colour
     stores = StoreSet([st.path])
     for unit in ("0:h:0", "0:h:1", "0:h:2"):
-        v = state.clean({"unit": unit}, stores)
-        data, _, _ = cb.render_window(stores, v)
-        assert len(data["chars"]) == T
-        cb.trace(stores, v)
-        cb.histogram(stores, v)
+        v = View.clean({"unit": unit}, stores)
+        for mode in ("max", "p99", "minmax"):
+            data, _, _ = cb_text.render_window(stores, v.replace(range=mode), 2000)
+            assert len(data["chars"]) == T
+        cb_text.trace(stores, v, 2000)
+        cb_panels.histogram(stores, v)
 
 
 def test_find_on_nan_and_inf_activations(tmp_path):
@@ -258,10 +260,10 @@ def test_dashboard_with_a_broken_checkpoint_reports_it(tmp_path, make_model):
     cfg["model"]["hidden"] = 24  # the weights no longer fit the config
     (ck / "config.json").write_text(json.dumps(cfg))
     stores = StoreSet([st.path])
-    v = state.clean({}, stores)
-    out, msg = cb.sample_pair(stores, v, "He", 20, 1.0, 0, 1.0)
+    v = View.clean({}, stores)
+    out, msg = cb_panels.sample_pair(stores, v, "He", 20, 1.0, 0, 1.0)
     assert out is None and "weights do not fit the model" in msg
-    fig, msg = cb.gradflow(stores)
+    fig, msg = cb_panels.gradflow(stores)
     assert "weights do not fit the model" in msg
 
 
@@ -295,7 +297,7 @@ def test_a_store_pointing_at_a_pickled_checkpoint_never_runs_it(tmp_path, make_m
     st = small_store(tmp_path / "st")
     edit_manifest(st.path, checkpoint={"path": str(ck), "sha256": sha256_file(w)})
     stores = StoreSet([st.path])
-    out, msg = cb.sample_pair(stores, state.clean({}, stores), "He", 20, 1.0, 0, 1.0)
+    out, msg = cb_panels.sample_pair(stores, View.clean({}, stores), "He", 20, 1.0, 0, 1.0)
     assert out is None and "not a readable safetensors file" in msg
     assert not marker.exists()
 
@@ -351,39 +353,46 @@ def test_dashboard_numbers_past_any_range(tmp_path):
     """A crafted callback request may carry 1e400 (inf once parsed), NaN or huge ints for any number box."""
     st = small_store(tmp_path / "st", text=TEXT * 200)
     stores = StoreSet([st.path])
-    v = state.clean({"unit": "0:c:1"}, stores)
+    v = View.clean({"unit": "0:c:1"}, stores)
     inf, nan = float("inf"), float("nan")
-    assert state.clean({"start": inf}, stores)["start"] == 0
-    assert state.clean({"start": -inf}, stores)["start"] == 0
-    assert state.clean({"start": 10**400}, stores)["start"] == st.length - 1
-    for trigger, kw in (("jump-go", {"jump": inf}), ("jump-go", {"jump": nan}), ("index-pick", {})):
-        new, msg = cb.navigate(stores, v, trigger, inf, **kw)
-        assert new == v and msg, (trigger, msg)
-    tables, matches, msg = cb.select_range(stores, v, 0, inf)
+    assert View.clean({"start": inf}, stores).start == 0
+    assert View.clean({"start": -inf}, stores).start == 0
+    assert View.clean({"start": 10**400}, stores).start == max(0, st.length - 2000)
+    for trigger, kw in (("jump-go", {"jump": inf}), ("jump-go", {"jump": nan}), ("index-pick", {}),
+                        ("pat-thr", {}), ("sel-view", {})):
+        new, msg = tr.apply(stores, v, trigger, inf, tr.Inputs(**kw))
+        assert new == v and (msg or trigger == "sel-view"), (trigger, msg)
+    for theta in (nan, -1.0, "1e400", inf):
+        assert tr.apply(stores, v, "pat-thr", theta) == (v, f"θ must be a finite number >= 0 (σ), got {str(theta)!r}")
+    tables, matches, msg = cb_find.select_range(stores, v, 0, inf)
     assert tables is None and "character positions" in msg
-    tables, matches, msg = cb.select_range(stores, v, 0, st.length)  # the whole store: an oversized range
+    tables, matches, msg = cb_find.select_range(stores, v, 0, st.length)  # the whole store: an oversized range
     assert tables is None and msg == f"the selection is {st.length:,} characters; select at most 5,000"
+    for theta in (nan, -1.0, inf, 1e300 * 1e300):
+        assert cb_find.select_range(stores, v, 0, 10, theta)[2].startswith("θ must be a finite number >= 0")
 
 
 def test_dashboard_views_that_are_not_views(tmp_path):
     st = small_store(tmp_path / "st")
     stores = StoreSet([st.path])
-    default = state.clean(None, stores)
+    default = View.clean(None, stores)
     for bad in ([1, 2], "view", 7, {"unit": ["0:h:1"]}, {"unit": {"a": 1}}, {"cmp": [1]}, {"store": [0]},
-                {"hl": [1, "x"]}, {"feature": ["in_quote"]}):
-        assert state.clean(bad, stores) == default, bad
+                {"hl": [1, "x"]}, {"feature": ["in_quote"]}, {"sel": [5, 1]}, {"sel": [True, 3]},
+                {"theta": "nan"}, {"theta": [1]}, {"cells": "1:c:1"}, {"cells": [["0:h:1"]]}, {"range": ["max"]},
+                {"tab": {"x": 1}}):
+        assert View.clean(bad, stores) == default, bad
 
 
 def test_dashboard_links_to_unknown_stores_and_units_say_so(tmp_path):
     st = small_store(tmp_path / "st")
     stores = StoreSet([st.path])
     for q in ("?store=/etc/passwd", "?store=../../etc", "?store=7"):
-        v, msg = cb.navigate(stores, None, "url", q)
-        assert v["store"] == 0
+        v, msg = tr.apply(stores, None, "url", q)
+        assert v.store == 0
         assert msg.startswith("no store ") and "this dashboard serves st" in msg, msg
-    v, msg = cb.navigate(stores, None, "url", "?unit=0:h:%C2%B2")
-    assert v["unit"] == "0:h:0" and msg == "no unit '0:h:²' in st: showing 0:h:0"
-    assert cb.navigate(stores, None, "url", "?store=st&unit=0:c:2") == (state.clean({"unit": "0:c:2"}, stores), "")
+    v, msg = tr.apply(stores, None, "url", "?unit=0:h:%C2%B2")
+    assert v.unit == "0:h:0" and msg == "no unit '0:h:²' in st: showing 0:h:0"
+    assert tr.apply(stores, None, "url", "?store=st&unit=0:c:2") == (View.clean({"unit": "0:c:2"}, stores), "")
 
 
 def test_vocab_refuses_lone_surrogates():

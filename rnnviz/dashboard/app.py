@@ -41,7 +41,7 @@ def create_app(
         __name__,
         title=title,
         update_title=None,  # keep the tab's title steady while callbacks run
-        assets_folder=str(Path(__file__).with_name("no-assets")),  # everything is inline; read no folder
+        assets_folder=str(Path(__file__).with_name("assets")),  # rnnviz.js, rnnviz.css: package data
         serve_locally=True,  # the JavaScript comes from the installed package: works offline
         on_error=guard.report_error,  # an exception in a callback: a message in the page, not a 500
     )

@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 from ..errors import RnnvizError
 from ..explainer import explain, top_contexts
 from ..rules import simulate
-from .state import WINDOW, clean, to_query
+from .state import WINDOW, View, to_query
 from .stores import StoreSet
 
 COLUMNS = ["unit", "layer", "kind", "index", "score", "sign", "auroc", "explanation", "rule"]
@@ -94,7 +94,7 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
         Input("catalog-go", "n_clicks"), State("view", "data"), prevent_initial_call=True,
     )
     def _explain(_, view):
-        i = clean(view, stores, window)["store"]
+        i = View.clean(view, stores, window).store
         try:
             rows = catalog_rows(stores, i)
         except RnnvizError as e:
@@ -111,10 +111,10 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
     def _open(cell, view):
         if not isinstance(cell, dict) or not isinstance(cell.get("row_id"), str):
             raise PreventUpdate
-        view = clean(view, stores, window)
-        i, unit = view["store"], cell["row_id"]
+        view = View.clean(view, stores, window)
+        i, unit = view.store, cell["row_id"]
         store = stores[i]
-        if unit not in set(store.units):
+        if unit not in store.units:
             raise PreventUpdate
         try:
             row = next(r for r in catalog_rows(stores, i) if r["unit"] == unit)
@@ -123,6 +123,6 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
         peak = int(np.nanargmax(store.unit(unit).astype(np.float32) * (row["sign"] or 1)))
         start = max(0, peak - LEAD)
         stop = min(store.length, start + window)
-        query = to_query({**view, "unit": unit, "start": start, "cmp": ""}, stores)
+        query = to_query(view.replace(unit=unit, start=start, cmp="", tab="catalog"), stores)
         rule = row["rule"]
         return query, track_figure(store, unit, rule, row["_coef"], start, stop), contexts_table(store, unit)

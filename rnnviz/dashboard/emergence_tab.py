@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 from ..errors import RnnvizError
 from ..features import FEATURES
 from . import figures
-from .state import clean, to_int
+from .state import View, to_int
 from .stores import StoreSet
 
 DEFAULT_CHARS, MAX_CHARS = 20_000, 100_000  # characters of the store's text recorded per snapshot
@@ -70,11 +70,11 @@ def _table(df) -> html.Table:
     return html.Table([head, html.Tbody(body)], className="rank")
 
 
-def compute(stores: StoreSet, view: dict, features, chars) -> tuple[object, object, str]:
+def compute(stores: StoreSet, view: View | dict, features, chars) -> tuple[object, object, str]:
     """(figure, table, message) for the view's store; a problem is a message and an empty figure."""
     from ..emergence import emergence, emergence_figure
 
-    i = view["store"]
+    i = View.clean(view, stores).store  # any JSON from the browser
     names = [f for f in (features or []) if isinstance(f, str) and f in FEATURES][:MAX_FEATURES]
     if not names:
         return figures.message_figure("pick one or more features"), None, "pick one or more features"
@@ -107,4 +107,4 @@ def register(app, stores: StoreSet) -> None:
     def _emergence(clicks, features, chars, view):
         if not clicks:
             raise PreventUpdate
-        return compute(stores, clean(view, stores), features, chars)
+        return compute(stores, view, features, chars)

@@ -10,12 +10,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..colors import FEATURE_RGB
 from .textview import shown
 
 FONT = dict(family="system-ui, sans-serif", size=12)
 MARGIN = dict(l=50, r=10, t=30, b=30)
 SAT_HOVER = "%{text}<br>left %{x:.3f} · right %{y:.3f}<extra></extra>"
 COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555"]
+FEATURE_HEX = "#{:02x}{:02x}{:02x}".format(*FEATURE_RGB)
+OFF_GREY = "#888888"  # a feature's "off" group: neither the text's blue (low) nor its red (high)
 
 
 def message_figure(text: str) -> go.Figure:
@@ -26,15 +29,26 @@ def message_figure(text: str) -> go.Figure:
     return fig
 
 
+def loading_figure(height: int = 160) -> dict:
+    """What a plot shows until its first figure arrives: a word, not a blank area (a plain dict, so the
+    layout is cheap to build)."""
+    return {"data": [], "layout": {
+        "height": height, "margin": MARGIN, "font": FONT, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "annotations": [{"text": "loading…", "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+                         "showarrow": False, "font": {**FONT, "color": "#888"}}]}}
+
+
 @functools.lru_cache(maxsize=4)
 def _trace_layout(titles: tuple[str, ...]) -> dict:
     """The stacked-rows layout of :func:`trace_figure` (plotly's make_subplots, built once per shape)."""
     rows = len(titles)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=titles,
                         row_heights=[0.5] + [0.5 / (rows - 1)] * (rows - 1))
-    fig.update_layout(height=140 + 90 * rows, margin=MARGIN, font=FONT, hovermode="x unified",
-                      legend=dict(orientation="h", y=1.08))
-    fig.update_annotations(font_size=11)
+    # Row titles on the left, the legend on the right of the top margin: they never meet.
+    fig.update_layout(height=150 + 90 * rows, margin=dict(MARGIN, t=44), font=FONT, hovermode="x unified",
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom",
+                                  bgcolor="rgba(255,255,255,0.8)"))
+    fig.update_annotations(font_size=11, x=0, xanchor="left")
     return fig.to_plotly_json()["layout"]
 
 
@@ -85,7 +99,7 @@ def histogram_figure(unit: str, values: np.ndarray, feature: tuple[str, np.ndarr
     lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
     bins = dict(start=lo, end=hi + 1e-6, size=max(hi - lo, 1e-6) / 60)  # the same 60 bins for every group
     if feature is None:
-        fig.add_trace(go.Histogram(x=v, name=unit, xbins=bins, marker_color=COLOURS[1]))
+        fig.add_trace(go.Histogram(x=v, name=unit, xbins=bins, marker_color=COLOURS[5]))
         title = f"{unit}: values ({note})"
     else:
         name, f = feature
@@ -97,11 +111,16 @@ def histogram_figure(unit: str, values: np.ndarray, feature: tuple[str, np.ndarr
             edges = np.unique(np.quantile(f, [0, 0.25, 0.5, 0.75, 1.0]))
             idx = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, len(edges) - 2)
             groups = [(f"{name} in [{edges[g]:.3g}, {edges[g + 1]:.3g}]", idx == g) for g in range(len(edges) - 1)]
+        # The feature's colour means "feature on" here as under the text: grey at its lowest group, its
+        # orange at the highest, fading in between (never the text's blue or red, which mean the unit's value).
+        r, g, b = FEATURE_RGB
         for j, (label, mask) in enumerate(groups):
             if mask.any():
+                a = j / max(len(groups) - 1, 1)
+                colour = OFF_GREY if j == 0 else FEATURE_HEX if j == len(groups) - 1 else \
+                    f"#{round(136 + (r - 136) * a):02x}{round(136 + (g - 136) * a):02x}{round(136 + (b - 136) * a):02x}"
                 fig.add_trace(go.Histogram(x=v[mask], name=f"{label} (n={int(mask.sum()):,})", xbins=bins,
-                                           histnorm="probability density", opacity=0.6,
-                                           marker_color=COLOURS[j % len(COLOURS)]))
+                                           histnorm="probability density", opacity=0.6, marker_color=colour))
         title = f"{unit} by {name} ({note})"
     fig.update_layout(barmode="overlay", height=300, margin=MARGIN, font=FONT, title=dict(text=title, font_size=12),
                       legend=dict(orientation="h", y=-0.2), xaxis_title="value")
@@ -130,8 +149,10 @@ def saturation_figure(df: pd.DataFrame, store_name: str) -> go.Figure:
                                  hoverinfo="skip", showlegend=False), row=1, col=col)
         fig.update_xaxes(range=[-0.02, 1.02], title_text="fraction < 0.1", row=1, col=col)
     fig.update_yaxes(range=[-0.02, 1.02], title_text="fraction > 0.9", row=1, col=1)
-    title = dict(text=f"{store_name}: gate saturation", font_size=12)
-    fig.update_layout(height=330, margin=MARGIN, font=FONT, title=title)
+    # The title gets its own band above the panels' titles; the legend goes under the x-axis titles.
+    title = dict(text=f"{store_name}: gate saturation", font_size=12, x=0.01, xanchor="left", y=0.99, yanchor="top")
+    fig.update_layout(height=380, margin=dict(MARGIN, t=60, b=90), font=FONT, title=title,
+                      legend=dict(orientation="h", x=0, y=-0.32, yanchor="top"))
     fig.update_annotations(font_size=11)
     return fig
 

@@ -1,50 +1,25 @@
 """The page: a unit picker across the top, the text view and its trace on the left, panels on the right
-(hypotheses, select-to-find, plots, sampling). Component ids are the contract with :mod:`.callbacks`."""
+(hypotheses, select-to-find, the pattern view, plots, sampling). Component ids are the contract with the
+``cb_*`` modules. The static style and the browser code are package files under ``assets/``."""
 
 from __future__ import annotations
 
 from dash import dcc, html
 
+from ..colors import RANGES
 from ..features import FEATURES
 from . import catalog, emergence_tab
+from .figures import loading_figure
 from .stores import StoreSet
 from .textview import css
 
-# Page-wide style. The text view is monospace with whitespace kept; the compare bar sits over each
-# character (border-top) and the feature bar under it (border-bottom), so both fit in the line gap.
-CSS = (
-    "body{font:13px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;margin:0}"
-    "#app{display:flex;flex-direction:column;gap:6px;padding:8px 12px}"
-    ".row{display:flex;flex-wrap:wrap;align-items:center;gap:6px}"
-    ".row label{color:#555}.pick{width:130px}.pick-wide{width:330px}"
-    "input[type=number],input[type=text]{font:inherit;padding:3px 5px;border:1px solid #bbb;border-radius:3px}"
-    "button{font:inherit;padding:3px 9px;border:1px solid #999;border-radius:3px;background:#f6f6f6;cursor:pointer}"
-    "button:hover{background:#e8e8e8}"
-    "#main{display:flex;gap:14px;align-items:flex-start}#left{flex:3;min-width:0}#right{flex:2;min-width:380px}"
-    "#text{font:13px/2.1 ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;white-space:pre-wrap;"
-    "overflow-wrap:anywhere;tab-size:4;border:1px solid #ddd;padding:6px 8px;height:52vh;overflow:auto;color:#000}"
-    "#text span{border-top:3px solid transparent;border-bottom:3px solid transparent}"
-    "#text span:hover{outline:1px solid #000}#text .hl{outline:2px solid #000;outline-offset:-1px}"
-    "#text .nan{background:repeating-linear-gradient(45deg,#eee,#eee 2px,#fff 2px,#fff 4px)}"
-    "#hover{font:12px ui-monospace,Menlo,Consolas,monospace;white-space:pre;color:#333;min-height:3.3em;"
-    "background:#fafafa;border:1px solid #eee;padding:2px 6px}"
-    ".legend{color:#555}.legend .bar{display:inline-block;border:1px solid #ccc;line-height:0}"
-    ".legend .bar i{display:inline-block;width:5px;height:12px}"
-    ".msg{color:#a33;min-height:1.2em}.note{color:#666}"
-    "table.rank{border-collapse:collapse;width:100%;font-size:12px}"
-    "table.rank td,table.rank th{padding:2px 6px;border-bottom:1px solid #eee;text-align:left}"
-    "table.rank tbody tr{cursor:pointer}table.rank tbody tr:hover{background:#eef4ff}"
-    "table.rank td.snip{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre}"
-    ".samples{display:flex;gap:10px}.samples>div{flex:1;min-width:0}"
-    ".samples pre{white-space:pre-wrap;border:1px solid #ddd;padding:6px;max-height:40vh;overflow:auto}"
-)
-
 
 def index_string(title: str) -> str:
-    """Dash's page template with our style sheet inlined (the app needs no asset files)."""
+    """Dash's page template with the colour classes inlined (generated from :mod:`rnnviz.colors`; the rest
+    of the style comes from ``assets/rnnviz.css``)."""
     return (
         "<!DOCTYPE html><html><head>{%metas%}<title>" + title + "</title>{%favicon%}{%css%}"
-        "<style>" + CSS + css() + "</style></head><body>{%app_entry%}<footer>{%config%}{%scripts%}"
+        "<style>" + css() + "</style></head><body>{%app_entry%}<footer>{%config%}{%scripts%}"
         "{%renderer%}</footer></body></html>"
     )
 
@@ -52,6 +27,11 @@ def index_string(title: str) -> str:
 def _store_label(stores: StoreSet, i: int) -> str:
     s = stores[i]
     return f"{stores.names[i]} · {s.cell} {len(s.layers)}×{s.hidden} · {s.length:,} chars"
+
+
+def graph(id_: str, height: int = 160, **config) -> dcc.Graph:
+    """A plot that says "loading…" until its first figure arrives."""
+    return dcc.Graph(id=id_, figure=loading_figure(height), config={"displaylogo": False, **config})
 
 
 def _num(id_: str, value, width: int = 80, **kw) -> dcc.Input:
@@ -80,8 +60,8 @@ def hypotheses_panel() -> html.Div:
 
 def selection_panel() -> html.Div:
     return html.Div([
-        html.P("Select some text with the mouse (or type a range): the units on inside it and off around it, "
-               "then other places where they switch on together.", className="note"),
+        html.P("Select some text with the mouse (or type a range): the cells on inside it (mostly, 2 characters "
+               "of slack at each edge) and off at its edges, then where they switch on together.", className="note"),
         html.Div([
             html.Label("from"), _num("sel-a", None, 95, min=0),
             html.Label("to"), _num("sel-b", None, 95, min=1),
@@ -94,10 +74,28 @@ def selection_panel() -> html.Div:
     ])
 
 
+def pattern_panel() -> html.Div:
+    return html.Div([
+        html.P("LSTMVis's pattern view: the cells of the selection as lines over the window; drag the dashed "
+               "θ line (or type θ) to change which cells are on; edit the cell set, then search.", className="note"),
+        html.Div([
+            html.Label("cells"),
+            dcc.Input(id="pat-cells", type="text", debounce=True, placeholder="e.g. 1:c:12, 0:c:40",
+                      style={"width": "260px"}),
+            html.Label("θ (σ)"), _num("pat-thr", 1.0, 60, step=0.1),
+            html.Button("Search", id="pat-go"),
+        ], className="row"),
+        html.Div(id="pat-msg", className="msg"),
+        graph("pattern", 260, edits={"shapePosition": True}),  # the θ line is dragged
+        html.Div(id="pat-onset", className="note"),
+        dcc.Loading(html.Div(id="pat-matches"), type="dot"),
+    ])
+
+
 def plots_panel() -> html.Div:
     return html.Div([
-        dcc.Graph(id="hist", config={"displaylogo": False}),
-        dcc.Graph(id="sat", config={"displaylogo": False}),
+        graph("hist", 300),
+        graph("sat", 380),
         html.Div([html.Button("Compute gradient flow", id="gradflow-go"),
                   html.Span(" of every loaded store's model (over its first characters)", className="note")],
                  className="row"),
@@ -128,6 +126,7 @@ def build(stores: StoreSet) -> html.Div:
         dcc.Store(id="view"),
         dcc.Store(id="focus"),
         dcc.Store(id="selection"),
+        dcc.Store(id="sel-view"),
         dcc.Store(id="js-init"),
         dcc.Store(id="window-data"),
         dcc.Store(id="drawn"),
@@ -143,6 +142,9 @@ def build(stores: StoreSet) -> html.Div:
             html.Button("▶", id="unit-next", title="next unit"),
             html.Label("compare"),
             dcc.Input(id="cmp-input", type="text", placeholder="e.g. 1:c:5", debounce=True, style={"width": "90px"}),
+            html.Label("colours"),
+            dcc.Dropdown(id="range-pick", options=[{"label": v, "value": k} for k, v in RANGES.items()],
+                         value="max", clearable=False, searchable=False, className="pick-mid"),
         ], className="row"),
         html.Div(id="status", className="msg"),
         html.Div(id="main", children=[
@@ -161,12 +163,13 @@ def build(stores: StoreSet) -> html.Div:
                 html.Div(id="legend"),
                 html.Div(id="text", className="tv"),
                 html.Div(id="hover"),
-                dcc.Graph(id="trace", config={"displaylogo": False}),
+                graph("trace", 330),
             ]),
             html.Div(id="right", children=[
                 dcc.Tabs(id="tabs", value="hyp", children=[
                     dcc.Tab(label="Hypotheses", value="hyp", children=hypotheses_panel()),
                     dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
+                    dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
                     dcc.Tab(label="Plots", value="plots", children=plots_panel()),
                     dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
                     dcc.Tab(label="Emergence", value="emerge", children=emergence_tab.panel()),

@@ -1,13 +1,13 @@
 """The text view: one window of the store's text, each character coloured by a unit.
 
-Colours are the HTML export's (:func:`rnnviz.export.colour_scale`, the same ``N_BINS`` steps as CSS
-classes ``d0..d32`` / ``s0..s32``), so a cell looks the same in the dashboard and in an exported page.
+Colours are the HTML export's (:mod:`rnnviz.colors`, the same ``N_BINS`` steps as CSS classes
+``d0..d32`` / ``s0..s32``, the same colour ranges), so a cell looks the same here and in an exported page.
 A second unit shows as a bar over each character, a feature as a bar under it. Each character is its own
 ``<span>`` whose ``title`` holds the value(s), the character's loss and the model's next-character
 guesses.
 
 The server sends the window as plain data (:func:`render`: characters, classes, tooltips) and the
-browser builds the spans with ``textContent`` (see ``callbacks.DRAW_JS``), so no character is ever
+browser builds the spans with ``textContent`` (``draw`` in ``assets/rnnviz.js``), so no character is ever
 parsed as HTML. Why not one Dash component per character: Dash's renderer spends milliseconds per
 component, and 2,000 of them took 7–10 s to appear on a 2-core machine; the DOM builds them in ~10 ms.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from dash import html
 
-from ..export import KIND_NAMES, N_BINS, PALETTES, colour_scale
+from ..colors import FEATURE_RGB, KIND_NAMES, N_BINS, PALETTES, RANGES, ColourScale
 from ..models import parse_unit
 
 TOP_SHOWN = 3  # next-character guesses in a tooltip
@@ -33,16 +33,21 @@ def css() -> str:
         c = name[0]
         for i, col in enumerate(pal):
             rules.append(f".tv .{c}{i}{{background:{col}}}.tv .o{c}{i}{{border-top-color:{col}}}")
+    r, g, b = FEATURE_RGB
     for j in range(1, FEATURE_STEPS + 1):
-        rules.append(f".tv .f{j}{{border-bottom-color:rgba(230,110,0,{j / FEATURE_STEPS:.2f})}}")
+        rules.append(f".tv .f{j}{{border-bottom-color:rgba({r},{g},{b},{j / FEATURE_STEPS:.2f})}}")
     return "".join(rules)
 
 
-def visible(ch: str) -> str:
-    """How a character is drawn: a newline as ↵ then the line break, other control characters as their
-    Unicode control pictures (so each has a width to colour), everything else as itself."""
+def visible(ch: str, after: str = "", before: str = "") -> str:
+    """How a character is drawn (``after``: the next character): a line end as ↵ then the line break,
+    a CRLF as ↵ on the CR and the break on the LF (one line end, as the export shows it), other control
+    characters as their Unicode control pictures (so each has a width to colour; no font here has
+    U+240D, so a CR is never one), everything else as itself. ``before``: the previous character."""
     if ch == "\n":
-        return "\u21b5\n"
+        return "\n" if before == "\r" else "\u21b5\n"
+    if ch == "\r":
+        return "\u21b5" if after == "\n" else "\u21b5\n"
     if ch == "\t":
         return "\t"
     o = ord(ch)
@@ -55,13 +60,7 @@ def visible(ch: str) -> str:
 
 def shown(ch: str) -> str:
     """A character named in a tooltip: whitespace and control characters as symbols."""
-    return {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5"}.get(ch) or visible(ch)
-
-
-def scale_for(store, unit: str):
-    """The export's colour scale of ``unit`` (cell states scaled by their recorded range)."""
-    _, kind, _ = parse_unit(unit)
-    return colour_scale(kind, store.stats.loc[unit] if kind == "c" else None)
+    return {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5", "\r": "CR"}.get(ch) or visible(ch)
 
 
 def char_loss(store, start: int, stop: int) -> np.ndarray:
@@ -80,29 +79,32 @@ def feature_steps(values: np.ndarray, hi: float) -> np.ndarray:
 
 def render(
     store,
-    view: dict,
+    view,
     window: int,
     feature: np.ndarray | None = None,
+    scales: list[ColourScale] | None = None,
 ) -> dict:
     """The window as data for the browser to draw.
 
-    ``view``: a clean view (see :mod:`.state`); ``feature``: the view's feature over the whole store
-    ((T,) float32) or None. Returns ``{"start", "stop", "chars", "cls", "tips"}``: per character the
-    text drawn (:func:`visible`), its CSS classes and its tooltip, each a list of length stop - start.
+    ``view``: a clean :class:`~.state.View`; ``feature``: the view's feature over the whole store
+    ((T,) float32) or None; ``scales``: the unit's (and compare unit's) colour scales. Returns
+    ``{"start", "stop", "chars", "cls", "tips", "hl"}``: per character the text drawn (:func:`visible`),
+    its CSS classes and its tooltip, each a list of length stop - start; ``hl``: the outlined run, as
+    offsets into the window, or None.
     """
-    start = view["start"]
+    start = view.start
     stop = min(store.length, start + window)
-    units = [view["unit"]] + ([view["cmp"]] if view["cmp"] else [])
+    units = [view.unit] + ([view.cmp] if view.cmp else [])
     vals = store.window(start, stop, units).astype(np.float16)  # (n, U): only the window's rows
     text = store.text[start:stop]
     n = stop - start
 
     classes = [[] for _ in range(n)]
-    main = scale_for(store, units[0])
+    main = scales[0]
     for i, b in enumerate(main.bins(vals[:, 0]).tolist()):
         classes[i].append(f"{main.name[0]}{b}" if b >= 0 else "nan")
     if len(units) > 1:
-        other = scale_for(store, units[1])
+        other = scales[1]
         for i, b in enumerate(other.bins(vals[:, 1]).tolist()):
             if b >= 0:
                 classes[i].append(f"o{other.name[0]}{b}")
@@ -113,10 +115,12 @@ def render(
         for i, s in enumerate(feature_steps(fvals, hi).tolist()):
             if s:
                 classes[i].append(f"f{s}")
-    hl = view.get("hl")
-    if hl:
-        for t in range(max(hl[0], start), min(hl[1], stop)):
-            classes[t - start].append("hl")
+    hl = view.hl
+    shown_hl = None
+    if hl and hl[0] < stop and hl[1] > start:
+        shown_hl = [max(hl[0], start) - start, min(hl[1], stop) - start]
+        for t in range(shown_hl[0], shown_hl[1]):
+            classes[t].append("hl")
 
     # Tooltip lines: value(s); position, character and its loss (-log p(char | text before)); guesses.
     # A float16 prints as the shortest text that reads back as the same float16 (what the store holds).
@@ -137,7 +141,7 @@ def render(
     for i, ch in enumerate(text):
         tip = [lines[j][i] for j in range(len(units))]
         if fvals is not None:
-            tip.append(f"{view['feature']} = {fvals[i]:.3g}")
+            tip.append(f"{view.feature} = {fvals[i]:.3g}")
         loss_i = loss[i]
         tip.append(f"#{start + i} {shown(ch)}" + ("" if np.isnan(loss_i) else f"  loss {loss_i:.3g} nats"))
         if guesses:
@@ -146,24 +150,29 @@ def render(
     return {
         "start": start,
         "stop": stop,
-        "chars": [visible(ch) for ch in text],
+        "chars": [visible(ch, text[i + 1 : i + 2], text[i - 1] if i else "") for i, ch in enumerate(text)],
         "cls": [" ".join(c) for c in classes],
         "tips": tips,
+        "hl": shown_hl,
     }
 
 
-def legend(store, unit: str) -> html.Div:
-    """A colour bar for ``unit``'s scale with its ends and the unit's whole-store statistics."""
+def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:
+    """What the colours mean for ``unit`` (which value is blue, white, red) and its whole-store statistics."""
     layer, kind, index = parse_unit(unit)
-    scale = scale_for(store, unit)
     c = scale.name[0]
     row = store.stats.loc[unit]
+    lo, mid, hi = scale.ends()
+    if scale.name == "diverging":
+        meaning = f"colour: blue = {lo}, white = {mid}, red = {hi} ({RANGES[mode]})"
+    else:
+        meaning = f"colour: white = {lo}, green = {hi} ({RANGES[mode]})"
     return html.Div(
         [
             html.B(unit),
-            f" {KIND_NAMES.get(kind, kind)} · layer {layer} · unit {index}   {scale.lo:.3g} ",
+            f" {KIND_NAMES.get(kind, kind)} · layer {layer} · unit {index} · ",
             html.Span([html.I(className=f"{c}{b}") for b in range(N_BINS)], className="bar"),
-            f" {scale.hi:.3g}   whole store: mean {row['mean']:.3g}, std {row['std']:.3g}, "
+            f" {meaning} · whole store: mean {row['mean']:.3g}, std {row['std']:.3g}, "
             f"min {row['min']:.3g}, max {row['max']:.3g}",
         ],
         className="legend tv",

@@ -1,0 +1,92 @@
+"""How well select-to-find (rnnviz.find_similar) recovers the quote / comment cell from a real selection.
+
+For each store: pick ``--n`` random spans of the feature (a whole quote with its opening and closing quote,
+a whole C comment with its markers), run find_similar on each, and count
+
+- top-1: the first-ranked cell is *the* cell of the model card (``--cell``), and, looser, any unit whose
+  AUROC for the feature is >= 0.9 over the store (a quote / comment cell);
+- precision: the fraction of returned matches (strong ones; and all, weak included) that lie inside the
+  feature (at least half of their characters have it).
+
+Both rules are measured: ours ("tolerant", the default) and LSTMVis's ("strict").
+
+    python bench/similar_quality.py STORE:FEATURE:CELL ... [--n 20] [--seed 0]
+    python bench/similar_quality.py /tmp/wp-test:in_quote:1:c:12 /tmp/linux-test:in_comment:1:c:157
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from rnnviz import find_cells, open_store
+from rnnviz.features import compute_feature
+from rnnviz.similar import MAX_SELECTION, find_similar, runs
+
+
+def spans(feature: np.ndarray, n: int, seed: int, text: str) -> list[tuple[int, int]]:
+    """n random feature spans [s, e+1) (closing marker included), 4..MAX_SELECTION characters long."""
+    starts, stops = runs(feature > 0)
+    stops = np.minimum(stops + 1, len(text))
+    ok = (stops - starts >= 4) & (stops - starts <= MAX_SELECTION)
+    idx = np.flatnonzero(ok)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(idx, size=min(n, len(idx)), replace=False)
+    return [(int(starts[i]), int(stops[i])) for i in sorted(pick)]
+
+
+def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshold: float = 1.0) -> dict:
+    store = open_store(path)
+    f = np.asarray(compute_feature(feature_name, store.text), dtype=np.float32)
+    ranked = find_cells(store, feature_name, top=40)
+    good = set(ranked.loc[ranked["score"] >= 0.9, "unit"]) if "score" in ranked else set()
+    cum = np.concatenate(([0], np.cumsum(f > 0)))
+    out = {"threshold": threshold, "store": path, "feature": feature_name, "cell": cell,
+           "feature_cells_auroc_0.9": sorted(good)}
+    chosen = spans(f, n, seed, store.text)
+    for rule in ("tolerant", "strict"):
+        top1 = top1_any = found = 0
+        inside = returned = inside_all = returned_all = 0
+        times = []
+        for a, b in chosen:
+            t0 = time.perf_counter()
+            cells, matches = find_similar(store, a, b, threshold=threshold, rule=rule)
+            times.append(time.perf_counter() - t0)
+            if len(cells):
+                found += 1
+                top1 += cells["unit"].iloc[0] == cell
+                top1_any += cells["unit"].iloc[0] in good
+            for m in matches.itertuples(index=False):
+                ins = (cum[m.stop] - cum[m.start]) * 2 >= (m.stop - m.start)
+                returned_all += 1
+                inside_all += ins
+                if not m.weak:
+                    returned += 1
+                    inside += ins
+        out[rule] = {
+            "selections": len(chosen), "with_cells": found, "top1_card_cell": int(top1),
+            "top1_any_auroc_0.9": int(top1_any),
+            "strong_matches": returned, "strong_inside": round(inside / max(returned, 1), 3),
+            "all_matches": returned_all, "all_inside": round(inside_all / max(returned_all, 1), 3),
+            "median_s": round(float(np.median(times)), 3), "max_s": round(float(np.max(times)), 3),
+        }
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("specs", nargs="+", help="STORE:FEATURE:CELL, e.g. stores/wp:in_quote:1:c:12")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=1.0, help="θ in σ")
+    args = p.parse_args()
+    for spec in args.specs:
+        path, feature, cell = spec.split(":", 2)
+        print(json.dumps(measure(path, feature, cell, args.n, args.seed, args.threshold), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Select-to-find in the page: a mouse selection (or a typed range) -> :func:`rnnviz.find_similar` -> the
+cells that mark it and the places where they switch on again, weak matches flagged, never padded."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, ctx, html, no_update
+from dash.exceptions import PreventUpdate
+
+from ..errors import RnnvizError
+from ..similar import MIN_ON, find_similar
+from . import textview
+from .cb_panels import rank_rows
+from .state import View, to_int
+from .stores import StoreSet
+
+CELLS_SHOWN = 5  # rows of the cell table: the matches must stay above the fold at 1280×800
+SNIPPET = 60  # characters of a match shown (plus 15 of context each side)
+
+
+def _snippet(text: str, s: int, e: int) -> str:
+    inner = text[s : min(e, s + SNIPPET)] + ("…" if e - s > SNIPPET else "")
+    return textview.visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
+
+
+def match_table(store, matches) -> html.Table:
+    """The matches, best first by our score; LSTMVis's rank beside it; weak rows greyed and labelled."""
+    rows = []
+    for m in matches.itertuples(index=False):
+        s, e = int(m.start), int(m.stop)
+        score = f"{m.score:.2f}" + (" weak" if m.weak else "")
+        rows.append(html.Tr([html.Td(str(m.rank)), html.Td(f"{s:,}–{e:,}"), html.Td(score),
+                             html.Td(str(m.lstmvis_rank)), html.Td(_snippet(store.text, s, e), className="snip")],
+                            id={"type": "match-row", "index": f"{s}-{e}"}, n_clicks=0, title="go there",
+                            className="weak" if m.weak else ""))
+    head = html.Thead(html.Tr([html.Th(x) for x in ("#", "range", "score", "LSTMVis #", "text")]))
+    return html.Table([head, html.Tbody(rows)], className="rank")
+
+
+def select_range(stores: StoreSet, view: View, a, b, threshold=1.0) -> tuple[object, object, str]:
+    """Select-to-find for [a, b): (cell table, match table, message)."""
+    store = stores[view.store]
+    try:
+        a, b = to_int(a), to_int(b)
+    except (TypeError, ValueError):
+        return None, None, "select some text, or type a range: from and to are character positions"
+    try:
+        cells, matches = find_similar(store, a, b, threshold=1.0 if threshold is None else threshold)
+    except RnnvizError as e:
+        return None, None, str(e)
+    theta = 1.0 if threshold is None else float(threshold)
+    if cells.empty:
+        return None, None, (f"no cell is on inside {a:,}–{b:,} (θ = {theta:g} σ, {MIN_ON:.0%} of it) and off at its "
+                            "edges: lower θ, or select a tighter range")
+    n_strict = int(cells["strict"].sum())
+    shown = cells.head(CELLS_SHOWN).assign(lstmvis=cells["strict"].map({True: "✓", False: ""}))
+    tables = html.Div([
+        html.Div(f"Cells on inside {a:,}–{b:,} (θ = {theta:g} σ, at {MIN_ON:.0%} of it, 2 characters of slack at "
+                 f"each edge) and off at its edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)",
+                 className="note"),
+        rank_rows(shown, "sel", ["unit", "sign", "score", "on_inside", "contrast", "lstmvis"]),
+    ])
+    strong = int((~matches["weak"]).sum())
+    head = html.Div(f"Where {cells['unit'].iloc[0]} switches on again (whole store): {strong} strong, "
+                    f"{len(matches) - strong} weak", className="note")
+    return tables, html.Div([head, match_table(store, matches)]), ""
+
+
+def register(app, stores: StoreSet, window: int) -> None:
+    @app.callback(
+        Output("sel-a", "value"), Output("sel-b", "value"), Output("sel-tables", "children"),
+        Output("match-table", "children"), Output("sel-msg", "children"),
+        Output("tabs", "value", allow_duplicate=True), Output("sel-view", "data"),
+        Input("selection", "data"), Input("sel-go", "n_clicks"),
+        State("sel-a", "value"), State("sel-b", "value"), State("sel-thr", "value"), State("view", "data"),
+        prevent_initial_call=True,
+    )
+    def _select(selection, _, a, b, threshold, view):
+        view = View.clean(view, stores, window)
+        if ctx.triggered_id == "selection":
+            try:  # offsets into the drawn window, from the page's script
+                a, b = view.start + int(selection["a"]), view.start + int(selection["b"])
+            except (TypeError, ValueError, KeyError):
+                raise PreventUpdate from None
+        tables, matches, msg = select_range(stores, view, a, b, threshold)
+        chosen = {"a": a, "b": b, "theta": threshold} if not msg else no_update  # the pattern view follows
+        return a, b, tables, matches, msg, "sel", chosen  # show the answer even if another tab was open
