@@ -82,11 +82,15 @@ def test_the_tab_is_served(stores, one_thread):
                     {"id": "emg-msg", "property": "children"}],
         "inputs": [{"id": "emg-go", "property": "n_clicks", "value": 1}],
         "state": [{"id": "emg-features", "property": "value", "value": ["word_pos"]},
-                  {"id": "emg-chars", "property": "value", "value": "1e400"},  # a crafted number: the default
+                  {"id": "emg-chars", "property": "value", "value": 900},
                   {"id": "view", "property": "data", "value": {"store": "0"}}],
         "changedPropIds": ["emg-go.n_clicks"],
     }
-    r = app.server.test_client().post("/_dash-update-component", json=body)
+    client = app.server.test_client()
+    crafted = json.loads(json.dumps(body))
+    crafted["state"][1]["value"] = "1e400"  # not a value a number box sends: refused before the callback
+    assert client.post("/_dash-update-component", json=crafted).status_code == 400
+    r = client.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.data[:300]
     resp = json.loads(r.data)["response"]
     assert resp["emg-msg"]["children"] == ""

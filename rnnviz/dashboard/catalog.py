@@ -123,6 +123,6 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
         peak = int(np.nanargmax(store.unit(unit).astype(np.float32) * (row["sign"] or 1)))
         start = max(0, peak - LEAD)
         stop = min(store.length, start + window)
-        query = to_query(view.replace(unit=unit, start=start, cmp="", tab="catalog"), stores)
+        query = to_query(view.replace(unit=unit, start=start, cmp=""), stores)
         rule = row["rule"]
         return query, track_figure(store, unit, rule, row["_coef"], start, stop), contexts_table(store, unit)

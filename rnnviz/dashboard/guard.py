@@ -269,10 +269,13 @@ def _value_rules(app: dash.Dash) -> dict:
             options = getattr(c, "options", None)
             if options and f"{cid}.options" not in outputs:  # fixed at start-up: one of them or nothing
                 values = {json.dumps(o["value"] if isinstance(o, dict) else o) for o in options}
-                rules[(cid, "value")] = lambda v, values=values: v is None or json.dumps(v) in values
+                one = lambda v, values=values: json.dumps(v) in values  # noqa: E731
             else:
-                rules[(cid, "value")] = lambda v: v is None or isinstance(v, (str, int, float)) and not isinstance(
-                    v, bool)
+                one = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)  # noqa: E731
+            if getattr(c, "multi", False):  # a list of them (or nothing)
+                rules[(cid, "value")] = lambda v, one=one: v is None or isinstance(v, list) and all(map(one, v))
+            else:
+                rules[(cid, "value")] = lambda v, one=one: v is None or one(v)
         elif isinstance(c, dcc.Location):
             for prop in ("search", "pathname", "hash", "href"):
                 rules[(cid, prop)] = _is_text
