@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import RnnvizError
 from .features import resolve
-from .models import CharRNN, ModelConfig, parse_unit
+from .models import CharRNN, ModelConfig, eval_mode, parse_unit
 
 _WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names, as layer_weights
 
@@ -201,94 +201,92 @@ def ablate(
     valid_t = torch.as_tensor(valid, device=dev)
     flat_pos = pos[valid]  # text position of each counted prediction, in mask order
 
-    was_training = model.training
-    model.eval()
-    lo = min(l for l, _, _ in parsed)
-    upper = model if lo == 0 else _Upper(model, lo)
-    lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
-    n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
-    done = [0]
+    with eval_mode(model):
+        lo = min(l for l, _, _ in parsed)
+        upper = model if lo == 0 else _Upper(model, lo)
+        lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
+        n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
+        done = [0]
 
-    def advance(steps: int) -> None:
-        done[0] += steps
-        if progress:
-            progress(done[0], n_runs * S)
+        def advance(steps: int) -> None:
+            done[0] += steps
+            if progress:
+                progress(done[0], n_runs * S)
 
-    def per_position(nll: torch.Tensor) -> np.ndarray:
-        out = np.full(T - 1, np.nan)
-        out[flat_pos] = nll[valid_t].cpu().double().numpy()
-        return out
+        def per_position(nll: torch.Tensor) -> np.ndarray:
+            out = np.full(T - 1, np.nan)
+            out[flat_pos] = nll[valid_t].cpu().double().numpy()
+            return out
 
-    def run(clamp: dict | None, collect: set | None = None):
-        """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums."""
-        state = upper.init_state(B)
-        nll = torch.empty(B, S, device=dev)
-        sums = {key: torch.zeros(cfg.hidden, dtype=torch.float64, device=dev) for key in collect or ()}
-        for a, b, below in lower.blocks(x):
-            with torch_threads(1):
-                for j in range(b - a):
-                    out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
-                    logits, state = out[0], out[1]
-                    nll[:, a + j] = _nll(logits, y[:, a + j])
-                    for l, kind in collect or ():
-                        sums[(l, kind)] += out[2][(l - lo, kind)][valid_t[:, a + j]].double().sum(0)
-            advance(b - a)
-        return per_position(nll), sums
+        def run(clamp: dict | None, collect: set | None = None):
+            """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums."""
+            state = upper.init_state(B)
+            nll = torch.empty(B, S, device=dev)
+            sums = {key: torch.zeros(cfg.hidden, dtype=torch.float64, device=dev) for key in collect or ()}
+            for a, b, below in lower.blocks(x):
+                with torch_threads(1):
+                    for j in range(b - a):
+                        out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
+                        logits, state = out[0], out[1]
+                        nll[:, a + j] = _nll(logits, y[:, a + j])
+                        for l, kind in collect or ():
+                            sums[(l, kind)] += out[2][(l - lo, kind)][valid_t[:, a + j]].double().sum(0)
+                advance(b - a)
+            return per_position(nll), sums
 
-    nll, state = torch.empty(B, S, device=dev), None
-    for a in range(0, S, 1024):  # the clean text through the fused kernel
-        logits, state = model(x[:, a : a + 1024], state)
-        nll[:, a : a + 1024] = _nll(logits.reshape(-1, cfg.vocab_size), y[:, a : a + 1024].reshape(-1)).view(B, -1)
-        advance(min(1024, S - a))
-    clean = per_position(nll)
-    means = None
-    if fixed is None:  # mean mode: every unit's mean over the counted positions of the clean text
-        _, sums = run(None, {(l, k) for l, k, _ in parsed})
-        means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
+        nll, state = torch.empty(B, S, device=dev), None
+        for a in range(0, S, 1024):  # the clean text through the fused kernel
+            logits, state = model(x[:, a : a + 1024], state)
+            nll[:, a : a + 1024] = _nll(logits.reshape(-1, cfg.vocab_size), y[:, a : a + 1024].reshape(-1)).view(B, -1)
+            advance(min(1024, S - a))
+        clean = per_position(nll)
+        means = None
+        if fixed is None:  # mean mode: every unit's mean over the counted positions of the clean text
+            _, sums = run(None, {(l, k) for l, k, _ in parsed})
+            means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
 
-    def spec_for(triples) -> tuple[dict, dict]:
-        grouped: dict[tuple[int, str], list[int]] = {}
-        for l, k, i in triples:
-            grouped.setdefault((l, k), []).append(i)
-        clamp, values = {}, {}
-        for (l, k), idx in grouped.items():
-            val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
-            clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
-            values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
-        return clamp, values
+        def spec_for(triples) -> tuple[dict, dict]:
+            grouped: dict[tuple[int, str], list[int]] = {}
+            for l, k, i in triples:
+                grouped.setdefault((l, k), []).append(i)
+            clamp, values = {}, {}
+            for (l, k), idx in grouped.items():
+                val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
+                clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
+                values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
+            return clamp, values
 
-    fname, fmask = None, np.zeros(T - 1, dtype=bool)
-    if feature is not None:
-        f, fv = resolve(feature, text)
-        fname, fmask = f.name, f.targets(text, fv)[: T - 1]
+        fname, fmask = None, np.zeros(T - 1, dtype=bool)
+        if feature is not None:
+            f, fv = resolve(feature, text)
+            fname, fmask = f.name, f.targets(text, fv)[: T - 1]
 
-    def deltas(nll: np.ndarray) -> tuple[float, float, float]:
-        d = nll - clean
-        df = float(d[fmask].mean()) if fmask.any() else float("nan")
-        return float(nll.mean()), float(d.mean()), df
+        def deltas(nll: np.ndarray) -> tuple[float, float, float]:
+            d = nll - clean
+            df = float(d[fmask].mean()) if fmask.any() else float("nan")
+            return float(nll.mean()), float(d.mean()), df
 
-    clamp, values = spec_for(parsed)
-    values = {u: values[u] for u in units}
-    ablated, _ = run(clamp)
-    loss, delta, delta_f = deltas(ablated)
+        clamp, values = spec_for(parsed)
+        values = {u: values[u] for u in units}
+        ablated, _ = run(clamp)
+        loss, delta, delta_f = deltas(ablated)
 
-    rng = np.random.default_rng(seed)
-    taken: dict[tuple[int, str], set[int]] = {}
-    for l, k, i in parsed:
-        taken.setdefault((l, k), set()).add(i)
-    draws = []
-    for r in range(random):
-        triples = []
-        for (l, k), mine in taken.items():
-            pool = np.array([i for i in range(cfg.hidden) if i not in mine])
-            if len(pool) < len(mine):
-                raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
-            triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
-        nll, _ = run(spec_for(triples)[0])
-        _, d, dfeat = deltas(nll)
-        draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
-                      "delta_feature": dfeat})
-    model.train(was_training)
+        rng = np.random.default_rng(seed)
+        taken: dict[tuple[int, str], set[int]] = {}
+        for l, k, i in parsed:
+            taken.setdefault((l, k), set()).add(i)
+        draws = []
+        for r in range(random):
+            triples = []
+            for (l, k), mine in taken.items():
+                pool = np.array([i for i in range(cfg.hidden) if i not in mine])
+                if len(pool) < len(mine):
+                    raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
+                triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
+            nll, _ = run(spec_for(triples)[0])
+            _, d, dfeat = deltas(nll)
+            draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
+                          "delta_feature": dfeat})
     return Ablation(
         units=units, mode=mode, values=values, chars=T - 1,
         clean_loss=float(clean.mean()), ablated_loss=loss, delta=delta,
@@ -333,28 +331,26 @@ def gradient_flow(
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.choice(cand, size=min(positions, len(cand)), replace=False))
     B, dev = len(ts), model.device
-    was_training = model.training
-    model.eval()
-    ids = torch.as_tensor(ids_np, device=dev)
-    start = ts - max_lag  # first step with gradient
-    warm = int(min(burn_in, start.min()))
-    state = model.init_state(B)
-    if warm:
-        with torch.no_grad():
-            idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
-            _, state = model(ids[idx], state)
-    state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
-        state.detach().requires_grad_(True)
-    steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
-    keep: list[torch.Tensor] = []  # per step, per (layer, kind)
-    keys = [(l, k) for l in range(cfg.layers) for k in kinds]
-    with torch.enable_grad(), torch_threads(1):
-        for j in range(max_lag + 1):
-            logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
-            keep += [rec[key] for key in keys]
-        loss = F.cross_entropy(logits.float(), ids[torch.as_tensor(ts + 1, device=dev)], reduction="sum")
-        grads = torch.autograd.grad(loss, keep, allow_unused=True)
-    model.train(was_training)
+    with eval_mode(model):
+        ids = torch.as_tensor(ids_np, device=dev)
+        start = ts - max_lag  # first step with gradient
+        warm = int(min(burn_in, start.min()))
+        state = model.init_state(B)
+        if warm:
+            with torch.no_grad():
+                idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
+                _, state = model(ids[idx], state)
+        state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
+            state.detach().requires_grad_(True)
+        steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
+        keep: list[torch.Tensor] = []  # per step, per (layer, kind)
+        keys = [(l, k) for l in range(cfg.layers) for k in kinds]
+        with torch.enable_grad(), torch_threads(1):
+            for j in range(max_lag + 1):
+                logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
+                keep += [rec[key] for key in keys]
+            loss = F.cross_entropy(logits.float(), ids[torch.as_tensor(ts + 1, device=dev)], reduction="sum")
+            grads = torch.autograd.grad(loss, keep, allow_unused=True)
     rows = []
     for j in range(max_lag):  # step j is lag max_lag - j; the last step (lag 0) is left out
         for q, (l, k) in enumerate(keys):

@@ -11,6 +11,8 @@ Unit names are ``LAYER:KIND:INDEX`` (0-based), KIND one of ``h``; ``c i f g o`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -82,6 +84,18 @@ def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, 
 def unit_names(layers: list[int], kinds: list[str], hidden: int) -> list[str]:
     """All unit names, ordered by layer, then kind (in the given order), then index."""
     return [f"{l}:{k}:{i}" for l in layers for k in kinds for i in range(hidden)]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the block and back in its previous mode after it, even when
+    the block raises (dropout off while sampling, evaluating or ablating)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class CharRNN(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import RnnvizError
-from .models import CharRNN, clamp_spec
+from .models import CharRNN, clamp_spec, eval_mode
 
 
 @torch.no_grad()
@@ -38,8 +38,6 @@ def sample(
     spec = clamp_spec(clamp, model.config, model.device) if clamp else None
     gen = torch.Generator(device=model.device)
     gen.manual_seed(seed if seed is not None else torch.seed())
-    was_training = model.training
-    model.eval()
 
     def advance(x_t, state):
         if spec:
@@ -47,21 +45,21 @@ def sample(
         logits, state = model(x_t[:, None], state)  # fused kernel, one step
         return logits[:, -1], state
 
-    state = model.init_state(1)
-    if spec:  # the clamp must act while the prime is read too
-        for t in range(len(ids)):
-            logits, state = advance(ids[t : t + 1], state)
-    else:
-        logits, state = model(ids[None], state)
-        logits = logits[:, -1]
-    out = []
-    for _ in range(length):
-        logits = logits[0].float() / temperature  # (V,)
-        if top_k is not None:
-            kth = torch.topk(logits, top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)  # (1,)
-        out.append(int(nxt))
-        logits, state = advance(nxt, state)
-    model.train(was_training)
+    with eval_mode(model):
+        state = model.init_state(1)
+        if spec:  # the clamp must act while the prime is read too
+            for t in range(len(ids)):
+                logits, state = advance(ids[t : t + 1], state)
+        else:
+            logits, state = model(ids[None], state)
+            logits = logits[:, -1]
+        out = []
+        for _ in range(length):
+            logits = logits[0].float() / temperature  # (V,)
+            if top_k is not None:
+                kth = torch.topk(logits, top_k).values[-1]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)  # (1,)
+            out.append(int(nxt))
+            logits, state = advance(nxt, state)
     return vocab.decode(out)

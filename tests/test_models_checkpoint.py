@@ -6,7 +6,7 @@ import torch
 
 from rnnviz.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, parse_unit, unit_names
+from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, parse_unit, unit_names
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -200,3 +200,22 @@ def test_model_on_meta_device_has_the_same_names():
         "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
         "rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1", "head.weight", "head.bias",
     ]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_mode_after_an_exception(make_model, training):
+    model = make_model(cell="gru", layers=2, hidden=4)
+    model.train(training)
+    with pytest.raises(ValueError, match="inside"), eval_mode(model):
+        assert not model.training and not model.rnn.training
+        raise ValueError("inside")
+    assert model.training is training and model.rnn.training is training
+
+
+def test_ablate_leaves_a_training_model_training_when_it_raises(make_model):
+    from rnnviz.causal import ablate
+
+    model = make_model(cell="lstm", layers=1, hidden=4).train()
+    with pytest.raises(RnnvizError, match="unknown feature"):
+        ablate(model, "hello world, hello", "0:c:1", feature="no_such_feature", random=0, streams=1)
+    assert model.training
