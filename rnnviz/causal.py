@@ -23,13 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .errors import RnnvizError
 from .features import resolve
-from .models import CharRNN, ModelConfig, eval_mode, parse_unit
-
-_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names, as layer_weights
+from .models import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, parse_unit
 
 
 @contextmanager
@@ -53,7 +50,7 @@ class _Upper(CharRNN):
         c = model.config
         super().__init__(ModelConfig(vocab_size=c.hidden, cell=c.cell, layers=c.layers - lo, hidden=c.hidden))
         for j in range(c.layers - lo):
-            for name, w in zip(_WEIGHTS, model.layer_weights(lo + j), strict=True):
+            for name, w in zip(WEIGHT_NAMES, model.layer_weights(lo + j), strict=True):
                 setattr(self.rnn, f"{name}_l{j}", w)
         self.head = model.head
         self.to(model.device).eval()
@@ -66,14 +63,7 @@ class _Lower:
     """Layers 0..lo-1 in torch's fused single-layer kernels (a clamp at layer lo cannot reach them)."""
 
     def __init__(self, model: CharRNN, lo: int):
-        c = model.config
-        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[c.cell]
-        self.model, self.layers = model, []
-        for l in range(lo):
-            layer = cls(c.vocab_size if l == 0 else c.hidden, c.hidden, 1, batch_first=True).to(model.device)
-            for name, w in zip(_WEIGHTS, model.layer_weights(l), strict=True):
-                getattr(layer, f"{name}_l0").data.copy_(w.data)
-            self.layers.append(layer)
+        self.model, self.layers = model, [model.fused_layer(l) for l in range(lo)]
 
     def blocks(self, x: torch.Tensor, steps: int = 1024):
         """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H)."""

@@ -86,6 +86,16 @@ def unit_names(layers: list[int], kinds: list[str], hidden: int) -> list[str]:
     return [f"{l}:{k}:{i}" for l in layers for k in kinds for i in range(hidden)]
 
 
+_TORCH_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names: NAME_l{layer}
+
+
+def _fused(cell: str, inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Module:
+    """torch's fused module for ``cell`` (batch first; the vanilla RNN is tanh)."""
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    return _TORCH_CELLS[cell](inputs, hidden, layers, dropout=dropout, batch_first=True, **kw)
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode inside the block and back in its previous mode after it, even when
@@ -110,9 +120,7 @@ class CharRNN(nn.Module):
         self.config = config
         self.vocab = vocab  # a Vocab, attached by the checkpoint loader / trainer
         V, H, L = config.vocab_size, config.hidden, config.layers
-        rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[config.cell]
-        kw = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
-        self.rnn = rnn_cls(V, H, L, dropout=config.dropout if L > 1 else 0.0, batch_first=True, **kw)
+        self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, V)
 
@@ -136,8 +144,21 @@ class CharRNN(nn.Module):
 
     def layer_weights(self, layer: int):
         """(W_ih (G·H, D), W_hh (G·H, H), b_ih (G·H), b_hh (G·H)) of one layer, rows in torch's gate order."""
-        r = self.rnn
-        return tuple(getattr(r, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return tuple(getattr(self.rnn, f"{n}_l{layer}") for n in WEIGHT_NAMES)
+
+    def fused_layer(self, layer: int, device=None, dtype=None) -> nn.Module:
+        """Layer ``layer`` alone as torch's fused single-layer module (cuDNN on GPU), holding a copy of
+        the model's weights: input (B, T, D) -> (B, T, H), state (1, B, H). In eval mode, no gradients;
+        on ``device`` (default the model's) in ``dtype`` (default torch's default, float32)."""
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
+        fused = _fused(self.config.cell, w_ih.shape[1], self.config.hidden, 1)
+        fused = fused.to(device or self.device, dtype).eval()
+        with torch.no_grad():
+            for name, w in zip(WEIGHT_NAMES, (w_ih, w_hh, b_ih, b_hh), strict=True):
+                getattr(fused, f"{name}_l0").copy_(w)
+        fused.requires_grad_(False)
+        fused.flatten_parameters()
+        return fused
 
     @staticmethod
     def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:

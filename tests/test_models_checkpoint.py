@@ -219,3 +219,17 @@ def test_ablate_leaves_a_training_model_training_when_it_raises(make_model):
     with pytest.raises(RnnvizError, match="unknown feature"):
         ablate(model, "hello world, hello", "0:c:1", feature="no_such_feature", random=0, streams=1)
     assert model.training
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_layer_is_that_layer_of_the_model(make_model, cell):
+    model = make_model(cell=cell, layers=2, hidden=6).double()
+    x = torch.randint(0, model.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(2))
+    full, _ = model.rnn(model.onehot(x))  # (B, T, H) of the top layer
+    h0, _ = model.fused_layer(0, dtype=torch.float64)(model.onehot(x))
+    h1, _ = model.fused_layer(1, dtype=torch.float64)(h0)
+    assert (h1 - full).abs().max().item() < 1e-12
+    layer = model.fused_layer(1)
+    assert not layer.training and not any(p.requires_grad for p in layer.parameters())
+    assert layer.weight_hh_l0.dtype == torch.float32  # a copy, not the model's float64 tensor
+    assert layer.weight_hh_l0.data_ptr() != model.rnn.weight_hh_l1.data_ptr()
