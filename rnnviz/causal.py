@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .errors import RnnvizError
 from .features import resolve
-from .models import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, parse_unit
+from .models import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, group_units, parse_unit
 
 
 @contextmanager
@@ -236,11 +236,8 @@ def ablate(
             means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
 
         def spec_for(triples) -> tuple[dict, dict]:
-            grouped: dict[tuple[int, str], list[int]] = {}
-            for l, k, i in triples:
-                grouped.setdefault((l, k), []).append(i)
             clamp, values = {}, {}
-            for (l, k), idx in grouped.items():
+            for (l, k), (_, idx) in group_units(triples).items():
                 val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
                 clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
                 values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
@@ -262,9 +259,7 @@ def ablate(
         loss, delta, delta_f = deltas(ablated)
 
         rng = np.random.default_rng(seed)
-        taken: dict[tuple[int, str], set[int]] = {}
-        for l, k, i in parsed:
-            taken.setdefault((l, k), set()).add(i)
+        taken = {key: set(idx) for key, (_, idx) in group_units(parsed).items()}
         draws = []
         for r in range(random):
             triples = []

@@ -42,10 +42,9 @@ import torch
 from .causal import ablate, gradient_flow, torch_threads  # noqa: F401  (ablate, gradient_flow: public API)
 from .errors import RnnvizError
 from .features import FEATURES, Feature, resolve
-from .models import GATES, parse_unit
+from .models import SIGMOID_KINDS, group_units, parse_unit
 
 COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 COLUMNS = [
     "feature", "unit", "metric", "score", "sign", "ap", "effect_size", "control_score", "selectivity",
     "selective", "auroc", "pearson", "spearman", "rank",
@@ -149,13 +148,8 @@ class _Target:
 
 def _array_groups(store, names: list[str]) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
     """Requested units per array: [(layer, kind, indices in the array, positions in ``names``)]."""
-    groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
-    for p, name in enumerate(names):
-        layer, kind, index = parse_unit(name)
-        idx, pos = groups.setdefault((layer, kind), ([], []))
-        idx.append(index)
-        pos.append(p)
-    return [(l, k, np.array(i), np.array(p)) for (l, k), (i, p) in groups.items()]
+    groups = group_units(parse_unit(name) for name in names)
+    return [(l, k, np.array(i), np.array(p)) for (l, k), (p, i) in groups.items()]
 
 
 def _read(arr, start: int, stop: int, idx: np.ndarray, hidden: int) -> np.ndarray:
@@ -225,10 +219,10 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
 
 def _column_groups(store, names: list[str]) -> list[tuple[int, str, list[tuple[int, str]]]]:
     """Units grouped by array (so each group reads one file), at most ``COLUMN_BYTES`` per group."""
-    by_array: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for name in names:
-        layer, kind, index = parse_unit(name)
-        by_array.setdefault((layer, kind), []).append((index, name))
+    by_array = {
+        key: [(i, names[p]) for p, i in zip(pos, idx, strict=True)]
+        for key, (pos, idx) in group_units(parse_unit(name) for name in names).items()
+    }
     per_group = max(1, COLUMN_BYTES // (2 * max(store.length, 1)))
     return [
         (layer, kind, sorted(cols)[g : g + per_group])
@@ -467,7 +461,7 @@ def gate_saturation(store) -> pd.DataFrame:
     (fraction > 0.9, right-saturated) and ``mean``. Read from the store's statistics (written while
     recording); streamed from the arrays when those are missing. Empty when no such gate is recorded.
     """
-    gates = [k for k in store.kinds if k in SIGMOID_GATES.get(store.cell, ()) and k in GATES[store.cell]]
+    gates = [k for k in store.kinds if k in SIGMOID_KINDS.get(store.cell, ())]
     cols = ["unit", "layer", "kind", "index", "sat_lo", "sat_hi", "mean"]
     keys = [(l, k) for l in store.layers for k in gates]
     if not keys:

@@ -11,7 +11,7 @@ Unit names are ``LAYER:KIND:INDEX`` (0-based), KIND one of ``h``; ``c i f g o`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
@@ -24,6 +24,7 @@ from .errors import RnnvizError
 CELLS = ("rnn", "gru", "lstm")
 KINDS = {"rnn": ("h",), "gru": ("h", "r", "z", "n"), "lstm": ("h", "c", "i", "f", "g", "o")}
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}  # torch's weight row order
+SIGMOID_KINDS = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}  # gates in [0, 1] (n, g are tanh)
 # Limits checked before any allocation, so that a hostile config.json cannot exhaust memory.
 MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB = 16384, 32, 1 << 16
 
@@ -106,6 +107,17 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def group_units(units: Iterable[tuple[int, str, int]]) -> dict[tuple[int, str], tuple[list[int], list[int]]]:
+    """Parsed units ``(layer, kind, index)`` grouped by the array they live in, in first-seen order:
+    ``{(layer, kind): (positions in units, indices in the array)}``; one read or clamp per group."""
+    groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+    for pos, (layer, kind, index) in enumerate(units):
+        positions, indices = groups.setdefault((layer, kind), ([], []))
+        positions.append(pos)
+        indices.append(index)
+    return groups
 
 
 class CharRNN(nn.Module):
@@ -217,11 +229,11 @@ class CharRNN(nn.Module):
 
 def clamp_spec(clamps: dict[str, float], config: ModelConfig, device=None) -> dict:
     """{"1:c:42": 1.0, ...} -> the ``clamp`` argument of :meth:`CharRNN.step`."""
-    grouped: dict[tuple[int, str], list[tuple[int, float]]] = {}
+    units, values = [], []
     for name, value in clamps.items():
-        layer, kind, index = parse_unit(name, config)
-        grouped.setdefault((layer, kind), []).append((index, float(value)))
+        units.append(parse_unit(name, config))
+        values.append(float(value))
     return {
-        key: (torch.tensor([i for i, _ in iv], device=device), torch.tensor([v for _, v in iv], device=device))
-        for key, iv in grouped.items()
+        key: (torch.tensor(idx, device=device), torch.tensor([values[p] for p in pos], device=device))
+        for key, (pos, idx) in group_units(units).items()
     }

@@ -6,7 +6,7 @@ import torch
 
 from rnnviz.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, parse_unit, unit_names
+from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -233,3 +233,10 @@ def test_fused_layer_is_that_layer_of_the_model(make_model, cell):
     assert not layer.training and not any(p.requires_grad for p in layer.parameters())
     assert layer.weight_hh_l0.dtype == torch.float32  # a copy, not the model's float64 tensor
     assert layer.weight_hh_l0.data_ptr() != model.rnn.weight_hh_l1.data_ptr()
+
+
+def test_group_units_by_array_in_first_seen_order():
+    names = ["1:c:5", "0:h:2", "1:c:0", "0:h:2", "1:h:7"]
+    groups = group_units(parse_unit(n) for n in names)
+    assert list(groups.items()) == [((1, "c"), ([0, 2], [5, 0])), ((0, "h"), ([1, 3], [2, 2])), ((1, "h"), ([4], [7]))]
+    assert group_units([]) == {}
