@@ -46,6 +46,7 @@ from rnnviz.dashboard.app import is_loopback  # noqa: E402
 from rnnviz.dashboard.state import WINDOW  # noqa: E402
 from rnnviz.models import ModelConfig  # noqa: E402
 from rnnviz.store import StoreWriter  # noqa: E402
+from rnnviz.threads import torch_threads  # noqa: E402
 from rnnviz.vocab import Vocab  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
@@ -66,9 +67,8 @@ def make_store(path: Path, length: int, layers: int = 2, hidden: int = 128, kind
     T, K = len(text), min(5, len(vocab))
     cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=layers, hidden=hidden)
     rng = np.random.default_rng(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the statistics' small ops: on a busy machine more threads only wait for each other
-    try:
+    # the statistics' small ops: on a busy machine more threads only wait for each other
+    with torch_threads(1):
         with StoreWriter(path, text, layers=list(range(layers)), kinds=list(kinds), model_config=cfg, vocab=vocab,
                          topk=K) as w:
             for s in range(0, T, 65536):
@@ -82,8 +82,6 @@ def make_store(path: Path, length: int, layers: int = 2, hidden: int = 128, kind
                 p = np.sort(rng.dirichlet(np.ones(K + 3), n)[:, :K], axis=1)[:, ::-1].astype(np.float16)
                 w.observe(block)
                 w.write(s, block, logprob=lp, topk_ids=ids, topk_p=p)
-    finally:
-        torch.set_num_threads(threads)
     return path
 
 

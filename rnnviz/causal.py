@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,19 +26,7 @@ import torch.nn.functional as F
 from .errors import RnnvizError
 from .features import resolve
 from .models import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, group_units, parse_unit
-
-
-@contextmanager
-def torch_threads(n: int = 1):
-    """Run torch with ``n`` intra-op threads inside; yields the previous count. Step-by-step loops of
-    small ops run several times faster on one thread (no OpenMP barrier per op), more so on a busy
-    machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield max(1, old)
-    finally:
-        torch.set_num_threads(old)
+from .threads import torch_threads
 
 
 class _Upper(CharRNN):

@@ -39,10 +39,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .causal import ablate, gradient_flow, torch_threads  # noqa: F401  (ablate, gradient_flow: public API)
+from .causal import ablate, gradient_flow  # noqa: F401  (public API)
 from .errors import RnnvizError
 from .features import FEATURES, Feature, resolve
 from .models import SIGMOID_KINDS, group_units, parse_unit
+from .threads import torch_threads
 
 COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
 COLUMNS = [

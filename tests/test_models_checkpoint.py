@@ -240,3 +240,14 @@ def test_group_units_by_array_in_first_seen_order():
     groups = group_units(parse_unit(n) for n in names)
     assert list(groups.items()) == [((1, "c"), ([0, 2], [5, 0])), ((0, "h"), ([1, 3], [2, 2])), ((1, "h"), ([4], [7]))]
     assert group_units([]) == {}
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    from rnnviz.threads import torch_threads
+
+    before = torch.get_num_threads()
+    n = 2 if before == 1 else 1  # a count that differs from the current one
+    with pytest.raises(KeyError), torch_threads(n) as previous:
+        assert previous == before and torch.get_num_threads() == n
+        raise KeyError("x")
+    assert torch.get_num_threads() == before
