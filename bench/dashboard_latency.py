@@ -26,41 +26,21 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import corpus_text, synthetic_store
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rnnviz.dashboard import callbacks as cb  # noqa: E402
-from rnnviz.dashboard import create_app, state  # noqa: E402
-from rnnviz.export import export_html  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.store import write_store  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
+from rnnviz.dashboard import callbacks as cb
+from rnnviz.dashboard import create_app, state
+from rnnviz.export import export_html
 
 
 def make_store(path: Path, length: int, layers: int, hidden: int, kinds: list[str]) -> None:
-    if CORPUS.exists():
-        base = CORPUS.read_text(encoding="utf-8")
-        text = (base * (length // len(base) + 1))[:length]
-    else:
-        text = ("the quick brown fox jumps over the lazy dog.\n" * (length // 45 + 1))[:length]
-    vocab = Vocab.from_text(text)
-    rng = np.random.default_rng(0)
-    arrays = {(l, k): np.tanh(rng.standard_normal((length, hidden), dtype=np.float32)).astype(np.float16)
-              for l in range(layers) for k in kinds}
-    logprob = np.log(rng.uniform(0.01, 1, length)).astype(np.float32)
-    ids = rng.integers(0, len(vocab), (length, 5)).astype(np.uint16)
-    probs = np.sort(rng.dirichlet(np.ones(8), length)[:, :5].astype(np.float16), 1)[:, ::-1]
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=layers, hidden=hidden)
-    write_store(path, text, arrays, cfg, vocab, logprob=logprob, topk=(ids, probs))
+    text = corpus_text("tiny_shakespeare.txt", length, "the quick brown fox jumps over the lazy dog.\n")
+    synthetic_store(path, text, layers, hidden, kinds)
 
 
 def drop_cache(store) -> None:

@@ -38,51 +38,20 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
+from _common import ROOT, corpus_text, synthetic_store
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rnnviz.dashboard.app import is_loopback
+from rnnviz.dashboard.state import WINDOW
 
-from rnnviz.dashboard.app import is_loopback  # noqa: E402
-from rnnviz.dashboard.state import WINDOW  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.store import StoreWriter  # noqa: E402
-from rnnviz.threads import torch_threads  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
 MAX_CLIENTS, MAX_SECONDS, MAX_REQUESTS = 64, 600, 200_000
 HTTP_TIMEOUT = 60.0  # seconds one request may take before it counts as an error
 
 
 def make_store(path: Path, length: int, layers: int = 2, hidden: int = 128, kinds=("h", "c"), text: str | None = None,
                seed: int = 0) -> Path:
-    """A synthetic LSTM store of ``length`` characters (``text`` if given), written 64k rows at a time so
-    that memory stays at one block whatever the length. Values: tanh of seeded normals (h, c in [-1, 1])."""
-    import torch
-
-    if text is None:
-        base = CORPUS.read_text(encoding="utf-8") if CORPUS.exists() else "the quick brown fox jumps.\n"
-        text = (base * (length // len(base) + 1))[:length]
-    vocab = Vocab.from_text(text)
-    T, K = len(text), min(5, len(vocab))
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=layers, hidden=hidden)
-    rng = np.random.default_rng(seed)
-    # the statistics' small ops: on a busy machine more threads only wait for each other
-    with torch_threads(1):
-        with StoreWriter(path, text, layers=list(range(layers)), kinds=list(kinds), model_config=cfg, vocab=vocab,
-                         topk=K) as w:
-            for s in range(0, T, 65536):
-                n = min(65536, T - s)
-                block = {(l, k): torch.from_numpy(np.tanh(rng.standard_normal((n, hidden), dtype=np.float32))
-                                                  .astype(np.float16)) for l in range(layers) for k in kinds}
-                lp = np.log(rng.uniform(0.01, 1.0, n)).astype(np.float32)
-                if s + n == T:
-                    lp[-1] = np.nan  # the last character predicts nothing
-                ids = np.argsort(rng.random((n, len(vocab))), axis=1)[:, :K].astype(np.uint16)
-                p = np.sort(rng.dirichlet(np.ones(K + 3), n)[:, :K], axis=1)[:, ::-1].astype(np.float16)
-                w.observe(block)
-                w.write(s, block, logprob=lp, topk_ids=ids, topk_p=p)
-    return path
+    """A synthetic LSTM store of ``length`` characters of tiny Shakespeare (``text`` if given)."""
+    text = text if text is not None else corpus_text("tiny_shakespeare.txt", length, "the quick brown fox jumps.\n")
+    return synthetic_store(path, text, layers, hidden, kinds, seed=seed)
 
 
 # --- the server ---
