@@ -85,6 +85,34 @@ def ms(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1e3:7.1f} ms   p90 {p90 * 1e3:7.1f} ms   max {xs[-1] * 1e3:7.1f} ms"
 
 
+def store_dir(args) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """The store's folder (``--store``, or a temp dir the caller cleans up), built there if missing."""
+    tmp = None
+    path = args.store
+    if path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="rnnviz-bench-")
+        path = Path(tmp.name) / "store"
+    if not (path / "manifest.json").exists():
+        t = time.perf_counter()
+        make_store(path, args.length, args.layers, args.hidden, args.kinds.split(","))
+        print(f"built store: {time.perf_counter() - t:.1f} s")
+    return path, tmp
+
+
+def cold_cache(store, view: dict, starts: list[int], http, ours_fn, base_fn) -> None:
+    """The window timings again, each with the store's pages dropped from the OS cache first."""
+    c_http, c_ours, c_base = [], [], []
+    for s in starts:
+        v = {**view, "start": int(s)}
+        for out, fn in ((c_http, http), (c_ours, ours_fn), (c_base, base_fn)):
+            drop_cache(store)
+            out.append(fn(v))
+    print(f"cold cache, over HTTP: {ms(c_http)}")
+    print(f"  ours (functions):    {ms(c_ours)}")
+    print(f"  baseline:            {ms(c_base)}")
+    print(f"  ratio ours / baseline (medians, cold cache): {statistics.median(c_ours) / statistics.median(c_base):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--length", type=int, default=1_000_000, help="characters in the synthetic store")
@@ -96,15 +124,7 @@ def main() -> None:
     ap.add_argument("--browser", action="store_true", help="also time first load in /usr/bin/chromium")
     args = ap.parse_args()
 
-    tmp = None
-    path = args.store
-    if path is None:
-        tmp = tempfile.TemporaryDirectory(prefix="rnnviz-bench-")
-        path = Path(tmp.name) / "store"
-    if not (path / "manifest.json").exists():
-        t = time.perf_counter()
-        make_store(path, args.length, args.layers, args.hidden, args.kinds.split(","))
-        print(f"built store: {time.perf_counter() - t:.1f} s")
+    path, tmp = store_dir(args)
 
     t = time.perf_counter()
     app = create_app([path])
@@ -186,16 +206,7 @@ def main() -> None:
     print(f"  ratio ours / baseline (medians, warm cache): {med(t_ours) / med(t_base):.3f}")
     print(f"  slowest single callback: text {slowest['text'] * 1e3:.0f} ms, trace {slowest['trace'] * 1e3:.0f} ms")
     if hasattr(os, "posix_fadvise"):
-        c_http, c_ours, c_base = [], [], []
-        for s in starts[: max(3, args.windows // 4)]:
-            v = {**view, "start": int(s)}
-            for out, fn in ((c_http, http), (c_ours, ours_fn), (c_base, base_fn)):
-                drop_cache(store)
-                out.append(fn(v))
-        print(f"cold cache, over HTTP: {ms(c_http)}")
-        print(f"  ours (functions):    {ms(c_ours)}")
-        print(f"  baseline:            {ms(c_base)}")
-        print(f"  ratio ours / baseline (medians, cold cache): {med(c_ours) / med(c_base):.3f}")
+        cold_cache(store, view, starts[: max(3, args.windows // 4)], http, ours_fn, base_fn)
     payload = len(json.dumps(cb.render_window(stores, view)[0]))
     print(f"  window payload: {payload / 1e3:.0f} kB of JSON for the text view")
 

@@ -199,6 +199,35 @@ class Result:
         return sum(len(v) for v in self.latencies.values())
 
 
+def _next_action(rng: np.random.Generator, view: dict, length: int) -> tuple[str, dict]:
+    """A reader's next move: 60% a page (back at the end, else back 30% of the time once past the start),
+    25% the next or previous unit, 15% a jump to a random position."""
+    r = rng.random()
+    if r < 0.60:
+        back = view["start"] + WINDOW >= length or (view["start"] > 0 and rng.random() < 0.3)
+        return ("page-prev" if back else "page-next"), {}
+    if r < 0.85:
+        return ("unit-next" if rng.random() < 0.7 else "unit-prev"), {}
+    return "jump-go", {"jump_input": int(rng.integers(length))}
+
+
+def _show(client: Client, view: dict, length: int, unit_changed: bool, timed, fail) -> None:
+    """What the page fetches for a view: its window and trace (and histogram when the unit changed), checked."""
+    status, r = timed("window", client.call, "window-data.data", {"view.data": view}, "view.data")
+    data = r.get("window-data", {}).get("data") or {}
+    n = min(WINDOW, length - view["start"])
+    if status != 200 or data.get("start") != view["start"] or len(data.get("chars", ())) != n:
+        fail(f"window at {view.get('start')}: HTTP {status}, got {data.get('start')} +{len(data.get('chars', ()))}")
+    status, r = timed("trace", client.call, "trace.figure", {"drawn.data": 1, "view.data": view}, "drawn.data")
+    if status != 200 or "figure" not in r.get("trace", {}):
+        fail(f"trace: HTTP {status}")
+    if unit_changed:
+        focus = {k: view[k] for k in ("store", "unit", "feature")}
+        status, r = timed("histogram", client.call, "hist.figure", {"focus.data": focus}, "focus.data")
+        if status != 200 or "figure" not in r.get("hist", {}):
+            fail(f"histogram: HTTP {status}")
+
+
 def _session(client: Client, length: int, units: list[str], seed: int, stop: threading.Event, res: Result,
              lock: threading.Lock, budget: list[int]) -> None:
     rng = np.random.default_rng(seed)
@@ -219,42 +248,20 @@ def _session(client: Client, length: int, units: list[str], seed: int, stop: thr
         with lock:
             res.errors.append(what)
 
-    def show(view: dict, unit_changed: bool) -> None:
-        status, r = timed("window", client.call, "window-data.data", {"view.data": view}, "view.data")
-        data = r.get("window-data", {}).get("data") or {}
-        n = min(WINDOW, length - view["start"])
-        if status != 200 or data.get("start") != view["start"] or len(data.get("chars", ())) != n:
-            fail(f"window at {view.get('start')}: HTTP {status}, got {data.get('start')} +{len(data.get('chars', ()))}")
-        status, r = timed("trace", client.call, "trace.figure", {"drawn.data": 1, "view.data": view}, "drawn.data")
-        if status != 200 or "figure" not in r.get("trace", {}):
-            fail(f"trace: HTTP {status}")
-        if unit_changed:
-            focus = {k: view[k] for k in ("store", "unit", "feature")}
-            status, r = timed("histogram", client.call, "hist.figure", {"focus.data": focus}, "focus.data")
-            if status != 200 or "figure" not in r.get("hist", {}):
-                fail(f"histogram: HTTP {status}")
-
     q = urlencode({"unit": units[int(rng.integers(len(units)))], "start": int(rng.integers(length))})
     status, view, msg = timed("view", navigate, client, None, "url", "?" + q)
     if status != 200 or msg:
         fail(f"first load: HTTP {status} {msg!r}")
         return
-    show(view, True)
+    _show(client, view, length, True, timed, fail)
     while not stop.is_set():
-        r = rng.random()
-        if r < 0.60:
-            trigger = "page-prev" if view["start"] + WINDOW >= length or (view["start"] > 0 and rng.random() < 0.3) \
-                else "page-next"
-            status, new, msg = timed("view", navigate, client, view, trigger)
-        elif r < 0.85:
-            status, new, msg = timed("view", navigate, client, view, "unit-next" if rng.random() < 0.7 else "unit-prev")
-        else:
-            status, new, msg = timed("view", navigate, client, view, "jump-go", jump_input=int(rng.integers(length)))
+        trigger, kw = _next_action(rng, view, length)
+        status, new, msg = timed("view", navigate, client, view, trigger, **kw)
         if status != 200 or msg or new == view:
             fail(f"navigate: HTTP {status} {msg!r}")
             continue
         changed, view = new["unit"] != view["unit"], new
-        show(view, changed)
+        _show(client, view, length, changed, timed, fail)
         with lock:
             res.actions += 1
 

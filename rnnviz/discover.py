@@ -283,6 +283,79 @@ def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     return {"spearman": float(rho), "effect_size": _cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
 
 
+def _unit_names(store, units: list[str] | None) -> list[str]:
+    """The store's units, or ``units`` (deduplicated, in order) once checked against the store."""
+    if units is None:
+        return store.units
+    units = list(dict.fromkeys(units))
+    missing = sorted(set(units) - set(store.units))
+    if missing:
+        raise RnnvizError(f"unit {missing[0]!r} is not in the store")
+    return units
+
+
+def _targets(specs: list, text: str, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
+    """Each feature asked for as a ranking target; the constant ones go to ``skipped`` {name: why}."""
+    targets, skipped = [], {}
+    for spec in specs:
+        f, y = resolve(spec, text)
+        if f.name in skipped or any(t.name == f.name for t in targets):
+            if isinstance(spec, str):
+                continue  # the same feature asked for twice
+            f = dataclasses.replace(f, name=f"{f.name}#{len(targets) + len(skipped) + 1}")  # two lambdas
+        if len(y) < 2 or y.min() == y.max():
+            skipped[f.name] = f"constant ({y[0] if len(y) else 'empty'}) on this text"
+            continue
+        targets.append(_Target(f, y, perm))
+    if not targets:
+        raise RnnvizError(
+            "nothing to rank: " + "; ".join(f"{k} is {v}" for k, v in skipped.items())
+        )
+    return targets, skipped
+
+
+def _candidates(targets: list[_Target], r: np.ndarray, r_ctrl: np.ndarray, names: list[str], top: int):
+    """From the streamed correlations (U, F): the units each target scores exactly (``chosen``, unit
+    indices per target name) and the same as ``work`` {unit name: [targets]}."""
+    M = 2 * top + 10
+    work: dict[str, list[_Target]] = {}
+    chosen: dict[str, np.ndarray] = {}
+    for j, t in enumerate(targets):
+        a, ac = np.abs(r[:, j]), np.abs(r_ctrl[:, j])
+        if t.binary:
+            pick = np.union1d(np.argsort(-a, kind="stable")[:M], np.argsort(-(a - ac), kind="stable")[:M])
+        else:
+            pick = np.argsort(-(a - ac), kind="stable")[:top]
+        chosen[t.name] = pick
+        for i in pick:
+            work.setdefault(names[i], []).append(t)
+    return chosen, work
+
+
+def _feature_table(t: _Target, r_j: np.ndarray, rc_j: np.ndarray, pick: np.ndarray, names: list[str],
+                   exact: dict, top: int) -> pd.DataFrame:
+    """One target's ``top`` rows, by selectivity then score; ``r_j``, ``rc_j``: its correlations (U,)."""
+    rows = []
+    for i in pick:
+        e = exact[(names[i], t.name)]
+        row = {"feature": t.name, "unit": names[i], "pearson": float(r_j[i])}
+        if t.binary:
+            row.update(metric="auroc", spearman=np.nan, **e)
+        else:
+            row.update(
+                metric="pearson", score=abs(float(r_j[i])), sign=1 if r_j[i] >= 0 else -1,
+                control_score=abs(float(rc_j[i])), auroc=np.nan, ap=np.nan, **e,
+            )
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    chance = 0.5 if t.binary else 0.0
+    df["selectivity"] = df["score"] - df["control_score"]
+    df["selective"] = df["selectivity"] >= 0.5 * (df["score"] - chance)  # a flag for the reader
+    df = df.sort_values(["selectivity", "score"], ascending=[False, False], kind="stable").head(top)
+    df["rank"] = np.arange(1, len(df) + 1)
+    return df
+
+
 def rank_features(
     store,
     features: Sequence | None = None,
@@ -304,69 +377,17 @@ def rank_features(
     specs = list(FEATURES) if features is None else list(features)
     if not specs:
         raise RnnvizError("no features to rank against")
-    if units is not None:
-        units = list(dict.fromkeys(units))
-        missing = sorted(set(units) - set(store.units))
-        if missing:
-            raise RnnvizError(f"unit {missing[0]!r} is not in the store")
-    names = units if units is not None else store.units
+    names = _unit_names(store, units)
     text = store.text
-    perm = control_permutation(text, seed)
-    targets, skipped = [], {}
-    for spec in specs:
-        f, y = resolve(spec, text)
-        if f.name in skipped or any(t.name == f.name for t in targets):
-            if isinstance(spec, str):
-                continue  # the same feature asked for twice
-            f = dataclasses.replace(f, name=f"{f.name}#{len(targets) + len(skipped) + 1}")  # two lambdas
-        if len(y) < 2 or y.min() == y.max():
-            skipped[f.name] = f"constant ({y[0] if len(y) else 'empty'}) on this text"
-            continue
-        targets.append(_Target(f, y, perm))
-    if not targets:
-        raise RnnvizError(
-            "nothing to rank: " + "; ".join(f"{k} is {v}" for k, v in skipped.items())
-        )
+    targets, skipped = _targets(specs, text, control_permutation(text, seed))
     T = store.length
     r, r_ctrl = _moments(store, names, targets, progress, 2 * T)  # total grows once the columns are known
-
-    # Which units need exact column statistics, per target.
-    M = 2 * top + 10
-    work: dict[str, list[_Target]] = {}
-    chosen: dict[str, np.ndarray] = {}
-    for j, t in enumerate(targets):
-        a, ac = np.abs(r[:, j]), np.abs(r_ctrl[:, j])
-        if t.binary:
-            pick = np.union1d(np.argsort(-a, kind="stable")[:M], np.argsort(-(a - ac), kind="stable")[:M])
-        else:
-            pick = np.argsort(-(a - ac), kind="stable")[:top]
-        chosen[t.name] = pick
-        for i in pick:
-            work.setdefault(names[i], []).append(t)
+    chosen, work = _candidates(targets, r, r_ctrl, names, top)  # which units need exact column statistics
     groups = _column_groups(store, list(work))
     exact = _exact_scores(store, groups, work, progress, T, T * (1 + len(groups)))
-
-    frames = []
-    for j, t in enumerate(targets):
-        rows = []
-        for i in chosen[t.name]:
-            e = exact[(names[i], t.name)]
-            row = {"feature": t.name, "unit": names[i], "pearson": float(r[i, j])}
-            if t.binary:
-                row.update(metric="auroc", spearman=np.nan, **e)
-            else:
-                row.update(
-                    metric="pearson", score=abs(float(r[i, j])), sign=1 if r[i, j] >= 0 else -1,
-                    control_score=abs(float(r_ctrl[i, j])), auroc=np.nan, ap=np.nan, **e,
-                )
-            rows.append(row)
-        df = pd.DataFrame(rows)
-        chance = 0.5 if t.binary else 0.0
-        df["selectivity"] = df["score"] - df["control_score"]
-        df["selective"] = df["selectivity"] >= 0.5 * (df["score"] - chance)  # a flag for the reader
-        df = df.sort_values(["selectivity", "score"], ascending=[False, False], kind="stable").head(top)
-        df["rank"] = np.arange(1, len(df) + 1)
-        frames.append(df)
+    frames = [
+        _feature_table(t, r[:, j], r_ctrl[:, j], chosen[t.name], names, exact, top) for j, t in enumerate(targets)
+    ]
     out = pd.concat(frames, ignore_index=True)[COLUMNS]
     out["sign"] = out["sign"].astype(int)
     out["selective"] = out["selective"].astype(bool)
