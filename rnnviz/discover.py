@@ -24,6 +24,9 @@ Streaming: one pass over row blocks gives every unit's exact Pearson r with ever
 best |r| (point-biserial, a screen that agrees with Cohen's d) and the best |r| - |r_control| are then
 read column by column and scored exactly: float16 has 65,536 values, so a per-unit histogram over them
 gives exact ranks, AUROC, average precision and Spearman without sorting.
+
+What the model loses without a cell (ablation) and how far back its gradient reaches live in
+:mod:`rnnviz.causal` (``ablate`` and ``gradient_flow`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -478,7 +481,7 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
 
 
 def gate_saturation(store) -> pd.DataFrame:
-    """The paper's gate-saturation data: one row per recorded sigmoid-gate unit (LSTM i f o, GRU r z)
+    """Gate saturation as in Karpathy et al. (2015): one row per recorded sigmoid-gate unit (LSTM i f o, GRU r z)
     with ``unit, layer, kind, index, sat_lo`` (fraction of characters < 0.1, left-saturated), ``sat_hi``
     (fraction > 0.9, right-saturated) and ``mean``. Read from the store's statistics (written while
     recording); streamed from the arrays when those are missing. Empty when no such gate is recorded.

@@ -1,7 +1,8 @@
 """CharRNN: a character-level vanilla RNN (tanh), GRU or LSTM with any number of layers.
 
-Input is the one-hot vector of the character (as in the paper and min-char-rnn): layer 0's input size
-is the vocabulary size V, so every weight of layer 0 belongs to one character. Training and recording
+Input is the one-hot vector of the character (as in Karpathy, Johnson & Fei-Fei,
+"Visualizing and Understanding Recurrent Networks", 2015, and min-char-rnn): layer 0's input size is the
+vocabulary size V, so every weight of layer 0 belongs to one character. Training and recording
 use torch's fused multi-layer ``nn.RNN/GRU/LSTM`` (cuDNN on GPU); :meth:`CharRNN.step` is the plain
 per-step math of the same weights, used for sampling with clamped cells, ablation, and as the naive
 reference that the fast paths are tested against.
