@@ -28,26 +28,23 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state
+from rnnviz.dashboard import transitions as tr
+from rnnviz.dashboard.state import View
+from rnnviz.export import export_html
+from rnnviz.models import ModelConfig
+from rnnviz.similar import SimilarConfig, find_matches
+from rnnviz.store import write_store
+from rnnviz.vocab import Vocab
 
-from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state  # noqa: E402
-from rnnviz.dashboard import transitions as tr  # noqa: E402
-from rnnviz.dashboard.state import View  # noqa: E402
-from rnnviz.export import export_html  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.similar import SimilarConfig, find_matches  # noqa: E402
-from rnnviz.store import write_store  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
+CORPUS = DATA / "tiny_shakespeare.txt"
 
 
 def make_store(path: Path, length: int, layers: int, hidden: int, kinds: list[str]) -> None:

@@ -38,53 +38,20 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
+from _common import ROOT, corpus_text, synthetic_store
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rnnviz.dashboard.app import is_loopback
+from rnnviz.dashboard.state import WINDOW
 
-from rnnviz.dashboard.app import is_loopback  # noqa: E402
-from rnnviz.dashboard.state import WINDOW  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.store import StoreWriter  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
 MAX_CLIENTS, MAX_SECONDS, MAX_REQUESTS = 64, 600, 200_000
 HTTP_TIMEOUT = 60.0  # seconds one request may take before it counts as an error
 
 
 def make_store(path: Path, length: int, layers: int = 2, hidden: int = 128, kinds=("h", "c"), text: str | None = None,
                seed: int = 0) -> Path:
-    """A synthetic LSTM store of ``length`` characters (``text`` if given), written 64k rows at a time so
-    that memory stays at one block whatever the length. Values: tanh of seeded normals (h, c in [-1, 1])."""
-    import torch
-
-    if text is None:
-        base = CORPUS.read_text(encoding="utf-8") if CORPUS.exists() else "the quick brown fox jumps.\n"
-        text = (base * (length // len(base) + 1))[:length]
-    vocab = Vocab.from_text(text)
-    T, K = len(text), min(5, len(vocab))
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=layers, hidden=hidden)
-    rng = np.random.default_rng(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the statistics' small ops: on a busy machine more threads only wait for each other
-    try:
-        with StoreWriter(path, text, layers=list(range(layers)), kinds=list(kinds), model_config=cfg, vocab=vocab,
-                         topk=K) as w:
-            for s in range(0, T, 65536):
-                n = min(65536, T - s)
-                block = {(l, k): torch.from_numpy(np.tanh(rng.standard_normal((n, hidden), dtype=np.float32))
-                                                  .astype(np.float16)) for l in range(layers) for k in kinds}
-                lp = np.log(rng.uniform(0.01, 1.0, n)).astype(np.float32)
-                if s + n == T:
-                    lp[-1] = np.nan  # the last character predicts nothing
-                ids = np.argsort(rng.random((n, len(vocab))), axis=1)[:, :K].astype(np.uint16)
-                p = np.sort(rng.dirichlet(np.ones(K + 3), n)[:, :K], axis=1)[:, ::-1].astype(np.float16)
-                w.observe(block)
-                w.write(s, block, logprob=lp, topk_ids=ids, topk_p=p)
-    finally:
-        torch.set_num_threads(threads)
-    return path
+    """A synthetic LSTM store of ``length`` characters of tiny Shakespeare (``text`` if given)."""
+    text = text if text is not None else corpus_text("tiny_shakespeare.txt", length, "the quick brown fox jumps.\n")
+    return synthetic_store(path, text, layers, hidden, kinds, seed=seed)
 
 
 # --- the server ---
@@ -232,6 +199,35 @@ class Result:
         return sum(len(v) for v in self.latencies.values())
 
 
+def _next_action(rng: np.random.Generator, view: dict, length: int) -> tuple[str, dict]:
+    """A reader's next move: 60% a page (back at the end, else back 30% of the time once past the start),
+    25% the next or previous unit, 15% a jump to a random position."""
+    r = rng.random()
+    if r < 0.60:
+        back = view["start"] + WINDOW >= length or (view["start"] > 0 and rng.random() < 0.3)
+        return ("page-prev" if back else "page-next"), {}
+    if r < 0.85:
+        return ("unit-next" if rng.random() < 0.7 else "unit-prev"), {}
+    return "jump-go", {"jump_input": int(rng.integers(length))}
+
+
+def _show(client: Client, view: dict, length: int, unit_changed: bool, timed, fail) -> None:
+    """What the page fetches for a view: its window and trace (and histogram when the unit changed), checked."""
+    status, r = timed("window", client.call, "window-data.data", {"view.data": view}, "view.data")
+    data = r.get("window-data", {}).get("data") or {}
+    n = min(WINDOW, length - view["start"])
+    if status != 200 or data.get("start") != view["start"] or len(data.get("chars", ())) != n:
+        fail(f"window at {view.get('start')}: HTTP {status}, got {data.get('start')} +{len(data.get('chars', ()))}")
+    status, r = timed("trace", client.call, "trace.figure", {"drawn.data": 1, "view.data": view}, "drawn.data")
+    if status != 200 or "figure" not in r.get("trace", {}):
+        fail(f"trace: HTTP {status}")
+    if unit_changed:
+        focus = {k: view[k] for k in ("store", "unit", "feature")}
+        status, r = timed("histogram", client.call, "hist.figure", {"focus.data": focus}, "focus.data")
+        if status != 200 or "figure" not in r.get("hist", {}):
+            fail(f"histogram: HTTP {status}")
+
+
 def _session(client: Client, length: int, units: list[str], seed: int, stop: threading.Event, res: Result,
              lock: threading.Lock, budget: list[int]) -> None:
     rng = np.random.default_rng(seed)
@@ -252,42 +248,20 @@ def _session(client: Client, length: int, units: list[str], seed: int, stop: thr
         with lock:
             res.errors.append(what)
 
-    def show(view: dict, unit_changed: bool) -> None:
-        status, r = timed("window", client.call, "window-data.data", {"view.data": view}, "view.data")
-        data = r.get("window-data", {}).get("data") or {}
-        n = min(WINDOW, length - view["start"])
-        if status != 200 or data.get("start") != view["start"] or len(data.get("chars", ())) != n:
-            fail(f"window at {view.get('start')}: HTTP {status}, got {data.get('start')} +{len(data.get('chars', ()))}")
-        status, r = timed("trace", client.call, "trace.figure", {"drawn.data": 1, "view.data": view}, "drawn.data")
-        if status != 200 or "figure" not in r.get("trace", {}):
-            fail(f"trace: HTTP {status}")
-        if unit_changed:
-            focus = {k: view[k] for k in ("store", "unit", "feature")}
-            status, r = timed("histogram", client.call, "hist.figure", {"focus.data": focus}, "focus.data")
-            if status != 200 or "figure" not in r.get("hist", {}):
-                fail(f"histogram: HTTP {status}")
-
     q = urlencode({"unit": units[int(rng.integers(len(units)))], "start": int(rng.integers(length))})
     status, view, msg = timed("view", navigate, client, None, "url", "?" + q)
     if status != 200 or msg:
         fail(f"first load: HTTP {status} {msg!r}")
         return
-    show(view, True)
+    _show(client, view, length, True, timed, fail)
     while not stop.is_set():
-        r = rng.random()
-        if r < 0.60:
-            trigger = "page-prev" if view["start"] + WINDOW >= length or (view["start"] > 0 and rng.random() < 0.3) \
-                else "page-next"
-            status, new, msg = timed("view", navigate, client, view, trigger)
-        elif r < 0.85:
-            status, new, msg = timed("view", navigate, client, view, "unit-next" if rng.random() < 0.7 else "unit-prev")
-        else:
-            status, new, msg = timed("view", navigate, client, view, "jump-go", jump_input=int(rng.integers(length)))
+        trigger, kw = _next_action(rng, view, length)
+        status, new, msg = timed("view", navigate, client, view, trigger, **kw)
         if status != 200 or msg or new == view:
             fail(f"navigate: HTTP {status} {msg!r}")
             continue
         changed, view = new["unit"] != view["unit"], new
-        show(view, changed)
+        _show(client, view, length, changed, timed, fail)
         with lock:
             res.actions += 1
 

@@ -20,26 +20,23 @@ before and after (on a shared machine that rate is what this process was given).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import DATA
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rnnviz.checkpoint import save_checkpoint
+from rnnviz.discover import rank_features
+from rnnviz.emergence import emergence
+from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.record import record
+from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot
+from rnnviz.vocab import Vocab
 
-from rnnviz.checkpoint import save_checkpoint  # noqa: E402
-from rnnviz.discover import rank_features  # noqa: E402
-from rnnviz.emergence import emergence  # noqa: E402
-from rnnviz.models import CharRNN, ModelConfig  # noqa: E402
-from rnnviz.record import record  # noqa: E402
-from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "war_and_peace.txt"
+CORPUS = DATA / "war_and_peace.txt"
 FEATURES = ["in_quote", "column"]
 
 

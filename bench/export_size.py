@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import html
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import corpus_text, synthetic_store
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rnnviz.export import colour_scale, export_html  # noqa: E402
-from rnnviz.models import ModelConfig, parse_unit  # noqa: E402
-from rnnviz.store import open_store, write_store  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
+from rnnviz.export import colour_scale, export_html
+from rnnviz.models import parse_unit
+from rnnviz.store import open_store
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -48,22 +44,20 @@ def ar1(rng, n: int, rho: float, scale: float) -> np.ndarray:
     return np.array(x)
 
 
-def synthetic_store(path: Path, n: int):
-    text = (ROOT.parent / "shared" / "data" / "war_and_peace.txt").read_text(encoding="utf-8")[:n]
-    vocab = Vocab.from_text(text)
+def make_store(path: Path, n: int):
+    """One LSTM layer of 4 units over war_and_peace: AR(1) c and h (slow, like quote or line-length cells)
+    and a noisy f gate (a new colour almost every character)."""
+    text = corpus_text("war_and_peace.txt", n, "the quick brown fox jumps over the lazy dog.\n")
     rng = np.random.default_rng(0)
     H = 4
     cols = {
-        "c": np.stack([ar1(rng, n, 0.995, 1.5) for _ in range(H)], 1),  # slow: quote / line-length-like
+        "c": np.stack([ar1(rng, n, 0.995, 1.5) for _ in range(H)], 1),
         "h": np.tanh(np.stack([ar1(rng, n, 0.9, 0.8) for _ in range(H)], 1)),
-        "f": 1 / (1 + np.exp(-rng.normal(1.0, 2.0, (n, H)))),  # noisy gate: a new colour almost every char
+        "f": 1 / (1 + np.exp(-rng.normal(1.0, 2.0, (n, H)))),
     }
-    ids = np.argsort(-rng.random((n, len(vocab))), axis=1)[:, :5].astype(np.uint16)
-    p = np.sort(rng.dirichlet(np.ones(len(vocab)), n), axis=1)[:, ::-1][:, :5]
-    logprob = -rng.exponential(1.3, n).astype(np.float32)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=H)
-    arrays = {(0, k): a for k, a in cols.items()}
-    return write_store(path, text, arrays, cfg, vocab, logprob=logprob, topk=(ids, p))
+    return open_store(synthetic_store(path, text, 1, H, list(cols),
+                                      columns=lambda s, m: {(0, k): a[s : s + m].astype(np.float16)
+                                                            for k, a in cols.items()}))
 
 
 def baseline_html(store, units: list[str], start: int, stop: int) -> str:
@@ -117,7 +111,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store = open_store(a.store) if a.store else synthetic_store(tmp / "store", a.length)
+        store = open_store(a.store) if a.store else make_store(tmp / "store", a.length)
         units = a.units.split(",") if a.units else ["0:c:0", "0:h:0", "0:f:0"]
         t0 = time.perf_counter()
         ours = export_html(store, units, tmp / "ours.html", length=a.length)

@@ -20,24 +20,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import DATA, synthetic_store
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rnnviz.discover import rank_features
+from rnnviz.features import FEATURES, compute_feature
 
-from rnnviz.discover import rank_features  # noqa: E402
-from rnnviz.features import FEATURES, compute_feature  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.store import StoreWriter  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
-
-CORPUS = ROOT.parent / "shared" / "data" / "linux_kernel.txt"
+CORPUS = DATA / "linux_kernel.txt"
 
 
 def make_text(chars: int) -> str:
@@ -50,28 +44,25 @@ def make_text(chars: int) -> str:
 
 
 def write(path: Path, text: str, layers: int, hidden: int) -> None:
-    T = len(text)
-    vocab = Vocab.from_text(text)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=layers, hidden=hidden)
+    """A store of tanh noise (rolled per block, layer and kind) with four features planted in four cells."""
     plant = {"in_quote": (0, "c", 7), "column": (1, "c", 11), "in_if": (2, "h", 3), "brace_depth": (2, "c", 5)}
     planted = {k: compute_feature(k, text) for k in plant}
-    rng = np.random.default_rng(0)
     rows = 65536
-    base = np.tanh(rng.standard_normal((rows, hidden), dtype=np.float32)).astype(np.float16)
-    with StoreWriter(path, text, layers=list(range(layers)), kinds=["h", "c"], model_config=cfg, vocab=vocab) as w:
-        for s in range(0, T, rows):
-            n = min(rows, T - s)
-            block = {}
-            for l in range(layers):
-                for kind in ("h", "c"):
-                    a = np.roll(base, 7 * s // rows + 13 * l + (kind == "c"), axis=0)[:n].copy()
-                    for name, (pl, pk, pi) in plant.items():
-                        if (pl, pk) == (l, kind):
-                            f = planted[name][s : s + n]
-                            a[:, pi] = np.tanh(f / (f.max() or 1) + 0.3 * a[:, pi])
-                    block[(l, kind)] = a
-            w.write(s, block)
-            w.observe(block)
+    base = np.tanh(np.random.default_rng(0).standard_normal((rows, hidden), dtype=np.float32)).astype(np.float16)
+
+    def columns(s: int, n: int) -> dict[tuple[int, str], np.ndarray]:
+        block = {}
+        for l in range(layers):
+            for kind in ("h", "c"):
+                a = np.roll(base, 7 * s // rows + 13 * l + (kind == "c"), axis=0)[:n].copy()
+                for name, (pl, pk, pi) in plant.items():
+                    if (pl, pk) == (l, kind):
+                        f = planted[name][s : s + n]
+                        a[:, pi] = np.tanh(f / (f.max() or 1) + 0.3 * a[:, pi])
+                block[(l, kind)] = a
+        return block
+
+    synthetic_store(path, text, layers, hidden, columns=columns, predictions=False, rows=rows)
 
 
 def naive(store, units: list[str], specs: list[str]) -> float:

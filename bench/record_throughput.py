@@ -17,22 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import DATA
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rnnviz.models import KINDS, CharRNN, ModelConfig  # noqa: E402
-from rnnviz.record import record  # noqa: E402
-from rnnviz.store import StoreWriter  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
+from rnnviz.models import KINDS, CharRNN, ModelConfig
+from rnnviz.record import record
+from rnnviz.store import StoreWriter
+from rnnviz.vocab import Vocab
 
 GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -168,7 +165,7 @@ def main() -> None:
     fused_chars = args.fused_chars or (100_000 if cuda else 50_000)
     disk_mb = args.disk_mb or (4096 if cuda else 256)
 
-    src = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
+    src = DATA / "tiny_shakespeare.txt"
     base = src.read_text(encoding="utf-8") if src.exists() else "".join(map(chr, range(32, 127))) * 100
     text = (base * (chars // len(base) + 1))[:chars]
     vocab = Vocab.from_text(base)

@@ -16,33 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .errors import RnnvizError
 from .features import resolve
-from .models import CharRNN, ModelConfig, parse_unit
-
-_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names, as layer_weights
-
-
-@contextmanager
-def torch_threads(n: int = 1):
-    """Run torch with ``n`` intra-op threads inside; yields the previous count. Step-by-step loops of
-    small ops run several times faster on one thread (no OpenMP barrier per op), more so on a busy
-    machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield max(1, old)
-    finally:
-        torch.set_num_threads(old)
+from .models import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, group_units, parse_unit
+from .threads import torch_threads
 
 
 class _Upper(CharRNN):
@@ -53,7 +37,7 @@ class _Upper(CharRNN):
         c = model.config
         super().__init__(ModelConfig(vocab_size=c.hidden, cell=c.cell, layers=c.layers - lo, hidden=c.hidden))
         for j in range(c.layers - lo):
-            for name, w in zip(_WEIGHTS, model.layer_weights(lo + j), strict=True):
+            for name, w in zip(WEIGHT_NAMES, model.layer_weights(lo + j), strict=True):
                 setattr(self.rnn, f"{name}_l{j}", w)
         self.head = model.head
         self.to(model.device).eval()
@@ -66,14 +50,7 @@ class _Lower:
     """Layers 0..lo-1 in torch's fused single-layer kernels (a clamp at layer lo cannot reach them)."""
 
     def __init__(self, model: CharRNN, lo: int):
-        c = model.config
-        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[c.cell]
-        self.model, self.layers = model, []
-        for l in range(lo):
-            layer = cls(c.vocab_size if l == 0 else c.hidden, c.hidden, 1, batch_first=True).to(model.device)
-            for name, w in zip(_WEIGHTS, model.layer_weights(l), strict=True):
-                getattr(layer, f"{name}_l0").data.copy_(w.data)
-            self.layers.append(layer)
+        self.model, self.layers = model, [model.fused_layer(l) for l in range(lo)]
 
     def blocks(self, x: torch.Tensor, steps: int = 1024):
         """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H)."""
@@ -153,6 +130,107 @@ def _clamp_value(mode: str) -> float | None:
     raise RnnvizError(f"mode must be zero, mean or value=V (a finite number), got {mode!r}")
 
 
+class _Streams:
+    """The text as B parallel windows of S steps (see :func:`_windows`), and the model run over them:
+    clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by step). Counts progress over
+    ``runs`` passes."""
+
+    def __init__(self, model: CharRNN, ids: np.ndarray, streams: int, burn_in: int, lo: int, runs: int,
+                 progress: Callable[[int, int], None] | None):
+        T = len(ids)
+        w, s, e, S = _windows(T, streams, burn_in)
+        self.model, self.dev, self.T, self.B, self.S, self.lo = model, model.device, T, len(w), S, lo
+        # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
+        pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
+        self.valid = (pos >= s[:, None]) & (pos < e[:, None])
+        self.x = torch.as_tensor(np.where(pos < T, ids[np.minimum(pos, T - 1)], 0), device=self.dev)
+        self.y = torch.as_tensor(np.where(pos + 1 < T, ids[np.minimum(pos + 1, T - 1)], 0), device=self.dev)
+        self.valid_t = torch.as_tensor(self.valid, device=self.dev)
+        self.flat_pos = pos[self.valid]  # text position of each counted prediction, in mask order
+        self.upper = model if lo == 0 else _Upper(model, lo)
+        self.lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
+        self.done, self.total, self.progress = 0, runs * S, progress
+
+    def _advance(self, steps: int) -> None:
+        self.done += steps
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def _per_position(self, nll: torch.Tensor) -> np.ndarray:
+        """(B, S) losses -> (T-1,) per text position, in nats."""
+        out = np.full(self.T - 1, np.nan)
+        out[self.flat_pos] = nll[self.valid_t].cpu().double().numpy()
+        return out
+
+    def clean(self) -> np.ndarray:
+        """Per-position loss of the unclamped model, through the fused kernel."""
+        B, S, V = self.B, self.S, self.model.config.vocab_size
+        nll, state = torch.empty(B, S, device=self.dev), None
+        for a in range(0, S, 1024):
+            logits, state = self.model(self.x[:, a : a + 1024], state)
+            nll[:, a : a + 1024] = _nll(logits.reshape(-1, V), self.y[:, a : a + 1024].reshape(-1)).view(B, -1)
+            self._advance(min(1024, S - a))
+        return self._per_position(nll)
+
+    def run(self, clamp: dict | None, collect: set | None = None) -> tuple[np.ndarray, dict]:
+        """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums (H,)
+        for each (layer, kind) in ``collect`` over the counted positions."""
+        state = self.upper.init_state(self.B)
+        nll = torch.empty(self.B, self.S, device=self.dev)
+        hidden = self.model.config.hidden
+        sums = {key: torch.zeros(hidden, dtype=torch.float64, device=self.dev) for key in collect or ()}
+        for a, b, below in self.lower.blocks(self.x):
+            with torch_threads(1):
+                for j in range(b - a):
+                    out = self.upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
+                    logits, state = out[0], out[1]
+                    nll[:, a + j] = _nll(logits, self.y[:, a + j])
+                    for l, kind in collect or ():
+                        sums[(l, kind)] += out[2][(l - self.lo, kind)][self.valid_t[:, a + j]].double().sum(0)
+            self._advance(b - a)
+        return self._per_position(nll), sums
+
+    def means(self, keys: set) -> dict:
+        """Each unit's mean over the counted positions of the clean text: {(layer, kind): (H,)}."""
+        _, sums = self.run(None, keys)
+        return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
+
+
+def _clamp_for(triples, lo: int, fixed: float | None, means: dict | None, dev) -> tuple[dict, dict]:
+    """Units (layer, kind, index) -> the ``clamp`` of :meth:`CharRNN.step` on layers lo.. (clamped to
+    ``fixed``, or to their means) and {unit name: value}."""
+    clamp, values = {}, {}
+    for (l, k), (_, idx) in group_units(triples).items():
+        val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
+        clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
+        values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
+    return clamp, values
+
+
+def _random_units(parsed, hidden: int, rng: np.random.Generator) -> list[tuple[int, str, int]]:
+    """As many other units of each layer and kind as ``parsed`` has there, drawn without replacement."""
+    triples = []
+    for (l, k), (_, idx) in group_units(parsed).items():
+        mine = set(idx)
+        pool = np.array([i for i in range(hidden) if i not in mine])
+        if len(pool) < len(mine):
+            raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
+        triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
+    return triples
+
+
+def _ablation_streams(T: int, streams: int | None, random: int, burn_in: int) -> int:
+    """The checked number of streams (default about one per 1,000 characters, at most 64)."""
+    if T < 2:
+        raise RnnvizError("the text needs at least 2 characters")
+    if random < 0 or burn_in < 0:
+        raise RnnvizError("random and burn_in must be >= 0")
+    B = streams if streams is not None else int(np.clip(T // 1000, 1, 64))
+    if B < 1:
+        raise RnnvizError(f"streams must be >= 1, got {B}")
+    return B
+
+
 @torch.no_grad()
 def ablate(
     model: CharRNN,
@@ -183,121 +261,40 @@ def ablate(
     fixed = _clamp_value(mode)
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     T = len(ids_np)
-    if T < 2:
-        raise RnnvizError("the text needs at least 2 characters")
-    if random < 0 or burn_in < 0:
-        raise RnnvizError("random and burn_in must be >= 0")
-    B = streams if streams is not None else int(np.clip(T // 1000, 1, 64))
-    if B < 1:
-        raise RnnvizError(f"streams must be >= 1, got {B}")
-    w, s, e, S = _windows(T, B, burn_in)
-    B = len(w)
-    dev = model.device
-    # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
-    pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
-    valid = (pos >= s[:, None]) & (pos < e[:, None])
-    x = torch.as_tensor(np.where(pos < T, ids_np[np.minimum(pos, T - 1)], 0), device=dev)
-    y = torch.as_tensor(np.where(pos + 1 < T, ids_np[np.minimum(pos + 1, T - 1)], 0), device=dev)
-    valid_t = torch.as_tensor(valid, device=dev)
-    flat_pos = pos[valid]  # text position of each counted prediction, in mask order
-
-    was_training = model.training
-    model.eval()
+    B = _ablation_streams(T, streams, random, burn_in)
     lo = min(l for l, _, _ in parsed)
-    upper = model if lo == 0 else _Upper(model, lo)
-    lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
-    n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
-    done = [0]
+    with eval_mode(model):
+        runs = _Streams(model, ids_np, B, burn_in, lo, 2 + random + (fixed is None), progress)
+        clean = runs.clean()  # runs: clean, ablated, random draws, (means)
+        means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
+        fname, fmask = None, np.zeros(T - 1, dtype=bool)
+        if feature is not None:
+            f, fv = resolve(feature, text)
+            fname, fmask = f.name, f.targets(text, fv)[: T - 1]
 
-    def advance(steps: int) -> None:
-        done[0] += steps
-        if progress:
-            progress(done[0], n_runs * S)
+        def deltas(nll: np.ndarray) -> tuple[float, float, float]:
+            d = nll - clean
+            df = float(d[fmask].mean()) if fmask.any() else float("nan")
+            return float(nll.mean()), float(d.mean()), df
 
-    def per_position(nll: torch.Tensor) -> np.ndarray:
-        out = np.full(T - 1, np.nan)
-        out[flat_pos] = nll[valid_t].cpu().double().numpy()
-        return out
-
-    def run(clamp: dict | None, collect: set | None = None):
-        """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums."""
-        state = upper.init_state(B)
-        nll = torch.empty(B, S, device=dev)
-        sums = {key: torch.zeros(cfg.hidden, dtype=torch.float64, device=dev) for key in collect or ()}
-        for a, b, below in lower.blocks(x):
-            with torch_threads(1):
-                for j in range(b - a):
-                    out = upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
-                    logits, state = out[0], out[1]
-                    nll[:, a + j] = _nll(logits, y[:, a + j])
-                    for l, kind in collect or ():
-                        sums[(l, kind)] += out[2][(l - lo, kind)][valid_t[:, a + j]].double().sum(0)
-            advance(b - a)
-        return per_position(nll), sums
-
-    nll, state = torch.empty(B, S, device=dev), None
-    for a in range(0, S, 1024):  # the clean text through the fused kernel
-        logits, state = model(x[:, a : a + 1024], state)
-        nll[:, a : a + 1024] = _nll(logits.reshape(-1, cfg.vocab_size), y[:, a : a + 1024].reshape(-1)).view(B, -1)
-        advance(min(1024, S - a))
-    clean = per_position(nll)
-    means = None
-    if fixed is None:  # mean mode: every unit's mean over the counted positions of the clean text
-        _, sums = run(None, {(l, k) for l, k, _ in parsed})
-        means = {key: (v / int(valid.sum())).float() for key, v in sums.items()}
-
-    def spec_for(triples) -> tuple[dict, dict]:
-        grouped: dict[tuple[int, str], list[int]] = {}
-        for l, k, i in triples:
-            grouped.setdefault((l, k), []).append(i)
-        clamp, values = {}, {}
-        for (l, k), idx in grouped.items():
-            val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
-            clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
-            values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
-        return clamp, values
-
-    fname, fmask = None, np.zeros(T - 1, dtype=bool)
-    if feature is not None:
-        f, fv = resolve(feature, text)
-        fname, fmask = f.name, f.targets(text, fv)[: T - 1]
-
-    def deltas(nll: np.ndarray) -> tuple[float, float, float]:
-        d = nll - clean
-        df = float(d[fmask].mean()) if fmask.any() else float("nan")
-        return float(nll.mean()), float(d.mean()), df
-
-    clamp, values = spec_for(parsed)
-    values = {u: values[u] for u in units}
-    ablated, _ = run(clamp)
-    loss, delta, delta_f = deltas(ablated)
-
-    rng = np.random.default_rng(seed)
-    taken: dict[tuple[int, str], set[int]] = {}
-    for l, k, i in parsed:
-        taken.setdefault((l, k), set()).add(i)
-    draws = []
-    for r in range(random):
-        triples = []
-        for (l, k), mine in taken.items():
-            pool = np.array([i for i in range(cfg.hidden) if i not in mine])
-            if len(pool) < len(mine):
-                raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
-            triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
-        nll, _ = run(spec_for(triples)[0])
-        _, d, dfeat = deltas(nll)
-        draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
-                      "delta_feature": dfeat})
-    model.train(was_training)
+        clamp, values = _clamp_for(parsed, lo, fixed, means, runs.dev)
+        ablated, _ = runs.run(clamp)
+        loss, delta, delta_f = deltas(ablated)
+        rng, draws = np.random.default_rng(seed), []
+        for r in range(random):
+            triples = _random_units(parsed, cfg.hidden, rng)
+            _, d, dfeat = deltas(runs.run(_clamp_for(triples, lo, fixed, means, runs.dev)[0])[0])
+            draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
+                          "delta_feature": dfeat})
     return Ablation(
-        units=units, mode=mode, values=values, chars=T - 1,
+        units=units, mode=mode, values={u: values[u] for u in units}, chars=T - 1,
         clean_loss=float(clean.mean()), ablated_loss=loss, delta=delta,
         feature=fname, feature_chars=int(fmask.sum()),
         clean_loss_feature=float(clean[fmask].mean()) if fmask.any() else float("nan"),
         ablated_loss_feature=float(ablated[fmask].mean()) if fmask.any() else float("nan"),
         delta_feature=delta_f,
         random=pd.DataFrame(draws, columns=["draw", "units", "delta", "delta_feature"]),
-        streams=B, burn_in=burn_in,
+        streams=runs.B, burn_in=burn_in,
     )
 
 
@@ -333,28 +330,26 @@ def gradient_flow(
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.choice(cand, size=min(positions, len(cand)), replace=False))
     B, dev = len(ts), model.device
-    was_training = model.training
-    model.eval()
-    ids = torch.as_tensor(ids_np, device=dev)
-    start = ts - max_lag  # first step with gradient
-    warm = int(min(burn_in, start.min()))
-    state = model.init_state(B)
-    if warm:
-        with torch.no_grad():
-            idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
-            _, state = model(ids[idx], state)
-    state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
-        state.detach().requires_grad_(True)
-    steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
-    keep: list[torch.Tensor] = []  # per step, per (layer, kind)
-    keys = [(l, k) for l in range(cfg.layers) for k in kinds]
-    with torch.enable_grad(), torch_threads(1):
-        for j in range(max_lag + 1):
-            logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
-            keep += [rec[key] for key in keys]
-        loss = F.cross_entropy(logits.float(), ids[torch.as_tensor(ts + 1, device=dev)], reduction="sum")
-        grads = torch.autograd.grad(loss, keep, allow_unused=True)
-    model.train(was_training)
+    with eval_mode(model):
+        ids = torch.as_tensor(ids_np, device=dev)
+        start = ts - max_lag  # first step with gradient
+        warm = int(min(burn_in, start.min()))
+        state = model.init_state(B)
+        if warm:
+            with torch.no_grad():
+                idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
+                _, state = model(ids[idx], state)
+        state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
+            state.detach().requires_grad_(True)
+        steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
+        keep: list[torch.Tensor] = []  # per step, per (layer, kind)
+        keys = [(l, k) for l in range(cfg.layers) for k in kinds]
+        with torch.enable_grad(), torch_threads(1):
+            for j in range(max_lag + 1):
+                logits, state, rec = model.step(ids[steps[:, j]], state, internals=True)
+                keep += [rec[key] for key in keys]
+            loss = F.cross_entropy(logits.float(), ids[torch.as_tensor(ts + 1, device=dev)], reduction="sum")
+            grads = torch.autograd.grad(loss, keep, allow_unused=True)
     rows = []
     for j in range(max_lag):  # step j is lag max_lag - j; the last step (lag 0) is left out
         for q, (l, k) in enumerate(keys):

@@ -40,7 +40,7 @@ def read_text(path: str | Path) -> str:
 
 
 def split(text: str, name: str) -> str:
-    """The named part of the paper's 90/5/5 split, in file order (no shuffling)."""
+    """The named part of the 90/5/5 split of Karpathy et al. (2015), in file order (no shuffling)."""
     if name not in SPLITS:
         raise RnnvizError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
     lo, hi = SPLITS[name]

@@ -24,6 +24,9 @@ Streaming: one pass over row blocks gives every unit's exact Pearson r with ever
 best |r| (point-biserial, a screen that agrees with Cohen's d) and the best |r| - |r_control| are then
 read column by column and scored exactly: float16 has 65,536 values, so a per-unit histogram over them
 gives exact ranks, AUROC, average precision and Spearman without sorting.
+
+What the model loses without a cell (ablation) and how far back its gradient reaches live in
+:mod:`rnnviz.causal` (``ablate`` and ``gradient_flow`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -39,13 +42,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .causal import ablate, gradient_flow, torch_threads  # noqa: F401  (ablate, gradient_flow: public API)
+from .causal import ablate, gradient_flow  # noqa: F401  (public API)
 from .errors import RnnvizError
 from .features import FEATURES, Feature, resolve
-from .models import GATES, parse_unit
+from .models import SIGMOID_KINDS, group_units, parse_unit
+from .threads import torch_threads
 
 COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 COLUMNS = [
     "feature", "unit", "metric", "score", "sign", "ap", "effect_size", "control_score", "selectivity",
     "selective", "auroc", "pearson", "spearman", "rank",
@@ -149,13 +152,8 @@ class _Target:
 
 def _array_groups(store, names: list[str]) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
     """Requested units per array: [(layer, kind, indices in the array, positions in ``names``)]."""
-    groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
-    for p, name in enumerate(names):
-        layer, kind, index = parse_unit(name)
-        idx, pos = groups.setdefault((layer, kind), ([], []))
-        idx.append(index)
-        pos.append(p)
-    return [(l, k, np.array(i), np.array(p)) for (l, k), (i, p) in groups.items()]
+    groups = group_units(parse_unit(name) for name in names)
+    return [(l, k, np.array(i), np.array(p)) for (l, k), (p, i) in groups.items()]
 
 
 def _read(arr, start: int, stop: int, idx: np.ndarray, hidden: int) -> np.ndarray:
@@ -225,10 +223,10 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
 
 def _column_groups(store, names: list[str]) -> list[tuple[int, str, list[tuple[int, str]]]]:
     """Units grouped by array (so each group reads one file), at most ``COLUMN_BYTES`` per group."""
-    by_array: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for name in names:
-        layer, kind, index = parse_unit(name)
-        by_array.setdefault((layer, kind), []).append((index, name))
+    by_array = {
+        key: [(i, names[p]) for p, i in zip(pos, idx, strict=True)]
+        for key, (pos, idx) in group_units(parse_unit(name) for name in names).items()
+    }
     per_group = max(1, COLUMN_BYTES // (2 * max(store.length, 1)))
     return [
         (layer, kind, sorted(cols)[g : g + per_group])
@@ -288,6 +286,79 @@ def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     return {"spearman": float(rho), "effect_size": _cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
 
 
+def _unit_names(store, units: list[str] | None) -> list[str]:
+    """The store's units, or ``units`` (deduplicated, in order) once checked against the store."""
+    if units is None:
+        return store.units
+    units = list(dict.fromkeys(units))
+    missing = [u for u in units if u not in store.units]  # O(1) membership, never a set of every name
+    if missing:
+        raise RnnvizError(f"unit {missing[0]!r} is not in the store")
+    return units
+
+
+def _targets(specs: list, text: str, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
+    """Each feature asked for as a ranking target; the constant ones go to ``skipped`` {name: why}."""
+    targets, skipped = [], {}
+    for spec in specs:
+        f, y = resolve(spec, text)
+        if f.name in skipped or any(t.name == f.name for t in targets):
+            if isinstance(spec, str):
+                continue  # the same feature asked for twice
+            f = dataclasses.replace(f, name=f"{f.name}#{len(targets) + len(skipped) + 1}")  # two lambdas
+        if len(y) < 2 or y.min() == y.max():
+            skipped[f.name] = f"constant ({y[0] if len(y) else 'empty'}) on this text"
+            continue
+        targets.append(_Target(f, y, perm))
+    if not targets:
+        raise RnnvizError(
+            "nothing to rank: " + "; ".join(f"{k} is {v}" for k, v in skipped.items())
+        )
+    return targets, skipped
+
+
+def _candidates(targets: list[_Target], r: np.ndarray, r_ctrl: np.ndarray, names: list[str], top: int):
+    """From the streamed correlations (U, F): the units each target scores exactly (``chosen``, unit
+    indices per target name) and the same as ``work`` {unit name: [targets]}."""
+    M = 2 * top + 10
+    work: dict[str, list[_Target]] = {}
+    chosen: dict[str, np.ndarray] = {}
+    for j, t in enumerate(targets):
+        a, ac = np.abs(r[:, j]), np.abs(r_ctrl[:, j])
+        if t.binary:
+            pick = np.union1d(np.argsort(-a, kind="stable")[:M], np.argsort(-(a - ac), kind="stable")[:M])
+        else:
+            pick = np.argsort(-(a - ac), kind="stable")[:top]
+        chosen[t.name] = pick
+        for i in pick:
+            work.setdefault(names[i], []).append(t)
+    return chosen, work
+
+
+def _feature_table(t: _Target, r_j: np.ndarray, rc_j: np.ndarray, pick: np.ndarray, names: list[str],
+                   exact: dict, top: int) -> pd.DataFrame:
+    """One target's ``top`` rows, by selectivity then score; ``r_j``, ``rc_j``: its correlations (U,)."""
+    rows = []
+    for i in pick:
+        e = exact[(names[i], t.name)]
+        row = {"feature": t.name, "unit": names[i], "pearson": float(r_j[i])}
+        if t.binary:
+            row.update(metric="auroc", spearman=np.nan, **e)
+        else:
+            row.update(
+                metric="pearson", score=abs(float(r_j[i])), sign=1 if r_j[i] >= 0 else -1,
+                control_score=abs(float(rc_j[i])), auroc=np.nan, ap=np.nan, **e,
+            )
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    chance = 0.5 if t.binary else 0.0
+    df["selectivity"] = df["score"] - df["control_score"]
+    df["selective"] = df["selectivity"] >= 0.5 * (df["score"] - chance)  # a flag for the reader
+    df = df.sort_values(["selectivity", "score"], ascending=[False, False], kind="stable").head(top)
+    df["rank"] = np.arange(1, len(df) + 1)
+    return df
+
+
 def rank_features(
     store,
     features: Sequence | None = None,
@@ -309,69 +380,17 @@ def rank_features(
     specs = list(FEATURES) if features is None else list(features)
     if not specs:
         raise RnnvizError("no features to rank against")
-    if units is not None:
-        units = list(dict.fromkeys(units))
-        missing = [u for u in units if u not in store.units]
-        if missing:
-            raise RnnvizError(f"unit {missing[0]!r} is not in the store")
-    names = units if units is not None else store.units
+    names = _unit_names(store, units)
     text = store.text
-    perm = control_permutation(text, seed)
-    targets, skipped = [], {}
-    for spec in specs:
-        f, y = resolve(spec, text)
-        if f.name in skipped or any(t.name == f.name for t in targets):
-            if isinstance(spec, str):
-                continue  # the same feature asked for twice
-            f = dataclasses.replace(f, name=f"{f.name}#{len(targets) + len(skipped) + 1}")  # two lambdas
-        if len(y) < 2 or y.min() == y.max():
-            skipped[f.name] = f"constant ({y[0] if len(y) else 'empty'}) on this text"
-            continue
-        targets.append(_Target(f, y, perm))
-    if not targets:
-        raise RnnvizError(
-            "nothing to rank: " + "; ".join(f"{k} is {v}" for k, v in skipped.items())
-        )
+    targets, skipped = _targets(specs, text, control_permutation(text, seed))
     T = store.length
     r, r_ctrl = _moments(store, names, targets, progress, 2 * T)  # total grows once the columns are known
-
-    # Which units need exact column statistics, per target.
-    M = 2 * top + 10
-    work: dict[str, list[_Target]] = {}
-    chosen: dict[str, np.ndarray] = {}
-    for j, t in enumerate(targets):
-        a, ac = np.abs(r[:, j]), np.abs(r_ctrl[:, j])
-        if t.binary:
-            pick = np.union1d(np.argsort(-a, kind="stable")[:M], np.argsort(-(a - ac), kind="stable")[:M])
-        else:
-            pick = np.argsort(-(a - ac), kind="stable")[:top]
-        chosen[t.name] = pick
-        for i in pick:
-            work.setdefault(names[i], []).append(t)
+    chosen, work = _candidates(targets, r, r_ctrl, names, top)  # which units need exact column statistics
     groups = _column_groups(store, list(work))
     exact = _exact_scores(store, groups, work, progress, T, T * (1 + len(groups)))
-
-    frames = []
-    for j, t in enumerate(targets):
-        rows = []
-        for i in chosen[t.name]:
-            e = exact[(names[i], t.name)]
-            row = {"feature": t.name, "unit": names[i], "pearson": float(r[i, j])}
-            if t.binary:
-                row.update(metric="auroc", spearman=np.nan, **e)
-            else:
-                row.update(
-                    metric="pearson", score=abs(float(r[i, j])), sign=1 if r[i, j] >= 0 else -1,
-                    control_score=abs(float(r_ctrl[i, j])), auroc=np.nan, ap=np.nan, **e,
-                )
-            rows.append(row)
-        df = pd.DataFrame(rows)
-        chance = 0.5 if t.binary else 0.0
-        df["selectivity"] = df["score"] - df["control_score"]
-        df["selective"] = df["selectivity"] >= 0.5 * (df["score"] - chance)  # a flag for the reader
-        df = df.sort_values(["selectivity", "score"], ascending=[False, False], kind="stable").head(top)
-        df["rank"] = np.arange(1, len(df) + 1)
-        frames.append(df)
+    frames = [
+        _feature_table(t, r[:, j], r_ctrl[:, j], chosen[t.name], names, exact, top) for j, t in enumerate(targets)
+    ]
     out = pd.concat(frames, ignore_index=True)[COLUMNS]
     out["sign"] = out["sign"].astype(int)
     out["selective"] = out["selective"].astype(bool)
@@ -462,12 +481,12 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
 
 
 def gate_saturation(store) -> pd.DataFrame:
-    """The paper's gate-saturation data: one row per recorded sigmoid-gate unit (LSTM i f o, GRU r z)
+    """Gate saturation as in Karpathy et al. (2015): one row per recorded sigmoid-gate unit (LSTM i f o, GRU r z)
     with ``unit, layer, kind, index, sat_lo`` (fraction of characters < 0.1, left-saturated), ``sat_hi``
     (fraction > 0.9, right-saturated) and ``mean``. Read from the store's statistics (written while
     recording); streamed from the arrays when those are missing. Empty when no such gate is recorded.
     """
-    gates = [k for k in store.kinds if k in SIGMOID_GATES.get(store.cell, ()) and k in GATES[store.cell]]
+    gates = [k for k in store.kinds if k in SIGMOID_KINDS.get(store.cell, ())]
     cols = ["unit", "layer", "kind", "index", "sat_lo", "sat_hi", "mean"]
     keys = [(l, k) for l in store.layers for k in gates]
     if not keys:

@@ -1,7 +1,8 @@
 """CharRNN: a character-level vanilla RNN (tanh), GRU or LSTM with any number of layers.
 
-Input is the one-hot vector of the character (as in the paper and min-char-rnn): layer 0's input size
-is the vocabulary size V, so every weight of layer 0 belongs to one character. Training and recording
+Input is the one-hot vector of the character (as in Karpathy, Johnson & Fei-Fei,
+"Visualizing and Understanding Recurrent Networks", 2015, and min-char-rnn): layer 0's input size is the
+vocabulary size V, so every weight of layer 0 belongs to one character. Training and recording
 use torch's fused multi-layer ``nn.RNN/GRU/LSTM`` (cuDNN on GPU); :meth:`CharRNN.step` is the plain
 per-step math of the same weights, used for sampling with clamped cells, ablation, and as the naive
 reference that the fast paths are tested against.
@@ -12,6 +13,8 @@ Unit names are ``LAYER:KIND:INDEX`` (0-based), KIND one of ``h``; ``c i f g o`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -23,6 +26,7 @@ from .errors import RnnvizError
 CELLS = ("rnn", "gru", "lstm")
 KINDS = {"rnn": ("h",), "gru": ("h", "r", "z", "n"), "lstm": ("h", "c", "i", "f", "g", "o")}
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}  # torch's weight row order
+SIGMOID_KINDS = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}  # gates in [0, 1] (n, g are tanh)
 # Limits checked before any allocation, so that a hostile config.json cannot exhaust memory.
 MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB = 16384, 32, 1 << 16
 
@@ -90,6 +94,39 @@ def unit_names(layers: list[int], kinds: list[str], hidden: int) -> list[str]:
     return [f"{l}:{k}:{i}" for l in layers for k in kinds for i in range(hidden)]
 
 
+_TORCH_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names: NAME_l{layer}
+
+
+def _fused(cell: str, inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Module:
+    """torch's fused module for ``cell`` (batch first; the vanilla RNN is tanh)."""
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    return _TORCH_CELLS[cell](inputs, hidden, layers, dropout=dropout, batch_first=True, **kw)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the block and back in its previous mode after it, even when
+    the block raises (dropout off while sampling, evaluating or ablating)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def group_units(units: Iterable[tuple[int, str, int]]) -> dict[tuple[int, str], tuple[list[int], list[int]]]:
+    """Parsed units ``(layer, kind, index)`` grouped by the array they live in, in first-seen order:
+    ``{(layer, kind): (positions in units, indices in the array)}``; one read or clamp per group."""
+    groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+    for pos, (layer, kind, index) in enumerate(units):
+        positions, indices = groups.setdefault((layer, kind), ([], []))
+        positions.append(pos)
+        indices.append(index)
+    return groups
+
+
 class CharRNN(nn.Module):
     """A stack of recurrent layers over one-hot characters and a linear read-out.
 
@@ -102,9 +139,7 @@ class CharRNN(nn.Module):
         self.config = config
         self.vocab = vocab  # a Vocab, attached by the checkpoint loader / trainer
         V, H, L = config.vocab_size, config.hidden, config.layers
-        rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[config.cell]
-        kw = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
-        self.rnn = rnn_cls(V, H, L, dropout=config.dropout if L > 1 else 0.0, batch_first=True, **kw)
+        self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, V)
 
@@ -128,8 +163,21 @@ class CharRNN(nn.Module):
 
     def layer_weights(self, layer: int):
         """(W_ih (G·H, D), W_hh (G·H, H), b_ih (G·H), b_hh (G·H)) of one layer, rows in torch's gate order."""
-        r = self.rnn
-        return tuple(getattr(r, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return tuple(getattr(self.rnn, f"{n}_l{layer}") for n in WEIGHT_NAMES)
+
+    def fused_layer(self, layer: int, device=None, dtype=None) -> nn.Module:
+        """Layer ``layer`` alone as torch's fused single-layer module (cuDNN on GPU), holding a copy of
+        the model's weights: input (B, T, D) -> (B, T, H), state (1, B, H). In eval mode, no gradients;
+        on ``device`` (default the model's) in ``dtype`` (default torch's default, float32)."""
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
+        fused = _fused(self.config.cell, w_ih.shape[1], self.config.hidden, 1)
+        fused = fused.to(device or self.device, dtype).eval()
+        with torch.no_grad():
+            for name, w in zip(WEIGHT_NAMES, (w_ih, w_hh, b_ih, b_hh), strict=True):
+                getattr(fused, f"{name}_l0").copy_(w)
+        fused.requires_grad_(False)
+        fused.flatten_parameters()
+        return fused
 
     @staticmethod
     def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:
@@ -188,13 +236,13 @@ class CharRNN(nn.Module):
 
 def clamp_spec(clamps: dict[str, float], config: ModelConfig, device=None) -> dict:
     """{"1:c:42": 1.0, ...} -> the ``clamp`` argument of :meth:`CharRNN.step`."""
-    grouped: dict[tuple[int, str], list[tuple[int, float]]] = {}
+    units, values = [], []
     for name, value in clamps.items():
-        layer, kind, index = parse_unit(name, config)
+        units.append(parse_unit(name, config))
         if not math.isfinite(float(value)):
             raise RnnvizError(f"clamp value for {name} must be a finite number, got {value}")
-        grouped.setdefault((layer, kind), []).append((index, float(value)))
+        values.append(float(value))
     return {
-        key: (torch.tensor([i for i, _ in iv], device=device), torch.tensor([v for _, v in iv], device=device))
-        for key, iv in grouped.items()
+        key: (torch.tensor(idx, device=device), torch.tensor([values[p] for p in pos], device=device))
+        for key, (pos, idx) in group_units(units).items()
     }

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from . import distributed
 from .errors import RnnvizError
@@ -118,15 +117,7 @@ class _Layer:
     def __init__(self, model: CharRNN, layer: int, device: torch.device):
         cfg = model.config
         w_ih, w_hh, b_ih, b_hh = (w.detach().to(device, torch.float32) for w in model.layer_weights(layer))
-        kw = {"nonlinearity": "tanh"} if cfg.cell == "rnn" else {}
-        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cfg.cell]
-        self.fused = cls(w_ih.shape[1], cfg.hidden, 1, batch_first=True, **kw).to(device).eval()
-        with torch.no_grad():
-            names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-            for name, w in zip(names, (w_ih, w_hh, b_ih, b_hh), strict=True):
-                getattr(self.fused, name).copy_(w)
-        self.fused.requires_grad_(False)
-        self.fused.flatten_parameters()
+        self.fused = model.fused_layer(layer, device, torch.float32)
         self.cell, self.layer, self.vocab_size = cfg.cell, layer, cfg.vocab_size
         self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (H, G·H)
         self.b_ih, self.b_hh = b_ih, b_hh

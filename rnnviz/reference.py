@@ -1,4 +1,5 @@
-"""The seed's model, Karpathy's min-char-rnn, written afresh in NumPy float64: the ground truth.
+"""Karpathy's min-char-rnn, written afresh in NumPy float64: the ground truth, and part of what rnnviz
+teaches (the whole of a char-RNN, training included, in the fewest lines; read it next to models.py).
 
 A vanilla RNN over one-hot characters, as in the lecture:
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from .errors import RnnvizError
-from .models import CharRNN, clamp_spec
+from .models import CharRNN, clamp_spec, eval_mode
 
 
 @torch.no_grad()
@@ -42,8 +42,6 @@ def sample(
     spec = clamp_spec(clamp, model.config, model.device) if clamp else None
     gen = torch.Generator(device=model.device)
     gen.manual_seed(seed if seed is not None else torch.seed())
-    was_training = model.training
-    model.eval()
 
     def advance(x_t, state):
         if spec:
@@ -51,24 +49,28 @@ def sample(
         logits, state = model(x_t[:, None], state)  # fused kernel, one step
         return logits[:, -1], state
 
-    state = model.init_state(1)
-    if spec:  # the clamp must act while the prime is read too
-        for t in range(len(ids)):
-            logits, state = advance(ids[t : t + 1], state)
-    else:
-        logits, state = model(ids[None], state)
-        logits = logits[:, -1]
-    out = []
-    for _ in range(length):
-        logits = logits[0].float()  # (V,)
-        # Shift the best to 0 before dividing: a tiny temperature then sends the others to -inf (never
-        # probability), where dividing first would overflow every logit to inf and softmax to NaN.
-        logits = (logits - logits.max()) / temperature
-        if top_k is not None:
-            kth = torch.topk(logits, top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)  # (1,)
-        out.append(int(nxt))
-        logits, state = advance(nxt, state)
-    model.train(was_training)
+    with eval_mode(model):
+        state = model.init_state(1)
+        if spec:  # the clamp must act while the prime is read too
+            for t in range(len(ids)):
+                logits, state = advance(ids[t : t + 1], state)
+        else:
+            logits, state = model(ids[None], state)
+            logits = logits[:, -1]
+        out = []
+        for _ in range(length):
+            nxt = _draw(logits[0].float(), temperature, top_k, gen)  # (1,)
+            out.append(int(nxt))
+            logits, state = advance(nxt, state)
     return vocab.decode(out)
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator) -> torch.Tensor:
+    """One character id (shape (1,)) drawn from logits (V,) at ``temperature``, among the ``top_k`` best."""
+    # Shift the best to 0 before dividing: a tiny temperature then sends the others to -inf (never
+    # probability), where dividing first would overflow every logit to inf and softmax to NaN.
+    logits = (logits - logits.max()) / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)

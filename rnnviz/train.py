@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, read_config, save_tensors, write_checkp
 from .data import BatchStream, read_text, split
 from .errors import RnnvizError
 from .fsutil import MAX_JSON_BYTES, atomic_dir, loads_json, member, read_member, recover_dir
-from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig
+from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
 from .sampling import sample
 from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
@@ -134,16 +134,14 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
     n = (len(ids) - 1) // streams
     if n < 1:
         raise RnnvizError(f"text too short to evaluate: {len(ids)} characters")
-    was_training = model.training
-    model.eval()
     dev = model.device
     x = torch.as_tensor(ids[: n * streams].reshape(streams, n), device=dev)  # (S, n)
     y = torch.as_tensor(ids[1 : n * streams + 1].reshape(streams, n), device=dev)  # (S, n)
     total, state = torch.zeros((), dtype=torch.float64, device=dev), None
-    for a in range(0, n, chunk):
-        logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
-    model.train(was_training)
+    with eval_mode(model):
+        for a in range(0, n, chunk):
+            logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
     return float(total) / (n * streams)
 
 

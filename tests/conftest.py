@@ -9,6 +9,7 @@ import torch
 
 from rnnviz.checkpoint import save_checkpoint
 from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.threads import torch_threads
 from rnnviz.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +64,8 @@ def sample_model() -> Path:
 @pytest.fixture
 def one_thread():
     """Tiny models on a busy 2-core machine: one torch thread is as fast, and immune to contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

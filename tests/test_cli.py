@@ -63,13 +63,13 @@ def test_train_errors_are_one_line(tmp_path, content, args, message):
     assert not (tmp_path / "run" / "best").exists()
 
 
-def test_unknown_cell_and_missing_checkpoint(tmp_path, text_file):
+def test_unknown_cell_and_missing_checkpoint(tmp_path, text_file, tiny_ckpt):
     r = run("train", text_file, "--out", tmp_path / "run", "--cell", "transformer")
     assert r.exit_code == 2 and "'transformer' is not one of 'lstm', 'gru', 'rnn'" in r.output
     r = run("sample", tmp_path / "nothing")
     assert r.exit_code == 1 and r.output.strip() == f"Error: {tmp_path / 'nothing'}: no such checkpoint directory"
-    r = run("sample", tmp_path / "nothing", "--clamp", "1:c:3")
-    assert r.exit_code == 1
+    r = run("sample", tiny_ckpt, "--clamp", "1:c:3")  # a checkpoint that exists: the clamp is what fails
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "--clamp wants UNIT=VALUE" in r.output
 
 
 def test_bad_clamp_syntax(tiny_ckpt):

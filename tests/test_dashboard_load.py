@@ -21,9 +21,18 @@ from rnnviz.store import open_store
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_dashboard_load", ROOT / "bench" / "dashboard_load.py")
-load = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # (dataclasses look themselves up there)
-_spec.loader.exec_module(load)
+
+
+def _bench_module(name: str, file: str):
+    """A bench script as a module, registered in sys.modules (dataclasses look themselves up there)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / file)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_bench_module("_common", "_common.py")  # what the script imports as its sibling
+load = _bench_module("bench_dashboard_load", "dashboard_load.py")
 
 RUN = "a" * 48 + "!"  # (a|aa)+$ backtracks Fibonacci(48) ways here
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from rnnviz.causal import ablate, gradient_flow
 from rnnviz.cli import main
@@ -92,20 +94,15 @@ def code_store(tmp_path_factory):
     return write_store(tmp_path_factory.mktemp("code") / "st", text, {(0, "h"): h}, cfg, vocab)
 
 
-# --- exact statistics, computed the slow way ---
+# --- exact statistics from independent implementations (scipy, scikit-learn: test-only dependencies) ---
 
 
 def auroc(x, pos):
-    r = pd.Series(x).rank().to_numpy()  # mean ranks for ties
-    P, N = pos.sum(), (~pos).sum()
-    return (r[pos].sum() - P * (P + 1) / 2) / (P * N)
+    return roc_auc_score(pos, x)  # ties count 1/2
 
 
 def average_precision(x, pos):
-    """Step-wise AP with tied scores as one threshold (the scikit-learn definition)."""
-    df = pd.DataFrame({"x": x, "pos": pos}).groupby("x")["pos"].agg(["sum", "count"]).sort_index(ascending=False)
-    tp, n = df["sum"].cumsum(), df["count"].cumsum()
-    return float((df["sum"] / pos.sum() * tp / n).sum())
+    return average_precision_score(pos, x)  # step-wise, tied scores as one threshold
 
 
 def cohens_d(x, pos):
@@ -141,7 +138,7 @@ def test_binary_statistics_are_exact(prose_store):
         assert row["effect_size"] == pytest.approx(cohens_d(x, pos), abs=1e-6)
         c = auroc(x, ctrl)
         assert row["control_score"] == pytest.approx(max(c, 1 - c), abs=1e-9)
-        assert row["pearson"] == pytest.approx(np.corrcoef(x, pos)[0, 1], abs=1e-5)
+        assert row["pearson"] == pytest.approx(pearsonr(x, pos).statistic, abs=1e-5)
 
 
 def test_numeric_feature_ranks_the_line_position_cell(prose_store):
@@ -150,9 +147,8 @@ def test_numeric_feature_ranks_the_line_position_cell(prose_store):
     assert row["unit"] == LINE and row["metric"] == "pearson" and row["sign"] == 1
     x = prose_store.unit(LINE).astype(np.float64)
     y = compute_feature("column", prose_store.text).astype(np.float64)
-    assert row["score"] == pytest.approx(abs(np.corrcoef(x, y)[0, 1]), abs=1e-5)
-    spearman = np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1]  # Pearson of mean ranks
-    assert row["spearman"] == pytest.approx(spearman, abs=1e-9)
+    assert row["score"] == pytest.approx(abs(pearsonr(x, y).statistic), abs=1e-5)
+    assert row["spearman"] == pytest.approx(spearmanr(x, y).statistic, abs=1e-9)  # ties: mean ranks
     hi = y > np.median(y)
     assert row["effect_size"] == pytest.approx(cohens_d(x, hi), abs=1e-6)
     assert np.isnan(row["ap"]) and np.isnan(row["auroc"])

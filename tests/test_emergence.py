@@ -18,6 +18,7 @@ from rnnviz.emergence import appearance_sentences, appears_at, emergence, emerge
 from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.snapshots import list_snapshots, load_snapshot_weights
+from rnnviz.threads import torch_threads
 from rnnviz.train import TrainConfig, train
 
 CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
@@ -26,19 +27,14 @@ CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, l
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import torch
 
     tmp = tmp_path_factory.mktemp("emergence")
     rng = np.random.default_rng(0)
     words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she ", '"no, ', 'not yet" ']
     text = "".join(rng.choice(words, size=3000))
     (tmp / "text.txt").write_text(text, encoding="utf-8")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         train(tmp / "text.txt", tmp / "run", TrainConfig(**CFG))
-    finally:
-        torch.set_num_threads(n)
     return tmp / "run", text[:900]  # < 1000 characters: the recorder reads them as one exact stream
 
 

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import rnnviz
 from rnnviz.checkpoint import load_checkpoint
@@ -13,6 +12,7 @@ from rnnviz.dashboard import emergence_tab
 from rnnviz.dashboard.app import create_app
 from rnnviz.dashboard.stores import StoreSet
 from rnnviz.emergence import emergence
+from rnnviz.threads import torch_threads
 from rnnviz.train import TrainConfig, train
 
 CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
@@ -26,15 +26,11 @@ def stores(tmp_path_factory):
     words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
     text = "".join(rng.choice(words, size=3000))
     (tmp / "text.txt").write_text(text, encoding="utf-8")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         train(tmp / "text.txt", tmp / "run", TrainConfig(**CFG))
         train(tmp / "text.txt", tmp / "plain", TrainConfig(**{**CFG, "snapshot_every": 0}))
         with_snaps = rnnviz.record(load_checkpoint(tmp / "run" / "best"), text[:900], tmp / "st")
         without = rnnviz.record(load_checkpoint(tmp / "plain" / "best"), text[:900], tmp / "st-plain")
-    finally:
-        torch.set_num_threads(n)
     return tmp, text[:900], [with_snaps.path, without.path]
 
 

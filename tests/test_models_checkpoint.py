@@ -6,7 +6,7 @@ import torch
 
 from rnnviz.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, parse_unit, unit_names
+from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -200,3 +200,54 @@ def test_model_on_meta_device_has_the_same_names():
         "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
         "rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1", "head.weight", "head.bias",
     ]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_mode_after_an_exception(make_model, training):
+    model = make_model(cell="gru", layers=2, hidden=4)
+    model.train(training)
+    with pytest.raises(ValueError, match="inside"), eval_mode(model):
+        assert not model.training and not model.rnn.training
+        raise ValueError("inside")
+    assert model.training is training and model.rnn.training is training
+
+
+def test_ablate_leaves_a_training_model_training_when_it_raises(make_model):
+    from rnnviz.causal import ablate
+
+    model = make_model(cell="lstm", layers=1, hidden=4).train()
+    with pytest.raises(RnnvizError, match="unknown feature"):
+        ablate(model, "hello world, hello", "0:c:1", feature="no_such_feature", random=0, streams=1)
+    assert model.training
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_layer_is_that_layer_of_the_model(make_model, cell):
+    model = make_model(cell=cell, layers=2, hidden=6).double()
+    x = torch.randint(0, model.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(2))
+    full, _ = model.rnn(model.onehot(x))  # (B, T, H) of the top layer
+    h0, _ = model.fused_layer(0, dtype=torch.float64)(model.onehot(x))
+    h1, _ = model.fused_layer(1, dtype=torch.float64)(h0)
+    assert (h1 - full).abs().max().item() < 1e-12
+    layer = model.fused_layer(1)
+    assert not layer.training and not any(p.requires_grad for p in layer.parameters())
+    assert layer.weight_hh_l0.dtype == torch.float32  # a copy, not the model's float64 tensor
+    assert layer.weight_hh_l0.data_ptr() != model.rnn.weight_hh_l1.data_ptr()
+
+
+def test_group_units_by_array_in_first_seen_order():
+    names = ["1:c:5", "0:h:2", "1:c:0", "0:h:2", "1:h:7"]
+    groups = group_units(parse_unit(n) for n in names)
+    assert list(groups.items()) == [((1, "c"), ([0, 2], [5, 0])), ((0, "h"), ([1, 3], [2, 2])), ((1, "h"), ([4], [7]))]
+    assert group_units([]) == {}
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    from rnnviz.threads import torch_threads
+
+    before = torch.get_num_threads()
+    n = 2 if before == 1 else 1  # a count that differs from the current one
+    with pytest.raises(KeyError), torch_threads(n) as previous:
+        assert previous == before and torch.get_num_threads() == n
+        raise KeyError("x")
+    assert torch.get_num_threads() == before

@@ -5,6 +5,7 @@ and the dashboard turns any JSON a browser (or anyone) sends into a valid view o
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -283,3 +284,8 @@ def test_any_action_gives_a_valid_view_and_a_message(stores, view, trigger, valu
 def test_any_selection_gives_tables_or_a_message(stores, view, a, b, threshold):
     tables, matches, msg = cb_find.select_range(stores, View.clean(view, stores), a, b, threshold)
     assert isinstance(msg, str) and (tables is not None or msg)
+    assert (matches is None) == bool(msg)  # matches, or a message saying why there are none
+    if tables is not None:  # the tables are about a real range of the text
+        note = tables.children[0].children
+        lo, hi = (int(x.replace(",", "")) for x in re.search(r"inside (-?[\d,]+)–(-?[\d,]+)", note).groups())
+        assert 0 <= lo < hi <= stores[0].length, note
