@@ -236,7 +236,7 @@ def log_records(app):
 def test_fuzz_every_callback_never_500_never_a_traceback(app, client, log_records, capfd):
     seen = set()
 
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=800, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(requests(app))
     def check(raw):

@@ -203,7 +203,8 @@ def _outputs_match(outputs, key: str) -> bool:
     if key.startswith("..") != isinstance(outputs, list) or len(given) != len(declared):
         return False
     for (oid, prop), item in zip(declared, given, strict=True):
-        if not (isinstance(item, dict) and item.get("property") == prop.split("@")[0]):
+        # allow_duplicate outputs are declared, and sent by the renderer, as "children@<hash>"
+        if not (isinstance(item, dict) and item.get("property") in (prop, prop.split("@")[0])):
             return False
         if oid.startswith("{"):  # a pattern-matching output: a list or dict id of that type
             continue
