@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,27 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    """3,000 seeded random words (quotes and line ends among them) in a file: enough for a few training steps."""
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
+    p = tmp_path / "text.txt"
+    p.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> tuple[Path, Path]:
+    """A small training run with a resumable last/ checkpoint: (its text file, the run directory)."""
+    from rnnviz.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(["the ", "cat ", "sat. ", '"hi" ', "(on) ", "mat\n"], size=400))
+    src = tmp_path / "t.txt"
+    src.write_text(text, encoding="utf-8")
+    cfg = TrainConfig(layers=1, hidden=8, batch=2, seq_len=16, max_steps=4, eval_every=2, log_every=2, sample_chars=0)
+    train(src, tmp_path / "run", cfg)
+    return src, tmp_path / "run"

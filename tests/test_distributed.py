@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -34,15 +33,6 @@ SMALL = dict(layers=2, hidden=16, dropout=0.0, batch=16, seq_len=16, warmup=5, e
              device="cpu")
 FLAGS = ["--layers", "2", "--hidden", "16", "--dropout", "0", "--batch", "16", "--seq-len", "16", "--warmup", "5",
          "--eval-every", "15", "--device", "cpu"]
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", "\"hi\" ", "said ", "she "]
-    p = tmp_path / "text.txt"
-    p.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
-    return p
 
 
 def rnnviz(*args, nproc: int | None = None) -> subprocess.CompletedProcess:

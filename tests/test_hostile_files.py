@@ -30,7 +30,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.features import REGEX_MAX_PATTERN, check_regex, regex_feature
 from rnnviz.sampling import sample
 from rnnviz.store import open_store
-from rnnviz.train import TrainConfig, train
+from rnnviz.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,17 +322,6 @@ def test_non_numeric_stats_are_a_clear_error(tmp_path):
 
 
 # --- 6. ordinary actions that ended in a traceback ---
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    text = "".join(rng.choice(["the ", "cat ", "sat. ", '"hi" ', "(on) ", "mat\n"], size=400))
-    src = tmp_path / "t.txt"
-    src.write_text(text, encoding="utf-8")
-    cfg = TrainConfig(layers=1, hidden=8, batch=2, seq_len=16, max_steps=4, eval_every=2, log_every=2, sample_chars=0)
-    train(src, tmp_path / "run", cfg)
-    return src, tmp_path / "run"
 
 
 def test_resume_at_or_past_its_goal_says_so(run_dir):

@@ -32,7 +32,7 @@ from rnnviz.features import FEATURES
 from rnnviz.models import ModelConfig, parse_unit
 from rnnviz.sampling import sample
 from rnnviz.store import open_store, write_store
-from rnnviz.train import TrainConfig, train
+from rnnviz.train import train
 from rnnviz.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -217,18 +217,6 @@ def test_truncated_safetensors_weights(tmp_path, make_model, case):
     with pytest.raises(RnnvizError, match=r"model.safetensors: not a readable safetensors file"):
         load_checkpoint(ck)
     one_line_error(cli("sample", ck, "--length", 5), "not a readable safetensors file")
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    """A small training run with a resumable last/ checkpoint."""
-    rng = np.random.default_rng(0)
-    text = "".join(rng.choice(["the ", "cat ", "sat. ", '"hi" ', "(on) ", "mat\n"], size=400))
-    src = tmp_path / "t.txt"
-    src.write_text(text, encoding="utf-8")
-    cfg = TrainConfig(layers=1, hidden=8, batch=2, seq_len=16, max_steps=4, eval_every=2, log_every=2, sample_chars=0)
-    train(src, tmp_path / "run", cfg)
-    return src, tmp_path / "run"
 
 
 @pytest.mark.parametrize("case", ["empty", "header cut", "data cut", "header length past the end"])

@@ -24,15 +24,6 @@ from rnnviz.train import TrainConfig, train
 SMALL = dict(layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0, snapshot_every=5)
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
-    p = tmp_path / "text.txt"
-    p.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
-    return p
-
-
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 

@@ -13,16 +13,6 @@ from rnnviz.train import TrainConfig, evaluate, train
 SMALL = dict(layers=2, hidden=16, dropout=0.2, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=40)
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", "\"hi\" ", "said ", "she "]
-    text = "".join(rng.choice(words, size=3000))
-    p = tmp_path / "text.txt"
-    p.write_text(text, encoding="utf-8")
-    return p
-
-
 def _log(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
