@@ -648,14 +648,17 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 @click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5). Default: all.")
 @click.option("--min-score", type=float, default=0.3, show_default=True,
               help="Floor: a unit whose best rule scores less is reported as unexplained.")
+@click.option("--block", type=click.IntRange(min=0), default=4096, show_default=True,
+              help="The halves alternate in blocks of this many characters (0: first half / second half).")
 @_format_option
-def explain_cmd(store, units, min_score, fmt):
+def explain_cmd(store, units, min_score, block, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
     Rules: built-in features (lagged, onsets, offsets), the last 1-4 characters read (prev:"th"),
     character classes, "characters since X" counters, bracket depths, and two rules together where
-    one is not enough. The rule is chosen on the first half of the text; score = its Pearson r with
-    the unit on the second half (signed by sign), auroc too for 0/1 rules. JSON: a list of {unit,
+    one is not enough. The rule is chosen on one half of the text (even blocks of --block characters)
+    and scored on the other (odd blocks): score = its Pearson r with the unit there (signed by sign),
+    auroc too for 0/1 rules. JSON: a list of {unit,
     layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
     single_score, best_rule, coef}.
 
@@ -679,7 +682,7 @@ def explain_cmd(store, units, min_score, fmt):
         bar.update(done - bar.n)
 
     try:
-        df = explain(st, units=unit_list, min_score=min_score, progress=progress)
+        df = explain(st, units=unit_list, min_score=min_score, block=block or None, progress=progress)
     finally:
         bar.close()
     if _echo_machine_format(df, fmt):
@@ -691,8 +694,9 @@ def explain_cmd(store, units, min_score, fmt):
     fr = explained_fractions(df)
     click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
         f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
-    click.echo(f"{len(df):,} units, rules chosen on the first {df.attrs['fit_chars']:,} of {df.attrs['length']:,} "
-               f"characters and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
+    halves = f"alternate blocks of {block:,}" if block else "the first half"
+    click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} characters "
+               f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
 
 
 @main.command()

@@ -1,11 +1,17 @@
 """Explain every unit: search the rule space (:mod:`rnnviz.rules`) and score the best rule honestly.
 
-For each unit the rule is **chosen on the first half** of the store's text (the largest Pearson |r|
-between the rule's values and the unit's) and **scored on the second half**: ``score`` = r on the
-second half, signed by the sign chosen on the first (so a rule that fitted noise scores about 0, or
-below). Binary rules also get ``auroc`` on the second half (oriented by ``sign``: 1 = the unit is
-higher wherever the rule holds, when sign is +1). A unit whose score stays under ``min_score`` is
-reported as ``"unexplained"``; the rule that came closest stays in ``best_rule``.
+For each unit the rule is **chosen on one half** of the store's text (the largest Pearson |r|
+between the rule's values and the unit's) and **scored on the other**: ``score`` = r on the held
+half, signed by the sign chosen on the fitting half (so a rule that fitted noise scores about 0, or
+below). Binary rules also get ``auroc`` on the held half (oriented by ``sign``: 1 = the unit is
+higher wherever the rule holds, when sign is +1).
+
+The halves are alternate blocks of ``block`` characters (even blocks fit, odd blocks score), so both
+cover the whole text: a novel is not stationary (the last 80k characters of War and Peace's test split
+are 1.5% dialogue against 25% before them), and a contiguous split would score a dialogue cell on a
+stretch with almost no dialogue. ``block=None`` gives the plain first half / second half split. A rule
+cannot fit noise either way: nothing of the held blocks is seen while choosing. A unit whose score
+stays under ``min_score`` is reported as ``"unexplained"``; the rule that came closest stays in ``best_rule``.
 
 Searched, for every unit at once, in one streaming pass over row blocks (memory: the text's rule
 values plus, per array, sums per n-gram):
@@ -38,6 +44,7 @@ from .discover import COLUMN_BYTES, Progress, _array_groups, _auroc, _codes, _re
 from .errors import RnnvizError
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
+BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
 # Simpler rules win near-ties (|r| on the fit half is compared after subtracting these): a lagged or
 # onset feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
 TRANSFORM_COST, NGRAM_COST = 0.01, 0.005
@@ -45,46 +52,64 @@ COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "si
            "explained", "combo", "single_score", "best_rule", "coef"]
 
 
-class _Space:
-    """The rule space of one text, split into the fitting half A (``[:mid]``) and the scoring half B."""
+def split_halves(T: int, block: int | None = BLOCK) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The fitting and the held half of ``range(T)`` as lists of (start, stop) ranges: alternate blocks of
+    ``block`` characters (at least two blocks, so a short text still splits in two), or the first and
+    second half for ``block=None``.
 
-    def __init__(self, text: str, min_count: int):
-        T = len(text)
-        self.mid = mid = T // 2
-        self.halves = ((0, mid), (mid, T))
+    >>> split_halves(10, 3)   # ([(0, 3), (6, 9)], [(3, 6), (9, 10)])
+    """
+    size = (T + 1) // 2 if block is None else max(1, min(block, (T + 1) // 2))
+    ranges = [(s, min(s + size, T)) for s in range(0, T, size)]
+    return ranges[0::2], ranges[1::2]
+
+
+def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
+    """(N,) int64 positions covered by ``ranges``, in order."""
+    return np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, dtype=np.int64)
+
+
+class _Space:
+    """The rule space of one text, split into the fitting half A and the scoring half B (each a list of
+    (start, stop) ranges, see :func:`split_halves`)."""
+
+    def __init__(self, text: str, min_count: int, block: int | None):
+        self.halves = split_halves(len(text), block)
+        self.rows = [_rows(r) for r in self.halves]  # (N_A,), (N_B,) positions
         self.dense, D = R.dense_rules(text)  # (T, C)
         self.D = D
         self.cost = np.array([TRANSFORM_COST if "@" in r.id else 0.0 for r in self.dense])
         self.ids, self.grams = [], []  # per n: (T,) ids, the n-grams (id G = "none of them")
         for n in range(1, R.MAX_NGRAM + 1):
-            ids, grams = R.ngram_ids(text, n, mid, min_count)
+            ids, grams = R.ngram_ids(text, n, self.rows[0], min_count)
             self.ids.append(torch.from_numpy(ids))
             self.grams.append(grams)
-        self.h = [self._half_stats(lo, hi) for lo, hi in self.halves]
-        self._masks: dict[tuple, np.ndarray] = {}  # (block, j) -> (N,) bool on the held half
+        self.h = [self._half_stats(rows) for rows in self.rows]
+        self._masks: dict[tuple, np.ndarray] = {}  # (block, j) -> (N_B,) bool on the held half
 
     def held_mask(self, block, j: int) -> np.ndarray:
         """Where a 0/1 rule holds on the held half (cached: many units share a rule)."""
         key = (block, j)
         if key not in self._masks:
-            lo, hi = self.halves[1]
+            rows = self.rows[1]
             if block == "dense":
-                self._masks[key] = self.D[lo:hi, j] > 0
+                self._masks[key] = self.D[rows, j] > 0
             else:
-                self._masks[key] = self.ids[block][lo:hi].numpy() == j
+                self._masks[key] = self.ids[block].numpy()[rows] == j
         return self._masks[key]
 
-    def _half_stats(self, lo: int, hi: int) -> dict:
+    def _half_stats(self, rows: np.ndarray) -> dict:
         """Means, spreads, centred values and the covariance of the pool (dense rules + characters)."""
-        D = self.D[lo:hi]
-        N = hi - lo
+        D = self.D[rows]  # (N, C)
+        N = len(rows)
         mean = D.mean(0, dtype=np.float64)
         Dc = torch.from_numpy(D - mean.astype(np.float32))  # (N, C) float32, centred on this half
         sd = np.sqrt(np.einsum("tc,tc->c", Dc.numpy(), Dc.numpy(), dtype=np.float64) / N)
         G1 = len(self.grams[0])
-        p = [np.bincount(ids[lo:hi].numpy(), minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
+        p = [np.bincount(ids.numpy()[rows], minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
              for ids, g in zip(self.ids, self.grams, strict=True)]
-        cross = torch.zeros((G1 + 1, Dc.shape[1])).index_add_(0, self.ids[0][lo:hi], Dc)[:G1].double().numpy() / N
+        first = self.ids[0][torch.from_numpy(rows)]
+        cross = torch.zeros((G1 + 1, Dc.shape[1])).index_add_(0, first, Dc)[:G1].double().numpy() / N
         C = Dc.shape[1]
         cov = np.empty((C + G1, C + G1))
         cov[:C, :C] = (Dc.T @ Dc).double().numpy() / N
@@ -107,23 +132,25 @@ def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) 
     arr = store.array(layer, kind)
     u = len(idx)
     acc = []
-    for (lo, hi), h in zip(space.halves, space.h, strict=True):
+    for h in space.h:
         acc.append({"s1": torch.zeros(u, dtype=torch.float64), "s2": torch.zeros(u, dtype=torch.float64),
                     "xd": torch.zeros((h["Dc"].shape[1], u), dtype=torch.float64),
-                    "sn": [torch.zeros((len(g) + 1, u)) for g in space.grams], "lo": lo, "hi": hi})
-    rows = int(np.clip((4 << 20) // (4 * u), 256, 65536))
-    for a in acc:
-        for s in range(a["lo"], a["hi"], rows):
-            e = min(s + rows, a["hi"])
-            x = torch.from_numpy(_read(arr, s, e, idx, store.hidden)).float()  # (n, u)
-            torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
-            a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
-            a["s2"] += x.square().sum(0).double()
-            h = space.h[0 if a["lo"] == 0 else 1]
-            a["xd"] += (h["Dc"][s - a["lo"] : e - a["lo"]].T @ x).double()
-            for sn, ids in zip(a["sn"], space.ids, strict=True):
-                sn.index_add_(0, ids[s:e], x)
-            tick(e - s, u)
+                    "sn": [torch.zeros((len(g) + 1, u)) for g in space.grams]})
+    step = int(np.clip((4 << 20) // (4 * u), 256, 65536))
+    for a, ranges, h in zip(acc, space.halves, space.h, strict=True):
+        off = 0  # where this range starts in the half's own rows (h["Dc"] is indexed by those)
+        for lo, hi in ranges:
+            for s in range(lo, hi, step):
+                e = min(s + step, hi)
+                x = torch.from_numpy(_read(arr, s, e, idx, store.hidden)).float()  # (n, u)
+                torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
+                a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
+                a["s2"] += x.square().sum(0).double()
+                a["xd"] += (h["Dc"][off + s - lo : off + e - lo].T @ x).double()
+                for sn, ids in zip(a["sn"], space.ids, strict=True):
+                    sn.index_add_(0, ids[s:e], x)
+                tick(e - s, u)
+            off += hi - lo
     out = []
     for a, h in zip(acc, space.h, strict=True):
         N = h["N"]
@@ -210,18 +237,19 @@ def _pair(rf, rh, corr_f, hf, hh, fit, held, i) -> dict | None:
 
 def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
     """``auroc`` on the held half for each unit whose rule is binary (exact, from float16 codes)."""
-    lo, hi = space.halves[1]
+    n_held = len(space.rows[1])
     by_array: dict[tuple[int, str], list[tuple[int, str]]] = {}
     for name, r in rows.items():
         if r.get("binary"):
             by_array.setdefault((r["layer"], r["kind"]), []).append((r["index"], name))
-    per_chunk = max(1, COLUMN_BYTES // (2 * max(hi - lo, 1)))
+    per_chunk = max(1, COLUMN_BYTES // (2 * max(n_held, 1)))
     for (layer, kind), cols in by_array.items():
         arr = store.array(layer, kind)
         for g in range(0, len(cols), per_chunk):
             chunk = cols[g : g + per_chunk]
             idx = np.array([i for i, _ in chunk])
-            codes = _codes(_read(arr, lo, hi, idx, store.hidden))  # (N, k)
+            codes = _codes(np.concatenate([_read(arr, lo, hi, idx, store.hidden)
+                                           for lo, hi in space.halves[1]]))  # (N_B, k)
             for j, (_, name) in enumerate(chunk):
                 r = rows[name]
                 mask = space.held_mask(r["block"], r["j"])
@@ -230,7 +258,7 @@ def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
                 nz = np.flatnonzero(allc)  # the few thousand values present: exact ranks on them alone
                 auc = _auroc(np.bincount(c, weights=mask, minlength=65536)[nz], allc[nz].astype(np.float64))
                 r["auroc"] = auc if r["sign"] > 0 or np.isnan(auc) else 1.0 - auc
-            progress_tick(hi - lo, len(chunk))
+            progress_tick(n_held, len(chunk))
 
 
 def explain(
@@ -240,33 +268,24 @@ def explain(
     min_count: int = 5,
     combo_gain: float = 0.1,
     combo_below: float = 0.9,
+    block: int | None = BLOCK,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per unit: the rule that explains it best and how well (columns: see ``COLUMNS``).
 
-    ``score`` is Pearson r (signed by ``sign`` chosen on the first half) between the rule's values and
-    the unit's on the second half of the text; ``auroc`` likewise for binary rules (NaN otherwise).
+    ``score`` is Pearson r (signed by ``sign`` chosen on the fitting half) between the rule's values and
+    the unit's on the held half of the text; ``auroc`` likewise for binary rules (NaN otherwise). The
+    halves alternate in blocks of ``block`` characters (``None``: first half / second half).
     ``min_score``: the floor under which a unit is ``"unexplained"``. ``min_count``: occurrences in the
-    first half an n-gram needs to be tried. ``df.attrs``: seconds, length, fit_chars, n_rules.
+    fitting half an n-gram needs to be tried. ``df.attrs``: seconds, length, fit_chars, block, n_rules.
 
     >>> rnnviz.explain(store).head()   # unit explanation rule score sign auroc ...
     """
     t0 = time.perf_counter()
     T = store.length
-    if T < MIN_LENGTH:
-        raise RnnvizError(f"the store has {T} characters; explain needs at least {MIN_LENGTH} "
-                          f"(half to choose each rule on, half to score it on)")
-    if units is not None:
-        units = list(dict.fromkeys(units))
-        for name in units:
-            store._locate(name)  # a one-line error naming what the store holds
-    names = units if units is not None else store.units
-    if not names:
-        raise RnnvizError("no units to explain")
-    if min_count < 1:
-        raise RnnvizError(f"min_count must be >= 1, got {min_count}")
-    space = _Space(store.text, min_count)
-    total = T * len(names) + (T - space.mid) * len(names)  # the pass, and the held half again for AUROCs
+    names = _check(store, units, min_count, block)
+    space = _Space(store.text, min_count, block)
+    total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
 
     def tick(rows: int, cols: int) -> None:
@@ -291,9 +310,29 @@ def explain(
     if progress:
         progress(total, total)  # units with a numeric rule need no AUROC pass
     df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=COLUMNS)
-    df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=space.mid, min_score=min_score,
+    df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=len(space.rows[0]), block=block,
+                    min_score=min_score,
                     n_rules=len(space.dense) + sum(len(g) for g in space.grams))
     return df
+
+
+def _check(store, units: list[str] | None, min_count: int, block: int | None) -> list[str]:
+    """The units to explain, after one-line errors for what ``explain`` cannot do."""
+    if store.length < MIN_LENGTH:
+        raise RnnvizError(f"the store has {store.length} characters; explain needs at least {MIN_LENGTH} "
+                          f"(half to choose each rule on, half to score it on)")
+    if units is not None:
+        units = list(dict.fromkeys(units))
+        for name in units:
+            store._locate(name)  # a one-line error naming what the store holds
+    names = units if units is not None else store.units
+    if not names:
+        raise RnnvizError("no units to explain")
+    if min_count < 1:
+        raise RnnvizError(f"min_count must be >= 1, got {min_count}")
+    if block is not None and block < 1:
+        raise RnnvizError(f"block must be >= 1 character, got {block}")
+    return names
 
 
 def _row(name: str, r: dict, min_score: float) -> dict:

@@ -280,9 +280,10 @@ def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
     return rules, (np.stack(cols, axis=1) if cols else np.zeros((T, 0), dtype=np.float32))
 
 
-def ngram_ids(text: str, n: int, fit_stop: int, min_count: int) -> tuple[np.ndarray, list[str]]:
+def ngram_ids(text: str, n: int, fit: int | np.ndarray, min_count: int) -> tuple[np.ndarray, list[str]]:
     """(T,) int64 id of the n characters read up to t, and the n-grams: those seen at least ``min_count``
-    times in ``text[:fit_stop]`` get ids 0..G-1, every other position (and t < n-1) gets id G."""
+    times at the positions ``fit`` (an array of positions, or an int: the first ``fit`` characters) get
+    ids 0..G-1, every other position (and t < n-1) gets id G."""
     c = _codes(text)
     T = len(c)
     uniq, dense = np.unique(c, return_inverse=True)
@@ -291,7 +292,7 @@ def ngram_ids(text: str, n: int, fit_stop: int, min_count: int) -> tuple[np.ndar
         key = np.unique(key * len(uniq) + lagged(dense.astype(np.int64), j), return_inverse=True)[1].astype(np.int64)
     key[: n - 1] = -1
     keys, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    counts = np.bincount(inv[:fit_stop], minlength=len(keys))
+    counts = np.bincount(inv[:fit] if isinstance(fit, int) else inv[fit], minlength=len(keys))
     keep = (counts >= min_count) & (keys >= 0)
     new_id = np.full(len(keys), int(keep.sum()), dtype=np.int64)
     new_id[keep] = np.arange(int(keep.sum()))

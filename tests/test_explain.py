@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, top_contexts
+from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, split_halves, top_contexts
 from rnnviz.models import ModelConfig
 from rnnviz.rules import dense_rules, explain_id, ngram_ids, parse, simulate, split_combo
 from rnnviz.store import write_store
@@ -42,6 +42,11 @@ def mixed_text(n_lines: int = 600, seed: int = 0) -> str:
             w[0] = w[0].capitalize()
         lines.append(" ".join(w) + ("; " + rng.choice(WORDS) if rng.random() < 0.5 else "") + ".")
     return "\n".join(lines) + "\n"
+
+
+def halves(T: int) -> list[np.ndarray]:
+    """The fitting and held positions, as explain() splits them (pinned by the test of split_halves)."""
+    return [np.concatenate([np.arange(lo, hi) for lo, hi in h]) for h in split_halves(T)]
 
 
 def zscore(v: np.ndarray) -> np.ndarray:
@@ -103,12 +108,12 @@ def test_planted_rules_are_recovered_and_noise_is_unexplained(planted):
 
 
 def test_scores_are_the_held_out_correlation_of_the_simulated_rule(planted):
-    """score = sign * Pearson r on the second half, recomputed from simulate(); auroc from ranks."""
+    """score = sign * Pearson r on the held half, recomputed from simulate(); auroc from ranks."""
     st, df = planted
-    text, mid = st.text, st.length // 2
+    text, held = st.text, halves(st.length)[1]
     for row in df[df["explained"]].itertuples():
-        y = simulate(row.rule, text, row.coef)[mid:].astype(np.float64)
-        x = st.unit(row.unit)[mid:].astype(np.float64)
+        y = simulate(row.rule, text, row.coef)[held].astype(np.float64)
+        x = st.unit(row.unit)[held].astype(np.float64)
         assert row.sign * np.corrcoef(x, y)[0, 1] == pytest.approx(row.score, abs=2e-4), row.rule
         if not row.combo and set(np.unique(y)) <= {0.0, 1.0}:
             _, inv = np.unique(row.sign * x, return_inverse=True)
@@ -126,7 +131,8 @@ def test_combination_coefficients_fit_the_unit_in_its_own_units(planted):
     row = df.set_index("unit").loc["0:c:10"]
     sim = simulate(row["rule"], st.text, row["coef"])
     x = st.unit("0:c:10").astype(np.float64)
-    assert abs(sim[: st.length // 2].mean() - x[: st.length // 2].mean()) < 1e-3  # least squares: means agree
+    fit = halves(st.length)[0]
+    assert abs(sim[fit].mean() - x[fit].mean()) < 1e-3  # least squares: means agree
     assert np.std(x - sim) < 0.4  # the planted noise is 0.2
 
 
@@ -329,3 +335,29 @@ def test_a_text_of_thousands_of_distinct_characters(tmp_path):
     st = make_store(tmp_path / "st", text, {0: v}, hidden=2)
     row = explain(st, units=["0:h:0"]).iloc[0]
     assert row["rule"] == 'prev:"\u4e00\u4e01"' and row["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_halves_alternate_in_blocks_and_cover_the_text():
+    assert split_halves(10, 3) == ([(0, 3), (6, 9)], [(3, 6), (9, 10)])
+    assert split_halves(10, None) == ([(0, 5)], [(5, 10)])
+    assert split_halves(11, None) == ([(0, 6)], [(6, 11)])
+    assert split_halves(10, 100) == ([(0, 5)], [(5, 10)])  # a short text still splits in two
+
+
+def test_a_cell_for_something_only_the_first_half_has_is_scored_on_blocks_across_the_text(tmp_path):
+    # Dialogue only in the first half (as in War and Peace's test split): the contiguous split scores the
+    # quote cell on a stretch without quotes (its rule is constant there: score 0); alternate blocks do not.
+    text = mixed_text(600, seed=3)
+    half = len(text) // 2
+    text = text[:half] + text[half:].replace('"', "'")
+    st = make_store(tmp_path / "st", text, {1: zscore(simulate("feature:in_quote", text))}, hidden=3)
+    blocks = explain(st, units=["0:h:1"], block=1024).iloc[0]
+    assert (blocks["rule"], blocks["score"]) == ("feature:in_quote", pytest.approx(1.0, abs=1e-3))
+    assert blocks["auroc"] == pytest.approx(1.0)
+    contiguous = explain(st, units=["0:h:1"], block=None).iloc[0]
+    assert contiguous["score"] == 0.0 and contiguous["explanation"] == "unexplained"
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", "0:h:1", "--block", "0"])
+    assert r.exit_code == 0
+    assert f"rules chosen on {(len(text) + 1) // 2:,} of {len(text):,} characters (the first half)" in r.output
+    with pytest.raises(RnnvizError, match="block must be >= 1 character, got 0"):
+        explain(st, block=0)

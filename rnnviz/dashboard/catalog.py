@@ -27,8 +27,8 @@ LEAD = 200  # characters shown before the clicked unit's highest activation
 
 def panel() -> html.Div:
     return html.Div([
-        html.P("Every unit with the rule that explains it best: chosen on the first half of the text, "
-               "scored (Pearson r; AUROC for 0/1 rules) on the second. Filter a column by typing in its "
+        html.P("Every unit with the rule that explains it best: chosen on one half of the text "
+               "(alternate blocks of 4,096 characters), scored (Pearson r; AUROC for 0/1 rules) on the other. Filter a column by typing in its "
                "header cell (e.g. >=0.5 under score, c under kind); click a row to open the unit.",
                className="note"),
         html.Div([html.Button("Explain every unit", id="catalog-go"),
