@@ -4,8 +4,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-MODEL  := sample_models/shakespeare-lstm-2x128
-CORPUS := ../shared/data/tiny_shakespeare.txt
+DATA   := ../shared/data
+WP     := sample_models/war-and-peace-lstm-2x256
+LINUX  := sample_models/linux-lstm-2x256
+# The first 100,000 characters of each test split (the last 5% of the file): text the models never saw.
+WP_TEST    := --start 3095315 --length 100000
+LINUX_TEST := --start 6075022 --length 100000
 # The CPU build of torch lies on this kind of machine's disk; a bare `torch` would pull a multi-GB CUDA build.
 TORCH_CPU  := torch==2.13.0+cpu
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
@@ -30,17 +34,19 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	@touch $@
 
 demo: $(VENV)/.installed
-	@echo "== a sample from the bundled model ($(MODEL))"
-	$(BIN)/rnnviz sample $(MODEL) --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
-	@echo "== its loss on the test split (nats/char)"
-	$(BIN)/rnnviz eval $(MODEL) $(CORPUS) --split test
-	@echo "== record every cell over the test split"
-	$(BIN)/rnnviz record $(MODEL) $(CORPUS) --out stores/demo --start 1059624 --kinds h,c,i,f,g,o --force
-	@echo "== the cells that best track each hypothesis"
-	$(BIN)/rnnviz find stores/demo --top 3
-	$(BIN)/rnnviz export stores/demo --feature column --top 3 --out stores/demo_column_cells.html --length 20000
-	@echo "== open stores/demo_column_cells.html (the line-length cells), or explore in the dashboard (Ctrl-C to stop):"
-	$(BIN)/rnnviz serve stores/demo
+	@echo "== War and Peace ($(WP)): a sample, then its cells over unseen text"
+	$(BIN)/rnnviz sample $(WP) --prime "\"Well, Prince," --length 240 --temperature 0.8 --seed 1
+	$(BIN)/rnnviz record $(WP) $(DATA)/war_and_peace.txt --out stores/wp $(WP_TEST) --force
+	$(BIN)/rnnviz find stores/wp --feature in_quote --feature column --top 3
+	$(BIN)/rnnviz export stores/wp --feature in_quote --top 3 --out stores/wp_quote_cells.html --length 20000
+	$(BIN)/rnnviz export stores/wp --feature column --top 3 --out stores/wp_line_length_cells.html --length 20000
+	@echo "== Linux ($(LINUX)): its if / brace / comment cells over unseen kernel C"
+	$(BIN)/rnnviz record $(LINUX) $(DATA)/linux_kernel.txt --out stores/linux $(LINUX_TEST) --force
+	$(BIN)/rnnviz find stores/linux --feature in_if --feature brace_depth --feature in_comment --top 3
+	$(BIN)/rnnviz export stores/linux --feature in_if --top 3 --out stores/linux_if_cells.html --length 20000
+	$(BIN)/rnnviz export stores/linux --feature in_comment --top 3 --out stores/linux_comment_cells.html --length 20000
+	@echo "== open stores/*_cells.html, or explore both in the dashboard (Ctrl-C to stop):"
+	$(BIN)/rnnviz serve stores/wp stores/linux
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check .

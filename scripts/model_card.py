@@ -48,8 +48,9 @@ def explained_section(store, cells: dict[str, str]) -> list[str]:
 
     lines = [
         "", "## Units explained (`rnnviz explain`)",
-        f"Every unit of the same recording explained by the best rule of the searched space, chosen on the first "
-        f"{store.length // 2:,} characters and scored (Pearson r) on the other {store.length - store.length // 2:,}. "
+        f"Every unit of the same recording explained by the best rule of the searched space, chosen on one half "
+        f"of the characters ({df.attrs['fit_chars']:,}: alternate blocks of {df.attrs['block']:,}) and scored "
+        f"(Pearson r) on the other {store.length - df.attrs['fit_chars']:,}. "
         f"Fraction of units with score >= 0.5 / >= 0.8 (the paper's \"about 5% interpretable\", measured):", "",
         "| layer | " + " | ".join(kinds) + " | all |", "|---" * (len(kinds) + 2) + "|",
     ]
