@@ -108,18 +108,18 @@ def read_config(path: str | Path) -> dict:
         raise RnnvizError(f"{cfg_path}: 'model' or 'vocab' missing")
     if not isinstance(meta.get("weights_sha256"), (str, type(None))):
         raise RnnvizError(f"{cfg_path}: 'weights_sha256' is not a hex string")
-    meta["_dir"] = str(ckpt)
     return meta
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> CharRNN:
-    """Load a :class:`CharRNN` (float32, eval mode) with ``.vocab``, ``.config`` and ``.meta``.
+    """Load a :class:`CharRNN` (float32, eval mode) with ``.vocab``, ``.config``, ``.meta`` (the parsed
+    config.json) and ``.checkpoint_dir`` (the directory it was read from).
 
     Sizes are validated before anything is allocated; the weights are read with safetensors (never
     pickle); every tensor name and shape must match the config, and the file hash must match.
     """
-    meta = read_config(path)
-    ckpt = Path(meta["_dir"])
+    ckpt = resolve_checkpoint(path)
+    meta = read_config(ckpt)
     config = ModelConfig.from_dict(meta["model"])
     vocab = Vocab.from_json(meta["vocab"])
     if len(vocab) != config.vocab_size:
@@ -151,4 +151,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cha
     model = CharRNN(config, vocab)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.meta = meta
+    model.checkpoint_dir = ckpt
     return model.to(device).eval()

@@ -281,7 +281,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     part = content if split_name == "all" else split(content, split_name)
     part = model.vocab.prepare(part, unknown)
     nats = evaluate(model, model.vocab.encode(part), streams=streams)
-    result = {"checkpoint": model.meta["_dir"], "text": str(text), "split": split_name, "chars": len(part),
+    result = {"checkpoint": str(model.checkpoint_dir), "text": str(text), "split": split_name, "chars": len(part),
               "streams": streams, "nats_per_char": nats, "bits_per_char": nats / math.log(2)}
     if as_json:
         _echo_json(result)
@@ -648,8 +648,9 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 @click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5). Default: all.")
 @click.option("--min-score", type=float, default=0.3, show_default=True,
               help="Floor: a unit whose best rule scores less is reported as unexplained.")
-@click.option("--block", type=click.IntRange(min=0), default=4096, show_default=True,
-              help="The halves alternate in blocks of this many characters (0: first half / second half).")
+@click.option("--block", type=click.IntRange(min=0),
+              help="The halves alternate in blocks of this many characters (default: rnnviz.explainer.BLOCK, "
+                   "4096; 0: the first half and the second).")
 @_format_option
 def explain_cmd(store, units, min_score, block, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
@@ -682,7 +683,8 @@ def explain_cmd(store, units, min_score, block, fmt):
         bar.update(done - bar.n)
 
     try:
-        df = explain(st, units=unit_list, min_score=min_score, block=block or None, progress=progress)
+        df = explain(st, units=unit_list, min_score=min_score, progress=progress,
+                     **({} if block is None else {"block": block or None}))
     finally:
         bar.close()
     if _echo_machine_format(df, fmt):
@@ -694,7 +696,7 @@ def explain_cmd(store, units, min_score, block, fmt):
     fr = explained_fractions(df)
     click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
         f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
-    halves = f"alternate blocks of {block:,}" if block else "the first half"
+    halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
     click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} characters "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
 

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +139,8 @@ class CharRNN(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = vocab  # a Vocab, attached by the checkpoint loader / trainer
+        self.meta: dict = {}  # the checkpoint's config.json, when loaded from one
+        self.checkpoint_dir: Path | None = None  # ... and the directory it was read from
         V, H, L = config.vocab_size, config.hidden, config.layers
         self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)

@@ -262,9 +262,10 @@ def record(
     rows = max(1, min(HOST_BLOCK_BYTES // host_row, DEVICE_BLOCK_BYTES // dev_row))
     S = max(1, min(MAX_STEPS, C, rows // B))
 
-    meta = getattr(model, "meta", None) or {}
+    meta = model.meta or {}
     checkpoint = (
-        {"path": str(Path(meta["_dir"]).resolve()), "sha256": meta.get("weights_sha256")} if meta.get("_dir") else None
+        {"path": str(model.checkpoint_dir.resolve()), "sha256": meta.get("weights_sha256")}
+        if model.checkpoint_dir is not None else None
     )
     settings = {
         "source": source,

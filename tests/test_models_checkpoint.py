@@ -91,6 +91,8 @@ def test_checkpoint_round_trip(tmp_path, make_model):
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.config == model.config and loaded.vocab == model.vocab
     assert loaded.meta["metrics"] == {"val_loss": 1.5} and loaded.meta["dtype"] == "float32"
+    assert loaded.checkpoint_dir == tmp_path / "ck" and model.checkpoint_dir is None
+    assert not any(k.startswith("_") for k in loaded.meta)  # the file's contents, nothing added
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     assert not loaded.training

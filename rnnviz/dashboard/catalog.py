@@ -16,7 +16,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..errors import RnnvizError
-from ..explainer import explain, top_contexts
+from ..explainer import BLOCK, explain, top_contexts
 from ..rules import simulate
 from .state import WINDOW, View, to_query
 from .stores import StoreSet
@@ -27,9 +27,10 @@ LEAD = 200  # characters shown before the clicked unit's highest activation
 
 def panel() -> html.Div:
     return html.Div([
-        html.P("Every unit with the rule that explains it best: chosen on one half of the text "
-               "(alternate blocks of 4,096 characters), scored (Pearson r; AUROC for 0/1 rules) on the other. Filter a column by typing in its "
-               "header cell (e.g. >=0.5 under score, c under kind); click a row to open the unit.",
+        html.P("Every unit with the rule that explains it best: chosen on one half of the text (alternate "
+               f"blocks of {BLOCK:,} characters), scored (Pearson r; AUROC for 0/1 rules) on the other. Filter a "
+               "column by typing in its header cell (e.g. >=0.5 under score, c under kind); click a row to open "
+               "the unit.",
                className="note"),
         html.Div([html.Button("Explain every unit", id="catalog-go"),
                   html.Span(" (a few seconds per 1,000 units x 100k characters)", className="note")],
