@@ -173,11 +173,8 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
     Returns r, r_control: (n_units, n_targets) each.
     """
     T, F, U = store.length, len(targets), len(names)
-    try:
-        sd_x = store.stats.reindex(names)["std"].to_numpy(dtype=np.float64)
-        need_sd = bool(np.isnan(sd_x).any())
-    except RnnvizError:
-        need_sd = True
+    sd_x = store.stats.reindex(names)["std"].to_numpy(dtype=np.float64) if store.has_stats else None
+    need_sd = sd_x is None or bool(np.isnan(sd_x).any())
     rows_y = 2 * F + (1 if need_sd else 0)
     YT = torch.empty((rows_y, T), dtype=torch.float32)  # one row per feature / control (+ ones)
     for j, t in enumerate(targets):
@@ -447,7 +444,7 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
     finite = np.isfinite(x)
     top = _spread(np.argsort(-np.where(finite, x, -np.inf), kind="stable"), k, context)
     bottom = _spread(np.argsort(np.where(finite, x, np.inf), kind="stable"), k, context)
-    row = store.stats.loc[unit].to_dict() if unit in store.stats.index else {}
+    row = store.stats.loc[unit].to_dict() if store.has_stats else {}
     q = np.quantile(x[finite], [0.25, 0.5, 0.75]) if finite.any() else [np.nan] * 3
     stats = {**{k_: float(v) for k_, v in row.items()}, "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}
     lo, hi = (float(x[finite].min()), float(x[finite].max())) if finite.any() else (0.0, 1.0)
@@ -491,10 +488,7 @@ def gate_saturation(store) -> pd.DataFrame:
     keys = [(l, k) for l in store.layers for k in gates]
     if not keys:
         return pd.DataFrame(columns=cols)
-    try:
-        stats = store.stats
-    except RnnvizError:
-        stats = None
+    stats = store.stats if store.has_stats else None
     frames = []
     for layer, kind in keys:
         names = [f"{layer}:{kind}:{i}" for i in range(store.hidden)]

@@ -307,7 +307,8 @@ class Store:
 
     @cached_property
     def stats(self):
-        """pandas.DataFrame indexed by unit: mean std min max sat_lo sat_hi (over the whole text)."""
+        """pandas.DataFrame indexed by unit: mean std min max sat_lo sat_hi (over the whole text).
+        A missing, malformed or mismatched stats.json is a one-line error (see :attr:`has_stats`)."""
         import pandas as pd
 
         path = self.path / STATS
@@ -320,6 +321,12 @@ class Store:
         if list(df.index) != self.units:  # views look units up here: a missing row must not be a KeyError
             raise RnnvizError(f"{path}: its units do not match the manifest's (corrupt store)")
         return df
+
+    @property
+    def has_stats(self) -> bool:
+        """Whether the store has a stats.json (written by the recorder): without one, what needs the units'
+        statistics computes them from the arrays; a damaged one is an error, never a silent fallback."""
+        return (self.path / STATS).exists()
 
     @cached_property
     def checkpoint_path(self) -> Path | None:

@@ -208,9 +208,11 @@ def _load_train_state(directory: Path, opt, device):
             state.setdefault(int(idx), {})[k] = v
         opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
-        torch.set_rng_state(tensors["rng.cpu"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
-            RnnvizError) as e:
+        rng = tensors["rng.cpu"]
+        if rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+            raise ValueError(f"rng.cpu is {rng.dtype} {tuple(rng.shape)}")
+        torch.set_rng_state(rng)
+    except (SafetensorError, OSError, ValueError, KeyError, RnnvizError) as e:  # what a damaged file raises
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RnnvizError(f"{path}: damaged, cannot resume from it ({detail}); start again with --force") from None
     hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
@@ -223,7 +225,8 @@ def _load_train_state(directory: Path, opt, device):
 def _check_train_state(info) -> None:
     """The scalars of ``train_state.json`` have the types and ranges a run writes (ValueError if not):
     step a whole count >= 0, elapsed seconds finite >= 0, losses numbers (best_val may be Infinity
-    before the first validation), appended byte sizes >= 0 of the files a run appends to."""
+    before the first validation), appended byte sizes >= 0 of the files a run appends to, the optimizer's
+    param_groups a list of {"params": [...], ...} and opt_scalars {"<index>.<name>": value}."""
     if not isinstance(info, dict):
         raise ValueError("not a JSON object")
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
@@ -235,6 +238,13 @@ def _check_train_state(info) -> None:
         v = info.get(key)
         if v is not None and not (num(v) and v == v and (not finite or math.isfinite(v))):
             raise ValueError(f"{key} is {v!r}")
+    groups, scalars = info.get("param_groups"), info.get("opt_scalars")
+    if not (isinstance(groups, list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)):
+        raise ValueError(f"param_groups is {str(groups)[:60]}")
+    if not (isinstance(scalars, dict) and all(isinstance(k, str) and "." in k and k.split(".")[0].isdigit()
+                                              for k in scalars)):
+        raise ValueError(f"opt_scalars is {str(scalars)[:60]}")
     sizes = info.get("appended")
     if not isinstance(sizes, dict) or not all(k in APPENDED and type(v) is int and v >= 0 for k, v in sizes.items()):
         raise ValueError(f"appended is {str(sizes)[:60]}")

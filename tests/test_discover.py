@@ -174,6 +174,9 @@ def test_stats_fallback_and_unit_subset(prose_store, tmp_path):
     b = find_cells(open_store(copy), "column", top=4)
     assert a["unit"].tolist() == b["unit"].tolist()
     np.testing.assert_allclose(a["pearson"], b["pearson"], atol=1e-5)
+    (copy / "stats.json").write_text('{"unit": []}', encoding="utf-8")  # damaged, not absent: said, not skipped
+    with pytest.raises(RnnvizError, match=r"stats.json: missing or malformed"):
+        find_cells(open_store(copy), "column", top=4)
     sub = find_cells(prose_store, "in_quote", top=5, units=[DISTRACTOR, "0:c:1", QUOTE])
     assert sub["unit"].tolist() == [QUOTE, "0:c:1", DISTRACTOR]
 

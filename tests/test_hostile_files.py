@@ -331,6 +331,17 @@ def test_resume_at_or_past_its_goal_says_so(run_dir):
                        f"is already at step 4, past step {steps}: nothing to train")
 
 
+def test_a_train_state_with_a_foreign_rng_state_cannot_resume(run_dir):
+    from safetensors.torch import load_file, save_file
+    src, run_ = run_dir
+    f = run_ / "last" / "train_state.safetensors"
+    tensors = load_file(f)
+    tensors["rng.cpu"] = tensors["rng.cpu"][:100].clone()
+    save_file(tensors, f)
+    one_line_error(cli("train", src, "--out", run_, "--resume", "--max-steps", 8), "cannot resume",
+                   "rng.cpu is torch.uint8 (100,)")
+
+
 def _edit_json(path: Path, edit) -> None:
     d = json.loads(path.read_text())
     edit(d)
@@ -341,6 +352,8 @@ def _edit_json(path: Path, edit) -> None:
     ("appended", {"log.jsonl": -5}, "appended is"), ("appended", {"../x": 0}, "appended is"),
     ("step", 2.5, "step is 2.5"), ("step", -1e6, "step is -1000000.0"), ("step", -3, "step is -3"),
     ("elapsed", float("nan"), "elapsed is nan"), ("val_loss", float("inf"), "val_loss is inf"),
+    ("opt_scalars", [1, 2], "opt_scalars is [1, 2]"), ("opt_scalars", {"x": 1}, "opt_scalars is {'x': 1}"),
+    ("param_groups", {"params": 1}, "param_groups is {'params': 1}"), ("param_groups", [3], "param_groups is [3]"),
 ])
 def test_hand_edited_train_state(run_dir, key, value, message):
     src, run_ = run_dir
