@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnviz.train import TrainConfig, pick_amp, pick_device, train
+from rnnviz.devices import resolve_device
+from rnnviz.train import TrainConfig, pick_amp, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
@@ -83,7 +84,7 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2, help="alternate bare/ours this many times (noise)")
     a = p.parse_args()
-    device = pick_device(a.device)
+    device = resolve_device(a.device)
     amp = pick_amp(a.amp, device)
     vocab = 65
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"

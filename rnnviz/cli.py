@@ -243,10 +243,10 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
       rnnviz sample runs/ts --seed 1 --clamp 1:c:42=1.0
     """
     from .checkpoint import load_checkpoint
+    from .devices import resolve_device
     from .sampling import sample as run_sampling
-    from .train import pick_device
 
-    model = load_checkpoint(ckpt, pick_device(device))
+    model = load_checkpoint(ckpt, resolve_device(device))
     text = run_sampling(model, length, prime, temperature, top_k, seed, _parse_clamps(clamp))
     click.echo(prime + text)
 
@@ -272,11 +272,12 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
 
     from .checkpoint import load_checkpoint
     from .data import read_text, split
-    from .train import evaluate, pick_device
+    from .devices import resolve_device
+    from .train import evaluate
 
     if streams < 1:
         raise RnnvizError("--streams must be >= 1")
-    model = load_checkpoint(ckpt, pick_device(device))
+    model = load_checkpoint(ckpt, resolve_device(device))
     content = read_text(text)
     part = content if split_name == "all" else split(content, split_name)
     part = model.vocab.prepare(part, unknown)
@@ -332,8 +333,9 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
 
     from .checkpoint import load_checkpoint
     from .data import read_text
+    from .devices import resolve_device
     from .distributed import rank
-    from .record import parse_kinds, parse_layers, resolve_device, stream_layout
+    from .record import parse_kinds, parse_layers, stream_layout
     from .record import record as run_record
 
     if start < 0:
@@ -420,11 +422,11 @@ def _esc(s: str) -> str:
 def _read_model_text(ckpt, text, start, length, unknown, device):
     from .checkpoint import load_checkpoint
     from .data import read_text
-    from .train import pick_device
+    from .devices import resolve_device
 
     if start < 0 or (length is not None and length < 0):
         raise RnnvizError("--start and --length must be >= 0")
-    model = load_checkpoint(ckpt, pick_device(device))
+    model = load_checkpoint(ckpt, resolve_device(device))
     content = read_text(text)
     if start >= len(content):
         raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")

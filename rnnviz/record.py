@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .devices import resolve_device
 from .errors import RnnvizError
 from .models import KINDS, CharRNN
 from .store import Store, StoreWriter
@@ -82,21 +83,6 @@ def parse_layers(layers: str | Iterable[int] | None, n_layers: int) -> list[int]
     if not layers:
         raise RnnvizError("no layers to record")
     return layers
-
-
-def resolve_device(device: str | torch.device | None, model: CharRNN) -> torch.device:
-    """None -> the model's device; "auto" -> CUDA when available, else CPU."""
-    if device is None:
-        return model.device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise RnnvizError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RnnvizError("device cuda asked for, but CUDA is not available on this machine")
-    return dev
 
 
 def stream_layout(T: int, burn_in: int, streams: int | None, exact: bool, device_type: str) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from . import distributed
 from .checkpoint import load_checkpoint, read_config, save_tensors, write_checkpoint_files
 from .data import BatchStream, read_text, split
+from .devices import resolve_device
 from .errors import RnnvizError
 from .fsutil import MAX_JSON_BYTES, atomic_dir, loads_json, member, read_member, recover_dir
 from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
@@ -103,12 +104,6 @@ def _check_number(cfg, name: str, lo, hi, integer: bool, lo_open: bool = False) 
     if (v <= lo if lo_open else v < lo) or (hi is not None and (v >= hi if name == "dropout" else v > hi)):
         top = "" if hi is None else (f" and < {hi}" if name == "dropout" else f" and <= {hi}")
         raise RnnvizError(f"{flag} must be {'>' if lo_open else '>='} {lo}{top}, got {v}")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RnnvizError("--device cuda asked for, but CUDA is not available here")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
 
 
 def pick_amp(name: str, device: torch.device) -> torch.dtype | None:
@@ -287,7 +282,7 @@ def train(
             raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
         for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
             (out / f).unlink(missing_ok=True)
-    group = distributed.setup(pick_device(cfg.device))
+    group = distributed.setup(resolve_device(cfg.device))
     device = group.device
     lo, hi = group.share(cfg.batch)  # this rank's streams of the global batch
     frac = (hi - lo) / cfg.batch  # its part of the global mean loss
