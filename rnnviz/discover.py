@@ -26,7 +26,7 @@ read column by column and scored exactly: float16 has 65,536 values, so a per-un
 gives exact ranks, AUROC, average precision and Spearman without sorting.
 
 What the model loses without a cell (ablation) and how far back its gradient reaches live in
-:mod:`rnnviz.causal` (``ablate`` and ``gradient_flow`` are re-exported here).
+:mod:`rnnviz.causal`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .causal import ablate, gradient_flow  # noqa: F401  (public API)
 from .errors import RnnvizError
 from .features import FEATURES, Feature, resolve
 from .models import SIGMOID_KINDS, group_units, parse_unit

@@ -2,7 +2,7 @@
 
 The activation at position t is the state after reading character t, from a zero state at text[0].
 
-Fast path (design.md, "recording speed"): the text is cut into B contiguous chunks of C characters,
+Fast path: the text is cut into B contiguous chunks of C characters,
 recorded side by side as B parallel streams. Stream b starts from the state it would have at
 position b·C, approximated by reading the ``burn_in`` characters before it from a zero state (the
 streams whose chunk starts within ``burn_in`` of the text's start get their exact state from one

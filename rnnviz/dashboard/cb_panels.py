@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, html
 
+from ..causal import gradient_flow
 from ..colors import sample_blocks
-from ..discover import find_cells, gate_saturation, gradient_flow
+from ..discover import find_cells, gate_saturation
 from ..errors import RnnvizError
 from ..sampling import sample
 from . import figures

@@ -159,7 +159,7 @@ def saturation_figure(df: pd.DataFrame, store_name: str) -> go.Figure:
 
 def gradflow_figure(curves: list[tuple[str, pd.DataFrame]]) -> go.Figure:
     """Gradient flow: mean |d loss_t / d h_(t-k)| against the lag k, one curve per store × layer
-    (log scale: how fast each cell type forgets). ``curves``: (label, :func:`rnnviz.discover.gradient_flow`
+    (log scale: how fast each cell type forgets). ``curves``: (label, :func:`rnnviz.causal.gradient_flow`
     DataFrame with ``layer, lag, grad``)."""
     fig = go.Figure()
     j = 0
