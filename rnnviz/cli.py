@@ -335,8 +335,9 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     from .data import read_text
     from .devices import resolve_device
     from .distributed import rank
-    from .record import parse_kinds, parse_layers, stream_layout
+    from .models import parse_kinds, parse_layers
     from .record import record as run_record
+    from .record import stream_layout
 
     if start < 0:
         raise RnnvizError(f"--start must be >= 0, got {start}")

@@ -101,7 +101,7 @@ def emergence(
     import pandas as pd
 
     from .checkpoint import load_checkpoint
-    from .record import parse_kinds
+    from .models import parse_kinds
 
     run = Path(run)
     snaps = list_snapshots(run)  # a run without snapshots fails here, before anything is loaded

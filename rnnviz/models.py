@@ -80,14 +80,57 @@ def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, 
     layer, kind, index = int(parts[0]), parts[1], int(parts[2])
     if config is not None:
         if kind not in config.kinds:
-            raise RnnvizError(
-                f"unit {name!r}: a {config.cell} has no kind {kind!r} (it has {', '.join(config.kinds)})"
-            )
+            raise RnnvizError(f"unit {name!r}: {_no_kind(config.cell, kind)}")
         if layer >= config.layers:
-            raise RnnvizError(f"unit {name!r}: the model has {config.layers} layer(s), 0..{config.layers - 1}")
+            raise RnnvizError(f"unit {name!r}: {_n_layers(config.layers)}")
         if index >= config.hidden:
             raise RnnvizError(f"unit {name!r}: layers have {config.hidden} units, 0..{config.hidden - 1}")
     return layer, kind, index
+
+
+def _no_kind(cell: str, kind: str) -> str:
+    return f"a {cell} has no kind {kind!r} (it has {', '.join(KINDS[cell])})"
+
+
+def _n_layers(n: int) -> str:
+    return f"the model has {n} layer(s), 0..{n - 1}"
+
+
+def parse_kinds(kinds: str | Iterable[str] | None, cell: str) -> list[str]:
+    """``None`` -> h (and c for an LSTM); ``"all"`` -> every kind of the cell; ``"h,c"`` or a list.
+
+    Returns the kinds in the cell's canonical order (h, c, then gates); raises on a kind the cell lacks.
+    """
+    known = KINDS[cell]
+    if kinds is None:
+        return [k for k in known if k in ("h", "c")]
+    if isinstance(kinds, str):
+        kinds = known if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+    kinds = list(kinds)
+    bad = [k for k in kinds if k not in known]
+    if bad:
+        raise RnnvizError(_no_kind(cell, bad[0]))
+    if not kinds:
+        raise RnnvizError("no kinds to record")
+    return [k for k in known if k in kinds]
+
+
+def parse_layers(layers: str | Iterable[int] | None, n_layers: int) -> list[int]:
+    """``None`` -> every layer; ``"0,2"`` or a list of ints, checked against the model."""
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, str):
+        try:
+            layers = [int(x) for x in layers.split(",") if x.strip()]
+        except ValueError:
+            raise RnnvizError(f"layers must be comma-separated integers, got {layers!r}") from None
+    layers = sorted(set(int(l) for l in layers))
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise RnnvizError(f"layer {bad[0]} does not exist: {_n_layers(n_layers)}")
+    if not layers:
+        raise RnnvizError("no layers to record")
+    return layers
 
 
 def unit_names(layers: list[int], kinds: list[str], hidden: int) -> list[str]:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from . import distributed
 from .devices import resolve_device
 from .errors import RnnvizError
-from .models import KINDS, CharRNN
+from .models import CharRNN, parse_kinds, parse_layers
 from .store import Store, StoreWriter
 
 HOST_BLOCK_BYTES = 128 << 20  # float16 rows per block handed to the writer (x PENDING in flight)
@@ -46,43 +46,6 @@ DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device
 MAX_STEPS = 512  # steps per block: longer blocks gain nothing and delay the progress bar
 STREAM_CAP = {"cuda": 256, "cpu": 64}  # enough streams to fill the matmuls; more only adds burn-in
 PENDING = 2  # blocks queued for the writer thread
-
-
-def parse_kinds(kinds: str | Iterable[str] | None, cell: str) -> list[str]:
-    """``None`` -> h (and c for an LSTM); ``"all"`` -> every kind of the cell; ``"h,c"`` or a list.
-
-    Returns the kinds in the cell's canonical order (h, c, then gates); raises on a kind the cell lacks.
-    """
-    known = KINDS[cell]
-    if kinds is None:
-        return [k for k in known if k in ("h", "c")]
-    if isinstance(kinds, str):
-        kinds = known if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
-    kinds = list(kinds)
-    bad = [k for k in kinds if k not in known]
-    if bad:
-        raise RnnvizError(f"a {cell} has no kind {bad[0]!r} (it has {', '.join(known)})")
-    if not kinds:
-        raise RnnvizError("no kinds to record")
-    return [k for k in known if k in kinds]
-
-
-def parse_layers(layers: str | Iterable[int] | None, n_layers: int) -> list[int]:
-    """``None`` -> every layer; ``"0,2"`` or a list of ints, checked against the model."""
-    if layers is None:
-        return list(range(n_layers))
-    if isinstance(layers, str):
-        try:
-            layers = [int(x) for x in layers.split(",") if x.strip()]
-        except ValueError:
-            raise RnnvizError(f"layers must be comma-separated integers, got {layers!r}") from None
-    layers = sorted(set(int(l) for l in layers))
-    bad = [l for l in layers if not 0 <= l < n_layers]
-    if bad:
-        raise RnnvizError(f"layer {bad[0]} does not exist: the model has {n_layers} layer(s), 0..{n_layers - 1}")
-    if not layers:
-        raise RnnvizError("no layers to record")
-    return layers
 
 
 def stream_layout(T: int, burn_in: int, streams: int | None, exact: bool, device_type: str) -> tuple[int, int]:

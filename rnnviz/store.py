@@ -40,7 +40,7 @@ from .fsutil import (
     recover_dir,
     write_json,
 )
-from .models import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_unit, unit_names
+from .models import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_kinds, parse_layers, parse_unit, unit_names
 from .vocab import Vocab
 
 FORMAT = "rnnviz-store"
@@ -472,20 +472,10 @@ class StoreWriter:
         if not text:
             raise RnnvizError("nothing to record: the text is empty")
         self.text, self.length, self.hidden = text, len(text), self.config.hidden
-        self.layers = sorted({int(l) for l in layers})
-        known = KINDS[self.config.cell]
-        bad = [k for k in kinds if k not in known]
-        if bad:
-            raise RnnvizError(f"a {self.config.cell} has no kind {bad[0]!r} (it has {', '.join(known)})")
-        if not self.layers or not kinds:
+        if not layers or not kinds:
             raise RnnvizError("a store needs at least one layer and one kind")
-        bad_layers = [l for l in self.layers if not 0 <= l < self.config.layers]
-        if bad_layers:
-            raise RnnvizError(
-                f"layer {bad_layers[0]} does not exist: the model has {self.config.layers} layer(s), "
-                f"0..{self.config.layers - 1}"
-            )
-        self.kinds = [k for k in known if k in kinds]  # canonical order: h, c, then gates
+        self.layers = parse_layers(layers, self.config.layers)
+        self.kinds = parse_kinds(kinds, self.config.cell)  # canonical order: h, c, then gates
         if not 0 <= topk <= len(self.vocab):
             raise RnnvizError(f"topk must be from 0 to the vocabulary size {len(self.vocab)}, got {topk}")
         self.topk, self.has_logprob = int(topk), has_logprob
