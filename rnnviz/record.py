@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -157,6 +158,33 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
     return dst.copy_(t, non_blocking=True)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one recording reads and keeps, and how the text is cut: B streams of C characters (this rank
+    records streams b0..b1-1), S steps per block, each stream warmed up on ``burn_in`` characters."""
+
+    layers: list[int]
+    kinds: list[str]
+    topk: int  # K next-character predictions kept per position
+    B: int
+    b0: int
+    b1: int
+    C: int
+    S: int
+    burn_in: int
+    device: torch.device
+
+    @classmethod
+    def make(cls, cfg, T: int, layers, kinds, topk, burn_in, streams, exact, group) -> _Plan:
+        B, C = stream_layout(T, burn_in, streams, exact, group.device.type)
+        b0, b1 = group.share(B)  # this rank's streams (all of them in one process)
+        host_row = len(layers) * len(kinds) * cfg.hidden * 2 + 4 + topk * 4
+        dev_row = (cfg.layers * 10 * cfg.hidden + 3 * cfg.vocab_size) * 4
+        rows = max(1, min(HOST_BLOCK_BYTES // host_row, DEVICE_BLOCK_BYTES // dev_row))
+        S = max(1, min(MAX_STEPS, C, rows // B))
+        return cls(layers, kinds, topk, B, b0, b1, C, S, burn_in, group.device)
+
+
 def record(
     model: CharRNN,
     text: str,
@@ -185,129 +213,86 @@ def record(
     Returns the opened :class:`Store`. Nothing appears at ``out`` unless the whole recording succeeds.
     """
     cfg, vocab = model.config, model.vocab
-    kinds = parse_kinds(kinds, cfg.cell)
-    layers = parse_layers(layers, cfg.layers)
-    if not isinstance(burn_in, int) or burn_in < 0:
-        raise RnnvizError(f"burn-in must be a whole number >= 0, got {burn_in!r}")
-    if streams is not None and (not isinstance(streams, int) or streams < 1):
-        raise RnnvizError(f"streams must be a whole number >= 1, got {streams!r}")
-    if not 0 <= topk <= cfg.vocab_size:
-        raise RnnvizError(f"topk must be from 0 to the vocabulary size {cfg.vocab_size}, got {topk}")
-    if not text:
-        raise RnnvizError("nothing to record: the text is empty")
+    kinds, layers = parse_kinds(kinds, cfg.cell), parse_layers(layers, cfg.layers)
+    _check_options(burn_in, streams, topk, cfg.vocab_size, text)
     bad = vocab.unknown_chars(text)
     text = vocab.prepare(text, unknown)
     if not text:
         raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
     group = distributed.setup(resolve_device(device, model))
-    dev = group.device
-
-    T, L, H, V = len(text), cfg.layers, cfg.hidden, cfg.vocab_size
-    B, C = stream_layout(T, burn_in, streams, exact, dev.type)
-    b0, b1 = group.share(B)  # this rank's streams (all of them in one process)
-    units = len(layers) * len(kinds) * H
-    host_row = units * 2 + 4 + topk * 4
-    dev_row = (L * 10 * H + 3 * V) * 4
-    rows = max(1, min(HOST_BLOCK_BYTES // host_row, DEVICE_BLOCK_BYTES // dev_row))
-    S = max(1, min(MAX_STEPS, C, rows // B))
-
-    meta = model.meta or {}
-    checkpoint = (
-        {"path": str(model.checkpoint_dir.resolve()), "sha256": meta.get("weights_sha256")}
-        if model.checkpoint_dir is not None else None
-    )
+    plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, group)
     settings = {
-        "source": source,
-        "start": start,
-        "length": T,
-        "unknown": unknown,
-        "unknown_chars": {ch: n for ch, (n, _) in bad.items()},
-        "exact": exact,
-        "streams": B,
-        "chunk": C,
-        "burn_in": burn_in if B > 1 else 0,
-        "block_steps": S,
-        "device": str(dev),
-        "processes": group.world,
-        "torch": torch.__version__,
+        "source": source, "start": start, "length": len(text), "unknown": unknown,
+        "unknown_chars": {ch: n for ch, (n, _) in bad.items()}, "exact": exact, "streams": plan.B,
+        "chunk": plan.C, "burn_in": burn_in if plan.B > 1 else 0, "block_steps": plan.S,
+        "device": str(plan.device), "processes": group.world, "torch": torch.__version__,
     }
+    checkpoint = None if model.checkpoint_dir is None else {
+        "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
     writer = StoreWriter(
         out, text, layers=layers, kinds=kinds, model_config=cfg, vocab=vocab, topk=topk,
-        checkpoint=checkpoint, recorder=settings, overwrite=overwrite, streams=B, group=group,
+        checkpoint=checkpoint, recorder=settings, overwrite=overwrite, streams=plan.B, group=group,
     )
     t0 = time.perf_counter()
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
     with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
-            max_err = _record_blocks(model, text, writer, pool, layers, kinds, topk, (B, b0, b1), C, S, burn_in, dev,
-                                     progress)
+            max_err = _record_blocks(model, text, writer, pool, plan, progress)
         if max_err is not None:
-            max_err = float(group.all_reduce(torch.tensor(max_err, dtype=torch.float64, device=dev), "max"))
+            max_err = float(group.all_reduce(torch.tensor(max_err, dtype=torch.float64, device=plan.device), "max"))
         writer.join()
         seconds = time.perf_counter() - t0
-        writer.recorder.update(
-            check_max_abs_error=max_err, seconds=round(seconds, 3), chars_per_s=round(T / max(seconds, 1e-9))
-        )
+        writer.recorder.update(check_max_abs_error=max_err, seconds=round(seconds, 3),
+                               chars_per_s=round(len(text) / max(seconds, 1e-9)))
     return writer.store  # None on ranks > 0
 
 
-def _record_blocks(model, text, writer, pool, layers, kinds, K, streams, C, S, burn_in, dev, progress):
-    """Record streams b0..b1-1 of B (``streams`` = (B, b0, b1)) into ``writer``; returns the h check's error."""
-    B, b0, b1 = streams
-    cfg = model.config
-    T, L, H = len(text), cfg.layers, cfg.hidden
-    # ids as int32, padded to B·C (pads are read only by the last stream, after the text's end, and dropped);
-    # encoded a piece at a time so that memory stays ~4 bytes per character of text.
-    ids = torch.zeros(B * C + 1, dtype=torch.int32)
-    for i in range(0, T, 1 << 20):
+def _check_options(burn_in, streams, topk: int, vocab_size: int, text: str) -> None:
+    if not isinstance(burn_in, int) or burn_in < 0:
+        raise RnnvizError(f"burn-in must be a whole number >= 0, got {burn_in!r}")
+    if streams is not None and (not isinstance(streams, int) or streams < 1):
+        raise RnnvizError(f"streams must be a whole number >= 1, got {streams!r}")
+    if not 0 <= topk <= vocab_size:
+        raise RnnvizError(f"topk must be from 0 to the vocabulary size {vocab_size}, got {topk}")
+    if not text:
+        raise RnnvizError("nothing to record: the text is empty")
+
+
+def _stream_ids(model: CharRNN, text: str, plan: _Plan) -> torch.Tensor:
+    """(B·C + 1,) int32 ids on the device, padded (pads are read only by the last stream, after the text's
+    end, and dropped); encoded a piece at a time so that memory stays ~4 bytes per character of text."""
+    ids = torch.zeros(plan.B * plan.C + 1, dtype=torch.int32)
+    for i in range(0, len(text), 1 << 20):
         piece = model.vocab.encode(text[i : i + (1 << 20)])
         ids[i : i + len(piece)] = torch.from_numpy(piece)
-    ids = ids.to(dev)
-    x = ids[: B * C].view(B, C)[b0:b1]  # stream b reads text[b·C : (b+1)·C]
-    nxt = ids[1:].view(B, C)[b0:b1]  # the character each position predicts
-    offsets = torch.arange(b0, b1, device=dev)[:, None] * C  # (B, 1): where each stream starts
-    net = [_Layer(model, l, dev) for l in range(L)]
-    head_w, head_b = (p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias))
-    h = torch.zeros(L, b1 - b0, H, device=dev)
-    c = torch.zeros(L, b1 - b0, H, device=dev) if cfg.cell == "lstm" else None
-    _warm_start(net, ids, range(b0, b1), C, burn_in, h, c, S)
-    B = b1 - b0  # from here on, this rank's streams
+    return ids.to(plan.device)
 
-    max_err = None
-    gates = set(kinds) != {"h"}
-    pending: deque = deque()
-    done = 0
-    for s0 in range(0, C, S):
-        xb = x[:, s0 : s0 + S].long()
-        inp, recs = xb, {}
-        for l, layer in enumerate(net):
-            inp, (h[l], cl), rec, err = layer.run(inp, h[l], None if c is None else c[l], gates and l in layers)
-            if c is not None:
-                c[l] = cl
-            if err is not None:
-                max_err = err if max_err is None else torch.maximum(max_err, err)
-            if l in layers:  # float16 as stored, (len(kinds), B, S, H): each stream's rows of a kind are
-                # contiguous, so the writer hands them to pwrite without another copy
-                blk = recs[l] = torch.empty(len(kinds), *inp.shape[:2], H, dtype=torch.float16, device=dev)
-                for j, k in enumerate(kinds):
-                    blk[j] = rec[k]
-        logp = F.linear(inp, head_w, head_b).log_softmax(-1)  # (B, S, V)
-        n = xb.shape[1]
-        p = offsets + torch.arange(s0, s0 + n, device=dev)  # (B, n) text positions
-        lp = logp.gather(-1, nxt[:, s0 : s0 + S, None].long())[..., 0]
+
+def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _Plan, progress) -> float | None:
+    """Record this rank's streams into ``writer``, S steps at a time; returns the h check's max error."""
+    B, b0, b1, C, dev = plan.B, plan.b0, plan.b1, plan.C, plan.device
+    cfg, T = model.config, len(text)
+    ids = _stream_ids(model, text, plan)
+    x = ids[: B * C].view(B, C)[b0:b1]  # (n, C): stream b reads text[b·C : (b+1)·C]
+    nxt = ids[1:].view(B, C)[b0:b1]  # the character each position predicts
+    net = [_Layer(model, l, dev) for l in range(cfg.layers)]
+    h = torch.zeros(cfg.layers, b1 - b0, cfg.hidden, device=dev)  # (L, n, H)
+    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+    _warm_start(net, ids, range(b0, b1), C, plan.burn_in, h, c, plan.S)
+    head = [p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias)]
+    max_err, pending, done = None, deque(), 0
+    for s0 in range(0, C, plan.S):
+        recs, logp, err = _run_block(net, x[:, s0 : s0 + plan.S].long(), h, c, head, plan)
+        if err is not None:
+            max_err = err if max_err is None else torch.maximum(max_err, err)
+        n = logp.shape[1]
+        p = torch.arange(b0, b1, device=dev)[:, None] * C + torch.arange(s0, s0 + n, device=dev)  # (n, S) positions
+        lp = logp.gather(-1, nxt[:, s0 : s0 + n, None].long())[..., 0]
         lp = torch.where(p == T - 1, torch.nan, lp)  # the last character predicts nothing
-        top_p, top_i = logp.topk(K, -1) if K else (None, None)
         counts = [max(0, min(n, T - (b * C + s0))) for b in range(b0, b1)]  # rows of each stream inside the text
         for l, blk in recs.items():
             writer.observe_streams(l, blk, b0, counts)
-        host = {l: _to_host(v) for l, v in recs.items()}
-        lp_h = _to_host(lp)
-        top_h = (_to_host(top_i.int()), _to_host(top_p.exp().half())) if K else (None, None)
-        event = None
-        if dev.type == "cuda":
-            event = torch.cuda.Event()
-            event.record()
-        pending.append(pool.submit(_write_block, writer, event, host, kinds, lp_h, top_h, counts, C, s0, b0))
+        pending.append(_submit(pool, writer, recs, lp, logp, counts, s0, plan))
         while len(pending) > PENDING:
             pending.popleft().result()  # also re-raises a failed write (a full disk)
         done += sum(counts)
@@ -316,6 +301,40 @@ def _record_blocks(model, text, writer, pool, layers, kinds, K, streams, C, S, b
     while pending:
         pending.popleft().result()
     return None if max_err is None else float(max_err)
+
+
+def _run_block(net: list[_Layer], xb: torch.Tensor, h, c, head, plan: _Plan):
+    """One block of S steps through every layer, carrying h, c (L, n, H) in place. Returns the recorded
+    kinds {layer: (len(kinds), n, S, H) float16}, the log-probabilities (n, S, V) and the h check's error."""
+    gates = set(plan.kinds) != {"h"}
+    inp, recs, max_err = xb, {}, None
+    for l, layer in enumerate(net):
+        inp, (h[l], cl), rec, err = layer.run(inp, h[l], None if c is None else c[l], gates and l in plan.layers)
+        if c is not None:
+            c[l] = cl
+        if err is not None:
+            max_err = err if max_err is None else torch.maximum(max_err, err)
+        if l in plan.layers:  # float16 as stored: each stream's rows of a kind are contiguous, so the
+            # writer hands them to pwrite without another copy
+            blk = recs[l] = torch.empty(len(plan.kinds), *inp.shape[:2], h.shape[-1], dtype=torch.float16,
+                                        device=plan.device)
+            for j, k in enumerate(plan.kinds):
+                blk[j] = rec[k]
+    return recs, F.linear(inp, *head).log_softmax(-1), max_err
+
+
+def _submit(pool, writer: StoreWriter, recs: dict, lp, logp, counts: list[int], s0: int, plan: _Plan):
+    """Copy a block to the host and queue its write (after the device's copy, on CUDA)."""
+    K = plan.topk
+    top_p, top_i = logp.topk(K, -1) if K else (None, None)
+    host = {l: _to_host(v) for l, v in recs.items()}
+    top_h = (_to_host(top_i.int()), _to_host(top_p.exp().half())) if K else (None, None)
+    event = None
+    if plan.device.type == "cuda":
+        event = torch.cuda.Event()
+        event.record()
+    return pool.submit(_write_block, writer, event, host, plan.kinds, _to_host(lp), top_h, counts, plan.C, s0,
+                       plan.b0)
 
 
 def _write_block(writer: StoreWriter, event, host, kinds, lp, top, counts, C, s0, b0) -> None:

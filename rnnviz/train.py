@@ -7,9 +7,7 @@ the optimizer state, the carried hidden state, the data position and the RNG sta
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -18,22 +16,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from . import distributed
-from .checkpoint import load_checkpoint, read_config, save_tensors, write_checkpoint_files
+from .checkpoint import load_checkpoint, read_config, write_checkpoint_files
 from .data import BatchStream, read_text, split
 from .devices import resolve_device
 from .errors import RnnvizError
-from .fsutil import MAX_JSON_BYTES, atomic_dir, loads_json, member, read_member, recover_dir
+from .fsutil import atomic_dir, recover_dir
 from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
+from .resume import APPENDED, append, append_log, load_train_state, rewind, save_train_state
 from .sampling import sample
 from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
-APPENDED = ("log.jsonl", "samples.txt")  # grown as training goes, rewound on resume
 
 
 @dataclass
@@ -157,94 +153,6 @@ def _make_optimizer(cfg: TrainConfig, model: CharRNN) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=0.95)
 
 
-# --- the resumable training state: tensors in safetensors, everything else in JSON (no pickle) ---
-
-
-def _save_train_state(directory: Path, opt, state, info: dict) -> None:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    hs = state if isinstance(state, tuple) else (state,)
-    for i, s in enumerate(hs if state is not None else ()):
-        tensors[f"hidden.{i}"] = s.detach().cpu().contiguous()
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    save_tensors(tensors, directory / "train_state.safetensors")
-    info = {**info, "param_groups": sd["param_groups"], "opt_scalars": scalars}
-    (directory / "train_state.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-
-
-def _load_train_state(directory: Path, opt, device):
-    """Restore the optimizer and RNG from ``directory``; returns (carried hidden state, info dict).
-
-    A damaged state (truncated safetensors, broken JSON, a state that does not fit the optimizer) is a
-    clear :class:`RnnvizError` naming the file, never a traceback.
-    """
-    path = directory / "train_state.safetensors"
-    try:
-        tensors = load_file(str(member(directory, path.name)))
-        path = directory / "train_state.json"
-        info = loads_json(read_member(directory, path.name, MAX_JSON_BYTES), path)
-        _check_train_state(info)
-        state: dict[int, dict] = {}
-        for key, v in tensors.items():
-            if key.startswith("opt."):
-                _, idx, k = key.split(".", 2)
-                state.setdefault(int(idx), {})[k] = v.to(device) if k != "step" else v
-        for key, v in info["opt_scalars"].items():
-            idx, k = key.split(".", 1)
-            state.setdefault(int(idx), {})[k] = v
-        opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-        hidden = [tensors[f"hidden.{i}"].to(device) for i in range(2) if f"hidden.{i}" in tensors]
-        rng = tensors["rng.cpu"]
-        if rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
-            raise ValueError(f"rng.cpu is {rng.dtype} {tuple(rng.shape)}")
-        torch.set_rng_state(rng)
-    except (SafetensorError, OSError, ValueError, KeyError, RnnvizError) as e:  # what a damaged file raises
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RnnvizError(f"{path}: damaged, cannot resume from it ({detail}); start again with --force") from None
-    hidden = None if not hidden else (tuple(hidden) if len(hidden) == 2 else hidden[0])
-    cuda_rng = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_rng)
-    return hidden, info
-
-
-def _check_train_state(info) -> None:
-    """The scalars of ``train_state.json`` have the types and ranges a run writes (ValueError if not):
-    step a whole count >= 0, elapsed seconds finite >= 0, losses numbers (best_val may be Infinity
-    before the first validation), appended byte sizes >= 0 of the files a run appends to, the optimizer's
-    param_groups a list of {"params": [...], ...} and opt_scalars {"<index>.<name>": value}."""
-    if not isinstance(info, dict):
-        raise ValueError("not a JSON object")
-    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if type(info.get("step")) is not int or info["step"] < 0:
-        raise ValueError(f"step is {info.get('step')!r}")
-    if not (num(info.get("elapsed")) and 0 <= info["elapsed"] < math.inf):
-        raise ValueError(f"elapsed is {info.get('elapsed')!r}")
-    for key, finite in (("best_val", False), ("val_loss", True)):
-        v = info.get(key)
-        if v is not None and not (num(v) and v == v and (not finite or math.isfinite(v))):
-            raise ValueError(f"{key} is {v!r}")
-    groups, scalars = info.get("param_groups"), info.get("opt_scalars")
-    if not (isinstance(groups, list)
-            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)):
-        raise ValueError(f"param_groups is {str(groups)[:60]}")
-    if not (isinstance(scalars, dict) and all(isinstance(k, str) and "." in k and k.split(".")[0].isdigit()
-                                              for k in scalars)):
-        raise ValueError(f"opt_scalars is {str(scalars)[:60]}")
-    sizes = info.get("appended")
-    if not isinstance(sizes, dict) or not all(k in APPENDED and type(v) is int and v >= 0 for k, v in sizes.items()):
-        raise ValueError(f"appended is {str(sizes)[:60]}")
-
-
 def train(
     text_path: str | Path,
     out: str | Path,
@@ -271,186 +179,271 @@ def train(
     text = read_text(text_path)
     for sub in ("best", "last"):
         recover_dir(out / sub)
+    cfg = _run_config(out, cfg, resume, force, overrides)
+    run = _Run.start(text_path, text, out, cfg, resume, callback)
+    run.loop()
+    return run.summary()
+
+
+def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, overrides: dict | None) -> TrainConfig:
+    """The settings of a new run (refusing to overwrite one without ``force``) or of the run to resume."""
     if resume:
         if not (out / "last" / "train_state.json").exists():
             raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
         saved = read_config(out / "last").get("train")
-        cfg = load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
-    else:
-        cfg = cfg or TrainConfig()
-        if ((out / "last").exists() or (out / "best").exists()) and not force:
-            raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
-        for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
-            (out / f).unlink(missing_ok=True)
-    group = distributed.setup(resolve_device(cfg.device))
-    device = group.device
-    lo, hi = group.share(cfg.batch)  # this rank's streams of the global batch
-    frac = (hi - lo) / cfg.batch  # its part of the global mean loss
-    callback = callback if group.is_main else None
-    amp = pick_amp(cfg.amp, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        return load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
+    if ((out / "last").exists() or (out / "best").exists()) and not force:
+        raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
+    for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
+        (out / f).unlink(missing_ok=True)
+    return cfg or TrainConfig()
 
-    if resume:
-        model = load_checkpoint(out / "last", device)
+
+@dataclass
+class _Run:
+    """One run's moving parts and counters: what the loop, validation and the checkpoints share."""
+
+    cfg: TrainConfig
+    out: Path
+    group: distributed.Group
+    model: CharRNN
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    stream: BatchStream
+    val_ids: np.ndarray
+    meta: dict  # what every checkpoint's config.json says about the run
+    callback: Callable[[dict], None] | None
+    total_steps: int | None
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training (validation and snapshots excluded)
+    best_val: float = math.inf
+    last_val: float | None = None
+    train_loss: float | None = None
+    state: object = None  # the hidden state carried between batches: this rank's streams, (L, B, H) [x2]
+
+    @classmethod
+    def start(cls, text_path, text: str, out: Path, cfg: TrainConfig, resume: bool, callback) -> _Run:
+        """Build the model (or load ``out/last``), the optimizer and the data; restore a resumed state."""
+        group = distributed.setup(resolve_device(cfg.device))
+        device = group.device
+        amp = pick_amp(cfg.amp, device)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if resume:
+            model = load_checkpoint(out / "last", device)
+            text = model.vocab.prepare(text, "error")
+        else:
+            torch.manual_seed(cfg.seed)
+            vocab = Vocab.from_text(text)
+            model = CharRNN(cfg.model_config(len(vocab)), vocab).to(device)
         vocab = model.vocab
-        text = vocab.prepare(text, "error")
-    else:
-        vocab = Vocab.from_text(text)
-        torch.manual_seed(cfg.seed)
-        model = CharRNN(cfg.model_config(len(vocab)), vocab).to(device)
-    train_ids, val_ids = vocab.encode(split(text, "train")), vocab.encode(split(text, "val"))
-    if len(val_ids) < 2:
-        raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
-    stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
-    net = model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
-    opt = _make_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
-    total_steps = cfg.max_steps
-    if cfg.epochs is not None:
-        ep_steps = math.ceil(cfg.epochs * stream.steps_per_epoch)
-        total_steps = ep_steps if total_steps is None else min(total_steps, ep_steps)
-    val_streams = max(1, min(cfg.batch, len(val_ids) // 2000))  # >= 2000 chars of context per stream
-
-    step, elapsed, best_val, state, last_val = 0, 0.0, float("inf"), None, None
-    if resume:
-        state, info = _load_train_state(out / "last", opt, device)
-        state = _rows(state, lo, hi)
-        step, elapsed, best_val, last_val = info["step"], info["elapsed"], info["best_val"], info["val_loss"]
-        if info.get("scaler"):
-            scaler.load_state_dict(info["scaler"])
-        if (total_steps is not None and step >= total_steps) or (cfg.time_budget and elapsed >= cfg.time_budget):
-            goal = f"step {total_steps}" if total_steps is not None and step >= total_steps else \
-                f"its time budget of {cfg.time_budget:g} s"
-            raise RnnvizError(f"{out} is already at step {step}, past {goal}: nothing to train; "
-                              "give a larger --max-steps, --epochs or --time-budget to continue")
-        if group.is_main:
-            _rewind(out, info["appended"])
-    _reseed_ranks(group)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
-            "newlines": "kept as in the file (CRLF not translated), BOM kept"},
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "amp": str(amp).removeprefix("torch.") if amp else "off"}
-
-    def progress() -> float:
-        p = step / total_steps if total_steps else 0.0
-        return max(p, elapsed / cfg.time_budget) if cfg.time_budget else p
-
-    def save(which: str, train_loss: float | None, hidden=None) -> None:
-        metrics = {"step": step, "epoch": step / stream.steps_per_epoch, "train_loss": train_loss,
-                   "val_loss": last_val, "best_val_loss": best_val, "train_seconds": round(elapsed, 3)}
-        with atomic_dir(out / which, overwrite=True) as tmp:
-            write_checkpoint_files(model, tmp, {**meta, "metrics": metrics})
-            if which == "last":
-                info = {"step": step, "elapsed": elapsed, "best_val": best_val, "val_loss": last_val,
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else None, "world_size": group.world,
-                        "appended": {f: (out / f).stat().st_size if (out / f).exists() else 0 for f in APPENDED}}
-                _save_train_state(tmp, opt, hidden, info)
-
-    def validate(train_loss: float | None, row: dict | None = None) -> None:
-        nonlocal best_val, last_val
-        hidden = _gather_state(group, state, cfg.batch)  # every rank takes part; rank 0 saves
-        if group.is_main:
-            _validate_and_save(train_loss, row, hidden)
-        last_val, best_val = group.broadcast_object((last_val, best_val))
+        val_ids = vocab.encode(split(text, "val"))
+        if len(val_ids) < 2:
+            raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
+        stream = BatchStream(vocab.encode(split(text, "train")), cfg.batch, cfg.seq_len)
+        total = cfg.max_steps
+        if cfg.epochs is not None:
+            ep_steps = math.ceil(cfg.epochs * stream.steps_per_epoch)
+            total = ep_steps if total is None else min(total, ep_steps)
+        meta = {"train": asdict(cfg), "data": {"path": str(text_path), "chars": len(text), "split": "90/5/5",
+                "newlines": "kept as in the file (CRLF not translated), BOM kept"},
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "amp": str(amp).removeprefix("torch.") if amp else "off"}
+        run = cls(cfg=cfg, out=out, group=group, model=model,
+                  net=model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model),
+                  opt=_make_optimizer(cfg, model), scaler=torch.amp.GradScaler("cuda", enabled=amp is torch.float16),
+                  amp=amp, stream=stream, val_ids=val_ids, meta=meta,
+                  callback=callback if group.is_main else None, total_steps=total)
+        if resume:
+            run._restore()
         _reseed_ranks(group)
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and cfg.snapshot_every:  # the snapshots match an uninterrupted run (a Ctrl-C checkpoint has none)
+            prune_snapshots(out, run.step)
+            if run.step and run.step % cfg.snapshot_every == 0 and not snapshot_path(out, run.step).exists():
+                run.snapshot()
+        return run
 
-    def _validate_and_save(train_loss: float | None, row: dict | None, hidden) -> None:
-        nonlocal best_val, last_val
-        last_val = evaluate(model, val_ids, streams=val_streams)
+    @property
+    def streams(self) -> tuple[int, int]:
+        return self.group.share(self.cfg.batch)  # this rank's streams of the global batch
+
+    @property
+    def val_streams(self) -> int:
+        return max(1, min(self.cfg.batch, len(self.val_ids) // 2000))  # >= 2000 chars of context per stream
+
+    def _restore(self) -> None:
+        """Continue from ``out/last``: optimizer, RNG, carried state, counters; the logs cut back to match."""
+        state, info = load_train_state(self.out / "last", self.opt, self.group.device)
+        self.state = _rows(state, *self.streams)
+        self.step, self.elapsed, self.best_val, self.last_val = (
+            info["step"], info["elapsed"], info["best_val"], info["val_loss"])
+        if info.get("scaler"):
+            self.scaler.load_state_dict(info["scaler"])
+        if self.done():
+            at_steps = self.total_steps is not None and self.step >= self.total_steps
+            goal = f"step {self.total_steps}" if at_steps else f"its time budget of {self.cfg.time_budget:g} s"
+            raise RnnvizError(f"{self.out} is already at step {self.step}, past {goal}: nothing to train; "
+                              "give a larger --max-steps, --epochs or --time-budget to continue")
+        if self.group.is_main:
+            rewind(self.out, info["appended"])
+
+    def done(self) -> bool:
+        return ((self.total_steps is not None and self.step >= self.total_steps)
+                or bool(self.cfg.time_budget and self.elapsed >= self.cfg.time_budget))
+
+    def progress(self) -> float:
+        """How far the run is, in [0, 1]: by steps, or by time under a time budget (whichever is further)."""
+        p = self.step / self.total_steps if self.total_steps else 0.0
+        return max(p, self.elapsed / self.cfg.time_budget) if self.cfg.time_budget else p
+
+    def save(self, which: str, hidden=None) -> None:
+        """Write ``out/best`` or ``out/last`` (with the resumable state) atomically."""
+        metrics = {"step": self.step, "epoch": self.step / self.stream.steps_per_epoch, "train_loss": self.train_loss,
+                   "val_loss": self.last_val, "best_val_loss": self.best_val, "train_seconds": round(self.elapsed, 3)}
+        with atomic_dir(self.out / which, overwrite=True) as tmp:
+            write_checkpoint_files(self.model, tmp, {**self.meta, "metrics": metrics})
+            if which == "last":
+                appended = {f: (self.out / f).stat().st_size if (self.out / f).exists() else 0 for f in APPENDED}
+                info = {"step": self.step, "elapsed": self.elapsed, "best_val": self.best_val,
+                        "val_loss": self.last_val, "world_size": self.group.world, "appended": appended,
+                        "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
+                save_train_state(tmp, self.opt, hidden, info)
+
+    def validate(self, row: dict | None = None) -> None:
+        """Every rank takes part (the carried state is gathered); rank 0 validates and saves."""
+        hidden = _gather_state(self.group, self.state, self.cfg.batch)
+        if self.group.is_main:
+            self._validate_and_save(row, hidden)
+        self.last_val, self.best_val = self.group.broadcast_object((self.last_val, self.best_val))
+        _reseed_ranks(self.group)
+
+    def _validate_and_save(self, row: dict | None, hidden) -> None:
+        self.last_val = evaluate(self.model, self.val_ids, streams=self.val_streams)
         # The step's log line and sample are written before its last/ checkpoint, which records the files'
-        # sizes: a crash in between resumes from the previous checkpoint and cuts them back (_rewind), so
+        # sizes: a crash in between resumes from the previous checkpoint and cuts them back (rewind), so
         # each line is written exactly once whenever the run is killed.
         if row is not None:
-            row["val_loss"] = round(last_val, 5)
-            _append_log(out / "log.jsonl", row)
-        if cfg.sample_chars:
+            row["val_loss"] = round(self.last_val, 5)
+            append_log(self.out / "log.jsonl", row)
+        if self.cfg.sample_chars:
             # A fixed seed per step: the text changes only because the model did (the lecture's slides).
-            s = sample(model, cfg.sample_chars, temperature=0.8, seed=cfg.seed + step)
-            _append(out / "samples.txt", f"=== step {step}, val loss {last_val:.4f} nats/char ===\n{s}\n\n")
-        if last_val < best_val:
-            best_val = last_val
-            save("best", train_loss)
-        save("last", train_loss, hidden)
-        if cfg.snapshot_every:  # every checkpoint is also a snapshot
-            save_snapshot(model, out, step, elapsed, last_val)
-        if callback:
-            callback({"type": "eval", "step": step, "val_loss": last_val, "best_val_loss": best_val})
+            s = sample(self.model, self.cfg.sample_chars, temperature=0.8, seed=self.cfg.seed + self.step)
+            head = f"=== step {self.step}, val loss {self.last_val:.4f} nats/char ==="
+            append(self.out / "samples.txt", f"{head}\n{s}\n\n")
+        if self.last_val < self.best_val:
+            self.best_val = self.last_val
+            self.save("best")
+        self.save("last", hidden)
+        if self.cfg.snapshot_every:  # every checkpoint is also a snapshot
+            save_snapshot(self.model, self.out, self.step, self.elapsed, self.last_val)
+        if self.callback:
+            self.callback({"type": "eval", "step": self.step, "val_loss": self.last_val,
+                           "best_val_loss": self.best_val})
 
-    def snapshot() -> None:
-        save_snapshot(model, out, step, elapsed, evaluate(model, val_ids, streams=val_streams))
+    def snapshot(self) -> None:
+        save_snapshot(self.model, self.out, self.step, self.elapsed,
+                      evaluate(self.model, self.val_ids, streams=self.val_streams))
 
-    if resume and cfg.snapshot_every:  # the snapshots match an uninterrupted run (a Ctrl-C checkpoint has none)
-        prune_snapshots(out, step)
-        if step and step % cfg.snapshot_every == 0 and not snapshot_path(out, step).exists():
-            snapshot()
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    n_logged, t_mark, train_loss = 0, time.perf_counter(), None
-    t_start = time.perf_counter() - elapsed
-    try:
-        while (total_steps is None or step < total_steps) and not (cfg.time_budget and elapsed >= cfg.time_budget):
-            pos = step % stream.steps_per_epoch
-            if pos == 0:
-                state = None  # the streams restart at the beginning of the text: no carried context
-            lr = _lr_at(cfg, step, progress())
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = (torch.as_tensor(a[lo:hi], device=device, dtype=torch.long) for a in stream.get(pos))
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits, state = net(x, state)  # (B, T, V); B = hi - lo streams on this rank
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-            opt.zero_grad(set_to_none=True)
-            # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean loss.
-            scaler.scale(loss * (frac * group.world)).backward()
-            if cfg.clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            scaler.step(opt)
-            scaler.update()
-            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-            step += 1
-            loss_sum += loss.detach() * frac
-            n_logged += 1
-            elapsed = time.perf_counter() - t_start
-            if cfg.time_budget and group.world > 1:  # the lr schedule and the stop follow rank 0's clock
-                elapsed = group.broadcast_object(elapsed)
-            out_of_time = bool(cfg.time_budget) and elapsed >= cfg.time_budget
-            is_eval = step % cfg.eval_every == 0 or step == total_steps or out_of_time
-            if step % cfg.log_every == 0 or is_eval:
-                train_loss = float(group.all_reduce(loss_sum)) / n_logged  # one device sync per log interval
-                now = time.perf_counter()
-                rate = n_logged * stream.chars_per_step / max(now - t_mark, 1e-9)
-                row = {"step": step, "epoch": round(step / stream.steps_per_epoch, 4), "time": round(elapsed, 3),
-                       "train_loss": round(train_loss, 5), "val_loss": None, "lr": lr, "chars_per_s": round(rate)}
-                if is_eval:
-                    validate(train_loss, row)  # appends the row
-                    t_start = time.perf_counter() - elapsed  # validation time is not training time
-                elif group.is_main:
-                    _append_log(out / "log.jsonl", row)
-                if callback:
-                    callback({"type": "step", **row, "progress": progress()})
-                loss_sum.zero_()
-                n_logged, t_mark = 0, time.perf_counter()
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0 and not is_eval and group.is_main:
-                t0 = time.perf_counter()
-                snapshot()
-                t_start += time.perf_counter() - t0  # the snapshot's validation is not training time
-                t_mark += time.perf_counter() - t0  # ... nor in the chars/s
-        if last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
-            validate(train_loss)
-    except KeyboardInterrupt:
-        if group.world == 1:  # under torchrun the other ranks may be gone: keep the last eval's checkpoint
-            save("last", train_loss, state)  # a usable checkpoint at the last completed step
-        raise
-    except OSError as e:  # a full disk while appending to the log or the samples; last/ stays as it was
-        raise RnnvizError(f"cannot write {e.filename or out}: {e.strerror or e} (stopped at step {step}; "
-                          f"{out}/last holds the last checkpoint)") from None
-    return {"steps": step, "epochs": step / stream.steps_per_epoch, "train_loss": train_loss,
-            "val_loss": last_val, "best_val_loss": best_val, "seconds": elapsed,
-            "chars_per_s": step * stream.chars_per_step / max(elapsed, 1e-9), "out": str(out)}
+    def train_step(self, lr: float) -> torch.Tensor:
+        """One optimizer step on the next batch; returns this rank's share of the batch's mean loss (nats)."""
+        lo, hi = self.streams
+        device = self.group.device
+        pos = self.step % self.stream.steps_per_epoch
+        if pos == 0:
+            self.state = None  # the streams restart at the beginning of the text: no carried context
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x, y = (torch.as_tensor(a[lo:hi], device=device, dtype=torch.long) for a in self.stream.get(pos))
+        with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            logits, state = self.net(x, self.state)  # (B, T, V); B = hi - lo streams on this rank
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
+        frac = (hi - lo) / self.cfg.batch  # this rank's part of the global mean loss
+        # DDP averages the ranks' gradients: scaled so, they are those of the global batch's mean loss.
+        self.scaler.scale(loss * (frac * self.group.world)).backward()
+        if self.cfg.clip > 0:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        self.step += 1
+        return loss.detach() * frac
+
+    def loop(self) -> None:
+        """Train until a stop condition; log every ``log_every`` steps, validate and save every ``eval_every``.
+        Ctrl-C saves ``last/`` (one process) and re-raises; a full disk is a one-line error."""
+        cfg = self.cfg
+        self.model.train()
+        log = _LogInterval(torch.zeros((), device=self.group.device), time.perf_counter())
+        t_start = time.perf_counter() - self.elapsed
+        try:
+            while not self.done():
+                lr = _lr_at(cfg, self.step, self.progress())
+                log.add(self.train_step(lr))
+                self.elapsed = time.perf_counter() - t_start
+                if cfg.time_budget and self.group.world > 1:  # the lr schedule and the stop follow rank 0's clock
+                    self.elapsed = self.group.broadcast_object(self.elapsed)
+                is_eval = self.step % cfg.eval_every == 0 or self.done()
+                if self.step % cfg.log_every == 0 or is_eval:
+                    self._log(lr, log, is_eval)
+                    if is_eval:
+                        t_start = time.perf_counter() - self.elapsed  # validation time is not training time
+                if cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and not is_eval and self.group.is_main:
+                    t0 = time.perf_counter()
+                    self.snapshot()
+                    t_start += time.perf_counter() - t0  # the snapshot's validation is not training time
+                    log.t_mark += time.perf_counter() - t0  # ... nor in the chars/s
+            if self.last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
+                self.validate()
+        except KeyboardInterrupt:
+            if self.group.world == 1:  # under torchrun the other ranks may be gone: keep the last eval's checkpoint
+                self.save("last", self.state)  # a usable checkpoint at the last completed step
+            raise
+        except OSError as e:  # a full disk while appending to the log or the samples; last/ stays as it was
+            raise RnnvizError(f"cannot write {e.filename or self.out}: {e.strerror or e} (stopped at step "
+                              f"{self.step}; {self.out}/last holds the last checkpoint)") from None
+
+    def _log(self, lr: float, log: _LogInterval, is_eval: bool) -> None:
+        """Close a log interval: its mean loss (one device sync), its chars/s, a log line (and a validation)."""
+        self.train_loss = float(self.group.all_reduce(log.loss_sum)) / log.n
+        rate = log.n * self.stream.chars_per_step / max(time.perf_counter() - log.t_mark, 1e-9)
+        row = {"step": self.step, "epoch": round(self.step / self.stream.steps_per_epoch, 4),
+               "time": round(self.elapsed, 3), "train_loss": round(self.train_loss, 5), "val_loss": None,
+               "lr": lr, "chars_per_s": round(rate)}
+        if is_eval:
+            self.validate(row)  # appends the row
+        elif self.group.is_main:
+            append_log(self.out / "log.jsonl", row)
+        if self.callback:
+            self.callback({"type": "step", **row, "progress": self.progress()})
+        log.reset()
+
+    def summary(self) -> dict:
+        return {"steps": self.step, "epochs": self.step / self.stream.steps_per_epoch, "train_loss": self.train_loss,
+                "val_loss": self.last_val, "best_val_loss": self.best_val, "seconds": self.elapsed,
+                "chars_per_s": self.step * self.stream.chars_per_step / max(self.elapsed, 1e-9), "out": str(self.out)}
+
+
+@dataclass
+class _LogInterval:
+    """The steps since the last log line: their summed loss (kept on the device), count and start time."""
+
+    loss_sum: torch.Tensor
+    t_mark: float
+    n: int = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.n += 1
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.n, self.t_mark = 0, time.perf_counter()
 
 
 def _rows(state, lo: int, hi: int):
@@ -480,28 +473,6 @@ def _reseed_ranks(group: distributed.Group) -> None:
     base = group.broadcast_object(int(torch.randint(1 << 62, ())) if group.is_main else None)
     if not group.is_main:
         torch.manual_seed(base + group.rank)
-
-
-def _append_log(path: Path, row: dict) -> None:
-    _append(path, json.dumps(row) + "\n")
-
-
-def _append(path: Path, text: str) -> None:
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:  # a full disk: name the file in the error train() reports
-        e.filename = e.filename or str(path)
-        raise
-
-
-def _rewind(out: Path, sizes: dict) -> None:
-    """On resume, cut log.jsonl and samples.txt back to their sizes when last/ was saved: whatever was
-    appended after it (before a crash or Ctrl-C) is written again by the resumed run, once."""
-    for name, size in sizes.items():
-        path = out / name
-        if name in APPENDED and path.exists() and path.stat().st_size > size:
-            os.truncate(path, size)
 
 
 def load_train_config(d: dict) -> TrainConfig:
