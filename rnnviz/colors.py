@@ -19,15 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import RnnvizError
-from .models import parse_unit
+from .models import KINDS, SIGMOID_KINDS, parse_unit
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
 RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]"}
 SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # rows read (in evenly spaced blocks) for a percentile
 FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its histogram group
 
-TANH_KINDS = ("h", "g", "n")  # in [-1, 1]
-GATE_KINDS = ("i", "f", "o", "r", "z")  # sigmoids, in [0, 1]
+# Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.models, the one place): a
+# gate runs white -> green over [0, 1]; every other kind (h, c and the tanh candidates g, n) diverges.
+_ALL_KINDS = tuple(dict.fromkeys(k for cell in ("lstm", "gru", "rnn") for k in KINDS[cell]))
+_GATES = frozenset(k for kinds in SIGMOID_KINDS.values() for k in kinds)
 KIND_NAMES = {
     "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
     "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",
@@ -123,10 +125,10 @@ def colour_scale(kind: str, stats: Mapping | None = None, mode: str = "max", p99
     of |v|); ``minmax``: needs ``stats``. A degenerate range (a dead unit) falls back to the kind's own.
     """
     check_range_mode(mode)
-    if kind not in TANH_KINDS + GATE_KINDS + ("c",):
-        raise RnnvizError(f"unknown unit kind {kind!r}; expected one of h c i f g o r z n")
-    name = "sequential" if kind in GATE_KINDS else "diverging"
-    natural = (0.0, 1.0) if kind in GATE_KINDS else (-1.0, 1.0)
+    if kind not in _ALL_KINDS:
+        raise RnnvizError(f"unknown unit kind {kind!r}; expected one of {' '.join(_ALL_KINDS)}")
+    name = "sequential" if kind in _GATES else "diverging"
+    natural = (0.0, 1.0) if kind in _GATES else (-1.0, 1.0)
     if mode == "max" and kind != "c":
         return ColourScale(name, *natural)
     if mode in ("max", "minmax") and stats is None:

@@ -13,19 +13,27 @@ a run into single characters only when the pointer enters it.
 Every character of the text is HTML-escaped (``&#13;`` keeps a carriage return from being folded into a
 newline, NUL becomes U+FFFD so positions never shift), and the JSON is escaped so ``</script>`` in it
 cannot end its script element.
+
+The page is :file:`rnnviz/assets/export.html.j2` (a Jinja2 template, autoescaped with
+:func:`escape_text`) with :file:`export.css` and :file:`export.js` from the same folder; the coloured text
+inside it is built by a hand-written loop (:func:`_runs`), the fast path for a million characters.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from .colors import (  # noqa: F401 (ColourScale, colour_scale, colours: re-exported for existing callers)
     KIND_NAMES,
@@ -36,6 +44,7 @@ from .colors import (  # noqa: F401 (ColourScale, colour_scale, colours: re-expo
     colours,
     unit_scale,
 )
+from .display import char_loss, shown
 from .errors import RnnvizError
 from .fsutil import atomic_file
 from .models import parse_unit
@@ -118,128 +127,29 @@ def _runs(text: str, bins: np.ndarray, cls: str, opens: dict[int, str]) -> str:
     return "".join(out)
 
 
-_CSS = (
-    ".rnnviz table.catalog{border-collapse:collapse;font-size:12px}.rnnviz table.catalog td,"
-    ".rnnviz table.catalog th{padding:1px 6px;border-bottom:1px solid #eee;text-align:left}"
-    ".rnnviz{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;margin:12px 16px}"
-    ".rnnviz h1{font-size:16px;margin:0 0 2px}.rnnviz .src{color:#666;margin:0 0 8px}"
-    ".rnnviz h2{font:600 15px/1.3 ui-monospace,Menlo,Consolas,'DejaVu Sans Mono',monospace;margin:14px 0 2px}"
-    ".rnnviz h2 small{font:13px system-ui,sans-serif;color:#666;margin-left:8px}"
-    ".rnnviz .ti{margin:0 0 2px;color:#333}.rnnviz .lg{margin:2px 0 4px;color:#555;font-size:12px}"
-    ".rnnviz .lg b{display:inline-block;width:5px;height:12px;vertical-align:-2px}"
-    ".rnnviz .lg .bar{margin:0 6px;border:1px solid #ccc;display:inline-block;line-height:0}"
-    ".rnnviz .x{font:13px/1.45 ui-monospace,Menlo,Consolas,'DejaVu Sans Mono','Liberation Mono',monospace;"
-    "white-space:pre-wrap;overflow-wrap:anywhere;tab-size:4;border:1px solid #ddd;padding:6px 8px;"
-    "max-height:70vh;overflow:auto;color:#000}"
-    ".rnnviz .p{content-visibility:auto;contain-intrinsic-size:auto 30em}"
-    ".rnnviz .x i{font-style:normal;padding:1px 0}.rnnviz .x i:hover{outline:1px solid #000}"
-    ".rnnviz .tip{position:fixed;z-index:9;pointer-events:none;white-space:pre;background:#fffff4;"
-    "border:1px solid #888;padding:4px 7px;font:12px/1.45 ui-monospace,Menlo,Consolas,monospace;"
-    "box-shadow:0 2px 6px rgba(0,0,0,.2)}"
-)
+def _asset(name: str) -> str:
+    """A file of ``rnnviz/assets`` (package data) as text."""
+    return (resources.files("rnnviz") / "assets" / name).read_text(encoding="utf-8")
 
-# Hover: the first time the pointer enters a block, give each run its start index (in code points);
-# when it enters a run longer than one character, replace the run by one <i> per character (same
-# class, so nothing moves) and look again at the point. Numbers are decoded from base64 lazily.
-_JS = r"""(function () {
-"use strict";
-var D = JSON.parse(document.getElementById("rnnviz-data").textContent);
-var tip = document.getElementById("rnnviz-tip");
-function u8(s) {
-  var b = atob(s), a = new Uint8Array(b.length);
-  for (var i = 0; i < b.length; i++) a[i] = b.charCodeAt(i);
-  return a;
-}
-function u16(s) {
-  var a = u8(s), o = new Uint16Array(a.length >> 1);
-  for (var i = 0; i < o.length; i++) o[i] = a[2 * i] | a[2 * i + 1] << 8;
-  return o;
-}
-function h2f(h) {  // IEEE half -> number
-  var s = h & 32768 ? -1 : 1, e = h >> 10 & 31, m = h & 1023;
-  if (e === 0) return s * m * Math.pow(2, -24);
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * Math.pow(2, e - 15);
-}
-function f16(s) { return Float32Array.from(u16(s), h2f); }
-var r16 = Math.f16round || function (x) {  // nearest half (ties aside): enough to find the shortest digits
-  if (!isFinite(x) || x === 0) return x;
-  var a = Math.abs(x), q = Math.pow(2, Math.max(Math.floor(Math.log2(a)), -14) - 10), r = Math.round(a / q) * q;
-  return x < 0 ? -r : r;
-};
-function exact(x) {  // the shortest decimal that reads back as the same float16: the stored value
-  if (!isFinite(x)) return String(x);
-  for (var p = 1; p < 8; p++) { var s = +x.toPrecision(p); if (r16(s) === x) return String(s); }
-  return String(x);
-}
-function vis(c) {
-  if (c === "\n") return "\u21b5";
-  if (c === " ") return "\u2423";
-  if (c === "\t") return "\u21e5";
-  return c < " " ? String.fromCharCode(9216 + c.charCodeAt(0)) : c;  // control pictures
-}
-function cplen(t) {  // length in code points (the store's unit), not UTF-16
-  var n = t.length;
-  for (var i = 0; i < t.length; i++) { var c = t.charCodeAt(i); if (c >= 56320 && c < 57344) n--; }
-  return n;
-}
-function isChar(el) { return el && el.tagName === "I" && el.parentNode.classList.contains("p"); }
-function index(p) {  // each run's start position, once per chunk
-  if (p._ok) return;
-  for (var s = +p.dataset.s, c = p.children, i = 0; i < c.length; i++) { c[i]._s = s; s += cplen(c[i].textContent); }
-  p._ok = 1;
-}
-function split(el) {  // one run -> one <i> per character, same class: the layout does not move
-  var cs = Array.from(el.textContent), f = document.createDocumentFragment();
-  for (var k = 0; k < cs.length; k++) {
-    var e = document.createElement("i");
-    e.className = el.className; e.textContent = cs[k]; e._s = el._s + k; f.appendChild(e);
-  }
-  el.replaceWith(f);
-}
-function show(el, x, y) {
-  var u = D.units[+el.parentNode.parentNode.dataset.b], i = el._s, L = [];
-  if (!u.f) u.f = f16(u.v);
-  L.push(u.name + " = " + exact(u.f[i]));
-  var line = "#" + (D.start + i) + " '" + vis(el.textContent) + "'";
-  if (D.loss) {
-    if (!D.lf) D.lf = f16(D.loss);
-    line += "  loss " + (isNaN(D.lf[i]) ? "n/a" : D.lf[i].toPrecision(3) + " nats");
-  }
-  L.push(line);
-  if (D.ids) {
-    if (!D.idf) { D.idf = D.idw === 1 ? u8(D.ids) : u16(D.ids); D.pf = u8(D.p); }
-    for (var ps = [], j = 0; j < D.k; j++) {
-      var pc = D.pf[i * D.k + j] / 2.55;
-      ps.push(vis(D.vocab[D.idf[i * D.k + j]]) + " " + (pc < 1 ? "<1" : pc.toFixed(0)) + "%");
-    }
-    L.push("next: " + ps.join("  "));
-  }
-  tip.textContent = L.join("\n");
-  tip.hidden = false;
-  move(x, y);
-}
-function move(x, y) {  // beside the pointer, kept inside the window
-  var w = tip.offsetWidth, h = tip.offsetHeight, X = x + 14, Y = y + 16;
-  if (X + w > innerWidth - 4) X = Math.max(4, x - w - 10);
-  if (Y + h > innerHeight - 4) Y = Math.max(4, y - h - 12);
-  tip.style.left = X + "px"; tip.style.top = Y + "px";
-}
-document.addEventListener("mouseover", function (ev) {
-  var el = ev.target;
-  if (el.classList && (el.classList.contains("p") || el.classList.contains("x"))) return;  // between lines
-  if (!isChar(el)) { tip.hidden = true; return; }
-  index(el.parentNode);
-  if (cplen(el.textContent) > 1) {
-    split(el);
-    el = document.elementFromPoint(ev.clientX, ev.clientY);
-    if (!isChar(el)) { tip.hidden = true; return; }
-  }
-  show(el, ev.clientX, ev.clientY);
-});
-document.addEventListener("mousemove", function (ev) { if (!tip.hidden) move(ev.clientX, ev.clientY); });
-document.documentElement.addEventListener("mouseleave", function () { tip.hidden = true; });
-})();"""
+
+def _escape(value) -> Markup:
+    """The template's escaping: :func:`escape_text` for every value not already marked safe."""
+    return value if isinstance(value, Markup) else Markup(escape_text(str(value)))
+
+
+@functools.cache
+def _page_template() -> jinja2.Template:
+    """The page skeleton, ``assets/export.html.j2`` (loaded once)."""
+    env = jinja2.Environment(
+        autoescape=True, finalize=_escape, keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    return env.from_string(_asset("export.html.j2"))
+
+
+@functools.cache
+def _page_assets() -> tuple[Markup, Markup]:
+    """(the page's CSS, its script), from ``assets/export.css`` and ``assets/export.js``."""
+    return Markup(_asset("export.css")), Markup(_asset("export.js"))
 
 
 @dataclass
@@ -315,34 +225,30 @@ def titles_from_cells(cells) -> dict[str, str]:
     return out
 
 
-def _block(b: int, name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale) -> str:
-    """One unit's section: header, optional title, legend with the numeric range, the coloured text."""
+def _block(name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale) -> dict:
+    """One unit's section for the template: header, optional title, legend with the numeric range, and
+    the coloured text (already HTML)."""
     layer, kind, index = parse_unit(name)
-    cls = scale.name[0]
-    swatches = "".join(f"<b class={cls}{i}></b>" for i in range(N_BINS))
-    zero = "" if scale.name == "sequential" else " · white at 0"
-    rec = f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}"
-    return (
-        f"<section class=u><h2>{escape_text(name)}<small>{KIND_NAMES[kind]} {kind} · layer {layer} · "
-        f"unit {index}</small></h2>"
-        + (f"<p class=ti>{escape_text(str(title))}</p>" if title else "")
-        + f"<div class=lg>{_fmt(scale.lo)}<span class=bar>{swatches}</span>{_fmt(scale.hi)}{zero}{rec}</div>"
-        f"<div class=x data-b={b}>{_runs(text, scale.bins(values), cls, chunks)}</div></section>\n"
-    )
+    return {
+        "name": name, "kind": kind, "kind_name": KIND_NAMES[kind], "layer": layer, "index": index,
+        "title": str(title) if title else "", "cls": scale.name[0], "lo": _fmt(scale.lo), "hi": _fmt(scale.hi),
+        "zero": "" if scale.name == "sequential" else " · white at 0",
+        "rec": f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}",
+        "runs": Markup(_runs(text, scale.bins(values), scale.name[0], chunks)),
+    }
 
 
-def _shared_data(store, start: int, stop: int) -> dict:
+def _shared_data(store, text: str, start: int, stop: int) -> dict:
     """Per-character numbers shared by every block: each character's loss (nats, float16) and the
-    model's top predictions for the next one (ids, probabilities in 1/255 steps)."""
+    model's top predictions for the next one (ids, probabilities in 1/255 steps); ``vis``: how the
+    tooltip names the window's and the vocabulary's whitespace and control characters."""
     out: dict = {}
     if store.manifest.get("has_logprob", True):
-        lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
-        loss = -np.concatenate([[np.nan], lp]) if start == 0 else -lp  # char t's loss = -log p(t | <t)
-        out["loss"] = _b64(loss.astype("<f2"))
+        out["loss"] = _b64(char_loss(store, start, stop).astype("<f2"))
     ids, probs = store.topk
     k = min(TOP_SHOWN, ids.shape[1])
+    vocab = list(store.vocab.chars)
     if k:
-        vocab = list(store.vocab.chars)
         wide = len(vocab) > 256
         p = np.nan_to_num(np.asarray(probs[start:stop, :k], dtype=np.float32))
         out.update(
@@ -352,6 +258,7 @@ def _shared_data(store, start: int, stop: int) -> dict:
             ids=_b64(np.asarray(ids[start:stop, :k]).astype("<u2" if wide else np.uint8)),
             p=_b64(np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)),
         )
+    out["vis"] = {c: shown(c) for c in sorted(set(text).union(vocab)) if shown(c) != c}
     return out
 
 
@@ -369,6 +276,47 @@ def catalog_html(df) -> str:
         "text, score = its Pearson r with the unit on the second half (rnnviz explain)</p>"
         "<table class=catalog><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
         + "".join(rows) + "</tbody></table>\n"
+    )
+
+
+def _check_titles(titles, units: list[str]) -> dict:
+    """``titles`` (None, a mapping unit -> text, or a list parallel to ``units``) as a mapping."""
+    if titles is None:
+        return {}
+    if isinstance(titles, Mapping):
+        return titles
+    titles = list(titles)
+    if len(titles) != len(units):
+        raise RnnvizError(f"got {len(titles)} titles for {len(units)} units")
+    return dict(zip(units, titles, strict=True))
+
+
+def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catalog, colour_range: str) -> str:
+    """The whole document: the template filled with one block per unit and the page's data."""
+    text = store.text[start:stop]
+    chunks = _chunk_opens(text, _chunks(text))
+    data = {"start": start, "stop": stop, "units": [], **_shared_data(store, text, start, stop)}
+    blocks = []
+    for name in units:
+        layer, kind, index = parse_unit(name)
+        values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
+        data["units"].append({"name": name, "v": _b64(values)})
+        scale = unit_scale(store, name, colour_range)
+        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
+    model = store.manifest.get("model") or {}
+    data["meta"] = {
+        "store": store.path.name,
+        "units": units,
+        "titles": {u: str(t) for u, t in titles.items()},
+        "model": model,
+        "length": store.length,
+    }
+    css, js = _page_assets()
+    return _page_template().render(
+        title=", ".join(units), store_name=store.path.name, units=units, start=start, stop=stop,
+        length=store.length, description=f"{model['cell']} {model['layers']}×{model['hidden']} · " if model else "",
+        blocks=blocks, catalog=Markup(catalog_html(catalog)) if catalog is not None else "",
+        data=Markup(_script_json(data)), css=css, js=js, palettes=PALETTES, n_bins=N_BINS,
     )
 
 
@@ -406,49 +354,7 @@ def export_html(
             f"{len(units)} unit(s) x {n:,} characters is too much for one page (at most {MAX_CELLS:,}); "
             "choose a window with --start/--length"
         )
-    if titles is None:
-        titles = {}
-    elif not isinstance(titles, Mapping):
-        titles = list(titles)
-        if len(titles) != len(units):
-            raise RnnvizError(f"got {len(titles)} titles for {len(units)} units")
-        titles = dict(zip(units, titles, strict=True))
-
-    text = store.text[start:stop]
-    chunks = _chunk_opens(text, _chunks(text))
-    data = {"start": start, "stop": stop, "units": [], **_shared_data(store, start, stop)}
-    blocks = []
-    for b, name in enumerate(units):
-        layer, kind, index = parse_unit(name)
-        values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
-        data["units"].append({"name": name, "v": _b64(values)})
-        scale = unit_scale(store, name, colour_range)
-        blocks.append(_block(b, name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
-    model = store.manifest.get("model") or {}
-    data["meta"] = {
-        "store": store.path.name,
-        "units": units,
-        "titles": {u: str(t) for u, t in titles.items()},
-        "model": model,
-        "length": store.length,
-    }
-    desc = f"{model['cell']} {model['layers']}×{model['hidden']} · " if model else ""
-    page = (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'><link rel=icon href='data:,'>"
-        f"<title>{escape_text(', '.join(units))} · rnnviz</title><style>{_CSS}"
-        + "".join(f".rnnviz .{nm[0]}{i}{{background:{c}}}" for nm, pal in PALETTES.items() for i, c in enumerate(pal))
-        + "</style></head>\n<body><div class=rnnviz>"
-        f"<h1>{escape_text(store.path.name)}: {len(units)} unit{'s' if len(units) != 1 else ''}</h1>"
-        f"<p class=src>{escape_text(desc)}characters {start:,}–{stop:,} of {store.length:,} · colour = the "
-        "unit's value after reading the character · hover a character for its value, loss and the model's "
-        "next-character predictions</p>\n"
-        + "".join(blocks)
-        + (catalog_html(catalog) if catalog is not None else "")
-        + "<div id=rnnviz-tip class=tip hidden></div>\n"
-        f"<script type=application/json id=rnnviz-data>{_script_json(data)}</script>\n"
-        f"<script>{_JS}</script></div></body></html>\n"
-    )
+    page = _page(store, units, start, stop, _check_titles(titles, units), catalog, colour_range)
     result = HtmlExport(page, units, start, stop)
     if out is not None:
         result.save(out)

@@ -12,10 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from rnnviz import display
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.cli import main as cli
 from rnnviz.colors import colour_scale, sample_blocks
-from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state, textview
+from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state
 from rnnviz.dashboard import transitions as tr
 from rnnviz.dashboard.app import is_loopback
 from rnnviz.dashboard.state import View
@@ -262,7 +263,7 @@ def test_render_window_values_classes_and_tooltips(stores):
     fig = cb_text.trace(stores, v, 2000)
     assert (data["start"], data["stop"], label) == (1000, 3000, "characters 1,000–3,000 of 3,000")
     text = s.text[1000:3000]
-    assert data["chars"] == [textview.visible(c) for c in text]
+    assert data["chars"] == [display.visible(c) for c in text]
     assert "".join(data["chars"]).replace("\u21b5", "") == text  # the text itself, not markup
     main = s.unit(QUOTE_UNIT)[1000:3000]
     other = s.unit(NEG_UNIT)[1000:3000]
@@ -279,14 +280,14 @@ def test_render_window_values_classes_and_tooltips(stores):
         assert tip[0] == f"{QUOTE_UNIT} = {main[i]!s}" and float(tip[0].split(" = ")[1]) == main[i]
         assert tip[1] == f"{NEG_UNIT} = {other[i]!s}"
         assert tip[2] == f"in_quote = {inq[i]:.3g}"
-        assert tip[3] == f"#{t} {textview.shown(s.text[t])}  loss {-s.logprob[t - 1]:.3g} nats"
-        guess = [f"{textview.shown(s.vocab.chars[ids[t, j]])} {round(float(probs[t, j]) * 100)}%" for j in range(3)]
+        assert tip[3] == f"#{t} {display.shown(s.text[t])}  loss {-s.logprob[t - 1]:.3g} nats"
+        guess = [f"{display.shown(s.vocab.chars[ids[t, j]])} {round(float(probs[t, j]) * 100)}%" for j in range(3)]
         assert tip[4] == "next: " + "  ".join(guess)
     assert [tr["name"] for tr in fig["data"]] == [QUOTE_UNIT, NEG_UNIT, "in_quote", "loss"]
     assert [(tr["xaxis"], tr["yaxis"]) for tr in fig["data"]] == [("x", "y"), ("x", "y"), ("x2", "y2"), ("x3", "y3")]
     assert np.array_equal(fig["data"][0]["y"], main.astype(np.float32))
     assert np.array_equal(fig["data"][3]["y"], -s.logprob[999:2999])
-    assert fig["data"][0]["x"][0] == 1000 and fig["data"][0]["customdata"][:3] == [textview.shown(c) for c in text[:3]]
+    assert fig["data"][0]["x"][0] == 1000 and fig["data"][0]["customdata"][:3] == [display.shown(c) for c in text[:3]]
 
 
 def test_render_window_first_char_has_no_loss_and_highlight(stores):
@@ -339,9 +340,9 @@ def test_markup_in_the_text_stays_text(stores):
 
 
 def test_legend_and_visible_characters(stores):
-    assert textview.visible("\n") == "\u21b5\n" and textview.visible("\x07") == "\u2407"
-    assert textview.visible("\r", "\n") == "\u21b5" and textview.visible("\r") == "\u21b5\n"  # never U+240D
-    assert textview.shown(" ") == "\u2423" and textview.visible_line("a\nb c") == "a\u21b5b\u2423c"
+    assert display.visible("\n") == "\u21b5\n" and display.visible("\x07") == "\u2407"
+    assert display.visible("\r", "\n") == "\u21b5" and display.visible("\r") == "\u21b5\n"  # never U+240D
+    assert display.shown(" ") == "\u2423" and display.visible_line("a\nb c") == "a\u21b5b\u2423c"
     leg = cb_text.render_window(stores, view(stores), 2000)[2]
     assert leg.children[0].children == QUOTE_UNIT
     assert "cell state · layer 1 · unit 3" in leg.children[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnviz.dashboard.textview import visible
+from rnnviz.display import visible
 from rnnviz.store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +234,31 @@ def test_loss_and_topk_data(tmp_path):
         np.testing.assert_array_equal(b64(data["ids"], np.uint8).reshape(50, k), ids[start : start + 50, :k])
         q = b64(data["p"], np.uint8).reshape(50, k)
         np.testing.assert_array_equal(q, np.rint(np.asarray(probs[start : start + 50, :k], np.float32) * 255))
+
+
+def test_tooltip_names_whitespace_as_the_dashboard_does(tmp_path):
+    # One rule (rnnviz.display.shown) for the page's tooltips and the dashboard's: the page's script only
+    # looks characters up in the map it is sent, for the window's and the vocabulary's characters.
+    st = make_store(tmp_path / "st", TRICKY + "\x7f\x01")
+    data = Page(export_html(st, ["0:h:0"], length=10).html).data()
+    assert data["vis"] == {"\0": "\u2400", "\x01": "\u2401", "\t": "\u21e5", "\n": "\u21b5", "\r": "CR",
+                           " ": "\u2423", "\x7f": "\u2421"}
+    assert "\\u21b5" not in ex._asset("export.js")  # no second symbol table in the script
+
+
+def test_css_script_and_skeleton_are_package_files(tmp_path):
+    from importlib import resources
+
+    assets = resources.files("rnnviz") / "assets"
+    css, js = (assets / "export.css").read_text("utf-8"), (assets / "export.js").read_text("utf-8")
+    doc = export_html(make_store(tmp_path / "st", TRICKY), ["0:h:0"]).html
+    assert doc.startswith("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport")
+    assert f"<style>{css}.rnnviz .d0{{" in doc and f"<script>{js}</script></div></body></html>\n" in doc
+    tomllib = pytest.importorskip("tomllib")
+    with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as f:
+        shipped = tomllib.load(f)["tool"]["setuptools"]["package-data"]["rnnviz"]
+    assert {"assets/*.css", "assets/*.js", "assets/*.j2"} <= set(shipped)  # in the wheel, not only the checkout
+    assert (assets / "export.html.j2").is_file()
 
 
 def test_large_vocabulary_uses_16_bit_ids(tmp_path):

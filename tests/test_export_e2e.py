@@ -101,8 +101,10 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def vis(c: str) -> str:
-    """How the tooltip shows a character: whitespace and controls as visible symbols."""
-    return {"\n": "\u21b5", " ": "\u2423", "\t": "\u21e5"}.get(c, chr(0x2400 + ord(c)) if c < " " else c)
+    """How the tooltip shows a character: whitespace and controls as visible symbols (CR as "CR", as the
+    dashboard names it: no font draws U+240D)."""
+    names = {"\n": "\u21b5", " ": "\u2423", "\t": "\u21e5", "\r": "CR", "\x7f": "\u2421"}
+    return names.get(c, chr(0x2400 + ord(c)) if c < " " else c)
 
 
 def rgb(css: str) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Every built-in feature against hand-written strings, value by value."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from rnnviz.errors import RnnvizError
-from rnnviz.features import FEATURES, compute_feature, regex_feature, resolve
+from rnnviz.features import FEATURES, code, compute_feature, regex_feature, resolve
 
 
 def bits(s: str) -> list[int]:
@@ -110,6 +111,34 @@ def test_in_if_unclosed_runs_to_the_end():
     assert values("in_if", "x; if (a) { b;") == bits("000" + "1" * 11)
 
 
+def test_in_if_follows_nesting_to_its_limit():
+    deep = "if (a) " * 201 + "b; c;"  # 201 nested bodies: the parser follows all of them
+    assert values("in_if", deep) == [1] * (len(deep) - 4) + [0] * 4
+    deeper = "if (a) " * 203 + "b; c;"  # past the limit the outer ifs run to the end
+    assert values("in_if", deeper) == [1] * len(deeper)
+
+
+def test_lexer_cache_is_keyed_by_the_text_and_read_only():
+    a = CODE * 20
+    b = "".join(list(a))  # the same text in another object
+    assert a == b and a is not b
+    lexed = code._lex(a)
+    assert code._lex(b) is lexed  # keyed by content, not by id() (which a freed object hands on)
+    assert not any(x.flags.writeable for x in (lexed.code, lexed.comment, lexed.string))
+    assert compute_feature("in_comment", a).flags.writeable  # each caller gets its own copy
+
+
+def test_code_features_agree_across_threads():
+    texts = [CODE.replace("a &&", f"a{i} &&") * (5 + i) for i in range(6)]
+    names = [n for n, f in FEATURES.items() if f.domain == "code"]
+    want = {t: [compute_feature(n, t) for n in names] for t in texts}
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda t: (t, [compute_feature(n, t) for n in names]), texts * 5))
+    for t, vals in got:
+        for n, w, g in zip(names, want[t], vals, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=n)
+
+
 def test_brace_and_paren_depth_ignore_comments_and_strings():
     brace = [max(line) for line in line_values("brace_depth")]
     assert brace == [1, 2, 2, 2, 1, 1, 0]
@@ -170,6 +199,11 @@ def test_every_feature_is_documented_and_typed():
         v = f.fn(CODE + 'He said "hi." (ok)\r\n')
         if f.type == "binary":
             assert set(np.unique(v)) <= {0.0, 1.0}, name
+
+
+def test_each_builtin_lives_in_the_module_of_its_domain():
+    for f in FEATURES.values():
+        assert f.fn.__module__ == f"rnnviz.features.{f.domain}", f.name
 
 
 def test_empty_text_gives_empty_features():

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dash import Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
+from ..display import visible_line
 from ..errors import RnnvizError
 from ..similar import MIN_ON, find_similar
-from . import textview
 from .cb_panels import rank_rows
 from .state import View, to_int
 from .stores import StoreSet
@@ -19,7 +19,7 @@ SNIPPET = 60  # characters of a match shown (plus 15 of context each side)
 
 def _snippet(text: str, s: int, e: int) -> str:
     inner = text[s : min(e, s + SNIPPET)] + ("…" if e - s > SNIPPET else "")
-    return textview.visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
+    return visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
 
 
 def match_table(store, matches) -> html.Table:

@@ -12,6 +12,7 @@ from dash import ClientsideFunction, Input, Output, State
 from dash.exceptions import PreventUpdate
 
 from ..colors import ColourScale, unit_scale
+from ..display import char_loss
 from ..errors import RnnvizError
 from . import figures, textview
 from .state import View
@@ -57,7 +58,7 @@ def trace(stores: StoreSet, view: View, window: int) -> dict:
         start,
         store.text[start:stop],
         {u: vals[:, j] for j, u in enumerate(units)},
-        textview.char_loss(store, start, stop),
+        char_loss(store, start, stop),
         (view.feature, feature[start:stop]) if feature is not None else None,
     )
 

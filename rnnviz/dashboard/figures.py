@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..colors import FEATURE_RGB
-from .textview import shown
+from ..display import shown
 
 FONT = dict(family="system-ui, sans-serif", size=12)
 MARGIN = dict(l=50, r=10, t=30, b=30)

@@ -20,6 +20,7 @@ import numpy as np
 from dash import html
 
 from ..colors import FEATURE_RGB, KIND_NAMES, N_BINS, PALETTES, RANGES, ColourScale
+from ..display import char_loss, shown, visible
 from ..models import parse_unit
 
 TOP_SHOWN = 3  # next-character guesses in a tooltip
@@ -37,36 +38,6 @@ def css() -> str:
     for j in range(1, FEATURE_STEPS + 1):
         rules.append(f".tv .f{j}{{border-bottom-color:rgba({r},{g},{b},{j / FEATURE_STEPS:.2f})}}")
     return "".join(rules)
-
-
-def visible(ch: str, after: str = "", before: str = "") -> str:
-    """How a character is drawn (``after``: the next character): a line end as ↵ then the line break,
-    a CRLF as ↵ on the CR and the break on the LF (one line end, as the export shows it), other control
-    characters as their Unicode control pictures (so each has a width to colour; no font here has
-    U+240D, so a CR is never one), everything else as itself. ``before``: the previous character."""
-    if ch == "\n":
-        return "\n" if before == "\r" else "\u21b5\n"
-    if ch == "\r":
-        return "\u21b5" if after == "\n" else "\u21b5\n"
-    if ch == "\t":
-        return "\t"
-    o = ord(ch)
-    if o < 32:
-        return chr(0x2400 + o)
-    if o == 127:
-        return "\u2421"
-    return ch
-
-
-def shown(ch: str) -> str:
-    """A character named in a tooltip: whitespace and control characters as symbols."""
-    return {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5", "\r": "CR"}.get(ch) or visible(ch)
-
-
-def char_loss(store, start: int, stop: int) -> np.ndarray:
-    """(stop - start,) nats: -log p(text[t] | text[:t]), i.e. ``-logprob[t - 1]``; NaN at t = 0."""
-    lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
-    return -np.concatenate([[np.nan], lp]).astype(np.float32) if start == 0 else -lp
 
 
 def feature_steps(values: np.ndarray, hi: float) -> np.ndarray:
@@ -88,9 +59,9 @@ def render(
 
     ``view``: a clean :class:`~.state.View`; ``feature``: the view's feature over the whole store
     ((T,) float32) or None; ``scales``: the unit's (and compare unit's) colour scales. Returns
-    ``{"start", "stop", "chars", "cls", "tips", "hl"}``: per character the text drawn (:func:`visible`),
-    its CSS classes and its tooltip, each a list of length stop - start; ``hl``: the outlined run, as
-    offsets into the window, or None.
+    ``{"start", "stop", "chars", "cls", "tips", "hl"}``: per character the text drawn
+    (:func:`rnnviz.display.visible`), its CSS classes and its tooltip, each a list of length stop - start;
+    ``hl``: the outlined run, as offsets into the window, or None.
     """
     start = view.start
     stop = min(store.length, start + window)
@@ -177,8 +148,3 @@ def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:
         ],
         className="legend tv",
     )
-
-
-def visible_line(s: str) -> str:
-    """Text on one line: whitespace and control characters as symbols (for snippets in tables)."""
-    return "".join(shown(c) for c in s)
