@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,9 @@ def main() -> None:
         lines += ["", "Not found: " + ("; ".join(not_found) or "none") + "."]
         found = {f: rows.iloc[0]["unit"] for f, rows in df.groupby("feature", sort=False)
                  if rows.iloc[0]["selectivity"] >= SELECTIVE}
+        t0 = time.perf_counter()
         lines += explained_section(store, found)
+        print(f"explain: {len(store.units):,} units x {store.length:,} characters in {time.perf_counter() - t0:.1f} s")
     if a.emergence:
         lines += emergence_section(Path(a.emergence), ckpt, test[: a.emergence_chars], a.features)
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]
@@ -173,7 +176,10 @@ def main() -> None:
 def emergence_section(run: Path, ckpt: Path, text: str, features: list[str]) -> list[str]:
     """The card's lines on when each cell appeared; writes ``ckpt/emergence.html``."""
     varying = [f for f in features if np.ptp(compute_feature(f, text)) > 0]  # constant ones rank nothing
+    t0 = time.perf_counter()
     df = emergence(run, text, varying)
+    secs = time.perf_counter() - t0
+    print(f"emergence: {df['step'].nunique()} snapshots x {len(text):,} characters in {secs:.1f} s")
     write_emergence_html(df, ckpt / "emergence.html")
     lines = [
         "", "## When the cells emerged",
