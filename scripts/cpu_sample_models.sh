@@ -3,6 +3,7 @@
 #
 #   bash scripts/cpu_sample_models.sh train     # both runs in the background, one torch thread each (~2 h)
 #   bash scripts/cpu_sample_models.sh finish    # float16 copies into sample_models/ and their cards
+#   bash scripts/cpu_sample_models.sh finish wp # one of them (wp or linux)
 #
 # `train` starts both runs niced, each on one thread, with --snapshot-every for `rnnviz emergence`; the logs
 # go to runs/<name>.log. `finish` takes each run's best checkpoint (lowest validation loss), stores it in
@@ -17,12 +18,17 @@ COMMON="--cell lstm --layers 2 --hidden 256 --batch 64 --seq-len 100 --lr 3e-3 -
 WP="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-lstm-2x256 --dropout 0.1 $COMMON"
 LINUX="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-lstm-2x256 --dropout 0.0 $COMMON"
 
+# AFTER: how the runs really ended, for the cards (this session's runs were stopped with SIGTERM at about
+# 3,600 s and resumed with a shorter budget to leave time for their cards: the cosine schedule moved on).
+AFTER=${AFTER:-}
+
 finish() {  # run name corpus command features...
   local run=$1 name=$2 corpus=$3 cmd=$4; shift 4
   "$BIN/python" -c "import sys, torch; from rnnviz.checkpoint import load_checkpoint, save_checkpoint; \
 m = load_checkpoint(sys.argv[1]); meta = {k: v for k, v in m.meta.items() if k in ('train', 'data', 'device', 'amp', 'metrics')}; \
 save_checkpoint(m, sys.argv[2], extra=meta, dtype=torch.float16)" "$run/best" "sample_models/$name"
-  "$BIN/python" scripts/model_card.py "sample_models/$name" "$DATA/$corpus" --command "${cmd#"$BIN/"}" \
+  "$BIN/python" scripts/model_card.py "sample_models/$name" "$DATA/$corpus" --command "${cmd#"$BIN/"}${AFTER:+
+$AFTER}" \
       --ablate-chars 100000 --emergence "$run" --features "$@"
 }
 
@@ -33,11 +39,11 @@ case ${1:-} in
     OMP_NUM_THREADS=1 nohup nice $LINUX > runs/linux.log 2>&1 &
     echo "training in the background: tail -f runs/wp.log runs/linux.log" ;;
   finish)
-    OMP_NUM_THREADS=1 finish runs/wp-lstm-2x256 war-and-peace-lstm-2x256 war_and_peace.txt "$WP" \
+    [ "${2:-wp}" = wp ] && OMP_NUM_THREADS=1 finish runs/wp-lstm-2x256 war-and-peace-lstm-2x256 war_and_peace.txt "$WP" \
         in_quote column to_line_end word_pos sentence_start > runs/wp.card.log 2>&1 &
-    OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" \
+    [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" \
         in_if brace_depth in_comment in_string paren_depth indent column to_line_end > runs/linux.card.log 2>&1 &
     wait
-    tail -n 3 runs/wp.card.log runs/linux.card.log ;;
+    tail -n 3 runs/*.card.log ;;
   *) echo "usage: $0 train|finish" >&2; exit 2 ;;
 esac
