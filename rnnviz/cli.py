@@ -1,20 +1,34 @@
 """The ``rnnviz`` command. Thin: every verb parses options, calls the library, and reports.
 
-Errors in the user's input (:class:`RnnvizError`) become ``Error: ...`` and exit status 1, never a
-traceback; Ctrl-C exits with 130.
+Rules every command keeps:
+
+- Errors in the user's input (:class:`RnnvizError`, raised by the library or by an option's check) are
+  one line, ``Error: ...``, and exit status 1, never a traceback. Only click's own parsing errors (an
+  unknown option, a value of the wrong type, a choice not offered) exit 2 with the usage line.
+  Ctrl-C and SIGTERM exit with 130.
+- ``--start``/``--length`` pick a window of a text (:func:`rnnviz.data.check_window`): ``--start`` >= 0,
+  ``--length`` >= 1 characters; a missing ``--length`` means the default its help shows ("to the end"
+  where it shows that), 0 is an error, and a length past the end stops at the end.
+- ``--device auto`` (the default everywhere) is CUDA when available, else the CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
 import threading
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
+from .data import check_window
 from .errors import RnnvizError
 from .fsutil import ensure_parent
+from .train import TrainConfig
 
 _signalled: list[int] = []  # the signals that stopped this command
 
@@ -32,7 +46,7 @@ class _Group(click.Group):
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # parses the command's options too: their checks raise in here
         except RnnvizError as e:
             from .distributed import rank, world_size
 
@@ -66,34 +80,110 @@ def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
+# --- shared options and helpers ---
+
+_SETTINGS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_SETTING_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _setting_option(name: str) -> Callable:
+    """The option for a :class:`TrainConfig` field: its flag, type (or choices), default and help text."""
+    f, kind = _SETTINGS[name], _SETTING_TYPES[name]
+    kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # float | None -> float
+    choices = f.metadata["choices"]
+    return click.option("--" + name.replace("_", "-"), type=click.Choice(choices) if choices else kind,
+                        default=f.default, show_default=f.default is not None, help=f.metadata["help"])
+
+
+device_option = _setting_option("device")  # --device on every command: one default (auto), one help text
+
+
+def train_options(f: Callable) -> Callable:
+    """One option per :class:`TrainConfig` field marked ``cli``, in the dataclass's order."""
+    for name in reversed([n for n, field in _SETTINGS.items() if field.metadata["cli"]]):
+        f = _setting_option(name)(f)
+    return f
+
+
+def _check_window_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is None or ctx.resilient_parsing:
+        return value
+    if param.name == "start":
+        check_window(value, None)
+    else:
+        check_window(0, value)
+    return value
+
+
+def window_options(default_length: int | None = None, of: str = "TEXT") -> Callable:
+    """``--start`` and ``--length``, checked as they are parsed, by the one rule of
+    :func:`rnnviz.data.check_window`. ``default_length=None``: a missing --length reads to the end."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option("--length", type=int, default=default_length, callback=_check_window_option,
+                         show_default=default_length is not None,
+                         help="Characters to read from --start, >= 1 (a length past the end stops there)."
+                         + (" Default: to the end." if default_length is None else ""))(f)
+        return click.option("--start", type=int, default=0, show_default=True, callback=_check_window_option,
+                            help=f"First character of {of} (0-based).")(f)
+
+    return decorate
+
+
+def output_format_option(formats: tuple[str, ...] = ("table", "csv", "json")) -> Callable:
+    """``--format``: a table for people (the default), or CSV / JSON for programs."""
+    return click.option("--format", "fmt", type=click.Choice(formats), default="table", show_default=True,
+                        help="Output format.")
+
+
+def _split_units(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None) -> list[str] | None:
+    """--unit / --units values as unit names: comma-separated and/or repeated; None when none were given."""
+    specs = [value] if isinstance(value, str) else list(value or ())
+    if not any(specs):
+        return None
+    return [u.strip() for spec in specs for u in spec.split(",") if u.strip()]
+
+
+def _parse_clamps(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, float]:
+    """--clamp UNIT=VALUE values as {unit: value}."""
+    clamps = {}
+    for item in items:
+        unit, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            clamps[unit] = float(value)
+        except ValueError:
+            raise RnnvizError(f"--clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got {item!r}") from None
+    return clamps
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str, total: int = 1, **tqdm_options) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr, fed by a library call's ``progress(done, total)`` callback, closed however the
+    call ends. It is drawn at its first update (so an error before any progress prints alone), only on a
+    terminal unless ``disable`` says otherwise, and leaves nothing behind; ``tqdm_options`` go to tqdm."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc, **{"leave": False, "disable": None, "delay": 1e-9, **tqdm_options})
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
 # --- train, sample, eval (foundation) ---
 
 
 @main.command()
 @click.argument("text", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
-@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
-@click.option("--layers", type=int, default=2, show_default=True)
-@click.option("--hidden", type=int, default=128, show_default=True, help="Units per layer.")
-@click.option("--dropout", type=float, default=0.0, show_default=True)
-@click.option("--seq-len", type=int, default=100, show_default=True, help="Truncated-BPTT window.")
-@click.option("--batch", type=int, default=64, show_default=True, help="Parallel contiguous streams.")
-@click.option("--optimizer", type=click.Choice(["adamw", "adagrad", "rmsprop"]), default="adamw", show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
-@click.option("--warmup", type=int, default=100, show_default=True, help="Warm-up steps (cosine).")
-@click.option("--clip", type=float, default=5.0, show_default=True, help="Max gradient norm (0 = off).")
-@click.option("--epochs", type=float, help="Stop after this many passes over the training split.")
-@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--time-budget", type=float, help="Stop after this many seconds of training.")
-@click.option("--eval-every", type=int, default=500, show_default=True, help="Steps between validations.")
-@click.option("--log-every", type=int, default=10, show_default=True, help="Steps between log lines.")
-@click.option("--snapshot-every", type=int, default=0, show_default=True,
-              help="Steps between float16 weight snapshots, for `rnnviz emergence` (0 = none).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@train_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
 @click.option("--nproc", type=int, help="Train data-parallel in N processes (runs torchrun; one per GPU on CUDA).")
@@ -112,29 +202,50 @@ def train(text, out, resume, force, nproc, **opts):
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64 --nproc 2
       torchrun --nproc-per-node 2 -m rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64
     """
-    from tqdm import tqdm
-
-    from .distributed import rank, world_size
-    from .train import TrainConfig
+    from .distributed import rank
     from .train import train as run_training
 
-    stops = {k: opts[k] for k in ("epochs", "max_steps", "time_budget") if opts[k] is not None}
-    if resume:
-        overrides = {**stops, **({"device": opts["device"]} if opts["device"] != "auto" else {})}
-        cfg = None
-    else:
-        for name in ("layers", "hidden"):
-            if opts[name] < 1:
-                raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
-        cfg, overrides = TrainConfig(**opts), None
+    cfg, overrides = _train_settings(resume, opts)
     if nproc is not None:
         _check_train_launch(text, out, cfg, resume, force, nproc, opts["device"])
         sys.exit(_relaunch(click.get_current_context(), nproc))
     ensure_parent(out)  # --out under a file or in /proc: say so before the progress bar
-    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
-               disable=rank() > 0)  # under torchrun, rank 0 reports for all
+    with _training_bar(out) as report:
+        r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
+    if rank() > 0:
+        return
+    click.echo(
+        f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
+        f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
+        f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
+        f"-> {out}/best"
+    )
 
-    def report(ev):
+
+def _train_settings(resume: bool, opts: dict) -> tuple[TrainConfig | None, dict | None]:
+    """(config, None) for a new run; (None, overrides) for --resume: the stop options given, and --device
+    when it is not auto (the saved settings are kept otherwise)."""
+    if resume:
+        stops = {k: opts[k] for k in ("epochs", "max_steps", "time_budget") if opts[k] is not None}
+        return None, {**stops, **({"device": opts["device"]} if opts["device"] != "auto" else {})}
+    for name in ("layers", "hidden"):
+        if opts[name] < 1:
+            raise RnnvizError(f"--{name} must be >= 1, got {opts[name]}")
+    return TrainConfig(**opts), None
+
+
+@contextmanager
+def _training_bar(out) -> Iterator[Callable[[dict], None]]:
+    """The training progress bar (rank 0 reports for all under torchrun), fed by the trainer's events;
+    Ctrl-C says what was saved and exits 130."""
+    from tqdm import tqdm
+
+    from .distributed import rank, world_size
+
+    bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
+               disable=rank() > 0)
+
+    def report(ev: dict) -> None:
         if ev["type"] == "step":
             bar.n = int(1000 * min(ev["progress"], 1.0))
             bar.set_postfix_str(
@@ -145,7 +256,7 @@ def train(text, out, resume, force, nproc, **opts):
             bar.write(f"step {ev['step']}: val loss {ev['val_loss']:.4f} nats/char (best {ev['best_val_loss']:.4f})")
 
     try:
-        r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
+        yield report
     except KeyboardInterrupt:
         bar.close()
         if world_size() == 1:
@@ -158,14 +269,6 @@ def train(text, out, resume, force, nproc, **opts):
     finally:  # before an error's line, which must come last; a bar never drawn stays unwritten
         bar.disable = bar.disable or bar.n == 0 and not bar.postfix
         bar.close()
-    if rank() > 0:
-        return
-    click.echo(
-        f"done: {r['steps']} steps ({r['epochs']:.2f} epochs) in {r['seconds']:.0f} s, "
-        f"{r['chars_per_s'] / 1e3:.1f}k chars/s; "
-        f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
-        f"-> {out}/best"
-    )
 
 
 def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
@@ -212,19 +315,6 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
     return launch(nproc, [*args, "--", *positional])
 
 
-def _parse_clamps(items) -> dict[str, float]:
-    clamps = {}
-    for item in items:
-        unit, sep, value = item.partition("=")
-        try:
-            clamps[unit] = float(value)
-        except ValueError:
-            raise RnnvizError(f"--clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got {item!r}") from None
-        if not sep:
-            raise RnnvizError(f"--clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got {item!r}")
-    return clamps
-
-
 @main.command()
 @click.argument("ckpt", type=click.Path())
 @click.option("--prime", default="", help="Text the model reads before generating.")
@@ -232,8 +322,9 @@ def _parse_clamps(items) -> dict[str, float]:
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None, help="Sample only from the K most likely characters.")
 @click.option("--seed", type=int, default=None, help="Make the output reproducible.")
-@click.option("--clamp", multiple=True, metavar="UNIT=VALUE", help="Hold a unit at a value, e.g. 1:c:42=1.0.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--clamp", multiple=True, metavar="UNIT=VALUE", callback=_parse_clamps,
+              help="Hold a unit at a value, e.g. 1:c:42=1.0 (repeatable).")
+@device_option
 def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
     """Generate text from a checkpoint (or a run directory: its best checkpoint).
 
@@ -247,7 +338,7 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
     from .sampling import sample as run_sampling
 
     model = load_checkpoint(ckpt, resolve_device(device))
-    text = run_sampling(model, length, prime, temperature, top_k, seed, _parse_clamps(clamp))
+    text = run_sampling(model, length, prime, temperature, top_k, seed, clamp)
     click.echo(prime + text)
 
 
@@ -259,7 +350,7 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
 @click.option("--streams", type=int, default=1, show_default=True,
               help="Parallel pieces (1 = one exact pass with the state carried through the whole text).")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     """Cross-entropy of a checkpoint on TEXT, in nats/char and bits/char.
@@ -303,8 +394,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
 @click.option("--kinds", default=None, help="Comma-separated kinds (h,c,i,f,g,o; GRU h,r,z,n) or 'all'. "
               "Default: h, and c for an LSTM.")
 @click.option("--layers", default=None, help="Comma-separated layers, e.g. 0,2. Default: all.")
-@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to record.")
-@click.option("--length", type=int, default=None, help="Characters to record (default: to the end).")
+@window_options()
 @click.option("--burn-in", type=int, default=1000, show_default=True,
               help="Characters each parallel stream reads before its part.")
 @click.option("--streams", type=int, default=None, help="Parallel streams (default: chosen from the length).")
@@ -312,7 +402,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
 @click.option("--topk", type=int, default=5, show_default=True, help="Next-character predictions kept per position.")
 @click.option("--unknown", default="error", show_default=True,
               help="Characters outside the vocabulary: error, skip or replace:X.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--force", is_flag=True, help="Replace the store if it exists.")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
 def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force,
@@ -329,20 +419,14 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     """
     import os
 
-    from tqdm import tqdm
-
     from .checkpoint import load_checkpoint
-    from .data import read_text
+    from .data import read_text, text_window
     from .devices import resolve_device
     from .distributed import rank
     from .models import parse_kinds, parse_layers
     from .record import record as run_record
     from .record import stream_layout
 
-    if start < 0:
-        raise RnnvizError(f"--start must be >= 0, got {start}")
-    if length is not None and length < 1:
-        raise RnnvizError(f"--length must be >= 1, got {length}")
     model = load_checkpoint(ckpt)
     # Check the cheap options before reading a large text.
     parse_kinds(kinds, model.config.cell)
@@ -351,31 +435,19 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     if os.path.exists(out) and not force:
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
     ensure_parent(out)
-    content = read_text(text)
-    if start >= len(content):
-        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
-    part = content[start : start + length if length is not None else None]
+    part = text_window(read_text(text), start, length, source=str(text))
     if nproc is not None:
         from .distributed import check_nproc
 
         T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
         check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
         sys.exit(_relaunch(click.get_current_context(), nproc))
-    bar = tqdm(total=len(part), unit="char", unit_scale=True, desc="recording", leave=False, dynamic_ncols=True,
-               delay=1e-9, disable=rank() > 0)  # drawn on the first update, so an early error prints alone
-    last = [0]
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total  # fewer than len(part) when unknown characters are skipped
-        bar.update(done - last[0])
-        last[0] = done
-
-    try:
+    # Always drawn on rank 0 (under torchrun it reports for all), at the first update.
+    with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
+                      disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
         store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, streams=streams,
                            exact=exact, start=start, topk=topk, unknown=unknown, device=dev, overwrite=force,
                            progress=progress, source=str(text))
-    finally:
-        bar.close()
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
     r = store.manifest["recorder"]
@@ -394,11 +466,6 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
 # --- end record ---
 
 # --- features, find, ablate, gradflow (discovery) ---
-
-
-def _format_option(f):
-    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-                        show_default=True, help="Output format.")(f)
 
 
 def _records(df) -> list[dict]:
@@ -421,17 +488,14 @@ def _esc(s: str) -> str:
 
 
 def _read_model_text(ckpt, text, start, length, unknown, device):
+    """The checkpoint's model on ``device``, and the window of the text file it will read, prepared by
+    ``unknown`` (error, skip or replace:X)."""
     from .checkpoint import load_checkpoint
-    from .data import read_text
+    from .data import read_text, text_window
     from .devices import resolve_device
 
-    if start < 0 or (length is not None and length < 0):
-        raise RnnvizError("--start and --length must be >= 0")
     model = load_checkpoint(ckpt, resolve_device(device))
-    content = read_text(text)
-    if start >= len(content):
-        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
-    part = content[start : start + length if length else None]
+    part = text_window(read_text(text), start, length, source=str(text))
     return model, model.vocab.prepare(part, unknown)
 
 
@@ -475,11 +539,12 @@ def features(name, as_json):
 @click.option("--regex", "regexes", multiple=True, metavar="PATTERN",
               help="Your own hypothesis: characters inside a match are 1 (repeatable; time-limited).")
 @click.option("--top", type=int, default=10, show_default=True, help="Units shown per feature.")
-@click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5).")
+@click.option("--units", default=None, callback=_split_units,
+              help="Only these units, comma-separated (e.g. 1:c:0,1:c:5).")
 @click.option("--snippets", type=int, default=0, show_default=True,
               help="With the table: each unit's N most activating snippets (lowest for sign -).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control shuffle.")
-@_format_option
+@output_format_option()
 def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     """Rank every recorded unit against hypotheses: which cells track quotes, line length, if-blocks?
 
@@ -496,8 +561,6 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
       rnnviz find stores/c --top 5 --format json
       rnnviz find stores/c --regex 'if \\(' --top 5
     """
-    from tqdm import tqdm
-
     from .discover import evidence, rank_features
     from .store import open_store
 
@@ -505,17 +568,8 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
         raise RnnvizError(f"--top must be >= 1, got {top}")
     st = open_store(store)
     specs = list(feature_names) + [f"re:{p}" for p in regexes]
-    unit_list = [u.strip() for u in units.split(",") if u.strip()] if units else None
-    bar = tqdm(total=2 * st.length, unit="row", unit_scale=True, desc="ranking", leave=False, disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        df = rank_features(st, specs or None, top=top, units=unit_list, seed=seed, progress=progress)
-    finally:
-        bar.close()
+    with progress_bar("ranking", "row", 2 * st.length, unit_scale=True) as progress:
+        df = rank_features(st, specs or None, top=top, units=units, seed=seed, progress=progress)
     if _echo_machine_format(df, fmt):
         return
     cols = ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap", "spearman"]
@@ -539,7 +593,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
 @main.command()
 @click.argument("ckpt", type=click.Path())
 @click.argument("text", type=click.Path(dir_okay=False))
-@click.option("--unit", "units", multiple=True, required=True, metavar="UNIT",
+@click.option("--unit", "units", multiple=True, required=True, metavar="UNIT", callback=_split_units,
               help="A unit LAYER:KIND:INDEX to clamp (repeatable, or comma-separated).")
 @click.option("--mode", default="zero", show_default=True, help="zero, mean (its mean over the text) or value=V.")
 @click.option("--feature", default=None, help="Also report the loss on the characters this feature predicts "
@@ -547,12 +601,11 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
 @click.option("--random", "n_random", type=int, default=10, show_default=True,
               help="Random-unit baseline draws (as many units, same layers and kinds).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to use.")
-@click.option("--length", type=int, default=20000, show_default=True, help="Characters to use (0 = to the end).")
+@window_options(default_length=20000)
 @click.option("--streams", type=int, default=None, help="Parallel pieces (default ~1 per 1,000 chars; 1 = exact).")
 @click.option("--burn-in", type=int, default=200, show_default=True, help="Characters each stream reads first.")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with every random draw).")
 def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, streams, burn_in, unknown, device,
            as_json):
@@ -567,23 +620,12 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
       rnnviz ablate sample_models/shakespeare-lstm-2x128 text.txt --unit 1:c:42 --feature in_quote
       rnnviz ablate runs/c kernel.c --unit 2:c:417 --unit 2:c:9 --mode mean --feature in_if
     """
-    from tqdm import tqdm
-
     from .causal import ablate as run_ablate
 
     model, part = _read_model_text(ckpt, text, start, length, unknown, device)
-    names = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
-    bar = tqdm(total=1, unit="step", desc="ablating", leave=False, disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        r = run_ablate(model, part, names, mode=mode, feature=feature, random=n_random, seed=seed,
+    with progress_bar("ablating", "step") as progress:
+        r = run_ablate(model, part, units, mode=mode, feature=feature, random=n_random, seed=seed,
                        streams=streams, burn_in=burn_in, progress=progress)
-    finally:
-        bar.close()
     s = r.summary()
     if as_json:
         _echo_json({**s, "random": _records(r.random)})
@@ -613,12 +655,11 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
 @click.option("--positions", type=int, default=32, show_default=True, help="Positions averaged over.")
 @click.option("--burn-in", type=int, default=100, show_default=True)
 @click.option("--kinds", default="h", show_default=True, help="h, or h,c for an LSTM's cell state too.")
-@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to use.")
-@click.option("--length", type=int, default=100000, show_default=True, help="Characters to use (0 = all).")
+@window_options(default_length=100000)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--unknown", default="skip", show_default=True, help="Unknown characters: error, skip or replace:X.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@_format_option
+@device_option
+@output_format_option()
 def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed, unknown, device, fmt):
     """How far back the loss reaches: mean |d loss_t / d h_(t-k)| against the lag k, per layer.
 
@@ -648,13 +689,14 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 
 @main.command("explain")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--units", default=None, help="Only these units, comma-separated (e.g. 1:c:0,1:c:5). Default: all.")
+@click.option("--units", default=None, callback=_split_units,
+              help="Only these units, comma-separated (e.g. 1:c:0,1:c:5). Default: all.")
 @click.option("--min-score", type=float, default=0.3, show_default=True,
               help="Floor: a unit whose best rule scores less is reported as unexplained.")
 @click.option("--block", type=click.IntRange(min=0),
               help="The halves alternate in blocks of this many characters (default: rnnviz.explainer.BLOCK, "
                    "4096; 0: the first half and the second).")
-@_format_option
+@output_format_option()
 def explain_cmd(store, units, min_score, block, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
@@ -672,24 +714,13 @@ def explain_cmd(store, units, min_score, block, fmt):
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
       rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
     """
-    from tqdm import tqdm
-
     from .explainer import explain, explained_fractions
     from .store import open_store
 
     st = open_store(store)
-    unit_list = [u.strip() for u in units.split(",") if u.strip()] if units else None
-    bar = tqdm(total=1, unit="value", unit_scale=True, desc="explaining", leave=False, disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        df = explain(st, units=unit_list, min_score=min_score, progress=progress,
+    with progress_bar("explaining", "value", unit_scale=True) as progress:
+        df = explain(st, units=units, min_score=min_score, progress=progress,
                      **({} if block is None else {"block": block or None}))
-    finally:
-        bar.close()
     if _echo_machine_format(df, fmt):
         return
     shown = df[["unit", "score", "sign", "auroc", "explanation", "rule"]].copy()
@@ -714,7 +745,7 @@ def explain_cmd(store, units, min_score, block, fmt):
               help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")
 @click.option("--follow", type=int, default=1, show_default=True, help="Best cells the match search follows.")
 @click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
-@_format_option
+@output_format_option()
 def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     """Select-to-find: the cells that mark the text START..END, and where else they switch on.
 
@@ -762,12 +793,12 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
 
 @main.command("export")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--unit", "units", multiple=True, metavar="UNIT", help="A unit LAYER:KIND:INDEX (repeatable).")
+@click.option("--unit", "units", multiple=True, metavar="UNIT", callback=_split_units,
+              help="A unit LAYER:KIND:INDEX (repeatable, or comma-separated).")
 @click.option("--feature", help="Export the cells that best match this feature (as `rnnviz find` ranks them).")
 @click.option("--top", type=int, default=3, show_default=True, help="How many cells with --feature.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
-@click.option("--start", type=int, default=0, show_default=True, help="First character of the window.")
-@click.option("--length", type=int, help="Characters in the window (default: to the end of the text).")
+@window_options(of="the store's text")
 @click.option("--catalog", is_flag=True, help="Append every unit's explanation and score (rnnviz explain) as a table.")
 @click.option("--colour-range", type=click.Choice(["max", "p99", "minmax"]), default="max", show_default=True,
               help="Colour scale: ±max|v|, ±99th percentile of |v|, or the unit's own [min, max].")
@@ -787,8 +818,8 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
     from .export import export_html, titles_from_cells
     from .store import open_store
 
-    if bool(units) == bool(feature):
-        raise click.UsageError("give either --unit (one or more) or --feature")
+    if (units is None) == (feature is None):
+        raise RnnvizError("give either --unit (one or more) or --feature")
     st = open_store(store)
     titles = None
     if feature:
@@ -800,8 +831,6 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
         if cells.empty:
             raise RnnvizError(f"no cells found for feature {feature!r}")
         units, titles = list(cells["unit"]), titles_from_cells(cells)
-    else:
-        units = [u.strip() for spec in units for u in spec.split(",") if u.strip()]
     table = None
     if catalog:
         from .explainer import explain
@@ -870,17 +899,15 @@ def serve(stores, host, port):
 @click.argument("text", type=click.Path(dir_okay=False))
 @click.option("--feature", "feature_names", multiple=True, required=True, metavar="NAME",
               help="A built-in feature, or re:PATTERN (repeatable).")
-@click.option("--start", type=int, default=0, show_default=True, help="First character of TEXT to record.")
-@click.option("--length", type=int, default=100_000, show_default=True,
-              help="Characters recorded at every snapshot.")
+@window_options(default_length=100_000)
 @click.option("--kinds", default=None, help="Kinds to record and rank (default: h, and c for an LSTM; "
               "h alone needs no gate recomputation and is about twice as fast).")
 @click.option("--burn-in", type=int, default=250, show_default=True,
               help="Characters each parallel stream of the recorder reads before its part.")
 @click.option("--unknown", default="error", show_default=True,
               help="Characters outside the vocabulary: error, skip or replace:X.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@device_option
+@output_format_option(("table", "json"))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also write the figure as a self-contained HTML file (works offline).")
 def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, device, fmt, out):
@@ -900,31 +927,18 @@ def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, 
     """
     import os
 
-    from tqdm import tqdm
-
-    from .data import read_text
+    from .data import read_text, text_window
     from .emergence import appearance_sentences, write_emergence_html
     from .emergence import emergence as run_emergence
     from .snapshots import list_snapshots
 
-    if start < 0 or length < 1:
-        raise RnnvizError("--start must be >= 0 and --length >= 1")
     if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise RnnvizError(f"cannot write {out}: its directory does not exist")
     n = len(list_snapshots(run))  # no snapshots: the error comes before the text is read
-    content = read_text(text)
-    if start >= len(content):
-        raise RnnvizError(f"--start {start} is past the end of {text} ({len(content)} characters)")
-    bar = tqdm(total=n, unit="snapshot", desc="snapshots", leave=False, disable=None, delay=1e-9)
-
-    def progress(done: int, total: int) -> None:
-        bar.update(done - bar.n)
-
-    try:
-        df = run_emergence(run, content[start : start + length], feature_names, kinds=kinds, burn_in=burn_in,
-                           device=device, unknown=unknown, progress=progress)
-    finally:
-        bar.close()
+    part = text_window(read_text(text), start, length, source=str(text))
+    with progress_bar("snapshots", "snapshot", n) as progress:
+        df = run_emergence(run, part, feature_names, kinds=kinds, burn_in=burn_in, device=device, unknown=unknown,
+                           progress=progress)
     if out is not None:
         write_emergence_html(df, out)
     sentences = appearance_sentences(df)

@@ -1,4 +1,4 @@
-"""Reading text strictly, the 90/5/5 split, and contiguous batch streams for truncated BPTT."""
+"""Reading text strictly, a window of it, the 90/5/5 split, and contiguous batch streams for truncated BPTT."""
 
 from __future__ import annotations
 
@@ -37,6 +37,27 @@ def read_text(path: str | Path) -> str:
     if not text:
         raise RnnvizError(f"{path}: the file is empty")
     return text
+
+
+def check_window(start: int, length: int | None) -> None:
+    """The one rule for a window of a text: ``start`` >= 0 and ``length`` >= 1 characters, or None for
+    "to the end" (0 is an error, not another way to say it; a length past the end stops at the end)."""
+    if start < 0:
+        raise RnnvizError(f"--start must be >= 0, got {start}")
+    if length is not None and length < 1:
+        raise RnnvizError(f"--length must be >= 1, got {length}")
+
+
+def text_window(text: str, start: int = 0, length: int | None = None, source: str = "the text") -> str:
+    """``text[start : start + length]``, in characters (code points), checked by :func:`check_window`.
+
+    ``length=None`` runs to the end, and a length past the end stops at the end; a ``start`` at or past
+    the end is an error that names ``source`` (the file the text came from).
+    """
+    check_window(start, length)
+    if start >= len(text):
+        raise RnnvizError(f"--start {start} is past the end of {source} ({len(text)} characters)")
+    return text[start : None if length is None else start + length]
 
 
 def split(text: str, name: str) -> str:

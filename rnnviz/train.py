@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,42 +30,55 @@ from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
+SCHEDULES = ("cosine", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _setting(default, help: str, choices: tuple[str, ...] | None = None, cli: bool = True):
+    """A :class:`TrainConfig` field with its help text and choices: `rnnviz train` makes its options from
+    these (``cli=False``: a setting of the Python API only)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "cli": cli})
 
 
 @dataclass
 class TrainConfig:
-    cell: str = "lstm"  # rnn (tanh) | gru | lstm
-    layers: int = 2
-    hidden: int = 128
-    dropout: float = 0.0  # between layers and before the read-out
-    seq_len: int = 100  # T: characters per truncated-BPTT window
-    batch: int = 64  # B: contiguous streams trained in parallel
-    optimizer: str = "adamw"  # adamw | adagrad | rmsprop
-    lr: float = 2e-3  # peak learning rate
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    schedule: str = "cosine"  # cosine (to min_lr_frac·lr, after warmup) | constant
-    warmup: int = 100  # steps of linear warm-up (cosine only)
-    min_lr_frac: float = 0.1
-    clip: float = 5.0  # max global gradient norm (0 = off)
-    epochs: float | None = None  # stop after this many passes over the training split ...
-    max_steps: int | None = None  # ... or this many optimizer steps ...
-    time_budget: float | None = None  # ... or this many seconds of training; default: 10 epochs
-    eval_every: int = 500  # steps between validation, checkpoint and sample
-    snapshot_every: int = 0  # steps between float16 weight snapshots for `rnnviz emergence` (0 = none)
-    log_every: int = 10  # steps between log lines / progress updates
-    sample_chars: int = 300  # characters written to samples.txt at each eval (0 = none)
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
-    seed: int = 0
+    """Every training setting, with its default and help text in one place (`rnnviz train --help`)."""
+
+    cell: str = _setting("lstm", "Recurrent cell: lstm, gru or rnn (tanh).", ("lstm", "gru", "rnn"))
+    layers: int = _setting(2, "Stacked recurrent layers.")
+    hidden: int = _setting(128, "Units per layer.")
+    dropout: float = _setting(0.0, "Dropout between layers and before the read-out.")
+    seq_len: int = _setting(100, "Truncated-BPTT window: characters per training sequence (T).")
+    batch: int = _setting(64, "Parallel contiguous streams (B).")
+    optimizer: str = _setting("adamw", "Optimizer.", OPTIMIZERS)
+    lr: float = _setting(2e-3, "Peak learning rate.")
+    weight_decay: float = _setting(0.0, "AdamW's decoupled weight decay.")
+    schedule: str = _setting("cosine", "Learning-rate schedule: cosine decay after the warm-up, or constant.",
+                             SCHEDULES)
+    warmup: int = _setting(100, "Warm-up steps (cosine).")
+    min_lr_frac: float = _setting(0.1, "The cosine schedule's final learning rate, as a fraction of lr.", cli=False)
+    clip: float = _setting(5.0, "Max gradient norm (0 = off).")
+    epochs: float | None = _setting(None, "Stop after this many passes over the training split.")
+    max_steps: int | None = _setting(None, "Stop after this many optimizer steps.")
+    time_budget: float | None = _setting(None, "Stop after this many seconds of training.")  # none of 3: 10 epochs
+    eval_every: int = _setting(500, "Steps between validations (each also saves a checkpoint and a sample).")
+    snapshot_every: int = _setting(0, "Steps between float16 weight snapshots, for `rnnviz emergence` (0 = none).")
+    log_every: int = _setting(10, "Steps between log lines.")
+    sample_chars: int = _setting(300, "Characters written to samples.txt at each validation (0 = none).", cli=False)
+    device: str = _setting("auto", "Where to run: auto (CUDA when available, else the CPU), cpu or cuda.", DEVICES)
+    amp: str = _setting("auto", "Mixed precision: auto (bf16 on CUDA, off on the CPU), off, bf16 or fp16.",
+                        AMP_MODES)
+    seed: int = _setting(0, "Seed of the weights, the dropout and the samples.")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise RnnvizError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in ("cosine", "constant"):
+        if self.schedule not in SCHEDULES:
             raise RnnvizError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
+        if self.amp not in AMP_MODES:
             raise RnnvizError(f"unknown amp mode {self.amp!r}; choose auto, off, bf16 or fp16")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise RnnvizError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
         # Every number is checked for its type and range: a hand-edited last/config.json can hold "8",
         # NaN, Infinity or -1e6 (a negative step count would train a million steps backwards).

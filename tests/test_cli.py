@@ -70,8 +70,96 @@ def test_unknown_cell_and_missing_checkpoint(tmp_path, text_file, tiny_ckpt):
     assert r.exit_code == 1 and r.output.strip() == f"Error: {tmp_path / 'nothing'}: no such checkpoint directory"
     r = run("sample", tiny_ckpt, "--clamp", "1:c:3")  # a checkpoint that exists: the clamp is what fails
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "--clamp wants UNIT=VALUE" in r.output
+    assert r.output == "Error: --clamp wants UNIT=VALUE, e.g. 1:c:42=1.0, got '1:c:3'\n"
 
 
 def test_bad_clamp_syntax(tiny_ckpt):
     r = run("sample", tiny_ckpt, "--clamp", "0:c:1")
     assert r.exit_code == 1 and "--clamp wants UNIT=VALUE" in r.output
+
+
+# --- one rule per option, every command ---
+
+WINDOWED = ["record", "export", "ablate", "gradflow", "emergence"]
+
+
+def _windowed_args(name, tiny_ckpt, text_file, tmp_path):
+    """Real inputs for each command that takes --start/--length (a checkpoint with no snapshots for
+    emergence, a missing store for export): a wrong window must be the error, and it comes first."""
+    return {
+        "record": ["record", tiny_ckpt, text_file, "--out", tmp_path / "st"],
+        "export": ["export", tmp_path / "nostore", "--unit", "0:h:0", "--out", tmp_path / "x.html"],
+        "ablate": ["ablate", tiny_ckpt, text_file, "--unit", "1:c:3"],
+        "gradflow": ["gradflow", tiny_ckpt, text_file],
+        "emergence": ["emergence", tiny_ckpt, text_file, "--feature", "in_quote"],
+    }[name]
+
+
+@pytest.mark.parametrize("name", WINDOWED)
+@pytest.mark.parametrize("window,message", [
+    (["--length", "0"], "Error: --length must be >= 1, got 0\n"),  # 0 was "to the end" in ablate and gradflow
+    (["--length", "-5"], "Error: --length must be >= 1, got -5\n"),
+    (["--start", "-1"], "Error: --start must be >= 0, got -1\n"),
+])
+def test_window_errors_are_the_same_everywhere(tmp_path, tiny_ckpt, text_file, name, window, message):
+    r = run(*_windowed_args(name, tiny_ckpt, text_file, tmp_path), *window)
+    assert (r.exit_code, r.output) == (1, message)
+    assert not (tmp_path / "st").exists() and not (tmp_path / "x.html").exists()
+
+
+def test_window_help_says_the_rule():
+    for name in WINDOWED:
+        help_text = " ".join(run(name, "--help").output.split())
+        assert "--length INTEGER Characters to read from --start, >= 1 (a length past the end stops there)." \
+            in help_text, name
+    assert "stops there). Default: to the end." in " ".join(run("record", "--help").output.split())
+    assert "stops there). Default: to the end." in " ".join(run("export", "--help").output.split())
+    assert "[default: 20000]" in " ".join(run("ablate", "--help").output.split())
+
+
+def test_a_length_past_the_end_stops_at_the_end(tmp_path, tiny_ckpt):
+    from tests.conftest import TEXT
+
+    p = tmp_path / "t.txt"
+    p.write_text(TEXT * 3, encoding="utf-8")
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", "0", "--start", "7", "--length", 10**9, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["chars"] == len(TEXT) * 3 - 7 - 1
+
+
+def test_export_input_errors_exit_1_not_2(tmp_path):
+    for extra in ([], ["--unit", "0:h:0", "--feature", "in_quote"]):
+        r = run("export", tmp_path / "st", "--out", tmp_path / "x.html", *extra)
+        assert (r.exit_code, r.output) == (1, "Error: give either --unit (one or more) or --feature\n")
+
+
+def test_device_is_one_option_with_one_default():
+    with_device = sorted(name for name, cmd in main.commands.items() if any(p.name == "device" for p in cmd.params))
+    assert with_device == ["ablate", "emergence", "eval", "gradflow", "record", "sample", "train"]
+    for name in with_device:
+        (p,) = [p for p in main.commands[name].params if p.name == "device"]
+        assert (p.opts, p.default, list(p.type.choices)) == (["--device"], "auto", ["auto", "cpu", "cuda"]), name
+        help_text = " ".join(run(name, "--help").output.split())
+        assert "--device [auto|cpu|cuda] Where to run: auto (CUDA when available, else the CPU), cpu or cuda. " \
+               "[default: auto]" in help_text, name
+
+
+def test_train_options_come_from_train_config():
+    import dataclasses
+
+    from rnnviz.train import TrainConfig
+
+    params = {p.name: p for p in main.commands["train"].params}
+    assert [p.opts[0] for p in main.commands["train"].params] == [
+        "text", "--out", "--cell", "--layers", "--hidden", "--dropout", "--seq-len", "--batch", "--optimizer", "--lr",
+        "--weight-decay", "--schedule", "--warmup", "--clip", "--epochs", "--max-steps", "--time-budget",
+        "--eval-every", "--snapshot-every", "--log-every", "--device", "--amp", "--seed", "--resume", "--force",
+        "--nproc"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["cli"]:
+            assert (params[f.name].default, params[f.name].help) == (f.default, f.metadata["help"]), f.name
+        else:
+            assert f.name not in params
+    assert list(params["cell"].type.choices) == ["lstm", "gru", "rnn"]
+    assert list(params["amp"].type.choices) == ["auto", "off", "bf16", "fp16"]
+    assert (params["lr"].default, params["seq_len"].default, params["epochs"].default) == (2e-3, 100, None)

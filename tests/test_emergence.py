@@ -186,7 +186,7 @@ def test_cli_bad_input_is_one_line(run, tmp_path):
         ((run_dir, src, "--feature", "in_quote", "--length", 100, "--out", tmp_path / "no" / "f.html"),
          "its directory does not exist"),
         ((run_dir, src, "--feature", "in_quote", "--start", 10**6), "past the end"),
-        ((run_dir, src, "--feature", "in_quote", "--length", 0), "--length >= 1"),
+        ((run_dir, src, "--feature", "in_quote", "--length", 0), "--length must be >= 1, got 0"),
         ((run_dir, src, "--feature", "in_quote", "--length", 100, "--kinds", "c"), "a rnn has no kind 'c'"),
     ]
     for args, needle in cases:

@@ -370,8 +370,8 @@ def test_cli_export(tmp_path):
     assert parsed.text(2) == (TRICKY * 4)[3:43].replace("\0", "\ufffd")
 
     bad = [
-        ([], 2, "give either --unit"),
-        (["--unit", "0:h:0", "--feature", "in_quote"], 2, "give either --unit"),
+        ([], 1, "Error: give either --unit"),
+        (["--unit", "0:h:0", "--feature", "in_quote"], 1, "Error: give either --unit"),
         (["--unit", "0:h:99"], 1, "Error: unit '0:h:99' is not in the store"),
         (["--unit", "0:h:0", "--start", "100000"], 1, "Error: start 100000 is past the end"),
     ]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnnviz.data import BatchStream, read_text, split
+from rnnviz.data import BatchStream, read_text, split, text_window
 from rnnviz.errors import RnnvizError
 from rnnviz.vocab import UnknownCharsError, Vocab
 
@@ -88,3 +88,17 @@ def test_batch_stream_is_contiguous_across_steps():
 def test_batch_stream_too_short():
     with pytest.raises(RnnvizError, match="text too short: 50 characters cannot fill one batch of 4 x 20"):
         BatchStream(np.arange(50), batch=4, seq_len=20)
+
+
+def test_text_window_one_rule():
+    text = "abc\u00e9\U0001f600fgh"  # code points, not bytes or UTF-16 units
+    assert text_window(text, 2, 3) == "c\u00e9\U0001f600"
+    assert text_window(text) == text and text_window(text, 5) == "fgh"  # no length: to the end
+    assert text_window(text, 5, 10**9) == "fgh"  # a length past the end stops at the end
+    cases = [((0, 0), "--length must be >= 1, got 0"), ((0, -3), "--length must be >= 1, got -3"),
+             ((-1, None), "--start must be >= 0, got -1"),
+             ((8, None), "--start 8 is past the end of t.txt (8 characters)")]
+    for (start, length), message in cases:
+        with pytest.raises(RnnvizError) as e:
+            text_window(text, start, length, source="t.txt")
+        assert str(e.value) == message
