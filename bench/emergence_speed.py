@@ -30,9 +30,9 @@ from _common import DATA
 
 from rnnviz.checkpoint import save_checkpoint
 from rnnviz.discover import rank_features
-from rnnviz.emergence import emergence
+from rnnviz.history import emergence
 from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.record import record
+from rnnviz.recorder import record
 from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot
 from rnnviz.vocab import Vocab
 

@@ -27,7 +27,7 @@ from _common import DATA
 from torch import nn
 
 from rnnviz.models import KINDS, CharRNN, ModelConfig
-from rnnviz.record import record
+from rnnviz.recorder import record
 from rnnviz.store import StoreWriter
 from rnnviz.vocab import Vocab
 

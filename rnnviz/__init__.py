@@ -16,12 +16,6 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-# These share their names with their modules: import them now, so that the function, not the module,
-# is what ``rnnviz.record`` / ``rnnviz.train`` / ``rnnviz.emergence`` name whatever is imported later.
-from .emergence import emergence as emergence  # noqa: E402
-from .record import record as record  # noqa: E402
-from .train import train as train  # noqa: E402
-
 _API = {
     "RnnvizError": "errors",
     "Vocab": "vocab",
@@ -30,11 +24,11 @@ _API = {
     "ModelConfig": "models",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
-    "TrainConfig": "train",
-    "train": "train",
-    "evaluate": "train",
+    "TrainConfig": "trainer",
+    "train": "trainer",
+    "evaluate": "trainer",
     "sample": "sampling",
-    "record": "record",
+    "record": "recorder",
     "open_store": "store",
     "write_store": "store",
     "FEATURES": "features",
@@ -47,8 +41,8 @@ _API = {
     "top_contexts": "explainer",
     "simulate": "rules",
     "export_html": "export",
-    "emergence": "emergence",
-    "emergence_figure": "emergence",
+    "emergence": "history",
+    "emergence_figure": "history",
     "list_snapshots": "snapshots",
     "find_similar": "similar",
     "serve": "dashboard.notebook",

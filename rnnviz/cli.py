@@ -28,7 +28,7 @@ import click
 from .data import check_window
 from .errors import RnnvizError
 from .fsutil import ensure_parent
-from .train import TrainConfig
+from .trainer import TrainConfig
 
 _signalled: list[int] = []  # the signals that stopped this command
 
@@ -203,7 +203,7 @@ def train(text, out, resume, force, nproc, **opts):
       torchrun --nproc-per-node 2 -m rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64
     """
     from .distributed import rank
-    from .train import train as run_training
+    from .trainer import train as run_training
 
     cfg, overrides = _train_settings(resume, opts)
     if nproc is not None:
@@ -364,7 +364,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     from .checkpoint import load_checkpoint
     from .data import read_text, split
     from .devices import resolve_device
-    from .train import evaluate
+    from .trainer import evaluate
 
     if streams < 1:
         raise RnnvizError("--streams must be >= 1")
@@ -424,8 +424,8 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     from .devices import resolve_device
     from .distributed import rank
     from .models import parse_kinds, parse_layers
-    from .record import record as run_record
-    from .record import stream_layout
+    from .recorder import record as run_record
+    from .recorder import stream_layout
 
     model = load_checkpoint(ckpt)
     # Check the cheap options before reading a large text.
@@ -928,8 +928,8 @@ def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, 
     import os
 
     from .data import read_text, text_window
-    from .emergence import appearance_sentences, write_emergence_html
-    from .emergence import emergence as run_emergence
+    from .history import appearance_sentences, write_emergence_html
+    from .history import emergence as run_emergence
     from .snapshots import list_snapshots
 
     if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):

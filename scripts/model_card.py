@@ -29,12 +29,12 @@ import rnnviz
 from rnnviz.causal import ablate
 from rnnviz.data import read_text, split
 from rnnviz.discover import rank_features
-from rnnviz.emergence import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
 from rnnviz.explainer import explain
 from rnnviz.export import export_html, titles_from_cells
 from rnnviz.features import compute_feature
+from rnnviz.history import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
 from rnnviz.sampling import sample
-from rnnviz.train import evaluate
+from rnnviz.trainer import evaluate
 
 SELECTIVE = 0.2  # a unit counts as found when its score beats the character-only control by this much
 

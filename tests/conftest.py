@@ -94,7 +94,7 @@ def text_file(tmp_path) -> Path:
 @pytest.fixture
 def run_dir(tmp_path) -> tuple[Path, Path]:
     """A small training run with a resumable last/ checkpoint: (its text file, the run directory)."""
-    from rnnviz.train import TrainConfig, train
+    from rnnviz.trainer import TrainConfig, train
 
     rng = np.random.default_rng(0)
     text = "".join(rng.choice(["the ", "cat ", "sat. ", '"hi" ', "(on) ", "mat\n"], size=400))

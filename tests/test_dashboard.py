@@ -24,7 +24,7 @@ from rnnviz.dashboard.stores import StoreSet
 from rnnviz.errors import RnnvizError
 from rnnviz.features import FEATURES, compute_feature
 from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.record import record
+from rnnviz.recorder import record
 from rnnviz.sampling import sample
 from rnnviz.store import write_store
 from rnnviz.vocab import Vocab

@@ -27,7 +27,7 @@ from test_dashboard import make_quote_store, make_recorded_store, quote_text
 from rnnviz.checkpoint import load_checkpoint
 from rnnviz.dashboard import create_app
 from rnnviz.dashboard.guard import host_allowed
-from rnnviz.record import record
+from rnnviz.recorder import record
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE = "/_dash-update-component"

@@ -21,7 +21,7 @@ from rnnviz.distributed import shares
 from rnnviz.errors import RnnvizError
 from rnnviz.models import CharRNN, ModelConfig
 from rnnviz.snapshots import list_snapshots
-from rnnviz.train import TrainConfig, train
+from rnnviz.trainer import TrainConfig, train
 from rnnviz.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,12 +14,12 @@ from rnnviz import reference
 from rnnviz.checkpoint import load_checkpoint
 from rnnviz.cli import main
 from rnnviz.discover import control_permutation
-from rnnviz.emergence import appearance_sentences, appears_at, emergence, emergence_figure
 from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
+from rnnviz.history import appearance_sentences, appears_at, emergence, emergence_figure
 from rnnviz.snapshots import list_snapshots, load_snapshot_weights
 from rnnviz.threads import torch_threads
-from rnnviz.train import TrainConfig, train
+from rnnviz.trainer import TrainConfig, train
 
 CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
            snapshot_every=5, max_steps=20, lr=1e-2)

@@ -11,9 +11,9 @@ from rnnviz.checkpoint import load_checkpoint
 from rnnviz.dashboard import emergence_tab
 from rnnviz.dashboard.app import create_app
 from rnnviz.dashboard.stores import StoreSet
-from rnnviz.emergence import emergence
+from rnnviz.history import emergence
 from rnnviz.threads import torch_threads
-from rnnviz.train import TrainConfig, train
+from rnnviz.trainer import TrainConfig, train
 
 CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
            snapshot_every=5, max_steps=20, lr=1e-2)

@@ -422,7 +422,7 @@ def test_titles_from_cells():
 
 
 def test_export_of_a_recorded_store(tmp_path, make_model):
-    from rnnviz.record import record
+    from rnnviz.recorder import record
 
     text = TRICKY.replace("\0", "") * 2  # the fixture model's vocabulary is the text's own
     model = make_model(cell="lstm", layers=2, hidden=8, text=text, seed=1)

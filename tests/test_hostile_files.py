@@ -30,7 +30,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.features import REGEX_MAX_PATTERN, check_regex, regex_feature
 from rnnviz.sampling import sample
 from rnnviz.store import open_store
-from rnnviz.train import TrainConfig
+from rnnviz.trainer import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ from rnnviz.features import FEATURES
 from rnnviz.models import ModelConfig, parse_unit
 from rnnviz.sampling import sample
 from rnnviz.store import open_store, write_store
-from rnnviz.train import train
+from rnnviz.trainer import train
 from rnnviz.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -239,7 +239,7 @@ def test_garbled_train_state_json_on_resume(run_dir):
 
 def test_dashboard_with_a_broken_checkpoint_reports_it(tmp_path, make_model):
     """A store whose recorded checkpoint is still there (same weights) but no longer loads."""
-    from rnnviz.record import record
+    from rnnviz.recorder import record
 
     model = make_model(text=TEXT)
     ck = save_checkpoint(model, tmp_path / "ck")

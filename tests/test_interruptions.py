@@ -31,7 +31,7 @@ import pytest
 
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.record import record
+from rnnviz.recorder import record
 from rnnviz.store import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")

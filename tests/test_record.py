@@ -15,12 +15,12 @@ from conftest import TEXT
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.record import record
+from rnnviz.recorder import record
 from rnnviz.store import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-record_mod = importlib.import_module("rnnviz.record")  # the module (rnnviz.record may be the function)
+record_mod = importlib.import_module("rnnviz.recorder")
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
 
 

@@ -19,7 +19,7 @@ from rnnviz.checkpoint import load_checkpoint
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot, snapshot_path
-from rnnviz.train import TrainConfig, train
+from rnnviz.trainer import TrainConfig, train
 
 SMALL = dict(layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0, snapshot_every=5)
 

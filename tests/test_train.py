@@ -8,7 +8,7 @@ import torch
 from rnnviz.checkpoint import load_checkpoint
 from rnnviz.errors import RnnvizError
 from rnnviz.sampling import sample
-from rnnviz.train import TrainConfig, evaluate, train
+from rnnviz.trainer import TrainConfig, evaluate, train
 
 SMALL = dict(layers=2, hidden=16, dropout=0.2, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=40)
 

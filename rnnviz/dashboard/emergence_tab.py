@@ -1,7 +1,7 @@
 """The Emergence tab: when each cell appeared in training, for the run the current store was recorded from.
 
 A store remembers its checkpoint (``RUN/best`` or ``RUN/last``); when that run kept weight snapshots
-(``rnnviz train --snapshot-every N``), :func:`compute` runs :func:`rnnviz.emergence.emergence` over the
+(``rnnviz train --snapshot-every N``), :func:`compute` runs :func:`rnnviz.history.emergence` over the
 first characters of the store's text and shows the same figure and numbers as ``rnnviz emergence``.
 Recording every snapshot takes a while (seconds per snapshot), so it runs only on the button, and the
 result is cached. Hooked into the page by one tab in :func:`..layout.build` and one call in
@@ -72,7 +72,7 @@ def _table(df) -> html.Table:
 
 def compute(stores: StoreSet, view: View | dict, features, chars) -> tuple[object, object, str]:
     """(figure, table, message) for the view's store; a problem is a message and an empty figure."""
-    from ..emergence import emergence, emergence_figure
+    from ..history import emergence, emergence_figure
 
     i = View.clean(view, stores).store  # any JSON from the browser
     names = [f for f in (features or []) if isinstance(f, str) and f in FEATURES][:MAX_FEATURES]

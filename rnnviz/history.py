@@ -62,7 +62,7 @@ def _score_snapshot(model, snap: Snapshot, text: str, features: list[str], final
     """Record ``text`` with the snapshot's weights; the best unit per feature and, when ``final_units``
     is given ({feature: unit}), those units' scores."""
     from .discover import rank_features
-    from .record import record
+    from .recorder import record
 
     load_snapshot_weights(model, snap)
     with tempfile.TemporaryDirectory(prefix="rnnviz-emergence-") as tmp:
