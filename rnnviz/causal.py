@@ -115,6 +115,14 @@ class Ablation:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
+def _feature_mask(feature, text: str) -> tuple[str | None, np.ndarray]:
+    """The feature's name and the (T-1,) characters it predicts (all False without a feature)."""
+    if feature is None:
+        return None, np.zeros(len(text) - 1, dtype=bool)
+    f, fv = resolve(feature, text)
+    return f.name, f.targets(text, fv)[: len(text) - 1]
+
+
 def _clamp_value(mode: str) -> float | None:
     if mode == "zero":
         return 0.0
@@ -267,10 +275,7 @@ def ablate(
         runs = _Streams(model, ids_np, B, burn_in, lo, 2 + random + (fixed is None), progress)
         clean = runs.clean()  # runs: clean, ablated, random draws, (means)
         means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
-        fname, fmask = None, np.zeros(T - 1, dtype=bool)
-        if feature is not None:
-            f, fv = resolve(feature, text)
-            fname, fmask = f.name, f.targets(text, fv)[: T - 1]
+        fname, fmask = _feature_mask(feature, text)
 
         def deltas(nll: np.ndarray) -> tuple[float, float, float]:
             d = nll - clean
@@ -278,14 +283,14 @@ def ablate(
             return float(nll.mean()), float(d.mean()), df
 
         clamp, values = _clamp_for(parsed, lo, fixed, means, runs.dev)
-        ablated, _ = runs.run(clamp)
+        ablated = runs.run(clamp)[0]
         loss, delta, delta_f = deltas(ablated)
         rng, draws = np.random.default_rng(seed), []
         for r in range(random):
             triples = _random_units(parsed, cfg.hidden, rng)
             _, d, dfeat = deltas(runs.run(_clamp_for(triples, lo, fixed, means, runs.dev)[0])[0])
-            draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples), "delta": d,
-                          "delta_feature": dfeat})
+            draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples),
+                          "delta": d, "delta_feature": dfeat})
     return Ablation(
         units=units, mode=mode, values={u: values[u] for u in units}, chars=T - 1,
         clean_loss=float(clean.mean()), ablated_loss=loss, delta=delta,

@@ -77,6 +77,15 @@ def _score_snapshot(model, snap: Snapshot, text: str, features: list[str], final
     return best, final
 
 
+def _snapshot_rows(snap: Snapshot, best: pd.DataFrame, final: pd.DataFrame) -> list[dict]:
+    """One row per feature for a snapshot: its best unit beside the final unit (``COLUMNS``)."""
+    return [{"feature": b.feature, "step": snap.step, "seconds": snap.seconds, "val_loss": snap.val_loss,
+             "metric": b.metric, "best_unit": b.unit, "score": b.score, "selectivity": b.selectivity,
+             "same_as_final": b.unit == f.unit, "final_unit": f.unit, "final_score": f.score,
+             "final_selectivity": f.selectivity}
+            for b, f in zip(best.itertuples(), final.itertuples(), strict=True)]
+
+
 def emergence(
     run: str | Path,
     text: str,
@@ -92,7 +101,7 @@ def emergence(
 
     ``text``: the characters to record (every snapshot reads the same ones). ``features``: built-in
     names or ``"re:PATTERN"``. ``kinds``: what to record and rank (default h, and c for an LSTM).
-    ``burn_in``: characters each parallel stream of the recorder reads first (see :mod:`.record`).
+    ``burn_in``: characters each parallel stream of the recorder reads first (see :mod:`.recorder`).
     ``progress(done, total)`` is called after each snapshot.
     Returns one row per (feature, snapshot) with the columns of :data:`COLUMNS`, in step order;
     ``df.attrs["appears_at"]`` maps each feature to the step its cell appears (module doc) and
@@ -129,13 +138,7 @@ def emergence(
             best, final = _score_snapshot(model, snap, text, names, final_units, opts)
             if progress is not None:
                 progress(i + 2, len(snaps))
-        for b, f in zip(best.itertuples(), final.itertuples(), strict=True):
-            rows.append({
-                "feature": b.feature, "step": snap.step, "seconds": snap.seconds, "val_loss": snap.val_loss,
-                "metric": b.metric, "best_unit": b.unit, "score": b.score, "selectivity": b.selectivity,
-                "same_as_final": b.unit == f.unit, "final_unit": f.unit, "final_score": f.score,
-                "final_selectivity": f.selectivity,
-            })
+        rows += _snapshot_rows(snap, best, final)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["same_as_final"] = df["same_as_final"].astype(bool)
     df.attrs.update(appears_at=appears_at(df), final_step=snaps[-1].step, run=str(run), length=len(text),
