@@ -86,11 +86,17 @@ def check_range(store, a, b) -> tuple[int, int]:
     return a, b
 
 
-def zscore(store, units: list[str], values: np.ndarray) -> np.ndarray:
-    """(n, U) raw values -> (n, U) standard deviations from each unit's store-wide mean."""
+def zparams(store, units: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of each unit over the whole store, (U,) float32 each (std at least 1e-6)."""
     stats = store.stats.loc[units]
     mean = stats["mean"].to_numpy(np.float32)
     std = np.maximum(stats["std"].to_numpy(np.float32), 1e-6)  # a dead unit is never "on"
+    return mean, std
+
+
+def zscore(store, units: list[str], values: np.ndarray) -> np.ndarray:
+    """(n, U) raw values -> (n, U) standard deviations from each unit's store-wide mean."""
+    mean, std = zparams(store, units)
     return (values - mean) / std
 
 
@@ -173,16 +179,32 @@ def similar_cells(store, start: int, end: int, config: SimilarConfig | None = No
 def on_counts(store, units: list[str], signs: list[int], threshold: float, lo: int = 0, hi: int | None = None,
               block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Over [lo, hi): ((n,) int16 how many of ``units`` (with their signs) are on at each character,
-    (n,) float32 their mean signed z there)."""
+    (n,) float32 their mean signed z there).
+
+    Read from the column-major copies of the units' arrays when they exist (``store.colcache``: T·2 bytes
+    a unit), else ``block`` rows at a time from the arrays themselves (every page of each array)."""
     hi = store.length if hi is None else hi
+    mean, std = zparams(store, units)
     sign = np.asarray(signs, dtype=np.float32)
     counts = np.empty(hi - lo, dtype=np.int16)
     level = np.empty(hi - lo, dtype=np.float32)
-    for s in range(lo, hi, block):
-        e = min(s + block, hi)
-        z = zscore(store, units, store.window(s, e, units)) * sign  # (rows, k)
-        counts[s - lo : e - lo] = (z > threshold).sum(1)
-        level[s - lo : e - lo] = z.mean(1)
+
+    def rows(blocks) -> None:
+        for s, e, raw in blocks:
+            z = (raw - mean) / std * sign  # (rows, k)
+            counts[s - lo : e - lo] = (z > threshold).sum(1)
+            level[s - lo : e - lo] = z.mean(1)
+
+    from .colcache import CacheCorrupt
+
+    cached = store.colcache.blocks(units, lo, hi)
+    try:
+        if cached is not None:
+            rows(cached)
+            return counts, level
+    except CacheCorrupt:
+        pass  # the copy is dropped: read the store itself
+    rows(((s, min(s + block, hi), store.window(s, min(s + block, hi), units)) for s in range(lo, hi, block)))
     return counts, level
 
 
@@ -192,11 +214,12 @@ def _close_gaps(on: np.ndarray, gap: int) -> np.ndarray:
         return on
     edges = np.diff(np.concatenate(([True], on, [True])).astype(np.int8))
     off_start, off_stop = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
-    out = on.copy()
-    for s, e in zip(off_start.tolist(), off_stop.tolist(), strict=True):
-        if e - s <= gap and s > 0 and e < len(on):
-            out[s:e] = True
-    return out
+    fill = (off_stop - off_start <= gap) & (off_start > 0) & (off_stop < len(on))
+    # +1 where a filled gap starts, -1 where it stops; their running sum is 1 inside the gaps.
+    delta = np.zeros(len(on) + 1, dtype=np.int32)
+    np.add.at(delta, off_start[fill], 1)
+    np.add.at(delta, off_stop[fill], -1)
+    return on | (np.cumsum(delta[:-1]) > 0)
 
 
 def runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
