@@ -28,6 +28,8 @@ they copy).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import stat
@@ -357,3 +359,41 @@ def _process_lock(path: Path):
         yield True
     finally:
         os.close(fd)
+
+
+@functools.lru_cache(maxsize=1)
+def _features_code() -> str:
+    """SHA-256 of the feature definitions' source (``rnnviz/features/*.py``): a cached feature computed
+    by other code is stale."""
+    from . import features
+
+    h = hashlib.sha256()
+    for f in sorted(Path(features.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def cached_feature(store, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """Built-in feature ``name`` over the store's text, (T,) float32: read from ``featcache.{name}`` beside
+    the store when that is valid (same text file, same feature code, CRC intact), else ``compute()``d and
+    written there (when the directory takes it) for the next process."""
+    if not name.isidentifier():
+        raise RnnvizError(f"not a built-in feature name: {name!r}")
+    path = store.path / f"featcache.{name}"
+    expect = {"kind": "feature", "key": name, "source": stamp(store, ["text.txt"]), "code": _features_code()}
+    got = read_cache(path, expect, "<f4", (1, store.length))
+    if got is not None:
+        values = np.array(got[0][0])
+        if zlib.crc32(values) == got[1]["crc"][0]:
+            return values
+    values = np.asarray(compute(), dtype=np.float32).reshape(-1)
+
+    def fill(write) -> list[int]:
+        write(0, values)
+        return [zlib.crc32(np.ascontiguousarray(values, dtype="<f4"))]
+
+    try:
+        write_cache(path, expect, "<f4", (1, store.length), fill)
+    except (RnnvizError, OSError):
+        pass  # a read-only store: computed every time
+    return values

@@ -204,7 +204,7 @@ def on_counts(store, units: list[str], signs: list[int], threshold: float, lo: i
             return counts, level
     except CacheCorrupt:
         pass  # the copy is dropped: read the store itself
-    rows(((s, min(s + block, hi), store.window(s, min(s + block, hi), units)) for s in range(lo, hi, block)))
+    rows((s, min(s + block, hi), store.window(s, min(s + block, hi), units)) for s in range(lo, hi, block))
     return counts, level
 
 

@@ -136,7 +136,8 @@ def _tips(store, view, units: list[str], vals: np.ndarray, fvals, text: str) -> 
     loss = char_loss(store, start, start + n).tolist()
     memo: dict[str, str] = {}
     lines.append([f"#{start + i} {memo.get(ch) or memo.setdefault(ch, shown(ch))}"
-                  + ("" if x != x else f"  loss {x:.3g} nats") for i, (ch, x) in enumerate(zip(text, loss, strict=True))])
+                  + ("" if x != x else f"  loss {x:.3g} nats")  # x != x: NaN, no loss known
+                  for i, (ch, x) in enumerate(zip(text, loss, strict=True))])
     guesses = _guesses(store, start, start + n)
     if guesses is not None:
         lines.append(guesses)
