@@ -428,6 +428,19 @@ def test_histogram_by_feature_value(stores):
     assert sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
 
 
+def test_histogram_sends_counts_that_draw_the_same_bars(stores):
+    # Each group as its distinct values and their counts (summed by plotly): the raw values' histogram.
+    blocks = sample_blocks(stores[0].length)
+    raw = stores.sample_values(0, QUOTE_UNIT, blocks)
+    inq = np.concatenate([compute_feature("in_quote", stores[0].text)[a:b] for a, b in blocks])
+    for feature, groups in (("", [raw]), ("in_quote", [raw[inq == 0], raw[inq == 1]])):
+        fig = cb_panels.histogram(stores, view(stores, feature=feature))
+        assert len(fig.data) == len(groups)
+        for tr_, values in zip(fig.data, groups, strict=True):
+            assert tr_.histfunc == "sum" and len(tr_.x) == len(np.unique(values)) < len(values)
+            assert np.array_equal(np.repeat(np.asarray(tr_.x), np.asarray(tr_.y)), np.sort(values))
+
+
 def test_gate_saturation_scatter(stores):
     fig = cb_panels.saturation(stores, 0)
     stats = stores[0].stats
