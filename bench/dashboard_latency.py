@@ -141,7 +141,10 @@ def main() -> None:
         return
 
     t = time.perf_counter()
-    app = create_app([path])
+    try:
+        app = create_app([path], freeze_gc=True)  # as `rnnviz serve` and gunicorn run it
+    except TypeError:  # code from before freeze_gc
+        app = create_app([path])
     t_app = time.perf_counter() - t
     stores = app.stores
     store = stores[0]

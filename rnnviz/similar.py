@@ -215,11 +215,11 @@ def _close_gaps(on: np.ndarray, gap: int) -> np.ndarray:
     edges = np.diff(np.concatenate(([True], on, [True])).astype(np.int8))
     off_start, off_stop = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
     fill = (off_stop - off_start <= gap) & (off_start > 0) & (off_stop < len(on))
-    # +1 where a filled gap starts, -1 where it stops; their running sum is 1 inside the gaps.
-    delta = np.zeros(len(on) + 1, dtype=np.int32)
-    np.add.at(delta, off_start[fill], 1)
-    np.add.at(delta, off_stop[fill], -1)
-    return on | (np.cumsum(delta[:-1]) > 0)
+    # +1 where a filled gap starts, -1 where it stops (each position at most once): 1 inside the gaps.
+    delta = np.zeros(len(on) + 1, dtype=np.int8)
+    delta[off_start[fill]] = 1
+    delta[off_stop[fill]] = -1
+    return on | (np.cumsum(delta[:-1], dtype=np.int8) > 0)
 
 
 def runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,6 +260,31 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
         starts, stops = starts[keep], stops[keep]
     if len(starts) == 0:
         return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
+    m = _measure_runs(counts, level, starts, stops, k, lo, hi, query, theta, cfg.min_on)
+    m["start"], m["stop"] = starts + lo, stops + lo
+    # LSTMVis's order: every cell on throughout first, then the length closest to the selection's.
+    qlen = (query[1] - query[0]) if query else None
+    gap = np.abs(m["length"] - qlen) if qlen else np.zeros(len(starts))
+    by_lstmvis = np.lexsort((m["start"], gap, ~m["all_on"]))
+    by_ours = np.lexsort((m["start"], -m["score"], m["weak"]))
+    m["lstmvis_rank"], m["rank"] = _ranks(by_lstmvis), _ranks(by_ours)
+    # Only the rows returned become a table: a noisy cell has hundreds of thousands of runs.
+    rows = (by_lstmvis if strict else by_ours)[: cfg.top]
+    return pd.DataFrame({c: m[c][rows] for c in MATCH_COLUMNS})
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """1-based place of each row in ``order`` (a permutation of the rows)."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    return rank
+
+
+def _measure_runs(counts, level, starts, stops, k: int, lo: int, hi: int, query, theta: float, min_on: float
+                  ) -> dict[str, np.ndarray]:
+    """Per run [start, stop) of the scanned rows (offsets from ``lo``): length, ``on`` (mean fraction of the
+    k cells on), ``all_on``, ``score`` (ours), ``strength`` (the cells' mean z against theirs over the query)
+    and ``weak``."""
     cum = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
     full = np.concatenate(([0], np.cumsum(counts == k, dtype=np.int64)))
     length = stops - starts
@@ -267,7 +292,6 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
     all_on = (full[stops] - full[starts]) == length
     qlen = (query[1] - query[0]) if query else None
     sim = np.minimum(length, qlen) / np.maximum(length, qlen) if qlen else np.ones(len(length))
-    score = frac * sim
     # Strength: the cells' mean z over the match against theirs over the selection (the template).
     lev = np.concatenate(([0], np.cumsum(level, dtype=np.float64)))
     strength = (lev[stops] - lev[starts]) / length
@@ -277,15 +301,8 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
         strength = strength / max(template, theta, 1e-6)
     else:
         strength = strength / max(theta, 1e-6)
-    weak = (length < WEAK_LEN) | (frac < cfg.min_on) | (strength < STRONG_LEVEL)
-    df = pd.DataFrame({"start": starts + lo, "stop": stops + lo, "length": length, "on": frac, "score": score,
-                       "strength": strength, "all_on": all_on, "weak": weak})
-    # LSTMVis's order: every cell on throughout first, then the length closest to the selection's.
-    gap = np.abs(length - qlen) if qlen else np.zeros(len(length))
-    df["lstmvis_rank"] = pd.Series(np.lexsort((df["start"], gap, ~all_on))).argsort().to_numpy() + 1
-    df["rank"] = pd.Series(np.lexsort((df["start"], -score, weak))).argsort().to_numpy() + 1
-    order = "lstmvis_rank" if strict else "rank"
-    return df.sort_values(order, kind="stable").head(cfg.top).reset_index(drop=True)[MATCH_COLUMNS]
+    weak = (length < WEAK_LEN) | (frac < min_on) | (strength < STRONG_LEVEL)
+    return {"length": length, "on": frac, "score": frac * sim, "strength": strength, "all_on": all_on, "weak": weak}
 
 
 def find_similar(

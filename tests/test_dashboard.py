@@ -4,7 +4,10 @@ the CLI `serve` command and the deployable app module. Browser tests are in test
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -536,6 +539,15 @@ def test_cli_serve(stores, monkeypatch):
     r = CliRunner().invoke(cli, ["serve", paths[0] + "-missing"])
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "no such store" in r.output
     assert "rnnviz serve stores/wp" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+def test_freeze_gc_moves_the_startup_objects_out_of_the_collector(stores):
+    # In a child process: frozen objects stay frozen for the life of a process.
+    code = ("import gc, sys; from rnnviz.dashboard import create_app; create_app([sys.argv[1]]); "
+            "a = gc.get_freeze_count(); create_app([sys.argv[1]], freeze_gc=True); print(a, gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code, str(stores[0].path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
+    assert int(out[0]) == 0 and int(out[1]) > 100_000
 
 
 def load_apps_module():
