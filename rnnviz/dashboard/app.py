@@ -50,6 +50,7 @@ def create_app(
         assets_folder=str(Path(__file__).with_name("assets")),  # rnnviz.js, rnnviz.css: package data
         serve_locally=True,  # the JavaScript comes from the installed package: works offline
         on_error=guard.report_error,  # an exception in a callback: a message in the page, not a 500
+        suppress_callback_exceptions=True,  # the trace's graph is mounted by a callback (cb_text)
     )
     app.index_string = layout.index_string(html.escape(title))
     app.layout = layout.build(stores)
