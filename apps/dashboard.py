@@ -40,7 +40,7 @@ def __getattr__(name: str):
         # RNNVIZ_HOSTS: the names (comma-separated) the Host header may carry besides the loopback ones,
         # e.g. the name a proxy in front of gunicorn is reached by; any other gets 421 (DNS rebinding).
         hosts = [h.strip() for h in os.environ.get("RNNVIZ_HOSTS", "").split(",") if h.strip()]
-        server = create_app(stores_from_env(), hosts=hosts).server
+        server = create_app(stores_from_env(), hosts=hosts, freeze_gc=True).server
         return server
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     args = parser.parse_args(argv)
     try:
-        app = create_app(args.stores, hosts=[args.host])
+        app = create_app(args.stores, hosts=[args.host], freeze_gc=True)
     except RnnvizError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -15,10 +15,14 @@ in a temp directory, then times, in one process:
 - cold: the window callback and the baseline again with the store's pages first dropped from the OS cache
   (``posix_fadvise(DONTNEED)`` on the store's files only), as after a reboot or on a store bigger than RAM;
 - first load: the page, layout and dependency requests plus the first callbacks (view from the URL, window,
-  histogram, gate saturation);
+  trace), and the histogram and gate saturation drawn when the plots tab opens;
 - select-to-find over the whole store (:func:`rnnviz.find_similar`: rank every unit on the selection,
-  then scan the best cell's column over every row), and the pattern view (8 cells' lines over a window);
-- with ``--browser``: wall time from navigation to the coloured window in the system Chromium.
+  then scan the best cell's column over every row), first from the row-major arrays, then from their
+  column-major copies (:mod:`rnnviz.colcache`, whose one-off build is timed), and the pattern view (8 cells'
+  lines over a window);
+- with ``--browser``: wall time from navigation to the coloured window in the system Chromium;
+- with ``--browser-cold`` (only this): the same from a fresh server process (``--root``: which checkout's code
+  serves, to compare versions) with the store's pages dropped from the OS cache.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA
+from _common import DATA, ROOT
 
 from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state
 from rnnviz.dashboard import transitions as tr
@@ -41,7 +45,7 @@ from rnnviz.dashboard.state import View
 from rnnviz.export import export_html
 from rnnviz.models import ModelConfig
 from rnnviz.similar import SimilarConfig, find_matches
-from rnnviz.store import write_store
+from rnnviz.store import open_store, write_store
 from rnnviz.vocab import Vocab
 
 CORPUS = DATA / "tiny_shakespeare.txt"
@@ -115,6 +119,11 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=20, help="random windows timed")
     ap.add_argument("--store", type=Path, help="reuse (or create) the store here instead of a temp dir")
     ap.add_argument("--browser", action="store_true", help="also time first load in /usr/bin/chromium")
+    ap.add_argument("--browser-cold", action="store_true",
+                    help="only time first load in Chromium from a fresh server process (see --root)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose apps/dashboard.py serves "
+                    "--browser-cold (e.g. an older one, to compare)")
+    ap.add_argument("--feature", default="", help="a feature in the --browser-cold link, e.g. in_quote")
     args = ap.parse_args()
 
     tmp = None
@@ -126,9 +135,16 @@ def main() -> None:
         t = time.perf_counter()
         make_store(path, args.length, args.layers, args.hidden, args.kinds.split(","))
         print(f"built store: {time.perf_counter() - t:.1f} s")
+    if args.browser_cold:
+        units = open_store(path).units
+        browser_cold_server(path, units[len(units) // 2 + 3], args.root.resolve(), args.feature)
+        return
 
     t = time.perf_counter()
-    app = create_app([path])
+    try:
+        app = create_app([path], freeze_gc=True)  # as `rnnviz serve` and gunicorn run it
+    except TypeError:  # code from before freeze_gc
+        app = create_app([path])
     t_app = time.perf_counter() - t
     stores = app.stores
     store = stores[0]
@@ -147,18 +163,24 @@ def main() -> None:
     t_static = time.perf_counter() - t0
     view, _ = tr.apply(stores, None, "url", f"?unit={unit}")
     vin = [{"id": "view", "property": "data", "value": view.to_dict()}]
+    plots = {"id": "tabs", "property": "value", "value": "plots"}  # drawn when their tab is shown
     t_first = {
         "window": post(client, deps, "window-data.data", vin),
         "trace": post(client, deps, "trace.figure", [{"id": "drawn", "property": "data", "value": 1}], vin),
-        "histogram": post(client, deps, "hist.figure", [{"id": "focus", "property": "data", "value": view.to_dict()}]),
-        "gate saturation": post(client, deps, "sat.figure", [{"id": "store-pick", "property": "value", "value": 0}]),
+    }
+    t_plots = {
+        "histogram": post(client, deps, "hist.figure",
+                          [{"id": "focus", "property": "data", "value": view.to_dict()}, plots]),
+        "gate saturation": post(client, deps, "sat.figure",
+                                [{"id": "store-pick", "property": "value", "value": 0}, plots]),
     }
     t = time.perf_counter()
     tr.apply(stores, None, "url", f"?unit={unit}")
     t_first["view from URL"] = time.perf_counter() - t
     total = t_app + t_static + sum(t_first.values())
     print(f"first load (server): {total * 1e3:.0f} ms = open stores {t_app * 1e3:.0f} + page/layout/deps "
-          f"{t_static * 1e3:.0f} + " + " + ".join(f"{k} {v * 1e3:.0f}" for k, v in t_first.items()) + " (ms)")
+          f"{t_static * 1e3:.0f} + " + " + ".join(f"{k} {v * 1e3:.0f}" for k, v in t_first.items()) + " (ms); "
+          "opening the plots tab: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t_plots.items()))
 
     rng = np.random.default_rng(1)
     starts = rng.integers(0, store.length - state.WINDOW, args.windows).tolist()
@@ -229,16 +251,25 @@ def main() -> None:
 
 def find_and_pattern(stores, view: View, rng, n: int) -> None:
     """Select-to-find over the whole store (a 40-character selection, θ = 0.5 σ so that cells pass on random
-    activations) and the pattern view with 8 cells over a full window."""
+    activations), first reading the arrays row-major, then from their column-major copies (built here, timed),
+    and the pattern view with 8 cells over a full window."""
     store = stores[0]
-    t_sel, t_pat, n_cells = [], [], []
-    for a in rng.integers(0, store.length - 40, n).tolist():
+    starts = rng.integers(0, store.length - 40, n).tolist()
+    cached = getattr(store, "colcache", None)  # None: code from before the column-major copies
+    t_row, n_cells = select_many(stores, view, starts)
+    print(f"select-to-find over all {store.length:,} rows ({n} selections of 40 chars, θ 0.5: rank every unit, "
+          f"then scan the best cell's column; cells found {n_cells}), arrays read row-major: {ms(t_row)}")
+    if cached is not None:
         t = time.perf_counter()
-        tables, _, msg = cb_find.select_range(stores, view, a, a + 40, 0.5)
-        if msg:  # no cell passes on random activations: time the match scan of one cell as it would run
-            find_matches(store, [store.units[1]], [1], SimilarConfig(threshold=0.5), query=(a, a + 40))
-        t_sel.append(time.perf_counter() - t)
-        n_cells.append(0 if msg else len(tables.children[1].children[1].children))
+        for layer in store.layers:
+            for kind in store.kinds:
+                cached.columns(layer, kind, build=True)
+        print(f"  column-major copies of the {len(store.layers) * len(store.kinds)} arrays built in "
+              f"{time.perf_counter() - t:.1f} s (once per store, kept beside it)")
+        t_col, _ = select_many(stores, view, starts)
+        print(f"  the same selections with the copies: {ms(t_col)}")
+    t_pat = []
+    for a in starts:
         cells = store.units[:: max(1, len(store.units) // 8)][:8]
         v = view.replace(start=max(0, a - 1000), sel=(a, a + 40), cells=tuple(cells), tab="pattern")
         t = time.perf_counter()
@@ -246,12 +277,29 @@ def find_and_pattern(stores, view: View, rng, n: int) -> None:
         cb_pattern.pattern_figure(stores, v, state.WINDOW, c, signs)
         cb_pattern.on_set(store, v, c, signs)
         t_pat.append(time.perf_counter() - t)
-    print(f"select-to-find over all {store.length:,} rows ({n} selections of 40 chars, θ 0.5: rank every unit, "
-          f"then scan the best cell's column; cells found {n_cells}): {ms(t_sel)}")
     print(f"pattern view, 8 cells over a {state.WINDOW:,}-char window: {ms(t_pat)}")
 
 
+def select_many(stores, view: View, starts: list[int]) -> tuple[list[float], list[int]]:
+    """Seconds of select-to-find for [a, a + 40) at each start, and the cells found each time."""
+    store = stores[0]
+    times, n_cells = [], []
+    for a in starts:
+        t = time.perf_counter()
+        tables, _, msg = cb_find.select_range(stores, view, a, a + 40, 0.5)
+        if msg:  # no cell passes on random activations: time the match scan of one cell as it would run
+            find_matches(store, [store.units[1]], [1], SimilarConfig(threshold=0.5), query=(a, a + 40))
+        times.append(time.perf_counter() - t)
+        n_cells.append(0 if msg else len(tables.children[1].children[1].children))
+    return times, n_cells
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
 def browser_first_load(app, unit: str) -> None:
+    """In this process's (warm) server: first load in a fresh Chromium page, two reloads, a page change."""
     import logging
     import threading
 
@@ -263,17 +311,10 @@ def browser_first_load(app, unit: str) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     start = app.stores[0].length // 2
     url = f"http://127.0.0.1:{server.server_port}/?unit={unit}&start={start}"
-    args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            page.goto(url, wait_until="commit")
-            page.wait_for_selector("#text[data-drawn]", timeout=60_000)
-            times.append(time.perf_counter() - t)
+        times = [coloured(page, url) for _ in range(3)]
         t = time.perf_counter()
         page.click("#page-next")
         page.wait_for_function(f"document.querySelector('#text').dataset.drawn.startsWith('{start + 2000}:')")
@@ -282,6 +323,67 @@ def browser_first_load(app, unit: str) -> None:
     server.shutdown()
     print(f"browser: first load to coloured text {times[0]:.2f} s (cold), then {times[1]:.2f}, {times[2]:.2f} s; "
           f"next window click to redrawn text {t_page * 1e3:.0f} ms")
+
+
+def coloured(page, url: str) -> float:
+    """Seconds from navigating to ``url`` to the text window drawn in colour."""
+    t = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.wait_for_selector("#text[data-drawn]", timeout=120_000)
+    return time.perf_counter() - t
+
+
+def browser_cold_server(path: Path, unit: str, root: Path, feature: str = "") -> None:
+    """A fresh server process (``ROOT/apps/dashboard.py``: that checkout's code) that has answered no
+    callback yet, the store's pages dropped from the OS cache, a fresh Chromium: seconds to coloured text."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, str(root / "apps" / "dashboard.py"), str(path), "--port", str(port)],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.perf_counter()
+        while True:  # imports and opening the stores
+            try:
+                urllib.request.urlopen(base + "/", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.perf_counter() - t0 > 120:
+                    raise SystemExit("the dashboard did not start") from None
+                time.sleep(0.1)
+        t_up = time.perf_counter() - t0
+        drop_files(path)
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            start = open_store(path).length // 2
+            t = coloured(page, f"{base}/?unit={unit}&start={start}" + (f"&feature={feature}" if feature else ""))
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    print(f"browser, cold server ({root}): first coloured text {t:.2f} s after navigating "
+          f"(server up in {t_up:.1f} s before it){' with feature ' + feature if feature else ''}")
+
+
+def drop_files(path: Path) -> None:
+    """Evict a store directory's files from the OS page cache (pages mapped by a process stay)."""
+    for f in path.iterdir():
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 if __name__ == "__main__":

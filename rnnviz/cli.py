@@ -871,7 +871,7 @@ def serve(stores, host, port):
     """
     from .dashboard.app import create_app, is_loopback
 
-    app = create_app(list(stores), hosts=[host])
+    app = create_app(list(stores), hosts=[host], freeze_gc=True)  # a server process: see create_app
     if not is_loopback(host):
         click.echo(
             f"Warning: listening on {host}, not 127.0.0.1: anyone who can reach this machine on port {port} "

@@ -86,11 +86,17 @@ def check_range(store, a, b) -> tuple[int, int]:
     return a, b
 
 
-def zscore(store, units: list[str], values: np.ndarray) -> np.ndarray:
-    """(n, U) raw values -> (n, U) standard deviations from each unit's store-wide mean."""
+def zparams(store, units: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of each unit over the whole store, (U,) float32 each (std at least 1e-6)."""
     stats = store.stats.loc[units]
     mean = stats["mean"].to_numpy(np.float32)
     std = np.maximum(stats["std"].to_numpy(np.float32), 1e-6)  # a dead unit is never "on"
+    return mean, std
+
+
+def zscore(store, units: list[str], values: np.ndarray) -> np.ndarray:
+    """(n, U) raw values -> (n, U) standard deviations from each unit's store-wide mean."""
+    mean, std = zparams(store, units)
     return (values - mean) / std
 
 
@@ -173,16 +179,32 @@ def similar_cells(store, start: int, end: int, config: SimilarConfig | None = No
 def on_counts(store, units: list[str], signs: list[int], threshold: float, lo: int = 0, hi: int | None = None,
               block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Over [lo, hi): ((n,) int16 how many of ``units`` (with their signs) are on at each character,
-    (n,) float32 their mean signed z there)."""
+    (n,) float32 their mean signed z there).
+
+    Read from the column-major copies of the units' arrays when they exist (``store.colcache``: T·2 bytes
+    a unit), else ``block`` rows at a time from the arrays themselves (every page of each array)."""
     hi = store.length if hi is None else hi
+    mean, std = zparams(store, units)
     sign = np.asarray(signs, dtype=np.float32)
     counts = np.empty(hi - lo, dtype=np.int16)
     level = np.empty(hi - lo, dtype=np.float32)
-    for s in range(lo, hi, block):
-        e = min(s + block, hi)
-        z = zscore(store, units, store.window(s, e, units)) * sign  # (rows, k)
-        counts[s - lo : e - lo] = (z > threshold).sum(1)
-        level[s - lo : e - lo] = z.mean(1)
+
+    def rows(blocks) -> None:
+        for s, e, raw in blocks:
+            z = (raw - mean) / std * sign  # (rows, k)
+            counts[s - lo : e - lo] = (z > threshold).sum(1)
+            level[s - lo : e - lo] = z.mean(1)
+
+    from .colcache import CacheCorrupt
+
+    cached = store.colcache.blocks(units, lo, hi)
+    try:
+        if cached is not None:
+            rows(cached)
+            return counts, level
+    except CacheCorrupt:
+        pass  # the copy is dropped: read the store itself
+    rows((s, min(s + block, hi), store.window(s, min(s + block, hi), units)) for s in range(lo, hi, block))
     return counts, level
 
 
@@ -192,11 +214,12 @@ def _close_gaps(on: np.ndarray, gap: int) -> np.ndarray:
         return on
     edges = np.diff(np.concatenate(([True], on, [True])).astype(np.int8))
     off_start, off_stop = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
-    out = on.copy()
-    for s, e in zip(off_start.tolist(), off_stop.tolist(), strict=True):
-        if e - s <= gap and s > 0 and e < len(on):
-            out[s:e] = True
-    return out
+    fill = (off_stop - off_start <= gap) & (off_start > 0) & (off_stop < len(on))
+    # +1 where a filled gap starts, -1 where it stops (each position at most once): 1 inside the gaps.
+    delta = np.zeros(len(on) + 1, dtype=np.int8)
+    delta[off_start[fill]] = 1
+    delta[off_stop[fill]] = -1
+    return on | (np.cumsum(delta[:-1], dtype=np.int8) > 0)
 
 
 def runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +260,31 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
         starts, stops = starts[keep], stops[keep]
     if len(starts) == 0:
         return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
+    m = _measure_runs(counts, level, starts, stops, k, lo, hi, query, theta, cfg.min_on)
+    m["start"], m["stop"] = starts + lo, stops + lo
+    # LSTMVis's order: every cell on throughout first, then the length closest to the selection's.
+    qlen = (query[1] - query[0]) if query else None
+    gap = np.abs(m["length"] - qlen) if qlen else np.zeros(len(starts))
+    by_lstmvis = np.lexsort((m["start"], gap, ~m["all_on"]))
+    by_ours = np.lexsort((m["start"], -m["score"], m["weak"]))
+    m["lstmvis_rank"], m["rank"] = _ranks(by_lstmvis), _ranks(by_ours)
+    # Only the rows returned become a table: a noisy cell has hundreds of thousands of runs.
+    rows = (by_lstmvis if strict else by_ours)[: cfg.top]
+    return pd.DataFrame({c: m[c][rows] for c in MATCH_COLUMNS})
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """1-based place of each row in ``order`` (a permutation of the rows)."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    return rank
+
+
+def _measure_runs(counts, level, starts, stops, k: int, lo: int, hi: int, query, theta: float, min_on: float
+                  ) -> dict[str, np.ndarray]:
+    """Per run [start, stop) of the scanned rows (offsets from ``lo``): length, ``on`` (mean fraction of the
+    k cells on), ``all_on``, ``score`` (ours), ``strength`` (the cells' mean z against theirs over the query)
+    and ``weak``."""
     cum = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
     full = np.concatenate(([0], np.cumsum(counts == k, dtype=np.int64)))
     length = stops - starts
@@ -244,7 +292,6 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
     all_on = (full[stops] - full[starts]) == length
     qlen = (query[1] - query[0]) if query else None
     sim = np.minimum(length, qlen) / np.maximum(length, qlen) if qlen else np.ones(len(length))
-    score = frac * sim
     # Strength: the cells' mean z over the match against theirs over the selection (the template).
     lev = np.concatenate(([0], np.cumsum(level, dtype=np.float64)))
     strength = (lev[stops] - lev[starts]) / length
@@ -254,15 +301,8 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
         strength = strength / max(template, theta, 1e-6)
     else:
         strength = strength / max(theta, 1e-6)
-    weak = (length < WEAK_LEN) | (frac < cfg.min_on) | (strength < STRONG_LEVEL)
-    df = pd.DataFrame({"start": starts + lo, "stop": stops + lo, "length": length, "on": frac, "score": score,
-                       "strength": strength, "all_on": all_on, "weak": weak})
-    # LSTMVis's order: every cell on throughout first, then the length closest to the selection's.
-    gap = np.abs(length - qlen) if qlen else np.zeros(len(length))
-    df["lstmvis_rank"] = pd.Series(np.lexsort((df["start"], gap, ~all_on))).argsort().to_numpy() + 1
-    df["rank"] = pd.Series(np.lexsort((df["start"], -score, weak))).argsort().to_numpy() + 1
-    order = "lstmvis_rank" if strict else "rank"
-    return df.sort_values(order, kind="stable").head(cfg.top).reset_index(drop=True)[MATCH_COLUMNS]
+    weak = (length < WEAK_LEN) | (frac < min_on) | (strength < STRONG_LEVEL)
+    return {"length": length, "on": frac, "score": frac * sim, "strength": strength, "all_on": all_on, "weak": weak}
 
 
 def find_similar(

@@ -248,10 +248,19 @@ class Store:
             )
         return layer, kind, index
 
+    @cached_property
+    def colcache(self):
+        """The column-major copies of this store's arrays (:class:`rnnviz.colcache.ColumnCache`)."""
+        from .colcache import ColumnCache
+
+        return ColumnCache(self)
+
     def unit(self, name: str) -> np.ndarray:
-        """One unit over the whole text: (T,) float16, e.g. ``store.unit("1:c:17")``."""
+        """One unit over the whole text: (T,) float16, e.g. ``store.unit("1:c:17")`` (from the array's
+        column-major copy when one has been built: the same values, T·2 bytes read instead of T·H·2)."""
         layer, kind, index = self._locate(name)
-        return np.ascontiguousarray(self.array(layer, kind)[:, index])
+        col = self.colcache.column(name)
+        return col if col is not None else np.ascontiguousarray(self.array(layer, kind)[:, index])
 
     def window(self, start: int, stop: int, units: list[str] | None = None) -> np.ndarray:
         """Rows ``start:stop`` (clipped to the text, like a slice) of the given units (default all).

@@ -4,7 +4,10 @@ the CLI `serve` command and the deployable app module. Browser tests are in test
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -428,6 +431,19 @@ def test_histogram_by_feature_value(stores):
     assert sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
 
 
+def test_histogram_sends_counts_that_draw_the_same_bars(stores):
+    # Each group as its distinct values and their counts (summed by plotly): the raw values' histogram.
+    blocks = sample_blocks(stores[0].length)
+    raw = stores.sample_values(0, QUOTE_UNIT, blocks)
+    inq = np.concatenate([compute_feature("in_quote", stores[0].text)[a:b] for a, b in blocks])
+    for feature, groups in (("", [raw]), ("in_quote", [raw[inq == 0], raw[inq == 1]])):
+        fig = cb_panels.histogram(stores, view(stores, feature=feature))
+        assert len(fig.data) == len(groups)
+        for tr_, values in zip(fig.data, groups, strict=True):
+            assert tr_.histfunc == "sum" and len(tr_.x) == len(np.unique(values)) < len(values)
+            assert np.array_equal(np.repeat(np.asarray(tr_.x), np.asarray(tr_.y)), np.sort(values))
+
+
 def test_gate_saturation_scatter(stores):
     fig = cb_panels.saturation(stores, 0)
     stats = stores[0].stats
@@ -523,6 +539,15 @@ def test_cli_serve(stores, monkeypatch):
     r = CliRunner().invoke(cli, ["serve", paths[0] + "-missing"])
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "no such store" in r.output
     assert "rnnviz serve stores/wp" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+def test_freeze_gc_moves_the_startup_objects_out_of_the_collector(stores):
+    # In a child process: frozen objects stay frozen for the life of a process.
+    code = ("import gc, sys; from rnnviz.dashboard import create_app; create_app([sys.argv[1]]); "
+            "a = gc.get_freeze_count(); create_app([sys.argv[1]], freeze_gc=True); print(a, gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code, str(stores[0].path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
+    assert int(out[0]) == 0 and int(out[1]) > 100_000
 
 
 def load_apps_module():

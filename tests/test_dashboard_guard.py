@@ -125,6 +125,13 @@ def test_store_pick_must_be_one_of_its_options(app, client, value):
     assert post(client, body_for(app, "sat.figure", {"store-pick.value": 1}))[0] == 200
 
 
+def test_plots_are_drawn_when_their_tab_is_shown(app, client):
+    focus = {"store": 0, "unit": "0:h:0", "feature": ""}
+    for tab, status in (("hyp", 204), ("sel", 204), ("plots", 200)):
+        assert post(client, body_for(app, "hist.figure", {"focus.data": focus, "tabs.value": tab}))[0] == status
+        assert post(client, body_for(app, "sat.figure", {"store-pick.value": 0, "tabs.value": tab}))[0] == status
+
+
 def test_values_a_control_never_sends_are_400(app, client):
     view = {"store": 0, "unit": "0:h:0", "cmp": "", "start": 0, "feature": "", "hl": None}
     sel = body_for(app, "sel-a.value", {"selection.data": {"a": 0, "b": 5}, "view.data": view}, "selection.data")

@@ -352,3 +352,19 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     page.locator("#pat-thr").press("Enter")
     expect(page.locator("#status")).to_contain_text("θ must be a finite number >= 0")
     expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+
+
+def test_the_text_is_drawn_before_plotly_is_loaded(page, served):
+    # Plotly (4.8 MB of script) is evaluated after the coloured text, not before it: the trace's graph is
+    # mounted once the first window is drawn. The time the first span appears, against Plotly's request.
+    base, _ = served
+    page.add_init_script("""new MutationObserver((_, obs) => {
+        const t = document.getElementById('text');
+        if (t && t.children.length) { window.__drawnAt = performance.now(); obs.disconnect(); }
+    }).observe(document, {childList: true, subtree: true});""")
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}", "0:2000")
+    expect(page.locator("#trace .scatterlayer .trace")).to_have_count(2)  # the trace still follows
+    drawn = page.evaluate("window.__drawnAt")
+    plotly = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('plotly')).map("
+                           "e => e.startTime)")
+    assert drawn is not None and len(plotly) == 1 and plotly[0] > drawn

@@ -6,6 +6,7 @@ the stores and, for sampling and gradient flow, their recorded checkpoints; it n
 
 from __future__ import annotations
 
+import gc
 import html
 import ipaddress
 from collections.abc import Sequence
@@ -26,12 +27,17 @@ def create_app(
     regex_timeout: float = REGEX_TIMEOUT,
     title: str | None = None,
     hosts: Sequence[str] = (),
+    freeze_gc: bool = False,
 ) -> dash.Dash:
     """A Dash app over the given stores.
 
     ``window``: characters per text window; ``regex_timeout``: seconds a user's regex may run;
     ``hosts``: names the Host header may carry besides 127.0.0.1, localhost and ::1 (the ``--host``
-    bound; see :mod:`rnnviz.dashboard.guard`).
+    bound; see :mod:`rnnviz.dashboard.guard`). ``freeze_gc``: for a server process, move every object alive
+    once the app is built (the imports and the layout: ~250,000) out of the cyclic garbage collector's
+    sight (``gc.freeze``): a full collection walked them all in the middle of a callback (150 ms on an
+    idle machine, seconds on a busy one: the slowest window changes). Not for a process that builds many
+    apps (tests): what those leave as garbage cycles is never collected.
     Serve with ``app.run(host="127.0.0.1", port=8050)`` or give ``app.server`` to a WSGI server.
     Raises :class:`~rnnviz.errors.RnnvizError` if a store cannot be opened.
     """
@@ -44,6 +50,7 @@ def create_app(
         assets_folder=str(Path(__file__).with_name("assets")),  # rnnviz.js, rnnviz.css: package data
         serve_locally=True,  # the JavaScript comes from the installed package: works offline
         on_error=guard.report_error,  # an exception in a callback: a message in the page, not a 500
+        suppress_callback_exceptions=True,  # the trace's graph is mounted by a callback (cb_text)
     )
     app.index_string = layout.index_string(html.escape(title))
     app.layout = layout.build(stores)
@@ -52,6 +59,9 @@ def create_app(
     catalog.register(app, stores, window)
     guard.install(app, hosts)  # Host check, callback-request shapes, security headers
     app.stores = stores  # for tests and tools: the StoreSet this app serves
+    if freeze_gc:
+        gc.collect()
+        gc.freeze()
     return app
 
 

@@ -59,6 +59,7 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=1.0) -> tuple[obj
                  className="note"),
         rank_rows(shown, "sel", ["unit", "sign", "score", "on_inside", "contrast", "lstmvis"]),
     ])
+    stores.warm_columns(view.store, list(cells["unit"].head(1)))  # the next search of its array: T·2 bytes a unit
     strong = int((~matches["weak"]).sum())
     head = html.Div(f"Where {cells['unit'].iloc[0]} switches on again (whole store): {strong} strong, "
                     f"{len(matches) - strong} weak", className="note")

@@ -79,10 +79,14 @@ def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str
 
 
 def histogram(stores: StoreSet, view: dict):
-    """The unit's distribution, split by the view's feature value."""
+    """The unit's distribution, split by the view's feature value (cached per unit and feature)."""
+    return stores.cached(("hist", view.store, view.unit, view.feature), lambda: _histogram(stores, view))
+
+
+def _histogram(stores: StoreSet, view: dict):
     store, unit = stores[view.store], view.unit
     blocks = sample_blocks(store.length)
-    values = np.concatenate([store.window(a, b, [unit])[:, 0] for a, b in blocks])
+    values = stores.sample_values(view.store, unit, blocks)
     feature = None
     if view.feature:
         f = stores.feature(view.store, view.feature)
@@ -171,15 +175,17 @@ def register(app, stores: StoreSet, window: int) -> None:
             raise PreventUpdate
         return rank_units(stores, View.clean(focus, stores, window))
 
-    @app.callback(Output("hist", "figure"), Input("focus", "data"))
-    def _hist(focus):
-        if not focus:
+    # The plots are drawn when their tab is shown (not on every page load, where they would compete
+    # with the text view for the server and the browser); a request that names no tab draws them.
+    @app.callback(Output("hist", "figure"), Input("focus", "data"), Input("tabs", "value"))
+    def _hist(focus, tab):
+        if not focus or tab not in (None, "plots"):
             raise PreventUpdate
         return histogram(stores, View.clean(focus, stores, window))
 
-    @app.callback(Output("sat", "figure"), Input("store-pick", "value"))
-    def _sat(i):
-        if i is None:
+    @app.callback(Output("sat", "figure"), Input("store-pick", "value"), Input("tabs", "value"))
+    def _sat(i, tab):
+        if i is None or tab not in (None, "plots"):
             raise PreventUpdate
         return saturation(stores, int(i))
 

@@ -139,6 +139,7 @@ def pattern_matches(stores: StoreSet, view: View, cells: list[str], signs: list[
                                query=view.sel)
     except RnnvizError as e:
         return None, str(e)
+    stores.warm_columns(view.store, onset)  # the next search: T·2 bytes a unit
     feature = feature_or_none(stores, view)
     strong = matches[~matches["weak"]]
     maps = [heatmap(store, onset, sign, int(m.start), int(m.stop), feature, view.feature)

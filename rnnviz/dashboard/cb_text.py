@@ -3,6 +3,9 @@
 The server sends the window as data; the browser draws it (``rnnviz.draw`` in ``assets/rnnviz.js``),
 clears the hover panel, outlines the highlighted run once and reports that the window is drawn, which
 then asks for the trace (a Plotly redraw blocks the browser for ~100 ms: the text does not wait for it).
+The trace's graph itself is mounted after the first window is drawn (``mountTrace``), so that loading
+Plotly does not delay the first coloured text either; its figure then follows (Dash calls the trace
+callback for the newly mounted graph).
 """
 
 from __future__ import annotations
@@ -81,4 +84,6 @@ def register(app, stores: StoreSet, window: int) -> None:
 
     app.clientside_callback(ClientsideFunction("rnnviz", "draw"), Output("text", "data-drawn"),
                             Output("drawn", "data"), Input("window-data", "data"))
+    app.clientside_callback(ClientsideFunction("rnnviz", "mountTrace"), Output("trace-box", "children"),
+                            Input("drawn", "data"), State("trace-wait", "data"))
     app.clientside_callback(ClientsideFunction("rnnviz", "listen"), Output("js-init", "data"), Input("text", "id"))

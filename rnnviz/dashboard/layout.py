@@ -163,7 +163,10 @@ def build(stores: StoreSet) -> html.Div:
                 html.Div(id="legend"),
                 html.Div(id="text", className="tv"),
                 html.Div(id="hover"),
-                graph("trace", 330),
+                # The trace's graph is mounted once the text is drawn (cb_text): Plotly (4.8 MB of script
+                # to evaluate) is then loaded after the coloured text, not before it.
+                html.Div(id="trace-box", style={"minHeight": "330px"}),
+                dcc.Store(id="trace-wait", data=loading_figure(330)),
             ]),
             html.Div(id="right", children=[
                 dcc.Tabs(id="tabs", value="hyp", children=[

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colcache import cached_feature
 from ..errors import RnnvizError
 from ..features import FEATURES, REGEX_MAX_PATTERN, compute_feature, regex_feature
 from ..features import check_regex as check_regex  # the one check of a user regex, used by callbacks
@@ -93,9 +94,26 @@ class StoreSet:
                 return regex_feature(spec[3:], text, timeout=self.regex_timeout)
             if spec not in FEATURES:
                 raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(FEATURES)}")
-            return np.asarray(compute_feature(spec, text), dtype=np.float32)
+            # Beside the store too (featcache.NAME): the next server process starts without recomputing.
+            return cached_feature(self.stores[i], spec, lambda: compute_feature(spec, text))
 
         return self._features.get((i, spec), make)
+
+    def sample_values(self, i: int, unit: str, blocks: list[tuple[int, int]]) -> np.ndarray:
+        """``unit``'s values over the row ranges ``blocks`` of store ``i``, float32, concatenated: from the
+        column-major copy of its array when there is one (T·2 bytes), else from the rows themselves."""
+        store = self.stores[i]
+        col = store.colcache.column(unit)
+        if col is not None:
+            return np.concatenate([col[a:b] for a, b in blocks]).astype(np.float32)
+        return np.concatenate([store.window(a, b, [unit])[:, 0] for a, b in blocks])
+
+    def warm_columns(self, i: int, units: list[str]) -> None:
+        """Start building, in the background, the column-major copies of the arrays that ``units`` are in
+        (after a scan over the whole store: the next scan of any of their units reads T·2 bytes a unit)."""
+        store = self.stores[i]
+        for layer, kind in dict.fromkeys(store._locate(u)[:2] for u in units):
+            store.colcache.build_async(layer, kind)
 
     def model(self, i: int):
         """Store ``i``'s checkpoint loaded on the CPU (cached), or None when it is not reachable."""

@@ -68,64 +68,99 @@ def render(
     units = [view.unit] + ([view.cmp] if view.cmp else [])
     vals = store.window(start, stop, units).astype(np.float16)  # (n, U): only the window's rows
     text = store.text[start:stop]
-    n = stop - start
-
-    classes = [[] for _ in range(n)]
-    main = scales[0]
-    for i, b in enumerate(main.bins(vals[:, 0]).tolist()):
-        classes[i].append(f"{main.name[0]}{b}" if b >= 0 else "nan")
-    if len(units) > 1:
-        other = scales[1]
-        for i, b in enumerate(other.bins(vals[:, 1]).tolist()):
-            if b >= 0:
-                classes[i].append(f"o{other.name[0]}{b}")
-    fvals = None
-    if feature is not None:
-        fvals = feature[start:stop]
-        hi = float(np.nanmax(feature)) if feature.size else 1.0
-        for i, s in enumerate(feature_steps(fvals, hi).tolist()):
-            if s:
-                classes[i].append(f"f{s}")
+    fvals = None if feature is None else feature[start:stop]
     hl = view.hl
-    shown_hl = None
-    if hl and hl[0] < stop and hl[1] > start:
-        shown_hl = [max(hl[0], start) - start, min(hl[1], stop) - start]
-        for t in range(shown_hl[0], shown_hl[1]):
-            classes[t].append("hl")
-
-    # Tooltip lines: value(s); position, character and its loss (-log p(char | text before)); guesses.
-    # A float16 prints as the shortest text that reads back as the same float16 (what the store holds).
-    lines = [[f"{u} = {v!s}" for v in vals[:, j]] for j, u in enumerate(units)]
-    loss = char_loss(store, start, stop)
-    ids, probs = store.topk
-    k = min(TOP_SHOWN, ids.shape[1])
-    names = [shown(c) for c in store.vocab.chars]
-    guesses = None
-    if k:
-        gi = np.asarray(ids[start:stop, :k]).tolist()
-        gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int).tolist()
-        guesses = [
-            "next: " + "  ".join(f"{names[c]} {p}%" for c, p in zip(row, prow, strict=True) if c < len(names))
-            for row, prow in zip(gi, gp, strict=True)
-        ]
-    tips = []
-    for i, ch in enumerate(text):
-        tip = [lines[j][i] for j in range(len(units))]
-        if fvals is not None:
-            tip.append(f"{view.feature} = {fvals[i]:.3g}")
-        loss_i = loss[i]
-        tip.append(f"#{start + i} {shown(ch)}" + ("" if np.isnan(loss_i) else f"  loss {loss_i:.3g} nats"))
-        if guesses:
-            tip.append(guesses[i])
-        tips.append("\n".join(tip))
+    shown_hl = [max(hl[0], start) - start, min(hl[1], stop) - start] if hl and hl[0] < stop and hl[1] > start else None
     return {
         "start": start,
         "stop": stop,
-        "chars": [visible(ch, text[i + 1 : i + 2], text[i - 1] if i else "") for i, ch in enumerate(text)],
-        "cls": [" ".join(c) for c in classes],
-        "tips": tips,
+        "chars": _visible_chars(text),
+        "cls": _classes(vals, scales, feature, fvals, shown_hl),
+        "tips": _tips(store, view, units, vals, fvals, text),
         "hl": shown_hl,
     }
+
+
+def _visible_chars(text: str) -> list[str]:
+    """:func:`visible` of each character with its neighbours (none before the first)."""
+    memo: dict[str, str] = {}
+    out = []
+    for i, ch in enumerate(text):
+        if ch in "\r\n":
+            out.append(visible(ch, text[i + 1 : i + 2], text[i - 1] if i else ""))
+        else:
+            v = memo.get(ch)
+            out.append(v if v is not None else memo.setdefault(ch, visible(ch)))
+    return out
+
+
+def _classes(vals: np.ndarray, scales: list[ColourScale], feature, fvals, hl) -> list[str]:
+    """Each character's CSS classes: the unit's colour step (``nan`` for NaN), the compare unit's bar
+    (``o`` + step), the feature bar (``f1``..``f4``) and ``hl`` inside the outlined run."""
+    main = scales[0]
+    names = np.array([f"{main.name[0]}{b}" for b in range(N_BINS)] + ["nan"], dtype=object)
+    cls = names[main.bins(vals[:, 0])]  # a NaN's step -1 picks "nan"
+    if vals.shape[1] > 1:
+        other = scales[1]
+        names = np.array([f" o{other.name[0]}{b}" for b in range(N_BINS)] + [""], dtype=object)
+        cls = cls + names[other.bins(vals[:, 1])]
+    if fvals is not None:
+        hi = float(np.nanmax(feature)) if feature.size else 1.0
+        names = np.array([""] + [f" f{j}" for j in range(1, FEATURE_STEPS + 1)], dtype=object)
+        cls = cls + names[feature_steps(fvals, hi)]
+    if hl:
+        cls[hl[0] : hl[1]] = cls[hl[0] : hl[1]] + " hl"
+    return cls.tolist()
+
+
+_F16_TEXT: dict[int, str] = {}  # float16 bit pattern -> its shortest text (at most 65,536 entries)
+
+
+def _f16_text(values: np.ndarray) -> list[str]:
+    """``str`` of each float16: the shortest text that reads back as the same float16."""
+    bits = np.ascontiguousarray(values, dtype=np.float16).view(np.uint16)
+    for b in np.unique(bits).tolist():
+        if b not in _F16_TEXT:
+            _F16_TEXT[b] = str(np.uint16(b).view(np.float16))
+    return [_F16_TEXT[b] for b in bits.tolist()]
+
+
+def _tips(store, view, units: list[str], vals: np.ndarray, fvals, text: str) -> list[str]:
+    """Tooltip lines: value(s); the feature's value; position, character and its loss (-log p(char |
+    text before)); the model's top guesses for the next character."""
+    start = view.start
+    n = len(text)
+    lines = [[f"{u} = {t}" for t in _f16_text(vals[:, j])] for j, u in enumerate(units)]
+    if fvals is not None:
+        lines.append([f"{view.feature} = {x:.3g}" for x in np.asarray(fvals, np.float32).tolist()])
+    loss = char_loss(store, start, start + n).tolist()
+    memo: dict[str, str] = {}
+    lines.append([f"#{start + i} {memo.get(ch) or memo.setdefault(ch, shown(ch))}"
+                  + ("" if x != x else f"  loss {x:.3g} nats")  # x != x: NaN, no loss known
+                  for i, (ch, x) in enumerate(zip(text, loss, strict=True))])
+    guesses = _guesses(store, start, start + n)
+    if guesses is not None:
+        lines.append(guesses)
+    return ["\n".join(parts) for parts in zip(*lines, strict=True)]
+
+
+def _guesses(store, start: int, stop: int) -> list[str] | None:
+    """"next: " and the model's TOP_SHOWN likeliest next characters with their probability (%), or None."""
+    ids, probs = store.topk
+    k = min(TOP_SHOWN, ids.shape[1])
+    if not k:
+        return None
+    names = [shown(c) for c in store.vocab.chars]
+    gi = np.asarray(ids[start:stop, :k]).tolist()
+    gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int).tolist()
+    memo: dict[tuple[int, int], str] = {}  # (id, %) -> "x 12%": a window repeats few of them
+
+    def guess(c: int, p: int) -> str:
+        g = memo.get((c, p))
+        return g if g is not None else memo.setdefault((c, p), f"{names[c]} {p}%" if c < len(names) else "")
+
+    return ["next: " + "  ".join(g for g in (guess(c, p) for c, p in zip(row, prow, strict=True)) if g)
+            for row, prow in zip(gi, gp, strict=True)]
 
 
 def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:

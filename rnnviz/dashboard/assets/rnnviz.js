@@ -23,7 +23,18 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       window.dash_clientside.rnnviz.outline(t, d.hl);
       var first = d.hl ? t.children[d.hl[0]] : null;
       t.scrollTop = first ? first.offsetTop - t.offsetTop - t.clientHeight / 2 : 0;
+      /* Marked drawn at once, with its spans (Dash sets the same value when it applies the output). */
+      t.setAttribute("data-drawn", d.start + ":" + d.stop);
       return [d.start + ":" + d.stop, Date.now()];
+    },
+    /* Mount the trace's graph once, after the first window is drawn (its figure is "loading..." until the
+       trace callback answers): Plotly's script is then evaluated after the coloured text, not before. */
+    mountTrace: function (drawn, waiting) {
+      var nu = window.dash_clientside.no_update;
+      if (!drawn || window.rnnvizTraceMounted) { return nu; }
+      window.rnnvizTraceMounted = true;
+      return {type: "Graph", namespace: "dash_core_components",
+              props: {id: "trace", figure: waiting, config: {displaylogo: false}}};
     },
     /* One box per line fragment of the characters [hl[0], hl[1]) of the window. */
     outline: function (t, hl) {
