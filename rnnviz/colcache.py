@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RnnvizError
-from .fsutil import UMASK, ensure_parent, member
+from .fsutil import UMASK, atomic_file, member
 
 MAGIC = b"RNNVIZC1"
 VERSION = 1
@@ -84,7 +83,7 @@ def write_cache(path: Path, meta: dict, dtype: str, shape: tuple[int, ...],
     (a read-only directory, a full disk)."""
     n = int(np.prod(shape)) * np.dtype(dtype).itemsize
     meta = {**meta, "version": VERSION, "dtype": dtype, "shape": list(shape)}
-    with _atomic(path) as f:
+    with atomic_file(path, "w+b", durable=False) as f:  # a cache: a torn one fails its CRC, is rebuilt
         # The header is written last, once the rows' CRCs are known: its room (the widest CRCs) first.
         room, offset = _header({**meta, "crc": [0xFFFFFFFF] * shape[0]})
         f.truncate(offset + n)
@@ -101,27 +100,6 @@ def write_cache(path: Path, meta: dict, dtype: str, shape: tuple[int, ...],
         head, _ = _header({**meta, "crc": [int(c) for c in crc]}, width=len(room) - 16)
         if os.pwrite(fd, head, 0) != len(head):
             raise RnnvizError(f"cannot write {path}: short write")
-
-
-@contextmanager
-def _atomic(path: Path):
-    """A temp file beside ``path``, renamed over it on success, removed on any error. Not fsync'ed: a
-    cache is only a copy, and one torn by a crash fails its size or CRC check and is rebuilt."""
-    ensure_parent(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
-        raise
 
 
 def read_cache(path: Path, expect: dict, dtype: str, shape: tuple[int, ...]):

@@ -43,10 +43,12 @@ def ensure_parent(path: str | Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | Path, mode: str = "wb"):
+def atomic_file(path: str | Path, mode: str = "wb", durable: bool = True):
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
 
     On any error (a full disk, Ctrl-C) the temp file is removed and ``path`` is untouched.
+    ``durable=False`` skips the fsyncs: for a cache, a copy that a crash may tear and that is then
+    found torn (by its size or checksum) and rebuilt.
     """
     path = Path(path)
     ensure_parent(path)
@@ -58,7 +60,8 @@ def atomic_file(path: str | Path, mode: str = "wb"):
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
@@ -66,7 +69,8 @@ def atomic_file(path: str | Path, mode: str = "wb"):
         if isinstance(e, OSError):
             raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 # --- reading files that a store or checkpoint names (see SECURITY.md, "file rules") ---
