@@ -41,14 +41,13 @@ from .fsutil import (
     write_json,
 )
 from .models import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_kinds, parse_layers, parse_unit, unit_names
+from .streamstats import STAT_COLUMNS, RunningStats, StreamStats
 from .vocab import Vocab
 
 FORMAT = "rnnviz-store"
 VERSION = 1
 MANIFEST, TEXT, STATS = "manifest.json", "text.txt", "stats.json"
 LOGPROB, TOPK_IDS, TOPK_P = "logprob.f32", "topk_ids.u16", "topk_p.f16"
-STAT_COLUMNS = ("mean", "std", "min", "max", "sat_lo", "sat_hi")
-SAT_LO, SAT_HI = 0.1, 0.9  # gate saturation thresholds of the paper (left / right saturated)
 
 
 def array_name(layer: int, kind: str) -> str:
@@ -363,71 +362,6 @@ def _join(xs) -> str:
     return ",".join(map(str, xs))
 
 
-class RunningStats:
-    """Per-unit mean, std, min, max and saturation counts, accumulated over row blocks.
-
-    A block is (n, W) or (K, n, H) (K kinds side by side, e.g. as the recorder lays them out; units
-    are then numbered kind-major), a torch tensor on any device: a GPU recording keeps its statistics
-    on the GPU with no host sync per block. Sums are of values shifted by each unit's first value,
-    which keeps the variance free of cancellation; chunk sums are float32, running totals float64.
-    """
-
-    CPU_ROWS = 1024  # rows per pass on a CPU: the float32 chunk stays in cache across the passes
-
-    def __init__(self, width: int):
-        self.n, self.width = 0, width
-        self.acc: dict[str, torch.Tensor] | None = None  # created on the first block's device
-        self._buf: torch.Tensor | None = None
-
-    def update(self, block: torch.Tensor) -> None:
-        """block: (n, W) or (K, n, H) values as stored (float16), K·H = W."""
-        block = block[None] if block.dim() == 2 else block
-        K, n, H = block.shape
-        if K * H != self.width:
-            raise ValueError(f"block of {K}x{H} units, expected {self.width}")
-        if n == 0:
-            return
-        cuda = block.device.type == "cuda"
-        if self.acc is None:
-            z = torch.zeros(K, H, dtype=torch.float64, device=block.device)
-            self.acc = {"s1": z, "s2": z.clone(), "lo": z.clone(), "hi": z.clone(),
-                        "min": z + float("inf"), "max": z - float("inf")}
-            self.shift = block[:, :1].float()  # (K, 1, H)
-        a, f64 = self.acc, torch.float64
-        for chunk in block.split(n if cuda else self.CPU_ROWS, dim=1):
-            if cuda:
-                x = chunk.float()
-            else:  # reuse one buffer: fresh large allocations cost page faults on every block
-                if self._buf is None:
-                    self._buf = torch.empty(K, self.CPU_ROWS, H)
-                x = self._buf[:, : chunk.shape[1]]
-                x.copy_(chunk)
-            a["lo"] += (x < SAT_LO).sum(1, dtype=f64)
-            a["hi"] += (x > SAT_HI).sum(1, dtype=f64)
-            a["min"] = torch.minimum(a["min"], x.amin(1).to(f64))
-            a["max"] = torch.maximum(a["max"], x.amax(1).to(f64))
-            x -= self.shift
-            a["s1"] += x.sum(1).to(f64)
-            a["s2"] += torch.linalg.vector_norm(x, 2, 1).to(f64) ** 2
-        self.n += n
-
-    def columns(self) -> dict[str, list[float]]:
-        """Each statistic as a list of ``width`` floats (kind-major for (K, n, H) blocks)."""
-        if self.acc is None:
-            return {c: [float("nan")] * self.width for c in STAT_COLUMNS}
-        a = {k: v.cpu().flatten() for k, v in self.acc.items()}
-        d = a["s1"] / self.n  # mean - shift
-        cols = {
-            "mean": self.shift.cpu().double().flatten() + d,
-            "std": (a["s2"] / self.n - d**2).clamp(min=0).sqrt(),
-            "min": a["min"],
-            "max": a["max"],
-            "sat_lo": a["lo"] / self.n,
-            "sat_hi": a["hi"] / self.n,
-        }
-        return {k: v.tolist() for k, v in cols.items()}
-
-
 def _as_tensor(a) -> torch.Tensor:
     return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
 
@@ -495,7 +429,6 @@ class StoreWriter:
         if streams is None:
             self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
         else:
-            from .streamstats import StreamStats
 
             self.stats = {l: StreamStats(len(self.kinds), self.hidden, streams, self.group.device) for l in self.layers}
         self.rows_written = 0
