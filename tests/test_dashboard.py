@@ -19,7 +19,7 @@ from rnnviz import display
 from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.cli import main as cli
 from rnnviz.colors import colour_scale, sample_blocks
-from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state
+from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state, textview
 from rnnviz.dashboard import transitions as tr
 from rnnviz.dashboard.app import is_loopback
 from rnnviz.dashboard.state import View
@@ -291,6 +291,18 @@ def test_render_window_values_classes_and_tooltips(stores):
     assert np.array_equal(fig["data"][0]["y"], main.astype(np.float32))
     assert np.array_equal(fig["data"][3]["y"], -s.logprob[999:2999])
     assert fig["data"][0]["x"][0] == 1000 and fig["data"][0]["customdata"][:3] == [display.shown(c) for c in text[:3]]
+
+
+def test_tooltip_guesses_leave_out_ids_outside_the_vocabulary():
+    # A damaged store: an id past the vocabulary is left out, a probability outside [0, 1] shown as it is.
+    class Fake:
+        vocab = Vocab.from_text("ab\n")
+        topk = (np.array([[0, 1, 2], [7, 0, 1], [2, 9, 0]], np.uint16),
+                np.array([[0.5, 0.25, 0.125], [0.9, 0.05, 0.01], [1.5, 0.2, -0.03]], np.float16))
+
+    n = [display.shown(c) for c in Fake.vocab.chars]
+    assert textview._guesses(Fake(), 0, 3) == [
+        f"next: {n[0]} 50%  {n[1]} 25%  {n[2]} 12%", f"next: {n[0]} 5%  {n[1]} 1%", f"next: {n[2]} 150%  {n[0]} -3%"]
 
 
 def test_render_window_first_char_has_no_loss_and_highlight(stores):

@@ -145,22 +145,27 @@ def _tips(store, view, units: list[str], vals: np.ndarray, fvals, text: str) -> 
 
 
 def _guesses(store, start: int, stop: int) -> list[str] | None:
-    """"next: " and the model's TOP_SHOWN likeliest next characters with their probability (%), or None."""
+    """"next: " and the model's TOP_SHOWN likeliest next characters with their probability (%), or None.
+    Built a column at a time (an id outside the vocabulary is left out)."""
     ids, probs = store.topk
     k = min(TOP_SHOWN, ids.shape[1])
     if not k:
         return None
-    names = [shown(c) for c in store.vocab.chars]
-    gi = np.asarray(ids[start:stop, :k]).tolist()
-    gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int).tolist()
-    memo: dict[tuple[int, int], str] = {}  # (id, %) -> "x 12%": a window repeats few of them
-
-    def guess(c: int, p: int) -> str:
-        g = memo.get((c, p))
-        return g if g is not None else memo.setdefault((c, p), f"{names[c]} {p}%" if c < len(names) else "")
-
-    return ["next: " + "  ".join(g for g in (guess(c, p) for c, p in zip(row, prow, strict=True)) if g)
-            for row, prow in zip(gi, gp, strict=True)]
+    names = np.array([shown(c) for c in store.vocab.chars] + [""], dtype=object)
+    gi = np.asarray(ids[start:stop, :k]).astype(np.int64)
+    gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int)
+    bad = gi >= len(names) - 1
+    gi[bad] = len(names) - 1
+    pct = np.array([f" {p}%" for p in range(101)], dtype=object)
+    cols = []
+    for j in range(k):
+        p = gp[:, j]
+        inside = (p >= 0) & (p <= 100)
+        text = pct[np.where(inside, p, 0)]
+        if not inside.all():  # a probability outside [0, 1] (a damaged store) is shown as it is
+            text[~inside] = [f" {x}%" for x in p[~inside].tolist()]
+        cols.append(np.where(bad[:, j], "", names[gi[:, j]] + text).tolist())
+    return ["next: " + "  ".join(g for g in row if g) for row in zip(*cols, strict=True)]
 
 
 def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:
