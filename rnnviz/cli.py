@@ -450,7 +450,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
                            progress=progress, source=str(text))
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
-    r = store.manifest["recorder"]
+    r = store.meta.recorder
     size = sum(f.stat().st_size for f in store.path.iterdir())
     skipped = sum(r["unknown_chars"].values())
     check = r.get("check_max_abs_error")

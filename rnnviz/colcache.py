@@ -63,7 +63,7 @@ def stamp(store, names: list[str]) -> dict:
     for name in names:
         st = os.stat(member(store.path, name))
         files[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
-    return {"created": store.manifest.get("created"), "files": files}
+    return {"created": store.meta.created, "files": files}
 
 
 def _header(meta: dict, width: int = 0) -> tuple[bytes, int]:

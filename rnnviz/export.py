@@ -243,7 +243,7 @@ def _shared_data(store, text: str, start: int, stop: int) -> dict:
     model's top predictions for the next one (ids, probabilities in 1/255 steps); ``vis``: how the
     tooltip names the window's and the vocabulary's whitespace and control characters."""
     out: dict = {}
-    if store.manifest.get("has_logprob", True):
+    if store.meta.has_logprob:
         out["loss"] = _b64(char_loss(store, start, stop).astype("<f2"))
     ids, probs = store.topk
     k = min(TOP_SHOWN, ids.shape[1])
@@ -303,7 +303,7 @@ def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catal
         data["units"].append({"name": name, "v": _b64(values)})
         scale = unit_scale(store, name, colour_range)
         blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
-    model = store.manifest.get("model") or {}
+    model = store.meta.model.to_dict() if store.meta.model else {}
     data["meta"] = {
         "store": store.path.name,
         "units": units,

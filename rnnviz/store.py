@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -65,43 +66,73 @@ def _int_field(m: dict, key: str, lo: int, hi: int, mpath: Path, default=None) -
     return v
 
 
-def _check_manifest(m: dict, mpath: Path):
-    """The manifest's sizes and names, checked against each other before any file is touched: sizes are
-    integers within the caps (SECURITY.md), the cell is known, layers and kinds are distinct and valid
-    (a kind names a file: only the cell's own kinds, so no path can be built from one)."""
-    bad = lambda why: RnnvizError(f"{mpath}: manifest field missing or malformed ({why})")  # noqa: E731
-    T = _int_field(m, "length", 1, MAX_LENGTH, mpath)
-    H = _int_field(m, "hidden", 1, MAX_HIDDEN, mpath)
-    cell = m.get("cell")
-    if cell not in CELLS:
-        raise bad(f"cell must be one of {', '.join(CELLS)}, got {_short(cell)}")
-    layers, kinds = m.get("layers"), m.get("kinds")
-    if not (isinstance(layers, list) and layers and all(type(l) is int and 0 <= l < MAX_LAYERS for l in layers)
-            and len(set(layers)) == len(layers)):
-        raise bad(f"layers must be distinct integers from 0 to {MAX_LAYERS - 1}, got {_short(layers)}")
-    if not (isinstance(kinds, list) and kinds and all(isinstance(k, str) and k in KINDS[cell] for k in kinds)
-            and len(set(kinds)) == len(kinds)):
-        raise bad(f"kinds must be distinct kinds of a {cell} ({', '.join(KINDS[cell])}), got {_short(kinds)}")
-    if not isinstance(m.get("vocab"), list):
-        raise bad("vocab must be a list of characters")
-    vocab = Vocab.from_json(m["vocab"])
-    K = _int_field(m, "topk", 0, len(vocab), mpath, default=0)
-    if not isinstance(m.get("has_logprob", True), bool):
-        raise bad(f"has_logprob must be true or false, got {_short(m['has_logprob'])}")
-    ck = m.get("checkpoint")
-    if ck is not None and not (isinstance(ck, dict) and all(isinstance(ck.get(k), (str, type(None)))
-                                                            for k in ("path", "sha256"))):
-        raise bad(f"checkpoint must be null or {{\"path\": ..., \"sha256\": ...}}, got {_short(ck)}")
-    model = m.get("model")
-    if model is not None:  # the recorded model's config, checked against the manifest's own sizes
-        if not isinstance(model, dict):
-            raise bad(f"model must be a model config, got {_short(model)}")
-        cfg = ModelConfig.from_dict(model)
-        if (cfg.cell, cfg.hidden, cfg.vocab_size) != (cell, H, len(vocab)) or max(layers) >= cfg.layers:
-            raise bad(f"the manifest ({cell}, hidden {H}, layers {_short(layers)}, {len(vocab)} characters) does "
-                      f"not fit its model ({cfg.cell}, hidden {cfg.hidden}, {cfg.layers} layers, "
-                      f"vocabulary {cfg.vocab_size})")
-    return T, H, cell, layers, kinds, K, vocab
+@dataclass(frozen=True)
+class Manifest:
+    """A store's manifest.json, checked (see :meth:`from_dict`): what :class:`Store` reads its files by.
+    ``model`` is the recorded model's config (None for a synthetic store), ``recorder`` the recording's
+    settings and timings, ``checkpoint`` {"path", "sha256"} of the recorded checkpoint or None."""
+
+    length: int  # T characters
+    hidden: int  # H units per layer and kind
+    cell: str
+    layers: list[int]
+    kinds: list[str]
+    topk: int  # K next-character predictions kept per position (0: none)
+    vocab: Vocab
+    has_logprob: bool = True
+    checkpoint: dict | None = None
+    model: ModelConfig | None = None
+    recorder: dict = field(default_factory=dict)
+    created: str | None = None
+
+    @classmethod
+    def from_dict(cls, m: dict, mpath: Path) -> Manifest:
+        """The manifest's sizes and names, checked against each other before any file is touched: sizes
+        are integers within the caps (SECURITY.md), the cell is known, layers and kinds are distinct and
+        valid (a kind names a file: only the cell's own kinds, so no path can be built from one)."""
+        bad = lambda why: RnnvizError(f"{mpath}: manifest field missing or malformed ({why})")  # noqa: E731
+        T = _int_field(m, "length", 1, MAX_LENGTH, mpath)
+        H = _int_field(m, "hidden", 1, MAX_HIDDEN, mpath)
+        cell = m.get("cell")
+        if cell not in CELLS:
+            raise bad(f"cell must be one of {', '.join(CELLS)}, got {_short(cell)}")
+        layers, kinds = m.get("layers"), m.get("kinds")
+        if not (isinstance(layers, list) and layers and all(type(l) is int and 0 <= l < MAX_LAYERS for l in layers)
+                and len(set(layers)) == len(layers)):
+            raise bad(f"layers must be distinct integers from 0 to {MAX_LAYERS - 1}, got {_short(layers)}")
+        if not (isinstance(kinds, list) and kinds and all(isinstance(k, str) and k in KINDS[cell] for k in kinds)
+                and len(set(kinds)) == len(kinds)):
+            raise bad(f"kinds must be distinct kinds of a {cell} ({', '.join(KINDS[cell])}), got {_short(kinds)}")
+        if not isinstance(m.get("vocab"), list):
+            raise bad("vocab must be a list of characters")
+        vocab = Vocab.from_json(m["vocab"])
+        K = _int_field(m, "topk", 0, len(vocab), mpath, default=0)
+        if not isinstance(m.get("has_logprob", True), bool):
+            raise bad(f"has_logprob must be true or false, got {_short(m['has_logprob'])}")
+        ck = m.get("checkpoint")
+        if ck is not None and not (isinstance(ck, dict) and all(isinstance(ck.get(k), (str, type(None)))
+                                                                for k in ("path", "sha256"))):
+            raise bad(f"checkpoint must be null or {{\"path\": ..., \"sha256\": ...}}, got {_short(ck)}")
+        rec = m.get("recorder") or {}
+        if not isinstance(rec, dict):
+            raise bad(f"recorder must be an object, got {_short(rec)}")
+        return cls(T, H, cell, layers, kinds, K, vocab, m.get("has_logprob", True), ck,
+                   _manifest_model(m.get("model"), cell, H, layers, vocab, bad), rec,
+                   m.get("created") if isinstance(m.get("created"), str) else None)
+
+
+def _manifest_model(model, cell: str, H: int, layers: list[int], vocab: Vocab, bad) -> ModelConfig | None:
+    """The recorded model's config, checked against the manifest's own sizes."""
+    if model is None:
+        return None
+    if not isinstance(model, dict):
+        raise bad(f"model must be a model config, got {_short(model)}")
+    cfg = ModelConfig.from_dict(model)
+    if (cfg.cell, cfg.hidden, cfg.vocab_size) != (cell, H, len(vocab)) or max(layers) >= cfg.layers:
+        raise bad(f"the manifest ({cell}, hidden {H}, layers {_short(layers)}, {len(vocab)} characters) does "
+                  f"not fit its model ({cfg.cell}, hidden {cfg.hidden}, {cfg.layers} layers, "
+                  f"vocabulary {cfg.vocab_size})")
+    return cfg
 
 
 def _short(v) -> str:
@@ -179,15 +210,32 @@ class Store:
         m = read_format_json(mpath, FORMAT, VERSION, "store manifest")
         if m.get("dtype", "float16") != "float16":  # a size check alone would call it "corrupt"
             raise RnnvizError(f"{mpath}: activations are {_short(m['dtype'])}; this rnnviz reads float16")
-        self.manifest: dict = m
-        self.length, self.hidden, self.cell, self.layers, self.kinds, self.k, self.vocab = _check_manifest(m, mpath)
+        self.manifest: dict = m  # the file as read; ``meta`` is what was checked and is used
+        self.meta = meta = Manifest.from_dict(m, mpath)
+        self.length, self.hidden, self.cell, self.layers, self.kinds, self.k, self.vocab = (
+            meta.length, meta.hidden, meta.cell, meta.layers, meta.kinds, meta.topk, meta.vocab)
+        self._check_sizes()
+        if not (self.path / TEXT).exists() and not (self.path / TEXT).is_symlink():
+            raise RnnvizError(f"{self.path}: store is incomplete ({TEXT} missing)")
+        T = self.length
+        raw = read_member(self.path, TEXT, 4 * T)  # UTF-8: 1 to 4 bytes a character
+        try:
+            self.text: str = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RnnvizError(f"{self.path / TEXT}: not valid UTF-8 (corrupt store)") from None
+        if len(self.text) != T:
+            raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {T}")
+        self._maps: dict[tuple[int, str], np.memmap] = {}
+
+    def _check_sizes(self) -> None:
+        """Every file the manifest implies has exactly its size, before anything is read or mapped."""
         T, H, K = self.length, self.hidden, self.k
         expected = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
-        if m.get("has_logprob", True):
+        if self.meta.has_logprob:
             expected[LOGPROB] = T * 4
         if K:
             expected.update({TOPK_IDS: T * K * 2, TOPK_P: T * K * 2})
-        for name, size in expected.items():  # every size before anything is read or mapped
+        for name, size in expected.items():
             try:
                 f = member(self.path, name)
             except RnnvizError as e:
@@ -198,16 +246,6 @@ class Store:
                 raise RnnvizError(
                     f"{f}: {f.stat().st_size} bytes, expected {size} for the manifest's shape (corrupt store)"
                 )
-        if not (self.path / TEXT).exists() and not (self.path / TEXT).is_symlink():
-            raise RnnvizError(f"{self.path}: store is incomplete ({TEXT} missing)")
-        raw = read_member(self.path, TEXT, 4 * T)  # UTF-8: 1 to 4 bytes a character
-        try:
-            self.text: str = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RnnvizError(f"{self.path / TEXT}: not valid UTF-8 (corrupt store)") from None
-        if len(self.text) != T:
-            raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {T}")
-        self._maps: dict[tuple[int, str], np.memmap] = {}
 
     def __repr__(self) -> str:
         return (
@@ -299,7 +337,7 @@ class Store:
 
         NaN at the last position; all NaN if the store was written without it.
         """
-        if not self.manifest.get("has_logprob", True):
+        if not self.meta.has_logprob:
             return np.full(self.length, np.nan, dtype=np.float32)
         return np.memmap(self.path / LOGPROB, dtype="<f4", mode="r", shape=(self.length,))
 
@@ -341,7 +379,7 @@ class Store:
         """The recorded checkpoint's directory if it still exists with the same weights, else None."""
         from .checkpoint import WEIGHTS, sha256_file
 
-        ck = self.manifest.get("checkpoint") or {}  # its shape was checked at open
+        ck = self.meta.checkpoint or {}  # its shape was checked at open
         if not ck.get("path"):
             return None
         path = Path(ck["path"])

@@ -47,6 +47,10 @@ def test_round_trip(tmp_path):
         assert s.layers == [0, 2] and s.kinds == ["h", "c", "o"] and s.hidden == 4 and s.cell == "lstm"
         assert s.vocab == VOCAB
         assert s.manifest["recorder"] == {"note": "synthetic"} and s.manifest["dtype"] == "float16"
+        m = s.meta  # the checked manifest, as a dataclass
+        assert (m.length, m.hidden, m.cell, m.layers, m.kinds) == (len(TEXT), 4, "lstm", [0, 2], ["h", "c", "o"])
+        assert m.vocab == VOCAB and m.recorder == {"note": "synthetic"} and m.has_logprob
+        assert m.model is not None and m.model.to_dict() == s.manifest["model"] and m.created == s.manifest["created"]
         assert s.units[:5] == ["0:h:0", "0:h:1", "0:h:2", "0:h:3", "0:c:0"] and s.units[-1] == "2:o:3"
         assert len(s.units) == 2 * 3 * 4
         a = s.array(2, "c")
