@@ -149,6 +149,23 @@ def pattern_matches(stores: StoreSet, view: View, cells: list[str], signs: list[
     return html.Div([note, *maps]), ""
 
 
+def pattern_view(stores: StoreSet, v: View, window: int) -> tuple[dict, str, str]:
+    """The pattern tab: (the lines figure, the on-set line, a message); nothing while the tab is hidden."""
+    if v.tab != "pattern":
+        raise PreventUpdate  # drawn when shown
+    try:
+        cells, signs, msg = cell_set(stores, v)
+    except RnnvizError as e:
+        cells, msg = [], str(e)
+    if not cells:
+        from .figures import message_figure
+
+        return message_figure(msg), "", msg
+    onset = on_set(stores[v.store], v, cells, signs)
+    return (pattern_figure(stores, v, window, cells, signs),
+            f"on-set at θ = {v.theta:g} σ: {', '.join(onset) or 'none'} ({len(onset)} of {len(cells)} cells)", "")
+
+
 def register(app, stores: StoreSet, window: int) -> None:
     @app.callback(
         Output("pattern", "figure"), Output("pat-onset", "children"), Output("pat-msg", "children"),
@@ -157,20 +174,7 @@ def register(app, stores: StoreSet, window: int) -> None:
     def _pattern(view):
         if not view:
             raise PreventUpdate
-        v = View.clean(view, stores, window)
-        if v.tab != "pattern":
-            raise PreventUpdate  # drawn when shown
-        try:
-            cells, signs, msg = cell_set(stores, v)
-        except RnnvizError as e:
-            cells, msg = [], str(e)
-        if not cells:
-            from .figures import message_figure
-
-            return message_figure(msg), "", msg
-        onset = on_set(stores[v.store], v, cells, signs)
-        return (pattern_figure(stores, v, window, cells, signs),
-                f"on-set at θ = {v.theta:g} σ: {', '.join(onset) or 'none'} ({len(onset)} of {len(cells)} cells)", "")
+        return pattern_view(stores, View.clean(view, stores, window), window)
 
     @app.callback(Output("pat-thr", "value", allow_duplicate=True), Input("pattern", "relayoutData"),
                   prevent_initial_call=True)

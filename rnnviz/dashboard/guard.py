@@ -165,14 +165,9 @@ def _bounded_depth(raw: bytes) -> bool:
 
 def check_callback_body(raw: bytes, callback_map: dict, rules: dict) -> str | None:
     """None if ``raw`` is a callback request this app's page could send, else the reason in a few words."""
-    if not _bounded_depth(raw):
-        return f"nested more than {MAX_DEPTH} deep"
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # ValueError: not JSON, bad UTF-8, an integer of 5,000 digits
-        return "not JSON"
-    if not isinstance(body, dict):
-        return "not a JSON object"
+    body = _parse(raw)
+    if isinstance(body, str):
+        return body
     cb = callback_map.get(body.get("output")) if isinstance(body.get("output"), str) else None
     if cb is None or cb.get("callback") is None:  # none, or one that runs in the browser (clientside)
         return "names no callback of this app"
@@ -181,6 +176,28 @@ def check_callback_body(raw: bytes, callback_map: dict, rules: dict) -> str | No
         return why
     if not _outputs_match(body.get("outputs"), body["output"]):
         return "outputs missing or not those of the callback"
+    why = _check_arguments(cb, body, rules)
+    if why:
+        return why
+    changed = body.get("changedPropIds", [])
+    if not (isinstance(changed, list) and all(isinstance(c, str) for c in changed)):
+        return "changedPropIds must be a list of strings"
+    return None
+
+
+def _parse(raw: bytes) -> dict | str:
+    """The request body as a JSON object, or why it is not one."""
+    if not _bounded_depth(raw):
+        return f"nested more than {MAX_DEPTH} deep"
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError: not JSON, bad UTF-8, an integer of 5,000 digits
+        return "not JSON"
+    return body if isinstance(body, dict) else "not a JSON object"
+
+
+def _check_arguments(cb: dict, body: dict, rules: dict) -> str | None:
+    """The inputs and state are those the callback declares, each with a value its rules accept."""
     for key in ("inputs", "state"):
         declared = cb.get(key, [])
         given = body.get(key, [])
@@ -190,9 +207,6 @@ def check_callback_body(raw: bytes, callback_map: dict, rules: dict) -> str | No
             why = _check_dependency(dep, item, rules)
             if why:
                 return f"{key}: {why}"
-    changed = body.get("changedPropIds", [])
-    if not (isinstance(changed, list) and all(isinstance(c, str) for c in changed)):
-        return "changedPropIds must be a list of strings"
     return None
 
 
@@ -267,22 +281,27 @@ def _value_rules(app: dash.Dash) -> dict:
             rules[(cid, "value")] = _is_text
             rules[(cid, "n_blur")] = rules[(cid, "n_clicks")] = _is_count
         elif isinstance(c, dcc.Dropdown):
-            options = getattr(c, "options", None)
-            if options and f"{cid}.options" not in outputs:  # fixed at start-up: one of them or nothing
-                values = {json.dumps(o["value"] if isinstance(o, dict) else o) for o in options}
-                one = lambda v, values=values: json.dumps(v) in values  # noqa: E731
-            else:
-                one = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)  # noqa: E731
-            if getattr(c, "multi", False):  # a list of them (or nothing)
-                rules[(cid, "value")] = lambda v, one=one: v is None or isinstance(v, list) and all(map(one, v))
-            else:
-                rules[(cid, "value")] = lambda v, one=one: v is None or one(v)
+            rules[(cid, "value")] = _dropdown_rule(c, cid, outputs)
         elif isinstance(c, dcc.Location):
             for prop in ("search", "pathname", "hash", "href"):
                 rules[(cid, prop)] = _is_text
         elif isinstance(c, dcc.Tabs):
             rules[(cid, "value")] = _is_text
     return rules
+
+
+def _dropdown_rule(c: dcc.Dropdown, cid: str, outputs: set):
+    """A dropdown's values: one of its options when they are fixed at start-up (else any scalar), a list of
+    them for a multi-select, or nothing."""
+    options = getattr(c, "options", None)
+    if options and f"{cid}.options" not in outputs:  # fixed at start-up: one of them or nothing
+        values = {json.dumps(o["value"] if isinstance(o, dict) else o) for o in options}
+        one = lambda v: json.dumps(v) in values  # noqa: E731
+    else:
+        one = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)  # noqa: E731
+    if getattr(c, "multi", False):  # a list of them (or nothing)
+        return lambda v: v is None or isinstance(v, list) and all(map(one, v))
+    return lambda v: v is None or one(v)
 
 
 def _walk(component):
