@@ -12,6 +12,7 @@ and every helper is a no-op, so the single-process code path is unchanged.
 from __future__ import annotations
 
 import atexit
+import datetime
 import logging
 import os
 import signal
@@ -119,8 +120,16 @@ def setup(device: torch.device) -> Group:
 
 
 def _teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the group together: a rank that tears gloo down while another still talks to it can abort
+    ("terminate called without an active exception"). The barrier gives up after 10 s (a rank that died)."""
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=10))
+    except RuntimeError:  # another rank is gone: torchrun is stopping the rest anyway
+        pass
+    dist.destroy_process_group()
 
 
 def _stop_cleanly_on_sigterm() -> None:
