@@ -714,13 +714,13 @@ def explain_cmd(store, units, min_score, block, fmt):
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
       rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
     """
-    from .explainer import explain, explained_fractions
+    from .explainer import BLOCK, explain, explained_fractions
     from .store import open_store
 
     st = open_store(store)
     with progress_bar("explaining", "value", unit_scale=True) as progress:
         df = explain(st, units=units, min_score=min_score, progress=progress,
-                     **({} if block is None else {"block": block or None}))
+                     block=BLOCK if block is None else block or None)  # 0: the first half / second half
     if _echo_machine_format(df, fmt):
         return
     shown = df[["unit", "score", "sign", "auroc", "explanation", "rule"]].copy()
