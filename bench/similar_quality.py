@@ -3,8 +3,9 @@
 For each store: pick ``--n`` random spans of the feature (a whole quote with its opening and closing quote,
 a whole C comment with its markers), run find_similar on each, and count
 
-- top-1: the first-ranked cell is *the* cell of the model card (``--cell``), and, looser, any unit whose
-  AUROC for the feature is >= 0.9 over the store (a quote / comment cell);
+- top-1: the first-ranked cell is *the* cell of the model card (``--cell``); the same neuron (its h or its c:
+  h = o·tanh(c)); and, looser, any unit whose AUROC for the feature is >= 0.9 over the store (a quote /
+  comment cell), or either of these ("quote / comment cell first");
 - precision: the fraction of returned matches (strong ones; and all, weak included) that lie inside the
   feature (at least half of their characters have it).
 
@@ -38,6 +39,12 @@ def spans(feature: np.ndarray, n: int, seed: int, text: str) -> list[tuple[int, 
     return [(int(starts[i]), int(stops[i])) for i in sorted(pick)]
 
 
+def neuron(unit: str) -> str:
+    """"1:c:249" -> "1:249": a layer's unit, whichever of its h and c."""
+    layer, _, index = unit.split(":")
+    return f"{layer}:{index}"
+
+
 def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshold: float = 1.0) -> dict:
     store = open_store(path)
     f = np.asarray(compute_feature(feature_name, store.text), dtype=np.float32)
@@ -48,7 +55,7 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
            "feature_cells_auroc_0.9": sorted(good)}
     chosen = spans(f, n, seed, store.text)
     for rule in ("tolerant", "strict"):
-        top1 = top1_any = found = 0
+        top1 = top1_neuron = top1_any = top1_either = found = 0
         inside = returned = inside_all = returned_all = 0
         times = []
         for a, b in chosen:
@@ -57,8 +64,11 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
             times.append(time.perf_counter() - t0)
             if len(cells):
                 found += 1
-                top1 += cells["unit"].iloc[0] == cell
-                top1_any += cells["unit"].iloc[0] in good
+                first = cells["unit"].iloc[0]
+                top1 += first == cell
+                top1_neuron += neuron(first) == neuron(cell)
+                top1_any += first in good
+                top1_either += neuron(first) == neuron(cell) or first in good
             for m in matches.itertuples(index=False):
                 ins = (cum[m.stop] - cum[m.start]) * 2 >= (m.stop - m.start)
                 returned_all += 1
@@ -68,7 +78,8 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
                     inside += ins
         out[rule] = {
             "selections": len(chosen), "with_cells": found, "top1_card_cell": int(top1),
-            "top1_any_auroc_0.9": int(top1_any),
+            "top1_card_neuron": int(top1_neuron), "top1_any_auroc_0.9": int(top1_any),
+            "top1_quote_or_comment_cell": int(top1_either),
             "strong_matches": returned, "strong_inside": round(inside / max(returned, 1), 3),
             "all_matches": returned_all, "all_inside": round(inside_all / max(returned_all, 1), 3),
             "median_s": round(float(np.median(times)), 3), "max_s": round(float(np.max(times)), 3),

@@ -743,15 +743,18 @@ def explain_cmd(store, units, min_score, block, fmt):
 @click.option("--slack", type=int, default=2, show_default=True, help="Characters forgiven at each edge.")
 @click.option("--rule", type=click.Choice(["tolerant", "strict"]), default="tolerant", show_default=True,
               help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")
-@click.option("--follow", type=int, default=1, show_default=True, help="Best cells the match search follows.")
+@click.option("--follow", type=int, default=None,
+              help="Best cells the match search follows. Default: up to 3 two-state cells when the best is one, "
+                   "else the best alone.")
 @click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
 @output_format_option()
 def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     """Select-to-find: the cells that mark the text START..END, and where else they switch on.
 
-    Cells are ranked by contrast (mean σ inside minus the low at the edges) x how consistently they
-    stay on; matches are runs where the followed cells are on again, ranked by ours (score) and by
-    LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
+    Two-state cells (whose values split into an off and an on state) come first, on past their split;
+    then the others, on past θ σ, ranked by contrast (mean σ inside minus the low at the edges) x how
+    consistently they stay on; matches are runs where the followed cells are on again, ranked by ours
+    (score) and by LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
     JSON: {"cells": [...], "matches": [...]}.
 
     \b

@@ -390,7 +390,11 @@ def test_select_range_callback(stores):
     assert cb_find.select_range(stores, view(stores), 50, 40)[2].startswith("select a range inside the text")
     assert cb_find.select_range(stores, view(stores), 40, 40)[2].startswith("the selection 40..40 is empty")
     assert cb_find.select_range(stores, view(stores), a, b, float("nan"))[2].startswith("θ must be a finite")
-    assert cb_find.select_range(stores, view(stores), a, b, 50)[2].startswith("no cell is on inside")
+    # θ = 50 σ leaves only the two-state cells (on past their own split): still the quote cells here ...
+    assert {r.id["index"] for r in cb_find.select_range(stores, view(stores), a, b + 1, 50)[0].children[1]
+            .children[1].children} == {f"sel/{QUOTE_UNIT}", f"sel/{NEG_UNIT}"}
+    # ... and a selection across the opening quote is marked by none.
+    assert cb_find.select_range(stores, view(stores), a - 3, a + 3, 50)[2].startswith("no cell is on inside")
 
 
 def test_pattern_view_functions(stores):

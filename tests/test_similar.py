@@ -15,11 +15,12 @@ from rnnviz.cli import main as cli
 from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.models import ModelConfig
-from rnnviz.similar import CELL_COLUMNS, MATCH_COLUMNS, find_similar, similar_cells
+from rnnviz.similar import CELL_COLUMNS, MATCH_COLUMNS, SimilarConfig, find_similar, followed, similar_cells, zparams
 from rnnviz.store import open_store, write_store
 from rnnviz.vocab import Vocab
 
 LATE, FLICKER = "1:c:3", "0:h:6"  # the quote cell: on one character late; a blip cell (see make_store)
+COMMON = "0:c:2"  # a two-state cell on for more than half of the text (see make_store)
 BLIPS = (100, 700, 1300)  # where FLICKER is on for 2 characters
 
 
@@ -34,7 +35,9 @@ def make_store(path, length: int = 3000):
     - LATE (1:c:3) is +1 from one character *after* each opening quote to one character after the closing
       quote, -1 elsewhere, and drops to -1 for one character in the middle of each long quote: what a real
       quote cell does, which LSTMVis's every-character rule misses;
-    - FLICKER (0:h:6) is +1 for 2 characters at each of BLIPS, -1 elsewhere.
+    - FLICKER (0:h:6) is +1 for 2 characters at each of BLIPS, -1 elsewhere;
+    - COMMON (0:c:2) is +1 over the first line of each 93-character block (48 characters, line end included),
+      -1 elsewhere: on for 52% of the text, so its on-state is only 0.95 σ above its mean (θ = 1 never sees it).
     """
     rng = np.random.default_rng(0)
     text = quote_text(length)
@@ -50,6 +53,7 @@ def make_store(path, length: int = 3000):
     for p in BLIPS:
         blip[p : p + 2] = 1
     arrays[(0, "h")][:, 6] = blip
+    arrays[(0, "c")][:, 2] = np.where(np.arange(T) % 93 < 48, 1.0, -1.0)
     cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=H)
     write_store(path, text, arrays, cfg, vocab)
     return open_store(path)
@@ -123,6 +127,39 @@ def test_rnnviz_exports_find_similar_and_cells_alone(store):
     assert rnnviz.find_similar is find_similar
     only = similar_cells(store, a, b, units=[LATE, FLICKER])
     assert list(only["unit"]) == [LATE]
+
+
+def test_a_cell_on_for_half_the_text_is_found_by_its_two_states(store):
+    a, b = 93 * 3, 93 * 3 + 48  # a user selects one whole first line
+    mean, std = zparams(store, [COMMON])
+    p = (32 * 48 + 24) / 3000  # on-share: 32 whole blocks and the first 24 characters of the 33rd
+    z_on = (1 - (2 * p - 1)) / (2 * math.sqrt(p * (1 - p)))
+    assert (1 - mean[0]) / std[0] == pytest.approx(z_on, rel=1e-5) and z_on < 0.961  # under θ = 1 σ when on
+    assert COMMON not in set(similar_cells(store, a, b, SimilarConfig(rule="strict"))["unit"])
+    cells, matches = find_similar(store, a, b)
+    first = cells.iloc[0]
+    assert (first["unit"], first["sign"], first["rule"]) == (COMMON, 1, "two-state")
+    assert first["level"] == pytest.approx(-1 + 2 / 256)  # the split: the first cut above the off value
+    assert (first["on_inside"], first["on_around"]) == (1.0, 0.0)
+    assert first["score"] == pytest.approx((1 - 2 / math.pi) * 1.0)  # eta 1, contrast a full state's gap
+    assert list(followed(cells)["unit"]) == [COMMON]  # the other cells are far weaker: followed alone
+    want = {(s, s + 48) for s in range(0, store.length, 93) if s != a}
+    got = set(zip(matches["start"], matches["stop"], strict=True))
+    assert got == set(sorted(want, key=lambda r: r[0])[:20]) and not matches["weak"].any()
+    _, plain = find_similar(store, a, b, follow=1, threshold=0.5)  # the same one cell, followed by its split
+    assert set(zip(plain["start"], plain["stop"], strict=True)) == got
+
+
+def test_theta_rule_alone_when_strict_and_the_two_state_cells_first_when_tolerant(store):
+    a, b = long_quotes(store.text)[2]
+    strict = similar_cells(store, a, b, SimilarConfig(rule="strict"))
+    assert set(strict["rule"]) <= {"θ"}
+    cells = similar_cells(store, a, b)
+    rules = cells["rule"].tolist()
+    assert rules == sorted(rules, key=lambda r: r != "two-state")  # every two-state row before the θ rows
+    assert not cells.duplicated(["unit", "sign"]).any()
+    late = cells.set_index(["unit", "sign"]).loc[(LATE, 1)]
+    assert late["rule"] == "two-state" and late["level"] == pytest.approx(-1 + 2 / 256)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from dash.exceptions import PreventUpdate
 
 from ..display import visible_line
 from ..errors import RnnvizError
-from ..similar import MIN_ON, find_similar
+from ..similar import MIN_ON, find_similar, followed
 from .cb_panels import rank_rows
 from .state import View, to_int
 from .stores import StoreSet
@@ -54,15 +54,17 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=1.0) -> tuple[obj
     n_strict = int(cells["strict"].sum())
     shown = cells.head(CELLS_SHOWN).assign(lstmvis=cells["strict"].map({True: "✓", False: ""}))
     tables = html.Div([
-        html.Div(f"Cells on inside {a:,}–{b:,} (θ = {theta:g} σ, at {MIN_ON:.0%} of it, 2 characters of slack at "
-                 f"each edge) and off at its edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)",
-                 className="note"),
-        rank_rows(shown, "sel", ["unit", "sign", "score", "on_inside", "contrast", "lstmvis"]),
+        html.Div(f"Cells on inside {a:,}–{b:,} (past θ = {theta:g} σ, or past the split between their two states "
+                 f"for two-state cells, at {MIN_ON:.0%} of it, 2 characters of slack at each edge) and off at its "
+                 f"edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)", className="note"),
+        rank_rows(shown, "sel", ["unit", "sign", "rule", "score", "on_inside", "contrast", "lstmvis"]),
     ])
-    stores.warm_columns(view.store, list(cells["unit"].head(1)))  # the next search of its array: T·2 bytes a unit
+    follow = list(followed(cells)["unit"])
+    stores.warm_columns(view.store, follow)  # the next search of their arrays: T·2 bytes a unit
     strong = int((~matches["weak"]).sum())
-    head = html.Div(f"Where {cells['unit'].iloc[0]} switches on again (whole store): {strong} strong, "
-                    f"{len(matches) - strong} weak", className="note")
+    who = f"{follow[0]} switches" if len(follow) == 1 else f"{', '.join(follow)} switch together"
+    head = html.Div(f"Where {who} on again (whole store): {strong} strong, {len(matches) - strong} weak",
+                    className="note")
     return tables, html.Div([head, match_table(store, matches)]), ""
 
 

@@ -33,12 +33,14 @@ def cell_set(stores: StoreSet, view: View) -> tuple[list[str], list[int], str]:
     if view.cells:
         if view.sel is None:
             return list(view.cells), [1] * len(view.cells), ""
-        ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta, min_on=0.5), list(view.cells))
+        ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta, min_on=0.5, two_state=False),
+                               list(view.cells))
         signs = dict(zip(ranked["unit"], ranked["sign"], strict=True))
         return list(view.cells), [int(signs.get(c, 1)) for c in view.cells], ""
     if view.sel is None:
         return [], [], "select some text (or give cells): the pattern view shows the cells of a selection"
-    ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta)).head(DEFAULT_CELLS)
+    # LSTMVis's view: one θ for every cell (the line the user drags), so no two-state splits here.
+    ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta, two_state=False)).head(DEFAULT_CELLS)
     if ranked.empty:
         return [], [], "no cell marks the selection at this θ: lower θ or give cells"
     return list(ranked["unit"]), [int(s) for s in ranked["sign"]], ""
