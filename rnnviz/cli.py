@@ -199,6 +199,7 @@ def train(text, out, resume, force, nproc, **opts):
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --cell lstm \\
           --layers 2 --hidden 128 --time-budget 120
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts --resume --max-steps 5000
+      rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts-ft --init-from runs/ts --lr 5e-4 --max-steps 2000
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64 --nproc 2
       torchrun --nproc-per-node 2 -m rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64
     """

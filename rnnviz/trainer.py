@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,8 @@ class TrainConfig:
     amp: str = _setting("auto", "Mixed precision: auto (bf16 on CUDA, off on the CPU), off, bf16 or fp16.",
                         AMP_MODES)
     seed: int = _setting(0, "Seed of the weights, the dropout and the samples.")
+    init_from: str | None = _setting(None, "Start from this checkpoint's weights, with its cell, layers, hidden and "
+                                           "vocabulary, and a new optimizer and schedule (fine-tuning).")
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -212,6 +214,18 @@ def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, o
     return cfg or TrainConfig()
 
 
+def _init_from(cfg: TrainConfig, device: torch.device) -> tuple[TrainConfig, CharRNN]:
+    """A new run's model with the weights of ``cfg.init_from``: its architecture and vocabulary, this run's
+    dropout; ``cfg`` with the checkpoint's cell, layers and hidden, so the run's config.json says what it trains."""
+    init = load_checkpoint(cfg.init_from, device)
+    arch = init.config
+    cfg = replace(cfg, cell=arch.cell, layers=arch.layers, hidden=arch.hidden)
+    torch.manual_seed(cfg.seed)
+    model = CharRNN(cfg.model_config(arch.vocab_size), init.vocab).to(device)
+    model.load_state_dict(init.state_dict())
+    return cfg, model
+
+
 @dataclass
 class _Run:
     """One run's moving parts and counters: what the loop, validation and the checkpoints share."""
@@ -247,6 +261,9 @@ class _Run:
             torch.backends.cudnn.allow_tf32 = True
         if resume:
             model = load_checkpoint(out / "last", device)
+            text = model.vocab.prepare(text, "error")
+        elif cfg.init_from:
+            cfg, model = _init_from(cfg, device)
             text = model.vocab.prepare(text, "error")
         else:
             torch.manual_seed(cfg.seed)

@@ -103,3 +103,33 @@ def test_seed_recipe_learns(tmp_path, shared_data):
     vocab_size = len(load_checkpoint(tmp_path / "run").vocab)
     assert r["val_loss"] < 0.75 * math.log(vocab_size)  # ln(V) = 4.1 for a uniform guess
     assert len(sample(load_checkpoint(tmp_path / "run"), 50, seed=0)) == 50
+
+
+def test_init_from_starts_at_the_checkpoint_weights_with_a_new_schedule(tmp_path, text_file):
+    from rnnviz.trainer import _init_from
+
+    base = tmp_path / "base"
+    train(text_file, base, TrainConfig(max_steps=20, **SMALL))
+    cfg, model = _init_from(TrainConfig(init_from=str(base / "best"), dropout=0.5), torch.device("cpu"))
+    assert (cfg.cell, cfg.layers, cfg.hidden, cfg.dropout) == ("lstm", 2, 16, 0.5)  # its shape, this run's dropout
+    want = load_checkpoint(base / "best")
+    assert model.config.dropout == 0.5 and model.vocab.chars == want.vocab.chars
+    for (k, x), (_, y) in zip(model.state_dict().items(), want.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    tuned = tmp_path / "tuned"
+    train(text_file, tuned, TrainConfig(max_steps=10, init_from=str(base / "best"), lr=1e-3, eval_every=10,
+                                        batch=4, seq_len=16, log_every=5))
+    meta = load_checkpoint(tuned / "last").meta["train"]
+    assert (meta["hidden"], meta["init_from"], meta["lr"]) == (16, str(base / "best"), 1e-3)
+    assert [r["step"] for r in _log(tuned)] == [5, 10]  # a new run: its own steps and logs from 0
+
+
+def test_init_from_a_text_outside_its_vocabulary(tmp_path, text_file):
+    base = tmp_path / "base"
+    train(text_file, base, TrainConfig(max_steps=5, **SMALL))
+    other = tmp_path / "other.txt"
+    other.write_text("\u2603" * 500 + text_file.read_text())
+    with pytest.raises(RnnvizError, match="outside the vocabulary|not in the vocabulary|unknown"):
+        train(other, tmp_path / "run", TrainConfig(max_steps=5, init_from=str(base / "best")))
+    with pytest.raises(RnnvizError):
+        train(text_file, tmp_path / "run2", TrainConfig(max_steps=5, init_from=str(tmp_path / "nothing")))
