@@ -2,6 +2,7 @@
 # The bundled War and Peace and Linux models, trained on this project's 2-core CPU (issue 14).
 #
 #   bash scripts/cpu_sample_models.sh train     # both runs in the background, one torch thread each (~2 h)
+#   bash scripts/cpu_sample_models.sh tune      # War and Peace: a new low-lr schedule from that run's best (80 min)
 #   bash scripts/cpu_sample_models.sh finish    # float16 copies into sample_models/ and their cards
 #   bash scripts/cpu_sample_models.sh finish wp # one of them (wp or linux)
 #
@@ -17,19 +18,26 @@ COMMON="--cell lstm --layers 2 --hidden 256 --batch 64 --seq-len 100 --lr 3e-3 -
 --time-budget $BUDGET --eval-every 1000 --snapshot-every 250 --seed 1 --device cpu"
 WP="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-lstm-2x256 --dropout 0.1 $COMMON"
 LINUX="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-lstm-2x256 --dropout 0.0 $COMMON"
+# A second schedule for War and Peace: its cosine had ended at 3e-4 with validation still falling, and a warm
+# restart of the same run (resumed with a longer budget: lr back to 1.7e-3) diverged at step 13,745. A new run
+# from its best weights with a low peak (6e-4 -> 6e-5) does not.
+WP_TUNE="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-ft --init-from runs/wp-lstm-2x256/best \
+--dropout 0.1 --batch 64 --seq-len 100 --lr 6e-4 --warmup 100 --time-budget 4900 --eval-every 500 --seed 2 --device cpu"
 
-# AFTER: how the runs really ended, for the cards (this session's runs were stopped with SIGTERM at about
+# AFTER: how the runs really ended, for the cards (the runs of 2 Dec were stopped with SIGTERM at about
 # 3,600 s and resumed with a shorter budget to leave time for their cards: the cosine schedule moved on).
 AFTER=${AFTER:-}
+WP_AFTER=${WP_AFTER:-"# stopped with SIGTERM at 3,624 s of training (step 7,969), then resumed with a shorter budget:
+rnnviz train ../shared/data/war_and_peace.txt --out runs/wp-lstm-2x256 --resume --time-budget 5400"}
 
-finish() {  # run name corpus command features...
-  local run=$1 name=$2 corpus=$3 cmd=$4; shift 4
+finish() {  # run name corpus command snapshots-run features...
+  local run=$1 name=$2 corpus=$3 cmd=$4 snaps=$5; shift 5
   "$BIN/python" -c "import sys, torch; from rnnviz.checkpoint import load_checkpoint, save_checkpoint; \
 m = load_checkpoint(sys.argv[1]); meta = {k: v for k, v in m.meta.items() if k in ('train', 'data', 'device', 'amp', 'metrics')}; \
 save_checkpoint(m, sys.argv[2], extra=meta, dtype=torch.float16)" "$run/best" "sample_models/$name"
   "$BIN/python" scripts/model_card.py "sample_models/$name" "$DATA/$corpus" --command "${cmd#"$BIN/"}${AFTER:+
 $AFTER}" \
-      --ablate-chars 100000 --emergence "$run" --features "$@"
+      --ablate-chars 100000 --emergence "$snaps" --features "$@"
 }
 
 case ${1:-} in
@@ -39,11 +47,20 @@ case ${1:-} in
     OMP_NUM_THREADS=1 nohup nice $LINUX > runs/linux.log 2>&1 &
     echo "training in the background: tail -f runs/wp.log runs/linux.log" ;;
   finish)
-    [ "${2:-wp}" = wp ] && OMP_NUM_THREADS=1 finish runs/wp-lstm-2x256 war-and-peace-lstm-2x256 war_and_peace.txt "$WP" \
+    # The tuned War and Peace model when there is one; its cells' emergence is the first run's (the tune has no snapshots).
+    WP_CMD="$WP
+$WP_AFTER" WP_RUN=runs/wp-lstm-2x256
+    if [ -d runs/wp-ft/best ]; then WP_RUN=runs/wp-ft WP_CMD="$WP_CMD
+# then a second schedule from its best weights (a warm restart of the run itself diverged):
+${WP_TUNE#"$BIN/"}"; fi
+    [ "${2:-wp}" = wp ] && OMP_NUM_THREADS=1 finish $WP_RUN war-and-peace-lstm-2x256 war_and_peace.txt "$WP_CMD" runs/wp-lstm-2x256 \
         in_quote column to_line_end word_pos sentence_start > runs/wp.card.log 2>&1 &
-    [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" \
+    [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" runs/linux-lstm-2x256 \
         in_if brace_depth in_comment in_string paren_depth indent column to_line_end > runs/linux.card.log 2>&1 &
     wait
     tail -n 3 runs/*.card.log ;;
-  *) echo "usage: $0 train|finish" >&2; exit 2 ;;
+  tune)
+    OMP_NUM_THREADS=1 nohup nice $WP_TUNE > runs/wp-ft.log 2>&1 &
+    echo "tuning in the background: tail -f runs/wp-ft.log" ;;
+  *) echo "usage: $0 train|tune|finish" >&2; exit 2 ;;
 esac
