@@ -701,9 +701,9 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 def explain_cmd(store, units, min_score, block, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
-    Rules: built-in features (lagged, onsets, offsets), the last 1-4 characters read (prev:"th"),
-    character classes, "characters since X" counters, bracket depths, and two rules together where
-    one is not enough. The rule is chosen on one half of the text (even blocks of --block characters)
+    Rules: built-in features (lagged, onsets, offsets, fading over a span), the last 1-4 characters
+    read (prev:"th"), character classes, "characters since X" counters, bracket depths, and two rules
+    together where one is not enough. The rule is chosen on one half of the text (even blocks of --block characters)
     and scored on the other (odd blocks): score = its Pearson r with the unit there (signed by sign),
     auroc too for 0/1 rules. JSON: a list of {unit,
     layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,

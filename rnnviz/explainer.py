@@ -16,7 +16,7 @@ stays under ``min_score`` is reported as ``"unexplained"``; the rule that came c
 Searched, for every unit at once, in one streaming pass over row blocks (memory: the text's rule
 values plus, per array, sums per n-gram):
 
-- every dense rule (features with lags and onsets, character classes, "since" counters, bracket depths):
+- every dense rule (features with lags, onsets and fades, character classes, "since" counters, bracket depths):
   one matmul per row block with the rules centred on their half, so the sums are covariances;
 - every n-gram of 1-4 characters seen ``min_count`` times in the first half (``prev:"..."``): per-n-gram
   sums of each unit (``index_add``) give the exact r of the unit with each n-gram's indicator, so the
@@ -45,8 +45,8 @@ from .errors import RnnvizError
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
 BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
-# Simpler rules win near-ties (|r| on the fit half is compared after subtracting these): a lagged or
-# onset feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
+# Simpler rules win near-ties (|r| on the fit half is compared after subtracting these): a lagged, onset,
+# offset or fading feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
 TRANSFORM_COST, NGRAM_COST = 0.01, 0.005
 COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "sign", "auroc", "fit_score",
            "explained", "combo", "single_score", "best_rule", "coef"]

@@ -10,29 +10,32 @@ from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, split_halves, top_contexts
 from rnnviz.models import ModelConfig
-from rnnviz.rules import dense_rules, explain_id, ngram_ids, parse, simulate, split_combo
+from rnnviz.rules import FADES, dense_rules, explain_id, ngram_ids, parse, run_age, simulate, split_combo
 from rnnviz.store import write_store
 from rnnviz.vocab import Vocab
 
 WORDS = "the cat sat on a mat and then went home with them quietly".split()
 PLANTED = [  # one unit per rule, in this order, in each of h and c
     "feature:in_quote", 'since:";"', 'prev:"at "', 'prev:"x"', 'depth:"[","]"', "class:digit",
-    "feature:in_quote@lag4", 'since:"t"', "feature:word_pos", "class:upper",
+    "feature:in_quote@lag4", 'since:"t"', "feature:word_pos", "class:upper", "feature:in_quote@fade32",
 ]
 COMBO = ("feature:in_quote", 'depth:"[","]"')  # planted together in unit len(PLANTED)
 N_NOISE = 6
 
 
 def mixed_text(n_lines: int = 600, seed: int = 0) -> str:
-    """Lines of words with quotes, [nested [brackets]], numbers, capitals, x's and semicolons."""
+    """Lines of words with quotes (short, and long ones of 8-30 words for fading units), [nested [brackets]],
+    numbers, capitals, x's and semicolons."""
     rng = np.random.default_rng(seed)
     lines = []
     for _ in range(n_lines):
         w = list(rng.choice(WORDS, rng.integers(3, 9)))
         r = rng.random()
-        if r < 0.3:
+        if r < 0.25:
             k = rng.integers(0, len(w))
             w[k] = '"' + w[k] + " " + rng.choice(WORDS) + '"'
+        elif r < 0.35:
+            w.insert(rng.integers(0, len(w)), '"' + " ".join(rng.choice(WORDS, rng.integers(8, 31))) + '"')
         elif r < 0.5:
             inner = " ".join(rng.choice(WORDS, 2)) + ("[x]" if rng.random() < 0.5 else "")
             w.insert(rng.integers(0, len(w)), f"[{inner}]")
@@ -104,6 +107,7 @@ def test_planted_rules_are_recovered_and_noise_is_unexplained(planted):
     assert got.loc["0:c:0", "explanation"] == "inside a double-quoted span"
     assert got.loc["0:c:1", "explanation"] == 'characters since the last ";"'
     assert got.loc["0:c:2", "explanation"] == 'after "at "'
+    assert got.loc["0:c:10", "explanation"] == "inside a double-quoted span, fading over about 32 characters"
     assert not df[["score", "fit_score", "single_score"]].isna().any().any()
 
 
@@ -128,9 +132,10 @@ def test_scores_are_the_held_out_correlation_of_the_simulated_rule(planted):
 
 def test_combination_coefficients_fit_the_unit_in_its_own_units(planted):
     st, df = planted
-    row = df.set_index("unit").loc["0:c:10"]
+    unit = f"0:c:{len(PLANTED)}"
+    row = df.set_index("unit").loc[unit]
     sim = simulate(row["rule"], st.text, row["coef"])
-    x = st.unit("0:c:10").astype(np.float64)
+    x = st.unit(unit).astype(np.float64)
     fit = halves(st.length)[0]
     assert abs(sim[fit].mean() - x[fit].mean()) < 1e-3  # least squares: means agree
     assert np.std(x - sim) < 0.4  # the planted noise is 0.2
@@ -139,7 +144,7 @@ def test_combination_coefficients_fit_the_unit_in_its_own_units(planted):
 def test_fractions_per_layer_and_kind(planted):
     _, df = planted
     fr = explained_fractions(df).set_index("group")
-    assert list(fr.index) == ["0:h", "0:c", "all"] and list(fr["units"]) == [17, 17, 34]
+    assert list(fr.index) == ["0:h", "0:c", "all"] and list(fr["units"]) == [18, 18, 36]
     for g in ("0:h", "0:c"):
         part = df[df["unit"].str.startswith(g + ":")]
         assert fr.loc[g, "explained_0.5"] == pytest.approx((part["score"] >= 0.5).mean())
@@ -177,6 +182,12 @@ def test_rule_values_on_tiny_texts():
     assert simulate("feature:in_quote@onset", t).nonzero()[0].tolist() == [2, 15]
     assert simulate("feature:in_quote@offset", t).nonzero()[0].tolist() == [5]
     assert simulate("class:newline", t).nonzero()[0].tolist() == [14]
+    assert run_age(simulate("feature:in_quote", t)).tolist() == [-1, -1, 0, 1, 2] + [-1] * 10 + [0]
+    e = np.exp(-1 / 2)
+    assert simulate("feature:in_quote@fade2", t).tolist() == pytest.approx([0, 0, 1, e, e * e] + [0] * 10 + [1])
+    assert simulate("feature:in_quote@fade2", t).dtype == np.float32
+    assert explain_id("feature:in_quote@fade64") == "inside a double-quoted span, fading over about 64 characters"
+    assert parse("feature:in_quote@fade64") == ("feature", ["in_quote"], "fade64")
     assert simulate("class:upper", "aBcD").tolist() == [0, 1, 0, 1]
     ids, grams = ngram_ids("abcabcabd", 3, 9, 2)
     assert grams == ["bca", "cab", "abc"] and ids.tolist() == [3, 3, 2, 0, 1, 2, 0, 1, 3]  # 3: too early or rare
@@ -189,10 +200,44 @@ def test_rule_values_on_tiny_texts():
 
 
 @pytest.mark.parametrize("bad", ["nope", "feature:nope", 'prev:"abcde"', "feature:in_quote@lag", 'depth:"(","("',
-                                 "class:vowel", 'since:"abc"'])
+                                 "class:vowel", 'since:"abc"', "feature:in_quote@fade0", "feature:column@fade64"])
 def test_bad_rule_ids_are_one_line_errors(bad):
     with pytest.raises(RnnvizError, match="bad rule id"):
         simulate(bad, "some text")
+
+
+def test_every_rule_id_of_the_space_round_trips():
+    """Each dense rule's id parses back to its own values and explanation; fades for each binary feature
+    that varies on the text."""
+    text = mixed_text(100)
+    rules, D = dense_rules(text)
+    for j, r in enumerate(rules):
+        assert np.array_equal(simulate(r.id, text), D[:, j]) and explain_id(r.id) == r.explanation, r.id
+    fades = [r.id for r in rules if "@fade" in r.id]
+    assert fades == [f"feature:{name}@fade{k}" for name in ("in_quote", "sentence_start", "in_string")
+                     for k in FADES]
+    assert not any(r.binary for r in rules if "@fade" in r.id)
+
+
+def long_quote_text(n: int = 8000, seed: int = 4) -> str:
+    """Words with double-quoted spans of 1-40 words, so a rule fading over tens of characters differs
+    from the plain quote rule."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while sum(map(len, out)) < n:
+        words = " ".join(rng.choice(WORDS, rng.integers(1, 41)))
+        out.append(f'"{words}"' if rng.random() < 0.5 else words)
+    return " ".join(out)
+
+
+@pytest.mark.parametrize("rule, sign", [("feature:in_quote@fade128", 1), ("feature:in_quote@fade32", -1),
+                                        ("feature:in_quote", 1)])
+def test_a_fading_unit_gets_its_time_constant_and_a_plain_one_the_plain_rule(tmp_path, rule, sign):
+    text = long_quote_text()
+    st = make_store(tmp_path / "st", text, {1: sign * simulate(rule, text)}, hidden=3)
+    row = explain(st, units=["0:h:1"]).iloc[0]
+    assert (row["rule"], row["sign"]) == (rule, sign)
+    assert row["score"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_combination_needs_its_coefficients():
