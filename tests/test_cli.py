@@ -153,8 +153,8 @@ def test_train_options_come_from_train_config():
     assert [p.opts[0] for p in main.commands["train"].params] == [
         "text", "--out", "--cell", "--layers", "--hidden", "--dropout", "--seq-len", "--batch", "--optimizer", "--lr",
         "--weight-decay", "--schedule", "--warmup", "--clip", "--epochs", "--max-steps", "--time-budget",
-        "--eval-every", "--snapshot-every", "--log-every", "--device", "--amp", "--seed", "--init-from", "--resume", "--force",
-        "--nproc"]
+        "--eval-every", "--snapshot-every", "--log-every", "--device", "--amp", "--seed", "--init-from", "--resume",
+        "--force", "--nproc"]
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["cli"]:
             assert (params[f.name].default, params[f.name].help) == (f.default, f.metadata["help"]), f.name
