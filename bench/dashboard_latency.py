@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, ROOT
+from _common import ROOT, corpus_text
 
 from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state
 from rnnviz.dashboard import transitions as tr
@@ -48,15 +48,11 @@ from rnnviz.similar import SimilarConfig, find_matches
 from rnnviz.store import open_store, write_store
 from rnnviz.vocab import Vocab
 
-CORPUS = DATA / "tiny_shakespeare.txt"
+CORPUS = "tiny_shakespeare.txt"  # in the corpora folder (_common.DATA)
 
 
 def make_store(path: Path, length: int, layers: int, hidden: int, kinds: list[str]) -> None:
-    if CORPUS.exists():
-        base = CORPUS.read_text(encoding="utf-8")
-        text = (base * (length // len(base) + 1))[:length]
-    else:
-        text = ("the quick brown fox jumps over the lazy dog.\n" * (length // 45 + 1))[:length]
+    text = corpus_text(CORPUS, length, "the quick brown fox jumps over the lazy dog.\n")
     vocab = Vocab.from_text(text)
     rng = np.random.default_rng(0)
     arrays = {(l, k): np.tanh(rng.standard_normal((length, hidden), dtype=np.float32)).astype(np.float16)
@@ -75,12 +71,7 @@ def drop_cache(store) -> None:
     for name in ("logprob", "topk"):
         store.__dict__.pop(name, None)
     gc.collect()
-    for f in store.path.iterdir():
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    drop_files(store.path)
 
 
 def post(client, deps: dict, output: str, inputs: list[dict], state_: list[dict] | None = None) -> float:
@@ -110,7 +101,7 @@ def ms(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1e3:7.1f} ms   p95 {p95 * 1e3:7.1f} ms   max {xs[-1] * 1e3:7.1f} ms"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--length", type=int, default=1_000_000, help="characters in the synthetic store")
     ap.add_argument("--layers", type=int, default=2)
@@ -124,8 +115,11 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose apps/dashboard.py serves "
                     "--browser-cold (e.g. an older one, to compare)")
     ap.add_argument("--feature", default="", help="a feature in the --browser-cold link, e.g. in_quote")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def store_path(args: argparse.Namespace) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """The store to time (``--store``, else one in a temp dir, returned too for clean-up), built if missing."""
     tmp = None
     path = args.store
     if path is None:
@@ -135,28 +129,33 @@ def main() -> None:
         t = time.perf_counter()
         make_store(path, args.length, args.layers, args.hidden, args.kinds.split(","))
         print(f"built store: {time.perf_counter() - t:.1f} s")
-    if args.browser_cold:
-        units = open_store(path).units
-        browser_cold_server(path, units[len(units) // 2 + 3], args.root.resolve(), args.feature)
-        return
+    return path, tmp
 
+
+def open_app(path: Path):
+    """The dashboard app on ``path`` as a server process runs it, and the seconds it took to open."""
     t = time.perf_counter()
     try:
         app = create_app([path], freeze_gc=True)  # as `rnnviz serve` and gunicorn run it
     except TypeError:  # code from before freeze_gc
         app = create_app([path])
     t_app = time.perf_counter() - t
-    stores = app.stores
-    store = stores[0]
+    store = app.stores[0]
     gb = sum(f.stat().st_size for f in path.iterdir()) / 1e9
     print(f"store: {store.length:,} chars, {len(store.units):,} units ({store.cell} {len(store.layers)}×"
           f"{store.hidden}, kinds {','.join(store.kinds)}), {gb:.2f} GB on disk; window {state.WINDOW:,} chars")
-    client = app.server.test_client()
-    deps = {d["output"].split("...")[0].strip("."): d for d in client.get("/_dash-dependencies").get_json()}
-    deps = {k.split("@")[0]: v for k, v in deps.items()}
-    unit = store.units[len(store.units) // 2 + 3]
+    return app, t_app
 
-    # First load: page, layout, dependencies, then the callbacks the page fires on load.
+
+def dependencies(client) -> dict[str, dict]:
+    """Dash's callback table keyed by the first output (``id.property``, without any ``@hash``)."""
+    deps = {d["output"].split("...")[0].strip("."): d for d in client.get("/_dash-dependencies").get_json()}
+    return {k.split("@")[0]: v for k, v in deps.items()}
+
+
+def first_load(stores, client, deps: dict, unit: str, t_app: float) -> View:
+    """Times the page, layout and dependency requests and the callbacks the page fires on load (then the
+    plots tab's); prints them and returns the view the URL opens."""
     t0 = time.perf_counter()
     for url in ("/", "/_dash-layout", "/_dash-dependencies"):
         client.get(url)
@@ -181,64 +180,100 @@ def main() -> None:
     print(f"first load (server): {total * 1e3:.0f} ms = open stores {t_app * 1e3:.0f} + page/layout/deps "
           f"{t_static * 1e3:.0f} + " + " + ".join(f"{k} {v * 1e3:.0f}" for k, v in t_first.items()) + " (ms); "
           "opening the plots tab: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t_plots.items()))
+    return view
 
-    rng = np.random.default_rng(1)
-    starts = rng.integers(0, store.length - state.WINDOW, args.windows).tolist()
 
-    slowest = {"text": 0.0, "trace": 0.0}
+class WindowTimer:
+    """Three ways to draw one text window, each returning seconds: over HTTP as Dash runs it, the two callback
+    functions called directly, and the baseline that reads the unit's whole column first."""
 
-    def http(v: View) -> float:  # the two callbacks a window change fires: the text, and its trace
+    def __init__(self, stores, client, deps: dict, unit: str) -> None:
+        self.stores, self.client, self.deps, self.unit = stores, client, deps, unit
+        self.slowest = {"text": 0.0, "trace": 0.0}  # the slowest single HTTP callback of each, seconds
+
+    def http(self, v: View) -> float:  # the two callbacks a window change fires: the text, and its trace
         vin = [{"id": "view", "property": "data", "value": v.to_dict()}]
         drawn = [{"id": "drawn", "property": "data", "value": 1}]
-        a = post(client, deps, "window-data.data", vin)
-        b = post(client, deps, "trace.figure", drawn, vin)
-        slowest["text"], slowest["trace"] = max(slowest["text"], a), max(slowest["trace"], b)
+        a = post(self.client, self.deps, "window-data.data", vin)
+        b = post(self.client, self.deps, "trace.figure", drawn, vin)
+        self.slowest["text"], self.slowest["trace"] = max(self.slowest["text"], a), max(self.slowest["trace"], b)
         return a + b
 
-    def ours_fn(v: View) -> float:
+    def ours(self, v: View) -> float:
         t = time.perf_counter()
-        cb_text.render_window(stores, v, state.WINDOW)
-        cb_text.trace(stores, v, state.WINDOW)
+        cb_text.render_window(self.stores, v, state.WINDOW)
+        cb_text.trace(self.stores, v, state.WINDOW)
         return time.perf_counter() - t
 
-    def base_fn(v: View) -> float:  # the same, after reading the unit's whole column (what slicing avoids)
+    def base(self, v: View) -> float:  # the same, after reading the unit's whole column (what slicing avoids)
         t = time.perf_counter()
-        np.asarray(store.unit(unit))
-        cb_text.render_window(stores, v, state.WINDOW)
-        cb_text.trace(stores, v, state.WINDOW)
+        np.asarray(self.stores[0].unit(self.unit))
+        cb_text.render_window(self.stores, v, state.WINDOW)
+        cb_text.trace(self.stores, v, state.WINDOW)
         return time.perf_counter() - t
 
+
+def warm_windows(timer: WindowTimer, view: View, starts: list[int]) -> None:
+    """Times and prints a window change at each start, warm cache: over HTTP, the functions, the baseline,
+    the page-next navigation and the HTML export of the same window."""
+    stores, store = timer.stores, timer.stores[0]
     t_http, t_ours, t_base, t_nav, t_exp = [], [], [], [], []
     for s in starts:
         v = view.replace(start=int(s))
-        t_http.append(http(v))
-        t_ours.append(ours_fn(v))
-        t_base.append(base_fn(v))
+        t_http.append(timer.http(v))
+        t_ours.append(timer.ours(v))
+        t_base.append(timer.base(v))
         t = time.perf_counter()
         tr.apply(stores, v, "page-next")
         t_nav.append(time.perf_counter() - t)
         t = time.perf_counter()
-        export_html(store, [unit], start=int(s), length=state.WINDOW)
+        export_html(store, [timer.unit], start=int(s), length=state.WINDOW)
         t_exp.append(time.perf_counter() - t)
-    med = statistics.median
-    print(f"window change over HTTP ({args.windows} random windows; text + trace callbacks): {ms(t_http)}")
+    slowest = timer.slowest
+    print(f"window change over HTTP ({len(starts)} random windows; text + trace callbacks): {ms(t_http)}")
     print(f"  ours, the two callback functions:                   {ms(t_ours)}")
     print(f"  baseline (whole column read, then the same render): {ms(t_base)}")
     print(f"  export_html of the same window, for reference:      {ms(t_exp)}")
     print(f"  page-next navigation callback:                      {ms(t_nav)}")
-    print(f"  ratio ours / baseline (medians, warm cache): {med(t_ours) / med(t_base):.3f}")
+    print(f"  ratio ours / baseline (medians, warm cache): {statistics.median(t_ours) / statistics.median(t_base):.3f}")
     print(f"  slowest single callback: text {slowest['text'] * 1e3:.0f} ms, trace {slowest['trace'] * 1e3:.0f} ms")
+
+
+def cold_windows(timer: WindowTimer, view: View, starts: list[int]) -> None:
+    """The same three ways, each with the store's pages first dropped from the OS cache; prints them."""
+    c_http, c_ours, c_base = [], [], []
+    for s in starts:
+        v = view.replace(start=int(s))
+        for out, fn in ((c_http, timer.http), (c_ours, timer.ours), (c_base, timer.base)):
+            drop_cache(timer.stores[0])
+            out.append(fn(v))
+    print(f"cold cache, over HTTP: {ms(c_http)}")
+    print(f"  ours (functions):    {ms(c_ours)}")
+    print(f"  baseline:            {ms(c_base)}")
+    print(f"  ratio ours / baseline (medians, cold cache): {statistics.median(c_ours) / statistics.median(c_base):.3f}")
+
+
+def main() -> None:
+    args = parse_args()
+    path, tmp = store_path(args)
+    if args.browser_cold:
+        units = open_store(path).units
+        browser_cold_server(path, units[len(units) // 2 + 3], args.root.resolve(), args.feature)
+        return
+
+    app, t_app = open_app(path)
+    stores = app.stores
+    client = app.server.test_client()
+    deps = dependencies(client)
+    unit = stores[0].units[len(stores[0].units) // 2 + 3]
+    view = first_load(stores, client, deps, unit, t_app)
+
+    rng = np.random.default_rng(1)
+    starts = rng.integers(0, stores[0].length - state.WINDOW, args.windows).tolist()
+    timer = WindowTimer(stores, client, deps, unit)
+    warm_windows(timer, view, starts)
     if hasattr(os, "posix_fadvise"):
-        c_http, c_ours, c_base = [], [], []
-        for s in starts[: max(3, args.windows // 4)]:
-            v = view.replace(start=int(s))
-            for out, fn in ((c_http, http), (c_ours, ours_fn), (c_base, base_fn)):
-                drop_cache(store)
-                out.append(fn(v))
-        print(f"cold cache, over HTTP: {ms(c_http)}")
-        print(f"  ours (functions):    {ms(c_ours)}")
-        print(f"  baseline:            {ms(c_base)}")
-        print(f"  ratio ours / baseline (medians, cold cache): {med(c_ours) / med(c_base):.3f}")
+        cold_windows(timer, view, starts[: max(3, args.windows // 4)])
     payload = len(json.dumps(cb_text.render_window(stores, view, state.WINDOW)[0]))
     print(f"  window payload: {payload / 1e3:.0f} kB of JSON for the text view")
     find_and_pattern(stores, view, rng, max(3, args.windows // 4))

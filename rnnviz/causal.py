@@ -260,47 +260,56 @@ def ablate(
     units of the same layers and kinds (seeded by ``seed``) clamped the same way. ``streams``: parallel
     pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass).
     """
+    units, parsed = _ablation_units(units, model.config)
+    fixed = _clamp_value(mode)
+    ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
+    B = _ablation_streams(len(ids_np), streams, random, burn_in)
+    with eval_mode(model):
+        runs = _Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), 2 + random + (fixed is None),
+                        progress)  # runs: clean, ablated, random draws, (means)
+        clean = runs.clean()
+        means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
+        fname, fmask = _feature_mask(feature, text)
+        clamp, values = _clamp_for(parsed, runs.lo, fixed, means, runs.dev)
+        ablated = runs.run(clamp)[0]
+        draws = _random_draws(runs, parsed, fixed, means, clean, fmask, random, seed)
+    d = ablated - clean
+    return Ablation(
+        units=units, mode=mode, values={u: values[u] for u in units}, chars=len(ids_np) - 1,
+        clean_loss=float(clean.mean()), ablated_loss=float(ablated.mean()), delta=float(d.mean()),
+        feature=fname, feature_chars=int(fmask.sum()),
+        clean_loss_feature=_masked_mean(clean, fmask), ablated_loss_feature=_masked_mean(ablated, fmask),
+        delta_feature=_masked_mean(d, fmask),
+        random=draws, streams=runs.B, burn_in=burn_in,
+    )
+
+
+def _ablation_units(units: list[str] | str, cfg: ModelConfig) -> tuple[list[str], list[tuple[int, str, int]]]:
+    """The units to clamp (each once, in the order given) as canonical names and (layer, kind, index)."""
     units = [units] if isinstance(units, str) else list(dict.fromkeys(units))
     if not units:
         raise RnnvizError("name at least one unit to ablate")
-    cfg = model.config
     parsed = [parse_unit(u, cfg) for u in units]
-    units = [f"{l}:{k}:{i}" for l, k, i in parsed]
-    fixed = _clamp_value(mode)
-    ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
-    T = len(ids_np)
-    B = _ablation_streams(T, streams, random, burn_in)
-    lo = min(l for l, _, _ in parsed)
-    with eval_mode(model):
-        runs = _Streams(model, ids_np, B, burn_in, lo, 2 + random + (fixed is None), progress)
-        clean = runs.clean()  # runs: clean, ablated, random draws, (means)
-        means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
-        fname, fmask = _feature_mask(feature, text)
+    return [f"{l}:{k}:{i}" for l, k, i in parsed], parsed
 
-        def deltas(nll: np.ndarray) -> tuple[float, float, float]:
-            d = nll - clean
-            df = float(d[fmask].mean()) if fmask.any() else float("nan")
-            return float(nll.mean()), float(d.mean()), df
 
-        clamp, values = _clamp_for(parsed, lo, fixed, means, runs.dev)
-        ablated = runs.run(clamp)[0]
-        loss, delta, delta_f = deltas(ablated)
-        rng, draws = np.random.default_rng(seed), []
-        for r in range(random):
-            triples = _random_units(parsed, cfg.hidden, rng)
-            _, d, dfeat = deltas(runs.run(_clamp_for(triples, lo, fixed, means, runs.dev)[0])[0])
-            draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples),
-                          "delta": d, "delta_feature": dfeat})
-    return Ablation(
-        units=units, mode=mode, values={u: values[u] for u in units}, chars=T - 1,
-        clean_loss=float(clean.mean()), ablated_loss=loss, delta=delta,
-        feature=fname, feature_chars=int(fmask.sum()),
-        clean_loss_feature=float(clean[fmask].mean()) if fmask.any() else float("nan"),
-        ablated_loss_feature=float(ablated[fmask].mean()) if fmask.any() else float("nan"),
-        delta_feature=delta_f,
-        random=pd.DataFrame(draws, columns=["draw", "units", "delta", "delta_feature"]),
-        streams=runs.B, burn_in=burn_in,
-    )
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of ``x`` (T-1,) over the positions in ``mask``; NaN when there are none (no feature, or it
+    predicts no character of this text)."""
+    return float(x[mask].mean()) if mask.any() else float("nan")
+
+
+def _random_draws(runs: _Streams, parsed, fixed: float | None, means: dict | None, clean: np.ndarray,
+                  fmask: np.ndarray, random: int, seed: int) -> pd.DataFrame:
+    """The baseline: ``random`` seeded draws of as many other units of the same layers and kinds as
+    ``parsed``, clamped the same way; one row per draw: draw, units, delta, delta_feature (nats/char)."""
+    rng, draws = np.random.default_rng(seed), []
+    for r in range(random):
+        triples = _random_units(parsed, runs.model.config.hidden, rng)
+        d = runs.run(_clamp_for(triples, runs.lo, fixed, means, runs.dev)[0])[0] - clean
+        draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples),
+                      "delta": float(d.mean()), "delta_feature": _masked_mean(d, fmask)})
+    return pd.DataFrame(draws, columns=["draw", "units", "delta", "delta_feature"])
 
 
 def gradient_flow(

@@ -21,6 +21,24 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\"Speak, speak,\" they said (all).\n"
+WORDS = ("the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she ")  # quotes and line ends among them
+# A one-layer RNN that trains in seconds with a snapshot every 5 of its 20 steps (the emergence tests).
+SNAPSHOT_RNN = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
+                    snapshot_every=5, max_steps=20, lr=1e-2)
+
+
+def words_text(words=WORDS, n: int = 3000, seed: int = 0) -> str:
+    """``n`` seeded random draws from ``words``, joined: a text with a few repeating structures."""
+    return "".join(np.random.default_rng(seed).choice(list(words), size=n))
+
+
+def train_snapshot_rnn(text_path: Path, out: Path, **overrides) -> Path:
+    """Trains :data:`SNAPSHOT_RNN` (with ``overrides``) on ``text_path`` into ``out``, on one torch thread."""
+    from rnnviz.trainer import TrainConfig, train
+
+    with torch_threads(1):
+        train(text_path, out, TrainConfig(**{**SNAPSHOT_RNN, **overrides}))
+    return out
 
 
 def pytest_collection_modifyitems(config, items):
@@ -83,12 +101,28 @@ def browser():
 
 @pytest.fixture
 def text_file(tmp_path) -> Path:
-    """3,000 seeded random words (quotes and line ends among them) in a file: enough for a few training steps."""
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
+    """3,000 seeded random :data:`WORDS` in a file: enough for a few training steps."""
     p = tmp_path / "text.txt"
-    p.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
+    p.write_text(words_text(), encoding="utf-8")
     return p
+
+
+@pytest.fixture
+def train_until_ctrl_c():
+    """``(text_file, out, cfg, step)``: trains with ``cfg`` into ``out`` and presses Ctrl-C (a KeyboardInterrupt
+    from the step callback) once step ``step`` is logged, before its checkpoint or snapshot: what a user's
+    interrupt leaves behind."""
+    from rnnviz.trainer import train
+
+    def run(text_file: Path, out: Path, cfg, step: int) -> None:
+        def stop(ev):
+            if ev["type"] == "step" and ev["step"] == step:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(text_file, out, cfg, callback=stop)
+
+    return run
 
 
 @pytest.fixture

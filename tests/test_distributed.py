@@ -87,19 +87,14 @@ def test_ranks_train_like_one_process(tmp_path, text_file, nproc):
 
 
 @pytest.mark.slow
-def test_resume_with_another_number_of_processes(tmp_path, text_file):
+def test_resume_with_another_number_of_processes(tmp_path, text_file, train_until_ctrl_c):
     cfg = dict(SMALL, schedule="constant")  # a run stopped by --max-steps 15 has the same lr as one of 30
     one = tmp_path / "one"
     train(text_file, one, TrainConfig(max_steps=30, **cfg))
 
     # Stopped (Ctrl-C) at step 15 in one process, resumed in two through `rnnviz train --nproc 2`.
-    def stop_at_15(ev):
-        if ev["type"] == "step" and ev["step"] == 15:
-            raise KeyboardInterrupt
-
     a = tmp_path / "a"
-    with pytest.raises(KeyboardInterrupt):
-        train(text_file, a, TrainConfig(max_steps=30, **cfg), callback=stop_at_15)
+    train_until_ctrl_c(text_file, a, TrainConfig(max_steps=30, **cfg), 15)
     ok(rnnviz("train", text_file, "--out", a, "--resume", "--nproc", 2))
     assert_same_run(one, a)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import WORDS, train_snapshot_rnn, words_text
 
 from rnnviz import reference
 from rnnviz.checkpoint import load_checkpoint
@@ -18,23 +19,14 @@ from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.history import appearance_sentences, appears_at, emergence, emergence_figure
 from rnnviz.snapshots import list_snapshots, load_snapshot_weights
-from rnnviz.threads import torch_threads
-from rnnviz.trainer import TrainConfig, train
-
-CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
-           snapshot_every=5, max_steps=20, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-
     tmp = tmp_path_factory.mktemp("emergence")
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she ", '"no, ', 'not yet" ']
-    text = "".join(rng.choice(words, size=3000))
+    text = words_text([*WORDS, '"no, ', 'not yet" '])  # quotes that span words too
     (tmp / "text.txt").write_text(text, encoding="utf-8")
-    with torch_threads(1):
-        train(tmp / "text.txt", tmp / "run", TrainConfig(**CFG))
+    train_snapshot_rnn(tmp / "text.txt", tmp / "run")
     return tmp / "run", text[:900]  # < 1000 characters: the recorder reads them as one exact stream
 
 

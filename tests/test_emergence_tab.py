@@ -3,8 +3,8 @@ was recorded from; clear messages when there is nothing to show; wired into the 
 
 import json
 
-import numpy as np
 import pytest
+from conftest import train_snapshot_rnn, words_text
 
 import rnnviz
 from rnnviz.checkpoint import load_checkpoint
@@ -13,22 +13,16 @@ from rnnviz.dashboard.app import create_app
 from rnnviz.dashboard.stores import StoreSet
 from rnnviz.history import emergence
 from rnnviz.threads import torch_threads
-from rnnviz.trainer import TrainConfig, train
-
-CFG = dict(cell="rnn", layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0,
-           snapshot_every=5, max_steps=20, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("emg")
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat", ".\n", '"hi" ', "said ", "she "]
-    text = "".join(rng.choice(words, size=3000))
+    text = words_text()
     (tmp / "text.txt").write_text(text, encoding="utf-8")
+    train_snapshot_rnn(tmp / "text.txt", tmp / "run")
+    train_snapshot_rnn(tmp / "text.txt", tmp / "plain", snapshot_every=0)
     with torch_threads(1):
-        train(tmp / "text.txt", tmp / "run", TrainConfig(**CFG))
-        train(tmp / "text.txt", tmp / "plain", TrainConfig(**{**CFG, "snapshot_every": 0}))
         with_snaps = rnnviz.record(load_checkpoint(tmp / "run" / "best"), text[:900], tmp / "st")
         without = rnnviz.record(load_checkpoint(tmp / "plain" / "best"), text[:900], tmp / "st-plain")
     return tmp, text[:900], [with_snaps.path, without.path]

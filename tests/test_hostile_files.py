@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from rnnviz.trainer import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # the children: one thread, this checkout
 
 
 def _limits(fsize: int | None):
@@ -47,9 +50,25 @@ def _limits(fsize: int | None):
 
 def run(*args, timeout: float = 60, fsize: int | None = None) -> subprocess.CompletedProcess:
     """``python -m rnnviz ARGS`` in a child with bounded time and memory; output as text."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "rnnviz", *map(str, args)], cwd=ROOT, env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "rnnviz", *map(str, args)], cwd=ROOT, env=ENV, text=True,
                           capture_output=True, timeout=timeout, preexec_fn=_limits(fsize))
+
+
+def start(*args) -> subprocess.Popen:
+    """``python -m rnnviz ARGS`` started in a child, its output piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "rnnviz", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def started(*args) -> Iterator[subprocess.Popen]:
+    """:func:`start` for the block; the child is killed on the way out if it is still running."""
+    proc = start(*args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def one_line(r: subprocess.CompletedProcess, *needles: str) -> None:
@@ -102,9 +121,7 @@ def test_a_stopped_regex_is_a_clear_error_within_its_limit_and_no_process(monkey
 def test_sigterm_to_find_during_a_catastrophic_regex_leaves_no_process(tmp_path):
     text = "x" + "a" * 60 + "b\n"
     st = small_store(tmp_path / "st", text=text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "rnnviz", "find", st.path, "--regex", "(a|aa)+$"], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start("find", st.path, "--regex", "(a|aa)+$")
     seen: set[int] = set()
 
     def matching() -> bool:  # the matcher is loaded (or, before the fix, its worker forked)
@@ -497,12 +514,6 @@ def test_disk_full_while_training_is_one_line_and_keeps_last(tmp_path):
     assert {p.name: p.read_bytes() for p in (run_ / "last").iterdir()} == before
 
 
-def _start(*args) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "rnnviz", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _wait_for(cond, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -516,16 +527,12 @@ def test_sigterm_to_train_saves_last_like_ctrl_c(tmp_path):
     src = tmp_path / "t.txt"
     src.write_text("the cat sat on the mat.\n" * 2000, encoding="utf-8")
     run_ = tmp_path / "run"
-    proc = _start("train", src, "--out", run_, "--layers", 1, "--hidden", 32, "--max-steps", 100000,
-                  "--eval-every", 100000, "--device", "cpu")
-    try:
+    with started("train", src, "--out", run_, "--layers", 1, "--hidden", 32, "--max-steps", 100000,
+                 "--eval-every", 100000, "--device", "cpu") as proc:
         _wait_for(lambda: (run_ / "log.jsonl").exists() and (run_ / "log.jsonl").stat().st_size > 0, proc=proc)
         seen = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, err
     assert "Interrupted: the last completed step is saved" in err and "Traceback" not in err
     state = json.loads((run_ / "last" / "train_state.json").read_text())
@@ -540,15 +547,11 @@ def test_sigterm_to_record_removes_its_temp_dir(tmp_path, tiny_ckpt):
 
     src = tmp_path / "t.txt"
     src.write_text(CKPT_TEXT * 20000, encoding="utf-8")
-    proc = _start("record", tiny_ckpt, src, "--out", tmp_path / "st", "--exact", "--device", "cpu")
-    try:
+    with started("record", tiny_ckpt, src, "--out", tmp_path / "st", "--exact", "--device", "cpu") as proc:
         _wait_for(lambda: any(p.name.startswith(".st.") for p in tmp_path.iterdir()), proc=proc)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert not (tmp_path / "st").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".st.")]
@@ -563,15 +566,11 @@ def test_sigterm_to_serve_stops_it_and_frees_the_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for _attempt in range(2):  # the second start needs the port the first one held
-        proc = _start("serve", st.path, "--port", port)
-        try:
+        with started("serve", st.path, "--port", port) as proc:
             _wait_for(lambda: _listening(port), proc=proc)
             seen = children(proc.pid)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 130 and "Traceback" not in err, err
         assert not [p for p in seen if alive(p)]
 

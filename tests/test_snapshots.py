@@ -243,17 +243,12 @@ def test_resume_gives_the_snapshots_of_an_uninterrupted_run(tmp_path, text_file,
     _same_snapshots(straight, split)
 
 
-def test_resume_after_ctrl_c_on_a_snapshot_step_writes_that_snapshot(tmp_path, text_file, one_thread):
+def test_resume_after_ctrl_c_on_a_snapshot_step_writes_that_snapshot(tmp_path, text_file, one_thread,
+                                                                     train_until_ctrl_c):
     straight = tmp_path / "straight"
     train(text_file, straight, TrainConfig(max_steps=20, **SMALL))
-
-    def stop_at_15(ev):  # the step's log line is out, its snapshot not yet
-        if ev["type"] == "step" and ev["step"] == 15:
-            raise KeyboardInterrupt
-
     run = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        train(text_file, run, TrainConfig(max_steps=20, **SMALL), callback=stop_at_15)
+    train_until_ctrl_c(text_file, run, TrainConfig(max_steps=20, **SMALL), 15)  # step 15 logged, its snapshot not yet
     assert [s.step for s in list_snapshots(run)] == [5, 10]
     train(text_file, run, resume=True)
     _same_snapshots(straight, run)

@@ -32,17 +32,11 @@ def test_resume_continues_exactly(tmp_path, text_file):
         assert torch.equal(x, y), k
 
 
-def test_interrupt_saves_a_usable_checkpoint_and_resume_matches(tmp_path, text_file):
+def test_interrupt_saves_a_usable_checkpoint_and_resume_matches(tmp_path, text_file, train_until_ctrl_c):
     straight = tmp_path / "straight"
     train(text_file, straight, TrainConfig(max_steps=30, **SMALL))
-
-    def stop_at_15(ev):
-        if ev["type"] == "step" and ev["step"] == 15:
-            raise KeyboardInterrupt
-
     run = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        train(text_file, run, TrainConfig(max_steps=30, **SMALL), callback=stop_at_15)
+    train_until_ctrl_c(text_file, run, TrainConfig(max_steps=30, **SMALL), 15)
     meta = load_checkpoint(run / "last").meta
     assert meta["metrics"]["step"] == 15
     train(text_file, run, resume=True)

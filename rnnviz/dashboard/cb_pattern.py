@@ -15,9 +15,9 @@ from dash.exceptions import PreventUpdate
 
 from ..errors import RnnvizError
 from ..similar import MIN_ON, SimilarConfig, find_matches, similar_cells, zscore
-from .cb_text import feature_or_none
 from .state import View
 from .stores import StoreSet
+from .viewcb import feature_or_none, on_view
 
 DEFAULT_CELLS = 5  # cells taken from the ranking when the user has not chosen any
 HEATMAPS = 6  # matches drawn as heatmaps
@@ -169,14 +169,10 @@ def pattern_view(stores: StoreSet, v: View, window: int) -> tuple[dict, str, str
 
 
 def register(app, stores: StoreSet, window: int) -> None:
-    @app.callback(
+    app.callback(
         Output("pattern", "figure"), Output("pat-onset", "children"), Output("pat-msg", "children"),
         Input("view", "data"),
-    )
-    def _pattern(view):
-        if not view:
-            raise PreventUpdate
-        return pattern_view(stores, View.clean(view, stores, window), window)
+    )(on_view(pattern_view, stores, window))
 
     @app.callback(Output("pat-thr", "value", allow_duplicate=True), Input("pattern", "relayoutData"),
                   prevent_initial_call=True)

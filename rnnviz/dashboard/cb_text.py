@@ -10,27 +10,14 @@ callback for the newly mounted graph).
 
 from __future__ import annotations
 
-import numpy as np
 from dash import ClientsideFunction, Input, Output, State
-from dash.exceptions import PreventUpdate
 
 from ..colors import ColourScale, unit_scale
 from ..display import char_loss
-from ..errors import RnnvizError
 from . import figures, textview
 from .state import View
 from .stores import StoreSet
-
-
-def feature_or_none(stores: StoreSet, view: View) -> np.ndarray | None:
-    """The view's feature values (normally cached when the view took it; recomputed, time-limited, only
-    if evicted since), or None when there is none or it now fails."""
-    if not view.feature:
-        return None
-    try:
-        return stores.feature(view.store, view.feature)
-    except RnnvizError:
-        return None
+from .viewcb import feature_or_none, on_view
 
 
 def scale(stores: StoreSet, i: int, unit: str, mode: str) -> ColourScale:
@@ -67,20 +54,12 @@ def trace(stores: StoreSet, view: View, window: int) -> dict:
 
 
 def register(app, stores: StoreSet, window: int) -> None:
-    @app.callback(
+    app.callback(
         Output("window-data", "data"), Output("window-label", "children"), Output("legend", "children"),
         Input("view", "data"),
-    )
-    def _render(view):
-        if not view:
-            raise PreventUpdate
-        return render_window(stores, View.clean(view, stores, window), window)
-
-    @app.callback(Output("trace", "figure"), Input("drawn", "data"), State("view", "data"))
-    def _trace(_, view):
-        if not view:
-            raise PreventUpdate
-        return trace(stores, View.clean(view, stores, window), window)
+    )(on_view(render_window, stores, window))
+    app.callback(Output("trace", "figure"), Input("drawn", "data"), State("view", "data"))(
+        on_view(trace, stores, window))
 
     app.clientside_callback(ClientsideFunction("rnnviz", "draw"), Output("text", "data-drawn"),
                             Output("drawn", "data"), Input("window-data", "data"))

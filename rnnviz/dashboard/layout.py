@@ -122,62 +122,72 @@ def sampling_panel() -> html.Div:
 def build(stores: StoreSet) -> html.Div:
     """The whole page; every control starts empty and is filled from the URL by the first callback."""
     return html.Div(id="app", children=[
-        dcc.Location(id="url", refresh=False),
-        dcc.Store(id="view"),
-        dcc.Store(id="focus"),
-        dcc.Store(id="selection"),
-        dcc.Store(id="sel-view"),
-        dcc.Store(id="js-init"),
-        dcc.Store(id="window-data"),
-        dcc.Store(id="drawn"),
-        html.Div([
-            html.B("rnnviz", style={"fontSize": "15px"}),
-            dcc.Dropdown(id="store-pick", options=[{"label": _store_label(stores, i), "value": i}
-                                                   for i in range(len(stores))],
-                         clearable=False, className="pick-wide"),
-            html.Label("layer"), dcc.Dropdown(id="layer-pick", clearable=False, className="pick"),
-            html.Label("kind"), dcc.Dropdown(id="kind-pick", clearable=False, className="pick"),
-            html.Label("unit"), _num("index-pick", 0, 80, min=0),
-            html.Button("◀", id="unit-prev", title="previous unit"),
-            html.Button("▶", id="unit-next", title="next unit"),
-            html.Label("compare"),
-            dcc.Input(id="cmp-input", type="text", placeholder="e.g. 1:c:5", debounce=True, style={"width": "90px"}),
-            html.Label("colours"),
-            dcc.Dropdown(id="range-pick", options=[{"label": v, "value": k} for k, v in RANGES.items()],
-                         value="max", clearable=False, searchable=False, className="pick-mid"),
-        ], className="row"),
+        *browser_state(),
+        unit_bar(stores),
         html.Div(id="status", className="msg"),
-        html.Div(id="main", children=[
-            html.Div(id="left", children=[
-                html.Div([
-                    html.Button("◀ prev", id="page-prev"),
-                    html.Button("next ▶", id="page-next"),
-                    html.Label("go to"), _num("jump-input", None, 100, min=0),
-                    html.Button("Go", id="jump-go"),
-                    html.Label("find"),
-                    dcc.Input(id="find-input", type="text", debounce=True, placeholder="text",
-                              style={"width": "140px"}),
-                    html.Button("Next match", id="find-go"),
-                    html.Span(id="window-label", className="note"),
-                ], className="row"),
-                html.Div(id="legend"),
-                html.Div(id="text", className="tv"),
-                html.Div(id="hover"),
-                # The trace's graph is mounted once the text is drawn (cb_text): Plotly (4.8 MB of script
-                # to evaluate) is then loaded after the coloured text, not before it.
-                html.Div(id="trace-box", style={"minHeight": "330px"}),
-                dcc.Store(id="trace-wait", data=loading_figure(330)),
-            ]),
-            html.Div(id="right", children=[
-                dcc.Tabs(id="tabs", value="hyp", children=[
-                    dcc.Tab(label="Hypotheses", value="hyp", children=hypotheses_panel()),
-                    dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
-                    dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
-                    dcc.Tab(label="Plots", value="plots", children=plots_panel()),
-                    dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
-                    dcc.Tab(label="Emergence", value="emerge", children=emergence_tab.panel()),
-                    dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
-                ]),
-            ]),
-        ]),
+        html.Div(id="main", children=[text_column(), html.Div(id="right", children=[panel_tabs()])]),
+    ])
+
+
+def browser_state() -> list:
+    """The URL and the stores the callbacks share in the browser (the view, the selection, the window's data)."""
+    return [
+        dcc.Location(id="url", refresh=False),
+        *(dcc.Store(id=id_) for id_ in ("view", "focus", "selection", "sel-view", "js-init", "window-data", "drawn")),
+    ]
+
+
+def unit_bar(stores: StoreSet) -> html.Div:
+    """The row across the top: store, layer, kind and unit pickers, the compare unit, the colour range."""
+    return html.Div([
+        html.B("rnnviz", style={"fontSize": "15px"}),
+        dcc.Dropdown(id="store-pick", options=[{"label": _store_label(stores, i), "value": i}
+                                               for i in range(len(stores))],
+                     clearable=False, className="pick-wide"),
+        html.Label("layer"), dcc.Dropdown(id="layer-pick", clearable=False, className="pick"),
+        html.Label("kind"), dcc.Dropdown(id="kind-pick", clearable=False, className="pick"),
+        html.Label("unit"), _num("index-pick", 0, 80, min=0),
+        html.Button("◀", id="unit-prev", title="previous unit"),
+        html.Button("▶", id="unit-next", title="next unit"),
+        html.Label("compare"),
+        dcc.Input(id="cmp-input", type="text", placeholder="e.g. 1:c:5", debounce=True, style={"width": "90px"}),
+        html.Label("colours"),
+        dcc.Dropdown(id="range-pick", options=[{"label": v, "value": k} for k, v in RANGES.items()],
+                     value="max", clearable=False, searchable=False, className="pick-mid"),
+    ], className="row")
+
+
+def text_column() -> html.Div:
+    """The left column: window navigation and find, the legend, the coloured text, its hover panel and trace."""
+    return html.Div(id="left", children=[
+        html.Div([
+            html.Button("◀ prev", id="page-prev"),
+            html.Button("next ▶", id="page-next"),
+            html.Label("go to"), _num("jump-input", None, 100, min=0),
+            html.Button("Go", id="jump-go"),
+            html.Label("find"),
+            dcc.Input(id="find-input", type="text", debounce=True, placeholder="text", style={"width": "140px"}),
+            html.Button("Next match", id="find-go"),
+            html.Span(id="window-label", className="note"),
+        ], className="row"),
+        html.Div(id="legend"),
+        html.Div(id="text", className="tv"),
+        html.Div(id="hover"),
+        # The trace's graph is mounted once the text is drawn (cb_text): Plotly (4.8 MB of script
+        # to evaluate) is then loaded after the coloured text, not before it.
+        html.Div(id="trace-box", style={"minHeight": "330px"}),
+        dcc.Store(id="trace-wait", data=loading_figure(330)),
+    ])
+
+
+def panel_tabs() -> dcc.Tabs:
+    """The right column's tabs, one panel each."""
+    return dcc.Tabs(id="tabs", value="hyp", children=[
+        dcc.Tab(label="Hypotheses", value="hyp", children=hypotheses_panel()),
+        dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
+        dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
+        dcc.Tab(label="Plots", value="plots", children=plots_panel()),
+        dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
+        dcc.Tab(label="Emergence", value="emerge", children=emergence_tab.panel()),
+        dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
     ])
