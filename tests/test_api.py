@@ -23,3 +23,17 @@ def test_import_rnnviz_is_lazy():
     code = "import sys, rnnviz; print(sorted(m for m in ('torch', 'pandas', 'dash') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_dashboard_view_imports_another_view():
+    """Views depend on the library (and on the dashboard's shared modules), never on another view."""
+    import ast
+    from pathlib import Path
+
+    views = sorted((Path(rnnviz.__file__).parent / "dashboard").glob("cb_*.py"))
+    assert len(views) >= 5
+    for path in views:
+        tree = ast.parse(path.read_text())
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.module for a in n.names}
+        assert not {m for m in imported if m.split(".")[-1].startswith("cb_")}, path.name

@@ -9,9 +9,9 @@ from dash.exceptions import PreventUpdate
 from ..display import visible_line
 from ..errors import RnnvizError
 from ..similar import MIN_ON, find_similar, followed
-from .cb_panels import rank_rows
 from .state import View, to_int
 from .stores import StoreSet
+from .viewcb import rank_rows
 
 CELLS_SHOWN = 5  # rows of the cell table: the matches must stay above the fold at 1280×800
 SNIPPET = 60  # characters of a match shown (plus 15 of context each side)

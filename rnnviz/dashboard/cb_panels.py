@@ -16,6 +16,7 @@ from ..sampling import sample
 from . import figures
 from .state import View, to_int
 from .stores import StoreSet
+from .viewcb import rank_rows
 
 GRADFLOW_CHARS, GRADFLOW_LAG = 600, 100
 MAX_SAMPLE, MAX_PRIME = 2000, 500
@@ -36,24 +37,6 @@ def _feature_spec(stores: StoreSet, i: int, feature: str):
 
     regex_feature.__name__ = feature
     return regex_feature
-
-
-def rank_rows(df: pd.DataFrame, tag: str, cols: list[str]) -> html.Table:
-    """A ranked-units table; each row's id names its unit, and a click on it picks that unit."""
-    head = html.Thead(html.Tr([html.Th("#")] + [html.Th(c) for c in cols]))
-    body = []
-    for r, row in enumerate(df.itertuples(index=False), start=1):
-        cells = [html.Td(str(r))]
-        for c in cols:
-            v = getattr(row, c)
-            if c == "sign":
-                v = "+" if v >= 0 else "−"
-            elif isinstance(v, (float, np.floating)):
-                v = f"{v:.3f}"
-            cells.append(html.Td(str(v)))
-        body.append(html.Tr(cells, id={"type": "unit-row", "index": f"{tag}/{row.unit}"}, n_clicks=0,
-                            title=f"colour the text by {row.unit}"))
-    return html.Table([head, html.Tbody(body)], className="rank")
 
 
 def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str]:

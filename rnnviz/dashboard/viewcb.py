@@ -1,5 +1,5 @@
 """What the ``cb_*`` views share (each view depends on the library and on this, never on another view):
-the view's feature values, and the body of a callback that draws from the view alone."""
+the view's feature values, the body of a callback that draws from the view alone, and the ranked-units table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from dash import html
 from dash.exceptions import PreventUpdate
 
 from ..errors import RnnvizError
@@ -37,3 +39,21 @@ def on_view(draw: Callable[[StoreSet, View, int], Any], stores: StoreSet, window
         return draw(stores, View.clean(view, stores, window), window)
 
     return callback
+
+
+def rank_rows(df: pd.DataFrame, tag: str, cols: list[str]) -> html.Table:
+    """A ranked-units table; each row's id names its unit, and a click on it picks that unit."""
+    head = html.Thead(html.Tr([html.Th("#")] + [html.Th(c) for c in cols]))
+    body = []
+    for r, row in enumerate(df.itertuples(index=False), start=1):
+        cells = [html.Td(str(r))]
+        for c in cols:
+            v = getattr(row, c)
+            if c == "sign":
+                v = "+" if v >= 0 else "−"
+            elif isinstance(v, (float, np.floating)):
+                v = f"{v:.3f}"
+            cells.append(html.Td(str(v)))
+        body.append(html.Tr(cells, id={"type": "unit-row", "index": f"{tag}/{row.unit}"}, n_clicks=0,
+                            title=f"colour the text by {row.unit}"))
+    return html.Table([head, html.Tbody(body)], className="rank")
