@@ -4,7 +4,7 @@
 #   bash scripts/cpu_sample_models.sh train     # both runs in the background, one torch thread each (~2 h)
 #   bash scripts/cpu_sample_models.sh tune      # War and Peace: a new low-lr schedule from that run's best (80 min)
 #   bash scripts/cpu_sample_models.sh finish    # float16 copies into sample_models/ and their cards
-#   bash scripts/cpu_sample_models.sh finish wp # one of them (wp or linux)
+#   bash scripts/cpu_sample_models.sh finish wp # one of them (wp, linux or shakespeare: its card only)
 #
 # `train` starts both runs niced, each on one thread, with --snapshot-every for `rnnviz emergence`; the logs
 # go to runs/<name>.log. `finish` takes each run's best checkpoint (lowest validation loss), stores it in
@@ -23,6 +23,10 @@ LINUX="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-lstm-2x256 --dr
 # from its best weights with a low peak (6e-4 -> 6e-5) does not.
 WP_TUNE="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-ft --init-from runs/wp-lstm-2x256/best \
 --dropout 0.1 --batch 64 --seq-len 100 --lr 6e-4 --warmup 100 --time-budget 4900 --eval-every 500 --seed 2 --device cpu"
+
+# The tiny Shakespeare model (trained earlier, no snapshots): `finish shakespeare` rewrites its card only.
+TS="rnnviz train $DATA/tiny_shakespeare.txt --out runs/ts2 --cell lstm --layers 2 --hidden 128 --dropout 0.1 \
+--batch 32 --seq-len 100 --lr 3e-3 --max-steps 6000 --eval-every 500 --seed 1"
 
 # AFTER: how the runs really ended, for the cards (the runs of 2 Dec were stopped with SIGTERM at about
 # 3,600 s and resumed with a shorter budget to leave time for their cards: the cosine schedule moved on).
@@ -57,6 +61,9 @@ ${WP_TUNE#"$BIN/"}"; fi
         in_quote column to_line_end word_pos sentence_start > runs/wp.card.log 2>&1 &
     [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" runs/linux-lstm-2x256 \
         in_if brace_depth in_comment in_string paren_depth indent column to_line_end > runs/linux.card.log 2>&1 &
+    [ "${2:-shakespeare}" = shakespeare ] && OMP_NUM_THREADS=1 "$BIN/python" scripts/model_card.py \
+        sample_models/shakespeare-lstm-2x128 "$DATA/tiny_shakespeare.txt" --command "$TS" --ablate-chars 20000 \
+        --features in_quote column to_line_end word_pos sentence_start > runs/shakespeare.card.log 2>&1 &
     wait
     tail -n 3 runs/*.card.log ;;
   tune)
