@@ -33,6 +33,8 @@ TS="rnnviz train $DATA/tiny_shakespeare.txt --out runs/ts2 --cell lstm --layers 
 AFTER=${AFTER:-}
 WP_AFTER=${WP_AFTER:-"# stopped with SIGTERM at 3,624 s of training (step 7,969), then resumed with a shorter budget:
 rnnviz train ../shared/data/war_and_peace.txt --out runs/wp-lstm-2x256 --resume --time-budget 5400"}
+LINUX_AFTER=${LINUX_AFTER:-"# stopped with SIGTERM at 3,494 s of training (step 8,387), then resumed with a shorter budget:
+rnnviz train ../shared/data/linux_kernel.txt --out runs/linux-lstm-2x256 --resume --time-budget 5400"}
 
 finish() {  # run name corpus command snapshots-run features...
   local run=$1 name=$2 corpus=$3 cmd=$4 snaps=$5; shift 5
@@ -59,7 +61,8 @@ $WP_AFTER" WP_RUN=runs/wp-lstm-2x256
 ${WP_TUNE#"$BIN/"}"; fi
     [ "${2:-wp}" = wp ] && OMP_NUM_THREADS=1 finish $WP_RUN war-and-peace-lstm-2x256 war_and_peace.txt "$WP_CMD" runs/wp-lstm-2x256 \
         in_quote column to_line_end word_pos sentence_start > runs/wp.card.log 2>&1 &
-    [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX" runs/linux-lstm-2x256 \
+    [ "${2:-linux}" = linux ] && OMP_NUM_THREADS=1 finish runs/linux-lstm-2x256 linux-lstm-2x256 linux_kernel.txt "$LINUX
+$LINUX_AFTER" runs/linux-lstm-2x256 \
         in_if brace_depth in_comment in_string paren_depth indent column to_line_end > runs/linux.card.log 2>&1 &
     [ "${2:-shakespeare}" = shakespeare ] && OMP_NUM_THREADS=1 "$BIN/python" scripts/model_card.py \
         sample_models/shakespeare-lstm-2x128 "$DATA/tiny_shakespeare.txt" --command "$TS" --ablate-chars 20000 \
