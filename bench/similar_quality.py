@@ -25,7 +25,7 @@ import numpy as np
 
 from rnnviz import find_cells, open_store
 from rnnviz.features import compute_feature
-from rnnviz.similar import MAX_SELECTION, find_similar, runs
+from rnnviz.similar import MAX_SELECTION, THETA, find_similar, runs
 
 
 def spans(feature: np.ndarray, n: int, seed: int, text: str) -> list[tuple[int, int]]:
@@ -45,7 +45,7 @@ def neuron(unit: str) -> str:
     return f"{layer}:{index}"
 
 
-def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshold: float = 1.0) -> dict:
+def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshold: float = THETA) -> dict:
     store = open_store(path)
     f = np.asarray(compute_feature(feature_name, store.text), dtype=np.float32)
     ranked = find_cells(store, feature_name, top=40)
@@ -92,7 +92,7 @@ def main() -> None:
     p.add_argument("specs", nargs="+", help="STORE:FEATURE:CELL, e.g. stores/wp:in_quote:1:c:12")
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=float, default=1.0, help="θ in σ")
+    p.add_argument("--threshold", type=float, default=THETA, help="θ in σ (default: the library's)")
     args = p.parse_args()
     for spec in args.specs:
         path, feature, cell = spec.split(":", 2)

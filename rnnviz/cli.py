@@ -28,6 +28,7 @@ import click
 from .data import check_window
 from .errors import RnnvizError
 from .fsutil import ensure_parent
+from .similar import THETA
 from .trainer import TrainConfig
 
 _signalled: list[int] = []  # the signals that stopped this command
@@ -740,7 +741,7 @@ def explain_cmd(store, units, min_score, block, fmt):
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--start", type=int, required=True, help="First character of the selection.")
 @click.option("--end", type=int, required=True, help="One past its last character.")
-@click.option("--threshold", type=float, default=1.0, show_default=True, help="θ: on = this many σ from the mean.")
+@click.option("--threshold", type=float, default=THETA, show_default=True, help="θ: on = this many σ from the mean.")
 @click.option("--slack", type=int, default=2, show_default=True, help="Characters forgiven at each edge.")
 @click.option("--rule", type=click.Choice(["tolerant", "strict"]), default="tolerant", show_default=True,
               help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")

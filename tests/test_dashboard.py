@@ -90,9 +90,9 @@ def test_query_round_trip(stores):
     assert q == "?store=quotes&unit=1%3Ac%3A3&cmp=1%3Ah%3A5&start=234&feature=in_quote"
     assert state.from_query(q, stores) == v
     assert state.from_query("?store=1&unit=0:f:2&start=10", stores) == View(store=1, unit="0:f:2", start=0)
-    full = view(stores, range="minmax", tab="pattern", sel=[10, 20], theta=0.5, cells=[QUOTE_UNIT, NEG_UNIT])
+    full = view(stores, range="minmax", tab="pattern", sel=[10, 20], theta=0.75, cells=[QUOTE_UNIT, NEG_UNIT])
     q = state.to_query(full, stores)
-    assert q == ("?store=quotes&unit=1%3Ac%3A3&start=0&range=minmax&tab=pattern&sel=10-20&theta=0.5"
+    assert q == ("?store=quotes&unit=1%3Ac%3A3&start=0&range=minmax&tab=pattern&sel=10-20&theta=0.75"
                  "&cells=1%3Ac%3A3%2C1%3Ah%3A5")
     assert state.from_query(q, stores) == full
     assert full.to_dict()["sel"] == (10, 20) and View.clean(full.to_dict(), stores) == full
@@ -108,9 +108,9 @@ def test_query_cannot_reach_other_stores_or_bad_values(stores):
     assert state.from_query("?feature=re:" + "x" * 1001, stores).feature == ""
     assert state.from_query("?unit=1:c:3&cmp=1:c:3", stores).cmp == ""
     bad = state.from_query("?sel=20-10&theta=nan&range=rainbow&tab=evil&cells=" + ",".join(["1:c:3"] * 100), stores)
-    assert (bad.sel, bad.theta, bad.range, bad.tab, bad.cells) == (None, 1.0, "max", "hyp", (QUOTE_UNIT,))
+    assert (bad.sel, bad.theta, bad.range, bad.tab, bad.cells) == (None, 0.5, "max", "hyp", (QUOTE_UNIT,))
     for theta in ("-1", "1e400", "inf", "x"):
-        assert state.from_query(f"?theta={theta}", stores).theta == 1.0
+        assert state.from_query(f"?theta={theta}", stores).theta == 0.5  # the default
 
 
 def test_store_names_are_unique(tmp_path):
@@ -406,7 +406,7 @@ def test_pattern_view_functions(stores):
     assert dict(zip(cells, signs, strict=True))[NEG_UNIT] == -1
     fig = cb_pattern.pattern_figure(stores, v, 2000, cells, signs)
     assert [t["name"] for t in fig["data"]] == [c if g > 0 else "−" + c for c, g in zip(cells, signs, strict=True)]
-    assert fig["layout"]["shapes"][0]["y0"] == 1.0 and fig["layout"]["shapes"][0]["editable"]
+    assert fig["layout"]["shapes"][0]["y0"] == 0.5 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
     assert cb_pattern.brushed_range({"range": {"x": [120.4, 110.2], "y": [0, 1]}}, 3000) == (111, 121)

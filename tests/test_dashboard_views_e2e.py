@@ -315,7 +315,7 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}&tab=pattern&sel={a}-{b + 1}&cells={cells}&feature=in_quote",
               "0:2000")
     onset = page.locator("#pat-onset")
-    expect(onset).to_have_text(f"on-set at θ = 1 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+    expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
     expect(page.locator("#pattern .scatterlayer .trace")).to_have_count(3)
     expect(page.locator("#pat-cells")).to_have_value(f"{QUOTE_UNIT}, {NEG_UNIT}, 0:h:0")
     # Drag the dashed θ line to the top of the plot: no cell stays on that high.
@@ -329,10 +329,10 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     expect(onset).to_have_text(re.compile(r"on-set at θ = [\d.]+ σ: none \(0 of 3 cells\)"))
     theta = float(page.locator("#pat-thr").input_value())
     assert theta > 1 and f"theta={theta:g}" in page.url
-    # Back to θ = 0.5 by typing, then search: each match is a heatmap of the on-set over its characters.
-    page.locator("#pat-thr").fill("0.5")
+    # Down to θ = 0.8 by typing, then search: each match is a heatmap of the on-set over its characters.
+    page.locator("#pat-thr").fill("0.8")
     page.locator("#pat-thr").press("Enter")
-    expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+    expect(onset).to_have_text(f"on-set at θ = 0.8 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
     page.locator("#pat-go").click()
     heat = page.locator("#pat-matches .heat")
     expect(heat.first).to_be_visible()
@@ -351,7 +351,7 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     page.locator("#pat-thr").fill("-1")
     page.locator("#pat-thr").press("Enter")
     expect(page.locator("#status")).to_contain_text("θ must be a finite number >= 0")
-    expect(onset).to_have_text(f"on-set at θ = 0.5 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
+    expect(onset).to_have_text(f"on-set at θ = 0.8 σ: {QUOTE_UNIT}, {NEG_UNIT} (2 of 3 cells)")
 
 
 def test_the_text_is_drawn_before_plotly_is_loaded(page, served):

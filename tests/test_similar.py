@@ -135,7 +135,7 @@ def test_a_cell_on_for_half_the_text_is_found_by_its_two_states(store):
     p = (32 * 48 + 24) / 3000  # on-share: 32 whole blocks and the first 24 characters of the 33rd
     z_on = (1 - (2 * p - 1)) / (2 * math.sqrt(p * (1 - p)))
     assert (1 - mean[0]) / std[0] == pytest.approx(z_on, rel=1e-5) and z_on < 0.961  # under θ = 1 σ when on
-    assert COMMON not in set(similar_cells(store, a, b, SimilarConfig(rule="strict"))["unit"])
+    assert COMMON not in set(similar_cells(store, a, b, SimilarConfig(rule="strict", threshold=1.0))["unit"])
     cells, matches = find_similar(store, a, b)
     first = cells.iloc[0]
     assert (first["unit"], first["sign"], first["rule"]) == (COMMON, 1, "two-state")

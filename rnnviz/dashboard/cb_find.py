@@ -8,7 +8,7 @@ from dash.exceptions import PreventUpdate
 
 from ..display import visible_line
 from ..errors import RnnvizError
-from ..similar import MIN_ON, find_similar, followed
+from ..similar import MIN_ON, THETA, find_similar, followed
 from .state import View, to_int
 from .stores import StoreSet
 from .viewcb import rank_rows
@@ -36,7 +36,7 @@ def match_table(store, matches) -> html.Table:
     return html.Table([head, html.Tbody(rows)], className="rank")
 
 
-def select_range(stores: StoreSet, view: View, a, b, threshold=1.0) -> tuple[object, object, str]:
+def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[object, object, str]:
     """Select-to-find for [a, b): (cell table, match table, message)."""
     store = stores[view.store]
     try:
@@ -44,10 +44,10 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=1.0) -> tuple[obj
     except (TypeError, ValueError):
         return None, None, "select some text, or type a range: from and to are character positions"
     try:
-        cells, matches = find_similar(store, a, b, threshold=1.0 if threshold is None else threshold)
+        cells, matches = find_similar(store, a, b, threshold=THETA if threshold is None else threshold)
     except RnnvizError as e:
         return None, None, str(e)
-    theta = 1.0 if threshold is None else float(threshold)
+    theta = THETA if threshold is None else float(threshold)
     if cells.empty:
         return None, None, (f"no cell is on inside {a:,}–{b:,} (θ = {theta:g} σ, {MIN_ON:.0%} of it) and off at its "
                             "edges: lower θ, or select a tighter range")

@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from ..colors import RANGES
 from ..features import FEATURES
+from ..similar import THETA
 from . import catalog, emergence_tab
 from .figures import loading_figure
 from .stores import StoreSet
@@ -65,7 +66,7 @@ def selection_panel() -> html.Div:
         html.Div([
             html.Label("from"), _num("sel-a", None, 95, min=0),
             html.Label("to"), _num("sel-b", None, 95, min=1),
-            html.Label("θ (σ)"), _num("sel-thr", 1.0, 60, step=0.25),
+            html.Label("θ (σ)"), _num("sel-thr", THETA, 60, step=0.25),
             html.Button("Find units", id="sel-go"),
         ], className="row"),
         html.Div(id="sel-msg", className="msg"),
@@ -82,7 +83,7 @@ def pattern_panel() -> html.Div:
             html.Label("cells"),
             dcc.Input(id="pat-cells", type="text", debounce=True, placeholder="e.g. 1:c:12, 0:c:40",
                       style={"width": "260px"}),
-            html.Label("θ (σ)"), _num("pat-thr", 1.0, 60, step=0.1),
+            html.Label("θ (σ)"), _num("pat-thr", THETA, 60, step=0.1),
             html.Button("Search", id="pat-go"),
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 
 from ..colors import RANGES
 from ..features import FEATURES
-from ..similar import MAX_FOLLOW
+from ..similar import MAX_FOLLOW, THETA
 from .stores import MAX_PATTERN, StoreSet
 
 WINDOW = 2000  # characters per text window
@@ -34,7 +34,7 @@ class View:
     range: str = "max"  # colour range: a key of rnnviz.colors.RANGES
     tab: str = "hyp"  # the open panel on the right
     sel: tuple[int, int] | None = None  # the selection [a, b) of select-to-find and the pattern view
-    theta: float = 1.0  # θ in σ: a cell is "on" above it
+    theta: float = THETA  # θ in σ: a cell is "on" above it
     cells: tuple[str, ...] = ()  # the pattern view's cell set (empty: the ranking's best)
 
     def to_dict(self) -> dict:
@@ -120,12 +120,12 @@ def valid_span(span, length: int) -> tuple[int, int] | None:
 
 
 def valid_theta(theta) -> float:
-    """θ as a finite float >= 0 (default 1.0 for anything else)."""
+    """θ as a finite float >= 0 (the default, THETA, for anything else)."""
     try:
         t = float(theta)
     except (TypeError, ValueError, OverflowError):
-        return 1.0
-    return t if math.isfinite(t) and t >= 0 else 1.0
+        return THETA
+    return t if math.isfinite(t) and t >= 0 else THETA
 
 
 def query_fields(search: str | None) -> dict[str, str]:
@@ -166,7 +166,7 @@ def to_query(view: View, stores: StoreSet) -> str:
         "range": "" if view.range == "max" else view.range,
         "tab": "" if view.tab == "hyp" else view.tab,
         "sel": f"{view.sel[0]}-{view.sel[1]}" if view.sel else "",
-        "theta": "" if view.theta == 1.0 else f"{view.theta:g}",
+        "theta": "" if view.theta == THETA else f"{view.theta:g}",
         "cells": ",".join(view.cells),
     }
     return "?" + urlencode({k: v for k, v in q.items() if v not in ("", None)})
