@@ -28,7 +28,7 @@ import click
 from .data import check_window
 from .errors import RnnvizError
 from .fsutil import ensure_parent
-from .similar import THETA
+from .theta import THETA
 from .trainer import TrainConfig
 
 _signalled: list[int] = []  # the signals that stopped this command

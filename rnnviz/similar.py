@@ -46,13 +46,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import RnnvizError
+from .theta import THETA  # the default θ (see there why 0.5)
 from .twostate import ETA_MIN, two_states
 
-# θ by default (σ), for select-to-find and the pattern view: measured on the bundled War and Peace model (20
-# random quotes, seeds 0-2, bench/similar_quality.py), its fading quote cell is ranked first in 19/18/20 at 0.5
-# against 14/15/19 at 1, with 94/91/98% of the matches in a quote against 86/85/98%; Linux comments, ranked by
-# their two states, are the same at both.
-THETA = 0.5
 MAX_SELECTION = 5000  # characters: a longer selection is not "a range that a cell marks"
 MAX_FOLLOW = 8  # cells that the match search follows together
 MIN_ON = 0.8  # "mostly on": the fraction of the characters inside (and off outside) that must agree

@@ -25,6 +25,13 @@ def test_import_rnnviz_is_lazy():
     assert out.strip() == "[]"
 
 
+def test_cli_start_up_loads_neither_pandas_nor_dash():
+    """The CLI needs torch (training options) but not pandas or Dash until a command uses them."""
+    code = "import sys, rnnviz.cli; print(sorted(m for m in ('pandas', 'dash') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_no_dashboard_view_imports_another_view():
     """Views depend on the library (and on the dashboard's shared modules), never on another view."""
     import ast
