@@ -43,11 +43,12 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[o
         a, b = to_int(a), to_int(b)
     except (TypeError, ValueError):
         return None, None, "select some text, or type a range: from and to are character positions"
+    theta = THETA if threshold is None else threshold  # an empty θ box means the default
     try:
-        cells, matches = find_similar(store, a, b, threshold=THETA if threshold is None else threshold)
+        cells, matches = find_similar(store, a, b, threshold=theta)
     except RnnvizError as e:
         return None, None, str(e)
-    theta = THETA if threshold is None else float(threshold)
+    theta = float(theta)  # checked by find_similar
     if cells.empty:
         return None, None, (f"no cell is on inside {a:,}–{b:,} (θ = {theta:g} σ, {MIN_ON:.0%} of it) and off at its "
                             "edges: lower θ, or select a tighter range")
