@@ -233,12 +233,7 @@ def simulate(rule_id: str, text: str, coef=None) -> np.ndarray:
         return (coef[0] * a + coef[1] * b + coef[2]).astype(np.float32)
     family, args, tf = parse(rule_id)
     if family == "feature":
-        y = FEATURES[args[0]].fn(text).astype(np.float32)
-        if tf.startswith("lag"):
-            return lagged(y, int(tf[3:]))
-        if tf.startswith("fade"):
-            return fade(y, int(tf[4:]))
-        return {"onset": onset, "offset": offset}.get(tf, lambda v: v)(y)
+        return transform(FEATURES[args[0]].fn(text).astype(np.float32), tf)
     if family == "prev":
         return ends_with(text, args[0]).astype(np.float32)
     if family == "class":
@@ -276,14 +271,22 @@ def since_targets(text: str) -> list[str]:
     return chars + pairs[:SINCE_BIGRAMS]
 
 
+def transform(y: np.ndarray, tf: str) -> np.ndarray:
+    """A feature's (T,) values under the transform of its id ("" = none, "lag3", "onset", "offset", "fade64")."""
+    if tf.startswith("lag"):
+        return lagged(y, int(tf[3:]))
+    if tf.startswith("fade"):
+        return fade(y, int(tf[4:]))
+    return {"onset": onset, "offset": offset}.get(tf, lambda v: v)(y)
+
+
 def feature_transforms(y: np.ndarray, binary: bool) -> list[tuple[str, np.ndarray, bool]]:
     """A feature's (T,) values and its transforms searched: (id suffix, values, 0/1 or not) for the plain
-    feature, each lag, and for a 0/1 feature its onsets, offsets and fades."""
-    out = [("", y, binary)] + [(f"@lag{k}", lagged(y, k), binary) for k in LAGS]
+    feature, each lag, and for a 0/1 feature its onsets, offsets and fades (which are not 0/1)."""
+    names = [""] + [f"lag{k}" for k in LAGS]
     if binary:
-        out += [("@onset", onset(y), True), ("@offset", offset(y), True)]
-        out += [(f"@fade{k}", fade(y, k), False) for k in FADES]
-    return out
+        names += ["onset", "offset"] + [f"fade{k}" for k in FADES]
+    return [(f"@{t}" if t else "", transform(y, t), binary and not t.startswith("fade")) for t in names]
 
 
 def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
