@@ -33,10 +33,12 @@ from rnnviz.explainer import explain
 from rnnviz.export import export_html, titles_from_cells
 from rnnviz.features import compute_feature
 from rnnviz.history import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
+from rnnviz.ngram import ORDER, ngram_loss
 from rnnviz.sampling import sample
 from rnnviz.trainer import evaluate
 
 SELECTIVE = 0.2  # a unit counts as found when its score beats the character-only control by this much
+PAPER = {"war_and_peace.txt": (1.077, 1.195), "linux_kernel.txt": (0.84, 0.889)}  # best LSTM, 20-gram (test)
 
 
 def explained_section(store, cells: dict[str, str]) -> list[str]:
@@ -79,7 +81,9 @@ def main() -> None:
     p.add_argument("--prime", default="\n")
     p.add_argument("--ablate-chars", type=int, default=20000, help="test-split characters used for ablation")
     p.add_argument("--export-chars", type=int, default=3000)
-    p.add_argument("--emergence", metavar="RUN", help="the training run with snapshots: add when each cell appeared")
+    p.add_argument("--emergence", metavar="RUN", help="the training run with snapshots: add when each cell "
+                   "appeared (or an earlier card of the same weights' run, README.md with emergence.html beside "
+                   "it: keep its section)")
     p.add_argument("--emergence-chars", type=int, default=100_000, help="test-split characters recorded per snapshot")
     a = p.parse_args()
 
@@ -118,6 +122,7 @@ def main() -> None:
     for name, v in (("train (running mean, last log interval)", m.get("train_loss")),
                     ("validation (one exact stream)", val_loss), ("**test** (one exact stream)", test_loss)):
         lines.append(f"| {name} | {v:.4f} | {v / math.log(2):.4f} |")
+    lines += baseline_lines(text, Path(a.corpus).name, test_loss)
     s = sample(model, 400, prime=a.prime, temperature=0.8, seed=1)
     lines += ["", "## A sample at temperature 0.8 (seed 1)", "```", (a.prime + s).strip("\n"), "```", ""]
 
@@ -167,10 +172,43 @@ def main() -> None:
         t0 = time.perf_counter()
         lines += explained_section(store, found)
         print(f"explain: {len(store.units):,} units x {store.length:,} characters in {time.perf_counter() - t0:.1f} s")
-    if a.emergence:
+    if a.emergence and Path(a.emergence).is_file():
+        lines += kept_emergence(Path(a.emergence), ckpt)
+    elif a.emergence:
         lines += emergence_section(Path(a.emergence), ckpt, test[: a.emergence_chars], a.features)
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]
     (ckpt / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def baseline_lines(text: str, corpus: str, test_loss: float) -> list[str]:
+    """The paper's 20-gram baseline on the same test split (a row of the loss table), and how far below it
+    the model is beside the paper's best LSTM's margin on its own split."""
+    ngram, _ = ngram_loss(text, "test", ORDER)
+    lines = [f"| {ORDER}-gram baseline, same test split (`rnnviz ngram`: modified Kneser-Ney) | {ngram:.4f} | "
+             f"{ngram / math.log(2):.4f} |", "",
+             f"The model's test loss is {100 * (1 - test_loss / ngram):.1f}% below the {ORDER}-gram's on the same "
+             "split."]
+    if corpus in PAPER:
+        lstm, paper_ngram = PAPER[corpus]
+        lines[-1] += (f" The paper's best LSTM (3 layers, 512 units, GPU) is {100 * (1 - lstm / paper_ngram):.1f}% "
+                      f"below its 20-gram on its split ({lstm} vs {paper_ngram}): the margin, not the loss, "
+                      f"carries over between splits of different difficulty.")
+    return lines
+
+
+def kept_emergence(card: Path, ckpt: Path) -> list[str]:
+    """The emergence section of an earlier card of this model's line (``card``, a README.md with its
+    emergence.html beside it) when the run's snapshots are no longer at hand; copies the figure."""
+    old = card.read_text(encoding="utf-8")
+    head = "## When the cells emerged"
+    if head not in old:
+        raise SystemExit(f"{card}: no '{head}' section to keep")
+    section = old[old.index(head) : old.index("\nCard written by") if "\nCard written by" in old else None]
+    (ckpt / "emergence.html").write_bytes((card.parent / "emergence.html").read_bytes())
+    note = ("(Kept from the card of the run this model's weights come from: its snapshots are not kept with "
+            "the model, and a fine-tune from trained weights has no cells left to emerge.)")
+    lines = ["", *section.rstrip("\n").split("\n")]
+    return lines if note in lines else [*lines, "", note]
 
 
 def emergence_section(run: Path, ckpt: Path, text: str, features: list[str]) -> list[str]:
