@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import RnnvizError
-from .theta import THETA  # the default θ (see there why 0.5)
+from .theta import THETA, theta_problem  # the default θ (see there why 0.5), and its one check
 from .twostate import ETA_MIN, two_states
 
 MAX_SELECTION = 5000  # characters: a longer selection is not "a range that a cell marks"
@@ -78,14 +78,11 @@ class SimilarConfig:
 
 
 def check_threshold(threshold) -> float:
-    """θ as a finite float >= 0, or a one-line error."""
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError, OverflowError):
-        raise RnnvizError(f"θ must be a number of standard deviations, got {threshold!r}") from None
-    if not math.isfinite(t) or t < 0:
-        raise RnnvizError(f"θ must be a finite number >= 0 (standard deviations), got {threshold!r}")
-    return t
+    """θ as a finite float >= 0, or a one-line error (:func:`rnnviz.theta.theta_problem`)."""
+    problem = theta_problem(threshold)
+    if problem:
+        raise RnnvizError(problem)
+    return float(threshold)
 
 
 def check_range(store, a, b) -> tuple[int, int]:

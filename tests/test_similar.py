@@ -203,3 +203,17 @@ def test_cli_similar_json_and_table(store):
     r = CliRunner().invoke(cli, ["similar", str(store.path), "--start", "5", "--end", "5"])
     assert r.exit_code == 1 and r.output.strip().splitlines()[-1] == "Error: the selection 5..5 is empty: select at " \
         "least one character"
+
+
+def test_one_theta_check_for_library_cli_and_dashboard():
+    from rnnviz.similar import check_threshold
+    from rnnviz.theta import THETA, parse_theta, theta_problem
+
+    assert [parse_theta(v) for v in ("0.25", 0, 3, "x", None, -0.1, "nan", "1e400", float("inf"))] == \
+        [0.25, 0.0, 3.0, None, None, None, None, None, None]
+    assert theta_problem("1.5") == ""
+    assert theta_problem("x" * 100) == f"θ must be a finite number >= 0 (σ), got {'x' * 40 + '…'!r}"
+    assert theta_problem(None) == "θ must be a finite number >= 0 (σ), got 'None'"
+    with pytest.raises(RnnvizError, match=r"^θ must be a finite number >= 0 \(σ\), got '-2'$"):
+        check_threshold(-2)
+    assert parse_theta("-2", THETA) == THETA and parse_theta("0.75", THETA) == 0.75

@@ -9,13 +9,13 @@ bounded size. What a user *does* to a view is in :mod:`.transitions` (pure funct
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
 from ..colors import RANGES
 from ..features import FEATURES
-from ..similar import MAX_FOLLOW, THETA
+from ..similar import MAX_FOLLOW
+from ..theta import THETA, parse_theta
 from .stores import MAX_PATTERN, StoreSet
 
 WINDOW = 2000  # characters per text window
@@ -70,7 +70,7 @@ class View:
             range=_choice(d.get("range"), RANGES, "max"),
             tab=_choice(d.get("tab"), TABS, "hyp"),
             sel=valid_span(d.get("sel"), store.length),
-            theta=valid_theta(d.get("theta")),
+            theta=parse_theta(d.get("theta"), THETA),
             cells=cells,
         )
 
@@ -117,15 +117,6 @@ def valid_span(span, length: int) -> tuple[int, int] | None:
         if 0 <= a < b <= length:
             return (a, b)
     return None
-
-
-def valid_theta(theta) -> float:
-    """θ as a finite float >= 0 (the default, THETA, for anything else)."""
-    try:
-        t = float(theta)
-    except (TypeError, ValueError, OverflowError):
-        return THETA
-    return t if math.isfinite(t) and t >= 0 else THETA
 
 
 def query_fields(search: str | None) -> dict[str, str]:

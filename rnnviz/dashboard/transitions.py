@@ -8,7 +8,6 @@ as it was and says why in one line; :data:`TRANSITIONS` maps each control's id t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from ..errors import RnnvizError
 from ..features import FEATURES
 from ..models import parse_unit
 from ..similar import MAX_FOLLOW
+from ..theta import parse_theta, theta_problem
 from .state import TABS, WINDOW, View, clip_start, find_text, from_query, query_fields, step_unit, to_int
 from .stores import StoreSet, check_regex
 
@@ -57,8 +57,8 @@ def load(stores: StoreSet, _view, search, ctx: Inputs) -> tuple[View, str]:
         msg = f"no colour range {_short(asked['range'])}: choose one of {', '.join(RANGES)}"
     elif asked.get("sel") and new.sel is None:
         msg = f"the selection {_short(asked['sel'])} is not a range A-B inside the text (0..{stores[new.store].length})"
-    elif asked.get("theta") and str(new.theta) != asked["theta"] and _theta_problem(asked["theta"]):
-        msg = _theta_problem(asked["theta"])
+    elif asked.get("theta") and str(new.theta) != asked["theta"] and theta_problem(asked["theta"]):
+        msg = theta_problem(asked["theta"])
     elif asked.get("cells") is not None and len(new.cells) < len([c for c in asked["cells"].split(",") if c]):
         msg = f"cells: give 1 to {MAX_FOLLOW} units of {name} (LAYER:KIND:INDEX, comma-separated)"
     if new.feature.startswith("re:"):  # a link's regex is checked like a typed one (size and syntax)
@@ -67,14 +67,6 @@ def load(stores: StoreSet, _view, search, ctx: Inputs) -> tuple[View, str]:
         except RnnvizError as e:
             new, msg = new.replace(feature=""), str(e)
     return new, msg
-
-
-def _theta_problem(theta) -> str:
-    try:
-        t = float(theta)
-    except (TypeError, ValueError, OverflowError):
-        t = math.nan
-    return "" if math.isfinite(t) and t >= 0 else f"θ must be a finite number >= 0 (σ), got {_short(str(theta))}"
 
 
 def pick_store(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:
@@ -232,7 +224,7 @@ def set_selection(stores, view: View, value, ctx) -> tuple[View, str]:
     if not 0 <= a < b <= length:
         return view, ""
     theta = value.get("theta", view.theta)
-    return view.replace(sel=(a, b), cells=(), theta=view.theta if _theta_problem(theta) else float(theta)), ""
+    return view.replace(sel=(a, b), cells=(), theta=parse_theta(theta, view.theta)), ""
 
 
 def set_cells(stores, view: View, value, ctx) -> tuple[View, str]:
@@ -250,10 +242,8 @@ def set_cells(stores, view: View, value, ctx) -> tuple[View, str]:
 
 
 def set_theta(stores, view: View, value, ctx) -> tuple[View, str]:
-    problem = _theta_problem(value)
-    if problem or value is None:
-        return view, problem or "θ must be a finite number >= 0 (σ)"
-    return view.replace(theta=float(value)), ""
+    problem = theta_problem(value)
+    return (view, problem) if problem else (view.replace(theta=float(value)), "")
 
 
 TRANSITIONS: dict[str | None, Callable] = {
