@@ -261,15 +261,14 @@ class _Run:
             torch.backends.cudnn.allow_tf32 = True
         if resume:
             model = load_checkpoint(out / "last", device)
-            text = model.vocab.prepare(text, "error")
         elif cfg.init_from:
             cfg, model = _init_from(cfg, device)
-            text = model.vocab.prepare(text, "error")
         else:
             torch.manual_seed(cfg.seed)
             vocab = Vocab.from_text(text)
             model = CharRNN(cfg.model_config(len(vocab)), vocab).to(device)
         vocab = model.vocab
+        text = vocab.prepare(text, "error")  # a checkpoint's vocabulary must cover the text (a new one does)
         val_ids = vocab.encode(split(text, "val"))
         if len(val_ids) < 2:
             raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
