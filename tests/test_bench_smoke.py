@@ -2,8 +2,9 @@
 smallest sizes its options allow, exits 0 and prints the figures and the ratio it exists for.
 
 A benchmark is not imported by anything else, so nothing else notices when the library moves under it
-(bench/explain_speed.py raised a TypeError for weeks). The figures themselves are not checked: they are
-timings of a tiny run on a busy machine; the labels and that a number follows each one are.
+(bench/explain_speed.py raised a TypeError for weeks). Timings are not checked (a tiny run on a busy
+machine): each label and that a number follows it are; so are the results that are not timings (the
+load bench's errors, the planted quote cell found by similar_quality).
 """
 
 from __future__ import annotations
