@@ -1,0 +1,179 @@
+"""Every benchmark in bench/ still runs: each script as a user runs it (``python bench/NAME.py``), at the
+smallest sizes its options allow, exits 0 and prints the figures and the ratio it exists for.
+
+A benchmark is not imported by anything else, so nothing else notices when the library moves under it
+(bench/explain_speed.py raised a TypeError for weeks). Timings are not checked (a tiny run on a busy
+machine): each label and that a number follows it are; so are the results that are not timings (the
+load bench's errors, the planted quote cell found by similar_quality).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CHROMIUM
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 240  # seconds per benchmark: a hang fails the test instead of blocking CI
+NUM = r"-?\d[\d,]*(?:\.\d+)?"  # a printed figure: 12, 1,536, 0.829, -0.5
+
+
+def fig(label: str, after: str = "") -> str:
+    """A regex: ``label``, a figure, then ``after`` (a unit): the label alone, without its number, fails."""
+    return re.escape(label) + r"\s*" + NUM + re.escape(after)
+
+
+@dataclass(frozen=True)
+class Bench:
+    args: tuple[str, ...]  # "{store}" is replaced by the path of a small recorded store (similar_quality)
+    expect: tuple[str, ...]  # regexes, each found somewhere in stdout: the absolute figures and the ratios
+    browser: bool = False  # drives the system Chromium
+
+
+BENCHES = {
+    "train_throughput": Bench(
+        ("--device", "cpu", "--amp", "off", "--layers", "1", "--hidden", "8", "--batch", "2", "--seq-len", "8",
+         "--steps", "2", "--warmup", "1", "--log-every", "1", "--rounds", "1"),
+        (fig("bare nn.LSTM step :", "k chars/s"), fig("rnnviz trainer    :", "k chars/s"),
+         fig("ratio ours/bare   :") + "$"),
+    ),
+    "record_throughput": Bench(
+        ("--device", "cpu", "--layers", "1", "--hidden", "8", "--chars", "2000", "--naive-chars", "20",
+         "--fused-chars", "200", "--streams", "2", "--burn-in", "10", "--disk-mb", "8"),
+        (fig("matmul fp32:", " GFLOP/s"), fig("disk sequential write:", " MB/s"),
+         fig("naive cell loop:", " chars/s"), fig("fused, one stream:", " chars/s"),
+         fig("ours -> host memory:", " chars/s"), fig("ours -> store on disk:", " chars/s"),
+         fig("ours (disk) / naive cell loop:", "x"), fig("ours (disk) / fused one stream:", "x"),
+         fig("FLOP rate (host memory) / matmul:", "%"), fig("FLOP rate (disk) / matmul:", "%"),
+         fig("store write bandwidth / disk:", "%")),
+    ),
+    "find_speed": Bench(  # 3 layers x 12: the smallest store that holds the four planted cells (2:c:5, 1:c:11)
+        ("--chars", "5000", "--layers", "3", "--hidden", "12"),
+        (fig("read pass (iter_blocks only):", " s"), fig("rank_features, all units x features:", " s"),
+         fig("naive per-unit sort (extrapolated):", " s"), fig("ratio ours / naive =") + "$"),
+    ),
+    "explain_speed": Bench(
+        ("--chars", "2000", "--units", "12", "--repeat", "1"),
+        (r"^\s+2,000\s+12" + rf"\s+{NUM}" * 4 + "$",  # chars, units; read, rules, explain s, us/unit/kchar
+         r"naive \(np\.corrcoef per unit and rule, " + NUM + " rules\\): " + NUM + " s/unit",
+         fig("ratio ours/naive =") + "$"),
+    ),
+    "export_size": Bench(
+        ("--length", "2000", "--repeat", "1"),
+        (r"  ours\s+" + NUM + r" MB\s+" + NUM + " B/char .* render " + NUM + " ms",
+         r"  baseline\s+" + NUM + r" MB\s+" + NUM + " B/char .* render " + NUM + " ms",
+         "ratio ours/baseline: " + fig("size") + " " + fig(" render") + " " + fig(" build") + "$"),
+        browser=True,
+    ),
+    "emergence_speed": Bench(
+        ("--snapshots", "1", "--chars", "2000", "--layers", "1", "--hidden", "8", "--baseline-snapshots", "1"),
+        (fig("ours:", " s in all"), fig("floor:", " TFLOP"), fig("ours / floor ="),
+         fig("baseline (record defaults + find, per snapshot):", " s"), fig("ours / baseline =")),
+    ),
+    # One process only: the bench's own code is the same for any count, each process count costs two torchrun
+    # start-ups (~15 s here), and 2-process training and recording are tested in test_distributed.py.
+    "distributed_throughput": Bench(
+        ("--nproc", "1", "--device", "cpu", "--layers", "1", "--hidden", "8", "--batch", "2", "--seq-len", "8",
+         "--steps", "30", "--record-chars", "2000", "--streams", "2"),  # 30 steps: 3 logged, the median of the middle
+        (fig("train  1 process(es):", "k chars/s") + r"\s+" + fig("scaling efficiency"),
+         fig("record 1 process(es):", "k chars/s") + r"\s+" + fig("scaling efficiency")),
+    ),
+    "dashboard_latency": Bench(
+        ("--length", "5000", "--windows", "1", "--layers", "1", "--hidden", "8"),
+        (fig("first load (server):", " ms"),
+         r"window change over HTTP \(1 random windows; text \+ trace callbacks\): " + fig("median", " ms"),
+         fig("ratio ours / baseline (medians, warm cache):") + "$",
+         fig("ratio ours / baseline (medians, cold cache):") + "$",
+         r"select-to-find over all 5,000 rows .*: " + fig("median", " ms"),
+         r"pattern view, 8 cells over a 2,000-char window: " + fig("median", " ms")),
+    ),
+    "dashboard_load": Bench(  # one worker: each gunicorn worker is one more start-up (imports, stores)
+        ("--length", "5000", "--hidden", "8", "--clients", "2", "--seconds", "2", "--baseline-seconds", "1",
+         "--workers", "1"),
+        (r"1 client \(baseline\): " + fig("", " requests") + ".*; errors 0$",
+         r"2 clients: " + fig("", " requests") + ".*; errors 0$",
+         fig("all requests      p50", " ms"),
+         "ratio 2 clients / 1 client: " + fig("p50 latency", "x") + ", " + fig("throughput", "x")
+         + "; server up throughout: True$"),
+    ),
+    "similar_quality": Bench(("{store}:in_quote:1:c:2", "--n", "3"), ()),  # prints JSON: checked below
+}
+
+
+def quote_store(path: Path) -> Path:
+    """A 2 x 4 LSTM store (h, c) of seeded noise in [-0.3, 0.3] over text with quotes, with a perfect quote
+    cell planted at 1:c:2 (+1 inside a quote, -1 elsewhere)."""
+    from rnnviz.features import compute_feature
+    from rnnviz.models import ModelConfig
+    from rnnviz.store import write_store
+    from rnnviz.vocab import Vocab
+
+    block = 'He said "hello there, my dear friend" and left.\nShe asked "why?" twice.\nNothing here at all!\n'
+    text = block * 20
+    rng = np.random.default_rng(0)
+    arrays = {(layer, kind): rng.uniform(-0.3, 0.3, (len(text), 4)).astype(np.float32)
+              for layer in (0, 1) for kind in "hc"}
+    arrays[(1, "c")][:, 2] = 2 * compute_feature("in_quote", text) - 1
+    vocab = Vocab.from_text(text)
+    write_store(path, text, arrays, ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=4), vocab)
+    return path
+
+
+def run_bench(name: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``python bench/NAME.py ARGS`` from the repository root, on one thread per process. This checkout's
+    rnnviz comes first on the path: a script's own folder (bench/) is sys.path[0], so it would otherwise
+    import whichever rnnviz the environment installed (another checkout's, in a shared venv). On a timeout
+    its process group gets Ctrl-C first, so that the bench stops what it started (torchrun, gunicorn)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, f"bench/{name}.py", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        pytest.fail(f"bench/{name}.py did not finish in {TIMEOUT} s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_every_bench_is_listed():
+    assert sorted(BENCHES) == sorted(p.stem for p in (ROOT / "bench").glob("[!_]*.py"))
+
+
+@pytest.mark.parametrize("name", list(BENCHES))
+def test_bench_runs_and_prints_its_figures(name, tmp_path):
+    bench = BENCHES[name]
+    if bench.browser:
+        pytest.importorskip("playwright.sync_api")
+        if not Path(CHROMIUM).exists():
+            pytest.skip(f"no system Chromium at {CHROMIUM}")
+    store = quote_store(tmp_path / "store") if name == "similar_quality" else None
+    proc = run_bench(name, [a.replace("{store}", str(store)) for a in bench.args])
+    assert proc.returncode == 0, f"bench/{name}.py exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    missing = [p for p in bench.expect if not re.search(p, proc.stdout, re.M)]
+    assert not missing, f"bench/{name}.py printed no line matching {missing}:\n{proc.stdout}"
+    if name == "similar_quality":
+        got = json.loads(proc.stdout)
+        assert (got["feature"], got["cell"], got["feature_cells_auroc_0.9"]) == ("in_quote", "1:c:2", ["1:c:2"])
+        tolerant, strict = got["tolerant"], got["strict"]
+        # the planted cell is off on the closing quote, which the selection includes: ours forgives that edge
+        # and finds it first every time, LSTMVis's every-character rule finds no cell
+        assert (tolerant["selections"], tolerant["with_cells"], tolerant["top1_card_cell"]) == (3, 3, 3), tolerant
+        assert (strict["selections"], strict["with_cells"]) == (3, 0), strict
+        assert (tolerant["strong_inside"], tolerant["all_inside"]) == (1.0, 1.0), tolerant
