@@ -254,6 +254,8 @@ def _training_bar(out) -> Iterator[Callable[[dict], None]]:
                 f"step {ev['step']} loss {ev['train_loss']:.3f} lr {ev['lr']:.2e} "
                 f"{ev['chars_per_s'] / 1e3:.1f}k chars/s"
             )
+        elif ev["type"] == "warning":
+            bar.write(f"Warning: {ev['message']}", file=sys.stderr)
         else:
             bar.write(f"step {ev['step']}: val loss {ev['val_loss']:.4f} nats/char (best {ev['best_val_loss']:.4f})")
 

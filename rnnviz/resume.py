@@ -126,3 +126,16 @@ def rewind(out: Path, sizes: dict) -> None:
         path = out / name
         if name in APPENDED and path.exists() and path.stat().st_size > size:
             os.truncate(path, size)
+
+
+def last_logged_lr(out: Path) -> float | None:
+    """The learning rate of the last line of ``out/log.jsonl`` (None when there is none to read)."""
+    try:  # a regular file only (a FIFO would block), and only its last 64 KiB
+        path = member(out, "log.jsonl")
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 65536))
+            lines = f.read().splitlines()
+        lr = json.loads(lines[-1])["lr"] if lines else None
+    except (RnnvizError, OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return float(lr) if isinstance(lr, (int, float)) else None

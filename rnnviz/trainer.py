@@ -24,13 +24,14 @@ from .devices import resolve_device
 from .errors import RnnvizError
 from .fsutil import atomic_dir, recover_dir
 from .models import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
-from .resume import APPENDED, append, append_log, load_train_state, rewind, save_train_state
+from .resume import APPENDED, append, append_log, last_logged_lr, load_train_state, rewind, save_train_state
 from .sampling import sample
 from .snapshots import prune_snapshots, save_snapshot, snapshot_path
 from .vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
 SCHEDULES = ("cosine", "constant")
+LR_JUMP = 2.0  # a resume that raises the learning rate more than this many times over warns
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -180,7 +181,8 @@ def train(
     """Train a CharRNN on ``text_path`` (90% train / 5% validation) into the run directory ``out``.
 
     ``callback(event)`` is called every ``log_every`` steps (``event["type"] == "step"``: step, epoch,
-    loss in nats/char, lr, chars/s, progress in [0, 1]) and at each validation (``"eval"``).
+    loss in nats/char, lr, chars/s, progress in [0, 1]), at each validation (``"eval"``), and once with a
+    ``"message"`` (``"warning"``) when a resume's new stop setting raises the learning rate over 2x.
     With ``resume=True`` the run continues from ``out/last`` with its saved configuration, updated by
     ``overrides`` (e.g. ``{"max_steps": 2000}`` to train longer; ``cfg`` is ignored).
     Ctrl-C saves ``out/last`` and re-raises (in one process; under torchrun it only stops).
@@ -319,6 +321,17 @@ class _Run:
                               "give a larger --max-steps, --epochs or --time-budget to continue")
         if self.group.is_main:
             rewind(self.out, info["appended"])
+            self._warn_lr_jump(last_logged_lr(self.out))
+
+    def _warn_lr_jump(self, before: float | None) -> None:
+        """Warn (an event) when the resumed schedule starts far above where the run left it: a longer stop
+        setting stretches the cosine back up (a War and Peace run went from 3e-4 back to 1.7e-3 and diverged)."""
+        now = _lr_at(self.cfg, self.step, self.progress())
+        if before and now > LR_JUMP * before and self.callback:
+            self.callback({"type": "warning", "message": (
+                f"resuming raises the learning rate from {before:.2e} to {now:.2e} (the schedule follows the new "
+                f"stop setting); to train on from these weights at a low rate, start a new run with "
+                f"--init-from {self.out} and a small --lr")})
 
     def done(self) -> bool:
         return ((self.total_steps is not None and self.step >= self.total_steps)

@@ -127,3 +127,22 @@ def test_init_from_a_text_outside_its_vocabulary(tmp_path, text_file):
         train(other, tmp_path / "run", TrainConfig(max_steps=5, init_from=str(base / "best")))
     with pytest.raises(RnnvizError):
         train(text_file, tmp_path / "run2", TrainConfig(max_steps=5, init_from=str(tmp_path / "nothing")))
+
+
+def test_a_resume_that_raises_the_learning_rate_warns(tmp_path, text_file):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    run = tmp_path / "run"
+    train(text_file, run, TrainConfig(max_steps=30, warmup=5, lr=2e-3, **SMALL))
+    events = []
+    train(text_file, run, resume=True, overrides={"max_steps": 33}, callback=events.append)
+    assert [e for e in events if e["type"] == "warning"] == []  # the schedule goes on from where it was
+    before, lo = _log(run)[-1]["lr"], 2e-3 * 0.1
+    now = lo + 0.5 * (2e-3 - lo) * (1 + math.cos(math.pi * 33 / 120))  # 120 steps: the cosine stretched back up
+    r = CliRunner().invoke(main, ["train", str(text_file), "--out", str(run), "--resume", "--max-steps", "120"])
+    assert r.exit_code == 0, r.output
+    assert (f"Warning: resuming raises the learning rate from {before:.2e} to {now:.2e} (the schedule follows "
+            f"the new stop setting); to train on from these weights at a low rate, start a new run with "
+            f"--init-from {run} and a small --lr") in r.output
