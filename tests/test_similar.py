@@ -141,13 +141,36 @@ def test_a_cell_on_for_half_the_text_is_found_by_its_two_states(store):
     assert (first["unit"], first["sign"], first["rule"]) == (COMMON, 1, "two-state")
     assert first["level"] == pytest.approx(-1 + 2 / 256)  # the split: the first cut above the off value
     assert (first["on_inside"], first["on_around"]) == (1.0, 0.0)
-    assert first["score"] == pytest.approx((1 - 2 / math.pi) * 1.0)  # eta 1, contrast a full state's gap
+    # eta 1, contrast a full state's gap, off for 1 - p of the text (the sample is the whole store here)
+    assert first["score"] == pytest.approx((1 - 2 / math.pi) * (1 - p))
     assert list(followed(cells)["unit"]) == [COMMON]  # the other cells are far weaker: followed alone
     want = {(s, s + 48) for s in range(0, store.length, 93) if s != a}
     got = set(zip(matches["start"], matches["stop"], strict=True))
     assert got == set(sorted(want, key=lambda r: r[0])[:20]) and not matches["weak"].any()
     _, plain = find_similar(store, a, b, follow=1, threshold=0.5)  # the same one cell, followed by its split
     assert set(zip(plain["start"], plain["stop"], strict=True)) == got
+
+
+def test_of_two_cells_that_switch_at_the_selection_the_rarer_one_ranks_first(tmp_path):
+    """Both are two-valued and switch exactly at [510, 530); COMMON2 is also on over [540, 590) of every
+    100 characters (70% of the text), RARE only there (20%): a cell on nearly everywhere says little about
+    the selection. Before the off share entered the score they tied, and the name put COMMON2 first."""
+    rng = np.random.default_rng(1)
+    text = ("abcdefghij" * 10) * 20
+    T, H = len(text), 4
+    arrays = {(0, k): rng.normal(0, 0.1, (T, H)).astype(np.float32) for k in "hc"}  # Gaussian: not two-state
+    i = np.arange(T) % 100
+    rare, common = (i >= 10) & (i < 30), ((i >= 10) & (i < 30)) | ((i >= 40) & (i < 90))
+    arrays[(0, "c")][:, 0] = np.where(common, 1.0, -1.0)
+    arrays[(0, "c")][:, 1] = np.where(rare, 1.0, -1.0)
+    vocab = Vocab.from_text(text)
+    write_store(tmp_path / "st", text, arrays, ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=H),
+                vocab)
+    cells = similar_cells(open_store(tmp_path / "st"), 510, 530)
+    two = cells[cells["rule"] == "two-state"].set_index("unit")
+    assert list(two.index[:2]) == ["0:c:1", "0:c:0"]
+    assert two.loc["0:c:1", "score"] == pytest.approx((1 - 2 / math.pi) * 0.8)
+    assert two.loc["0:c:0", "score"] == pytest.approx((1 - 2 / math.pi) * 0.3)
 
 
 def test_theta_rule_alone_when_strict_and_the_two_state_cells_first_when_tolerant(store):
