@@ -1,5 +1,5 @@
-"""Per-unit statistics of a recording (``stats.json``): :class:`RunningStats` over row blocks, and
-:class:`StreamStats`, kept per stream so that they do not depend on who recorded what.
+"""Per-unit statistics of a recording (``stats.json``): :class:`StreamStats`, kept per stream so that
+they do not depend on who recorded what, and :class:`RunningStats`, the same for one stream read in order.
 
 The recorder reads B contiguous streams side by side; under torchrun each process records a share of
 them. Summing rows in the order they happen to arrive would make ``stats.json`` depend on that split
@@ -100,21 +100,14 @@ class StreamStats:
         return {k: v.flatten().tolist() for k, v in cols.items()}
 
 
-class RunningStats:
-    """Per-unit mean, std, min, max and saturation counts, accumulated over row blocks.
-
-    A block is (n, W) or (K, n, H) (K kinds side by side, e.g. as the recorder lays them out; units
-    are then numbered kind-major), a torch tensor on any device: a GPU recording keeps its statistics
-    on the GPU with no host sync per block. Sums are of values shifted by each unit's first value,
-    which keeps the variance free of cancellation; chunk sums are float32, running totals float64.
+class RunningStats(StreamStats):
+    """The same statistics for one stream read in order: blocks (n, W) or (K, n, H) (K kinds side by
+    side, as the recorder lays them out; units then numbered kind-major), on any device: the sums are
+    created on the first block's device, so a GPU recording keeps them there with no host sync per block.
     """
 
-    CPU_ROWS = 1024  # rows per pass on a CPU: the float32 chunk stays in cache across the passes
-
     def __init__(self, width: int):
-        self.n, self.width = 0, width
-        self.acc: dict[str, torch.Tensor] | None = None  # created on the first block's device
-        self._buf: torch.Tensor | None = None
+        self.width, self.acc = width, None  # StreamStats.__init__ runs on the first block (its device)
 
     def update(self, block: torch.Tensor) -> None:
         """block: (n, W) or (K, n, H) values as stored (float16), K·H = W."""
@@ -124,42 +117,13 @@ class RunningStats:
             raise ValueError(f"block of {K}x{H} units, expected {self.width}")
         if n == 0:
             return
-        cuda = block.device.type == "cuda"
         if self.acc is None:
-            z = torch.zeros(K, H, dtype=torch.float64, device=block.device)
-            self.acc = {"s1": z, "s2": z.clone(), "lo": z.clone(), "hi": z.clone(),
-                        "min": z + float("inf"), "max": z - float("inf")}
-            self.shift = block[:, :1].float()  # (K, 1, H)
-        a, f64 = self.acc, torch.float64
-        for chunk in block.split(n if cuda else self.CPU_ROWS, dim=1):
-            if cuda:
-                x = chunk.float()
-            else:  # reuse one buffer: fresh large allocations cost page faults on every block
-                if self._buf is None:
-                    self._buf = torch.empty(K, self.CPU_ROWS, H)
-                x = self._buf[:, : chunk.shape[1]]
-                x.copy_(chunk)
-            a["lo"] += (x < SAT_LO).sum(1, dtype=f64)
-            a["hi"] += (x > SAT_HI).sum(1, dtype=f64)
-            a["min"] = torch.minimum(a["min"], x.amin(1).to(f64))
-            a["max"] = torch.maximum(a["max"], x.amax(1).to(f64))
-            x -= self.shift
-            a["s1"] += x.sum(1).to(f64)
-            a["s2"] += torch.linalg.vector_norm(x, 2, 1).to(f64) ** 2
-        self.n += n
+            super().__init__(K, H, 1, block.device)
+        rows = n if block.device.type == "cuda" else self.CPU_ROWS
+        for j in range(0, n, rows):
+            super().update(block[:, None, j : j + rows], 0, [min(rows, n - j)])
 
     def columns(self) -> dict[str, list[float]]:
-        """Each statistic as a list of ``width`` floats (kind-major for (K, n, H) blocks)."""
         if self.acc is None:
             return {c: [float("nan")] * self.width for c in STAT_COLUMNS}
-        a = {k: v.cpu().flatten() for k, v in self.acc.items()}
-        d = a["s1"] / self.n  # mean - shift
-        cols = {
-            "mean": self.shift.cpu().double().flatten() + d,
-            "std": (a["s2"] / self.n - d**2).clamp(min=0).sqrt(),
-            "min": a["min"],
-            "max": a["max"],
-            "sat_lo": a["lo"] / self.n,
-            "sat_hi": a["hi"] / self.n,
-        }
-        return {k: v.tolist() for k, v in cols.items()}
+        return super().columns()
