@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rnnviz.models import ModelConfig
-from rnnviz.store import StoreWriter
+from rnnviz.storewriter import StoreWriter
 from rnnviz.threads import torch_threads
 from rnnviz.vocab import Vocab
 

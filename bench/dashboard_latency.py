@@ -45,7 +45,8 @@ from rnnviz.dashboard.state import View
 from rnnviz.export import export_html
 from rnnviz.models import ModelConfig
 from rnnviz.similar import SimilarConfig, find_matches
-from rnnviz.store import open_store, write_store
+from rnnviz.store import open_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 CORPUS = "tiny_shakespeare.txt"  # in the corpora folder (_common.DATA)

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from rnnviz.explainer import BLOCK, MIN_LENGTH, _Space, explain  # noqa: E402
 from rnnviz.models import ModelConfig  # noqa: E402
 from rnnviz.rules import simulate  # noqa: E402
-from rnnviz.store import StoreWriter, open_store  # noqa: E402
+from rnnviz.store import open_store  # noqa: E402
+from rnnviz.storewriter import StoreWriter  # noqa: E402
 from rnnviz.vocab import Vocab  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "war_and_peace.txt"

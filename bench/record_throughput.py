@@ -28,7 +28,7 @@ from torch import nn
 
 from rnnviz.models import KINDS, CharRNN, ModelConfig
 from rnnviz.recorder import record
-from rnnviz.store import StoreWriter
+from rnnviz.storewriter import StoreWriter
 from rnnviz.vocab import Vocab
 
 GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}

@@ -32,7 +32,7 @@ _API = {
     "sample": "sampling",
     "record": "recorder",
     "open_store": "store",
-    "write_store": "store",
+    "write_store": "storewriter",
     "FEATURES": "features",
     "compute_feature": "features",
     "find_cells": "discover",

@@ -40,7 +40,8 @@ from . import distributed
 from .devices import resolve_device
 from .errors import RnnvizError
 from .models import CharRNN, parse_kinds, parse_layers
-from .store import Store, StoreWriter
+from .store import Store
+from .storewriter import StoreWriter
 
 HOST_BLOCK_BYTES = 128 << 20  # float16 rows per block handed to the writer (x PENDING in flight)
 DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device

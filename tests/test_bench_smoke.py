@@ -116,7 +116,7 @@ def quote_store(path: Path) -> Path:
     cell planted at 1:c:2 (+1 inside a quote, -1 elsewhere)."""
     from rnnviz.features import compute_feature
     from rnnviz.models import ModelConfig
-    from rnnviz.store import write_store
+    from rnnviz.storewriter import write_store
     from rnnviz.vocab import Vocab
 
     block = 'He said "hello there, my dear friend" and left.\nShe asked "why?" twice.\nNothing here at all!\n'

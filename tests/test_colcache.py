@@ -14,7 +14,8 @@ from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.models import ModelConfig
 from rnnviz.similar import SimilarConfig, _close_gaps, find_matches, on_counts
-from rnnviz.store import array_name, open_store, write_store
+from rnnviz.store import array_name, open_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 TEXT = ('He said "hello there" and left.\n/* a comment */ x = 1;\n' * 90)[:5000]

@@ -29,7 +29,7 @@ from rnnviz.features import FEATURES, compute_feature
 from rnnviz.models import CharRNN, ModelConfig
 from rnnviz.recorder import record
 from rnnviz.sampling import sample
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 
 from rnnviz.colors import FEATURE_RGB, PALETTES
 from rnnviz.models import ModelConfig
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -19,7 +19,8 @@ from rnnviz.discover import COLUMNS, control_permutation, evidence, find_cells, 
 from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.models import ModelConfig, clamp_spec
-from rnnviz.store import open_store, write_store
+from rnnviz.store import open_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 NARRATION = "the a man went down road house light dark and of to in was he she it".split()

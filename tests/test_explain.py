@@ -11,7 +11,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, split_halves, top_contexts
 from rnnviz.models import ModelConfig
 from rnnviz.rules import FADES, dense_rules, explain_id, ngram_ids, parse, run_age, simulate, split_combo
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 WORDS = "the cat sat on a mat and then went home with them quietly".split()

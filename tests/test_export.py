@@ -16,7 +16,7 @@ from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.export import N_BINS, ColourScale, colour_scale, colours, export_html
 from rnnviz.models import ModelConfig
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 MID = (N_BINS - 1) // 2

@@ -13,7 +13,7 @@ import pytest
 
 from rnnviz.export import colour_scale, export_html
 from rnnviz.models import ModelConfig
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 pytestmark = pytest.mark.e2e

@@ -31,7 +31,8 @@ from rnnviz.export import _chunks, export_html
 from rnnviz.features import FEATURES
 from rnnviz.models import ModelConfig, parse_unit
 from rnnviz.sampling import sample
-from rnnviz.store import open_store, write_store
+from rnnviz.store import open_store
+from rnnviz.storewriter import write_store
 from rnnviz.trainer import train
 from rnnviz.vocab import Vocab
 

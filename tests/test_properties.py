@@ -24,7 +24,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.export import _script_json, escape_text, export_html
 from rnnviz.features import FEATURES, compute_feature
 from rnnviz.models import ModelConfig
-from rnnviz.store import write_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import UnknownCharsError, Vocab
 
 

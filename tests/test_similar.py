@@ -16,7 +16,8 @@ from rnnviz.errors import RnnvizError
 from rnnviz.features import compute_feature
 from rnnviz.models import ModelConfig
 from rnnviz.similar import CELL_COLUMNS, MATCH_COLUMNS, SimilarConfig, find_similar, followed, similar_cells, zparams
-from rnnviz.store import open_store, write_store
+from rnnviz.store import open_store
+from rnnviz.storewriter import write_store
 from rnnviz.vocab import Vocab
 
 LATE, FLICKER = "1:c:3", "0:h:6"  # the quote cell: on one character late; a blip cell (see make_store)

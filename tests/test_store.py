@@ -11,7 +11,8 @@ import torch
 from rnnviz.checkpoint import WEIGHTS, sha256_file
 from rnnviz.errors import RnnvizError
 from rnnviz.models import ModelConfig
-from rnnviz.store import StoreWriter, open_store, write_store
+from rnnviz.store import open_store
+from rnnviz.storewriter import StoreWriter, write_store
 from rnnviz.streamstats import RunningStats
 from rnnviz.vocab import Vocab
 
