@@ -176,4 +176,7 @@ def test_bench_runs_and_prints_its_figures(name, tmp_path):
         # and finds it first every time, LSTMVis's every-character rule finds no cell
         assert (tolerant["selections"], tolerant["with_cells"], tolerant["top1_card_cell"]) == (3, 3, 3), tolerant
         assert (strict["selections"], strict["with_cells"]) == (3, 0), strict
+        # the planted cell is two-valued: it passes, and as a two-state cell, in every selection; strictly, never
+        assert (tolerant["feature_cell_passes"], tolerant["feature_cell_two_state"]) == (3, 3), tolerant
+        assert (strict["feature_cell_passes"], strict["feature_cell_two_state"]) == (0, 0), strict
         assert (tolerant["strong_inside"], tolerant["all_inside"]) == (1.0, 1.0), tolerant
