@@ -186,7 +186,7 @@ def _two_state_rows(raw: np.ndarray, m: dict, units, states: pd.DataFrame, cfg: 
         base = around.mean(0) if len(around) else split
         contrast = sign * (inside.mean(0) - base) / gap
         ok = (eta >= ETA_MIN) & (on_in >= cfg.min_on) & (on_out <= 1 - cfg.min_on) & (contrast > 0)
-        off_share = 1 - (share if sign > 0 else 1 - share)  # off over the whole text, not just the margin
+        off_share = 1 - share if sign > 0 else share  # off over the whole text, not just the margin
         score = (eta - GAUSS_ETA) * on_in * (1 - on_out) * off_share * np.clip(contrast, 0, 1)
         frames.append(_rows(units, sign, ok, raw, m, rule="two-state", level=split, score=score,
                             strict_score=np.full(len(units), np.nan), on_inside=on_in, on_around=on_out,
