@@ -8,9 +8,12 @@ a whole C comment with its markers), run find_similar on each, and count
   comment cell), or either of these ("quote / comment cell first");
 - precision: the fraction of returned matches (strong ones; and all, weak included) that lie inside the
   feature (at least half of their characters have it);
-- headroom: in how many selections a feature cell (AUROC >= 0.9) passes the rule at all, at any rank
-  (``feature_cell_passes``), and among the two-state rows (``feature_cell_two_state``): top-1 can be no better
-  than the first, and when the second is short of it the misses are cells that stay under their own on-state.
+- headroom: in how many selections a feature cell (AUROC >= 0.9, in its own direction: a cell that goes down
+  over comments counts only when ranked as going down) passes the rule at all, at any rank
+  (``feature_cell_passes``), and among the two-state rows (``feature_cell_two_state``), and in how many of the
+  latter one is ranked first (``top1_when_two_state``): top-1 can be no better than the first, and when the
+  third is close to the second the misses are selections where the model's feature cells stay under their
+  own on-state.
 
 Both rules are measured: ours ("tolerant", the default) and LSTMVis's ("strict").
 
@@ -48,32 +51,43 @@ def neuron(unit: str) -> str:
     return f"{layer}:{index}"
 
 
+def signed(cells) -> set[tuple[str, int]]:
+    """The (unit, sign) pairs of a table of cells (find_cells' or find_similar's)."""
+    return set(zip(cells["unit"], cells["sign"].astype(int), strict=True))
+
+
 def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshold: float = THETA) -> dict:
     store = open_store(path)
     f = np.asarray(compute_feature(feature_name, store.text), dtype=np.float32)
     ranked = find_cells(store, feature_name, top=40)
-    good = set(ranked.loc[ranked["score"] >= 0.9, "unit"]) if "score" in ranked else set()
+    # A feature cell is a (unit, sign): 0:c:153 goes *down* over Linux comments, so ranked as going up it is no hit.
+    strong = ranked[ranked["score"] >= 0.9] if "score" in ranked else ranked.iloc[:0]
+    good = signed(strong)
+    card_sign = dict(signed(ranked)).get(cell, 1)
     cum = np.concatenate(([0], np.cumsum(f > 0)))
     out = {"threshold": threshold, "store": path, "feature": feature_name, "cell": cell,
-           "feature_cells_auroc_0.9": sorted(good)}
+           "feature_cells_auroc_0.9": sorted(u if g > 0 else f"-{u}" for u, g in good)}  # "-": goes down
     chosen = spans(f, n, seed, store.text)
     for rule in ("tolerant", "strict"):
-        top1 = top1_neuron = top1_any = top1_either = found = passes = passes_two = 0
+        top1 = top1_neuron = top1_any = top1_either = found = passes = passes_two = top1_two = 0
         inside = returned = inside_all = returned_all = 0
         times = []
         for a, b in chosen:
             t0 = time.perf_counter()
             cells, matches = find_similar(store, a, b, threshold=threshold, rule=rule)
             times.append(time.perf_counter() - t0)
-            passes += bool(good & set(cells["unit"]))
-            passes_two += bool(good & set(cells.loc[cells["rule"] == "two-state", "unit"]))
+            passes += bool(good & signed(cells))
+            as_two = bool(good & signed(cells[cells["rule"] == "two-state"]))
+            passes_two += as_two
             if len(cells):
                 found += 1
-                first = cells["unit"].iloc[0]
-                top1 += first == cell
-                top1_neuron += neuron(first) == neuron(cell)
-                top1_any += first in good
-                top1_either += neuron(first) == neuron(cell) or first in good
+                first, sign = cells["unit"].iloc[0], int(cells["sign"].iloc[0])
+                same = neuron(first) == neuron(cell) and sign == card_sign
+                top1 += first == cell and sign == card_sign
+                top1_neuron += same
+                top1_any += (first, sign) in good
+                top1_either += same or (first, sign) in good
+                top1_two += as_two and (same or (first, sign) in good)
             for m in matches.itertuples(index=False):
                 ins = (cum[m.stop] - cum[m.start]) * 2 >= (m.stop - m.start)
                 returned_all += 1
@@ -86,6 +100,7 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
             "top1_card_neuron": int(top1_neuron), "top1_any_auroc_0.9": int(top1_any),
             "top1_quote_or_comment_cell": int(top1_either),
             "feature_cell_passes": int(passes), "feature_cell_two_state": int(passes_two),
+            "top1_when_two_state": int(top1_two),
             "strong_matches": returned, "strong_inside": round(inside / max(returned, 1), 3),
             "all_matches": returned_all, "all_inside": round(inside_all / max(returned_all, 1), 3),
             "median_s": round(float(np.median(times)), 3), "max_s": round(float(np.max(times)), 3),

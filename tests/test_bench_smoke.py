@@ -113,7 +113,8 @@ BENCHES = {
 
 def quote_store(path: Path) -> Path:
     """A 2 x 4 LSTM store (h, c) of seeded noise in [-0.3, 0.3] over text with quotes, with a perfect quote
-    cell planted at 1:c:2 (+1 inside a quote, -1 elsewhere)."""
+    cell planted at 1:c:2 (+1 inside a quote, -1 elsewhere) and a weaker one that goes *down* over quotes at
+    0:c:1 (noise - 0.4 inside, noise + 0.4 elsewhere)."""
     from rnnviz.features import compute_feature
     from rnnviz.models import ModelConfig
     from rnnviz.storewriter import write_store
@@ -125,6 +126,7 @@ def quote_store(path: Path) -> Path:
     arrays = {(layer, kind): rng.uniform(-0.3, 0.3, (len(text), 4)).astype(np.float32)
               for layer in (0, 1) for kind in "hc"}
     arrays[(1, "c")][:, 2] = 2 * compute_feature("in_quote", text) - 1
+    arrays[(0, "c")][:, 1] += 0.4 - 0.8 * compute_feature("in_quote", text)
     vocab = Vocab.from_text(text)
     write_store(path, text, arrays, ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=4), vocab)
     return path
@@ -170,13 +172,17 @@ def test_bench_runs_and_prints_its_figures(name, tmp_path):
     assert not missing, f"bench/{name}.py printed no line matching {missing}:\n{proc.stdout}"
     if name == "similar_quality":
         got = json.loads(proc.stdout)
-        assert (got["feature"], got["cell"], got["feature_cells_auroc_0.9"]) == ("in_quote", "1:c:2", ["1:c:2"])
+        # a feature cell is a unit and a direction: "-" marks the one that goes down over quotes
+        assert (got["feature"], got["cell"]) == ("in_quote", "1:c:2")
+        assert got["feature_cells_auroc_0.9"] == ["-0:c:1", "1:c:2"]
         tolerant, strict = got["tolerant"], got["strict"]
         # the planted cell is off on the closing quote, which the selection includes: ours forgives that edge
         # and finds it first every time, LSTMVis's every-character rule finds no cell
         assert (tolerant["selections"], tolerant["with_cells"], tolerant["top1_card_cell"]) == (3, 3, 3), tolerant
         assert (strict["selections"], strict["with_cells"]) == (3, 0), strict
         # the planted cell is two-valued: it passes, and as a two-state cell, in every selection; strictly, never
-        assert (tolerant["feature_cell_passes"], tolerant["feature_cell_two_state"]) == (3, 3), tolerant
-        assert (strict["feature_cell_passes"], strict["feature_cell_two_state"]) == (0, 0), strict
+        assert (tolerant["feature_cell_passes"], tolerant["feature_cell_two_state"], tolerant["top1_when_two_state"]
+                ) == (3, 3, 3), tolerant
+        assert (strict["feature_cell_passes"], strict["feature_cell_two_state"], strict["top1_when_two_state"]
+                ) == (0, 0, 0), strict
         assert (tolerant["strong_inside"], tolerant["all_inside"]) == (1.0, 1.0), tolerant
