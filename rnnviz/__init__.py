@@ -37,7 +37,7 @@ _API = {
     "compute_feature": "features",
     "find_cells": "discover",
     "ablate": "causal",
-    "gate_saturation": "discover",
+    "gate_saturation": "evidence",
     "gradient_flow": "causal",
     "explain": "explainer",
     "top_contexts": "explainer",

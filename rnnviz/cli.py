@@ -600,7 +600,8 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
       rnnviz find stores/c --top 5 --format json
       rnnviz find stores/c --regex 'if \\(' --top 5
     """
-    from .discover import evidence, rank_features
+    from .discover import rank_features
+    from .evidence import evidence
     from .store import open_store
 
     if top < 1:

@@ -40,8 +40,9 @@ import torch
 
 from . import rules as R
 from .causal import torch_threads
-from .discover import COLUMN_BYTES, Progress, _array_groups, _auroc, _codes, _read, _snippet, _spread
+from .discover import COLUMN_BYTES, Progress, _array_groups, _auroc, _codes, _read
 from .errors import RnnvizError
+from .evidence import snippet, spread
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
 BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
@@ -368,7 +369,7 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
     x = store.unit(unit).astype(np.float32)  # (T,)
     text = store.text
     finite = np.isfinite(x)
-    out = [("top", p) for p in _spread(np.argsort(-np.where(finite, x, -np.inf), kind="stable"), top, context)]
+    out = [("top", p) for p in spread(np.argsort(-np.where(finite, x, -np.inf), kind="stable"), top, context)]
     rng = np.random.default_rng(seed)
     if finite.any():
         edges = np.quantile(x[finite], np.linspace(0, 1, 11))
@@ -377,5 +378,5 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
             where = np.nonzero((dec == d) & finite)[0]
             for p in rng.choice(where, min(per_decile, len(where)), replace=False) if len(where) else []:
                 out.append((f"decile {d + 1}", int(p)))
-    rows = [{"group": g, "value": float(x[p]), **_snippet(text, p, context)} for g, p in out]
+    rows = [{"group": g, "value": float(x[p]), **snippet(text, p, context)} for g, p in out]
     return pd.DataFrame(rows, columns=["group", "pos", "value", "before", "char", "after"])

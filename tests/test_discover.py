@@ -15,8 +15,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from rnnviz.causal import ablate, gradient_flow
 from rnnviz.cli import main
-from rnnviz.discover import COLUMNS, control_permutation, evidence, find_cells, gate_saturation, rank_features
+from rnnviz.discover import COLUMNS, control_permutation, find_cells, rank_features
 from rnnviz.errors import RnnvizError
+from rnnviz.evidence import evidence, gate_saturation
 from rnnviz.features import compute_feature
 from rnnviz.models import ModelConfig, clamp_spec
 from rnnviz.store import open_store

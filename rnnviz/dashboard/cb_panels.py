@@ -10,8 +10,9 @@ from dash import Input, Output, State, html
 
 from ..causal import gradient_flow
 from ..colors import sample_blocks
-from ..discover import find_cells, gate_saturation
+from ..discover import find_cells
 from ..errors import RnnvizError
+from ..evidence import gate_saturation
 from ..sampling import sample
 from . import figures
 from .state import View, to_int

@@ -138,7 +138,7 @@ def saturation_figure(df: pd.DataFrame, store_name: str) -> go.Figure:
     """The paper's gate-saturation scatter: per gate unit, fraction of time left-saturated (< 0.1) on x
     and right-saturated (> 0.9) on y; one panel per gate kind, colour = layer.
 
-    ``df``: :func:`rnnviz.discover.gate_saturation` (``unit, layer, kind, sat_lo, sat_hi``, one row per gate unit).
+    ``df``: :func:`rnnviz.evidence.gate_saturation` (``unit, layer, kind, sat_lo, sat_hi``, one row per gate unit).
     """
     if df.empty:
         return message_figure(f"{store_name}: no gates recorded (record with --kinds including i,f,o or r,z)")
