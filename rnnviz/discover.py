@@ -23,7 +23,7 @@ Streaming: one pass over row blocks gives every unit's exact Pearson r with ever
 (a matmul per block). Numeric features are ranked on it directly. For binary features the units with the
 best |r| (point-biserial, a screen that agrees with Cohen's d) and the best |r| - |r_control| are then
 read column by column and scored exactly: float16 has 65,536 values, so a per-unit histogram over them
-gives exact ranks, AUROC, average precision and Spearman without sorting.
+gives exact ranks, AUROC, average precision and Spearman without sorting (:mod:`rnnviz.f16ranks`).
 
 What the model loses without a cell (ablation) and how far back its gradient reaches live in
 :mod:`rnnviz.causal`.
@@ -43,73 +43,16 @@ import pandas as pd
 import torch
 
 from .errors import RnnvizError
+from .f16ranks import COLUMN_BYTES, array_groups, auroc, average_precision, cohens_d, float16_codes, read_columns
 from .features import FEATURES, Feature, resolve
 from .models import group_units, parse_unit
 from .threads import torch_threads
 
-COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
 COLUMNS = [
     "feature", "unit", "metric", "score", "sign", "ap", "effect_size", "control_score", "selectivity",
     "selective", "auroc", "pearson", "spearman", "rank",
 ]
 Progress = Callable[[int, int], None]
-
-
-# --- float16 codes: exact ranks by counting ---
-
-
-def _codes(x16: np.ndarray) -> np.ndarray:
-    """float16 values -> uint16 codes whose order is the values' order (-0 and +0 share a code)."""
-    u = x16.view(np.uint16)
-    u = np.where(u == 0x8000, 0, u)
-    return np.where(u & 0x8000, 0xFFFF - u, u | 0x8000).astype(np.uint16)
-
-
-def _code_values() -> np.ndarray:
-    """(65536,) float64: the value of each code (NaN codes stay NaN)."""
-    c = np.arange(65536, dtype=np.uint32)
-    u = np.where(c & 0x8000, c & 0x7FFF, 0xFFFF - c).astype(np.uint16)
-    return u.view(np.float16).astype(np.float64)
-
-
-_VALUES = _code_values()
-
-
-def _auroc(pos: np.ndarray, allc: np.ndarray) -> float:
-    """AUROC from per-code counts of positives and of all positions (ties count 1/2)."""
-    neg = allc - pos
-    P, N = pos.sum(), neg.sum()
-    if P == 0 or N == 0:
-        return float("nan")
-    below = np.cumsum(neg) - neg
-    return float((pos * (below + 0.5 * neg)).sum() / (P * N))
-
-
-def _average_precision(pos: np.ndarray, allc: np.ndarray, sign: int) -> float:
-    """AP of positions ranked by sign·value; tied positions form one threshold."""
-    if sign > 0:  # best first = highest code first
-        pos, allc = pos[::-1], allc[::-1]
-    keep = allc > 0
-    pos, allc = pos[keep], allc[keep]
-    P = pos.sum()
-    if P == 0:
-        return float("nan")
-    precision = np.cumsum(pos) / np.cumsum(allc)
-    return float((pos / P * precision).sum())
-
-
-def _cohens_d(pos: np.ndarray, allc: np.ndarray) -> float:
-    """Cohen's d of the values in ``pos`` against the rest, from per-code counts."""
-    v = np.nan_to_num(_VALUES, nan=0.0, posinf=65504.0, neginf=-65504.0)
-    neg = allc - pos
-    n1, n0 = pos.sum(), neg.sum()
-    if n1 < 2 or n0 < 2:
-        return float("nan")
-    m1, m0 = (pos * v).sum() / n1, (neg * v).sum() / n0
-    v1 = max((pos * v * v).sum() / n1 - m1 * m1, 0.0)
-    v0 = max((neg * v * v).sum() / n0 - m0 * m0, 0.0)
-    sd = math.sqrt((n1 * v1 + n0 * v0) / (n1 + n0 - 2))  # pooled sample variance (v are population ones)
-    return float((m1 - m0) / sd) if sd > 0 else 0.0
 
 
 def _ranks(y: np.ndarray) -> np.ndarray:
@@ -149,20 +92,6 @@ class _Target:
             self.group_w = self.y > np.median(self.y)
 
 
-def _array_groups(store, names: list[str]) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
-    """Requested units per array: [(layer, kind, indices in the array, positions in ``names``)]."""
-    groups = group_units(parse_unit(name) for name in names)
-    return [(l, k, np.array(i), np.array(p)) for (l, k), (p, i) in groups.items()]
-
-
-def _read(arr, start: int, stop: int, idx: np.ndarray, hidden: int) -> np.ndarray:
-    """Rows start:stop of the columns ``idx`` of a float16 memmap, as a fresh (n, len(idx)) array."""
-    block = arr[start:stop]
-    if len(idx) == hidden and (idx == np.arange(hidden)).all():
-        return np.array(block)
-    return block[:, idx]
-
-
 def _moments(store, names: list[str], targets: list[_Target], progress, total: int):
     """One streaming pass: Pearson r of every unit with every feature and its control.
 
@@ -183,7 +112,7 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
         YT[2 * F] = 1.0
     cov = np.zeros((U, rows_y), dtype=np.float64)
     sq = np.zeros(U, dtype=np.float64)
-    groups = _array_groups(store, names)
+    groups = array_groups(store, names)
     lock, done = threading.Lock(), [0]
 
     def work(group):
@@ -193,7 +122,7 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
         acc = torch.zeros((rows_y, len(idx)), dtype=torch.float64)
         acc_sq = torch.zeros(len(idx), dtype=torch.float64)
         for s in range(0, T, rows):
-            x = torch.from_numpy(_read(arr, s, s + rows, idx, store.hidden)).float()  # (n, units)
+            x = torch.from_numpy(read_columns(arr, s, s + rows, idx, store.hidden)).float()  # (n, units)
             acc += (YT[:, s : s + rows] @ x).double()
             if need_sd:
                 acc_sq += x.square().sum(0).double()
@@ -245,7 +174,7 @@ def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done:
         rows = int(np.clip((16 << 20) // (2 * store.hidden), 256, 65536))
         codes = np.empty((T, len(cols)), dtype=np.uint16)
         for s in range(0, T, rows):
-            codes[s : s + rows] = _codes(_read(arr, s, s + rows, idx, store.hidden))
+            codes[s : s + rows] = float16_codes(read_columns(arr, s, s + rows, idx, store.hidden))
         for j, (_, name) in enumerate(cols):
             c = codes[:, j].astype(np.intp)
             allc = np.bincount(c, minlength=65536).astype(np.float64)
@@ -264,12 +193,12 @@ def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done:
 def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     if t.binary:
         pos = np.bincount(c, weights=t.pos_w, minlength=65536)
-        auc = _auroc(pos, allc)
+        auc = auroc(pos, allc)
         sign = 1 if auc >= 0.5 else -1
-        ctrl = _auroc(np.bincount(c, weights=t.ctrl_w, minlength=65536), allc)
+        ctrl = auroc(np.bincount(c, weights=t.ctrl_w, minlength=65536), allc)
         return {
             "auroc": auc, "sign": sign, "score": max(auc, 1 - auc), "control_score": max(ctrl, 1 - ctrl),
-            "ap": _average_precision(pos, allc, sign), "effect_size": _cohens_d(pos, allc),
+            "ap": average_precision(pos, allc, sign), "effect_size": cohens_d(pos, allc),
         }
     # Spearman: Pearson of the units' mean ranks (per code) with the feature's ranks.
     mid = np.cumsum(allc) - (allc - 1) / 2.0
@@ -279,7 +208,7 @@ def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     var_x = (allc * mid * mid).sum() / T - mean_r**2
     var_y = np.square(t.rank_y, dtype=np.float64).mean() - mean_r**2
     rho = cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else 0.0
-    return {"spearman": float(rho), "effect_size": _cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
+    return {"spearman": float(rho), "effect_size": cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
 
 
 def _unit_names(store, units: list[str] | None) -> list[str]:

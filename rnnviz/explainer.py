@@ -40,9 +40,10 @@ import torch
 
 from . import rules as R
 from .causal import torch_threads
-from .discover import COLUMN_BYTES, Progress, _array_groups, _auroc, _codes, _read
+from .discover import Progress
 from .errors import RnnvizError
 from .evidence import snippet, spread
+from .f16ranks import COLUMN_BYTES, array_groups, auroc, float16_codes, read_columns
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
 BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
@@ -143,7 +144,7 @@ def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) 
         for lo, hi in ranges:
             for s in range(lo, hi, step):
                 e = min(s + step, hi)
-                x = torch.from_numpy(_read(arr, s, e, idx, store.hidden)).float()  # (n, u)
+                x = torch.from_numpy(read_columns(arr, s, e, idx, store.hidden)).float()  # (n, u)
                 torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
                 a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
                 a["s2"] += x.square().sum(0).double()
@@ -249,7 +250,7 @@ def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
         for g in range(0, len(cols), per_chunk):
             chunk = cols[g : g + per_chunk]
             idx = np.array([i for i, _ in chunk])
-            codes = _codes(np.concatenate([_read(arr, lo, hi, idx, store.hidden)
+            codes = float16_codes(np.concatenate([read_columns(arr, lo, hi, idx, store.hidden)
                                            for lo, hi in space.halves[1]]))  # (N_B, k)
             for j, (_, name) in enumerate(chunk):
                 r = rows[name]
@@ -257,7 +258,7 @@ def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
                 c = codes[:, j].astype(np.intp)
                 allc = np.bincount(c, minlength=65536)
                 nz = np.flatnonzero(allc)  # the few thousand values present: exact ranks on them alone
-                auc = _auroc(np.bincount(c, weights=mask, minlength=65536)[nz], allc[nz].astype(np.float64))
+                auc = auroc(np.bincount(c, weights=mask, minlength=65536)[nz], allc[nz].astype(np.float64))
                 r["auroc"] = auc if r["sign"] > 0 or np.isnan(auc) else 1.0 - auc
             progress_tick(n_held, len(chunk))
 
@@ -305,7 +306,7 @@ def explain(
         _aurocs(store, space, mine, tick)
         rows.update(mine)
 
-    groups = _array_groups(store, names)
+    groups = array_groups(store, names)
     with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, 2, len(groups))) as pool:
         list(pool.map(work, groups))
     if progress:
