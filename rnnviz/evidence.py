@@ -19,10 +19,12 @@ def snippet(text: str, p: int, context: int) -> dict:
     return {"pos": int(p), "before": before, "char": text[p], "after": after}
 
 
-def spread(order: np.ndarray, k: int, gap: int) -> list[int]:
-    """The first ``k`` positions of ``order`` that lie at least ``gap`` apart."""
+def strongest(x: np.ndarray, k: int, gap: int, sign: int = 1) -> list[int]:
+    """Positions of the ``k`` highest (``sign`` 1) or lowest (-1) values of ``x`` (T,), at least ``gap`` apart,
+    best first; NaN and ±inf come after every finite value (ties: the earlier position first)."""
+    key = np.where(np.isfinite(x), -sign * x, np.inf)
     picked: list[int] = []
-    for p in order:
+    for p in np.argsort(key, kind="stable"):
         if all(abs(int(p) - q) >= gap for q in picked):
             picked.append(int(p))
             if len(picked) == k:
@@ -44,8 +46,7 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
     x = store.unit(unit).astype(np.float32)  # (T,)
     text = store.text
     finite = np.isfinite(x)
-    top = spread(np.argsort(-np.where(finite, x, -np.inf), kind="stable"), k, context)
-    bottom = spread(np.argsort(np.where(finite, x, np.inf), kind="stable"), k, context)
+    top, bottom = strongest(x, k, context), strongest(x, k, context, sign=-1)
     row = store.stats.loc[unit].to_dict() if store.has_stats else {}
     q = np.quantile(x[finite], [0.25, 0.5, 0.75]) if finite.any() else [np.nan] * 3
     stats = {**{k_: float(v) for k_, v in row.items()}, "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}

@@ -42,7 +42,7 @@ from . import rules as R
 from .causal import torch_threads
 from .discover import Progress
 from .errors import RnnvizError
-from .evidence import snippet, spread
+from .evidence import snippet, strongest
 from .f16ranks import COLUMN_BYTES, array_groups, auroc, float16_codes, read_columns
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
@@ -370,7 +370,7 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
     x = store.unit(unit).astype(np.float32)  # (T,)
     text = store.text
     finite = np.isfinite(x)
-    out = [("top", p) for p in spread(np.argsort(-np.where(finite, x, -np.inf), kind="stable"), top, context)]
+    out = [("top", p) for p in strongest(x, top, context)]
     rng = np.random.default_rng(seed)
     if finite.any():
         edges = np.quantile(x[finite], np.linspace(0, 1, 11))
