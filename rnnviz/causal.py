@@ -4,8 +4,11 @@
 fused kernel) and once with the units forced to a value at every step, inside the recurrence, through
 :meth:`CharRNN.step` with ``clamp`` (so the clamp also changes every later state). The layers below
 the lowest clamped one are not affected by the clamp, so they run in the fused kernel too; only the
-clamped layer and those above step character by character. The text is cut into parallel streams,
-each warmed up on the ``burn_in`` characters before its part (``streams=1`` is one exact pass). The
+clamped layer and those above step character by character. The text is cut into parallel streams, each
+started from the clean state one sequential pass has ``burn_in`` characters before its part (corrected
+as the recorder corrects its streams: :mod:`.starts`) and reading those characters, clamped too, before
+the part it scores; where two clamped streams meet, their states are compared and the largest
+difference reported (the clamp's effect from before a stream's burn-in is what it misses). The
 same number of randomly drawn units of the same layer and kind, clamped the same way, is the baseline.
 
 ``gradient_flow`` measures how far back the loss reaches: the norm of d loss_t / d h_(t-k) against the
@@ -52,9 +55,10 @@ class _Lower:
     def __init__(self, model: CharRNN, lo: int):
         self.model, self.layers = model, [model.fused_layer(l) for l in range(lo)]
 
-    def blocks(self, x: torch.Tensor, steps: int = 1024):
-        """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H)."""
-        states = [None] * len(self.layers)
+    def blocks(self, x: torch.Tensor, start, steps: int = 1024):
+        """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H).
+        ``start``: the model's state (L, B, H) tensors (h, or (h, c)) the streams start from."""
+        states = [_layer_state(start, l) for l in range(len(self.layers))]
         for a in range(0, x.shape[1], steps):
             b = min(a + steps, x.shape[1])
             if not self.layers:
@@ -67,15 +71,29 @@ class _Lower:
 
 
 def _windows(T: int, streams: int, burn_in: int):
-    """Stream b predicts positions [s_b, e_b) and starts reading at w_b = max(0, s_b - burn_in).
+    """Stream b predicts positions [s_b, e_b), s_b = b·C, and starts reading at w_b = s_b - min(burn_in, C)
+    (0 for stream 0), from the state one sequential pass has there.
 
-    Returns (starts w (B,), first counted position s (B,), end e (B,), steps S)."""
+    Returns (starts w (B,), first counted position s (B,), end e (B,), steps S, chunk C, burn-in read)."""
     n = T - 1  # positions that have a next character
-    B = max(1, min(streams, n))
-    bounds = np.linspace(0, n, B + 1).round().astype(int)
-    s, e = bounds[:-1], bounds[1:]
-    w = np.maximum(s - burn_in, 0)
-    return w, s, e, int((e - w).max())
+    C = math.ceil(n / max(1, min(streams, n)))
+    B = math.ceil(n / C)
+    s = np.arange(B) * C
+    e = np.minimum(s + C, n)
+    before = min(burn_in, C)
+    w = np.maximum(s - before, 0)
+    return w, s, e, int((e - w).max()), C, before
+
+
+def _layer_state(state, l: int):
+    """Layer l's part of a model state (h, or (h, c), each (L, B, H)) as a fused single layer takes it."""
+    parts = tuple(t[l : l + 1].contiguous() for t in (state if isinstance(state, tuple) else (state,)))
+    return parts if isinstance(state, tuple) else parts[0]
+
+
+def _layers_from(state, lo: int):
+    """Layers lo.. of a model state, as :class:`_Upper` takes it."""
+    return tuple(t[lo:].clone() for t in state) if isinstance(state, tuple) else state[lo:].clone()
 
 
 def _nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -100,7 +118,9 @@ class Ablation:
     delta_feature: float  # ablated - clean on those characters
     random: pd.DataFrame = field(repr=False)  # one row per random draw: draw, units, delta, delta_feature
     streams: int = 1
-    burn_in: int = 0
+    burn_in: int = 0  # characters each stream reads (clamped) before the part it scores
+    start_error: dict | None = None  # of the streams' clean start states (see .starts.StartError)
+    clamp_boundary_residual: float | None = None  # max |state| disagreement where clamped streams meet
 
     def summary(self) -> dict:
         """A JSON-able dict, with the random baseline's mean, std and the draws that hurt as much."""
@@ -140,14 +160,18 @@ def _clamp_value(mode: str) -> float | None:
 
 class _Streams:
     """The text as B parallel windows of S steps (see :func:`_windows`), and the model run over them:
-    clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by step). Counts progress over
-    ``runs`` passes."""
+    clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by step). Every window starts from
+    the clean state one sequential pass has there (:func:`.recorder.stream_starts`); a clamped window then
+    reads its burn-in clamped. Counts progress over ``runs`` passes."""
 
     def __init__(self, model: CharRNN, ids: np.ndarray, streams: int, burn_in: int, lo: int, runs: int,
                  progress: Callable[[int, int], None] | None):
+        from .recorder import stream_starts
+
         T = len(ids)
-        w, s, e, S = _windows(T, streams, burn_in)
+        w, s, e, S, C, before = _windows(T, streams, burn_in)
         self.model, self.dev, self.T, self.B, self.S, self.lo = model, model.device, T, len(w), S, lo
+        self.burn_in = before
         # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
         pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
         self.valid = (pos >= s[:, None]) & (pos < e[:, None])
@@ -155,9 +179,16 @@ class _Streams:
         self.y = torch.as_tensor(np.where(pos + 1 < T, ids[np.minimum(pos + 1, T - 1)], 0), device=self.dev)
         self.valid_t = torch.as_tensor(self.valid, device=self.dev)
         self.flat_pos = pos[self.valid]  # text position of each counted prediction, in mask order
+        h, c, err = stream_starts(model, torch.as_tensor(ids[: T - 1], device=self.dev), C, before=before)
+        self.start = h if c is None else (h, c)
+        self.start_error = None if err is None else err.to_dict()
+        # Where window b+1 has read up to s_(b+1) - 1 (the last step of its burn-in), window b has too (its
+        # last counted step): their states there should agree.
+        self.meet = (e[:-1] - 1 - w[:-1], s[1:] - 1 - w[1:]) if before and self.B > 1 else None
         self.upper = model if lo == 0 else _Upper(model, lo)
         self.lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
         self.done, self.total, self.progress = 0, runs * S, progress
+        self.residual: float | None = None  # the largest clamped-run disagreement seen so far
 
     def _advance(self, steps: int) -> None:
         self.done += steps
@@ -173,7 +204,7 @@ class _Streams:
     def clean(self) -> np.ndarray:
         """Per-position loss of the unclamped model, through the fused kernel."""
         B, S, V = self.B, self.S, self.model.config.vocab_size
-        nll, state = torch.empty(B, S, device=self.dev), None
+        nll, state = torch.empty(B, S, device=self.dev), self.start
         for a in range(0, S, 1024):
             logits, state = self.model(self.x[:, a : a + 1024], state)
             nll[:, a : a + 1024] = _nll(logits.reshape(-1, V), self.y[:, a : a + 1024].reshape(-1)).view(B, -1)
@@ -183,11 +214,12 @@ class _Streams:
     def run(self, clamp: dict | None, collect: set | None = None) -> tuple[np.ndarray, dict]:
         """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums (H,)
         for each (layer, kind) in ``collect`` over the counted positions."""
-        state = self.upper.init_state(self.B)
+        state = _layers_from(self.start, self.lo)
         nll = torch.empty(self.B, self.S, device=self.dev)
         hidden = self.model.config.hidden
         sums = {key: torch.zeros(hidden, dtype=torch.float64, device=self.dev) for key in collect or ()}
-        for a, b, below in self.lower.blocks(self.x):
+        meet = _Meeting(self.meet, self.B) if clamp and self.meet is not None else None
+        for a, b, below in self.lower.blocks(self.x, self.start):
             with torch_threads(1):
                 for j in range(b - a):
                     out = self.upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
@@ -195,13 +227,38 @@ class _Streams:
                     nll[:, a + j] = _nll(logits, self.y[:, a + j])
                     for l, kind in collect or ():
                         sums[(l, kind)] += out[2][(l - self.lo, kind)][self.valid_t[:, a + j]].double().sum(0)
+                    if meet is not None:
+                        meet.see(a + j, state)
             self._advance(b - a)
+        if meet is not None:
+            r = meet.residual()
+            self.residual = r if self.residual is None else max(self.residual, r)
         return self._per_position(nll), sums
 
     def means(self, keys: set) -> dict:
         """Each unit's mean over the counted positions of the clean text: {(layer, kind): (H,)}."""
         _, sums = self.run(None, keys)
         return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
+
+
+class _Meeting:
+    """The states of clamped windows b and b+1 where they have both read up to s_(b+1) - 1."""
+
+    def __init__(self, steps: tuple[np.ndarray, np.ndarray], B: int):
+        self.end_step, self.pre_step = steps  # (B-1,) each: the step of window b, and of window b+1
+        self.end: dict[int, torch.Tensor] = {}
+        self.pre: dict[int, torch.Tensor] = {}
+
+    def see(self, j: int, state) -> None:
+        """After step j: keep the layers' state (h, and c) of the windows that meet here."""
+        parts = state if isinstance(state, tuple) else (state,)
+        for b in np.flatnonzero(self.end_step == j):
+            self.end[int(b)] = torch.stack([t[:, b] for t in parts])
+        for b in np.flatnonzero(self.pre_step == j):
+            self.pre[int(b)] = torch.stack([t[:, b + 1] for t in parts])
+
+    def residual(self) -> float:
+        return max(float((self.end[b] - self.pre[b]).abs().max()) for b in self.end)
 
 
 def _clamp_for(triples, lo: int, fixed: float | None, means: dict | None, dev) -> tuple[dict, dict]:
@@ -258,7 +315,8 @@ def ablate(
     ``"value=V"``. ``feature`` (a name, ``re:PATTERN`` or callable): also report the loss on the
     characters it predicts (the closing quote for in_quote, ...). ``random``: draws of as many random
     units of the same layers and kinds (seeded by ``seed``) clamped the same way. ``streams``: parallel
-    pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass).
+    pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass); each starts from the
+    clean state of one sequential pass and reads ``burn_in`` characters clamped before the part it scores.
     """
     units, parsed = _ablation_units(units, model.config)
     fixed = _clamp_value(mode)
@@ -280,7 +338,8 @@ def ablate(
         feature=fname, feature_chars=int(fmask.sum()),
         clean_loss_feature=_masked_mean(clean, fmask), ablated_loss_feature=_masked_mean(ablated, fmask),
         delta_feature=_masked_mean(d, fmask),
-        random=draws, streams=runs.B, burn_in=burn_in,
+        random=draws, streams=runs.B, burn_in=runs.burn_in, start_error=runs.start_error,
+        clamp_boundary_residual=runs.residual,
     )
 
 

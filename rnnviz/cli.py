@@ -28,6 +28,7 @@ import click
 from .data import check_window
 from .errors import RnnvizError
 from .fsutil import ensure_parent
+from .starts import MAX_PASSES
 from .theta import THETA
 from .trainer import TrainConfig
 
@@ -435,17 +436,20 @@ def ngram(text, split_name, order, as_json):
 @click.option("--layers", default=None, help="Comma-separated layers, e.g. 0,2. Default: all.")
 @window_options()
 @click.option("--burn-in", type=int, default=1000, show_default=True,
-              help="Characters each parallel stream reads before its part.")
+              help="Characters each parallel stream reads before its part, for a first guess of its start state.")
+@click.option("--max-passes", type=int, default=MAX_PASSES, show_default=True,
+              help="States-only passes that correct the streams' start states until each starts where the one "
+              "before it ended (0: keep the burn-in guess). The error left is measured and reported either way.")
 @click.option("--streams", type=int, default=None, help="Parallel streams (default: chosen from the length).")
-@click.option("--exact", is_flag=True, help="One sequential stream: no burn-in approximation.")
+@click.option("--exact", is_flag=True, help="One sequential stream (no start states to correct; slower on a GPU).")
 @click.option("--topk", type=int, default=5, show_default=True, help="Next-character predictions kept per position.")
 @click.option("--unknown", default="error", show_default=True,
               help="Characters outside the vocabulary: error, skip or replace:X.")
 @device_option
 @click.option("--force", is_flag=True, help="Replace the store if it exists.")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
-def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exact, topk, unknown, device, force,
-           nproc):
+def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, streams, exact, topk, unknown, device,
+           force, nproc):
     """Record every cell of a checkpoint over TEXT into an activation store.
 
     \b
@@ -484,22 +488,44 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, streams, exac
     # Always drawn on rank 0 (under torchrun it reports for all), at the first update.
     with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
                       disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
-        store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, streams=streams,
-                           exact=exact, start=start, topk=topk, unknown=unknown, device=dev, overwrite=force,
-                           progress=progress, source=str(text))
+        store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
+                           streams=streams, exact=exact, start=start, topk=topk, unknown=unknown, device=dev,
+                           overwrite=force, progress=progress, source=str(text))
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
     r = store.meta.recorder
     size = sum(f.stat().st_size for f in store.path.iterdir())
     skipped = sum(r["unknown_chars"].values())
-    check = r.get("check_max_abs_error")
+    check = r.get("gates_vs_kernel_max_abs_error")
     click.echo(
         f"Recorded {store.length:,} chars x {len(store.units):,} units (layers {','.join(map(str, store.layers))}; "
         f"kinds {','.join(store.kinds)}) into {out}: {size / 1e6:.1f} MB in {r['seconds']:.1f} s "
         f"({r['chars_per_s']:,.0f} chars/s, {r['streams']} stream(s) on {r['device']})"
         + (f"; {skipped} unknown char(s) handled by --unknown {unknown}" if skipped else "")
-        + (f"; kernel h vs recomputed gates max |diff| {check:.1e}" if check is not None else "")
+        + (f"; recomputed gates vs the kernel's h: max |diff| {check:.1e}" if check is not None else "")
     )
+    _echo_boundaries(r)
+
+
+def _echo_boundaries(r: dict) -> None:
+    """The recorder's start-state correction and the error of the starts measured on the recording."""
+    final, guess = r.get("start_error"), r.get("start_error_of_guess")
+    if final is None:  # one stream: nothing to correct
+        return
+    tol = r["tolerance"]
+    rule = f"|error| <= {tol['abs']:g} + {tol['rel']:g}·|value|"
+    if guess is None:
+        click.echo(f"Stream starts: {r['streams']} streams from the burn-in guess, uncorrected (--max-passes 0).")
+    else:
+        click.echo(f"Stream starts: {r['streams']} streams settled in {r['passes']} pass(es) and "
+                   f"{r['recordings']} recording(s); the burn-in guess was off by {guess['error']:.3g} at "
+                   f"{guess['unit']} ({guess['units_over']:,} of {guess['units']:,} units over tolerance).")
+    worst = f"{final['unit']}, off by {final['error']:.2g} at value {final['value']:.4g}"
+    if final["within"]:
+        click.echo(f"Stream starts agree with one sequential pass within tolerance ({rule}): worst {worst}.")
+    else:
+        click.echo(f"Warning: stream starts over tolerance at {final['units_over']:,} of {final['units']:,} units "
+                   f"(worst {worst}; tolerance {rule}): record with --exact, or raise --max-passes.", err=True)
 
 
 # --- end record ---
@@ -686,6 +712,12 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
                 click.echo(f"  random units ({label}): delta {s[f'random_{col}_mean']:+.4f}"
                            + (f" +- {sd:.4f}" if sd is not None else "")
                            + f"; {s[f'random_{col}_at_least']} of {n_random} draws hurt as much")
+    if r.start_error is not None:
+        e = r.start_error
+        click.echo(f"  stream starts: clean states within {e['error']:.2g} of one sequential pass (worst {e['unit']}"
+                   + ("" if e["within"] else ", over tolerance: use --streams 1 for one exact pass")
+                   + (f"); clamped streams meet within {r.clamp_boundary_residual:.2g}"
+                      if r.clamp_boundary_residual is not None else ")"))
 
 
 @main.command()

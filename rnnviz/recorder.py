@@ -3,14 +3,17 @@
 The activation at position t is the state after reading character t, from a zero state at text[0].
 
 Fast path: the text is cut into B contiguous chunks of C characters,
-recorded side by side as B parallel streams. Stream b starts from the state it would have at
-position b·C, approximated by reading the ``burn_in`` characters before it from a zero state (the
+recorded side by side as B parallel streams. Stream b starts from the state one sequential pass has at
+position b·C: first guessed by reading the ``burn_in`` characters before it from a zero state (the
 streams whose chunk starts within ``burn_in`` of the text's start get their exact state from one
-sequential pass instead). Inside a block of S steps, each layer runs torch's fused single-layer
-kernel (cuDNN on GPU) for h; the gates are recomputed from (x_t, h_{t-1}) in two batched matmuls
-for the whole block, and c follows from its elementwise recurrence c_t = f_t·c_{t-1} + i_t·g_t,
+sequential pass instead), then corrected by states-only passes until every stream's start agrees with its
+predecessor's end (:mod:`.starts`). The recording gives every end state again, so the boundary error that
+goes into the manifest is measured on the recording itself. Inside a block of S steps, each layer runs
+torch's fused single-layer kernel (cuDNN on GPU) for h; the gates are recomputed from (x_t, h_{t-1}) in
+two batched matmuls for the whole block, and c follows from its elementwise recurrence c_t = f_t·c_{t-1} + i_t·g_t,
 restarted every block from the kernel's own final c. ``o·tanh(c)`` (LSTM) or ``(1-z)·n + z·h_{t-1}``
-(GRU) is compared with the kernel's h; the largest difference goes into the manifest.
+(GRU) is compared with the kernel's h; the largest difference goes into the manifest (a check of the
+gate recomputation, not of the start states).
 
 ``exact=True`` records one sequential stream (no burn-in approximation).
 
@@ -30,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -40,6 +43,8 @@ from . import distributed
 from .devices import resolve_device
 from .errors import RnnvizError
 from .models import CharRNN, parse_kinds, parse_layers
+from .recurrence import Carry, Layer, advance, warm_start
+from .starts import MAX_PASSES, StartError, Tolerance, settle, start_error
 from .store import Store
 from .storewriter import StoreWriter
 
@@ -48,6 +53,7 @@ DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device
 MAX_STEPS = 512  # steps per block: longer blocks gain nothing and delay the progress bar
 STREAM_CAP = {"cuda": 256, "cpu": 64}  # enough streams to fill the matmuls; more only adds burn-in
 PENDING = 2  # blocks queued for the writer thread
+TOLERANCE = Tolerance()  # of the stream boundaries (see .starts)
 
 
 def stream_layout(T: int, burn_in: int, streams: int | None, exact: bool, device_type: str) -> tuple[int, int]:
@@ -61,97 +67,6 @@ def stream_layout(T: int, burn_in: int, streams: int | None, exact: bool, device
     return math.ceil(T / C), C  # no empty streams
 
 
-class _Layer:
-    """One recurrent layer on the recording device: a fused single-layer module that gives h for every
-    step, and the same weights transposed for recomputing the gates in batched matmuls."""
-
-    def __init__(self, model: CharRNN, layer: int, device: torch.device):
-        cfg = model.config
-        w_ih, w_hh, b_ih, b_hh = (w.detach().to(device, torch.float32) for w in model.layer_weights(layer))
-        self.fused = model.fused_layer(layer, device, torch.float32)
-        self.cell, self.layer, self.vocab_size = cfg.cell, layer, cfg.vocab_size
-        self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (H, G·H)
-        self.b_ih, self.b_hh = b_ih, b_hh
-
-    def input(self, x: torch.Tensor) -> torch.Tensor:
-        """Layer 0 takes ids (B, S) as one-hot (B, S, V); deeper layers take (B, S, H) as they are."""
-        return F.one_hot(x, self.vocab_size).float() if self.layer == 0 else x
-
-    def run(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, gates: bool):
-        """x: ids (B, S) for layer 0, else (B, S, H); h0, c0: (B, H).
-
-        Returns out h (B, S, H), final (h, c), {kind: (B, S, H)} and the max |h_kernel - h_recomputed|
-        (a 0-dim tensor, or None when ``gates`` is false and nothing was recomputed).
-        """
-        lstm = self.cell == "lstm"
-        out, st = self.fused(self.input(x), (h0[None], c0[None]) if lstm else h0[None])
-        hT, cT = (st[0][0], st[1][0]) if lstm else (st[0], None)
-        if not gates or self.cell == "rnn":
-            return out, (hT, cT), {"h": out}, None
-        B, S, H = out.shape
-        h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, H): the h each step read
-        if self.layer == 0:
-            xp = self.w_ih_t[x] + self.b_ih  # one-hot input: the matmul is a row lookup
-        else:
-            xp = torch.addmm(self.b_ih, x.reshape(B * S, -1), self.w_ih_t).view(B, S, -1)
-        hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, H), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
-        if lstm:
-            i, f, g, o = xp.add_(hp).chunk(4, -1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            u = i * g
-            c = torch.empty_like(u)
-            prev = c0
-            for t in range(S):  # the cheap elementwise recurrence; the matmuls are all done above
-                prev = c[:, t] = torch.addcmul(u[:, t], f[:, t], prev)
-            err = (o * torch.tanh(c) - out).abs().amax()
-            return out, (hT, cT), {"h": out, "c": c, "i": i, "f": f, "g": g, "o": o}, err
-        ir, iz, in_ = xp.chunk(3, -1)
-        hr, hz, hn = hp.chunk(3, -1)
-        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-        n = torch.tanh(in_ + r * hn)
-        err = ((1 - z) * n + z * h_prev - out).abs().amax()
-        return out, (hT, cT), {"h": out, "r": r, "z": z, "n": n}, err
-
-
-def _advance(layers: list[_Layer], ids: torch.Tensor, h, c, steps: int):
-    """Run ids (B, N) through every layer, ``steps`` at a time, recording nothing; returns (h, c) (L, B, H)."""
-    h, c = h.clone(), (c.clone() if c is not None else None)
-    for s0 in range(0, ids.shape[1], steps):
-        inp = ids[:, s0 : s0 + steps]
-        for l, layer in enumerate(layers):
-            inp, (h[l], cl), _, _ = layer.run(inp, h[l], None if c is None else c[l], gates=False)
-            if c is not None:
-                c[l] = cl
-    return h, c
-
-
-def _warm_start(layers, ids, streams: range, C, burn_in, h, c, steps):
-    """Initial states of ``streams`` (stream b starts at text position b·C) into h, c (L, len(streams), H).
-
-    The burn-in runs for every stream of the range in one batch (stream 0 and the short ones included,
-    their results then replaced): a rank's batch is then the same shape as in its main loop, which keeps
-    the float rounding of each stream independent of how streams are shared among processes.
-    """
-    b0 = streams.start
-    short = [b for b in streams if 0 < b * C < burn_in]
-    if burn_in > 0 and any(b * C >= burn_in for b in streams):
-        starts = torch.tensor([max(b * C - burn_in, 0) for b in streams], device=ids.device)
-        seq = ids[starts[:, None] + torch.arange(burn_in, device=ids.device)].long()  # (n, burn_in)
-        hb, cb = _advance(layers, seq, torch.zeros_like(h), None if c is None else torch.zeros_like(c), steps)
-        full = [b - b0 for b in streams if b * C >= burn_in]
-        h[:, full] = hb[:, full]
-        if c is not None:
-            c[:, full] = cb[:, full]
-    if short:  # these chunks start so near the beginning that their exact state is cheap: one pass
-        hs, cs = torch.zeros_like(h[:, :1]), (None if c is None else torch.zeros_like(c[:, :1]))
-        for k in range(1, max(short) + 1):
-            hs, cs = _advance(layers, ids[None, (k - 1) * C : k * C].long(), hs, cs, steps)
-            if k in short:
-                h[:, k - b0] = hs[:, 0]
-                if c is not None:
-                    c[:, k - b0] = cs[:, 0]
-
-
 def _to_host(t: torch.Tensor) -> torch.Tensor:
     if t.device.type != "cuda":
         return t
@@ -162,7 +77,8 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class _Plan:
     """What one recording reads and keeps, and how the text is cut: B streams of C characters (this rank
-    records streams b0..b1-1), S steps per block, each stream warmed up on ``burn_in`` characters."""
+    records streams b0..b1-1), S steps per block, each stream's start guessed from ``burn_in`` characters
+    and corrected by at most ``max_passes`` passes (:mod:`.starts`)."""
 
     layers: list[int]
     kinds: list[str]
@@ -173,17 +89,22 @@ class _Plan:
     C: int
     S: int
     burn_in: int
-    device: torch.device
+    max_passes: int
+    group: distributed.Group
+
+    @property
+    def device(self) -> torch.device:
+        return self.group.device
 
     @classmethod
-    def make(cls, cfg, T: int, layers, kinds, topk, burn_in, streams, exact, group) -> _Plan:
+    def make(cls, cfg, T: int, layers, kinds, topk, burn_in, streams, exact, max_passes, group) -> _Plan:
         B, C = stream_layout(T, burn_in, streams, exact, group.device.type)
         b0, b1 = group.share(B)  # this rank's streams (all of them in one process)
         host_row = len(layers) * len(kinds) * cfg.hidden * 2 + 4 + topk * 4
         dev_row = (cfg.layers * 10 * cfg.hidden + 3 * cfg.vocab_size) * 4
         rows = max(1, min(HOST_BLOCK_BYTES // host_row, DEVICE_BLOCK_BYTES // dev_row))
         S = max(1, min(MAX_STEPS, C, rows // B))
-        return cls(layers, kinds, topk, B, b0, b1, C, S, burn_in, group.device)
+        return cls(layers, kinds, topk, B, b0, b1, C, S, burn_in, max_passes, group)
 
 
 def record(
@@ -195,6 +116,7 @@ def record(
     burn_in: int = 1000,
     streams: int | None = None,
     exact: bool = False,
+    max_passes: int = MAX_PASSES,
     start: int = 0,
     topk: int = 5,
     unknown: str = "error",
@@ -206,8 +128,11 @@ def record(
     """Record ``kinds`` of ``layers`` for every character of ``text`` into the store directory ``out``.
 
     kinds: None (h, and c for an LSTM), "all", "h,c,i" or a list. layers: None (all) or e.g. [0, 2].
-    burn_in: characters each parallel stream reads before its chunk. streams: parallel streams
-    (None: as many as the text and device make worthwhile). exact: one sequential stream.
+    burn_in: characters each parallel stream reads before its chunk, for the first guess of its start
+    state; max_passes: states-only passes that correct the guesses until every stream starts where its
+    predecessor ended (0: record from the guesses; the boundary error is measured either way).
+    streams: parallel streams (None: as many as the text and device make worthwhile). exact: one
+    sequential stream.
     start / source: where ``text`` comes from, recorded in the manifest. topk: next-char predictions
     kept per position. unknown: "error", "skip" or "replace:X" for characters outside the vocabulary.
     device: None (the model's), "auto", "cpu", "cuda". progress: called as progress(chars_done, total).
@@ -215,17 +140,18 @@ def record(
     """
     cfg, vocab = model.config, model.vocab
     kinds, layers = parse_kinds(kinds, cfg.cell), parse_layers(layers, cfg.layers)
-    _check_options(burn_in, streams, topk, cfg.vocab_size, text)
+    _check_options(burn_in, streams, max_passes, topk, cfg.vocab_size, text)
     bad = vocab.unknown_chars(text)
     text = vocab.prepare(text, unknown)
     if not text:
         raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
     group = distributed.setup(resolve_device(device, model))
-    plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, group)
+    plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, max_passes, group)
     settings = {
         "source": source, "start": start, "length": len(text), "unknown": unknown,
         "unknown_chars": {ch: n for ch, (n, _) in bad.items()}, "exact": exact, "streams": plan.B,
-        "chunk": plan.C, "burn_in": burn_in if plan.B > 1 else 0, "block_steps": plan.S,
+        "chunk": plan.C, "burn_in": burn_in if plan.B > 1 else 0, "max_passes": max_passes if plan.B > 1 else 0,
+        "tolerance": asdict(TOLERANCE), "block_steps": plan.S,
         "device": str(plan.device), "processes": group.world, "torch": torch.__version__,
     }
     checkpoint = None if model.checkpoint_dir is None else {
@@ -238,19 +164,18 @@ def record(
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
     with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
-            max_err = _record_blocks(model, text, writer, pool, plan, progress)
-        if max_err is not None:
-            max_err = float(group.all_reduce(torch.tensor(max_err, dtype=torch.float64, device=plan.device), "max"))
+            checks = _record_blocks(model, text, writer, pool, plan, progress)
         writer.join()
         seconds = time.perf_counter() - t0
-        writer.recorder.update(check_max_abs_error=max_err, seconds=round(seconds, 3),
-                               chars_per_s=round(len(text) / max(seconds, 1e-9)))
+        writer.recorder.update(checks, seconds=round(seconds, 3), chars_per_s=round(len(text) / max(seconds, 1e-9)))
     return writer.store  # None on ranks > 0
 
 
-def _check_options(burn_in, streams, topk: int, vocab_size: int, text: str) -> None:
+def _check_options(burn_in, streams, max_passes, topk: int, vocab_size: int, text: str) -> None:
     if not isinstance(burn_in, int) or burn_in < 0:
         raise RnnvizError(f"burn-in must be a whole number >= 0, got {burn_in!r}")
+    if not isinstance(max_passes, int) or max_passes < 0:
+        raise RnnvizError(f"max passes must be a whole number >= 0, got {max_passes!r}")
     if streams is not None and (not isinstance(streams, int) or streams < 1):
         raise RnnvizError(f"streams must be a whole number >= 1, got {streams!r}")
     if not 0 <= topk <= vocab_size:
@@ -269,21 +194,54 @@ def _stream_ids(model: CharRNN, text: str, plan: _Plan) -> torch.Tensor:
     return ids.to(plan.device)
 
 
-def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _Plan, progress) -> float | None:
-    """Record this rank's streams into ``writer``, S steps at a time; returns the h check's max error."""
-    B, b0, b1, C, dev = plan.B, plan.b0, plan.b1, plan.C, plan.device
-    cfg, T = model.config, len(text)
+def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _Plan, progress) -> dict:
+    """Record this rank's streams into ``writer`` from corrected start states (:mod:`.starts`).
+
+    Optimistic: one pass and a sweep give the starts, and the recording itself checks them (every stream's
+    end against its successor's start). Should a boundary still be over the tolerance, checked passes
+    correct the starts further and the text is recorded again. Returns the checks for the manifest."""
+    cfg = model.config
     ids = _stream_ids(model, text, plan)
+    x = ids[: plan.B * plan.C].view(plan.B, plan.C)[plan.b0 : plan.b1]  # (n, C): stream b reads its chunk
+    net = [Layer(model, l, plan.device) for l in range(cfg.layers)]
+    h = torch.zeros(cfg.layers, plan.b1 - plan.b0, cfg.hidden, device=plan.device)  # (L, n, H)
+    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+    warm_start(net, ids, range(plan.b0, plan.b1), plan.C, plan.burn_in, h, c, plan.S)
+    kinds = _state_kinds(c)
+    run = _pass(net, x, plan)
+    first = settle(_gather(_stack(h, c), plan), run, kinds, TOLERANCE, min(1, plan.max_passes))
+    starts, passes, recordings = first.starts, first.passes, 0
+    while True:
+        ends, carry, gate_err = _record_from(model, net, ids, starts, writer, pool, plan, progress)
+        recordings += 1
+        final = start_error(starts, ends, carry, kinds, TOLERANCE)
+        if final is None or final.within or passes >= plan.max_passes:
+            break
+        more = settle(starts, run, kinds, TOLERANCE, plan.max_passes - passes)
+        starts, passes = more.starts, passes + more.passes
+        writer.rewind()
+    if gate_err is not None:
+        gate_err = float(plan.group.all_reduce(gate_err.double().reshape(1), "max"))
+    residual = start_error(starts, ends, torch.zeros_like(carry), kinds, TOLERANCE)
+    return {"passes": passes, "recordings": recordings, "start_error_of_guess": _as_dict(first.guess_error),
+            "start_error": _as_dict(final), "boundary_residual": _as_dict(residual),
+            "gates_vs_kernel_max_abs_error": gate_err}
+
+
+def _record_from(model: CharRNN, net: list[Layer], ids: torch.Tensor, starts: torch.Tensor, writer: StoreWriter,
+                 pool, plan: _Plan, progress):
+    """Record this rank's streams, S steps at a time, from ``starts`` (K, L, B, H) into ``writer``.
+    Returns every stream's end state (K, L, B, H) and carry (K, K, L, B, H) (see :class:`.recurrence.Carry`),
+    and the gate recomputation's max error (a 0-dim tensor or None)."""
+    B, b0, b1, C, dev, T = plan.B, plan.b0, plan.b1, plan.C, plan.device, len(writer.text)
     x = ids[: B * C].view(B, C)[b0:b1]  # (n, C): stream b reads text[b·C : (b+1)·C]
     nxt = ids[1:].view(B, C)[b0:b1]  # the character each position predicts
-    net = [_Layer(model, l, dev) for l in range(cfg.layers)]
-    h = torch.zeros(cfg.layers, b1 - b0, cfg.hidden, device=dev)  # (L, n, H)
-    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
-    _warm_start(net, ids, range(b0, b1), C, plan.burn_in, h, c, plan.S)
+    h, c = _unstack(starts[:, :, b0:b1].clone())
+    carry = Carry(net, h)
     head = [p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias)]
     max_err, pending, done = None, deque(), 0
     for s0 in range(0, C, plan.S):
-        recs, logp, err = _run_block(net, x[:, s0 : s0 + plan.S].long(), h, c, head, plan)
+        recs, logp, err = _run_block(net, x[:, s0 : s0 + plan.S].long(), h, c, head, plan, carry)
         if err is not None:
             max_err = err if max_err is None else torch.maximum(max_err, err)
         n = logp.shape[1]
@@ -301,16 +259,95 @@ def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _
             progress(done, min(b1 * C, T) - b0 * C)  # this rank's rows
     while pending:
         pending.popleft().result()
-    return None if max_err is None else float(max_err)
+    return _gather(_stack(h, c), plan), _gather_carry(carry.matrix(c), plan), max_err
 
 
-def _run_block(net: list[_Layer], xb: torch.Tensor, h, c, head, plan: _Plan):
-    """One block of S steps through every layer, carrying h, c (L, n, H) in place. Returns the recorded
-    kinds {layer: (len(kinds), n, S, H) float16}, the log-probabilities (n, S, V) and the h check's error."""
+def _gather_carry(D: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """This rank's carry (K, K, L, n, H) -> every stream's (K, K, L, B, H)."""
+    return _gather(D.flatten(0, 1), plan).unflatten(0, D.shape[:2])
+
+
+@torch.no_grad()
+def stream_starts(model: CharRNN, ids: torch.Tensor, C: int, before: int = 0, burn_in: int = 1000,
+                  max_passes: int = MAX_PASSES):
+    """The states of one sequential pass over ``ids`` (T,) (on the model's device) just before positions
+    b·C - ``before`` (0 for b = 0), b = 0 .. ceil(T / C) - 1, from streams corrected as the recorder
+    corrects its own (:mod:`.starts`); 0 <= before <= C.
+
+    Returns h, c (L, B, H) (c None unless an LSTM) and the :class:`.starts.StartError` of the states at b·C."""
+    cfg, dev = model.config, model.device
+    B = math.ceil(len(ids) / C)
+    steps = max(1, min(MAX_STEPS, C))
+    plan = _Plan([0], ["h"], 0, B, 0, B, C, steps, burn_in, max_passes, distributed.Group(device=dev))
+    padded = torch.zeros(B * C + 1, dtype=torch.int32, device=dev)
+    padded[: len(ids)] = ids
+    net = [Layer(model, l, dev) for l in range(cfg.layers)]
+    h = torch.zeros(cfg.layers, B, cfg.hidden, device=dev)
+    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+    warm_start(net, padded, range(B), C, burn_in, h, c, plan.S)
+    kinds = _state_kinds(c)
+    run = _pass(net, padded[: B * C].view(B, C), plan)
+    got = settle(_stack(h, c), run, kinds, TOLERANCE, max_passes)
+    error = got.error
+    if error is None and B > 1:  # the last sweep's starts are unchecked: one more pass measures them
+        error = start_error(got.starts, *run(got.starts), kinds, TOLERANCE)
+    h, c = _unstack(got.starts)
+    if before and B > 1:  # stream b-1 read on from its exact start, up to b·C - before
+        seg = padded[: (B - 1) * C].view(B - 1, C)[:, : C - before]
+        h, c = h.clone(), (None if c is None else c.clone())
+        hb, cb = advance(net, seg, h[:, :-1], None if c is None else c[:, :-1], plan.S)
+        h[:, 1:] = hb
+        if c is not None:
+            c[:, 1:] = cb
+    return h, c, error
+
+
+def _as_dict(e: StartError | None) -> dict | None:
+    return None if e is None else e.to_dict()
+
+
+def _stack(h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """The recurrent state as one tensor (K, L, n, H): h, and c for an LSTM."""
+    return h[None] if c is None else torch.stack([h, c])
+
+
+def _unstack(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return X[0], (X[1] if len(X) == 2 else None)
+
+
+def _state_kinds(c: torch.Tensor | None) -> tuple[str, ...]:
+    return ("h",) if c is None else ("h", "c")
+
+
+def _gather(X: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """This rank's streams (K, L, n, H) -> every stream's (K, L, B, H), on every rank."""
+    K, L = X.shape[:2]
+    full = plan.group.gather_streams(X.reshape(K * L, *X.shape[2:]), plan.B)
+    return full.reshape(K, L, *full.shape[1:])
+
+
+def _pass(net: list[Layer], x: torch.Tensor, plan: _Plan):
+    """The pass of :func:`.starts.settle`: this rank's streams through their chunks x (n, C) from the starts
+    X (K, L, B, H), states only; every rank sees every stream's end (K, L, B, H) and carry (K, K, L, B, H)."""
+
+    def run(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hy, cy, D = advance(net, x, *_unstack(X[:, :, plan.b0 : plan.b1]), plan.S, carry=True)
+        return _gather(_stack(hy, cy), plan), _gather_carry(D, plan)
+
+    return run
+
+
+def _run_block(net: list[Layer], xb: torch.Tensor, h, c, head, plan: _Plan, carry: Carry):
+    """One block of S steps through every layer, carrying h, c (L, n, H) and ``carry`` in place. Returns the
+    recorded kinds {layer: (len(kinds), n, S, H) float16}, the log-probabilities (n, S, V) and the h check's
+    error."""
     gates = set(plan.kinds) != {"h"}
     inp, recs, max_err = xb, {}, None
     for l, layer in enumerate(net):
-        inp, (h[l], cl), rec, err = layer.run(inp, h[l], None if c is None else c[l], gates and l in plan.layers)
+        h0 = h[l].clone()  # h[l] is overwritten below
+        out, (h[l], cl), rec, err = layer.run(inp, h0, None if c is None else c[l], gates and l in plan.layers)
+        carry.add(l, inp, out, h0, rec)
+        inp = out
         if c is not None:
             c[l] = cl
         if err is not None:

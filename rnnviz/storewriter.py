@@ -88,19 +88,25 @@ class StoreWriter:
         self.checkpoint = checkpoint
         self.recorder = dict(recorder or {})  # the caller may add to it until the block exits
         self.overwrite = overwrite
-        # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
-        if streams is None:
-            self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
-        else:
-
-            self.stats = {l: StreamStats(len(self.kinds), self.hidden, streams, self.group.device) for l in self.layers}
-        self.rows_written = 0
+        self.streams = streams
+        self.rewind()
         self.bytes_written = 0
         self.store: Store | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
         self._fds: dict[str, int] = {}
         self._given: set[str] = set()  # optional outputs that some write() supplied
+
+    def rewind(self) -> None:
+        """Forget every row written and every statistic: the rows will all be written again (a recorder
+        that records once more from corrected start states)."""
+        # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
+        if self.streams is None:
+            self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
+        else:
+            self.stats = {l: StreamStats(len(self.kinds), self.hidden, self.streams, self.group.device)
+                          for l in self.layers}
+        self.rows_written = 0
 
     def __enter__(self) -> StoreWriter:
         T, H, K = self.length, self.hidden, self.topk

@@ -58,6 +58,14 @@ BENCHES = {
          fig("FLOP rate (host memory) / matmul:", "%"), fig("FLOP rate (disk) / matmul:", "%"),
          fig("store write bandwidth / disk:", "%")),
     ),
+    "record_exactness": Bench(
+        ("--model", "sample_models/shakespeare-lstm-2x128", "--corpus", "tiny_shakespeare.txt", "--length", "3000",
+         "--kinds", "h,c", "--streams", "4", "--burn-in", "100"),
+        (fig("uncorrected:", " chars/s") + ".* units over tolerance; " + fig("reported start error"),
+         fig("corrected:", " chars/s") + r".* 0 of 512 units over tolerance; " + fig("reported start error"),
+         fig("exact:", " chars/s"), fig("time ratio corrected / uncorrected:", "x") + "$",
+         fig("time ratio corrected / exact:", "x") + "$"),
+    ),
     "find_speed": Bench(  # 3 layers x 12: the smallest store that holds the four planted cells (2:c:5, 1:c:11)
         ("--chars", "5000", "--layers", "3", "--hidden", "12"),
         (fig("read pass (iter_blocks only):", " s"), fig("rank_features, all units x features:", " s"),

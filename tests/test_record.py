@@ -95,12 +95,12 @@ def test_fast_matches_exact(tmp_path, make_model, cell):
 
 def test_lstm_o_tanh_c_is_h_and_gru_update(tmp_path, make_model):
     lstm = record(make_model("lstm", 2, 16), _long_text(2000), tmp_path / "l", kinds="all", streams=4, burn_in=100)
-    assert lstm.manifest["recorder"]["check_max_abs_error"] < 1e-5
+    assert lstm.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     for layer in (0, 1):
         o, c, h = (lstm.array(layer, k).astype(np.float64) for k in "och")
         _assert_close_f16(h, o * np.tanh(c), 2e-3)  # both sides rounded to float16
     gru = record(make_model("gru", 2, 16), _long_text(2000), tmp_path / "g", kinds="all", streams=4, burn_in=100)
-    assert gru.manifest["recorder"]["check_max_abs_error"] < 1e-5
+    assert gru.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     r, z, n, h = (gru.array(1, k).astype(np.float64) for k in "rznh")
     h_prev = np.vstack([np.zeros((1, 16)), h[:-1]])
     np.testing.assert_allclose(((1 - z) * n + z * h_prev)[1:], h[1:], atol=3e-3)
@@ -119,7 +119,7 @@ def test_trained_sample_model(tmp_path, sample_model, shared_data):
     for key in keys:
         _assert_close_f16(exact.array(*key)[:1500], recs[key], 1e-3)
     np.testing.assert_allclose(exact.logprob[:1499], logp_next, atol=1e-4)
-    assert fast.manifest["recorder"]["check_max_abs_error"] < 1e-5
+    assert fast.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     h, c, o = (fast.array(1, k).astype(np.float64) for k in "hco")
     _assert_close_f16(h, o * np.tanh(c), 2e-3)
     assert fast.checkpoint_path == sample_model.resolve()
@@ -291,5 +291,5 @@ def test_cuda_matches_cpu(tmp_path, make_model):
     text = _long_text(5000)
     cpu = record(model, text, tmp_path / "cpu", kinds="all", exact=True)
     gpu = record(model, text, tmp_path / "gpu", kinds="all", device="cuda", streams=4, burn_in=500)
-    assert gpu.manifest["recorder"]["check_max_abs_error"] < 1e-5
+    assert gpu.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     assert np.abs(gpu.window(0, 5000) - cpu.window(0, 5000)).max() <= 0.03
