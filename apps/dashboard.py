@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from rnnviz.dashboard.app import create_app, is_loopback  # noqa: E402
 from rnnviz.errors import RnnvizError  # noqa: E402
+from rnnviz.views.dashboard.app import create_app, is_loopback  # noqa: E402
 
 ENV = "RNNVIZ_STORES"
 

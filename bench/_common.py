@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnviz.models import ModelConfig
-from rnnviz.storewriter import StoreWriter
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import StoreWriter
 from rnnviz.threads import torch_threads
-from rnnviz.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"  # the corpora (never committed): /work/shared/data

@@ -18,7 +18,7 @@ in a temp directory, then times, in one process:
   trace), and the histogram and gate saturation drawn when the plots tab opens;
 - select-to-find over the whole store (:func:`rnnviz.find_similar`: rank every unit on the selection,
   then scan the best cell's column over every row), first from the row-major arrays, then from their
-  column-major copies (:mod:`rnnviz.colcache`, whose one-off build is timed), and the pattern view (8 cells'
+  column-major copies (:mod:`rnnviz.store.column_cache`, whose one-off build is timed), and the pattern view (8 cells'
   lines over a window);
 - with ``--browser``: wall time from navigation to the coloured window in the system Chromium;
 - with ``--browser-cold`` (only this): the same from a fresh server process (``--root``: which checkout's code
@@ -39,15 +39,18 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, corpus_text
 
-from rnnviz.dashboard import cb_find, cb_pattern, cb_text, create_app, state
-from rnnviz.dashboard import transitions as tr
-from rnnviz.dashboard.state import View
-from rnnviz.export import export_html
-from rnnviz.models import ModelConfig
-from rnnviz.similar import SimilarConfig, find_matches
-from rnnviz.store import open_store
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.analysis.similar import SimilarConfig, find_matches
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.reader import open_store
+from rnnviz.store.writer import write_store
+from rnnviz.views.dashboard import create_app, state
+from rnnviz.views.dashboard import transitions as tr
+from rnnviz.views.dashboard.callbacks import find as cb_find
+from rnnviz.views.dashboard.callbacks import pattern as cb_pattern
+from rnnviz.views.dashboard.callbacks import text as cb_text
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.export import export_html
 
 CORPUS = "tiny_shakespeare.txt"  # in the corpora folder (_common.DATA)
 

@@ -40,8 +40,8 @@ from urllib.parse import urlencode
 import numpy as np
 from _common import ROOT, corpus_text, synthetic_store
 
-from rnnviz.dashboard.app import is_loopback
-from rnnviz.dashboard.state import WINDOW
+from rnnviz.views.dashboard.app import is_loopback
+from rnnviz.views.dashboard.state import WINDOW
 
 MAX_CLIENTS, MAX_SECONDS, MAX_REQUESTS = 64, 600, 200_000
 HTTP_TIMEOUT = 60.0  # seconds one request may take before it counts as an error
@@ -329,7 +329,7 @@ def main() -> None:
             t = time.perf_counter()
             make_store(path, args.length, hidden=args.hidden)
             print(f"built store: {time.perf_counter() - t:.1f} s")
-        from rnnviz.store import open_store
+        from rnnviz.store.reader import open_store
 
         store = open_store(path)
         size = sum(f.stat().st_size for f in path.iterdir()) / 1e9

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from _common import DATA
 
-from rnnviz.checkpoint import save_checkpoint
-from rnnviz.discover import rank_features
-from rnnviz.history import emergence
-from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.recorder import record
-from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot
-from rnnviz.vocab import Vocab
+from rnnviz.analysis.emergence import emergence
+from rnnviz.analysis.ranking import rank_features
+from rnnviz.model.charrnn import CharRNN, ModelConfig
+from rnnviz.model.checkpoint import save_checkpoint
+from rnnviz.model.snapshots import list_snapshots, load_snapshot_weights, save_snapshot
+from rnnviz.model.vocab import Vocab
+from rnnviz.recording.recorder import record
 
 CORPUS = DATA / "war_and_peace.txt"
 FEATURES = ["in_quote", "column"]
@@ -62,7 +62,7 @@ def make_run(run: Path, text: str, n: int, layers: int, hidden: int) -> None:
 
 def baseline(run: Path, text: str, n: int) -> float:
     """Seconds per snapshot: `rnnviz record` defaults into a store, then `rnnviz find` for the features."""
-    from rnnviz.checkpoint import load_checkpoint
+    from rnnviz.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(run / "last")
     t0 = time.perf_counter()

@@ -32,12 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnviz.explainer import BLOCK, MIN_LENGTH, _Space, explain  # noqa: E402
-from rnnviz.models import ModelConfig  # noqa: E402
-from rnnviz.rules import simulate  # noqa: E402
-from rnnviz.store import open_store  # noqa: E402
-from rnnviz.storewriter import StoreWriter  # noqa: E402
-from rnnviz.vocab import Vocab  # noqa: E402
+from rnnviz.analysis.explain import BLOCK, MIN_LENGTH, _Space, explain  # noqa: E402
+from rnnviz.analysis.rules import simulate  # noqa: E402
+from rnnviz.model.charrnn import ModelConfig  # noqa: E402
+from rnnviz.model.vocab import Vocab  # noqa: E402
+from rnnviz.store.reader import open_store  # noqa: E402
+from rnnviz.store.writer import StoreWriter  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "war_and_peace.txt"
 KINDS = ["h", "c", "i", "f", "g", "o"]

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from _common import corpus_text, synthetic_store
 
-from rnnviz.export import colour_scale, export_html
-from rnnviz.models import parse_unit
-from rnnviz.store import open_store
+from rnnviz.model.charrnn import parse_unit
+from rnnviz.store.reader import open_store
+from rnnviz.views.export import colour_scale, export_html
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from _common import DATA, synthetic_store
 
-from rnnviz.discover import rank_features
-from rnnviz.features import FEATURES, compute_feature
+from rnnviz.analysis.features import FEATURES, compute_feature
+from rnnviz.analysis.ranking import rank_features
 
 CORPUS = DATA / "linux_kernel.txt"
 
@@ -96,7 +96,7 @@ def main() -> None:
         text = make_text(args.chars)
         t0 = time.perf_counter()
         write(tmp / "store", text, args.layers, args.hidden)
-        from rnnviz.store import open_store
+        from rnnviz.store.reader import open_store
 
         store = open_store(tmp / "store")
         size = sum(f.stat().st_size for f in (tmp / "store").iterdir())

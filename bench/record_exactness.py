@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from _common import DATA, ROOT
 
-from rnnviz.checkpoint import load_checkpoint
-from rnnviz.data import split
-from rnnviz.recorder import TOLERANCE, record
+from rnnviz.model.checkpoint import load_checkpoint
+from rnnviz.model.data import split
+from rnnviz.recording.recorder import TOLERANCE, record
 
 MODELS = (("war-and-peace-lstm-2x256", "war_and_peace.txt"), ("linux-lstm-2x256", "linux_kernel.txt"))
 F16_REL = 2.0**-11  # float16 rounding, relative (half an ulp)

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from _common import DATA
 from torch import nn
 
-from rnnviz.models import KINDS, CharRNN, ModelConfig
-from rnnviz.recorder import record
-from rnnviz.storewriter import StoreWriter
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import KINDS, CharRNN, ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.recording.recorder import record
+from rnnviz.store.writer import StoreWriter
 
 GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
 

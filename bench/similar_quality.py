@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from rnnviz import find_cells, open_store
-from rnnviz.features import compute_feature
-from rnnviz.similar import MAX_SELECTION, THETA, find_similar, runs
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.similar import MAX_SELECTION, THETA, find_similar, runs
 
 
 def spans(feature: np.ndarray, n: int, seed: int, text: str) -> list[tuple[int, int]]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnviz.devices import resolve_device
-from rnnviz.trainer import TrainConfig, pick_amp, train
+from rnnviz.model.trainer import TrainConfig, pick_amp, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "tiny_shakespeare.txt"
@@ -57,7 +57,7 @@ def bare(vocab: int, a, device, amp, steps: int) -> float:
 
 
 def ours(a, steps: int) -> float:
-    """chars/s reported by :func:`rnnviz.trainer.train` per log interval (median over intervals)."""
+    """chars/s reported by :func:`rnnviz.model.trainer.train` per log interval (median over intervals)."""
     rates = []
     with tempfile.TemporaryDirectory() as tmp:
         text = CORPUS if CORPUS.exists() else Path(tmp) / "text.txt"

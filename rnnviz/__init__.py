@@ -19,38 +19,43 @@ __version__ = "0.1.0"
 
 _API = {
     "RnnvizError": "errors",
-    "Vocab": "vocab",
-    "read_text": "data",
-    "CharRNN": "models",
-    "ModelConfig": "models",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "TrainConfig": "trainer",
-    "train": "trainer",
-    "evaluate": "trainer",
-    "ngram_loss": "ngram",
-    "sample": "sampling",
-    "record": "recorder",
-    "open_store": "store",
-    "write_store": "storewriter",
-    "FEATURES": "features",
-    "compute_feature": "features",
-    "find_cells": "discover",
-    "ablate": "causal",
-    "gate_saturation": "evidence",
-    "gradient_flow": "causal",
-    "explain": "explainer",
-    "top_contexts": "explainer",
-    "simulate": "rules",
-    "export_html": "export",
-    "emergence": "history",
-    "emergence_figure": "history",
-    "list_snapshots": "snapshots",
-    "find_similar": "similar",
-    "serve": "dashboard.notebook",
+    "Vocab": "model.vocab",
+    "read_text": "model.data",
+    "CharRNN": "model.charrnn",
+    "ModelConfig": "model.charrnn",
+    "load_checkpoint": "model.checkpoint",
+    "save_checkpoint": "model.checkpoint",
+    "TrainConfig": "model.trainer",
+    "train": "model.trainer",
+    "evaluate": "model.trainer",
+    "ngram_loss": "model.ngram",
+    "sample": "model.sampling",
+    "record": "recording.recorder",
+    "open_store": "store.reader",
+    "write_store": "store.writer",
+    "FEATURES": "analysis.features",
+    "compute_feature": "analysis.features",
+    "find_cells": "analysis.ranking",
+    "ablate": "analysis.causal",
+    "gate_saturation": "analysis.evidence",
+    "gradient_flow": "analysis.causal",
+    "explain": "analysis.explain",
+    "top_contexts": "analysis.explain",
+    "simulate": "analysis.rules",
+    "export_html": "views.export",
+    "emergence": "analysis.emergence",
+    "emergence_figure": "analysis.emergence",
+    "list_snapshots": "model.snapshots",
+    "find_similar": "analysis.similar",
+    "serve": "views.dashboard.notebook",
 }
 
 __all__ = sorted(_API)
+
+
+def __dir__() -> list[str]:
+    """The public API as well as the module's own names, so that tab completion sees what is lazy."""
+    return sorted(set(globals()) | set(_API))
 
 
 def __getattr__(name: str):

@@ -1,3 +1,3 @@
-from .cli import main
+from rnnviz.cli import main
 
 main()

@@ -6,7 +6,7 @@ Rules every command keeps:
   one line, ``Error: ...``, and exit status 1, never a traceback. Only click's own parsing errors (an
   unknown option, a value of the wrong type, a choice not offered) exit 2 with the usage line.
   Ctrl-C and SIGTERM exit with 130.
-- ``--start``/``--length`` pick a window of a text (:func:`rnnviz.data.check_window`): ``--start`` >= 0,
+- ``--start``/``--length`` pick a window of a text (:func:`rnnviz.model.data.check_window`): ``--start`` >= 0,
   ``--length`` >= 1 characters; a missing ``--length`` means the default its help shows ("to the end"
   where it shows that), 0 is an error, and a length past the end stops at the end.
 - ``--device auto`` (the default everywhere) is CUDA when available, else the CPU.
@@ -25,12 +25,12 @@ from contextlib import contextmanager
 
 import click
 
-from .data import check_window
-from .errors import RnnvizError
-from .fsutil import ensure_parent
-from .starts import MAX_PASSES
-from .theta import THETA
-from .trainer import TrainConfig
+from rnnviz.analysis.on_threshold import THETA
+from rnnviz.errors import RnnvizError
+from rnnviz.fsutil import ensure_parent
+from rnnviz.model.data import check_window
+from rnnviz.model.trainer import TrainConfig
+from rnnviz.recording.starts import MAX_PASSES
 
 _signalled: list[int] = []  # the signals that stopped this command
 
@@ -50,7 +50,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)  # parses the command's options too: their checks raise in here
         except RnnvizError as e:
-            from .distributed import rank, world_size
+            from rnnviz.model.distributed import rank, world_size
 
             where = f"rank {rank()}: " if world_size() > 1 else ""  # under torchrun, say which process
             raise click.ClickException(where + str(e)) from None
@@ -119,7 +119,7 @@ def _check_window_option(ctx: click.Context, param: click.Parameter, value: int 
 
 def window_options(default_length: int | None = None, of: str = "TEXT") -> Callable:
     """``--start`` and ``--length``, checked as they are parsed, by the one rule of
-    :func:`rnnviz.data.check_window`. ``default_length=None``: a missing --length reads to the end."""
+    :func:`rnnviz.model.data.check_window`. ``default_length=None``: a missing --length reads to the end."""
 
     def decorate(f: Callable) -> Callable:
         f = click.option("--length", type=int, default=default_length, callback=_check_window_option,
@@ -205,8 +205,8 @@ def train(text, out, resume, force, nproc, **opts):
       rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64 --nproc 2
       torchrun --nproc-per-node 2 -m rnnviz train ../shared/data/tiny_shakespeare.txt --out runs/ts2 --batch 64
     """
-    from .distributed import rank
-    from .trainer import train as run_training
+    from rnnviz.model.distributed import rank
+    from rnnviz.model.trainer import train as run_training
 
     cfg, overrides = _train_settings(resume, opts)
     if nproc is not None:
@@ -243,7 +243,7 @@ def _training_bar(out) -> Iterator[Callable[[dict], None]]:
     Ctrl-C says what was saved and exits 130."""
     from tqdm import tqdm
 
-    from .distributed import rank, world_size
+    from rnnviz.model.distributed import rank, world_size
 
     bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
                disable=rank() > 0)
@@ -280,9 +280,9 @@ def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
     """What would make every rank fail, said once before torchrun starts any."""
     from pathlib import Path
 
-    from .checkpoint import read_config
-    from .data import read_text
-    from .distributed import check_nproc
+    from rnnviz.model.checkpoint import read_config
+    from rnnviz.model.data import read_text
+    from rnnviz.model.distributed import check_nproc
 
     read_text(text)
     last = Path(out) / "last"
@@ -304,7 +304,7 @@ def _check_train_launch(text, out, cfg, resume, force, nproc, device) -> None:
 
 def _relaunch(ctx: click.Context, nproc: int) -> int:
     """Run this command again under torchrun in ``nproc`` processes, with the same arguments but --nproc."""
-    from .distributed import launch
+    from rnnviz.model.distributed import launch
 
     args, positional = [ctx.info_name], []
     for param in ctx.command.params:
@@ -338,9 +338,9 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
       rnnviz sample runs/ts --prime "ROMEO:" --length 300 --temperature 0.8 --seed 1
       rnnviz sample runs/ts --seed 1 --clamp 1:c:42=1.0
     """
-    from .checkpoint import load_checkpoint
-    from .devices import resolve_device
-    from .sampling import sample as run_sampling
+    from rnnviz.devices import resolve_device
+    from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.sampling import sample as run_sampling
 
     model = load_checkpoint(ckpt, resolve_device(device))
     text = run_sampling(model, length, prime, temperature, top_k, seed, clamp)
@@ -366,10 +366,10 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     """
     import math
 
-    from .checkpoint import load_checkpoint
-    from .data import read_text, split
-    from .devices import resolve_device
-    from .trainer import evaluate
+    from rnnviz.devices import resolve_device
+    from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.data import read_text, split
+    from rnnviz.model.trainer import evaluate
 
     if streams < 1:
         raise RnnvizError("--streams must be >= 1")
@@ -408,8 +408,8 @@ def ngram(text, split_name, order, as_json):
     """
     import math
 
-    from .data import read_text
-    from .ngram import ngram_loss
+    from rnnviz.model.data import read_text
+    from rnnviz.model.ngram import ngram_loss
 
     with progress_bar("counting", "order") as progress:
         nats, chars = ngram_loss(read_text(text), split_name, order, progress)
@@ -462,13 +462,13 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     """
     import os
 
-    from .checkpoint import load_checkpoint
-    from .data import read_text, text_window
-    from .devices import resolve_device
-    from .distributed import rank
-    from .models import parse_kinds, parse_layers
-    from .recorder import record as run_record
-    from .recorder import stream_layout
+    from rnnviz.devices import resolve_device
+    from rnnviz.model.charrnn import parse_kinds, parse_layers
+    from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.data import read_text, text_window
+    from rnnviz.model.distributed import rank
+    from rnnviz.recording.recorder import record as run_record
+    from rnnviz.recording.recorder import stream_layout
 
     model = load_checkpoint(ckpt)
     # Check the cheap options before reading a large text.
@@ -480,7 +480,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     ensure_parent(out)
     part = text_window(read_text(text), start, length, source=str(text))
     if nproc is not None:
-        from .distributed import check_nproc
+        from rnnviz.model.distributed import check_nproc
 
         T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
         check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
@@ -555,9 +555,9 @@ def _esc(s: str) -> str:
 def _read_model_text(ckpt, text, start, length, unknown, device):
     """The checkpoint's model on ``device``, and the window of the text file it will read, prepared by
     ``unknown`` (error, skip or replace:X)."""
-    from .checkpoint import load_checkpoint
-    from .data import read_text, text_window
-    from .devices import resolve_device
+    from rnnviz.devices import resolve_device
+    from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.data import read_text, text_window
 
     model = load_checkpoint(ckpt, resolve_device(device))
     part = text_window(read_text(text), start, length, source=str(text))
@@ -580,7 +580,7 @@ def features(name, as_json):
     """
     import textwrap
 
-    from .features import FEATURES
+    from rnnviz.analysis.features import FEATURES
 
     if name is not None and name not in FEATURES:
         raise RnnvizError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")
@@ -626,9 +626,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
       rnnviz find stores/c --top 5 --format json
       rnnviz find stores/c --regex 'if \\(' --top 5
     """
-    from .discover import rank_features
-    from .evidence import evidence
-    from .store import open_store
+    from rnnviz.analysis.evidence import evidence
+    from rnnviz.analysis.ranking import rank_features
+    from rnnviz.store.reader import open_store
 
     if top < 1:
         raise RnnvizError(f"--top must be >= 1, got {top}")
@@ -686,7 +686,7 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
       rnnviz ablate sample_models/shakespeare-lstm-2x128 text.txt --unit 1:c:42 --feature in_quote
       rnnviz ablate runs/c kernel.c --unit 2:c:417 --unit 2:c:9 --mode mean --feature in_if
     """
-    from .causal import ablate as run_ablate
+    from rnnviz.analysis.causal import ablate as run_ablate
 
     model, part = _read_model_text(ckpt, text, start, length, unknown, device)
     with progress_bar("ablating", "step") as progress:
@@ -742,7 +742,7 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
       rnnviz gradflow sample_models/shakespeare-lstm-2x128 ../shared/data/tiny_shakespeare.txt
       rnnviz gradflow runs/rnn text.txt --max-lag 100 --format csv
     """
-    from .causal import gradient_flow
+    from rnnviz.analysis.causal import gradient_flow
 
     model, part = _read_model_text(ckpt, text, start, length, unknown, device)
     kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
@@ -766,7 +766,7 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
 @click.option("--min-score", type=float, default=0.3, show_default=True,
               help="Floor: a unit whose best rule scores less is reported as unexplained.")
 @click.option("--block", type=click.IntRange(min=0),
-              help="The halves alternate in blocks of this many characters (default: rnnviz.explainer.BLOCK, "
+              help="The halves alternate in blocks of this many characters (default: rnnviz.analysis.explain.BLOCK, "
                    "4096; 0: the first half and the second).")
 @output_format_option()
 def explain_cmd(store, units, min_score, block, fmt):
@@ -786,8 +786,8 @@ def explain_cmd(store, units, min_score, block, fmt):
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
       rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
     """
-    from .explainer import BLOCK, explain, explained_fractions
-    from .store import open_store
+    from rnnviz.analysis.explain import BLOCK, explain, explained_fractions
+    from rnnviz.store.reader import open_store
 
     st = open_store(store)
     with progress_bar("explaining", "value", unit_scale=True) as progress:
@@ -834,8 +834,8 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
       rnnviz similar stores/wp --start 5299 --end 5338
       rnnviz similar stores/c --start 14882 --end 14918 --rule strict --format json
     """
-    from .similar import find_similar
-    from .store import open_store
+    from rnnviz.analysis.similar import find_similar
+    from rnnviz.store.reader import open_store
 
     st = open_store(store)
     cells, matches = find_similar(st, start, end, threshold=threshold, slack=slack, rule=rule, follow=follow,
@@ -890,8 +890,8 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
       rnnviz export stores/c --unit 1:c:4 --catalog --out catalog.html
       rnnviz export stores/c --unit 1:c:5 --colour-range minmax --out brace.html
     """
-    from .export import export_html, titles_from_cells
-    from .store import open_store
+    from rnnviz.store.reader import open_store
+    from rnnviz.views.export import export_html, titles_from_cells
 
     if (units is None) == (feature is None):
         raise RnnvizError("give either --unit (one or more) or --feature")
@@ -900,7 +900,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
     if feature:
         if top < 1:
             raise RnnvizError(f"--top must be >= 1, got {top}")
-        from .discover import find_cells
+        from rnnviz.analysis.ranking import find_cells
 
         cells = find_cells(st, feature, top=top)
         if cells.empty:
@@ -908,7 +908,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
         units, titles = list(cells["unit"]), titles_from_cells(cells)
     table = None
     if catalog:
-        from .explainer import explain
+        from rnnviz.analysis.explain import explain
 
         table = explain(st)
     page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table,
@@ -944,7 +944,7 @@ def serve(stores, host, port):
     Only the stores named here can be opened from the browser. For a deployment use
     gunicorn 'apps.dashboard:server' with RNNVIZ_STORES=stores/wp:stores/linux.
     """
-    from .dashboard.app import create_app, is_loopback
+    from rnnviz.views.dashboard.app import create_app, is_loopback
 
     app = create_app(list(stores), hosts=[host], freeze_gc=True)  # a server process: see create_app
     if not is_loopback(host):
@@ -1002,10 +1002,10 @@ def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, 
     """
     import os
 
-    from .data import read_text, text_window
-    from .history import appearance_sentences, write_emergence_html
-    from .history import emergence as run_emergence
-    from .snapshots import list_snapshots
+    from rnnviz.analysis.emergence import appearance_sentences, write_emergence_html
+    from rnnviz.analysis.emergence import emergence as run_emergence
+    from rnnviz.model.data import read_text, text_window
+    from rnnviz.model.snapshots import list_snapshots
 
     if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise RnnvizError(f"cannot write {out}: its directory does not exist")

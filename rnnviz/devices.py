@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import RnnvizError
+from rnnviz.errors import RnnvizError
 
 
 def resolve_device(device: str | torch.device | None, model=None) -> torch.device:

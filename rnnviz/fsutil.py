@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RnnvizError
+from rnnviz.errors import RnnvizError
 
 UMASK = os.umask(0)
 os.umask(UMASK)

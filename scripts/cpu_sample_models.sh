@@ -53,7 +53,7 @@ snapshots() {  # name run: the run's snapshots, or when they are gone the commit
 finish() {  # run name corpus command snapshots-run features...
   local run=$1 name=$2 corpus=$3 cmd=$4 snaps=$5; shift 5
   # The run's best weights in float16, or, when the run is gone, the bundled ones as they are (its card only).
-  [ -d "$run/best" ] && "$BIN/python" -c "import sys, torch; from rnnviz.checkpoint import load_checkpoint, save_checkpoint; \
+  [ -d "$run/best" ] && "$BIN/python" -c "import sys, torch; from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint; \
 m = load_checkpoint(sys.argv[1]); meta = {k: v for k, v in m.meta.items() if k in ('train', 'data', 'device', 'amp', 'metrics')}; \
 save_checkpoint(m, sys.argv[2], extra=meta, dtype=torch.float16)" "$run/best" "sample_models/$name"
   "$BIN/python" scripts/model_card.py "sample_models/$name" "$DATA/$corpus" --command "${cmd#"$BIN/"}${AFTER:+

@@ -52,7 +52,7 @@ for name in wp-lstm linux-lstm wp-gru wp-rnn; do
   done
   wait
   # float16 weights for the repository (loading casts back to float32)
-  $PY -c "import sys, torch; from rnnviz.checkpoint import load_checkpoint, save_checkpoint; \
+  $PY -c "import sys, torch; from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint; \
 m = load_checkpoint(sys.argv[1]); meta = {k: v for k, v in m.meta.items() if k in ('train', 'data', 'device', 'amp', 'metrics')}; \
 save_checkpoint(m, sys.argv[2], extra=meta, dtype=torch.float16)" "$run/best" "$run/fp16"
   tar -C "$RUNS" -cf "$OUT/$name.tar" "$name/fp16" "$name/log.jsonl" "$name/samples.txt" \

@@ -26,16 +26,16 @@ import numpy as np
 import torch
 
 import rnnviz
-from rnnviz.causal import ablate
-from rnnviz.data import read_text, split
-from rnnviz.discover import rank_features
-from rnnviz.explainer import explain
-from rnnviz.export import export_html, titles_from_cells
-from rnnviz.features import compute_feature
-from rnnviz.history import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
-from rnnviz.ngram import ORDER, ngram_loss
-from rnnviz.sampling import sample
-from rnnviz.trainer import evaluate
+from rnnviz.analysis.causal import ablate
+from rnnviz.analysis.emergence import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
+from rnnviz.analysis.explain import explain
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.ranking import rank_features
+from rnnviz.model.data import read_text, split
+from rnnviz.model.ngram import ORDER, ngram_loss
+from rnnviz.model.sampling import sample
+from rnnviz.model.trainer import evaluate
+from rnnviz.views.export import export_html, titles_from_cells
 
 SELECTIVE = 0.2  # a unit counts as found when its score beats the character-only control by this much
 PAPER = {"war_and_peace.txt": (1.077, 1.195), "linux_kernel.txt": (0.84, 0.889)}  # best LSTM, 20-gram (test)

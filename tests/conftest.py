@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnviz.checkpoint import save_checkpoint
-from rnnviz.models import CharRNN, ModelConfig
+from rnnviz.model.charrnn import CharRNN, ModelConfig
+from rnnviz.model.checkpoint import save_checkpoint
+from rnnviz.model.vocab import Vocab
 from rnnviz.threads import torch_threads
-from rnnviz.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -34,7 +34,7 @@ def words_text(words=WORDS, n: int = 3000, seed: int = 0) -> str:
 
 def train_snapshot_rnn(text_path: Path, out: Path, **overrides) -> Path:
     """Trains :data:`SNAPSHOT_RNN` (with ``overrides``) on ``text_path`` into ``out``, on one torch thread."""
-    from rnnviz.trainer import TrainConfig, train
+    from rnnviz.model.trainer import TrainConfig, train
 
     with torch_threads(1):
         train(text_path, out, TrainConfig(**{**SNAPSHOT_RNN, **overrides}))
@@ -112,7 +112,7 @@ def train_until_ctrl_c():
     """``(text_file, out, cfg, step)``: trains with ``cfg`` into ``out`` and presses Ctrl-C (a KeyboardInterrupt
     from the step callback) once step ``step`` is logged, before its checkpoint or snapshot: what a user's
     interrupt leaves behind."""
-    from rnnviz.trainer import train
+    from rnnviz.model.trainer import train
 
     def run(text_file: Path, out: Path, cfg, step: int) -> None:
         def stop(ev):
@@ -128,7 +128,7 @@ def train_until_ctrl_c():
 @pytest.fixture
 def run_dir(tmp_path) -> tuple[Path, Path]:
     """A small training run with a resumable last/ checkpoint: (its text file, the run directory)."""
-    from rnnviz.trainer import TrainConfig, train
+    from rnnviz.model.trainer import TrainConfig, train
 
     rng = np.random.default_rng(0)
     text = "".join(rng.choice(["the ", "cat ", "sat. ", '"hi" ', "(on) ", "mat\n"], size=400))

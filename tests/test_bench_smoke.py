@@ -123,10 +123,10 @@ def quote_store(path: Path) -> Path:
     """A 2 x 4 LSTM store (h, c) of seeded noise in [-0.3, 0.3] over text with quotes, with a perfect quote
     cell planted at 1:c:2 (+1 inside a quote, -1 elsewhere) and a weaker one that goes *down* over quotes at
     0:c:1 (noise - 0.4 inside, noise + 0.4 elsewhere)."""
-    from rnnviz.features import compute_feature
-    from rnnviz.models import ModelConfig
-    from rnnviz.storewriter import write_store
-    from rnnviz.vocab import Vocab
+    from rnnviz.analysis.features import compute_feature
+    from rnnviz.model.charrnn import ModelConfig
+    from rnnviz.model.vocab import Vocab
+    from rnnviz.store.writer import write_store
 
     block = 'He said "hello there, my dear friend" and left.\nShe asked "why?" twice.\nNothing here at all!\n'
     text = block * 20

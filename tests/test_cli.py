@@ -147,7 +147,7 @@ def test_device_is_one_option_with_one_default():
 def test_train_options_come_from_train_config():
     import dataclasses
 
-    from rnnviz.trainer import TrainConfig
+    from rnnviz.model.trainer import TrainConfig
 
     params = {p.name: p for p in main.commands["train"].params}
     assert [p.opts[0] for p in main.commands["train"].params] == [

@@ -1,4 +1,4 @@
-"""Caches beside a store (rnnviz.colcache): column-major copies and computed features are exactly what
+"""Caches beside a store (rnnviz.store.column_cache): column-major copies and computed features are exactly what
 reading the store gives, ignored when stale or corrupt, written atomically, never followed through links."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ import os
 import numpy as np
 import pytest
 
-from rnnviz import colcache
-from rnnviz.colcache import ColumnCache, cache_name, cached_feature
+from rnnviz.store import column_cache as colcache
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.similar import SimilarConfig, _close_gaps, find_matches, on_counts
 from rnnviz.errors import RnnvizError
-from rnnviz.features import compute_feature
-from rnnviz.models import ModelConfig
-from rnnviz.similar import SimilarConfig, _close_gaps, find_matches, on_counts
-from rnnviz.store import array_name, open_store
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.column_cache import ColumnCache, cache_name, cached_feature
+from rnnviz.store.reader import array_name, open_store
+from rnnviz.store.writer import write_store
 
 TEXT = ('He said "hello there" and left.\n/* a comment */ x = 1;\n' * 90)[:5000]
 H = 6

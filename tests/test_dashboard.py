@@ -15,22 +15,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rnnviz import display
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.views import display
+from rnnviz.analysis.features import FEATURES, compute_feature
 from rnnviz.cli import main as cli
-from rnnviz.colors import colour_scale, sample_blocks
-from rnnviz.dashboard import cb_find, cb_panels, cb_pattern, cb_text, cb_view, create_app, state, textview
-from rnnviz.dashboard import transitions as tr
-from rnnviz.dashboard.app import is_loopback
-from rnnviz.dashboard.state import View
-from rnnviz.dashboard.stores import StoreSet
 from rnnviz.errors import RnnvizError
-from rnnviz.features import FEATURES, compute_feature
-from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.recorder import record
-from rnnviz.sampling import sample
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import CharRNN, ModelConfig
+from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.model.sampling import sample
+from rnnviz.model.vocab import Vocab
+from rnnviz.recording.recorder import record
+from rnnviz.store.writer import write_store
+from rnnviz.views.colours import colour_scale, sample_blocks
+from rnnviz.views.dashboard import create_app, state, textview
+from rnnviz.views.dashboard import transitions as tr
+from rnnviz.views.dashboard.app import is_loopback
+from rnnviz.views.dashboard.callbacks import find as cb_find
+from rnnviz.views.dashboard.callbacks import panels as cb_panels
+from rnnviz.views.dashboard.callbacks import pattern as cb_pattern
+from rnnviz.views.dashboard.callbacks import text as cb_text
+from rnnviz.views.dashboard.callbacks import view as cb_view
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.stores import StoreSet
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = [
@@ -350,7 +355,7 @@ def test_markup_in_the_text_stays_text(stores):
     i = stores[0].text.index("<script>")
     data, *_ = cb_text.render_window(stores, view(stores, start=i), 2000)
     assert "".join(data["chars"][:25]) == "<script>alert(1)</script>"
-    js = (Path(cb_text.__file__).parent / "assets" / "rnnviz.js").read_text()
+    js = (Path(create_app.__code__.co_filename).parent / "assets" / "rnnviz.js").read_text()
     assert "textContent" in js and "innerHTML" not in js
 
 
@@ -559,7 +564,7 @@ def test_cli_serve(stores, monkeypatch):
 
 def test_freeze_gc_moves_the_startup_objects_out_of_the_collector(stores):
     # In a child process: frozen objects stay frozen for the life of a process.
-    code = ("import gc, sys; from rnnviz.dashboard import create_app; create_app([sys.argv[1]]); "
+    code = ("import gc, sys; from rnnviz.views.dashboard import create_app; create_app([sys.argv[1]]); "
             "a = gc.get_freeze_count(); create_app([sys.argv[1]], freeze_gc=True); print(a, gc.get_freeze_count())")
     out = subprocess.run([sys.executable, "-c", code, str(stores[0].path)], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()

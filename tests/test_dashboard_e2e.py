@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnviz.dashboard import create_app
-from rnnviz.export import PALETTES, colour_scale
-from rnnviz.features import compute_feature
-from rnnviz.sampling import sample
+from rnnviz.analysis.features import compute_feature
+from rnnviz.model.sampling import sample
+from rnnviz.views.dashboard import create_app
+from rnnviz.views.export import PALETTES, colour_scale
 
 sync_api = pytest.importorskip("playwright.sync_api")
 from test_dashboard import (  # noqa: E402

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from playwright import sync_api
 from test_dashboard import make_quote_store, make_recorded_store, quote_text
 
-from rnnviz.checkpoint import load_checkpoint
-from rnnviz.dashboard import create_app
-from rnnviz.dashboard.guard import host_allowed
-from rnnviz.recorder import record
+from rnnviz.model.checkpoint import load_checkpoint
+from rnnviz.recording.recorder import record
+from rnnviz.views.dashboard import create_app
+from rnnviz.views.dashboard.guard import host_allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE = "/_dash-update-component"
@@ -234,7 +234,7 @@ class _Records(logging.Handler):
 @pytest.fixture
 def log_records(app):
     h = _Records()
-    loggers = [logging.getLogger(), app.server.logger, logging.getLogger("rnnviz.dashboard")]
+    loggers = [logging.getLogger(), app.server.logger, logging.getLogger("rnnviz.views.dashboard")]
     for lg in loggers:
         lg.addHandler(h)
     yield h.records

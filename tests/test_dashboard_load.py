@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnviz.display import visible
-from rnnviz.store import open_store
+from rnnviz.store.reader import open_store
+from rnnviz.views.display import visible
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

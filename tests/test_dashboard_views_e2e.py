@@ -10,10 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from rnnviz.colors import FEATURE_RGB, PALETTES
-from rnnviz.models import ModelConfig
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import write_store
+from rnnviz.views.colours import FEATURE_RGB, PALETTES
 
 sync_api = pytest.importorskip("playwright.sync_api")
 from test_dashboard import NEG_UNIT, QUOTE_UNIT, make_quote_store, quote_span, quote_text  # noqa: E402

@@ -13,16 +13,16 @@ from click.testing import CliRunner
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from rnnviz.causal import ablate, gradient_flow
+from rnnviz.analysis.causal import ablate, gradient_flow
+from rnnviz.analysis.evidence import evidence, gate_saturation
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.ranking import COLUMNS, control_permutation, find_cells, rank_features
 from rnnviz.cli import main
-from rnnviz.discover import COLUMNS, control_permutation, find_cells, rank_features
 from rnnviz.errors import RnnvizError
-from rnnviz.evidence import evidence, gate_saturation
-from rnnviz.features import compute_feature
-from rnnviz.models import ModelConfig, clamp_spec
-from rnnviz.store import open_store
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig, clamp_spec
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.reader import open_store
+from rnnviz.store.writer import write_store
 
 NARRATION = "the a man went down road house light dark and of to in was he she it".split()
 SPEECH = "zip zap quiz wok yoyo kiwi buzz jinx fizz vox".split()  # letters narration never uses

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint
-from rnnviz.distributed import shares
 from rnnviz.errors import RnnvizError
-from rnnviz.models import CharRNN, ModelConfig
-from rnnviz.snapshots import list_snapshots
-from rnnviz.trainer import TrainConfig, train
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import CharRNN, ModelConfig
+from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.model.distributed import shares
+from rnnviz.model.snapshots import list_snapshots
+from rnnviz.model.trainer import TrainConfig, train
+from rnnviz.model.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

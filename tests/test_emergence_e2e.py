@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_export_e2e import decode_png  # the tests' own PNG reader (no image library)
 
-from rnnviz.history import appears_at, write_emergence_html
+from rnnviz.analysis.emergence import appears_at, write_emergence_html
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -7,12 +7,12 @@ import pytest
 from conftest import train_snapshot_rnn, words_text
 
 import rnnviz
-from rnnviz.checkpoint import load_checkpoint
-from rnnviz.dashboard import emergence_tab
-from rnnviz.dashboard.app import create_app
-from rnnviz.dashboard.stores import StoreSet
-from rnnviz.history import emergence
+from rnnviz.analysis.emergence import emergence
+from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.threads import torch_threads
+from rnnviz.views.dashboard import emergence_tab
+from rnnviz.views.dashboard.app import create_app
+from rnnviz.views.dashboard.stores import StoreSet
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rnnviz.analysis.explain import COLUMNS, MIN_LENGTH, explain, explained_fractions, split_halves, top_contexts
+from rnnviz.analysis.rules import FADES, dense_rules, explain_id, ngram_ids, parse, run_age, simulate, split_combo
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.explainer import COLUMNS, MIN_LENGTH, explain, explained_fractions, split_halves, top_contexts
-from rnnviz.models import ModelConfig
-from rnnviz.rules import FADES, dense_rules, explain_id, ngram_ids, parse, run_age, simulate, split_combo
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import write_store
 
 WORDS = "the cat sat on a mat and then went home with them quietly".split()
 PLANTED = [  # one unit per rule, in this order, in each of h and c
@@ -331,7 +331,7 @@ def _call(app, output_part: str, inputs: list[dict], state: list[dict], changed:
 
 
 def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
-    from rnnviz.dashboard import create_app
+    from rnnviz.views.dashboard import create_app
 
     st, df = planted
     app = create_app([st.path])

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnviz import export as ex
+from rnnviz.views import export as ex
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.export import N_BINS, ColourScale, colour_scale, colours, export_html
-from rnnviz.models import ModelConfig
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import write_store
+from rnnviz.views.export import N_BINS, ColourScale, colour_scale, colours, export_html
 
 MID = (N_BINS - 1) // 2
 # Everything that could break out of text or of the JSON, plus whitespace the parser would rewrite.
@@ -237,7 +237,7 @@ def test_loss_and_topk_data(tmp_path):
 
 
 def test_tooltip_names_whitespace_as_the_dashboard_does(tmp_path):
-    # One rule (rnnviz.display.shown) for the page's tooltips and the dashboard's: the page's script only
+    # One rule (rnnviz.views.display.shown) for the page's tooltips and the dashboard's: the page's script only
     # looks characters up in the map it is sent, for the window's and the vocabulary's characters.
     st = make_store(tmp_path / "st", TRICKY + "\x7f\x01")
     data = Page(export_html(st, ["0:h:0"], length=10).html).data()
@@ -249,14 +249,14 @@ def test_tooltip_names_whitespace_as_the_dashboard_does(tmp_path):
 def test_css_script_and_skeleton_are_package_files(tmp_path):
     from importlib import resources
 
-    assets = resources.files("rnnviz") / "assets"
+    assets = resources.files("rnnviz.views") / "assets"
     css, js = (assets / "export.css").read_text("utf-8"), (assets / "export.js").read_text("utf-8")
     doc = export_html(make_store(tmp_path / "st", TRICKY), ["0:h:0"]).html
     assert doc.startswith("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport")
     assert f"<style>{css}.rnnviz .d0{{" in doc and f"<script>{js}</script></div></body></html>\n" in doc
     tomllib = pytest.importorskip("tomllib")
     with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as f:
-        shipped = tomllib.load(f)["tool"]["setuptools"]["package-data"]["rnnviz"]
+        shipped = tomllib.load(f)["tool"]["setuptools"]["package-data"]["rnnviz.views"]
     assert {"assets/*.css", "assets/*.js", "assets/*.j2"} <= set(shipped)  # in the wheel, not only the checkout
     assert (assets / "export.html.j2").is_file()
 
@@ -385,8 +385,8 @@ def test_cli_export(tmp_path):
 
 
 def test_cli_export_feature(tmp_path):
-    pytest.importorskip("rnnviz.discover")
-    from rnnviz.features import compute_feature
+    pytest.importorskip("rnnviz.analysis.ranking")
+    from rnnviz.analysis.features import compute_feature
 
     text = 'He said "run, now" and left. "Stay," she said. Nobody "moved" at all.\n' * 30
     st = make_store(tmp_path / "st", text, kinds=["h", "c"], seed=3)
@@ -422,7 +422,7 @@ def test_titles_from_cells():
 
 
 def test_export_of_a_recorded_store(tmp_path, make_model):
-    from rnnviz.recorder import record
+    from rnnviz.recording.recorder import record
 
     text = TRICKY.replace("\0", "") * 2  # the fixture model's vocabulary is the text's own
     model = make_model(cell="lstm", layers=2, hidden=8, text=text, seed=1)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnviz.export import colour_scale, export_html
-from rnnviz.models import ModelConfig
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import write_store
+from rnnviz.views.export import colour_scale, export_html
 
 pytestmark = pytest.mark.e2e
 

@@ -1,9 +1,9 @@
-"""rnnviz.f16ranks: rank statistics from float16 codes equal the textbook ones computed on the values."""
+"""rnnviz.analysis.statistics: rank statistics from float16 codes equal the textbook ones computed on the values."""
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from rnnviz.f16ranks import auroc, average_precision, cohens_d, float16_codes
+from rnnviz.analysis.statistics import auroc, average_precision, cohens_d, float16_codes
 
 
 def test_codes_sort_like_the_values_and_zeros_share_a_code():

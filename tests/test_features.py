@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from rnnviz.analysis.features import FEATURES, code, compute_feature, regex_feature, resolve
 from rnnviz.errors import RnnvizError
-from rnnviz.features import FEATURES, code, compute_feature, regex_feature, resolve
 
 
 def bits(s: str) -> list[int]:
@@ -203,7 +203,7 @@ def test_every_feature_is_documented_and_typed():
 
 def test_each_builtin_lives_in_the_module_of_its_domain():
     for f in FEATURES.values():
-        assert f.fn.__module__ == f"rnnviz.features.{f.domain}", f.name
+        assert f.fn.__module__ == f"rnnviz.analysis.features.{f.domain}", f.name
 
 
 def test_empty_text_gives_empty_features():

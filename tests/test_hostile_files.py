@@ -26,13 +26,13 @@ import torch
 from safetensors.torch import save_file
 from test_hostile_inputs import TEXT, cli, edit_manifest, one_line_error, small_store
 
-from rnnviz.checkpoint import save_checkpoint, sha256_file
-from rnnviz.dashboard import stores as dash_stores
+from rnnviz.analysis.features import REGEX_MAX_PATTERN, check_regex, regex_feature
 from rnnviz.errors import RnnvizError
-from rnnviz.features import REGEX_MAX_PATTERN, check_regex, regex_feature
-from rnnviz.sampling import sample
-from rnnviz.store import open_store
-from rnnviz.trainer import TrainConfig
+from rnnviz.model.checkpoint import save_checkpoint, sha256_file
+from rnnviz.model.sampling import sample
+from rnnviz.model.trainer import TrainConfig
+from rnnviz.store.reader import open_store
+from rnnviz.views.dashboard import stores as dash_stores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parent.parent

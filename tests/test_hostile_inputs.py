@@ -19,22 +19,24 @@ import pytest
 from click.testing import CliRunner
 from test_export import Page
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from rnnviz.analysis.features import FEATURES
 from rnnviz.cli import main
-from rnnviz.dashboard import cb_find, cb_panels, cb_text
-from rnnviz.dashboard import transitions as tr
-from rnnviz.dashboard.state import View
-from rnnviz.dashboard.stores import StoreSet
-from rnnviz.data import read_text
 from rnnviz.errors import RnnvizError
-from rnnviz.export import _chunks, export_html
-from rnnviz.features import FEATURES
-from rnnviz.models import ModelConfig, parse_unit
-from rnnviz.sampling import sample
-from rnnviz.store import open_store
-from rnnviz.storewriter import write_store
-from rnnviz.trainer import train
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig, parse_unit
+from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from rnnviz.model.data import read_text
+from rnnviz.model.sampling import sample
+from rnnviz.model.trainer import train
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.reader import open_store
+from rnnviz.store.writer import write_store
+from rnnviz.views.dashboard import transitions as tr
+from rnnviz.views.dashboard.callbacks import find as cb_find
+from rnnviz.views.dashboard.callbacks import panels as cb_panels
+from rnnviz.views.dashboard.callbacks import text as cb_text
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.export import _chunks, export_html
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,7 +177,7 @@ def test_nan_and_inf_activations_are_shown_not_crashed_on(tmp_path):
 
 
 def test_find_on_nan_and_inf_activations(tmp_path):
-    from rnnviz.discover import find_cells
+    from rnnviz.analysis.ranking import find_cells
 
     T = len(TEXT)
     values = np.random.default_rng(0).uniform(-1, 1, (T, 4))
@@ -240,7 +242,7 @@ def test_garbled_train_state_json_on_resume(run_dir):
 
 def test_dashboard_with_a_broken_checkpoint_reports_it(tmp_path, make_model):
     """A store whose recorded checkpoint is still there (same weights) but no longer loads."""
-    from rnnviz.recorder import record
+    from rnnviz.recording.recorder import record
 
     model = make_model(text=TEXT)
     ck = save_checkpoint(model, tmp_path / "ck")

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.recorder import record
-from rnnviz.store import open_store
+from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.recording.recorder import record
+from rnnviz.store.reader import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from rnnviz.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.models import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
+from rnnviz.model.charrnn import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
+from rnnviz.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -188,7 +188,7 @@ def test_failed_save_leaves_the_old_checkpoint(tmp_path, make_model, monkeypatch
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rnnviz.checkpoint.write_json", boom)
+    monkeypatch.setattr("rnnviz.model.checkpoint.write_json", boom)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(make_model(seed=2), ck)
     assert torch.equal(load_checkpoint(ck).head.weight, old.head.weight)
@@ -215,7 +215,7 @@ def test_eval_mode_restores_the_mode_after_an_exception(make_model, training):
 
 
 def test_ablate_leaves_a_training_model_training_when_it_raises(make_model):
-    from rnnviz.causal import ablate
+    from rnnviz.analysis.causal import ablate
 
     model = make_model(cell="lstm", layers=1, hidden=4).train()
     with pytest.raises(RnnvizError, match="unknown feature"):

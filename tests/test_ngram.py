@@ -1,4 +1,4 @@
-"""The n-gram baseline (rnnviz.ngram) against a naive per-character modified Kneser-Ney written from the
+"""The n-gram baseline (rnnviz.model.ngram) against a naive per-character modified Kneser-Ney written from the
 definition, on small texts: the same probability for every character, and distributions that sum to 1."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.ngram import ngram_logprobs, ngram_loss
+from rnnviz.model.ngram import ngram_logprobs, ngram_loss
 
 
 def naive_discounts(counts) -> list[float]:

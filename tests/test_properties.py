@@ -16,16 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_export import ALLOWED_TAGS, Page
 
-from rnnviz.dashboard import cb_find, cb_text, state
-from rnnviz.dashboard import transitions as tr
-from rnnviz.dashboard.state import View
-from rnnviz.dashboard.stores import StoreSet
+from rnnviz.analysis.features import FEATURES, compute_feature
 from rnnviz.errors import RnnvizError
-from rnnviz.export import _script_json, escape_text, export_html
-from rnnviz.features import FEATURES, compute_feature
-from rnnviz.models import ModelConfig
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import UnknownCharsError, Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import UnknownCharsError, Vocab
+from rnnviz.store.writer import write_store
+from rnnviz.views.dashboard import state
+from rnnviz.views.dashboard import transitions as tr
+from rnnviz.views.dashboard.callbacks import find as cb_find
+from rnnviz.views.dashboard.callbacks import text as cb_text
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.export import _script_json, escape_text, export_html
 
 
 def examples(n: int) -> settings:

@@ -12,15 +12,15 @@ import torch
 from click.testing import CliRunner
 from conftest import TEXT
 
-from rnnviz.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.recorder import record
-from rnnviz.store import open_store
+from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from rnnviz.recording.recorder import record
+from rnnviz.store.reader import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-record_mod = importlib.import_module("rnnviz.recorder")
+record_mod = importlib.import_module("rnnviz.recording.recorder")
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnviz import reference as R
+from rnnviz.model import reference as R
 from rnnviz.errors import RnnvizError
 
 H = 16

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnnviz.errors import RnnvizError
-from rnnviz.sampling import sample
+from rnnviz.model.sampling import sample
 
 
 def test_same_seed_same_text_and_length(make_model):

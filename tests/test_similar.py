@@ -11,14 +11,22 @@ import pytest
 from click.testing import CliRunner
 
 import rnnviz
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.similar import (
+    CELL_COLUMNS,
+    MATCH_COLUMNS,
+    SimilarConfig,
+    find_similar,
+    followed,
+    similar_cells,
+    zparams,
+)
 from rnnviz.cli import main as cli
 from rnnviz.errors import RnnvizError
-from rnnviz.features import compute_feature
-from rnnviz.models import ModelConfig
-from rnnviz.similar import CELL_COLUMNS, MATCH_COLUMNS, SimilarConfig, find_similar, followed, similar_cells, zparams
-from rnnviz.store import open_store
-from rnnviz.storewriter import write_store
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.reader import open_store
+from rnnviz.store.writer import write_store
 
 LATE, FLICKER = "1:c:3", "0:h:6"  # the quote cell: on one character late; a blip cell (see make_store)
 COMMON = "0:c:2"  # a two-state cell on for more than half of the text (see make_store)
@@ -230,8 +238,8 @@ def test_cli_similar_json_and_table(store):
 
 
 def test_one_theta_check_for_library_cli_and_dashboard():
-    from rnnviz.similar import check_threshold
-    from rnnviz.theta import THETA, parse_theta, theta_problem
+    from rnnviz.analysis.on_threshold import THETA, parse_theta, theta_problem
+    from rnnviz.analysis.similar import check_threshold
 
     assert [parse_theta(v) for v in ("0.25", 0, 3, "x", None, -0.1, "nan", "1e400", float("inf"))] == \
         [0.25, 0.0, 3.0, None, None, None, None, None, None]

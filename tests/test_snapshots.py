@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from rnnviz import fsutil
-from rnnviz.checkpoint import load_checkpoint
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
-from rnnviz.snapshots import list_snapshots, load_snapshot_weights, save_snapshot, snapshot_path
-from rnnviz.trainer import TrainConfig, train
+from rnnviz.model.checkpoint import load_checkpoint
+from rnnviz.model.snapshots import list_snapshots, load_snapshot_weights, save_snapshot, snapshot_path
+from rnnviz.model.trainer import TrainConfig, train
 
 SMALL = dict(layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0, snapshot_every=5)
 
@@ -110,7 +110,7 @@ def test_a_failed_write_leaves_no_partial_snapshot(tmp_path, make_model, monkeyp
 
 
 def test_ctrl_c_while_writing_leaves_no_partial_snapshot(tmp_path, make_model, monkeypatch):
-    import rnnviz.snapshots as snapshots
+    import rnnviz.model.snapshots as snapshots
 
     real = snapshots.save
 

@@ -16,11 +16,11 @@ import torch
 from click.testing import CliRunner
 from conftest import TEXT
 
-from rnnviz.causal import ablate
-from rnnviz.checkpoint import save_checkpoint
+from rnnviz.analysis.causal import ablate
 from rnnviz.cli import main
-from rnnviz.recorder import TOLERANCE, record
-from rnnviz.starts import Tolerance, settle, start_error, sweep
+from rnnviz.model.checkpoint import save_checkpoint
+from rnnviz.recording.recorder import TOLERANCE, record
+from rnnviz.recording.starts import Tolerance, settle, start_error, sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

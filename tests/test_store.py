@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnnviz.checkpoint import WEIGHTS, sha256_file
 from rnnviz.errors import RnnvizError
-from rnnviz.models import ModelConfig
-from rnnviz.store import open_store
-from rnnviz.storewriter import StoreWriter, write_store
-from rnnviz.streamstats import RunningStats
-from rnnviz.vocab import Vocab
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.checkpoint import WEIGHTS, sha256_file
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.reader import open_store
+from rnnviz.store.stats import RunningStats
+from rnnviz.store.writer import StoreWriter, write_store
 
 TEXT = "hello world\nthe quick brown fox\n"
 VOCAB = Vocab.from_text(TEXT)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnviz.checkpoint import load_checkpoint
 from rnnviz.errors import RnnvizError
-from rnnviz.sampling import sample
-from rnnviz.trainer import TrainConfig, evaluate, train
+from rnnviz.model.checkpoint import load_checkpoint
+from rnnviz.model.sampling import sample
+from rnnviz.model.trainer import TrainConfig, evaluate, train
 
 SMALL = dict(layers=2, hidden=16, dropout=0.2, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=40)
 
@@ -100,7 +100,7 @@ def test_seed_recipe_learns(tmp_path, shared_data):
 
 
 def test_init_from_starts_at_the_checkpoint_weights_with_a_new_schedule(tmp_path, text_file):
-    from rnnviz.trainer import _init_from
+    from rnnviz.model.trainer import _init_from
 
     base = tmp_path / "base"
     train(text_file, base, TrainConfig(max_steps=20, **SMALL))

@@ -1,4 +1,5 @@
-"""Each unit's two states (rnnviz.twostate): Otsu's split, its share of the variance, and the sample it reads."""
+"""Each unit's two states (rnnviz.analysis.two_state): Otsu's split, its share of the variance, and the sample
+it reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnviz.twostate import BINS, otsu, two_states
+from rnnviz.analysis.two_state import BINS, otsu, two_states
 
 
 def test_two_values_split_between_them_and_explain_everything():

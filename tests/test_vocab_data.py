@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rnnviz.data import BatchStream, read_text, split, text_window
 from rnnviz.errors import RnnvizError
-from rnnviz.vocab import UnknownCharsError, Vocab
+from rnnviz.model.data import BatchStream, read_text, split, text_window
+from rnnviz.model.vocab import UnknownCharsError, Vocab
 
 
 def test_vocab_round_trip_and_order():

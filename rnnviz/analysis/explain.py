@@ -1,0 +1,383 @@
+"""Explain every unit: search the rule space (:mod:`rnnviz.analysis.rules`) and score the best rule honestly.
+
+For each unit the rule is **chosen on one half** of the store's text (the largest Pearson |r|
+between the rule's values and the unit's) and **scored on the other**: ``score`` = r on the held
+half, signed by the sign chosen on the fitting half (so a rule that fitted noise scores about 0, or
+below). Binary rules also get ``auroc`` on the held half (oriented by ``sign``: 1 = the unit is
+higher wherever the rule holds, when sign is +1).
+
+The halves are alternate blocks of ``block`` characters (even blocks fit, odd blocks score), so both
+cover the whole text: a novel is not stationary (the last 80k characters of War and Peace's test split
+are 1.5% dialogue against 25% before them), and a contiguous split would score a dialogue cell on a
+stretch with almost no dialogue. ``block=None`` gives the plain first half / second half split. A rule
+cannot fit noise either way: nothing of the held blocks is seen while choosing. A unit whose score
+stays under ``min_score`` is reported as ``"unexplained"``; the rule that came closest stays in ``best_rule``.
+
+Searched, for every unit at once, in one streaming pass over row blocks (memory: the text's rule
+values plus, per array, sums per n-gram):
+
+- every dense rule (features with lags, onsets and fades, character classes, "since" counters, bracket depths):
+  one matmul per row block with the rules centred on their half, so the sums are covariances;
+- every n-gram of 1-4 characters seen ``min_count`` times in the first half (``prev:"..."``): per-n-gram
+  sums of each unit (``index_add``) give the exact r of the unit with each n-gram's indicator, so the
+  search is exhaustive (a superset of n-grams read off the top-activating contexts);
+- two rules together (dense rules and single characters): the best rule plus the one that most raises
+  the multiple correlation, from the rules' covariance matrix. Kept when it adds ``combo_gain`` on the
+  first half to a unit whose best single rule is under ``combo_below``; its weights are fitted on the
+  first half too (``coef``, in the unit's own units), and ``single_score`` says what the first rule
+  alone scores.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnnviz.analysis import rules as R
+from rnnviz.analysis.causal import torch_threads
+from rnnviz.analysis.evidence import snippet, strongest
+from rnnviz.analysis.ranking import Progress
+from rnnviz.analysis.statistics import COLUMN_BYTES, array_groups, auroc, float16_codes, read_columns
+from rnnviz.errors import RnnvizError
+
+MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
+BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
+# Simpler rules win near-ties (|r| on the fit half is compared after subtracting these): a lagged, onset,
+# offset or fading feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
+TRANSFORM_COST, NGRAM_COST = 0.01, 0.005
+COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "sign", "auroc", "fit_score",
+           "explained", "combo", "single_score", "best_rule", "coef"]
+
+
+def split_halves(T: int, block: int | None = BLOCK) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The fitting and the held half of ``range(T)`` as lists of (start, stop) ranges: alternate blocks of
+    ``block`` characters (at least two blocks, so a short text still splits in two), or the first and
+    second half for ``block=None``.
+
+    >>> split_halves(10, 3)   # ([(0, 3), (6, 9)], [(3, 6), (9, 10)])
+    """
+    size = (T + 1) // 2 if block is None else max(1, min(block, (T + 1) // 2))
+    ranges = [(s, min(s + size, T)) for s in range(0, T, size)]
+    return ranges[0::2], ranges[1::2]
+
+
+def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
+    """(N,) int64 positions covered by ``ranges``, in order."""
+    return np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, dtype=np.int64)
+
+
+class _Space:
+    """The rule space of one text, split into the fitting half A and the scoring half B (each a list of
+    (start, stop) ranges, see :func:`split_halves`)."""
+
+    def __init__(self, text: str, min_count: int, block: int | None):
+        self.halves = split_halves(len(text), block)
+        self.rows = [_rows(r) for r in self.halves]  # (N_A,), (N_B,) positions
+        self.dense, D = R.dense_rules(text)  # (T, C)
+        self.D = D
+        self.cost = np.array([TRANSFORM_COST if "@" in r.id else 0.0 for r in self.dense])
+        self.ids, self.grams = [], []  # per n: (T,) ids, the n-grams (id G = "none of them")
+        for n in range(1, R.MAX_NGRAM + 1):
+            ids, grams = R.ngram_ids(text, n, self.rows[0], min_count)
+            self.ids.append(torch.from_numpy(ids))
+            self.grams.append(grams)
+        self.h = [self._half_stats(rows) for rows in self.rows]
+        self._masks: dict[tuple, np.ndarray] = {}  # (block, j) -> (N_B,) bool on the held half
+
+    def held_mask(self, block, j: int) -> np.ndarray:
+        """Where a 0/1 rule holds on the held half (cached: many units share a rule)."""
+        key = (block, j)
+        if key not in self._masks:
+            rows = self.rows[1]
+            if block == "dense":
+                self._masks[key] = self.D[rows, j] > 0
+            else:
+                self._masks[key] = self.ids[block].numpy()[rows] == j
+        return self._masks[key]
+
+    def _half_stats(self, rows: np.ndarray) -> dict:
+        """Means, spreads, centred values and the covariance of the pool (dense rules + characters)."""
+        D = self.D[rows]  # (N, C)
+        N = len(rows)
+        mean = D.mean(0, dtype=np.float64)
+        Dc = torch.from_numpy(D - mean.astype(np.float32))  # (N, C) float32, centred on this half
+        sd = np.sqrt(np.einsum("tc,tc->c", Dc.numpy(), Dc.numpy(), dtype=np.float64) / N)
+        G1 = len(self.grams[0])
+        p = [np.bincount(ids.numpy()[rows], minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
+             for ids, g in zip(self.ids, self.grams, strict=True)]
+        first = self.ids[0][torch.from_numpy(rows)]
+        cross = torch.zeros((G1 + 1, Dc.shape[1])).index_add_(0, first, Dc)[:G1].double().numpy() / N
+        C = Dc.shape[1]
+        cov = np.empty((C + G1, C + G1))
+        cov[:C, :C] = (Dc.T @ Dc).double().numpy() / N
+        cov[C:, :C], cov[:C, C:] = cross, cross.T
+        cov[C:, C:] = np.diag(p[0]) - np.outer(p[0], p[0])
+        return {"N": N, "mean": mean, "sd": sd, "Dc": Dc, "p": p, "cov": cov,
+                "pool_sd": np.sqrt(np.maximum(np.diag(cov), 0.0))}
+
+
+def _corr(cov: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
+    """Correlations from covariances; 0 where either side is constant (never NaN or inf)."""
+    den = sd_a[:, None] * sd_b[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, cov / np.where(den > 0, den, 1.0), 0.0)
+    return np.nan_to_num(np.clip(r, -1.0, 1.0))
+
+
+def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) -> list[dict]:
+    """One pass over an array's columns ``idx``: per half, r of each unit with every candidate."""
+    arr = store.array(layer, kind)
+    u = len(idx)
+    acc = []
+    for h in space.h:
+        acc.append({"s1": torch.zeros(u, dtype=torch.float64), "s2": torch.zeros(u, dtype=torch.float64),
+                    "xd": torch.zeros((h["Dc"].shape[1], u), dtype=torch.float64),
+                    "sn": [torch.zeros((len(g) + 1, u)) for g in space.grams]})
+    step = int(np.clip((4 << 20) // (4 * u), 256, 65536))
+    for a, ranges, h in zip(acc, space.halves, space.h, strict=True):
+        off = 0  # where this range starts in the half's own rows (h["Dc"] is indexed by those)
+        for lo, hi in ranges:
+            for s in range(lo, hi, step):
+                e = min(s + step, hi)
+                x = torch.from_numpy(read_columns(arr, s, e, idx, store.hidden)).float()  # (n, u)
+                torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
+                a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
+                a["s2"] += x.square().sum(0).double()
+                a["xd"] += (h["Dc"][off + s - lo : off + e - lo].T @ x).double()
+                for sn, ids in zip(a["sn"], space.ids, strict=True):
+                    sn.index_add_(0, ids[s:e], x)
+                tick(e - s, u)
+            off += hi - lo
+    out = []
+    for a, h in zip(acc, space.h, strict=True):
+        N = h["N"]
+        mu = (a["s1"] / N).numpy()
+        sd = np.sqrt(np.maximum((a["s2"] / N).numpy() - mu**2, 0.0))
+        sd[sd < 1e-6 * np.maximum(np.abs(mu), 1.0)] = 0.0  # a constant unit: float error is not a signal
+        cov_d = a["xd"].numpy() / N  # (C, u)
+        r_d = _corr(cov_d, h["sd"], sd)
+        r_n = []
+        for sn, p in zip(a["sn"], h["p"], strict=True):
+            cov = sn[: len(p)].double().numpy() / N - p[:, None] * mu[None, :]
+            r_n.append(_corr(cov, np.sqrt(p * (1 - p)), sd))
+        out.append({"mu": mu, "sd": sd, "r_dense": r_d, "r_ngram": r_n})
+    return out
+
+
+def _choose(space: _Space, fit: dict, held: dict, combo_gain: float, combo_below: float) -> list[dict]:
+    """Per unit: the best single rule and, where one is not enough, the best pair (chosen on ``fit``),
+    with their scores on ``held``."""
+    C, u = fit["r_dense"].shape
+    blocks = [("dense", fit["r_dense"], held["r_dense"], space.cost)] + [
+        (n, rf, rh, NGRAM_COST * n) for n, (rf, rh) in enumerate(zip(fit["r_ngram"], held["r_ngram"], strict=True))]
+    best, best_adj = np.full(u, -1.0), np.full(u, -np.inf)
+    pick: list[tuple] = [None] * u
+    for name, rf, rh, cost in blocks:
+        if rf.shape[0] == 0:
+            continue
+        adj = np.abs(rf) - np.reshape(cost, (-1, 1))
+        j = adj.argmax(0)
+        val = adj[j, np.arange(u)]
+        for i in np.nonzero(val > best_adj + 1e-5)[0]:  # a tie (float32 sums) keeps the earlier, simpler rule
+            best_adj[i] = val[i]
+            best[i] = abs(rf[j[i], i])
+            sign = 1 if rf[j[i], i] >= 0 else -1
+            pick[i] = (name, int(j[i]), sign, sign * float(rh[j[i], i]))
+    # Pairs from the pool (dense rules + single characters).
+    hf, hh = space.h
+    rp_f = np.concatenate([fit["r_dense"], fit["r_ngram"][0]])  # (P, u)
+    rp_h = np.concatenate([held["r_dense"], held["r_ngram"][0]])
+    corr_f = _corr(hf["cov"], hf["pool_sd"], hf["pool_sd"])
+    out = []
+    for i in range(u):
+        if pick[i] is None:
+            out.append({"rule": None, "fit": 0.0, "score": 0.0, "sign": 1, "combo": False})
+            continue
+        name, j, sign, score = pick[i]
+        rule = space.dense[j].id if name == "dense" else f"prev:{R.q(space.grams[name][j])}"
+        row = {"rule": rule, "fit": float(best[i]), "score": score, "sign": sign, "combo": False,
+               "binary": name != "dense" or space.dense[j].binary, "block": name, "j": j}
+        if len(rp_f) >= 2 and best[i] < combo_below:
+            pair = _pair(rp_f[:, i], rp_h[:, i], corr_f, hf, hh, fit, held, i)
+            if pair and pair["fit"] >= best[i] + combo_gain:
+                names = [space.dense[k].id if k < C else f"prev:{R.q(space.grams[0][k - C])}" for k in pair["ab"]]
+                row = {"rule": " & ".join(names), "fit": pair["fit"], "score": pair["score"], "sign": 1,
+                       "combo": True, "binary": False, "single_score": score, "coef": pair["coef"]}
+        out.append(row)
+    return out
+
+
+def _pair(rf, rh, corr_f, hf, hh, fit, held, i) -> dict | None:
+    """The best second rule for one unit: multiple correlation on the fit half, score on the held half."""
+    a = int(np.abs(rf).argmax())
+    ra, rab = rf[a], corr_f[a]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = (ra**2 + rf**2 - 2 * ra * rf * rab) / (1 - rab**2)
+    r2[(1 - rab**2) < 1e-3] = -1.0  # collinear with the first rule (and the first rule itself)
+    r2 = np.nan_to_num(r2, nan=-1.0)
+    b = int(r2.argmax())
+    if r2[b] <= 0:
+        return None
+    den = 1 - rab[b] ** 2
+    beta = np.array([(ra - rf[b] * rab[b]) / den, (rf[b] - ra * rab[b]) / den])  # standardized weights
+    ab = [a, b]
+    w = beta / hf["pool_sd"][ab]  # per unit of each rule
+    cov_h = hh["cov"][np.ix_(ab, ab)]
+    var = float(w @ cov_h @ w)
+    cov_x = float(w @ (rh[ab] * hh["pool_sd"][ab])) * held["sd"][i]
+    score = cov_x / (held["sd"][i] * np.sqrt(var)) if var > 0 and held["sd"][i] > 0 else 0.0
+    pool_mean = np.concatenate([hf["mean"], hf["p"][0]])[ab]
+    coef = (fit["sd"][i] * w).tolist()
+    coef.append(float(fit["mu"][i] - coef[0] * pool_mean[0] - coef[1] * pool_mean[1]))
+    return {"ab": ab, "fit": float(np.sqrt(min(r2[b], 1.0))), "score": float(score), "coef": coef}
+
+
+def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
+    """``auroc`` on the held half for each unit whose rule is binary (exact, from float16 codes)."""
+    n_held = len(space.rows[1])
+    by_array: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for name, r in rows.items():
+        if r.get("binary"):
+            by_array.setdefault((r["layer"], r["kind"]), []).append((r["index"], name))
+    per_chunk = max(1, COLUMN_BYTES // (2 * max(n_held, 1)))
+    for (layer, kind), cols in by_array.items():
+        arr = store.array(layer, kind)
+        for g in range(0, len(cols), per_chunk):
+            chunk = cols[g : g + per_chunk]
+            idx = np.array([i for i, _ in chunk])
+            codes = float16_codes(np.concatenate([read_columns(arr, lo, hi, idx, store.hidden)
+                                           for lo, hi in space.halves[1]]))  # (N_B, k)
+            for j, (_, name) in enumerate(chunk):
+                r = rows[name]
+                mask = space.held_mask(r["block"], r["j"])
+                c = codes[:, j].astype(np.intp)
+                allc = np.bincount(c, minlength=65536)
+                nz = np.flatnonzero(allc)  # the few thousand values present: exact ranks on them alone
+                auc = auroc(np.bincount(c, weights=mask, minlength=65536)[nz], allc[nz].astype(np.float64))
+                r["auroc"] = auc if r["sign"] > 0 or np.isnan(auc) else 1.0 - auc
+            progress_tick(n_held, len(chunk))
+
+
+def explain(
+    store,
+    units: list[str] | None = None,
+    min_score: float = 0.3,
+    min_count: int = 5,
+    combo_gain: float = 0.1,
+    combo_below: float = 0.9,
+    block: int | None = BLOCK,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """One row per unit: the rule that explains it best and how well (columns: see ``COLUMNS``).
+
+    ``score`` is Pearson r (signed by ``sign`` chosen on the fitting half) between the rule's values and
+    the unit's on the held half of the text; ``auroc`` likewise for binary rules (NaN otherwise). The
+    halves alternate in blocks of ``block`` characters (``None``: first half / second half).
+    ``min_score``: the floor under which a unit is ``"unexplained"``. ``min_count``: occurrences in the
+    fitting half an n-gram needs to be tried. ``df.attrs``: seconds, length, fit_chars, block, n_rules.
+
+    >>> rnnviz.explain(store).head()   # unit explanation rule score sign auroc ...
+    """
+    t0 = time.perf_counter()
+    T = store.length
+    names = _check(store, units, min_count, block)
+    space = _Space(store.text, min_count, block)
+    total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
+    lock, done = threading.Lock(), [0]
+
+    def tick(rows: int, cols: int) -> None:
+        with lock:
+            done[0] += rows * cols
+            if progress:
+                progress(done[0], total)
+
+    rows: dict[str, dict] = {}
+
+    def work(group) -> None:
+        layer, kind, idx, pos = group
+        fit, held = _stream(store, space, layer, kind, idx, tick)
+        mine = {names[pos[k]]: {**row, "layer": layer, "kind": kind, "index": int(idx[k])}
+                for k, row in enumerate(_choose(space, fit, held, combo_gain, combo_below))}
+        _aurocs(store, space, mine, tick)
+        rows.update(mine)
+
+    groups = array_groups(store, names)
+    with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, 2, len(groups))) as pool:
+        list(pool.map(work, groups))
+    if progress:
+        progress(total, total)  # units with a numeric rule need no AUROC pass
+    df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=COLUMNS)
+    df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=len(space.rows[0]), block=block,
+                    min_score=min_score,
+                    n_rules=len(space.dense) + sum(len(g) for g in space.grams))
+    return df
+
+
+def _check(store, units: list[str] | None, min_count: int, block: int | None) -> list[str]:
+    """The units to explain, after one-line errors for what ``explain`` cannot do."""
+    if store.length < MIN_LENGTH:
+        raise RnnvizError(f"the store has {store.length} characters; explain needs at least {MIN_LENGTH} "
+                          f"(half to choose each rule on, half to score it on)")
+    if units is not None:
+        units = list(dict.fromkeys(units))
+        for name in units:
+            store._locate(name)  # a one-line error naming what the store holds
+    names = units if units is not None else store.units
+    if not names:
+        raise RnnvizError("no units to explain")
+    if min_count < 1:
+        raise RnnvizError(f"min_count must be >= 1, got {min_count}")
+    if block is not None and block < 1:
+        raise RnnvizError(f"block must be >= 1 character, got {block}")
+    return names
+
+
+def _row(name: str, r: dict, min_score: float) -> dict:
+    score = float(np.nan_to_num(r["score"]))
+    ok = r["rule"] is not None and score >= min_score
+    return {
+        "unit": name, "layer": r["layer"], "kind": r["kind"], "index": r["index"],
+        "explanation": R.explain_id(r["rule"]) if ok else "unexplained",
+        "rule": r["rule"] if ok else "unexplained", "score": score, "sign": int(r["sign"]),
+        "auroc": float(r.get("auroc", np.nan)), "fit_score": float(r["fit"]), "explained": ok,
+        "combo": bool(r["combo"]), "single_score": float(r.get("single_score", score)),
+        "best_rule": r["rule"] or "", "coef": r.get("coef"),
+    }
+
+
+def explained_fractions(df: pd.DataFrame, thresholds=(0.5, 0.8)) -> pd.DataFrame:
+    """Per layer and kind (and ``all``): units, and the fraction explained at score >= each threshold."""
+    parts = [(f"{l}:{k}", g) for (l, k), g in df.groupby(["layer", "kind"], sort=False)] + [("all", df)]
+    return pd.DataFrame([
+        {"group": name, "units": len(g), **{f"explained_{t:g}": float((g["score"] >= t).mean()) for t in thresholds}}
+        for name, g in parts
+    ])
+
+
+def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: int = 30,
+                 seed: int = 0) -> pd.DataFrame:
+    """Contexts to check an explanation by eye (as delphi shows them): the ``top`` highest activations
+    (at least ``context`` characters apart) and ``per_decile`` random ones (seeded) from each decile of
+    the unit's values, highest decile first. Columns: group ("top", "decile 10" ... "decile 1"), pos,
+    value, before, char, after (``char`` is the character just read at ``pos``)."""
+    if top < 0 or per_decile < 0:
+        raise RnnvizError("top and per_decile must be >= 0")
+    x = store.unit(unit).astype(np.float32)  # (T,)
+    text = store.text
+    finite = np.isfinite(x)
+    out = [("top", p) for p in strongest(x, top, context)]
+    rng = np.random.default_rng(seed)
+    if finite.any():
+        edges = np.quantile(x[finite], np.linspace(0, 1, 11))
+        dec = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
+        for d in range(9, -1, -1):
+            where = np.nonzero((dec == d) & finite)[0]
+            for p in rng.choice(where, min(per_decile, len(where)), replace=False) if len(where) else []:
+                out.append((f"decile {d + 1}", int(p)))
+    rows = [{"group": g, "value": float(x[p]), **snippet(text, p, context)} for g, p in out]
+    return pd.DataFrame(rows, columns=["group", "pos", "value", "before", "char", "after"])

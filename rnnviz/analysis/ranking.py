@@ -1,0 +1,345 @@
+"""Finding the cells that track a hypothesis: every recorded unit scored against text features.
+
+For a feature y (one value per character, :mod:`rnnviz.analysis.features`) and a unit x (its recorded values):
+
+- **binary** y: ``metric = "auroc"``: the probability that x is higher at a random position inside the
+  feature than at a random position outside (ties count 1/2), computed from exact ranks. ``score`` =
+  max(AUROC, 1 - AUROC), ``sign`` = +1 when the unit is higher inside. ``ap`` = average precision of
+  the positions ranked by sign·x (ties grouped); ``effect_size`` = Cohen's d (inside minus outside,
+  pooled standard deviation).
+- **numeric** y: ``metric = "pearson"``: ``score`` = |r|, ``sign`` = sign(r); ``spearman`` is r of the
+  ranks (ties get their mean rank); ``effect_size`` = Cohen's d between positions with y above its
+  median and the rest.
+- **control**: the same feature with its values shuffled among the positions that hold the same
+  character (seeded). It keeps exactly what the current character says about the feature and destroys
+  the rest, so a unit that merely tracks characters (say, "any punctuation") scores as well on the
+  control as on the feature. ``control_score`` is the unit's score on it and ``selectivity = score -
+  control_score``: how much better the unit tracks the feature than the character alone lets it.
+  **Units are ranked by selectivity** (for most features the control is near chance for every unit,
+  and this is the order of ``score``). ``selective`` flags the units whose control explains at most half
+  of their score above chance (0.5 for AUROC, 0 for |r|).
+
+Streaming: one pass over row blocks gives every unit's exact Pearson r with every feature and control
+(a matmul per block). Numeric features are ranked on it directly. For binary features the units with the
+best |r| (point-biserial, a screen that agrees with Cohen's d) and the best |r| - |r_control| are then
+read column by column and scored exactly: float16 has 65,536 values, so a per-unit histogram over them
+gives exact ranks, AUROC, average precision and Spearman without sorting (:mod:`rnnviz.analysis.statistics`).
+
+What the model loses without a cell (ablation) and how far back its gradient reaches live in
+:mod:`rnnviz.analysis.causal`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnnviz.analysis.features import FEATURES, Feature, resolve
+from rnnviz.analysis.statistics import (
+    COLUMN_BYTES,
+    array_groups,
+    auroc,
+    average_precision,
+    cohens_d,
+    float16_codes,
+    read_columns,
+)
+from rnnviz.errors import RnnvizError
+from rnnviz.model.charrnn import group_units, parse_unit
+from rnnviz.threads import torch_threads
+
+COLUMNS = [
+    "feature", "unit", "metric", "score", "sign", "ap", "effect_size", "control_score", "selectivity",
+    "selective", "auroc", "pearson", "spearman", "rank",
+]
+Progress = Callable[[int, int], None]
+
+
+def _ranks(y: np.ndarray) -> np.ndarray:
+    """Mean ranks (1-based; ties share their mean rank) of a float array."""
+    uniq, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - (counts - 1) / 2.0)[inv]).astype(np.float64)
+
+
+def control_permutation(text: str, seed: int = 0) -> np.ndarray:
+    """(T,) indices that shuffle positions among those holding the same character (seeded):
+    ``y[perm]`` is the control of feature ``y``."""
+    c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(c, kind="stable")  # positions grouped by character
+    shuffled = np.lexsort((rng.random(len(c)), c))  # the same groups, each in random order
+    perm = np.empty(len(c), dtype=np.int64)
+    perm[order] = shuffled
+    return perm
+
+
+# --- ranking ---
+
+
+class _Target:
+    """One feature prepared for ranking: its values, control, and the columns the statistics need."""
+
+    def __init__(self, feature: Feature, y: np.ndarray, perm: np.ndarray):
+        self.feature, self.name = feature, feature.name
+        self.binary = feature.type == "binary"
+        self.y = y.astype(np.float32)  # (T,); float32 columns keep 12 features of 1M chars in ~200 MB
+        self.ctrl = self.y[perm]
+        if self.binary:
+            self.pos_w, self.ctrl_w = self.y > 0, self.ctrl > 0  # bool: bincount weighs them as 0/1
+        else:
+            self.rank_y = _ranks(self.y).astype(np.float32)  # exact below 2**24 characters
+            self.group_w = self.y > np.median(self.y)
+
+
+def _moments(store, names: list[str], targets: list[_Target], progress, total: int):
+    """One streaming pass: Pearson r of every unit with every feature and its control.
+
+    Per row block and array: (features x rows) @ (rows x units) with the features centred, so the
+    sums are covariances directly. The units' standard deviations come from the store's statistics
+    (computed while recording) or, when those are missing, from the same pass.
+    Returns r, r_control: (n_units, n_targets) each.
+    """
+    T, F, U = store.length, len(targets), len(names)
+    sd_x = store.stats.reindex(names)["std"].to_numpy(dtype=np.float64) if store.has_stats else None
+    need_sd = sd_x is None or bool(np.isnan(sd_x).any())
+    rows_y = 2 * F + (1 if need_sd else 0)
+    YT = torch.empty((rows_y, T), dtype=torch.float32)  # one row per feature / control (+ ones)
+    for j, t in enumerate(targets):
+        YT[j] = torch.from_numpy(t.y - t.y.mean(dtype=np.float64).astype(np.float32))
+        YT[F + j] = torch.from_numpy(t.ctrl - t.ctrl.mean(dtype=np.float64).astype(np.float32))
+    if need_sd:
+        YT[2 * F] = 1.0
+    cov = np.zeros((U, rows_y), dtype=np.float64)
+    sq = np.zeros(U, dtype=np.float64)
+    groups = array_groups(store, names)
+    lock, done = threading.Lock(), [0]
+
+    def work(group):
+        layer, kind, idx, pos = group
+        arr = store.array(layer, kind)
+        rows = int(np.clip((4 << 20) // (4 * len(idx)), 256, 65536))  # a float32 block stays in cache
+        acc = torch.zeros((rows_y, len(idx)), dtype=torch.float64)
+        acc_sq = torch.zeros(len(idx), dtype=torch.float64)
+        for s in range(0, T, rows):
+            x = torch.from_numpy(read_columns(arr, s, s + rows, idx, store.hidden)).float()  # (n, units)
+            acc += (YT[:, s : s + rows] @ x).double()
+            if need_sd:
+                acc_sq += x.square().sum(0).double()
+            if progress:
+                with lock:
+                    done[0] += x.shape[0] * len(idx)
+                    progress(int(done[0] / U), total)
+        cov[pos] = acc.numpy().T
+        sq[pos] = acc_sq.numpy()
+
+    with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, len(groups))) as pool:
+        list(pool.map(work, groups))
+    if need_sd:
+        mean = cov[:, 2 * F] / T
+        with np.errstate(invalid="ignore", over="ignore"):  # inf activations give nan: scored 0 below
+            sd_x = np.sqrt(np.maximum(sq / T - mean**2, 0.0))
+    sd_y = np.array([t.y.std(dtype=np.float64) for t in targets] + [t.ctrl.std(dtype=np.float64) for t in targets])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cov[:, : 2 * F] / T / (sd_x[:, None] * sd_y[None, :])
+    r = np.nan_to_num(np.clip(r, -1.0, 1.0))
+    return r[:, :F], r[:, F:]
+
+
+def _column_groups(store, names: list[str]) -> list[tuple[int, str, list[tuple[int, str]]]]:
+    """Units grouped by array (so each group reads one file), at most ``COLUMN_BYTES`` per group."""
+    by_array = {
+        key: [(i, names[p]) for p, i in zip(pos, idx, strict=True)]
+        for key, (pos, idx) in group_units(parse_unit(name) for name in names).items()
+    }
+    per_group = max(1, COLUMN_BYTES // (2 * max(store.length, 1)))
+    return [
+        (layer, kind, sorted(cols)[g : g + per_group])
+        for (layer, kind), cols in sorted(by_array.items())
+        for g in range(0, len(cols), per_group)
+    ]
+
+
+def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done: int, total: int) -> dict:
+    """Exact rank statistics for each (unit, target) in ``work``, reading the units' columns."""
+    T = store.length
+    out: dict[tuple[str, str], dict] = {}
+    lock = threading.Lock()
+
+    def one(group):
+        nonlocal done
+        layer, kind, cols = group
+        arr = store.array(layer, kind)
+        idx = np.array([i for i, _ in cols])
+        rows = int(np.clip((16 << 20) // (2 * store.hidden), 256, 65536))
+        codes = np.empty((T, len(cols)), dtype=np.uint16)
+        for s in range(0, T, rows):
+            codes[s : s + rows] = float16_codes(read_columns(arr, s, s + rows, idx, store.hidden))
+        for j, (_, name) in enumerate(cols):
+            c = codes[:, j].astype(np.intp)
+            allc = np.bincount(c, minlength=65536).astype(np.float64)
+            for t in work[name]:
+                out[(name, t.name)] = _column_stats(c, allc, t, T)
+        with lock:
+            done += T
+            if progress:
+                progress(done, total)
+
+    with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, len(groups))) as pool:
+        list(pool.map(one, groups))
+    return out
+
+
+def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
+    if t.binary:
+        pos = np.bincount(c, weights=t.pos_w, minlength=65536)
+        auc = auroc(pos, allc)
+        sign = 1 if auc >= 0.5 else -1
+        ctrl = auroc(np.bincount(c, weights=t.ctrl_w, minlength=65536), allc)
+        return {
+            "auroc": auc, "sign": sign, "score": max(auc, 1 - auc), "control_score": max(ctrl, 1 - ctrl),
+            "ap": average_precision(pos, allc, sign), "effect_size": cohens_d(pos, allc),
+        }
+    # Spearman: Pearson of the units' mean ranks (per code) with the feature's ranks.
+    mid = np.cumsum(allc) - (allc - 1) / 2.0
+    ry = np.bincount(c, weights=t.rank_y, minlength=65536)
+    mean_r = (T + 1) / 2.0
+    cov = (mid * ry).sum() / T - mean_r**2
+    var_x = (allc * mid * mid).sum() / T - mean_r**2
+    var_y = np.square(t.rank_y, dtype=np.float64).mean() - mean_r**2
+    rho = cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else 0.0
+    return {"spearman": float(rho), "effect_size": cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
+
+
+def _unit_names(store, units: list[str] | None) -> list[str]:
+    """The store's units, or ``units`` (deduplicated, in order) once checked against the store."""
+    if units is None:
+        return store.units
+    units = list(dict.fromkeys(units))
+    missing = [u for u in units if u not in store.units]  # O(1) membership, never a set of every name
+    if missing:
+        raise RnnvizError(f"unit {missing[0]!r} is not in the store")
+    return units
+
+
+def _targets(specs: list, text: str, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
+    """Each feature asked for as a ranking target; the constant ones go to ``skipped`` {name: why}."""
+    targets, skipped = [], {}
+    for spec in specs:
+        f, y = resolve(spec, text)
+        if f.name in skipped or any(t.name == f.name for t in targets):
+            if isinstance(spec, str):
+                continue  # the same feature asked for twice
+            f = dataclasses.replace(f, name=f"{f.name}#{len(targets) + len(skipped) + 1}")  # two lambdas
+        if len(y) < 2 or y.min() == y.max():
+            skipped[f.name] = f"constant ({y[0] if len(y) else 'empty'}) on this text"
+            continue
+        targets.append(_Target(f, y, perm))
+    if not targets:
+        raise RnnvizError(
+            "nothing to rank: " + "; ".join(f"{k} is {v}" for k, v in skipped.items())
+        )
+    return targets, skipped
+
+
+def _candidates(targets: list[_Target], r: np.ndarray, r_ctrl: np.ndarray, names: list[str], top: int):
+    """From the streamed correlations (U, F): the units each target scores exactly (``chosen``, unit
+    indices per target name) and the same as ``work`` {unit name: [targets]}."""
+    M = 2 * top + 10
+    work: dict[str, list[_Target]] = {}
+    chosen: dict[str, np.ndarray] = {}
+    for j, t in enumerate(targets):
+        a, ac = np.abs(r[:, j]), np.abs(r_ctrl[:, j])
+        if t.binary:
+            pick = np.union1d(np.argsort(-a, kind="stable")[:M], np.argsort(-(a - ac), kind="stable")[:M])
+        else:
+            pick = np.argsort(-(a - ac), kind="stable")[:top]
+        chosen[t.name] = pick
+        for i in pick:
+            work.setdefault(names[i], []).append(t)
+    return chosen, work
+
+
+def _feature_table(t: _Target, r_j: np.ndarray, rc_j: np.ndarray, pick: np.ndarray, names: list[str],
+                   exact: dict, top: int) -> pd.DataFrame:
+    """One target's ``top`` rows, by selectivity then score; ``r_j``, ``rc_j``: its correlations (U,)."""
+    rows = []
+    for i in pick:
+        e = exact[(names[i], t.name)]
+        row = {"feature": t.name, "unit": names[i], "pearson": float(r_j[i])}
+        if t.binary:
+            row.update(metric="auroc", spearman=np.nan, **e)
+        else:
+            row.update(
+                metric="pearson", score=abs(float(r_j[i])), sign=1 if r_j[i] >= 0 else -1,
+                control_score=abs(float(rc_j[i])), auroc=np.nan, ap=np.nan, **e,
+            )
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    chance = 0.5 if t.binary else 0.0
+    df["selectivity"] = df["score"] - df["control_score"]
+    df["selective"] = df["selectivity"] >= 0.5 * (df["score"] - chance)  # a flag for the reader
+    df = df.sort_values(["selectivity", "score"], ascending=[False, False], kind="stable").head(top)
+    df["rank"] = np.arange(1, len(df) + 1)
+    return df
+
+
+def rank_features(
+    store,
+    features: Sequence | None = None,
+    top: int = 5,
+    units: list[str] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The ``top`` units for each feature, best first, as one DataFrame (columns: see module doc).
+
+    ``features``: names, ``"re:PATTERN"``, compiled regexes or callables (default: every built-in).
+    Features that are constant on the store's text (``in_if`` on prose) are skipped and listed in
+    ``df.attrs["skipped"]``. ``units``: restrict to these unit names. ``progress(done, total)`` is called
+    as rows are read. ``df.attrs`` also holds ``seconds``, ``length`` and ``n_units``.
+    """
+    t0 = time.perf_counter()
+    if top < 1:
+        raise RnnvizError(f"top must be >= 1, got {top}")
+    specs = list(FEATURES) if features is None else list(features)
+    if not specs:
+        raise RnnvizError("no features to rank against")
+    names = _unit_names(store, units)
+    text = store.text
+    targets, skipped = _targets(specs, text, control_permutation(text, seed))
+    T = store.length
+    r, r_ctrl = _moments(store, names, targets, progress, 2 * T)  # total grows once the columns are known
+    chosen, work = _candidates(targets, r, r_ctrl, names, top)  # which units need exact column statistics
+    groups = _column_groups(store, list(work))
+    exact = _exact_scores(store, groups, work, progress, T, T * (1 + len(groups)))
+    frames = [
+        _feature_table(t, r[:, j], r_ctrl[:, j], chosen[t.name], names, exact, top) for j, t in enumerate(targets)
+    ]
+    out = pd.concat(frames, ignore_index=True)[COLUMNS]
+    out["sign"] = out["sign"].astype(int)
+    out["selective"] = out["selective"].astype(bool)
+    out.attrs.update(
+        skipped=skipped, length=T, n_units=len(names), seconds=time.perf_counter() - t0,
+        types={t.name: t.feature.type for t in targets},
+    )
+    return out
+
+
+def find_cells(
+    store, feature, top: int = 10, units: list[str] | None = None, seed: int = 0, progress: Progress | None = None
+) -> pd.DataFrame:
+    """The ``top`` units that best track ``feature`` (a name, ``"re:PATTERN"``, regex or callable).
+
+    >>> find_cells(store, "in_quote", top=10)   # DataFrame: feature unit metric score sign ap ...
+    """
+    df = rank_features(store, [feature], top=top, units=units, seed=seed, progress=progress)
+    return df

@@ -1,5 +1,0 @@
-"""The Dash dashboard: explore the cells of recorded stores in a browser. See :func:`create_app`."""
-
-from .app import create_app
-
-__all__ = ["create_app"]

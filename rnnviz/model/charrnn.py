@@ -1,0 +1,294 @@
+"""CharRNN: a character-level vanilla RNN (tanh), GRU or LSTM with any number of layers.
+
+Input is the one-hot vector of the character (as in Karpathy, Johnson & Fei-Fei,
+"Visualizing and Understanding Recurrent Networks", 2015, and min-char-rnn): layer 0's input size is the
+vocabulary size V, so every weight of layer 0 belongs to one character. Training and recording
+use torch's fused multi-layer ``nn.RNN/GRU/LSTM`` (cuDNN on GPU); :meth:`CharRNN.step` is the plain
+per-step math of the same weights, used for sampling with clamped cells, ablation, and as the naive
+reference that the fast paths are tested against.
+
+Unit names are ``LAYER:KIND:INDEX`` (0-based), KIND one of ``h``; ``c i f g o`` (LSTM); ``r z n`` (GRU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnviz.errors import RnnvizError
+
+CELLS = ("rnn", "gru", "lstm")
+KINDS = {"rnn": ("h",), "gru": ("h", "r", "z", "n"), "lstm": ("h", "c", "i", "f", "g", "o")}
+GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}  # torch's weight row order
+SIGMOID_KINDS = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}  # gates in [0, 1] (n, g are tanh)
+# Limits checked before any allocation, so that a hostile config.json cannot exhaust memory.
+MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB = 16384, 32, 1 << 16
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int  # V: characters in the vocabulary (= one-hot input size = output size)
+    cell: str = "lstm"  # "rnn" (tanh), "gru" or "lstm"
+    layers: int = 2  # stacked recurrent layers
+    hidden: int = 128  # H: units per layer
+    dropout: float = 0.0  # between layers and before the output layer, training only
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise RnnvizError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name, hi in (("vocab_size", MAX_VOCAB), ("layers", MAX_LAYERS), ("hidden", MAX_HIDDEN)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise RnnvizError(f"{name} must be an integer from 1 to {hi}, got {v!r}")
+        d = self.dropout
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0.0 <= d < 1.0:  # NaN fails too
+            raise RnnvizError(f"dropout must be a number in [0, 1), got {d!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise RnnvizError(f"unknown model config keys: {', '.join(sorted(extra))}")
+        if "vocab_size" not in d:
+            raise RnnvizError("model config has no vocab_size")
+        if not isinstance(d.get("cell", "lstm"), str):
+            raise RnnvizError(f"unknown cell {d['cell']!r}; choose one of {', '.join(CELLS)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return KINDS[self.cell]
+
+
+def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, int]:
+    """``"2:c:417"`` -> ``(2, "c", 417)``, checked against ``config`` when given."""
+    parts = name.split(":")
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits.
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in (parts[0], parts[2])):
+        raise RnnvizError(f"bad unit name {name!r}: expected LAYER:KIND:INDEX, e.g. 1:c:42")
+    layer, kind, index = int(parts[0]), parts[1], int(parts[2])
+    if config is not None:
+        if kind not in config.kinds:
+            raise RnnvizError(f"unit {name!r}: {_no_kind(config.cell, kind)}")
+        if layer >= config.layers:
+            raise RnnvizError(f"unit {name!r}: {_n_layers(config.layers)}")
+        if index >= config.hidden:
+            raise RnnvizError(f"unit {name!r}: layers have {config.hidden} units, 0..{config.hidden - 1}")
+    return layer, kind, index
+
+
+def _no_kind(cell: str, kind: str) -> str:
+    return f"a {cell} has no kind {kind!r} (it has {', '.join(KINDS[cell])})"
+
+
+def _n_layers(n: int) -> str:
+    return f"the model has {n} layer(s), 0..{n - 1}"
+
+
+def parse_kinds(kinds: str | Iterable[str] | None, cell: str) -> list[str]:
+    """``None`` -> h (and c for an LSTM); ``"all"`` -> every kind of the cell; ``"h,c"`` or a list.
+
+    Returns the kinds in the cell's canonical order (h, c, then gates); raises on a kind the cell lacks.
+    """
+    known = KINDS[cell]
+    if kinds is None:
+        return [k for k in known if k in ("h", "c")]
+    if isinstance(kinds, str):
+        kinds = known if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+    kinds = list(kinds)
+    bad = [k for k in kinds if k not in known]
+    if bad:
+        raise RnnvizError(_no_kind(cell, bad[0]))
+    if not kinds:
+        raise RnnvizError("no kinds to record")
+    return [k for k in known if k in kinds]
+
+
+def parse_layers(layers: str | Iterable[int] | None, n_layers: int) -> list[int]:
+    """``None`` -> every layer; ``"0,2"`` or a list of ints, checked against the model."""
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, str):
+        try:
+            layers = [int(x) for x in layers.split(",") if x.strip()]
+        except ValueError:
+            raise RnnvizError(f"layers must be comma-separated integers, got {layers!r}") from None
+    layers = sorted(set(int(l) for l in layers))
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise RnnvizError(f"layer {bad[0]} does not exist: {_n_layers(n_layers)}")
+    if not layers:
+        raise RnnvizError("no layers to record")
+    return layers
+
+
+def unit_names(layers: list[int], kinds: list[str], hidden: int) -> list[str]:
+    """All unit names, ordered by layer, then kind (in the given order), then index."""
+    return [f"{l}:{k}:{i}" for l in layers for k in kinds for i in range(hidden)]
+
+
+_TORCH_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names: NAME_l{layer}
+
+
+def _fused(cell: str, inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Module:
+    """torch's fused module for ``cell`` (batch first; the vanilla RNN is tanh)."""
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    return _TORCH_CELLS[cell](inputs, hidden, layers, dropout=dropout, batch_first=True, **kw)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the block and back in its previous mode after it, even when
+    the block raises (dropout off while sampling, evaluating or ablating)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def group_units(units: Iterable[tuple[int, str, int]]) -> dict[tuple[int, str], tuple[list[int], list[int]]]:
+    """Parsed units ``(layer, kind, index)`` grouped by the array they live in, in first-seen order:
+    ``{(layer, kind): (positions in units, indices in the array)}``; one read or clamp per group."""
+    groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+    for pos, (layer, kind, index) in enumerate(units):
+        positions, indices = groups.setdefault((layer, kind), ([], []))
+        positions.append(pos)
+        indices.append(index)
+    return groups
+
+
+class CharRNN(nn.Module):
+    """A stack of recurrent layers over one-hot characters and a linear read-out.
+
+    ``forward(x)``: x (B, T) int64 ids -> logits (B, T, V), new state.
+    State is ``(h, c)`` for an LSTM, ``h`` otherwise, each (L, B, H).
+    """
+
+    def __init__(self, config: ModelConfig, vocab=None):
+        super().__init__()
+        self.config = config
+        self.vocab = vocab  # a Vocab, attached by the checkpoint loader / trainer
+        self.meta: dict = {}  # the checkpoint's config.json, when loaded from one
+        self.checkpoint_dir: Path | None = None  # ... and the directory it was read from
+        V, H, L = config.vocab_size, config.hidden, config.layers
+        self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(H, V)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def init_state(self, batch: int, device=None):
+        """Zero state for ``batch`` streams: (L, B, H) tensors."""
+        c = self.config
+        z = torch.zeros(c.layers, batch, c.hidden, device=device or self.device)
+        return (z, z.clone()) if c.cell == "lstm" else z
+
+    def onehot(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, V) float one-hot in the weights' dtype."""
+        return F.one_hot(x, self.config.vocab_size).to(self.head.weight.dtype)
+
+    def forward(self, x: torch.Tensor, state=None):
+        out, state = self.rnn(self.onehot(x), state)  # (B, T, H)
+        return self.head(self.drop(out)), state  # (B, T, V)
+
+    def layer_weights(self, layer: int):
+        """(W_ih (G·H, D), W_hh (G·H, H), b_ih (G·H), b_hh (G·H)) of one layer, rows in torch's gate order."""
+        return tuple(getattr(self.rnn, f"{n}_l{layer}") for n in WEIGHT_NAMES)
+
+    def fused_layer(self, layer: int, device=None, dtype=None) -> nn.Module:
+        """Layer ``layer`` alone as torch's fused single-layer module (cuDNN on GPU), holding a copy of
+        the model's weights: input (B, T, D) -> (B, T, H), state (1, B, H). In eval mode, no gradients;
+        on ``device`` (default the model's) in ``dtype`` (default torch's default, float32)."""
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
+        fused = _fused(self.config.cell, w_ih.shape[1], self.config.hidden, 1)
+        fused = fused.to(device or self.device, dtype).eval()
+        with torch.no_grad():
+            for name, w in zip(WEIGHT_NAMES, (w_ih, w_hh, b_ih, b_hh), strict=True):
+                getattr(fused, f"{name}_l0").copy_(w)
+        fused.requires_grad_(False)
+        fused.flatten_parameters()
+        return fused
+
+    @staticmethod
+    def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:
+        if clamp and (layer, kind) in clamp:
+            idx, val = clamp[(layer, kind)]
+            t = t.clone()
+            t[:, idx] = val.to(t.dtype)
+        return t
+
+    def step(self, x_t: torch.Tensor, state, clamp=None, internals: bool = False):
+        """One character through every layer with plain tensor math (no fused kernel).
+
+        x_t: (B,) ids. ``clamp``: {(layer, kind): (index LongTensor (n,), values (n,))}: those units are
+        forced to the values as soon as they are computed, so the clamp acts inside the recurrence.
+        Returns logits (B, V), new state, and (if ``internals``) {(layer, kind): (B, H)} for every kind.
+        """
+        cell = self.config.cell
+        h_all, c_all = state if cell == "lstm" else (state, None)
+        inp = self.onehot(x_t)  # (B, V)
+        hs, cs, rec = [], [], {}
+        for l in range(self.config.layers):
+            w_ih, w_hh, b_ih, b_hh = self.layer_weights(l)
+            h = h_all[l]
+            gi, gh = F.linear(inp, w_ih, b_ih), F.linear(h, w_hh, b_hh)  # (B, G·H) each
+            if cell == "rnn":
+                h = torch.tanh(gi + gh)
+            elif cell == "gru":
+                ir, iz, in_ = gi.chunk(3, 1)
+                hr, hz, hn = gh.chunk(3, 1)
+                r = self._clamp(torch.sigmoid(ir + hr), l, "r", clamp)
+                z = self._clamp(torch.sigmoid(iz + hz), l, "z", clamp)
+                n = self._clamp(torch.tanh(in_ + r * hn), l, "n", clamp)
+                h = (1 - z) * n + z * h
+                rec.update({(l, "r"): r, (l, "z"): z, (l, "n"): n})
+            else:
+                i, f, g, o = (gi + gh).chunk(4, 1)
+                i = self._clamp(torch.sigmoid(i), l, "i", clamp)
+                f = self._clamp(torch.sigmoid(f), l, "f", clamp)
+                g = self._clamp(torch.tanh(g), l, "g", clamp)
+                o = self._clamp(torch.sigmoid(o), l, "o", clamp)
+                c = self._clamp(f * c_all[l] + i * g, l, "c", clamp)
+                h = o * torch.tanh(c)
+                cs.append(c)
+                rec.update({(l, "i"): i, (l, "f"): f, (l, "g"): g, (l, "o"): o, (l, "c"): c})
+            h = self._clamp(h, l, "h", clamp)
+            rec[(l, "h")] = h
+            hs.append(h)
+            inp = h
+        logits = self.head(inp)
+        new_state = (torch.stack(hs), torch.stack(cs)) if cell == "lstm" else torch.stack(hs)
+        return (logits, new_state, rec) if internals else (logits, new_state)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def clamp_spec(clamps: dict[str, float], config: ModelConfig, device=None) -> dict:
+    """{"1:c:42": 1.0, ...} -> the ``clamp`` argument of :meth:`CharRNN.step`."""
+    units, values = [], []
+    for name, value in clamps.items():
+        units.append(parse_unit(name, config))
+        if not math.isfinite(float(value)):
+            raise RnnvizError(f"clamp value for {name} must be a finite number, got {value}")
+        values.append(float(value))
+    return {
+        key: (torch.tensor(idx, device=device), torch.tensor([values[p] for p in pos], device=device))
+        for key, (pos, idx) in group_units(units).items()
+    }

@@ -1,0 +1,7 @@
+"""The recorder: a model and a text in, every cell's activation at every character out, into a store.
+
+``recorder`` cuts the text into parallel streams and writes every layer's h, c and gates through the store's
+writer; ``recurrence`` runs one layer on the recording device (the fused kernel for h, the gates recomputed in
+batched matmuls, states-only passes); ``starts`` corrects each stream's start state until it agrees with one
+sequential pass, and measures the error that is left.
+"""

@@ -1,0 +1,182 @@
+"""Colour scales: a unit's values -> ``N_BINS`` colour steps, shared by the HTML export and the dashboard.
+
+Diverging (blue <-> white <-> red) for tanh-range states and cell states, sequential (white -> green) for
+sigmoid gates. Three ranges (:data:`RANGES`), because a fixed one washes out an asymmetric cell (a brace
+cell mostly in -1..0 on a ±5.5 scale is barely tinted):
+
+- ``max``: the kind's natural range (±1, 0..1) and, for ``c``, ±max|v| of the recording (the default);
+- ``p99``: ±the 99th percentile of |v| (0..p99 for a gate): a few extreme values no longer set the scale;
+- ``minmax``: the unit's own [min, max]; a diverging scale keeps 0 white and stretches each side to its
+  own end (blue = min, red = max), so the sign still reads.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnviz.errors import RnnvizError
+from rnnviz.model.charrnn import KINDS, SIGMOID_KINDS, parse_unit
+
+N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
+RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]"}
+SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # rows read (in evenly spaced blocks) for a percentile
+FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its histogram group
+
+# Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.model.charrnn, the one place): a
+# gate runs white -> green over [0, 1]; every other kind (h, c and the tanh candidates g, n) diverges.
+_ALL_KINDS = tuple(dict.fromkeys(k for cell in ("lstm", "gru", "rnn") for k in KINDS[cell]))
+_GATES = frozenset(k for kinds in SIGMOID_KINDS.values() for k in kinds)
+KIND_NAMES = {
+    "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
+    "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",
+}
+
+
+def _hsl(hue: float, sat: float, light: float) -> str:
+    r, g, b = colorsys.hls_to_rgb(hue / 360, light, sat)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def _palette(name: str) -> list[str]:
+    """``N_BINS`` CSS colours, lowest value first.
+
+    Diverging is the paper's (Karpathy's visualisation code): hue 225 (blue) below 0, hue 0 (red) above,
+    60% saturation, lightness from 100% at 0 down to 60% at the ends, so black text stays readable.
+    """
+    half = (N_BINS - 1) // 2
+    if name == "diverging":
+        return [_hsl(225 if b < half else 0, 0.6, 1 - 0.4 * abs(b - half) / half) for b in range(N_BINS)]
+    if name == "sequential":
+        return [_hsl(140, 0.55, 1 - 0.45 * b / (N_BINS - 1)) for b in range(N_BINS)]
+    raise RnnvizError(f"unknown colour scale {name!r}; choose diverging or sequential")
+
+
+PALETTES = {name: _palette(name) for name in ("diverging", "sequential")}
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """A value range mapped onto ``N_BINS`` colours: ``name`` is "diverging" or "sequential".
+
+    ``mid``: when given (lo < mid < hi), [lo, mid] maps onto the lower half of the steps and [mid, hi]
+    onto the upper half, each linearly (the ``minmax`` range of a diverging scale, mid = 0)."""
+
+    name: str
+    lo: float
+    hi: float
+    mid: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in PALETTES:
+            raise RnnvizError(f"unknown colour scale {self.name!r}; choose diverging or sequential")
+        if not self.lo < self.hi:  # also rejects NaN
+            raise RnnvizError(f"a colour scale needs lo < hi, got {self.lo} and {self.hi}")
+        if self.mid is not None and not self.lo < self.mid < self.hi:
+            raise RnnvizError(f"a colour scale's mid must lie inside ({self.lo}, {self.hi}), got {self.mid}")
+
+    @property
+    def palette(self) -> list[str]:
+        return PALETTES[self.name]
+
+    def bins(self, values) -> np.ndarray:
+        """Values (any shape) -> colour step 0..N_BINS-1 (int16, same shape); NaN -> -1; clipped."""
+        v = np.asarray(values, dtype=np.float64)
+        if self.mid is None:
+            t = (v - self.lo) / (self.hi - self.lo)
+        else:  # each side of mid stretched to its own end
+            t = np.where(v < self.mid, (v - self.lo) / (self.mid - self.lo) / 2,
+                         0.5 + (v - self.mid) / (self.hi - self.mid) / 2)
+        with np.errstate(invalid="ignore"):
+            b = np.rint(np.clip(t * (N_BINS - 1), 0, N_BINS - 1))
+        return np.where(np.isnan(b), -1, b).astype(np.int16)
+
+    def colours(self, values) -> list[str]:
+        """Values (1-D) -> CSS colours ("transparent" for NaN)."""
+        pal = self.palette + ["transparent"]
+        return [pal[b] for b in self.bins(values).ravel().tolist()]
+
+    def plotly(self) -> list[list]:
+        """The same steps as a Plotly colorscale; use with ``zmin=lo, zmax=hi`` (linear scales only)."""
+        return [[b / (N_BINS - 1), c] for b, c in enumerate(self.palette)]
+
+    def ends(self) -> tuple[str, str, str]:
+        """What the scale's two ends and its middle mean, as short text: ("-1", "0", "1")."""
+        mid = (self.lo + self.hi) / 2 if self.mid is None else self.mid
+        return f"{self.lo:.3g}", f"{mid:.3g}", f"{self.hi:.3g}"
+
+
+def check_range_mode(mode) -> str:
+    """``mode`` if it names a colour range, else a one-line error."""
+    if not (isinstance(mode, str) and mode in RANGES):
+        raise RnnvizError(f"unknown colour range {mode!r}; choose one of {', '.join(RANGES)}")
+    return mode
+
+
+def colour_scale(kind: str, stats: Mapping | None = None, mode: str = "max", p99: float | None = None) -> ColourScale:
+    """The scale for one unit kind over the colour range ``mode`` (see :data:`RANGES`).
+
+    ``max``: h, g, n diverge over [-1, 1]; gates i f o r z run 0 -> 1; ``c`` diverges over [-m, m],
+    m = max(|min|, |max|) of its recording (``stats``: a mapping or a ``store.stats`` row with ``min`` and
+    ``max``), so 0 stays white and the sign stays readable. ``p99``: needs ``p99`` (the 99th percentile
+    of |v|); ``minmax``: needs ``stats``. A degenerate range (a dead unit) falls back to the kind's own.
+    """
+    check_range_mode(mode)
+    if kind not in _ALL_KINDS:
+        raise RnnvizError(f"unknown unit kind {kind!r}; expected one of {' '.join(_ALL_KINDS)}")
+    name = "sequential" if kind in _GATES else "diverging"
+    natural = (0.0, 1.0) if kind in _GATES else (-1.0, 1.0)
+    if mode == "max" and kind != "c":
+        return ColourScale(name, *natural)
+    if mode in ("max", "minmax") and stats is None:
+        raise RnnvizError(f"the {mode} colour range of a unit needs its recorded min and max")
+    lo, hi = (float(stats["min"]), float(stats["max"])) if stats is not None else (np.nan, np.nan)
+    if mode == "max":  # a cell state: ±max|v|
+        m = max(abs(lo), abs(hi))
+        return ColourScale(name, -m, m) if np.isfinite(m) and m > 0 else ColourScale(name, *natural)
+    if mode == "p99":
+        if p99 is None:
+            raise RnnvizError("the p99 colour range needs the unit's 99th percentile of |v|")
+        p = float(p99)
+        if not (np.isfinite(p) and p > 0):
+            return ColourScale(name, *natural)
+        return ColourScale(name, 0.0, p) if name == "sequential" else ColourScale(name, -p, p)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):  # minmax of a dead unit
+        return ColourScale(name, *natural)
+    if name == "diverging" and lo < 0 < hi:
+        return ColourScale(name, lo, hi, mid=0.0)
+    return ColourScale(name, lo, hi)
+
+
+def colours(values, kind: str, lo: float, hi: float) -> list[str]:
+    """Values -> CSS colours on the ``kind`` ("diverging" | "sequential") scale over [lo, hi]."""
+    return ColourScale(kind, float(lo), float(hi)).colours(values)
+
+
+def sample_blocks(length: int, rows: int = SAMPLE_ROWS, blocks: int = SAMPLE_BLOCKS) -> list[tuple[int, int]]:
+    """Row ranges to read for a statistic: everything on a short store, else evenly spaced blocks."""
+    if length <= rows:
+        return [(0, length)]
+    size = rows // blocks
+    starts = np.linspace(0, length - size, blocks).astype(int)
+    return [(int(s), int(s) + size) for s in starts]
+
+
+def abs_percentile(store, unit: str, q: float = 99.0) -> float:
+    """The q-th percentile of |v| of ``unit`` over the store (over SAMPLE_ROWS rows in evenly spaced
+    blocks on a longer store, so the cost is bounded)."""
+    v = np.concatenate([store.window(a, b, [unit])[:, 0] for a, b in sample_blocks(store.length)])
+    v = np.abs(v[np.isfinite(v)])
+    return float(np.percentile(v, q)) if v.size else float("nan")
+
+
+def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:
+    """The colour scale of ``unit`` of ``store`` over the colour range ``mode``."""
+    _, kind, _ = parse_unit(unit)
+    check_range_mode(mode)
+    stats = store.stats.loc[unit] if (kind == "c" or mode == "minmax") else None
+    p99 = abs_percentile(store, unit) if mode == "p99" else None
+    return colour_scale(kind, stats, mode, p99)

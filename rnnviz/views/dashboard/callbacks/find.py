@@ -1,0 +1,90 @@
+"""Select-to-find in the page: a mouse selection (or a typed range) -> :func:`rnnviz.find_similar` -> the
+cells that mark it and the places where they switch on again, weak matches flagged, never padded."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, ctx, html, no_update
+from dash.exceptions import PreventUpdate
+
+from rnnviz.analysis.similar import MIN_ON, THETA, find_similar, followed
+from rnnviz.errors import RnnvizError
+from rnnviz.views.dashboard.callbacks.shared import rank_rows
+from rnnviz.views.dashboard.state import View, to_int
+from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.display import visible_line
+
+CELLS_SHOWN = 5  # rows of the cell table: the matches must stay above the fold at 1280×800
+SNIPPET = 60  # characters of a match shown (plus 15 of context each side)
+
+
+def _snippet(text: str, s: int, e: int) -> str:
+    inner = text[s : min(e, s + SNIPPET)] + ("…" if e - s > SNIPPET else "")
+    return visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
+
+
+def match_table(store, matches) -> html.Table:
+    """The matches, best first by our score; LSTMVis's rank beside it; weak rows greyed and labelled."""
+    rows = []
+    for m in matches.itertuples(index=False):
+        s, e = int(m.start), int(m.stop)
+        score = f"{m.score:.2f}" + (" weak" if m.weak else "")
+        rows.append(html.Tr([html.Td(str(m.rank)), html.Td(f"{s:,}–{e:,}"), html.Td(score),
+                             html.Td(str(m.lstmvis_rank)), html.Td(_snippet(store.text, s, e), className="snip")],
+                            id={"type": "match-row", "index": f"{s}-{e}"}, n_clicks=0, title="go there",
+                            className="weak" if m.weak else ""))
+    head = html.Thead(html.Tr([html.Th(x) for x in ("#", "range", "score", "LSTMVis #", "text")]))
+    return html.Table([head, html.Tbody(rows)], className="rank")
+
+
+def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[object, object, str]:
+    """Select-to-find for [a, b): (cell table, match table, message)."""
+    store = stores[view.store]
+    try:
+        a, b = to_int(a), to_int(b)
+    except (TypeError, ValueError):
+        return None, None, "select some text, or type a range: from and to are character positions"
+    theta = THETA if threshold is None else threshold  # an empty θ box means the default
+    try:
+        cells, matches = find_similar(store, a, b, threshold=theta)
+    except RnnvizError as e:
+        return None, None, str(e)
+    theta = float(theta)  # checked by find_similar
+    if cells.empty:
+        return None, None, (f"no cell is on inside {a:,}–{b:,} (θ = {theta:g} σ, {MIN_ON:.0%} of it) and off at its "
+                            "edges: lower θ, or select a tighter range")
+    n_strict = int(cells["strict"].sum())
+    shown = cells.head(CELLS_SHOWN).assign(lstmvis=cells["strict"].map({True: "✓", False: ""}))
+    tables = html.Div([
+        html.Div(f"Cells on inside {a:,}–{b:,} (past θ = {theta:g} σ, or past the split between their two states "
+                 f"for two-state cells, at {MIN_ON:.0%} of it, 2 characters of slack at each edge) and off at its "
+                 f"edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)", className="note"),
+        rank_rows(shown, "sel", ["unit", "sign", "rule", "score", "on_inside", "contrast", "lstmvis"]),
+    ])
+    follow = list(followed(cells)["unit"])
+    stores.warm_columns(view.store, follow)  # the next search of their arrays: T·2 bytes a unit
+    strong = int((~matches["weak"]).sum())
+    who = f"{follow[0]} switches" if len(follow) == 1 else f"{', '.join(follow)} switch together"
+    head = html.Div(f"Where {who} on again (whole store): {strong} strong, {len(matches) - strong} weak",
+                    className="note")
+    return tables, html.Div([head, match_table(store, matches)]), ""
+
+
+def register(app, stores: StoreSet, window: int) -> None:
+    @app.callback(
+        Output("sel-a", "value"), Output("sel-b", "value"), Output("sel-tables", "children"),
+        Output("match-table", "children"), Output("sel-msg", "children"),
+        Output("tabs", "value", allow_duplicate=True), Output("sel-view", "data"),
+        Input("selection", "data"), Input("sel-go", "n_clicks"),
+        State("sel-a", "value"), State("sel-b", "value"), State("sel-thr", "value"), State("view", "data"),
+        prevent_initial_call=True,
+    )
+    def _select(selection, _, a, b, threshold, view):
+        view = View.clean(view, stores, window)
+        if ctx.triggered_id == "selection":
+            try:  # offsets into the drawn window, from the page's script
+                a, b = view.start + int(selection["a"]), view.start + int(selection["b"])
+            except (TypeError, ValueError, KeyError):
+                raise PreventUpdate from None
+        tables, matches, msg = select_range(stores, view, a, b, threshold)
+        chosen = {"a": a, "b": b, "theta": threshold} if not msg else no_update  # the pattern view follows
+        return a, b, tables, matches, msg, "sel", chosen  # show the answer even if another tab was open

@@ -1,0 +1,68 @@
+"""The text window and its trace: the coloured characters, the legend and the curves under them.
+
+The server sends the window as data; the browser draws it (``rnnviz.draw`` in ``assets/rnnviz.js``),
+clears the hover panel, outlines the highlighted run once and reports that the window is drawn, which
+then asks for the trace (a Plotly redraw blocks the browser for ~100 ms: the text does not wait for it).
+The trace's graph itself is mounted after the first window is drawn (``mountTrace``), so that loading
+Plotly does not delay the first coloured text either; its figure then follows (Dash calls the trace
+callback for the newly mounted graph).
+"""
+
+from __future__ import annotations
+
+from dash import ClientsideFunction, Input, Output, State
+
+from rnnviz.views.colours import ColourScale, unit_scale
+from rnnviz.views.dashboard import figures, textview
+from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.display import char_loss
+
+
+def scale(stores: StoreSet, i: int, unit: str, mode: str) -> ColourScale:
+    """``unit``'s colour scale over the colour range ``mode`` (cached: p99 reads a sample of the store)."""
+    return stores.cached(("scale", i, unit, mode), lambda: unit_scale(stores[i], unit, mode))
+
+
+def render_window(stores: StoreSet, view: View, window: int):
+    """The text view for ``view``: (window data for the browser to draw, label, legend)."""
+    store = stores[view.store]
+    feature = feature_or_none(stores, view)
+    units = [view.unit] + ([view.cmp] if view.cmp else [])
+    scales = [scale(stores, view.store, u, view.range) for u in units]
+    shown = view if feature is not None else view.replace(feature="")
+    data = textview.render(store, shown, window, feature, scales)
+    label = f"characters {data['start']:,}–{data['stop']:,} of {store.length:,}"
+    return data, label, textview.legend(store, view.unit, scales[0], view.range)
+
+
+def trace(stores: StoreSet, view: View, window: int) -> dict:
+    """The window's curves: the unit (and compare unit), the feature and the per-character loss."""
+    store = stores[view.store]
+    start, stop = view.start, min(store.length, view.start + window)
+    units = [view.unit] + ([view.cmp] if view.cmp else [])
+    vals = store.window(start, stop, units)  # (n, U): the window's rows only
+    feature = feature_or_none(stores, view)
+    return figures.trace_figure(
+        start,
+        store.text[start:stop],
+        {u: vals[:, j] for j, u in enumerate(units)},
+        char_loss(store, start, stop),
+        (view.feature, feature[start:stop]) if feature is not None else None,
+    )
+
+
+def register(app, stores: StoreSet, window: int) -> None:
+    app.callback(
+        Output("window-data", "data"), Output("window-label", "children"), Output("legend", "children"),
+        Input("view", "data"),
+    )(on_view(render_window, stores, window))
+    app.callback(Output("trace", "figure"), Input("drawn", "data"), State("view", "data"))(
+        on_view(trace, stores, window))
+
+    app.clientside_callback(ClientsideFunction("rnnviz", "draw"), Output("text", "data-drawn"),
+                            Output("drawn", "data"), Input("window-data", "data"))
+    app.clientside_callback(ClientsideFunction("rnnviz", "mountTrace"), Output("trace-box", "children"),
+                            Input("drawn", "data"), State("trace-wait", "data"))
+    app.clientside_callback(ClientsideFunction("rnnviz", "listen"), Output("js-init", "data"), Input("text", "id"))

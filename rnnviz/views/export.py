@@ -1,0 +1,361 @@
+"""Self-contained HTML heatmaps: the text, each character's background coloured by one cell.
+
+The picture from the paper: one block per unit, the text window in monospace with whitespace kept,
+each character shaded by the unit's value after reading it (blue <-> red for tanh-range states,
+white -> green for gates in [0, 1], ``c`` scaled by its recorded range). Hovering a character shows
+the exact stored value, the character's loss and the model's top predictions for the next character.
+
+The file needs no network: no CDN, no web fonts; it works from ``file://``. To keep 100k characters x
+a few units light, consecutive characters of the same colour share one ``<i class=dN>`` run, the
+per-character numbers live once in a compact JSON block (base64 float16 / uint8), and the script splits
+a run into single characters only when the pointer enters it.
+
+Every character of the text is HTML-escaped (``&#13;`` keeps a carriage return from being folded into a
+newline, NUL becomes U+FFFD so positions never shift), and the JSON is escaped so ``</script>`` in it
+cannot end its script element.
+
+The page is :file:`rnnviz/views/assets/export.html.j2` (a Jinja2 template, autoescaped with
+:func:`escape_text`) with :file:`export.css` and :file:`export.js` from the same folder; the coloured text
+inside it is built by a hand-written loop (:func:`_runs`), the fast path for a million characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from rnnviz.errors import RnnvizError
+from rnnviz.fsutil import atomic_file
+from rnnviz.model.charrnn import parse_unit
+from rnnviz.views.colours import (  # noqa: F401 (ColourScale, colour_scale, colours: re-exported for existing callers)
+    KIND_NAMES,
+    N_BINS,
+    PALETTES,
+    ColourScale,
+    colour_scale,
+    colours,
+    unit_scale,
+)
+from rnnviz.views.display import char_loss, shown
+
+MAX_CELLS = 1_000_000  # units x characters in one export: beyond this a browser takes many seconds
+CHUNK = 2000  # chars per content-visibility chunk: only the chunks on screen are laid out
+TOP_SHOWN = 5  # top predictions carried per character for the tooltip
+
+# --- HTML ---
+
+# Characters whose literal form would change the text: markup, quotes, and the two characters the HTML
+# parser would rewrite (CR -> LF folding, NUL dropped) so that positions stay aligned with the store.
+_ESCAPES = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "\r": "&#13;", "\0": "&#65533;",
+})
+
+
+def escape_text(s: str) -> str:
+    """Text -> HTML text content that displays exactly ``s`` (one character per character)."""
+    return s.translate(_ESCAPES)
+
+
+def _script_json(obj) -> str:
+    """JSON safe inside ``<script>``: no ``<``, ``>`` or ``&`` at all, so nothing can close the element."""
+    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}".replace("-", "\u2212")
+
+
+def _chunks(text: str, size: int = CHUNK, longest: int = 4 * CHUNK) -> list[int]:
+    """Cut positions splitting ``text`` into chunks of about ``size`` chars, each ending after a newline
+    (so the split does not move a single character on screen); a chunk with no newline for
+    ``longest`` chars is cut there (a very long line then breaks early, nothing else changes)."""
+    cuts, pos = [], 0
+    while len(text) - pos > size:
+        nl = text.find("\n", pos + size, pos + longest)
+        pos = nl + 1 if nl >= 0 else pos + longest
+        if pos >= len(text):
+            break
+        cuts.append(pos)
+    return cuts
+
+
+def _chunk_opens(text: str, chunks: list[int], wrap: int = 100) -> dict[int, str]:
+    """The opening tag of each chunk: its start, and its height guessed from its lines (long ones
+    wrapping at about ``wrap`` chars) so that the scrollbar is right before the chunk is first drawn."""
+    out = {}
+    for s, e in itertools.pairwise([0, *chunks, len(text)]):
+        lines = text[s:e].split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()  # a final newline ends the last line, it does not start another
+        rows = sum(1 + len(line) // wrap for line in lines)
+        out[s] = f'<div class=p data-s={s} style="contain-intrinsic-size:auto {rows * 1.45:.1f}em">'
+    return out
+
+
+def _runs(text: str, bins: np.ndarray, cls: str, opens: dict[int, str]) -> str:
+    """The text as chunks (``opens``: start -> opening tag) of runs ``<i class=CLS+bin>`` of equal
+    colour steps; NaN steps (-1) get a bare ``<i>``. Runs never cross a chunk edge."""
+    if not text:
+        return ""
+    cuts = set((np.flatnonzero(bins[1:] != bins[:-1]) + 1).tolist()) | set(opens)
+    cuts.discard(0)
+    edges = [0, *sorted(cuts), len(text)]
+    tags = [f"<i class={cls}{b}>" for b in range(N_BINS)] + ["<i>"]  # tags[-1]: NaN
+    first = bins.tolist()
+    out = []
+    for s, e in itertools.pairwise(edges):
+        if s in opens:
+            out.append(f"</div>{opens[s]}" if s else opens[s])
+        out.append(f"{tags[first[s]]}{text[s:e].translate(_ESCAPES)}</i>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _asset(name: str) -> str:
+    """A file of ``rnnviz/views/assets`` (package data) as text."""
+    return (resources.files("rnnviz.views") / "assets" / name).read_text(encoding="utf-8")
+
+
+def _escape(value) -> Markup:
+    """The template's escaping: :func:`escape_text` for every value not already marked safe."""
+    return value if isinstance(value, Markup) else Markup(escape_text(str(value)))
+
+
+@functools.cache
+def _page_template() -> jinja2.Template:
+    """The page skeleton, ``assets/export.html.j2`` (loaded once)."""
+    env = jinja2.Environment(
+        autoescape=True, finalize=_escape, keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    return env.from_string(_asset("export.html.j2"))
+
+
+@functools.cache
+def _page_assets() -> tuple[Markup, Markup]:
+    """(the page's CSS, its script), from ``assets/export.css`` and ``assets/export.js``."""
+    return Markup(_asset("export.css")), Markup(_asset("export.js"))
+
+
+@dataclass
+class HtmlExport:
+    """One exported page: ``html`` is the whole self-contained document (UTF-8 text)."""
+
+    html: str = field(repr=False)  # megabytes: not for a REPL line
+    units: list[str]
+    start: int
+    stop: int
+
+    def _repr_html_(self) -> str:
+        # An iframe keeps the page's CSS and script away from the notebook's, and runs in JupyterLab too.
+        doc = html.escape(self.html, quote=True)
+        return (
+            f'<iframe srcdoc="{doc}" sandbox="allow-scripts" '
+            'style="width:100%;height:560px;border:1px solid #ddd;resize:vertical"></iframe>'
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page atomically (a temp file renamed into place); returns the path."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
+        with atomic_file(path, "w") as f:
+            f.write(self.html)
+        return path
+
+
+def _window(store, start: int, length: int | None) -> tuple[int, int]:
+    T = int(store.length)
+    for name, v in (("start", start), ("length", length)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise RnnvizError(f"{name} must be an integer, got {v!r}")
+    if start < 0:
+        raise RnnvizError(f"start must be >= 0, got {start}")
+    if start >= T:
+        raise RnnvizError(f"start {start} is past the end of the store ({T:,} characters)")
+    if length is not None and length < 1:
+        raise RnnvizError(f"length must be >= 1, got {length}")
+    stop = T if length is None else min(T, start + int(length))  # a length past the end stops at the end
+    return int(start), stop
+
+
+def _check_units(store, units: Sequence[str]) -> list[str]:
+    if isinstance(units, str):
+        units = [units]
+    units = list(units)
+    if not units:
+        raise RnnvizError("no units to export: name at least one, e.g. 1:c:42")
+    have = store.units  # O(1) membership
+    for u in units:
+        if u not in have:
+            parse_unit(u)  # a malformed name gets the format message
+            raise RnnvizError(
+                f"unit {u!r} is not in the store (layers {', '.join(map(str, store.layers))}; "
+                f"kinds {', '.join(store.kinds)}; {store.hidden} units per layer)"
+            )
+    return units
+
+
+def titles_from_cells(cells) -> dict[str, str]:
+    """A ``find_cells`` DataFrame -> ``{unit: "FEATURE: METRIC SCORE (sign +)"}`` block titles."""
+    out = {}
+    for row in cells.itertuples(index=False):
+        sign = getattr(row, "sign", None)
+        if isinstance(sign, (int, float, np.integer, np.floating)) and not isinstance(sign, bool):
+            sign = "+" if sign >= 0 else "\u2212"
+        tail = f" (sign {sign})" if sign not in (None, "") else ""
+        out[row.unit] = f"{row.feature}: {row.metric} {float(row.score):.3f}{tail}"
+    return out
+
+
+def _block(name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale) -> dict:
+    """One unit's section for the template: header, optional title, legend with the numeric range, and
+    the coloured text (already HTML)."""
+    layer, kind, index = parse_unit(name)
+    return {
+        "name": name, "kind": kind, "kind_name": KIND_NAMES[kind], "layer": layer, "index": index,
+        "title": str(title) if title else "", "cls": scale.name[0], "lo": _fmt(scale.lo), "hi": _fmt(scale.hi),
+        "zero": "" if scale.name == "sequential" else " · white at 0",
+        "rec": f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}",
+        "runs": Markup(_runs(text, scale.bins(values), scale.name[0], chunks)),
+    }
+
+
+def _shared_data(store, text: str, start: int, stop: int) -> dict:
+    """Per-character numbers shared by every block: each character's loss (nats, float16) and the
+    model's top predictions for the next one (ids, probabilities in 1/255 steps); ``vis``: how the
+    tooltip names the window's and the vocabulary's whitespace and control characters."""
+    out: dict = {}
+    if store.meta.has_logprob:
+        out["loss"] = _b64(char_loss(store, start, stop).astype("<f2"))
+    ids, probs = store.topk
+    k = min(TOP_SHOWN, ids.shape[1])
+    vocab = list(store.vocab.chars)
+    if k:
+        wide = len(vocab) > 256
+        p = np.nan_to_num(np.asarray(probs[start:stop, :k], dtype=np.float32))
+        out.update(
+            k=k,
+            idw=2 if wide else 1,
+            vocab=vocab,
+            ids=_b64(np.asarray(ids[start:stop, :k]).astype("<u2" if wide else np.uint8)),
+            p=_b64(np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)),
+        )
+    out["vis"] = {c: shown(c) for c in sorted(set(text).union(vocab)) if shown(c) != c}
+    return out
+
+
+def catalog_html(df) -> str:
+    """An :func:`rnnviz.explain` DataFrame as an HTML table (text escaped), best score first."""
+    cols = ["unit", "score", "sign", "auroc", "explanation", "rule"]
+    rows = []
+    for r in df.sort_values("score", ascending=False, kind="stable").itertuples(index=False):
+        cells = [r.unit, f"{r.score:.3f}", "+" if r.sign > 0 else "\u2212",
+                 "" if r.auroc != r.auroc else f"{r.auroc:.3f}", r.explanation, r.rule]
+        rows.append("<tr>" + "".join(f"<td>{escape_text(str(c))}</td>" for c in cells) + "</tr>")
+    n = int((df["rule"] != "unexplained").sum())
+    return (
+        f"<h2>Catalog: {n:,} of {len(df):,} units explained</h2><p class=src>rule chosen on the first half of the "
+        "text, score = its Pearson r with the unit on the second half (rnnviz explain)</p>"
+        "<table class=catalog><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table>\n"
+    )
+
+
+def _check_titles(titles, units: list[str]) -> dict:
+    """``titles`` (None, a mapping unit -> text, or a list parallel to ``units``) as a mapping."""
+    if titles is None:
+        return {}
+    if isinstance(titles, Mapping):
+        return titles
+    titles = list(titles)
+    if len(titles) != len(units):
+        raise RnnvizError(f"got {len(titles)} titles for {len(units)} units")
+    return dict(zip(units, titles, strict=True))
+
+
+def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catalog, colour_range: str) -> str:
+    """The whole document: the template filled with one block per unit and the page's data."""
+    text = store.text[start:stop]
+    chunks = _chunk_opens(text, _chunks(text))
+    data = {"start": start, "stop": stop, "units": [], **_shared_data(store, text, start, stop)}
+    blocks = []
+    for name in units:
+        layer, kind, index = parse_unit(name)
+        values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
+        data["units"].append({"name": name, "v": _b64(values)})
+        scale = unit_scale(store, name, colour_range)
+        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
+    model = store.meta.model.to_dict() if store.meta.model else {}
+    data["meta"] = {
+        "store": store.path.name,
+        "units": units,
+        "titles": {u: str(t) for u, t in titles.items()},
+        "model": model,
+        "length": store.length,
+    }
+    css, js = _page_assets()
+    return _page_template().render(
+        title=", ".join(units), store_name=store.path.name, units=units, start=start, stop=stop,
+        length=store.length, description=f"{model['cell']} {model['layers']}×{model['hidden']} · " if model else "",
+        blocks=blocks, catalog=Markup(catalog_html(catalog)) if catalog is not None else "",
+        data=Markup(_script_json(data)), css=css, js=js, palettes=PALETTES, n_bins=N_BINS,
+    )
+
+
+def export_html(
+    store,
+    units: Sequence[str],
+    out: str | Path | None = None,
+    start: int = 0,
+    length: int | None = None,
+    titles: Mapping[str, str] | Sequence[str] | None = None,
+    catalog=None,
+    colour_range: str = "max",
+) -> HtmlExport:
+    """Render units of a store (a Store or its path) over the text window [start, start+length) as one page.
+
+    ``units``: names like ``"2:c:417"`` (one block each, in this order). ``titles``: an optional line
+    under each block's header (a mapping unit -> text, or a list parallel to ``units``), e.g. the
+    feature and score a cell was found by. ``length=None`` runs to the end of the text; a length past the
+    end stops there. ``catalog``: a :func:`rnnviz.explain` DataFrame, appended as a table (every unit
+    with its explanation and score). ``colour_range``: "max" (±max|v|), "p99" (99th percentile of |v|) or "minmax" (the
+    unit's own [min, max]; see :mod:`rnnviz.views.colours`). Writes ``out`` atomically when given.
+    """
+    from rnnviz.views.colours import check_range_mode
+
+    check_range_mode(colour_range)
+    if isinstance(store, (str, Path)):
+        from rnnviz.store.reader import open_store
+
+        store = open_store(store)
+    units = _check_units(store, units)
+    start, stop = _window(store, start, length)
+    n = stop - start
+    if n * len(units) > MAX_CELLS:
+        raise RnnvizError(
+            f"{len(units)} unit(s) x {n:,} characters is too much for one page (at most {MAX_CELLS:,}); "
+            "choose a window with --start/--length"
+        )
+    page = _page(store, units, start, stop, _check_titles(titles, units), catalog, colour_range)
+    result = HtmlExport(page, units, start, stop)
+    if out is not None:
+        result.save(out)
+    return result
