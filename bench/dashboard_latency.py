@@ -71,9 +71,7 @@ def make_store(path: Path, length: int, layers: int, hidden: int, kinds: list[st
 def drop_cache(store) -> None:
     """Evict the store's files (only those) from the OS page cache. Pages still mapped are not evicted,
     so the store's memmaps are closed first (it reopens them on the next read)."""
-    store._maps.clear()
-    for name in ("logprob", "topk"):
-        store.__dict__.pop(name, None)
+    store.close()
     gc.collect()
     drop_files(store.path)
 

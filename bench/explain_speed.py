@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnviz.analysis.explain import BLOCK, MIN_LENGTH, _Space, explain  # noqa: E402
+from rnnviz.analysis.explain import BLOCK, MIN_LENGTH, RuleSpace, explain  # noqa: E402
 from rnnviz.analysis.rules import simulate  # noqa: E402
 from rnnviz.model.charrnn import ModelConfig  # noqa: E402
 from rnnviz.model.vocab import Vocab  # noqa: E402
@@ -88,7 +88,7 @@ def naive(store, units: list[str], rules: int = 300) -> tuple[float, int]:
     """Seconds per unit for the textbook search: each rule's values as an array, np.corrcoef on each half.
     Timed on ``rules`` rules (dense ones and n-grams, evenly picked) and scaled to the whole space."""
     text, mid = store.text, store.length // 2
-    space = _Space(text, 5, BLOCK)
+    space = RuleSpace(text, 5, BLOCK)
     every = [("d", j) for j in range(space.D.shape[1])]
     every += [(n, g) for n, grams in enumerate(space.grams) for g in range(len(grams))]
     picked = every[:: max(1, len(every) // rules)]
@@ -134,7 +134,7 @@ def main() -> None:
             for n in todo:
                 units = st.units[:n]  # whole arrays first, as a recording of fewer kinds would be
                 t_read = min(read_pass(st) for _ in range(args.repeat))
-                t_space = min(_timed(_Space, st.text, 5, BLOCK) for _ in range(args.repeat))
+                t_space = min(_timed(RuleSpace, st.text, 5, BLOCK) for _ in range(args.repeat))
                 secs = min(explain(st, units=units).attrs["seconds"] for _ in range(args.repeat))
                 per = 1e6 * secs / len(units) / (chars / 1e3)
                 print(f"{chars:9,d} {len(units):6,d} {t_read:8.2f} {t_space:8.2f} {secs:10.2f} {per:14.1f}", flush=True)

@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from rnnviz.store import column_cache as colcache
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.similar import SimilarConfig, _close_gaps, find_matches, on_counts
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
+from rnnviz.store import column_cache as colcache
 from rnnviz.store.column_cache import ColumnCache, cache_name, cached_feature
 from rnnviz.store.reader import array_name, open_store
 from rnnviz.store.writer import write_store

@@ -15,7 +15,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rnnviz.views import display
 from rnnviz.analysis.features import FEATURES, compute_feature
 from rnnviz.cli import main as cli
 from rnnviz.errors import RnnvizError
@@ -24,8 +23,10 @@ from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.model.sampling import sample
 from rnnviz.model.vocab import Vocab
 from rnnviz.recording.recorder import record
+from rnnviz.store.reader import spaced_blocks
 from rnnviz.store.writer import write_store
-from rnnviz.views.colours import colour_scale, sample_blocks
+from rnnviz.views import display
+from rnnviz.views.colours import colour_scale
 from rnnviz.views.dashboard import create_app, state, textview
 from rnnviz.views.dashboard import transitions as tr
 from rnnviz.views.dashboard.app import is_loopback
@@ -449,13 +450,13 @@ def test_histogram_by_feature_value(stores):
     assert [tr.name for tr in fig.data] == [
         f"in_quote = 0 (n={int((inq == 0).sum()):,})", f"in_quote = 1 (n={int((inq == 1).sum()):,})"]
     assert set(np.asarray(fig.data[1].x)) == {1.0}
-    assert sample_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
+    assert spaced_blocks(1_000_000) == [(s, s + 10_000) for s in np.linspace(0, 990_000, 20).astype(int)]
 
 
 def test_histogram_sends_counts_that_draw_the_same_bars(stores):
     # Each group as its distinct values and their counts (summed by plotly): the raw values' histogram.
-    blocks = sample_blocks(stores[0].length)
-    raw = stores.sample_values(0, QUOTE_UNIT, blocks)
+    blocks = spaced_blocks(stores[0].length)
+    raw = stores[0].read([QUOTE_UNIT], blocks=blocks)[:, 0]
     inq = np.concatenate([compute_feature("in_quote", stores[0].text)[a:b] for a, b in blocks])
     for feature, groups in (("", [raw]), ("in_quote", [raw[inq == 0], raw[inq == 1]])):
         fig = cb_panels.histogram(stores, view(stores, feature=feature))

@@ -197,7 +197,7 @@ def test_code_store_finds_if_and_brace_cells_and_a_regex(code_store):
     [
         ("nope", None, "unknown feature 'nope'"),
         ("in_if", None, r"nothing to rank: in_if is constant \(0.0\) on this text"),
-        ("in_quote", ["9:h:0"], "unit '9:h:0' is not in the store"),
+        ("in_quote", ["9:h:0"], "unit '9:h:0' is not in this store"),
     ],
 )
 def test_find_errors(prose_store, feature, units, message):

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import WORDS, train_snapshot_rnn, words_text
 
-from rnnviz.model import reference
 from rnnviz.analysis.emergence import appearance_sentences, appears_at, emergence, emergence_figure
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.ranking import control_permutation
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
+from rnnviz.model import reference
 from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.snapshots import list_snapshots, load_snapshot_weights
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnviz.views import export as ex
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.writer import write_store
+from rnnviz.views import export as ex
 from rnnviz.views.export import N_BINS, ColourScale, colour_scale, colours, export_html
 
 MID = (N_BINS - 1) // 2
@@ -300,8 +300,8 @@ def test_window_and_unit_errors(tmp_path):
     assert (page.start, page.stop, page.units) == (5, T, ["0:c:1"])
     cases = [
         (dict(units=[]), "no units to export"),
-        (dict(units=["0:h:9"]), "unit '0:h:9' is not in the store"),
-        (dict(units=["0:f:0"]), "not in the store .*kinds h, c"),
+        (dict(units=["0:h:9"]), "unit '0:h:9' is not in this store"),
+        (dict(units=["0:f:0"]), "not in this store .*kinds h,c"),
         (dict(units=["zz"]), "bad unit name 'zz'"),
         (dict(units=["0:h:0"], start=T), f"start {T} is past the end"),
         (dict(units=["0:h:0"], start=-1), "start must be >= 0"),
@@ -372,7 +372,7 @@ def test_cli_export(tmp_path):
     bad = [
         ([], 1, "Error: give either --unit"),
         (["--unit", "0:h:0", "--feature", "in_quote"], 1, "Error: give either --unit"),
-        (["--unit", "0:h:99"], 1, "Error: unit '0:h:99' is not in the store"),
+        (["--unit", "0:h:99"], 1, "Error: unit '0:h:99' is not in this store"),
         (["--unit", "0:h:0", "--start", "100000"], 1, "Error: start 100000 is past the end"),
     ]
     for args, code, msg in bad:

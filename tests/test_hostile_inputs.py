@@ -336,7 +336,7 @@ def test_cli_malformed_unit_names(tmp_path, tiny_ckpt):
     one_line_error(cli("export", st.path, "--unit", "0:h:\u00b2", "--out", tmp_path / "x.html"), "bad unit name")
     one_line_error(cli("sample", tiny_ckpt, "--clamp", "0:h:\u00b2=1"), "bad unit name")
     one_line_error(cli("export", st.path, "--unit", "0:h:" + "9" * 30, "--out", tmp_path / "x.html"),
-                   "is not in the store")
+                   "is not in this store")
     assert not (tmp_path / "x.html").exists()
 
 

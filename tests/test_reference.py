@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnviz.model import reference as R
 from rnnviz.errors import RnnvizError
+from rnnviz.model import reference as R
 
 H = 16
 

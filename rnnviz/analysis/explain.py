@@ -42,7 +42,7 @@ from rnnviz.analysis import rules as R
 from rnnviz.analysis.causal import torch_threads
 from rnnviz.analysis.evidence import snippet, strongest
 from rnnviz.analysis.ranking import Progress
-from rnnviz.analysis.statistics import COLUMN_BYTES, array_groups, auroc, float16_codes, read_columns
+from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, float16_codes
 from rnnviz.errors import RnnvizError
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
@@ -71,7 +71,7 @@ def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, dtype=np.int64)
 
 
-class _Space:
+class RuleSpace:
     """The rule space of one text, split into the fitting half A and the scoring half B (each a list of
     (start, stop) ranges, see :func:`split_halves`)."""
 
@@ -129,9 +129,8 @@ def _corr(cov: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.clip(r, -1.0, 1.0))
 
 
-def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) -> list[dict]:
+def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tick) -> list[dict]:
     """One pass over an array's columns ``idx``: per half, r of each unit with every candidate."""
-    arr = store.array(layer, kind)
     u = len(idx)
     acc = []
     for h in space.h:
@@ -144,7 +143,7 @@ def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) 
         for lo, hi in ranges:
             for s in range(lo, hi, step):
                 e = min(s + step, hi)
-                x = torch.from_numpy(read_columns(arr, s, e, idx, store.hidden)).float()  # (n, u)
+                x = torch.from_numpy(store.read_columns(layer, kind, s, e, idx)).float()  # (n, u)
                 torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
                 a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
                 a["s2"] += x.square().sum(0).double()
@@ -169,7 +168,7 @@ def _stream(store, space: _Space, layer: int, kind: str, idx: np.ndarray, tick) 
     return out
 
 
-def _choose(space: _Space, fit: dict, held: dict, combo_gain: float, combo_below: float) -> list[dict]:
+def _choose(space: RuleSpace, fit: dict, held: dict, combo_gain: float, combo_below: float) -> list[dict]:
     """Per unit: the best single rule and, where one is not enough, the best pair (chosen on ``fit``),
     with their scores on ``held``."""
     C, u = fit["r_dense"].shape
@@ -237,21 +236,18 @@ def _pair(rf, rh, corr_f, hf, hh, fit, held, i) -> dict | None:
     return {"ab": ab, "fit": float(np.sqrt(min(r2[b], 1.0))), "score": float(score), "coef": coef}
 
 
-def _aurocs(store, space: _Space, rows: dict[str, dict], progress_tick) -> None:
+def _aurocs(store, space: RuleSpace, rows: dict[str, dict], progress_tick) -> None:
     """``auroc`` on the held half for each unit whose rule is binary (exact, from float16 codes)."""
     n_held = len(space.rows[1])
-    by_array: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for name, r in rows.items():
-        if r.get("binary"):
-            by_array.setdefault((r["layer"], r["kind"]), []).append((r["index"], name))
+    binary = [name for name, r in rows.items() if r.get("binary")]
     per_chunk = max(1, COLUMN_BYTES // (2 * max(n_held, 1)))
-    for (layer, kind), cols in by_array.items():
-        arr = store.array(layer, kind)
+    for layer, kind, indices, pos in store.groups(binary):
+        cols = [(int(i), binary[p]) for i, p in zip(indices, pos, strict=True)]
         for g in range(0, len(cols), per_chunk):
             chunk = cols[g : g + per_chunk]
             idx = np.array([i for i, _ in chunk])
-            codes = float16_codes(np.concatenate([read_columns(arr, lo, hi, idx, store.hidden)
-                                           for lo, hi in space.halves[1]]))  # (N_B, k)
+            codes = float16_codes(np.concatenate([store.read_columns(layer, kind, lo, hi, idx)
+                                                  for lo, hi in space.halves[1]]))  # (N_B, k)
             for j, (_, name) in enumerate(chunk):
                 r = rows[name]
                 mask = space.held_mask(r["block"], r["j"])
@@ -286,7 +282,7 @@ def explain(
     t0 = time.perf_counter()
     T = store.length
     names = _check(store, units, min_count, block)
-    space = _Space(store.text, min_count, block)
+    space = RuleSpace(store.text, min_count, block)
     total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
 
@@ -306,7 +302,7 @@ def explain(
         _aurocs(store, space, mine, tick)
         rows.update(mine)
 
-    groups = array_groups(store, names)
+    groups = store.groups(names)
     with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, 2, len(groups))) as pool:
         list(pool.map(work, groups))
     if progress:
@@ -323,11 +319,7 @@ def _check(store, units: list[str] | None, min_count: int, block: int | None) ->
     if store.length < MIN_LENGTH:
         raise RnnvizError(f"the store has {store.length} characters; explain needs at least {MIN_LENGTH} "
                           f"(half to choose each rule on, half to score it on)")
-    if units is not None:
-        units = list(dict.fromkeys(units))
-        for name in units:
-            store._locate(name)  # a one-line error naming what the store holds
-    names = units if units is not None else store.units
+    names = store.check_units(units)
     if not names:
         raise RnnvizError("no units to explain")
     if min_count < 1:

@@ -43,17 +43,8 @@ import pandas as pd
 import torch
 
 from rnnviz.analysis.features import FEATURES, Feature, resolve
-from rnnviz.analysis.statistics import (
-    COLUMN_BYTES,
-    array_groups,
-    auroc,
-    average_precision,
-    cohens_d,
-    float16_codes,
-    read_columns,
-)
+from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, average_precision, cohens_d, float16_codes
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import group_units, parse_unit
 from rnnviz.threads import torch_threads
 
 COLUMNS = [
@@ -120,17 +111,16 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
         YT[2 * F] = 1.0
     cov = np.zeros((U, rows_y), dtype=np.float64)
     sq = np.zeros(U, dtype=np.float64)
-    groups = array_groups(store, names)
+    groups = store.groups(names)
     lock, done = threading.Lock(), [0]
 
     def work(group):
         layer, kind, idx, pos = group
-        arr = store.array(layer, kind)
         rows = int(np.clip((4 << 20) // (4 * len(idx)), 256, 65536))  # a float32 block stays in cache
         acc = torch.zeros((rows_y, len(idx)), dtype=torch.float64)
         acc_sq = torch.zeros(len(idx), dtype=torch.float64)
         for s in range(0, T, rows):
-            x = torch.from_numpy(read_columns(arr, s, s + rows, idx, store.hidden)).float()  # (n, units)
+            x = torch.from_numpy(store.read_columns(layer, kind, s, s + rows, idx)).float()  # (n, units)
             acc += (YT[:, s : s + rows] @ x).double()
             if need_sd:
                 acc_sq += x.square().sum(0).double()
@@ -156,16 +146,12 @@ def _moments(store, names: list[str], targets: list[_Target], progress, total: i
 
 def _column_groups(store, names: list[str]) -> list[tuple[int, str, list[tuple[int, str]]]]:
     """Units grouped by array (so each group reads one file), at most ``COLUMN_BYTES`` per group."""
-    by_array = {
-        key: [(i, names[p]) for p, i in zip(pos, idx, strict=True)]
-        for key, (pos, idx) in group_units(parse_unit(name) for name in names).items()
-    }
     per_group = max(1, COLUMN_BYTES // (2 * max(store.length, 1)))
-    return [
-        (layer, kind, sorted(cols)[g : g + per_group])
-        for (layer, kind), cols in sorted(by_array.items())
-        for g in range(0, len(cols), per_group)
-    ]
+    out = []
+    for layer, kind, idx, pos in sorted(store.groups(names), key=lambda g: (g[0], g[1])):
+        cols = sorted(zip(idx.tolist(), (names[p] for p in pos), strict=True))
+        out += [(layer, kind, cols[g : g + per_group]) for g in range(0, len(cols), per_group)]
+    return out
 
 
 def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done: int, total: int) -> dict:
@@ -177,12 +163,11 @@ def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done:
     def one(group):
         nonlocal done
         layer, kind, cols = group
-        arr = store.array(layer, kind)
         idx = np.array([i for i, _ in cols])
         rows = int(np.clip((16 << 20) // (2 * store.hidden), 256, 65536))
         codes = np.empty((T, len(cols)), dtype=np.uint16)
         for s in range(0, T, rows):
-            codes[s : s + rows] = float16_codes(read_columns(arr, s, s + rows, idx, store.hidden))
+            codes[s : s + rows] = float16_codes(store.read_columns(layer, kind, s, s + rows, idx))
         for j, (_, name) in enumerate(cols):
             c = codes[:, j].astype(np.intp)
             allc = np.bincount(c, minlength=65536).astype(np.float64)
@@ -217,17 +202,6 @@ def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     var_y = np.square(t.rank_y, dtype=np.float64).mean() - mean_r**2
     rho = cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else 0.0
     return {"spearman": float(rho), "effect_size": cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
-
-
-def _unit_names(store, units: list[str] | None) -> list[str]:
-    """The store's units, or ``units`` (deduplicated, in order) once checked against the store."""
-    if units is None:
-        return store.units
-    units = list(dict.fromkeys(units))
-    missing = [u for u in units if u not in store.units]  # O(1) membership, never a set of every name
-    if missing:
-        raise RnnvizError(f"unit {missing[0]!r} is not in the store")
-    return units
 
 
 def _targets(specs: list, text: str, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
@@ -313,7 +287,7 @@ def rank_features(
     specs = list(FEATURES) if features is None else list(features)
     if not specs:
         raise RnnvizError("no features to rank against")
-    names = _unit_names(store, units)
+    names = store.check_units(units)
     text = store.text
     targets, skipped = _targets(specs, text, control_permutation(text, seed))
     T = store.length

@@ -261,22 +261,10 @@ def on_counts(store, units: list[str], signs: list[int], threshold: float | np.n
     counts = np.empty(hi - lo, dtype=np.int16)
     level = np.empty(hi - lo, dtype=np.float32)
 
-    def rows(blocks) -> None:
-        for s, e, raw in blocks:
-            z = (raw - mean) / std * sign  # (rows, k)
-            counts[s - lo : e - lo] = (z > threshold).sum(1)
-            level[s - lo : e - lo] = z.mean(1)
-
-    from rnnviz.store.column_cache import CacheCorrupt
-
-    cached = store.colcache.blocks(units, lo, hi)
-    try:
-        if cached is not None:
-            rows(cached)
-            return counts, level
-    except CacheCorrupt:
-        pass  # the copy is dropped: read the store itself
-    rows((s, min(s + block, hi), store.window(s, min(s + block, hi), units)) for s in range(lo, hi, block))
+    for s, e, raw in store.scan(units, lo, hi, block):  # blocks may come twice: results go by position
+        z = (raw - mean) / std * sign  # (rows, k)
+        counts[s - lo : e - lo] = (z > threshold).sum(1)
+        level[s - lo : e - lo] = z.mean(1)
     return counts, level
 
 

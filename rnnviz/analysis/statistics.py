@@ -4,7 +4,7 @@ A float16 column has at most 65,536 distinct values. :func:`float16_codes` maps 
 order, so ``np.bincount`` of a column's codes (weighted by a feature) gives exact ranks, AUROC (ties count 1/2),
 average precision (tied positions form one threshold) and Cohen's d in one pass over 65,536 bins. Used by
 :mod:`rnnviz.analysis.ranking` (ranking units against features) and :mod:`rnnviz.analysis.explain` (scoring
-rules), with the readers of a store's columns they share.
+rules).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from rnnviz.model.charrnn import group_units, parse_unit
 
 COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
 
@@ -72,15 +70,3 @@ def cohens_d(pos: np.ndarray, allc: np.ndarray) -> float:
     return float((m1 - m0) / sd) if sd > 0 else 0.0
 
 
-def array_groups(store, names: list[str]) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
-    """Requested units per array: [(layer, kind, indices in the array, positions in ``names``)]."""
-    groups = group_units(parse_unit(name) for name in names)
-    return [(l, k, np.array(i), np.array(p)) for (l, k), (p, i) in groups.items()]
-
-
-def read_columns(arr, start: int, stop: int, idx: np.ndarray, hidden: int) -> np.ndarray:
-    """Rows start:stop of the columns ``idx`` of a float16 memmap, as a fresh (n, len(idx)) array."""
-    block = arr[start:stop]
-    if len(idx) == hidden and (idx == np.arange(hidden)).all():
-        return np.array(block)
-    return block[:, idx]

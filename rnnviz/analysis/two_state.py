@@ -22,6 +22,8 @@ import weakref
 import numpy as np
 import pandas as pd
 
+from rnnviz.store.reader import spaced_blocks
+
 BINS = 256  # histogram bins between each unit's min and max
 SAMPLE_WINDOWS, WINDOW_ROWS = 256, 64  # at most 16,384 rows read, spread over the whole text
 ETA_MIN = 0.7  # share of a unit's variance its two states must explain to call it a two-state cell
@@ -34,11 +36,7 @@ _lock = threading.Lock()
 def _sample(store) -> np.ndarray:
     """(n, U) float32 values of every unit (in ``store.units`` order) at up to SAMPLE_WINDOWS x WINDOW_ROWS
     rows spread over the store."""
-    T = store.length
-    if T <= SAMPLE_WINDOWS * WINDOW_ROWS:
-        return store.window(0, T)
-    starts = np.linspace(0, T - WINDOW_ROWS, SAMPLE_WINDOWS).astype(np.int64)
-    return np.concatenate([store.window(int(s), int(s) + WINDOW_ROWS) for s in starts])
+    return store.read(blocks=spaced_blocks(store.length, SAMPLE_WINDOWS * WINDOW_ROWS, SAMPLE_WINDOWS))
 
 
 def otsu(values: np.ndarray, bins: int = BINS) -> pd.DataFrame:

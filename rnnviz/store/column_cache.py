@@ -272,7 +272,7 @@ class ColumnCache:
     def column(self, name: str) -> np.ndarray | None:
         """One unit over the whole text, (T,) float16, from an existing copy (its CRC checked once per
         process), or None when there is none."""
-        layer, kind, index = self.store._locate(name)
+        layer, kind, index = self.store.locate(name)
         self.columns(layer, kind)
         found = self._maps.get((layer, kind))
         if found is None:
@@ -289,7 +289,7 @@ class ColumnCache:
         """Rows [lo, hi) of ``units`` as ``(start, stop, (n, k) float32)`` blocks read from existing
         column-major copies, or None when one of their arrays has none. A scan of the whole text checks
         every row's CRC at its end and raises :class:`CacheCorrupt` on a mismatch (the copy is dropped)."""
-        where = [self.store._locate(u) for u in units]
+        where = [self.store.locate(u) for u in units]
         maps = {}
         for layer, kind, _ in where:
             if (layer, kind) not in maps:

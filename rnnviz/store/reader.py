@@ -16,7 +16,7 @@ is renamed into place, so it appears complete or not at all (the write side: :mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +32,7 @@ from rnnviz.fsutil import (
     read_member,
     recover_dir,
 )
-from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_unit
+from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, group_units, parse_unit
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.stats import STAT_COLUMNS
 
@@ -47,6 +47,7 @@ def array_name(layer: int, kind: str) -> str:
 
 
 MAX_LENGTH = 1 << 31  # characters in a store (an 8 GB text); the arrays' real sizes are checked too
+SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # a bounded sample (read(sample=True)): rows, in evenly spaced blocks
 
 
 def _int_field(m: dict, key: str, lo: int, hi: int, mpath: Path, default=None) -> int:
@@ -267,7 +268,9 @@ class Store:
             )
         return self._maps[key]
 
-    def _locate(self, name: str) -> tuple[int, str, int]:
+    def locate(self, name: str) -> tuple[int, str, int]:
+        """``(layer, kind, index)`` of the unit ``name`` of this store; a one-line error naming what the
+        store holds when it is not one of its units (a malformed name gets the name format)."""
         layer, kind, index = parse_unit(name)
         if layer not in self.layers or kind not in self.kinds or index >= self.hidden:
             raise RnnvizError(
@@ -275,6 +278,22 @@ class Store:
                 f"indices 0..{self.hidden - 1})"
             )
         return layer, kind, index
+
+    def check_units(self, names: Iterable[str] | str | None) -> Sequence[str]:
+        """``names`` (one name or many) deduplicated in order, each checked with :meth:`locate`; None gives
+        every unit of the store (:attr:`units`, not a list of millions of strings)."""
+        if names is None:
+            return self.units
+        names = list(dict.fromkeys([names] if isinstance(names, str) else names))
+        for name in names:
+            self.locate(name)
+        return names
+
+    def groups(self, names: Sequence[str]) -> list[tuple[int, str, np.ndarray, np.ndarray]]:
+        """``names`` by the array they live in, in first-seen order, so that each array is read once:
+        ``[(layer, kind, indices in the array, positions in names)]``."""
+        found = group_units(self.locate(name) for name in names)
+        return [(l, k, np.array(i), np.array(p)) for (l, k), (p, i) in found.items()]
 
     @cached_property
     def colcache(self):
@@ -286,12 +305,13 @@ class Store:
     def unit(self, name: str) -> np.ndarray:
         """One unit over the whole text: (T,) float16, e.g. ``store.unit("1:c:17")`` (from the array's
         column-major copy when one has been built: the same values, T·2 bytes read instead of T·H·2)."""
-        layer, kind, index = self._locate(name)
+        layer, kind, index = self.locate(name)
         col = self.colcache.column(name)
         return col if col is not None else np.ascontiguousarray(self.array(layer, kind)[:, index])
 
-    def window(self, start: int, stop: int, units: list[str] | None = None) -> np.ndarray:
-        """Rows ``start:stop`` (clipped to the text, like a slice) of the given units (default all).
+    def window(self, start: int, stop: int, units: Sequence[str] | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the text, like a slice) of the given units (default all), from the
+        arrays' rows.
 
         Returns (stop - start, U) float32, columns in the order of ``units`` (or :attr:`units`).
         """
@@ -303,16 +323,60 @@ class Store:
             parts = [self.array(l, k)[start:stop] for l in self.layers for k in self.kinds]
             return np.concatenate(parts, axis=1, dtype=np.float32)
         out = np.empty((stop - start, len(units)), dtype=np.float32)
-        groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
-        for col, name in enumerate(units):
-            layer, kind, index = self._locate(name)
-            cols, idx = groups.setdefault((layer, kind), ([], []))
-            cols.append(col)
-            idx.append(index)
-        for (layer, kind), (cols, idx) in groups.items():
+        for layer, kind, idx, cols in self.groups(units):
             # One contiguous row slice per array, then the columns: a window reads only its own pages.
             out[:, cols] = self.array(layer, kind)[start:stop][:, idx]
         return out
+
+    def read(self, units: Sequence[str] | None = None, rows: tuple[int, int] | None = None,
+             blocks: Sequence[tuple[int, int]] | None = None, sample: bool = False) -> np.ndarray:
+        """Values of ``units`` (default all) as float32 (n, U): over ``rows`` (start, stop), the row ranges
+        ``blocks`` one after another, or with ``sample`` a bounded sample (:func:`spaced_blocks`); the whole
+        text when none is given. From the column-major copies (:attr:`colcache`) where every unit has one
+        and the rows are few next to the text, else from the arrays' rows."""
+        if sum(x is not None and x is not False for x in (rows, blocks, sample)) > 1:
+            raise RnnvizError("read takes one of rows, blocks or sample")
+        if sample:
+            blocks = spaced_blocks(self.length)
+        elif blocks is None:
+            blocks = [rows if rows is not None else (0, self.length)]
+        if units is not None and len(units) == 1:  # one unit: its column, where there is one
+            col = self.colcache.column(units[0])
+            if col is not None:
+                return np.concatenate([col[a:b] for a, b in blocks]).astype(np.float32)[:, None]
+        return np.concatenate([self.window(a, b, units) for a, b in blocks])
+
+    def scan(self, units: Sequence[str], lo: int = 0, hi: int | None = None, rows: int = 65536):
+        """Yield ``(start, stop, (stop - start, U) float32)`` over rows [lo, hi) of ``units``: from the
+        column-major copies when every unit's array has one (T·2 bytes a unit), else ``rows`` rows at a time
+        from the arrays. A copy that fails its CRC at the end of a scan of the whole text is dropped and the
+        rows are read again from the arrays: a consumer writes its results by position."""
+        from rnnviz.store.column_cache import CacheCorrupt
+
+        hi = self.length if hi is None else hi
+        cached = self.colcache.blocks(list(units), lo, hi)
+        if cached is not None:
+            try:
+                yield from cached
+                return
+            except CacheCorrupt:
+                pass
+        for s in range(lo, hi, rows):
+            yield s, min(s + rows, hi), self.window(s, min(s + rows, hi), units)
+
+    def close(self) -> None:
+        """Close the store's memory maps (they reopen on the next read): its files' pages can then leave
+        the OS page cache (a benchmark's cold read)."""
+        self._maps.clear()
+        for name in ("logprob", "topk"):
+            self.__dict__.pop(name, None)
+
+    def read_columns(self, layer: int, kind: str, start: int, stop: int, idx: np.ndarray) -> np.ndarray:
+        """Rows start:stop of the columns ``idx`` of one array, as a fresh (n, len(idx)) float16 array."""
+        block = self.array(layer, kind)[start:stop]
+        if len(idx) == self.hidden and (idx == np.arange(self.hidden)).all():
+            return np.array(block)
+        return block[:, idx]
 
     def iter_blocks(self, rows: int = 65536, units: list[str] | None = None):
         """Yield ``(start, stop, (stop - start, U) float32)`` over the whole text, ``rows`` at a time."""
@@ -380,6 +444,16 @@ class Store:
         if ck.get("sha256") and sha256_file(weights) != ck["sha256"]:
             return None
         return path
+
+
+def spaced_blocks(length: int, rows: int = SAMPLE_ROWS, blocks: int = SAMPLE_BLOCKS) -> list[tuple[int, int]]:
+    """Row ranges for a bounded sample of a store of ``length`` rows: everything when it has at most
+    ``rows``, else ``blocks`` evenly spaced blocks of ``rows // blocks`` rows."""
+    if length <= rows:
+        return [(0, length)]
+    size = rows // blocks
+    starts = np.linspace(0, length - size, blocks).astype(int)
+    return [(int(s), int(s) + size) for s in starts]
 
 
 def open_store(path: str | Path) -> Store:

@@ -23,7 +23,6 @@ from rnnviz.model.charrnn import KINDS, SIGMOID_KINDS, parse_unit
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
 RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]"}
-SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # rows read (in evenly spaced blocks) for a percentile
 FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its histogram group
 
 # Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.model.charrnn, the one place): a
@@ -156,19 +155,10 @@ def colours(values, kind: str, lo: float, hi: float) -> list[str]:
     return ColourScale(kind, float(lo), float(hi)).colours(values)
 
 
-def sample_blocks(length: int, rows: int = SAMPLE_ROWS, blocks: int = SAMPLE_BLOCKS) -> list[tuple[int, int]]:
-    """Row ranges to read for a statistic: everything on a short store, else evenly spaced blocks."""
-    if length <= rows:
-        return [(0, length)]
-    size = rows // blocks
-    starts = np.linspace(0, length - size, blocks).astype(int)
-    return [(int(s), int(s) + size) for s in starts]
-
-
 def abs_percentile(store, unit: str, q: float = 99.0) -> float:
-    """The q-th percentile of |v| of ``unit`` over the store (over SAMPLE_ROWS rows in evenly spaced
-    blocks on a longer store, so the cost is bounded)."""
-    v = np.concatenate([store.window(a, b, [unit])[:, 0] for a, b in sample_blocks(store.length)])
+    """The q-th percentile of |v| of ``unit`` over the store (over a bounded sample of evenly spaced blocks
+    on a longer store: ``store.read(sample=True)``)."""
+    v = store.read([unit], sample=True)[:, 0]
     v = np.abs(v[np.isfinite(v)])
     return float(np.percentile(v, q)) if v.size else float("nan")
 

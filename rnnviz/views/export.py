@@ -199,18 +199,9 @@ def _window(store, start: int, length: int | None) -> tuple[int, int]:
 def _check_units(store, units: Sequence[str]) -> list[str]:
     if isinstance(units, str):
         units = [units]
-    units = list(units)
-    if not units:
+    if not list(units):
         raise RnnvizError("no units to export: name at least one, e.g. 1:c:42")
-    have = store.units  # O(1) membership
-    for u in units:
-        if u not in have:
-            parse_unit(u)  # a malformed name gets the format message
-            raise RnnvizError(
-                f"unit {u!r} is not in the store (layers {', '.join(map(str, store.layers))}; "
-                f"kinds {', '.join(store.kinds)}; {store.hidden} units per layer)"
-            )
-    return units
+    return list(store.check_units(units))
 
 
 def titles_from_cells(cells) -> dict[str, str]:

@@ -99,20 +99,11 @@ class StoreSet:
 
         return self._features.get((i, spec), make)
 
-    def sample_values(self, i: int, unit: str, blocks: list[tuple[int, int]]) -> np.ndarray:
-        """``unit``'s values over the row ranges ``blocks`` of store ``i``, float32, concatenated: from the
-        column-major copy of its array when there is one (T·2 bytes), else from the rows themselves."""
-        store = self.stores[i]
-        col = store.colcache.column(unit)
-        if col is not None:
-            return np.concatenate([col[a:b] for a, b in blocks]).astype(np.float32)
-        return np.concatenate([store.window(a, b, [unit])[:, 0] for a, b in blocks])
-
     def warm_columns(self, i: int, units: list[str]) -> None:
         """Start building, in the background, the column-major copies of the arrays that ``units`` are in
         (after a scan over the whole store: the next scan of any of their units reads T·2 bytes a unit)."""
         store = self.stores[i]
-        for layer, kind in dict.fromkeys(store._locate(u)[:2] for u in units):
+        for layer, kind in dict.fromkeys(store.locate(u)[:2] for u in units):
             store.colcache.build_async(layer, kind)
 
     def model(self, i: int):

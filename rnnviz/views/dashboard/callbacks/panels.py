@@ -13,7 +13,7 @@ from rnnviz.analysis.evidence import gate_saturation
 from rnnviz.analysis.ranking import find_cells
 from rnnviz.errors import RnnvizError
 from rnnviz.model.sampling import sample
-from rnnviz.views.colours import sample_blocks
+from rnnviz.store.reader import spaced_blocks
 from rnnviz.views.dashboard import figures
 from rnnviz.views.dashboard.callbacks.shared import rank_rows
 from rnnviz.views.dashboard.state import View, to_int
@@ -69,8 +69,8 @@ def histogram(stores: StoreSet, view: dict):
 
 def _histogram(stores: StoreSet, view: dict):
     store, unit = stores[view.store], view.unit
-    blocks = sample_blocks(store.length)
-    values = stores.sample_values(view.store, unit, blocks)
+    blocks = spaced_blocks(store.length)
+    values = store.read([unit], blocks=blocks)[:, 0]
     feature = None
     if view.feature:
         f = stores.feature(view.store, view.feature)
