@@ -10,7 +10,6 @@ colon-separated list of store directories: the only stores the browser can reach
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from rnnviz.errors import RnnvizError  # noqa: E402
-from rnnviz.views.dashboard.app import create_app, is_loopback  # noqa: E402
+from rnnviz.views.dashboard.app import create_app  # noqa: E402
 
 ENV = "RNNVIZ_STORES"
 
@@ -46,20 +45,14 @@ def __getattr__(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the rnnviz dashboard over activation stores.")
-    parser.add_argument("stores", nargs="+", help="store directories (written by rnnviz record)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    args = parser.parse_args(argv)
+    """``python apps/dashboard.py STORE [STORE ...] [--host H] [--port P]``: ``rnnviz serve`` itself (the
+    same checks, warnings and Ctrl-C handling); returns its exit status."""
+    from rnnviz.cli import main as rnnviz
+
     try:
-        app = create_app(args.stores, hosts=[args.host], freeze_gc=True)
-    except RnnvizError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    if not is_loopback(args.host):
-        print(f"Warning: listening on {args.host}: anyone who can reach this machine can read these stores.",
-              file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=False)
+        rnnviz(["serve", *(sys.argv[1:] if argv is None else argv)], prog_name="apps/dashboard.py")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
     return 0
 
 

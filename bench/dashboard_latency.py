@@ -49,6 +49,7 @@ from rnnviz.views.dashboard import transitions as tr
 from rnnviz.views.dashboard.callbacks import find as cb_find
 from rnnviz.views.dashboard.callbacks import pattern as cb_pattern
 from rnnviz.views.dashboard.callbacks import text as cb_text
+from rnnviz.views.dashboard.guard import callback_body  # noqa: E402
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.export import export_html
 
@@ -78,17 +79,9 @@ def drop_cache(store) -> None:
 
 def post(client, deps: dict, output: str, inputs: list[dict], state_: list[dict] | None = None) -> float:
     """One callback through Dash's HTTP endpoint; returns seconds (fails loudly on an error)."""
-    dep = deps[output]
-    body = {
-        "output": dep["output"],
-        "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
-                    for o in dep["output"].strip(".").split("...")],
-        "inputs": inputs,
-        "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs[:1]],
-        "state": state_ or [],
-    }
-    if len(body["outputs"]) == 1:
-        body["outputs"] = body["outputs"][0]
+    given = inputs + (state_ or [])
+    values = {f"{d['id']}.{d['property']}": d["value"] for d in given if "value" in d}
+    body = callback_body(list(deps.values()), output, values, f"{inputs[0]['id']}.{inputs[0]['property']}")
     t = time.perf_counter()
     r = client.post("/_dash-update-component", json=body)
     dt = time.perf_counter() - t

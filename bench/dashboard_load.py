@@ -41,6 +41,7 @@ import numpy as np
 from _common import ROOT, corpus_text, synthetic_store
 
 from rnnviz.views.dashboard.app import is_loopback
+from rnnviz.views.dashboard.guard import callback_body
 from rnnviz.views.dashboard.state import WINDOW
 
 MAX_CLIENTS, MAX_SECONDS, MAX_REQUESTS = 64, 600, 200_000
@@ -144,17 +145,8 @@ class Client:
         """The request body for the callback whose first output is ``output``. ``values``: "id.prop" ->
         what the page holds; pattern-matching inputs (table rows) are sent empty, as before any table."""
         dep = self.deps[output]
-
-        def item(x):
-            if x["id"].startswith("{"):
-                return []
-            return {"id": x["id"], "property": x["property"], "value": values.get(f"{x['id']}.{x['property']}")}
-
-        outs = [dict(zip(("id", "property"), o.rsplit(".", 1), strict=True))
-                for o in dep["output"].strip(".").split("...")]
-        return {"output": dep["output"], "outputs": outs if len(outs) > 1 else outs[0],
-                "inputs": [item(x) for x in dep["inputs"]], "changedPropIds": [changed],
-                "state": [item(x) for x in dep["state"]]}
+        every = {f"{x['id']}.{x['property']}": None for x in dep["inputs"] + dep["state"]}
+        return callback_body([dep], output, {**every, **values}, changed)
 
     def post(self, data: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
         req = urllib.request.Request(self.url + "/_dash-update-component", data=data, method="POST",

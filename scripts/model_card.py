@@ -28,7 +28,7 @@ import torch
 import rnnviz
 from rnnviz.analysis.causal import ablate
 from rnnviz.analysis.emergence import APPEAR_FRACTION, appearance_sentences, emergence, write_emergence_html
-from rnnviz.analysis.explain import explain
+from rnnviz.analysis.explain import explain, explained_fractions
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.ranking import rank_features
 from rnnviz.model.data import read_text, split
@@ -45,9 +45,14 @@ def explained_section(store, cells: dict[str, str]) -> list[str]:
     """The card's "Units explained" lines: `rnnviz explain` over ``store``; ``cells``: {feature: unit} found."""
     df = explain(store)
     kinds = list(dict.fromkeys(df["kind"]))
+    by_layer = {layer: explained_fractions(g).set_index("group") for layer, g in df.groupby("layer")}
+    overall = explained_fractions(df).set_index("group")
 
-    def frac(g) -> str:
-        return f"{(g['score'] >= 0.5).mean():.1%} / {(g['score'] >= 0.8).mean():.1%}"
+    def frac(table, group: str) -> str:
+        if group not in table.index:
+            return ""
+        row = table.loc[group]
+        return f"{row['explained_0.5']:.1%} / {row['explained_0.8']:.1%}"
 
     lines = [
         "", "## Units explained (`rnnviz explain`)",
@@ -57,9 +62,11 @@ def explained_section(store, cells: dict[str, str]) -> list[str]:
         f"Fraction of units with score >= 0.5 / >= 0.8 (the paper's \"about 5% interpretable\", measured):", "",
         "| layer | " + " | ".join(kinds) + " | all |", "|---" * (len(kinds) + 2) + "|",
     ]
-    for layer, g in df.groupby("layer"):
-        lines.append(f"| {layer} | " + " | ".join(frac(g[g['kind'] == k]) for k in kinds) + f" | {frac(g)} |")
-    lines.append("| all | " + " | ".join(frac(df[df["kind"] == k]) for k in kinds) + f" | {frac(df)} |")
+    for layer, table in by_layer.items():
+        lines.append(f"| {layer} | " + " | ".join(frac(table, f"{layer}:{k}") for k in kinds)
+                     + f" | {frac(table, 'all')} |")
+    by_kind = {k: explained_fractions(df[df["kind"] == k]).set_index("group") for k in kinds}
+    lines.append("| all | " + " | ".join(frac(by_kind[k], "all") for k in kinds) + f" | {frac(overall, 'all')} |")
     lines += ["", "The cells found above, as explained:", "",
               "| feature | unit | explanation | rule | score | sign | auroc |", "|---|---|---|---|---|---|---|"]
     by_unit = df.set_index("unit")

@@ -5,26 +5,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+from helpers import NEG_UNIT, QUOTE_UNIT, make_quote_store, make_recorded_store, quote_span
 
 from rnnviz.analysis.features import FEATURES, compute_feature
 from rnnviz.cli import main as cli
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import CharRNN, ModelConfig
-from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
+from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.sampling import sample
 from rnnviz.model.vocab import Vocab
-from rnnviz.recording.recorder import record
 from rnnviz.store.reader import spaced_blocks
-from rnnviz.store.writer import write_store
 from rnnviz.views import display
 from rnnviz.views.colours import colour_scale
 from rnnviz.views.dashboard import create_app, state, textview
@@ -39,40 +35,10 @@ from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
 
 ROOT = Path(__file__).resolve().parent.parent
-LINES = [
-    'He said "hello there" and left.\n',
-    'She asked "why?" twice.\n',
-    "<b>bold</b> & <script>alert(1)</script>\n",
-    "aaaaaaaaaaaaaaaaaaaaaaaaaaaa!\n",
-]
-QUOTE_UNIT, NEG_UNIT = "1:c:3", "1:h:5"  # +1 / -0.5 inside quotes, -1 / +0.5 outside
 
 
-def quote_text(length: int = 3000) -> str:
-    block = "".join(LINES)
-    return (block * (length // len(block) + 1))[:length]
 
 
-def make_quote_store(path: Path, length: int = 3000, name_checkpoint: dict | None = None):
-    """A synthetic 2-layer LSTM store (H = 8, every kind) with two exact quote cells; all else seeded noise."""
-    rng = np.random.default_rng(0)
-    text = quote_text(length)
-    vocab = Vocab.from_text(text)
-    T, H = len(text), 8
-    inq = compute_feature("in_quote", text)
-    arrays = {}
-    for layer in (0, 1):
-        for kind in ("h", "c", "i", "f", "g", "o"):
-            a = rng.uniform(-0.3, 0.3, (T, H)).astype(np.float32)
-            arrays[(layer, kind)] = 1 / (1 + np.exp(-4 * a)) if kind in "ifo" else a
-    arrays[(1, "c")][:, 3] = 2 * inq - 1
-    arrays[(1, "h")][:, 5] = -(2 * inq - 1) * 0.5
-    logprob = np.log(rng.uniform(0.05, 1.0, T)).astype(np.float32)
-    logprob[-1] = np.nan
-    ids = np.stack([rng.permutation(len(vocab))[:5] for _ in range(T)]).astype(np.uint16)
-    probs = np.sort(rng.dirichlet(np.ones(8), T)[:, :5], 1)[:, ::-1].astype(np.float16)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=H)
-    return write_store(path, text, arrays, cfg, vocab, logprob=logprob, topk=(ids, probs), checkpoint=name_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -373,10 +339,6 @@ def test_legend_and_visible_characters(stores):
 # --- select to find ---
 
 
-def quote_span(text: str, k: int) -> tuple[int, int]:
-    """[a, b) of the k-th double-quoted span, opening quote included, closing quote excluded."""
-    starts = [m.start() for m in re.finditer('"', text)]
-    return starts[2 * k], starts[2 * k + 1]
 
 
 def test_select_range_callback(stores):
@@ -474,16 +436,6 @@ def test_gate_saturation_scatter(stores):
     assert pts["1:f:2"] == (stats.loc["1:f:2", "sat_lo"], stats.loc["1:f:2", "sat_hi"])
 
 
-def make_recorded_store(base, name: str = "store"):
-    """``base/name``: a store recorded from a saved random 2×16 LSTM (``base/ckpt``), so that its
-    checkpoint is reachable and the sampling panel works."""
-    torch.manual_seed(0)
-    text = quote_text(600)
-    vocab = Vocab.from_text(text)
-    model = CharRNN(ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=16), vocab).eval()
-    save_checkpoint(model, base / "ckpt")
-    record(load_checkpoint(base / "ckpt"), text, base / name, kinds="all", exact=True)
-    return base / name
 
 
 @pytest.fixture(scope="module")
@@ -598,6 +550,7 @@ def test_apps_module_main(stores, monkeypatch, capsys):
     monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: runs.append(kw))
     assert mod.main([str(stores[0].path), "--port", "8123"]) == 0
     assert runs == [{"host": "127.0.0.1", "port": 8123, "debug": False}]
+    assert "on http://127.0.0.1:8123/" in capsys.readouterr().err  # what rnnviz serve says: the same command
     assert mod.main([str(stores[0].path) + "-missing"]) == 1
     assert capsys.readouterr().err.startswith("Error: ")
 

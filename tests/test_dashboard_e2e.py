@@ -4,13 +4,11 @@ test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zlib
@@ -18,40 +16,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import (
+    ARTIFACTS,
+    NEG_UNIT,
+    QUOTE_UNIT,
+    hex_rgb,
+    make_quote_store,
+    make_recorded_store,
+    open_view,
+    pixel,
+    quote_span,
+    serve,
+    spans,
+)
 
 from rnnviz.analysis.features import compute_feature
 from rnnviz.model.sampling import sample
-from rnnviz.views.dashboard import create_app
 from rnnviz.views.export import PALETTES, colour_scale
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from test_dashboard import (  # noqa: E402
-    NEG_UNIT,
-    QUOTE_UNIT,
-    make_quote_store,
-    make_recorded_store,
-    quote_span,
-)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 expect = sync_api.expect
 
 
-def serve(paths):
-    """Serve create_app(paths) on a free loopback port from a thread; yields (base URL, StoreSet)."""
-    from werkzeug.serving import make_server
-
-    app = create_app(paths)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app.stores
-    server.shutdown()
-    thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +73,8 @@ def page(browser, request):
     assert errors == []
 
 
-def open_view(page, base: str, query: str, drawn: str):
-    """Load ``base/query`` and wait until the text window ``drawn`` ("start:stop") is on the page."""
-    page.goto(base + "/" + query)
-    expect(page.locator("#text")).to_have_attribute("data-drawn", drawn)
 
 
-def spans(page):
-    return page.locator("#text > span")
 
 
 def check_span(page, store, unit: str, start: int, i: int):
@@ -105,7 +89,7 @@ def check_span(page, store, unit: str, start: int, i: int):
     assert title[0] == f"{unit} = {v!s}" and float(title[0].split(" = ")[1]) == v
 
 
-def png_pixels(png: bytes) -> np.ndarray:
+def decode_png(png: bytes) -> np.ndarray:
     """A non-interlaced 8-bit RGB(A) PNG (what Chromium writes) -> (H, W, C) uint8."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat = 8, b""
@@ -145,14 +129,8 @@ def png_pixels(png: bytes) -> np.ndarray:
     return out.reshape(h, w, ch).astype(np.uint8)
 
 
-def pixel(locator) -> tuple[int, int, int]:
-    """RGB at the middle of an element's screenshot."""
-    img = png_pixels(locator.screenshot())
-    return tuple(int(c) for c in img[img.shape[0] // 2, img.shape[1] // 2, :3])
 
 
-def hex_rgb(c: str) -> tuple[int, int, int]:
-    return tuple(int(c[k : k + 2], 16) for k in (1, 3, 5))
 
 
 def test_load_colours_and_hover(page, served):

@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import make_quote_store, make_recorded_store, quote_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright import sync_api
-from test_dashboard import make_quote_store, make_recorded_store, quote_text
 
 from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.recording.recorder import record
 from rnnviz.views.dashboard import create_app
-from rnnviz.views.dashboard.guard import host_allowed
+from rnnviz.views.dashboard.guard import callback_body, host_allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE = "/_dash-update-component"
@@ -50,23 +50,7 @@ def client(app):
 
 def body_for(app, output: str, values: dict | None = None, changed: str | None = None) -> dict:
     """The body the page sends for the callback whose first output is ``output`` (values: "id.prop" -> value)."""
-    key = next(k for k in app.callback_map if k.strip(".").split("...")[0].split("@")[0] == output)
-    cb, values = app.callback_map[key], values or {}
-
-    def item(d):
-        if d["id"].startswith("{"):
-            return []
-        v = {"id": d["id"], "property": d["property"]}
-        name = f"{d['id']}.{d['property']}"
-        return {**v, "value": values[name]} if name in values else v
-
-    outs = [dict(zip(("id", "property"), o.rsplit(".", 1), strict=True))
-            for o in key.strip(".").split("...")]
-    outs = [{**o, "property": o["property"].split("@")[0]} for o in outs]
-    first = f"{cb['inputs'][0]['id']}.{cb['inputs'][0]['property']}"
-    return {"output": key, "outputs": outs if key.startswith("..") else outs[0],
-            "inputs": [item(d) for d in cb["inputs"]], "state": [item(d) for d in cb.get("state", [])],
-            "changedPropIds": [changed or first]}
+    return callback_body(app.callback_map, output, values, changed)
 
 
 def post(client, body) -> tuple[int, dict | bytes]:

@@ -9,6 +9,20 @@ import re
 
 import numpy as np
 import pytest
+from helpers import (
+    ARTIFACTS,
+    NEG_UNIT,
+    QUOTE_UNIT,
+    decode_png,
+    hex_rgb,
+    make_quote_store,
+    open_view,
+    pixel,
+    quote_span,
+    quote_text,
+    serve,
+    spans,
+)
 
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
@@ -16,8 +30,6 @@ from rnnviz.store.writer import write_store
 from rnnviz.views.colours import FEATURE_RGB, PALETTES
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from test_dashboard import NEG_UNIT, QUOTE_UNIT, make_quote_store, quote_span, quote_text  # noqa: E402
-from test_dashboard_e2e import ARTIFACTS, hex_rgb, open_view, pixel, png_pixels, serve, spans  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 expect = sync_api.expect
@@ -84,7 +96,7 @@ def test_compare_and_feature_bars_are_drawn(page, served):
     assert style(el, "borderTopColor") == "rgb({}, {}, {})".format(*red)
     assert style(el, "borderBottomColor") == "rgb({}, {}, {})".format(*orange)
     # Pixels: the top and bottom rows of the character's box are the bars' colours.
-    px = png_pixels(el.screenshot())
+    px = decode_png(el.screenshot())
     mid = px.shape[1] // 2
     assert red in {tuple(int(c) for c in px[y, mid, :3]) for y in range(3)}  # the 3-pixel bar over it
     assert orange in {tuple(int(c) for c in px[-1 - y, mid, :3]) for y in range(3)}  # and under it
@@ -339,7 +351,7 @@ def test_pattern_view_drag_threshold_and_heatmaps(page, served):
     assert heat.count() == 6
     image = heat.first.locator(".heatmaplayer image").first
     expect(image).to_be_visible()
-    img = png_pixels(image.screenshot())[::3, ::7, :3].reshape(-1, 3).astype(int)
+    img = decode_png(image.screenshot())[::3, ::7, :3].reshape(-1, 3).astype(int)
     colours = {tuple(c) for c in img.tolist()}
     # Red where the on-set is on (the match), white-to-blue in the context around it.
     assert any(r > bb + 60 for r, _, bb in colours) and any(bb > r for r, _, bb in colours)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_export_e2e import decode_png  # the tests' own PNG reader (no image library)
+from helpers import decode_png
 
 from rnnviz.analysis.emergence import appears_at, write_emergence_html
 

@@ -12,6 +12,7 @@ from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.threads import torch_threads
 from rnnviz.views.dashboard import emergence_tab
 from rnnviz.views.dashboard.app import create_app
+from rnnviz.views.dashboard.guard import callback_body
 from rnnviz.views.dashboard.stores import StoreSet
 
 
@@ -65,17 +66,10 @@ def test_messages_when_there_is_nothing_to_show(stores):
 def test_the_tab_is_served(stores, one_thread):
     tmp, text, paths = stores
     app = create_app(paths)
-    key = next(k for k in app.callback_map if "emg-graph.figure" in k)
-    body = {
-        "output": key,
-        "outputs": [{"id": "emg-graph", "property": "figure"}, {"id": "emg-table", "property": "children"},
-                    {"id": "emg-msg", "property": "children"}],
-        "inputs": [{"id": "emg-go", "property": "n_clicks", "value": 1}],
-        "state": [{"id": "emg-features", "property": "value", "value": ["word_pos"]},
-                  {"id": "emg-chars", "property": "value", "value": 900},
-                  {"id": "view", "property": "data", "value": {"store": "0"}}],
-        "changedPropIds": ["emg-go.n_clicks"],
-    }
+    body = callback_body(app.callback_map, "emg-graph.figure", {
+        "emg-go.n_clicks": 1, "emg-features.value": ["word_pos"], "emg-chars.value": 900,
+        "view.data": {"store": "0"}})
+    assert [s["id"] for s in body["state"]] == ["emg-features", "emg-chars", "view"]
     client = app.server.test_client()
     crafted = json.loads(json.dumps(body))
     crafted["state"][1]["value"] = "1e400"  # not a value a number box sends: refused before the callback

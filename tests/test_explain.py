@@ -321,10 +321,10 @@ def test_cli_explain_json_table_and_errors(tmp_path, planted):
 
 def _call(app, output_part: str, inputs: list[dict], state: list[dict], changed: str) -> dict:
     """POST one callback the way the page does; returns Dash's ``response`` dict."""
-    key = next(k for k in app.callback_map if output_part in k)
-    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1].split("@")[0]}
-               for o in key.strip(".").split("...")]
-    body = {"output": key, "outputs": outputs, "inputs": inputs, "state": state, "changedPropIds": [changed]}
+    from rnnviz.views.dashboard.guard import callback_body
+
+    values = {f"{d['id']}.{d['property']}": d["value"] for d in inputs + state}
+    body = callback_body(app.callback_map, output_part, values, changed)
     r = app.server.test_client().post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.data[:300]
     return r.get_json()["response"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import ALLOWED_TAGS, Page
 
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
@@ -25,9 +24,6 @@ TRICKY = (
     "a <script>alert(1)</script> </span> &amp; &lt; \"dq\" 'sq' </script><!-- x -->\r\n"
     "y\rz\0w\t\tend  two  spaces 😀 é\n<img src=x onerror=alert(2)>]]></style>\n"
 )
-ALLOWED_TAGS = {"html", "head", "meta", "link", "title", "style", "body", "div", "h1", "h2", "p", "small",
-                "section", "span", "b", "i", "script"}
-VOID = {"meta", "link"}
 
 
 def rgb(css: str) -> tuple[int, int, int]:
@@ -57,48 +53,6 @@ def make_store(path, text, cell="lstm", hidden=4, kinds=None, seed=0, topk=5, na
     return write_store(path, text, arrays, cfg, vocab, logprob=logprob, topk=(ids, p) if K else None)
 
 
-class Page(HTMLParser):
-    """Collects tags, script bodies, the header titles, and per block each character with its run."""
-
-    def __init__(self, doc: str):
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict]] = []
-        self.stack: list[tuple[str, dict]] = []
-        self.scripts: list[tuple[dict, str]] = []
-        self.blocks: dict[int, list[tuple[str, str | None, int]]] = {}  # b -> [(data, run class, chunk start)]
-        self.titles: list[str] = []
-        self.feed(doc)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        self.tags.append((tag, a))
-        if tag not in VOID:
-            self.stack.append((tag, a))
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1][0] == tag, f"</{tag}> closes {self.stack[-1:]}"
-        self.stack.pop()
-
-    def handle_data(self, data):
-        tags = [t for t, _ in self.stack]
-        if tags and tags[-1] == "script":
-            self.scripts.append((self.stack[-1][1], data))
-        elif tags and tags[-1] == "p" and self.stack[-1][1].get("class") == "ti":
-            self.titles.append(data)
-        elif "div" in tags:
-            x = [a for t, a in self.stack if t == "div" and a.get("class") == "x"]
-            if x:
-                assert tags[-1] == "i" and self.stack[-2][1].get("class") == "p", "text outside a run"
-                chunk = int(self.stack[-2][1]["data-s"])
-                self.blocks.setdefault(int(x[0]["data-b"]), []).append((data, self.stack[-1][1].get("class"), chunk))
-
-    def text(self, b: int) -> str:
-        return "".join(d for d, _, _ in self.blocks[b])
-
-    def data(self) -> dict:
-        (body,) = [s for a, s in self.scripts if a.get("type") == "application/json"]
-        return json.loads(body)
 
 
 def b64(s: str, dtype) -> np.ndarray:

@@ -3,13 +3,12 @@ literal text, no script injection, no network, no console errors. Screenshots go
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import decode_png
 
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
@@ -57,47 +56,6 @@ CHAR_RECTS = """([b, k]) => {
 FRAMES = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(0))))"
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """8-bit RGB/RGBA non-interlaced PNG -> (H, W, 3) uint8: every PNG row filter (None/Sub/Up/Avg/Paeth)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat = 8, []
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + n]
-        pos += 12 + n
-        if kind == b"IHDR":
-            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-    assert depth == 8 and ctype in (2, 6) and interlace == 0
-    bpp = 3 if ctype == 2 else 4
-    stride = w * bpp
-    raw = zlib.decompress(b"".join(idat))
-    img = np.zeros((h, stride), np.uint8)
-    prev = np.zeros(stride, np.int64)
-    for y in range(h):
-        f = raw[y * (stride + 1)]
-        line = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int64)
-        if f == 1:
-            line = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) & 255
-        elif f == 2:
-            line = (line + prev) & 255
-        elif f in (3, 4):
-            cur, up = line.tolist(), prev.tolist()
-            for i in range(stride):
-                a = cur[i - bpp] if i >= bpp else 0
-                if f == 3:
-                    pred = (a + up[i]) >> 1
-                else:
-                    b, c = up[i], (up[i - bpp] if i >= bpp else 0)
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[i] = (cur[i] + pred) & 255
-            line = np.array(cur, np.int64)
-        img[y] = line
-        prev = line
-    return img.reshape(h, w, bpp)[:, :, :3]
 
 
 def vis(c: str) -> str:

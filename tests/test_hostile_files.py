@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_TEXT as TEXT
+from helpers import cli, edit_manifest, one_line_error, small_store
 from safetensors.torch import save_file
-from test_hostile_inputs import TEXT, cli, edit_manifest, one_line_error, small_store
 
 from rnnviz.analysis.features import REGEX_MAX_PATTERN, check_regex, regex_feature
 from rnnviz.errors import RnnvizError

@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import pickle
-import re
 import struct
 import tokenize
 import tracemalloc
@@ -16,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from test_export import Page
+from helpers import SMALL_TEXT as TEXT
+from helpers import Page, cli, edit_manifest, one_line_error, small_store
 
 from rnnviz.analysis.features import FEATURES
-from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import ModelConfig, parse_unit
 from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
@@ -29,7 +27,6 @@ from rnnviz.model.sampling import sample
 from rnnviz.model.trainer import train
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.reader import open_store
-from rnnviz.store.writer import write_store
 from rnnviz.views.dashboard import transitions as tr
 from rnnviz.views.dashboard.callbacks import find as cb_find
 from rnnviz.views.dashboard.callbacks import panels as cb_panels
@@ -40,48 +37,16 @@ from rnnviz.views.export import _chunks, export_html
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TEXT = 'He said "hi" (twice).\nif (x) { y; }\n'
 VOCAB = Vocab.from_text(TEXT)
 CFG = ModelConfig(vocab_size=len(VOCAB), cell="lstm", layers=1, hidden=4)
 
 
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def one_line_error(r, *needles: str, after_progress: bool = False) -> None:
-    """The CLI's contract for bad input: exit 1, one `Error: ...` line, no traceback. ``after_progress``:
-    a progress bar was drawn (and, on a terminal, erased) before the input was found bad."""
-    assert r.exit_code == 1, r.output
-    lines = re.split(r"[\r\n]+", r.output.strip())  # a progress bar redraws its line with \r
-    assert lines[-1].startswith("Error: ") and (after_progress or len(lines) == 1), r.output
-    assert "Traceback" not in r.output
-    for n in needles:
-        assert n in r.output, r.output
 
 
-def small_store(path: Path, text: str = TEXT, values=None):
-    rng = np.random.default_rng(0)
-    T = len(text)
-    arrays = {(0, k): rng.uniform(-1, 1, (T, 4)) if values is None else values for k in ("h", "c")}
-    logprob = -rng.uniform(0, 3, T).astype(np.float32)
-    logprob[-1] = np.nan
-    vocab = Vocab.from_text(text)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=4)
-    return write_store(path, text, arrays, cfg, vocab, logprob=logprob)
 
 
-def edit_manifest(store_dir: Path, raw_replace: tuple[str, str] | None = None, **fields) -> None:
-    p = store_dir / "manifest.json"
-    s = p.read_text(encoding="utf-8")
-    if fields:
-        m = json.loads(s)
-        m.update(fields)
-        s = json.dumps(m)
-    if raw_replace:
-        assert raw_replace[0] in s
-        s = s.replace(*raw_replace)
-    p.write_text(s, encoding="utf-8")
 
 
 # --- hostile stores ---

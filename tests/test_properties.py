@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ALLOWED_TAGS, Page
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_export import ALLOWED_TAGS, Page
 
 from rnnviz.analysis.features import FEATURES, compute_feature
 from rnnviz.errors import RnnvizError

@@ -6,7 +6,7 @@ fused kernel) and once with the units forced to a value at every step, inside th
 the lowest clamped one are not affected by the clamp, so they run in the fused kernel too; only the
 clamped layer and those above step character by character. The text is cut into parallel streams, each
 started from the clean state one sequential pass has ``burn_in`` characters before its part (corrected
-as the recorder corrects its streams: :mod:`.starts`) and reading those characters, clamped too, before
+as the recorder corrects its streams: :mod:`rnnviz.recording.starts`) and reading those characters, clamped too, before
 the part it scores; where two clamped streams meet, their states are compared and the largest
 difference reported (the clamp's effect from before a stream's burn-in is what it misses). The
 same number of randomly drawn units of the same layer and kind, clamped the same way, is the baseline.

@@ -1,6 +1,6 @@
 """When a cell emerges: the best unit for each feature at every weight snapshot of a training run.
 
-A run trained with ``--snapshot-every N`` keeps float16 weights at N-step intervals (:mod:`.snapshots`).
+A run trained with ``--snapshot-every N`` keeps float16 weights at N-step intervals (:mod:`rnnviz.model.snapshots`).
 For each snapshot, in step order, :func:`emergence` loads the weights into the run's model (the config
 and vocabulary of ``RUN/last``), records the text with the recorder's fast path (:func:`rnnviz.record`,
 into a temporary store that is deleted at once) and ranks every unit against each feature with
@@ -101,7 +101,7 @@ def emergence(
 
     ``text``: the characters to record (every snapshot reads the same ones). ``features``: built-in
     names or ``"re:PATTERN"``. ``kinds``: what to record and rank (default h, and c for an LSTM).
-    ``burn_in``: characters each parallel stream of the recorder reads first (see :mod:`.recorder`).
+    ``burn_in``: characters each parallel stream of the recorder reads first (see :mod:`rnnviz.recording.recorder`).
     ``progress(done, total)`` is called after each snapshot.
     Returns one row per (feature, snapshot) with the columns of :data:`COLUMNS`, in step order;
     ``df.attrs["appears_at"]`` maps each feature to the step its cell appears (module doc) and

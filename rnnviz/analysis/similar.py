@@ -21,10 +21,8 @@ closing one. Ours ("tolerant", the default) therefore
   misses a cell that is on for a large share of the text: Linux's comment cell is on in every comment but
   only about 1 σ up, since comments are a third of the kernel. Their score is (eta − 2/π) × on inside ×
   off around × off share (over the whole text) × contrast in units of the gap between the states; ``rule``
-  says which rule ranked a row, ``level`` is its raw on-threshold. Measured (``bench/similar_quality.py``,
-  the bundled models' whole test splits, random whole selections, seeds 0-2 of 20 and 5-6 of 100): a comment
-  cell (AUROC >= 0.9) is ranked first in 14, 16, 17 of 20 and 78, 88 of 100 for Linux (without the off
-  share: 13, 15, 13 and 67, 73; θ alone: 3/20), a quote cell in 19, 18, 20 and 91, 91 for War and Peace.
+  says which rule ranked a row, ``level`` is its raw on-threshold (how often each finds a feature cell first:
+  README, "Select-to-find", from ``bench/similar_quality.py``).
 
 Matches: the best cell is followed, or, when it is a two-state cell, the (up to) three best two-state cells
 that score at least a quarter of its score, all on together: one such cell alone also fires elsewhere.

@@ -43,6 +43,36 @@ UPDATE = "/_dash-update-component"
 log = logging.getLogger("rnnviz.views.dashboard")
 
 
+def callback_body(deps, output: str, values: dict | None = None, changed: str | None = None) -> dict:
+    """The body the page sends to :data:`UPDATE` for the callback one of whose outputs is ``output`` ("id.prop"):
+    the shape this module checks, built in one place for the tests and the benchmarks that drive callbacks
+    without a browser.
+
+    ``deps``: the app's callbacks, as ``app.callback_map`` or the JSON list of ``/_dash-dependencies``.
+    ``values``: "id.prop" -> what the page holds (a property not given is sent without a value; pattern-
+    matching inputs, such as table rows, are sent empty, as before any table). ``changed``: the input that
+    fired (default the first)."""
+    items = list(deps.items() if isinstance(deps, dict) else ((d["output"], d) for d in deps))
+    outputs = {k: [o.split("@")[0] for o in k.strip(".").split("...")] for k, _ in items}
+    # the callback whose first output it is; else the one that has it among others
+    key, cb = next((kd for kd in items if outputs[kd[0]][0] == output), None) or next(
+        kd for kd in items if output in outputs[kd[0]])
+    values = values or {}
+
+    def item(d):
+        if d["id"].startswith("{"):
+            return []
+        name = f"{d['id']}.{d['property']}"
+        return {"id": d["id"], "property": d["property"], **({"value": values[name]} if name in values else {})}
+
+    outs = [dict(zip(("id", "property"), o.rsplit(".", 1), strict=True)) for o in key.strip(".").split("...")]
+    outs = [{**o, "property": o["property"].split("@")[0]} for o in outs]
+    first = f"{cb['inputs'][0]['id']}.{cb['inputs'][0]['property']}"
+    return {"output": key, "outputs": outs if key.startswith("..") else outs[0],
+            "inputs": [item(d) for d in cb["inputs"]], "state": [item(d) for d in cb.get("state", [])],
+            "changedPropIds": [changed or first]}
+
+
 def install(app: dash.Dash, hosts: Iterable[str] = ()) -> None:
     """Attach the guard to ``app`` (after its layout and callbacks are set)."""
     server = app.server

@@ -1,5 +1,5 @@
 """Wiring of the view: one callback owns the view, the URL and the picker controls (so the three can never
-disagree) and hands each action to its pure function in :mod:`.transitions`.
+disagree) and hands each action to its pure function in :mod:`..transitions`.
 
 Why one callback: a control that is both an input (the user changes it) and an output (a link sets it)
 must be both in the same Dash callback. It stays thin: find the control that fired, apply its
