@@ -18,6 +18,12 @@ def test_public_api_names_are_functions_and_classes_even_after_submodule_imports
     assert rnnviz.emergence.__module__ == "rnnviz.analysis.emergence" and callable(rnnviz.emergence)
 
 
+def test_tab_completion_sees_the_lazy_api():
+    names = dir(rnnviz)
+    assert set(rnnviz.__all__) <= set(names) and "__version__" in names
+    assert {"write_store", "find_cells", "record", "open_store"} <= set(names)  # the old top-level names
+
+
 def test_import_rnnviz_is_lazy():
     """``import rnnviz`` loads none of torch, pandas or Dash until a name that needs them is used."""
     code = "import sys, rnnviz; print(sorted(m for m in ('torch', 'pandas', 'dash') if m in sys.modules))"
