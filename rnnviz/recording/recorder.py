@@ -275,31 +275,33 @@ def stream_starts(model: CharRNN, ids: torch.Tensor, C: int, before: int = 0, bu
     corrects its own (:mod:`.starts`); 0 <= before <= C.
 
     Returns h, c (L, B, H) (c None unless an LSTM) and the :class:`.starts.StartError` of the states at b·C."""
-    cfg, dev = model.config, model.device
-    B = math.ceil(len(ids) / C)
-    steps = max(1, min(MAX_STEPS, C))
-    plan = _Plan([0], ["h"], 0, B, 0, B, C, steps, burn_in, max_passes, distributed.Group(device=dev))
-    padded = torch.zeros(B * C + 1, dtype=torch.int32, device=dev)
-    padded[: len(ids)] = ids
-    net = [Layer(model, l, dev) for l in range(cfg.layers)]
-    h = torch.zeros(cfg.layers, B, cfg.hidden, device=dev)
-    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
-    warm_start(net, padded, range(B), C, burn_in, h, c, plan.S)
-    kinds = _state_kinds(c)
-    run = _pass(net, padded[: B * C].view(B, C), plan)
-    got = settle(_stack(h, c), run, kinds, TOLERANCE, max_passes)
-    error = got.error
-    if error is None and B > 1:  # the last sweep's starts are unchecked: one more pass measures them
-        error = start_error(got.starts, *run(got.starts), kinds, TOLERANCE)
-    h, c = _unstack(got.starts)
-    if before and B > 1:  # stream b-1 read on from its exact start, up to b·C - before
-        seg = padded[: (B - 1) * C].view(B - 1, C)[:, : C - before]
-        h, c = h.clone(), (None if c is None else c.clone())
-        hb, cb = advance(net, seg, h[:, :-1], None if c is None else c[:, :-1], plan.S)
-        h[:, 1:] = hb
-        if c is not None:
-            c[:, 1:] = cb
-    return h, c, error
+    # float32 throughout, as in record(): cuDNN may use TF32 for RNNs by default
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        cfg, dev = model.config, model.device
+        B = math.ceil(len(ids) / C)
+        steps = max(1, min(MAX_STEPS, C))
+        plan = _Plan([0], ["h"], 0, B, 0, B, C, steps, burn_in, max_passes, distributed.Group(device=dev))
+        padded = torch.zeros(B * C + 1, dtype=torch.int32, device=dev)
+        padded[: len(ids)] = ids
+        net = [Layer(model, l, dev) for l in range(cfg.layers)]
+        h = torch.zeros(cfg.layers, B, cfg.hidden, device=dev)
+        c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+        warm_start(net, padded, range(B), C, burn_in, h, c, plan.S)
+        kinds = _state_kinds(c)
+        run = _pass(net, padded[: B * C].view(B, C), plan)
+        got = settle(_stack(h, c), run, kinds, TOLERANCE, max_passes)
+        error = got.error
+        if error is None and B > 1:  # the last sweep's starts are unchecked: one more pass measures them
+            error = start_error(got.starts, *run(got.starts), kinds, TOLERANCE)
+        h, c = _unstack(got.starts)
+        if before and B > 1:  # stream b-1 read on from its exact start, up to b·C - before
+            seg = padded[: (B - 1) * C].view(B - 1, C)[:, : C - before]
+            h, c = h.clone(), (None if c is None else c.clone())
+            hb, cb = advance(net, seg, h[:, :-1], None if c is None else c[:, :-1], plan.S)
+            h[:, 1:] = hb
+            if c is not None:
+                c[:, 1:] = cb
+        return h, c, error
 
 
 def _as_dict(e: StartError | None) -> dict | None:

@@ -83,13 +83,22 @@ def start_error(X: torch.Tensor, Y: torch.Tensor, D: torch.Tensor, kinds: tuple[
     return _error(X, sweep(X, Y, D), kinds, tol)
 
 
+def _where(t: torch.Tensor) -> tuple[int, ...]:
+    """The index of ``t``'s largest element, one int per dimension (torch.unravel_index needs torch 2.2)."""
+    flat, out = int(t.argmax()), []
+    for size in reversed(t.shape):
+        flat, r = divmod(flat, size)
+        out.append(r)
+    return tuple(reversed(out))
+
+
 def _error(X: torch.Tensor, N: torch.Tensor, kinds: tuple[str, ...], tol: Tolerance) -> StartError:
     """How far the starts X are from the corrected starts N, both (K, L, B, H)."""
     K, L, B, H = X.shape
     err = (N - X)[:, :, 1:].abs()  # (K, L, B-1, H): stream 0 starts at the text's start, exactly
     scaled = err / (tol.abs + tol.rel * N[:, :, 1:].abs())
-    k, l, b, i = (int(v) for v in torch.unravel_index(scaled.argmax(), scaled.shape))
-    k2, l2, b2, i2 = (int(v) for v in torch.unravel_index(err.argmax(), err.shape))
+    k, l, b, i = _where(scaled)
+    k2, l2, b2, i2 = _where(err)
     over = int((scaled > 1).any(2).sum())
     return StartError(unit=f"{l}:{kinds[k]}:{i}", error=float(err[k, l, b, i]), value=float(N[k, l, b + 1, i]),
                       stream=b + 1, scaled=float(scaled[k, l, b, i]), largest=float(err[k2, l2, b2, i2]),
