@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -115,6 +116,81 @@ def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
         if st.st_size > max_bytes:
             raise RnnvizError(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} this file may hold")
         return f.read(st.st_size)  # what it held when checked: a file growing meanwhile is cut there
+
+
+# --- writing inside a run or store (see SECURITY.md, "file rules"): never through a link ---
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link followed, no FIFO waited on
+
+
+def writable_member(directory: str | Path, name: str) -> Path:
+    """``directory/name`` for a file that we write inside a run or store: absent, or a regular file of its
+    own. A symbolic link (even to a file inside), a directory, FIFO, device or socket is refused, so that a
+    write never lands outside the directory and never blocks."""
+    path = Path(directory) / name
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise RnnvizError(f"{path}: cannot write it ({e.strerror or e})") from None
+    if stat.S_ISLNK(mode):
+        raise RnnvizError(f"{path}: is a symbolic link; rnnviz writes only regular files inside a run or store")
+    if not stat.S_ISREG(mode):
+        raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device); rnnviz will not write to it")
+    return path
+
+
+def writable_dir(directory: str | Path, name: str) -> Path:
+    """``directory/name`` as a directory of its own that we write into, created when absent; a symbolic
+    link (to a folder anywhere) or anything else in its place is refused."""
+    path = Path(directory) / name
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)  # the run itself: where the user pointed --out
+        os.mkdir(path, 0o777)
+    except FileExistsError:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise RnnvizError(f"{path}: is a symbolic link; rnnviz writes only into its own folders inside a run "
+                              f"or store") from None
+        if not stat.S_ISDIR(mode):
+            raise RnnvizError(f"{path}: not a directory; rnnviz will not write into it") from None
+    except OSError as e:
+        raise RnnvizError(f"cannot create {path}: {e.strerror or e}") from None
+    return path
+
+
+def _open_own(path: Path, flags: int) -> int:
+    """A descriptor of the regular file ``path`` opened with ``flags`` without following a link or waiting
+    on a FIFO; checked again on the open file, so that a swap in between is caught."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW, 0o666 & ~UMASK)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a link
+            raise RnnvizError(f"{path}: is a symbolic link; rnnviz writes only regular files inside a run or "
+                              f"store") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device); rnnviz will not write to it")
+    return fd
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` (UTF-8) to the regular file ``path`` inside a run, created when absent."""
+    fd = _open_own(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def truncate_member(path: str | Path, size: int) -> None:
+    """Cut the regular file ``path`` back to ``size`` bytes (never the target of a link)."""
+    fd = _open_own(Path(path), os.O_WRONLY)
+    try:
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
 
 
 def loads_json(raw: bytes, path: Path):

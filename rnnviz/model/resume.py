@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import MAX_JSON_BYTES, loads_json, member, read_member
+from rnnviz.fsutil import MAX_JSON_BYTES, append_text, loads_json, member, read_member, truncate_member, writable_member
 from rnnviz.model.checkpoint import save_tensors
 
 APPENDED = ("log.jsonl", "samples.txt")  # grown as training goes, rewound on resume
@@ -111,9 +111,9 @@ def append_log(path: Path, row: dict) -> None:
 
 
 def append(path: Path, text: str) -> None:
+    """Append to a run's log or samples: a regular file of the run's own, never through a link."""
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
+        append_text(path, text)
     except OSError as e:  # a full disk: name the file in the error train() reports
         e.filename = e.filename or str(path)
         raise
@@ -123,9 +123,25 @@ def rewind(out: Path, sizes: dict) -> None:
     """On resume, cut log.jsonl and samples.txt back to their sizes when last/ was saved: whatever was
     appended after it (before a crash or Ctrl-C) is written again by the resumed run, once."""
     for name, size in sizes.items():
-        path = out / name
-        if name in APPENDED and path.exists() and path.stat().st_size > size:
-            os.truncate(path, size)
+        if name in APPENDED and writable_member(out, name).exists():
+            truncate_member(out / name, size)
+
+
+def check_appended(out: Path) -> None:
+    """Before a run writes anything: its log and samples, where they exist, are regular files of its own."""
+    for name in APPENDED:
+        writable_member(out, name)
+
+
+def appended_sizes(out: Path) -> dict[str, int]:
+    """The sizes of the run's log and samples now (0 when absent), for rewinding on resume."""
+    sizes = {}
+    for name in APPENDED:
+        try:
+            sizes[name] = os.lstat(out / name).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
 
 
 def last_logged_lr(out: Path) -> float | None:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_file
+from rnnviz.fsutil import atomic_file, writable_dir
 
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"step-(\d{8})\.safetensors")
@@ -35,8 +35,8 @@ def save_snapshot(model: torch.nn.Module, run: Path, step: int, seconds: float, 
     """Write the model's weights (float16) as ``run/snapshots/step-XXXXXXXX.safetensors``."""
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "seconds": f"{seconds:.3f}", "val_loss": repr(float(val_loss))}
+    writable_dir(run, SNAPSHOT_DIR)  # the run's own folder: never a link to one elsewhere
     path = snapshot_path(run, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:
         f.write(save(tensors, metadata=meta))
     return path

@@ -8,6 +8,7 @@ the optimizer state, the carried hidden state, the data position and the RNG sta
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -19,14 +20,24 @@ import torch.nn.functional as F
 
 from rnnviz.devices import resolve_device
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, recover_dir
+from rnnviz.fsutil import atomic_dir, recover_dir, writable_dir
 from rnnviz.model import distributed
 from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
 from rnnviz.model.checkpoint import load_checkpoint, read_config, write_checkpoint_files
 from rnnviz.model.data import BatchStream, read_text, split
-from rnnviz.model.resume import APPENDED, append, append_log, last_logged_lr, load_train_state, rewind, save_train_state
+from rnnviz.model.resume import (
+    APPENDED,
+    append,
+    append_log,
+    appended_sizes,
+    check_appended,
+    last_logged_lr,
+    load_train_state,
+    rewind,
+    save_train_state,
+)
 from rnnviz.model.sampling import sample
-from rnnviz.model.snapshots import prune_snapshots, save_snapshot, snapshot_path
+from rnnviz.model.snapshots import SNAPSHOT_DIR, prune_snapshots, save_snapshot, snapshot_path
 from rnnviz.model.vocab import Vocab
 
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
@@ -197,6 +208,9 @@ def train(
     for sub in ("best", "last"):
         recover_dir(out / sub)
     cfg = _run_config(out, cfg, resume, force, overrides)
+    check_appended(out)  # the run's own files, never links out of it: checked before any work
+    if cfg.snapshot_every and os.path.lexists(out / SNAPSHOT_DIR):
+        writable_dir(out, SNAPSHOT_DIR)
     run = _Run.start(text_path, text, out, cfg, resume, callback)
     run.loop()
     return run.summary()
@@ -349,7 +363,7 @@ class _Run:
         with atomic_dir(self.out / which, overwrite=True) as tmp:
             write_checkpoint_files(self.model, tmp, {**self.meta, "metrics": metrics})
             if which == "last":
-                appended = {f: (self.out / f).stat().st_size if (self.out / f).exists() else 0 for f in APPENDED}
+                appended = appended_sizes(self.out)
                 info = {"step": self.step, "elapsed": self.elapsed, "best_val": self.best_val,
                         "val_loss": self.last_val, "world_size": self.group.world, "appended": appended,
                         "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
