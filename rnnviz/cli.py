@@ -27,7 +27,7 @@ import click
 
 from rnnviz.analysis.on_threshold import THETA
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import ensure_parent
+from rnnviz.fsutil import check_replaceable, ensure_parent
 from rnnviz.model.data import check_window
 from rnnviz.model.trainer import TrainConfig
 from rnnviz.recording.starts import MAX_PASSES
@@ -469,6 +469,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     from rnnviz.model.distributed import rank
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
+    from rnnviz.store.reader import is_store
 
     model = load_checkpoint(ckpt)
     # Check the cheap options before reading a large text.
@@ -477,6 +478,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     dev = resolve_device(device, model)
     if os.path.exists(out) and not force:
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
     part = text_window(read_text(text), start, length, source=str(text))
     if nproc is not None:

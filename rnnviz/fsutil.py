@@ -53,6 +53,7 @@ def atomic_file(path: str | Path, mode: str = "wb", durable: bool = True):
     """
     path = Path(path)
     ensure_parent(path)
+    _refuse_special(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
@@ -216,6 +217,31 @@ def read_format_json(path: Path, fmt: str, version: int, what: str) -> dict:
     return doc
 
 
+def _refuse_special(path: Path) -> None:
+    """An output path that is a directory, FIFO, device or socket is never replaced by a file (as root,
+    ``--out /dev/null`` would otherwise replace the device)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise RnnvizError(f"cannot write {path}: it is {what}, not a file (refusing to replace it)")
+
+
+def describe(path: Path) -> str:
+    """What is at ``path``, in a few words, for an error that refuses to replace it."""
+    if path.is_symlink():
+        return "a symbolic link"
+    if not path.is_dir():
+        return "a file" if path.is_file() else "a FIFO, device or socket"
+    names = sorted(p.name for p in path.iterdir())
+    if (path / "last").is_dir() or (path / "best").is_dir():
+        return "a training run"
+    return f"a folder of {len(names)} entr{'y' if len(names) == 1 else 'ies'}: {', '.join(names[:3])}" + (
+        ", ..." if len(names) > 3 else "")
+
+
 def write_json(path: str | Path, obj) -> None:
     with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
@@ -223,15 +249,19 @@ def write_json(path: str | Path, obj) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = False):
+def atomic_dir(path: str | Path, overwrite: bool = False, ours=None):
     """Yield a fresh temp directory beside ``path``; on success it replaces ``path``.
 
     A replaced directory is first renamed to ``.NAME.old`` and removed after the new one is in place;
-    :func:`recover_dir` puts it back if a crash fell between the two renames.
+    :func:`recover_dir` puts it back if a crash fell between the two renames. ``ours(path) -> bool``: with
+    ``overwrite``, replace only what it says is ours (an rnnviz store, for a recording) or an empty folder;
+    anything else is refused, naming what is there, before anything is touched.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:
         raise RnnvizError(f"{path} already exists (use --force to replace it)")
+    if ours is not None:
+        check_replaceable(path, ours)
     ensure_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -253,6 +283,19 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     _discard(old)
+
+
+def check_replaceable(path: str | Path, ours) -> None:
+    """Refuse, naming what is there, to replace ``path`` unless it is absent, an empty folder or what
+    ``ours(path)`` says is ours (an rnnviz store): the one rule of ``--force``."""
+    path = Path(path)
+    if os.path.lexists(path) and not (_empty_dir(path) or ours(path)):
+        raise RnnvizError(f"{path} is {describe(path)}, not one of ours: --force replaces only that; remove it "
+                          f"yourself or choose another place")
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def _discard(d: Path) -> None:

@@ -186,3 +186,90 @@ def test_a_column_cache_lock_linked_outside_is_refused(tmp_path):
     except (RnnvizError, OSError):
         pass  # refused or not built: either way nothing was written through the link
     assert target.read_text(encoding="utf-8") == SECRET
+
+
+# --- data loss: a command never destroys what is not ours, nor before it has checked everything ---
+
+
+def user_folder(tmp_path: Path) -> Path:
+    d = tmp_path / "documents"
+    d.mkdir()
+    (d / "thesis.txt").write_text(SECRET, encoding="utf-8")
+    return d
+
+
+def test_record_force_replaces_only_a_store(tmp_path, tiny_ckpt):
+    src = tmp_path / "t.txt"
+    src.write_text("First Citizen:\nBefore we proceed.\n" * 4, encoding="utf-8")
+    docs = user_folder(tmp_path)
+    one_line_error(cli("record", tiny_ckpt, src, "--out", docs, "--force"), "is a folder of 1 entry: thesis.txt")
+    assert (docs / "thesis.txt").read_text(encoding="utf-8") == SECRET
+    _, run = make_run(tmp_path, snapshots=False)
+    kept = sorted(p.name for p in run.iterdir())
+    one_line_error(cli("record", tiny_ckpt, src, "--out", run, "--force"), "is a training run")
+    assert sorted(p.name for p in run.iterdir()) == kept
+    store = tmp_path / "store"
+    for _ in range(2):  # a store is replaced, an empty folder taken
+        assert cli("record", tiny_ckpt, src, "--out", store, "--force").exit_code == 0
+    (tmp_path / "empty").mkdir()
+    assert cli("record", tiny_ckpt, src, "--out", tmp_path / "empty", "--force").exit_code == 0
+
+
+def test_record_api_never_renames_a_users_file_away(tmp_path, make_model):
+    from rnnviz.recording.recorder import record
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text(SECRET, encoding="utf-8")
+    with pytest.raises(RnnvizError, match="is a file, not one of ours"):
+        record(make_model(), "First Citizen:\n", a_file, overwrite=True)
+    assert a_file.read_text(encoding="utf-8") == SECRET
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no temp folder left behind
+
+
+def test_train_force_replaces_only_a_run(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_text("the cat sat on the mat.\n" * 40, encoding="utf-8")
+    docs = user_folder(tmp_path)
+    one_line_error(cli("train", src, "--out", docs, "--force", "--max-steps", 1), "not a training run")
+    assert sorted(p.name for p in docs.iterdir()) == ["thesis.txt"]
+
+
+@pytest.mark.parametrize("bad", [("--init-from", "no-such-run"), ("--device", "cuda"), ("--short-text",)])
+def test_a_refused_train_force_has_removed_nothing(tmp_path, bad):
+    src, run = make_run(tmp_path)
+    if bad == ("--device", "cuda") and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is there: the device is not refused")
+    before = {name: (run / name).read_bytes() for name in ("log.jsonl", "samples.txt")}
+    snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+    text = src
+    if bad == ("--short-text",):
+        text = tmp_path / "short.txt"
+        text.write_text("ab", encoding="utf-8")
+        bad = ()
+    one_line_error(cli("train", text, "--out", run, "--force", "--layers", 1, "--hidden", 8, "--max-steps", 2, *bad))
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == snaps
+
+
+def test_train_force_over_a_snapshot_run_drops_its_snapshots(tmp_path):
+    src, run = make_run(tmp_path)  # snapshots at steps 2 and 4
+    r = cli("train", src, "--out", run, "--force", "--layers", 1, "--hidden", 8, "--batch", 2, "--seq-len", 16,
+            "--max-steps", 2, "--eval-every", 2, "--snapshot-every", 2)
+    assert r.exit_code == 0, r.output
+    from rnnviz.model.snapshots import list_snapshots
+
+    assert [s.step for s in list_snapshots(run)] == [2]  # the old step 4 is gone: emergence ends at 2
+
+
+def test_outputs_that_are_not_files_are_refused(tmp_path):
+    from helpers import make_quote_store
+
+    store = make_quote_store(tmp_path / "st", length=600)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    one_line_error(cli("export", store.path, "--unit", "1:c:3", "--out", fifo), "is a FIFO, device or socket")
+    assert fifo.exists() and not fifo.is_file()
+    before = (store.path / "text.txt").read_bytes()
+    one_line_error(cli("export", store.path, "--unit", "1:c:3", "--out", store.path / "text.txt"),
+                   "is inside the store")
+    assert (store.path / "text.txt").read_bytes() == before

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from rnnviz.devices import resolve_device
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, recover_dir, writable_dir
+from rnnviz.fsutil import atomic_dir, describe, recover_dir, writable_dir
 from rnnviz.model import distributed
 from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
 from rnnviz.model.checkpoint import load_checkpoint, read_config, write_checkpoint_files
@@ -208,10 +208,13 @@ def train(
     for sub in ("best", "last"):
         recover_dir(out / sub)
     cfg = _run_config(out, cfg, resume, force, overrides)
-    check_appended(out)  # the run's own files, never links out of it: checked before any work
+    if resume:  # the files a resumed run appends to are its own, never links out of it: checked before any work
+        check_appended(out)
     if cfg.snapshot_every and os.path.lexists(out / SNAPSHOT_DIR):
         writable_dir(out, SNAPSHOT_DIR)
     run = _Run.start(text_path, text, out, cfg, resume, callback)
+    if not resume and run.group.is_main:
+        _fresh_start(out)
     run.loop()
     return run.summary()
 
@@ -225,9 +228,26 @@ def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, o
         return load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
     if ((out / "last").exists() or (out / "best").exists()) and not force:
         raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
-    for f in APPENDED:  # a fresh run's logs start empty, also after a crash before its first checkpoint
-        (out / f).unlink(missing_ok=True)
+    if force and os.path.lexists(out) and not _is_run_or_empty(out):
+        raise RnnvizError(f"{out} is {describe(out)}, not a training run: --force replaces only a run; remove it "
+                          f"yourself or choose another --out")
     return cfg or TrainConfig()
+
+
+def _is_run_or_empty(out: Path) -> bool:
+    """A run directory (its checkpoints, log, samples or snapshots are there), or an empty folder."""
+    if out.is_symlink() or not out.is_dir():
+        return False
+    return not any(out.iterdir()) or any(os.path.lexists(out / m) for m in ("last", "best", *APPENDED, SNAPSHOT_DIR))
+
+
+def _fresh_start(out: Path) -> None:
+    """A new run's logs start empty and the snapshots of the run it replaces go (a crash before the first
+    checkpoint, or --force): done once everything was checked, so that a refused run has removed nothing.
+    Links are removed as links."""
+    for f in APPENDED:
+        (out / f).unlink(missing_ok=True)
+    prune_snapshots(out, -1)
 
 
 def _init_from(cfg: TrainConfig, device: torch.device) -> tuple[TrainConfig, CharRNN]:

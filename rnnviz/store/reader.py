@@ -456,6 +456,19 @@ def spaced_blocks(length: int, rows: int = SAMPLE_ROWS, blocks: int = SAMPLE_BLO
     return [(int(s), int(s) + size) for s in starts]
 
 
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` is an rnnviz store directory (its manifest names the format): what ``--force`` may
+    replace when recording."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        read_format_json(path / MANIFEST, FORMAT, VERSION, "store manifest")
+    except RnnvizError:
+        return False
+    return True
+
+
 def open_store(path: str | Path) -> Store:
     """Open a store directory, checking the manifest against the files' sizes."""
     return Store(path)

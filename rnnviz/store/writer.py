@@ -21,7 +21,19 @@ from rnnviz.fsutil import atomic_dir, write_json
 from rnnviz.model.charrnn import ModelConfig, parse_kinds, parse_layers, unit_names
 from rnnviz.model.distributed import Group
 from rnnviz.model.vocab import Vocab
-from rnnviz.store.reader import FORMAT, LOGPROB, MANIFEST, STATS, TEXT, TOPK_IDS, TOPK_P, VERSION, Store, array_name
+from rnnviz.store.reader import (
+    FORMAT,
+    LOGPROB,
+    MANIFEST,
+    STATS,
+    TEXT,
+    TOPK_IDS,
+    TOPK_P,
+    VERSION,
+    Store,
+    array_name,
+    is_store,
+)
 from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
 
 
@@ -119,7 +131,7 @@ class StoreWriter:
             tmp = None
             try:
                 if self.group.is_main:
-                    tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
+                    tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite, ours=is_store))
                     for name, size in sizes.items():
                         fd = self._fds[name] = os.open(tmp / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                         stack.callback(os.close, fd)
