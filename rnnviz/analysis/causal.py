@@ -27,8 +27,17 @@ import torch
 import torch.nn.functional as F
 
 from rnnviz.analysis.features import resolve
-from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import WEIGHT_NAMES, CharRNN, ModelConfig, eval_mode, group_units, parse_unit
+from rnnviz.errors import RnnvizError, check_seed
+from rnnviz.model.charrnn import (
+    FLOAT32_MAX,
+    WEIGHT_NAMES,
+    CharRNN,
+    ModelConfig,
+    check_clamp_value,
+    eval_mode,
+    group_units,
+    parse_unit,
+)
 from rnnviz.threads import torch_threads
 
 
@@ -68,6 +77,9 @@ class _Lower:
             for l, layer in enumerate(self.layers):
                 inp, states[l] = layer(inp, states[l])
             yield a, b, inp
+
+
+MAX_RANDOM = 1000  # random-unit draws of one ablation: each is a pass over the text
 
 
 def _windows(T: int, streams: int, burn_in: int):
@@ -150,12 +162,11 @@ def _clamp_value(mode: str) -> float | None:
         return None
     if mode.startswith("value="):
         try:
-            v = float(mode[6:])
-        except ValueError:
-            v = float("nan")
-        if math.isfinite(v):
-            return v
-    raise RnnvizError(f"mode must be zero, mean or value=V (a finite number), got {mode!r}")
+            return check_clamp_value(mode[6:], "mode value=V")
+        except RnnvizError:
+            pass
+    raise RnnvizError(f"mode must be zero, mean or value=V (a finite number within ±{FLOAT32_MAX:.3g}), "
+                      f"got {mode!r}")
 
 
 class _Streams:
@@ -290,6 +301,9 @@ def _ablation_streams(T: int, streams: int | None, random: int, burn_in: int) ->
         raise RnnvizError("the text needs at least 2 characters")
     if random < 0 or burn_in < 0:
         raise RnnvizError("random and burn_in must be >= 0")
+    if random > MAX_RANDOM:
+        raise RnnvizError(f"random draws are at most {MAX_RANDOM:,} (each is a whole pass over the text), "
+                          f"got {random:,}")
     B = streams if streams is not None else int(np.clip(T // 1000, 1, 64))
     if B < 1:
         raise RnnvizError(f"streams must be >= 1, got {B}")
@@ -362,7 +376,7 @@ def _random_draws(runs: _Streams, parsed, fixed: float | None, means: dict | Non
                   fmask: np.ndarray, random: int, seed: int) -> pd.DataFrame:
     """The baseline: ``random`` seeded draws of as many other units of the same layers and kinds as
     ``parsed``, clamped the same way; one row per draw: draw, units, delta, delta_feature (nats/char)."""
-    rng, draws = np.random.default_rng(seed), []
+    rng, draws = np.random.default_rng(check_seed(seed)), []
     for r in range(random):
         triples = _random_units(parsed, runs.model.config.hidden, rng)
         d = runs.run(_clamp_for(triples, runs.lo, fixed, means, runs.dev)[0])[0] - clean
@@ -400,7 +414,7 @@ def gradient_flow(
         raise RnnvizError(f"the text has {T} characters; gradient flow over {max_lag} lags needs {max_lag + 2}")
     first = max_lag + min(burn_in, T - max_lag - 2)  # earliest t with a full history and some warm-up
     cand = np.arange(first, T - 1)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     ts = np.sort(rng.choice(cand, size=min(positions, len(cand)), replace=False))
     B, dev = len(ts), model.device
     with eval_mode(model):

@@ -43,7 +43,7 @@ from rnnviz.analysis.causal import torch_threads
 from rnnviz.analysis.evidence import snippet, strongest
 from rnnviz.analysis.ranking import Progress
 from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, float16_codes
-from rnnviz.errors import RnnvizError
+from rnnviz.errors import RnnvizError, check_seed
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
 BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
@@ -281,7 +281,7 @@ def explain(
     """
     t0 = time.perf_counter()
     T = store.length
-    names = _check(store, units, min_count, block)
+    names = _check(store, units, min_count, block, min_score)
     space = RuleSpace(store.text, min_count, block)
     total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
@@ -314,8 +314,10 @@ def explain(
     return df
 
 
-def _check(store, units: list[str] | None, min_count: int, block: int | None) -> list[str]:
+def _check(store, units: list[str] | None, min_count: int, block: int | None, min_score: float) -> list[str]:
     """The units to explain, after one-line errors for what ``explain`` cannot do."""
+    if not 0 <= min_score <= 1:  # NaN too
+        raise RnnvizError(f"min_score must be a score from 0 to 1, got {min_score!r}")
     if store.length < MIN_LENGTH:
         raise RnnvizError(f"the store has {store.length} characters; explain needs at least {MIN_LENGTH} "
                           f"(half to choose each rule on, half to score it on)")
@@ -363,7 +365,7 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
     text = store.text
     finite = np.isfinite(x)
     out = [("top", p) for p in strongest(x, top, context)]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     if finite.any():
         edges = np.quantile(x[finite], np.linspace(0, 1, 11))
         dec = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)

@@ -44,7 +44,7 @@ import torch
 
 from rnnviz.analysis.features import FEATURES, Feature, resolve
 from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, average_precision, cohens_d, float16_codes
-from rnnviz.errors import RnnvizError
+from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.threads import torch_threads
 
 COLUMNS = [
@@ -65,7 +65,7 @@ def control_permutation(text: str, seed: int = 0) -> np.ndarray:
     """(T,) indices that shuffle positions among those holding the same character (seeded):
     ``y[perm]`` is the control of feature ``y``."""
     c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     order = np.argsort(c, kind="stable")  # positions grouped by character
     shuffled = np.lexsort((rng.random(len(c)), c))  # the same groups, each in random order
     perm = np.empty(len(c), dtype=np.int64)

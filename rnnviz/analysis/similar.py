@@ -403,6 +403,8 @@ def find_similar(
         raise RnnvizError(f"min_on is a fraction from 0.5 to 1, got {min_on!r}")
     if follow is not None and not 1 <= int(follow) <= MAX_FOLLOW:
         raise RnnvizError(f"follow 1 to {MAX_FOLLOW} cells, got {follow!r}")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise RnnvizError(f"top is a whole number of cells >= 1, got {top!r}")
     cfg = SimilarConfig(threshold=check_threshold(threshold), slack=slack, margin=margin, min_on=float(min_on),
                         rule=rule, follow=None if follow is None else int(follow), top=int(top))
     cells = similar_cells(store, start, end, cfg, units)

@@ -75,8 +75,11 @@ def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, 
     """``"2:c:417"`` -> ``(2, "c", 417)``, checked against ``config`` when given."""
     parts = name.split(":")
     # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits.
-    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in (parts[0], parts[2])):
-        raise RnnvizError(f"bad unit name {name!r}: expected LAYER:KIND:INDEX, e.g. 1:c:42")
+    # At most 64 digits: a number past any layer or index is still "not in this store"; 5,000 digits is no
+    # number to parse (int() refuses more than 4,300).
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 64 for p in (parts[0], parts[2])):
+        shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name):,} characters)"
+        raise RnnvizError(f"bad unit name {shown!r}: expected LAYER:KIND:INDEX, e.g. 1:c:42")
     layer, kind, index = int(parts[0]), parts[1], int(parts[2])
     if config is not None:
         if kind not in config.kinds:
@@ -280,14 +283,26 @@ class CharRNN(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_clamp_value(value, what: str) -> float:
+    """A value to clamp a unit to: finite, and within float32's range (the model computes in float32)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
+        raise RnnvizError(f"clamp value for {what} must be a finite number within ±{FLOAT32_MAX:.3g}, got {value}")
+    return v
+
+
 def clamp_spec(clamps: dict[str, float], config: ModelConfig, device=None) -> dict:
     """{"1:c:42": 1.0, ...} -> the ``clamp`` argument of :meth:`CharRNN.step`."""
     units, values = [], []
     for name, value in clamps.items():
         units.append(parse_unit(name, config))
-        if not math.isfinite(float(value)):
-            raise RnnvizError(f"clamp value for {name} must be a finite number, got {value}")
-        values.append(float(value))
+        values.append(check_clamp_value(value, name))
     return {
         key: (torch.tensor(idx, device=device), torch.tensor([values[p] for p in pos], device=device))
         for key, (pos, idx) in group_units(units).items()

@@ -74,6 +74,8 @@ class Vocab:
         ``unknown``: ``"error"`` (raise :class:`UnknownCharsError`), ``"skip"`` (drop them),
         or ``"replace:X"`` (map each to the in-vocabulary character X).
         """
+        if unknown not in ("error", "skip") and not (unknown.startswith("replace:") and len(unknown) == 9):
+            raise RnnvizError(f"unknown-character policy must be error, skip or replace:X, not {unknown!r}")
         bad = self.unknown_chars(text)
         if not bad:
             return text
