@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from rnnviz.errors import RnnvizError
+
+MAX_TEXT_BYTES = 1 << 31  # 2 GiB: checked before reading (a store holds at most 2³¹ characters)
 
 SPLITS = {"train": (0.0, 0.90), "val": (0.90, 0.95), "test": (0.95, 1.0)}
 
@@ -19,14 +23,27 @@ def read_text(path: str | Path) -> str:
     character counts and positions match the file's bytes as decoded.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
+    try:  # non-blocking: a FIFO cannot make us wait; a device or FIFO is refused on the open descriptor
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise RnnvizError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise RnnvizError(f"{path}: is a directory, expected a text file") from None
     except OSError as e:
         raise RnnvizError(f"{path}: cannot read ({e.strerror})") from None
+    st = os.fstat(fd)
+    problem = ("is a directory, expected a text file" if stat.S_ISDIR(st.st_mode)
+               else "not a regular file (a FIFO or device), expected a text file" if not stat.S_ISREG(st.st_mode)
+               else f"{st.st_size:,} bytes, more than the {MAX_TEXT_BYTES:,} a text may have"
+               if st.st_size > MAX_TEXT_BYTES else None)
+    if problem:
+        os.close(fd)
+        raise RnnvizError(f"{path}: {problem}")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(st.st_size)  # what it held when checked
+        except OSError as e:
+            raise RnnvizError(f"{path}: cannot read ({e.strerror})") from None
     try:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as e:

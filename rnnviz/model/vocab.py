@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -62,11 +61,17 @@ class Vocab:
 
     def unknown_chars(self, text: str) -> dict[str, tuple[int, int]]:
         """Characters of ``text`` outside the vocabulary: char -> (count, first position)."""
-        counts = Counter(ch for ch in set(text) if ch not in self.index)
-        if not counts:
+        if all(ch in self.index for ch in set(text)):
             return {}
-        out = {ch: (text.count(ch), text.index(ch)) for ch in counts}
-        return dict(sorted(out.items(), key=lambda kv: kv[1][1]))
+        # One pass over the code points (not one scan of the text per unknown character: 31,000 distinct
+        # ones in 9 MB took a minute): unknown positions, then each character's count and first position.
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # lone ones: unknown
+        known = np.zeros(max(int(codes.max()), max(map(ord, self.chars), default=0)) + 1, dtype=bool)
+        known[[ord(c) for c in self.chars]] = True
+        where = np.flatnonzero(~known[codes])
+        chars, first, counts = np.unique(codes[where], return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        return {chr(int(chars[i])): (int(counts[i]), int(where[first[i]])) for i in order}
 
     def prepare(self, text: str, unknown: str = "error") -> str:
         """Apply the unknown-character policy to ``text`` and return text that encodes cleanly.
