@@ -123,3 +123,30 @@ def test_unknown_characters_are_counted_in_one_pass():
     found = vocab.unknown_chars(many)
     assert len(found) == len(set(many)) and sum(n for n, _ in found.values()) == len(many)
     assert vocab.unknown_chars("abc") == {}
+
+
+def test_nan_and_inf_activations_do_not_break_select_to_find(tmp_path):
+    """A diverged model's store: units with NaN and ±inf beside a clean quote cell. The quote cell is still
+    found first, the broken units are never ranked, and the CLI and the dashboard's search answer."""
+    import numpy as np
+
+    from rnnviz.analysis.features import compute_feature
+    from rnnviz.analysis.similar import find_similar
+    from rnnviz.store.writer import write_store
+
+    text = 'He said "hello there" and left.\nShe asked "why?" twice.\n' * 40
+    rng = np.random.default_rng(0)
+    h = rng.uniform(-0.3, 0.3, (len(text), 4)).astype(np.float32)
+    h[:, 0] = 2 * compute_feature("in_quote", text) - 1  # the quote cell
+    h[5:50, 1] = np.nan
+    h[:, 2] = np.inf
+    h[100:200, 3] = -np.inf
+    vocab = Vocab.from_text(text)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=4)
+    st = write_store(tmp_path / "st", text, {(0, "h"): h, (0, "c"): h.copy()}, cfg, vocab)
+    a = text.index('"hello')
+    cells, matches = find_similar(st, a, a + len('"hello there'))
+    assert cells["unit"].iloc[0] in ("0:h:0", "0:c:0") and len(matches) > 0
+    assert not set(cells["unit"]) & {"0:h:1", "0:h:2", "0:h:3", "0:c:1", "0:c:2", "0:c:3"}
+    r = cli("similar", st.path, "--start", a, "--end", a + 12)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output

@@ -111,7 +111,8 @@ def zparams(store, units: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def zscore(store, units: list[str], values: np.ndarray) -> np.ndarray:
     """(n, U) raw values -> (n, U) standard deviations from each unit's store-wide mean."""
     mean, std = zparams(store, units)
-    return (values - mean) / std
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or ±inf activations: NaN z, never "on"
+        return (values - mean) / std
 
 
 def _masks(n: int, ia: int, ib: int, slack: int, margin: int) -> dict[str, np.ndarray]:
@@ -182,7 +183,8 @@ def _two_state_rows(raw: np.ndarray, m: dict, units, states: pd.DataFrame, cfg: 
         on_in = (sign * (inside - split) > 0).mean(0)
         on_out = (sign * (around - split) > 0).mean(0) if len(around) else np.zeros(len(units))
         base = around.mean(0) if len(around) else split
-        contrast = sign * (inside.mean(0) - base) / gap
+        with np.errstate(invalid="ignore"):  # a unit with ±inf in the window: NaN contrast, never ranked
+            contrast = sign * (inside.mean(0) - base) / gap
         ok = (eta >= ETA_MIN) & (on_in >= cfg.min_on) & (on_out <= 1 - cfg.min_on) & (contrast > 0)
         off_share = 1 - share if sign > 0 else share  # off over the whole text, not just the margin
         score = (eta - GAUSS_ETA) * on_in * (1 - on_out) * off_share * np.clip(contrast, 0, 1)

@@ -44,6 +44,9 @@ def otsu(values: np.ndarray, bins: int = BINS) -> pd.DataFrame:
     ``split`` (raw value; on = above it), ``low`` / ``high`` (mean of each state), ``eta`` (between-state
     variance / total variance) and ``on_share`` (fraction of the values above the split)."""
     n, U = values.shape
+    broken = ~np.isfinite(values).all(0)  # a unit with NaN or ±inf (a diverged model) has no two states to find
+    if broken.any():
+        values = np.where(broken, 0.0, values).astype(values.dtype)
     lo, hi = values.min(0).astype(np.float64), values.max(0).astype(np.float64)
     span = np.maximum(hi - lo, 1e-9)
     scale = (bins / span).astype(np.float32)
@@ -60,7 +63,7 @@ def otsu(values: np.ndarray, bins: int = BINS) -> pd.DataFrame:
     r = np.arange(U)
     a, m = w0[r, k], m0[r, k]
     var = values.var(0, dtype=np.float64)
-    flat = var <= 1e-18  # a constant unit has no second state
+    flat = (var <= 1e-18) | broken  # a constant unit has no second state
     return pd.DataFrame({
         "split": np.where(flat, hi, lo + (k + 1) / bins * span),
         "low": m / np.maximum(a, 1e-12),
