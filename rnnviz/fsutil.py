@@ -194,6 +194,38 @@ def truncate_member(path: str | Path, size: int) -> None:
         os.close(fd)
 
 
+@contextmanager
+def process_lock(path: str | Path, note: str | None = None):
+    """Yields True when this process holds an exclusive lock on the regular file ``path`` (created if need
+    be, never through a link), False when another process holds it. ``note`` (who holds it) is written into
+    the file while held: :func:`lock_holder` reads it. Released on exit, and by the kernel if the process dies."""
+    import fcntl
+
+    fd = _open_own(Path(path), os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        if note is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, note.encode("utf-8"), 0)
+        yield True
+    finally:
+        os.close(fd)
+
+
+def lock_holder(path: str | Path) -> str:
+    """What the holder of the lock ``path`` wrote there (empty when it wrote nothing or it cannot be read)."""
+    try:
+        fd = _open_own(Path(path), os.O_RDONLY)
+    except (RnnvizError, OSError):
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4096).decode("utf-8", "replace").strip()
+
+
 def loads_json(raw: bytes, path: Path):
     """Parse JSON read from ``path``; anything that is not (bad UTF-8, deep nesting) is one clear error."""
     try:

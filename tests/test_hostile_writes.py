@@ -273,3 +273,16 @@ def test_outputs_that_are_not_files_are_refused(tmp_path):
     one_line_error(cli("export", store.path, "--unit", "1:c:3", "--out", store.path / "text.txt"),
                    "is inside the store")
     assert (store.path / "text.txt").read_bytes() == before
+
+
+def test_a_run_is_trained_by_one_process_at_a_time(tmp_path):
+    from rnnviz.fsutil import process_lock
+
+    src, run = make_run(tmp_path, snapshots=False)
+    log = (run / "log.jsonl").read_bytes()
+    with process_lock(run / ".run.lock", note="rnnviz train, process 4242") as held:  # another train holds it
+        assert held
+        one_line_error(resume(src, run), "is being trained by another process (rnnviz train, process 4242)")
+    assert (run / "log.jsonl").read_bytes() == log  # the refused one wrote nothing
+    r = resume(src, run)  # released: the run goes on
+    assert r.exit_code == 0, r.output

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from rnnviz.devices import resolve_device
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, describe, recover_dir, writable_dir
+from rnnviz.fsutil import atomic_dir, describe, ensure_parent, lock_holder, process_lock, recover_dir, writable_dir
 from rnnviz.model import distributed
 from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
 from rnnviz.model.checkpoint import load_checkpoint, read_config, write_checkpoint_files
@@ -208,6 +208,17 @@ def train(
     for sub in ("best", "last"):
         recover_dir(out / sub)
     cfg = _run_config(out, cfg, resume, force, overrides)
+    if distributed.rank() > 0:  # rank 0 holds the run for the whole job
+        return _train(text_path, text, out, cfg, resume, callback)
+    ensure_parent(out / RUN_LOCK)  # the run's folder, to hold its lock
+    with process_lock(out / RUN_LOCK, note=f"rnnviz train, process {os.getpid()}") as held:
+        if not held:
+            raise RnnvizError(f"{out} is being trained by another process ({lock_holder(out / RUN_LOCK) or 'unknown'}"
+                              f"): wait for it to finish or stop it first")
+        return _train(text_path, text, out, cfg, resume, callback)
+
+
+def _train(text_path, text: str, out: Path, cfg: TrainConfig, resume: bool, callback) -> dict:
     if resume:  # the files a resumed run appends to are its own, never links out of it: checked before any work
         check_appended(out)
     if cfg.snapshot_every and os.path.lexists(out / SNAPSHOT_DIR):
@@ -217,6 +228,9 @@ def train(
         _fresh_start(out)
     run.loop()
     return run.summary()
+
+
+RUN_LOCK = ".run.lock"  # held by the process training a run: a second train of the same run is refused
 
 
 def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, overrides: dict | None) -> TrainConfig:
@@ -238,7 +252,8 @@ def _is_run_or_empty(out: Path) -> bool:
     """A run directory (its checkpoints, log, samples or snapshots are there), or an empty folder."""
     if out.is_symlink() or not out.is_dir():
         return False
-    return not any(out.iterdir()) or any(os.path.lexists(out / m) for m in ("last", "best", *APPENDED, SNAPSHOT_DIR))
+    markers = ("last", "best", *APPENDED, SNAPSHOT_DIR, RUN_LOCK)
+    return not any(out.iterdir()) or any(os.path.lexists(out / m) for m in markers)
 
 
 def _fresh_start(out: Path) -> None:

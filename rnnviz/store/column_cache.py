@@ -36,13 +36,12 @@ import stat
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import UMASK, atomic_file, member
+from rnnviz.fsutil import atomic_file, member, process_lock
 
 MAGIC = b"RNNVIZC1"
 VERSION = 1
@@ -225,7 +224,7 @@ class ColumnCache:
 
     def _build(self, key: tuple[int, str]):
         try:
-            with _process_lock(self.store.path / "colcache.lock") as mine:
+            with process_lock(self.store.path / "colcache.lock") as mine:
                 if not mine:  # another process is building it: use it once it is there
                     return None
                 found = self._open(key)  # built by another process since we looked
@@ -317,26 +316,6 @@ class ColumnCache:
                 if crc[j] != maps[(layer, kind)][1][index]:
                     self.drop(layer, kind)
                     raise CacheCorrupt(f"{cache_name(layer, kind)}: unit {index} fails its CRC")
-
-
-@contextmanager
-def _process_lock(path: Path):
-    """Yields True when this process holds an exclusive lock on ``path`` (created if need be), False when
-    another process holds it. Released on exit, and by the kernel if the process dies."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~UMASK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RnnvizError(f"{path}: not a regular file")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 @functools.lru_cache(maxsize=1)
