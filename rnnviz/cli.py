@@ -187,7 +187,8 @@ def progress_bar(desc: str, unit: str, total: int = 1, **tqdm_options) -> Iterat
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @train_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
+@click.option("--force", is_flag=True,
+              help="Start over even if --out holds a run (only a run or an empty folder is replaced).")
 @click.option("--nproc", type=int, help="Train data-parallel in N processes (runs torchrun; one per GPU on CUDA).")
 def train(text, out, resume, force, nproc, **opts):
     """Train a char-RNN on TEXT (90% train, 5% validation; the last 5% is left for testing).
@@ -446,7 +447,7 @@ def ngram(text, split_name, order, as_json):
 @click.option("--unknown", default="error", show_default=True,
               help="Characters outside the vocabulary: error, skip or replace:X.")
 @device_option
-@click.option("--force", is_flag=True, help="Replace the store if it exists.")
+@click.option("--force", is_flag=True, help="Replace the store if it exists (only an rnnviz store or an empty folder).")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
 def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, streams, exact, topk, unknown, device,
            force, nproc):
