@@ -195,23 +195,37 @@ def truncate_member(path: str | Path, size: int) -> None:
 
 
 @contextmanager
-def process_lock(path: str | Path, note: str | None = None):
+def process_lock(path: str | Path, note: str | None = None, remove: bool = False):
     """Yields True when this process holds an exclusive lock on the regular file ``path`` (created if need
     be, never through a link), False when another process holds it. ``note`` (who holds it) is written into
-    the file while held: :func:`lock_holder` reads it. Released on exit, and by the kernel if the process dies."""
+    the file while held: :func:`lock_holder` reads it. Released on exit, and by the kernel if the process
+    dies; with ``remove`` the file is deleted on exit (while still held), and a lock taken on a file that was
+    deleted meanwhile counts as held by another."""
     import fcntl
 
-    fd = _open_own(Path(path), os.O_RDWR | os.O_CREAT)
+    path = Path(path)
+    fd = _open_own(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its holder deleted it as we opened it: another holds the path's new file, or will
+            yield False
+            return
         if note is not None:
             os.ftruncate(fd, 0)
             os.pwrite(fd, note.encode("utf-8"), 0)
-        yield True
+        try:
+            yield True
+        finally:
+            if remove:
+                path.unlink(missing_ok=True)
     finally:
         os.close(fd)
 

@@ -211,7 +211,7 @@ def train(
     if distributed.rank() > 0:  # rank 0 holds the run for the whole job
         return _train(text_path, text, out, cfg, resume, callback)
     ensure_parent(out / RUN_LOCK)  # the run's folder, to hold its lock
-    with process_lock(out / RUN_LOCK, note=f"rnnviz train, process {os.getpid()}") as held:
+    with process_lock(out / RUN_LOCK, note=f"rnnviz train, process {os.getpid()}", remove=True) as held:
         if not held:
             raise RnnvizError(f"{out} is being trained by another process ({lock_holder(out / RUN_LOCK) or 'unknown'}"
                               f"): wait for it to finish or stop it first")
