@@ -77,6 +77,8 @@ def atomic_file(path: str | Path, mode: str = "wb", durable: bool = True):
 
 # --- reading files that a store or checkpoint names (see SECURITY.md, "file rules") ---
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link followed, no FIFO waited on
+
 MAX_JSON_BYTES = 64 << 20  # a manifest, config or statistics file; the largest real one is ~40 MB
 
 
@@ -105,9 +107,8 @@ def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
     """The bytes of the regular file ``directory/name`` (checked as :func:`member` does, and again on the
     open file, so that a swap in between is caught), refused unread when over ``max_bytes``."""
     path = member(directory, name)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO cannot block us
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)  # no link followed, and a FIFO cannot block us
     except OSError as e:
         raise RnnvizError(f"{path}: cannot read it ({e.strerror or e})") from None
     with os.fdopen(fd, "rb") as f:
@@ -121,8 +122,6 @@ def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
 
 # --- writing inside a run or store (see SECURITY.md, "file rules"): never through a link ---
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link followed, no FIFO waited on
-
 
 def writable_member(directory: str | Path, name: str) -> Path:
     """``directory/name`` for a file that we write inside a run or store: absent, or a regular file of its
@@ -130,16 +129,20 @@ def writable_member(directory: str | Path, name: str) -> Path:
     write never lands outside the directory and never blocks."""
     path = Path(directory) / name
     try:
-        mode = os.lstat(path).st_mode
+        _refuse_unless_regular(path, os.lstat(path).st_mode)
     except FileNotFoundError:
-        return path
+        pass
     except OSError as e:
         raise RnnvizError(f"{path}: cannot write it ({e.strerror or e})") from None
+    return path
+
+
+def _refuse_unless_regular(path: Path, mode: int) -> None:
+    """The one refusal of the write side: a link (even to a file inside) or anything but a regular file."""
     if stat.S_ISLNK(mode):
         raise RnnvizError(f"{path}: is a symbolic link; rnnviz writes only regular files inside a run or store")
     if not stat.S_ISREG(mode):
         raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device); rnnviz will not write to it")
-    return path
 
 
 def writable_dir(directory: str | Path, name: str) -> Path:
@@ -168,12 +171,13 @@ def _open_own(path: Path, flags: int) -> int:
         fd = os.open(path, flags | _NOFOLLOW, 0o666 & ~UMASK)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a link
-            raise RnnvizError(f"{path}: is a symbolic link; rnnviz writes only regular files inside a run or "
-                              f"store") from None
+            _refuse_unless_regular(path, stat.S_IFLNK)
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        _refuse_unless_regular(path, os.fstat(fd).st_mode)
+    except RnnvizError:
         os.close(fd)
-        raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device); rnnviz will not write to it")
+        raise
     return fd
 
 
@@ -331,12 +335,12 @@ def atomic_dir(path: str | Path, overwrite: bool = False, ours=None):
     _discard(old)
 
 
-def check_replaceable(path: str | Path, ours) -> None:
+def check_replaceable(path: str | Path, ours, what: str = "one of ours") -> None:
     """Refuse, naming what is there, to replace ``path`` unless it is absent, an empty folder or what
-    ``ours(path)`` says is ours (an rnnviz store): the one rule of ``--force``."""
+    ``ours(path)`` says is ours (an rnnviz store; a training run, ``what``): the one rule of ``--force``."""
     path = Path(path)
     if os.path.lexists(path) and not (_empty_dir(path) or ours(path)):
-        raise RnnvizError(f"{path} is {describe(path)}, not one of ours: --force replaces only that; remove it "
+        raise RnnvizError(f"{path} is {describe(path)}, not {what}: --force replaces only that; remove it "
                           f"yourself or choose another place")
 
 

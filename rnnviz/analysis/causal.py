@@ -229,7 +229,7 @@ class _Streams:
         nll = torch.empty(self.B, self.S, device=self.dev)
         hidden = self.model.config.hidden
         sums = {key: torch.zeros(hidden, dtype=torch.float64, device=self.dev) for key in collect or ()}
-        meet = _Meeting(self.meet, self.B) if clamp and self.meet is not None else None
+        meet = _Meeting(self.meet) if clamp and self.meet is not None else None
         for a, b, below in self.lower.blocks(self.x, self.start):
             with torch_threads(1):
                 for j in range(b - a):
@@ -255,7 +255,7 @@ class _Streams:
 class _Meeting:
     """The states of clamped windows b and b+1 where they have both read up to s_(b+1) - 1."""
 
-    def __init__(self, steps: tuple[np.ndarray, np.ndarray], B: int):
+    def __init__(self, steps: tuple[np.ndarray, np.ndarray]):
         self.end_step, self.pre_step = steps  # (B-1,) each: the step of window b, and of window b+1
         self.end: dict[int, torch.Tensor] = {}
         self.pre: dict[int, torch.Tensor] = {}
@@ -334,6 +334,7 @@ def ablate(
     """
     units, parsed = _ablation_units(units, model.config)
     fixed = _clamp_value(mode)
+    check_seed(seed)  # before the runs, not after them
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     B = _ablation_streams(len(ids_np), streams, random, burn_in)
     with eval_mode(model):
@@ -376,7 +377,7 @@ def _random_draws(runs: _Streams, parsed, fixed: float | None, means: dict | Non
                   fmask: np.ndarray, random: int, seed: int) -> pd.DataFrame:
     """The baseline: ``random`` seeded draws of as many other units of the same layers and kinds as
     ``parsed``, clamped the same way; one row per draw: draw, units, delta, delta_feature (nats/char)."""
-    rng, draws = np.random.default_rng(check_seed(seed)), []
+    rng, draws = np.random.default_rng(seed), []
     for r in range(random):
         triples = _random_units(parsed, runs.model.config.hidden, rng)
         d = runs.run(_clamp_for(triples, runs.lo, fixed, means, runs.dev)[0])[0] - clean

@@ -123,8 +123,8 @@ def rewind(out: Path, sizes: dict) -> None:
     """On resume, cut log.jsonl and samples.txt back to their sizes when last/ was saved: whatever was
     appended after it (before a crash or Ctrl-C) is written again by the resumed run, once."""
     for name, size in sizes.items():
-        if name in APPENDED and writable_member(out, name).exists():
-            truncate_member(out / name, size)
+        if name in APPENDED and os.path.lexists(out / name):
+            truncate_member(out / name, size)  # never through a link, only a regular file
 
 
 def check_appended(out: Path) -> None:

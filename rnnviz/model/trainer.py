@@ -20,7 +20,15 @@ import torch.nn.functional as F
 
 from rnnviz.devices import resolve_device
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, describe, ensure_parent, lock_holder, process_lock, recover_dir, writable_dir
+from rnnviz.fsutil import (
+    atomic_dir,
+    check_replaceable,
+    ensure_parent,
+    lock_holder,
+    process_lock,
+    recover_dir,
+    writable_dir,
+)
 from rnnviz.model import distributed
 from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, CharRNN, ModelConfig, eval_mode
 from rnnviz.model.checkpoint import load_checkpoint, read_config, write_checkpoint_files
@@ -242,18 +250,15 @@ def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, o
         return load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
     if ((out / "last").exists() or (out / "best").exists()) and not force:
         raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
-    if force and os.path.lexists(out) and not _is_run_or_empty(out):
-        raise RnnvizError(f"{out} is {describe(out)}, not a training run: --force replaces only a run; remove it "
-                          f"yourself or choose another --out")
+    if force:
+        check_replaceable(out, _is_run, "a training run")
     return cfg or TrainConfig()
 
 
-def _is_run_or_empty(out: Path) -> bool:
-    """A run directory (its checkpoints, log, samples or snapshots are there), or an empty folder."""
-    if out.is_symlink() or not out.is_dir():
-        return False
+def _is_run(out: Path) -> bool:
+    """A run directory: its checkpoints, log, samples, snapshots or lock are there."""
     markers = ("last", "best", *APPENDED, SNAPSHOT_DIR, RUN_LOCK)
-    return not any(out.iterdir()) or any(os.path.lexists(out / m) for m in markers)
+    return not out.is_symlink() and out.is_dir() and any(os.path.lexists(out / m) for m in markers)
 
 
 def _fresh_start(out: Path) -> None:

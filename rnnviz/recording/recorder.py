@@ -200,16 +200,9 @@ def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _
     Optimistic: one pass and a sweep give the starts, and the recording itself checks them (every stream's
     end against its successor's start). Should a boundary still be over the tolerance, checked passes
     correct the starts further and the text is recorded again. Returns the checks for the manifest."""
-    cfg = model.config
     ids = _stream_ids(model, text, plan)
-    x = ids[: plan.B * plan.C].view(plan.B, plan.C)[plan.b0 : plan.b1]  # (n, C): stream b reads its chunk
-    net = [Layer(model, l, plan.device) for l in range(cfg.layers)]
-    h = torch.zeros(cfg.layers, plan.b1 - plan.b0, cfg.hidden, device=plan.device)  # (L, n, H)
-    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
-    warm_start(net, ids, range(plan.b0, plan.b1), plan.C, plan.burn_in, h, c, plan.S)
-    kinds = _state_kinds(c)
-    run = _pass(net, x, plan)
-    first = settle(_gather(_stack(h, c), plan), run, kinds, TOLERANCE, min(1, plan.max_passes))
+    net, guess, kinds, run = _guess(model, ids, plan)
+    first = settle(guess, run, kinds, TOLERANCE, min(1, plan.max_passes))
     starts, passes, recordings = first.starts, first.passes, 0
     while True:
         ends, carry, gate_err = _record_from(model, net, ids, starts, writer, pool, plan, progress)
@@ -259,12 +252,19 @@ def _record_from(model: CharRNN, net: list[Layer], ids: torch.Tensor, starts: to
             progress(done, min(b1 * C, T) - b0 * C)  # this rank's rows
     while pending:
         pending.popleft().result()
-    return _gather(_stack(h, c), plan), _gather_carry(carry.matrix(c), plan), max_err
+    return _gather(_stack(h, c), plan), _gather(carry.matrix(c), plan), max_err
 
 
-def _gather_carry(D: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """This rank's carry (K, K, L, n, H) -> every stream's (K, K, L, B, H)."""
-    return _gather(D.flatten(0, 1), plan).unflatten(0, D.shape[:2])
+def _guess(model: CharRNN, ids: torch.Tensor, plan: _Plan):
+    """The layers on the device, every stream's burn-in guess of its start (K, L, B, H), the state's kinds,
+    and the pass of :func:`.starts.settle` over this rank's chunks of ``ids`` (B·C + 1,)."""
+    cfg = model.config
+    net = [Layer(model, l, plan.device) for l in range(cfg.layers)]
+    h = torch.zeros(cfg.layers, plan.b1 - plan.b0, cfg.hidden, device=plan.device)  # (L, n, H)
+    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+    warm_start(net, ids, range(plan.b0, plan.b1), plan.C, plan.burn_in, h, c, plan.S)
+    x = ids[: plan.B * plan.C].view(plan.B, plan.C)[plan.b0 : plan.b1]  # (n, C): stream b reads its chunk
+    return net, _gather(_stack(h, c), plan), _state_kinds(c), _pass(net, x, plan)
 
 
 @torch.no_grad()
@@ -277,19 +277,14 @@ def stream_starts(model: CharRNN, ids: torch.Tensor, C: int, before: int = 0, bu
     Returns h, c (L, B, H) (c None unless an LSTM) and the :class:`.starts.StartError` of the states at b·C."""
     # float32 throughout, as in record(): cuDNN may use TF32 for RNNs by default
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        cfg, dev = model.config, model.device
+        dev = model.device
         B = math.ceil(len(ids) / C)
         steps = max(1, min(MAX_STEPS, C))
         plan = _Plan([0], ["h"], 0, B, 0, B, C, steps, burn_in, max_passes, distributed.Group(device=dev))
         padded = torch.zeros(B * C + 1, dtype=torch.int32, device=dev)
         padded[: len(ids)] = ids
-        net = [Layer(model, l, dev) for l in range(cfg.layers)]
-        h = torch.zeros(cfg.layers, B, cfg.hidden, device=dev)
-        c = torch.zeros_like(h) if cfg.cell == "lstm" else None
-        warm_start(net, padded, range(B), C, burn_in, h, c, plan.S)
-        kinds = _state_kinds(c)
-        run = _pass(net, padded[: B * C].view(B, C), plan)
-        got = settle(_stack(h, c), run, kinds, TOLERANCE, max_passes)
+        net, guess, kinds, run = _guess(model, padded, plan)
+        got = settle(guess, run, kinds, TOLERANCE, max_passes)
         error = got.error
         if error is None and B > 1:  # the last sweep's starts are unchecked: one more pass measures them
             error = start_error(got.starts, *run(got.starts), kinds, TOLERANCE)
@@ -322,10 +317,9 @@ def _state_kinds(c: torch.Tensor | None) -> tuple[str, ...]:
 
 
 def _gather(X: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """This rank's streams (K, L, n, H) -> every stream's (K, L, B, H), on every rank."""
-    K, L = X.shape[:2]
-    full = plan.group.gather_streams(X.reshape(K * L, *X.shape[2:]), plan.B)
-    return full.reshape(K, L, *full.shape[1:])
+    """This rank's streams (..., n, H) -> every stream's (..., B, H), on every rank: states (K, L, n, H) and
+    carries (K, K, L, n, H) alike."""
+    return plan.group.gather_streams(X.flatten(0, -3), plan.B).unflatten(0, X.shape[:-2])
 
 
 def _pass(net: list[Layer], x: torch.Tensor, plan: _Plan):
@@ -334,7 +328,7 @@ def _pass(net: list[Layer], x: torch.Tensor, plan: _Plan):
 
     def run(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hy, cy, D = advance(net, x, *_unstack(X[:, :, plan.b0 : plan.b1]), plan.S, carry=True)
-        return _gather(_stack(hy, cy), plan), _gather_carry(D, plan)
+        return _gather(_stack(hy, cy), plan), _gather(D, plan)
 
     return run
 

@@ -332,8 +332,8 @@ class Store:
              blocks: Sequence[tuple[int, int]] | None = None, sample: bool = False) -> np.ndarray:
         """Values of ``units`` (default all) as float32 (n, U): over ``rows`` (start, stop), the row ranges
         ``blocks`` one after another, or with ``sample`` a bounded sample (:func:`spaced_blocks`); the whole
-        text when none is given. From the column-major copies (:attr:`colcache`) where every unit has one
-        and the rows are few next to the text, else from the arrays' rows."""
+        text when none is given. One unit is read from its array's column-major copy (:attr:`colcache`) when
+        there is one (T·2 bytes), more than one from the arrays' rows."""
         if sum(x is not None and x is not False for x in (rows, blocks, sample)) > 1:
             raise RnnvizError("read takes one of rows, blocks or sample")
         if sample:

@@ -338,6 +338,9 @@ def export_html(
 
         store = open_store(store)
     units = _check_units(store, units)
+    if out is not None and Path(out).resolve().is_relative_to(Path(store.path).resolve()):
+        raise RnnvizError(f"{out} is inside the store {store.path}: write the page elsewhere (a file there "
+                          f"would break the store)")
     start, stop = _window(store, start, length)
     n = stop - start
     if n * len(units) > MAX_CELLS:
@@ -348,8 +351,5 @@ def export_html(
     page = _page(store, units, start, stop, _check_titles(titles, units), catalog, colour_range)
     result = HtmlExport(page, units, start, stop)
     if out is not None:
-        if Path(out).resolve().is_relative_to(Path(store.path).resolve()):
-            raise RnnvizError(f"{out} is inside the store {store.path}: write the page elsewhere (a file there "
-                              f"would break the store)")
         result.save(out)
     return result
