@@ -8,6 +8,7 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     rnnviz.find_cells(store, "in_quote", top=10)
     rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
+    rnnviz.store_from_arrays(words, {"0:h": h, "0:c": c}, out="s/")   # any model's states, per token
     rnnviz.ngram_loss(text, "test")             # the paper's 20-gram baseline on the same split
     rnnviz.emergence("runs/wp", text, ["in_quote"])   # when each cell appears (--snapshot-every runs)
     rnnviz.serve(store, jupyter_mode="inline")   # the dashboard in a notebook cell
@@ -33,6 +34,7 @@ _API = {
     "record": "recording.recorder",
     "open_store": "store.reader",
     "write_store": "store.writer",
+    "store_from_arrays": "store.arrays",
     "FEATURES": "analysis.features",
     "compute_feature": "analysis.features",
     "find_cells": "analysis.ranking",

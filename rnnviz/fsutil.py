@@ -254,16 +254,18 @@ def loads_json(raw: bytes, path: Path):
         raise RnnvizError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
-def read_format_json(path: Path, fmt: str, version: int, what: str) -> dict:
-    """A JSON object that names its ``format`` and ``version`` (a store manifest, a checkpoint config),
-    checked. ``what`` names it in errors, e.g. "store manifest" (-> "store version 2, this rnnviz reads 1").
+def read_format_json(path: Path, fmt: str, version: int | tuple[int, ...], what: str) -> dict:
+    """A JSON object that names its ``format`` and ``version`` (one, or any of a tuple) (a store manifest, a
+    checkpoint config), checked. ``what`` names it in errors ("store version 3, this rnnviz reads 1, 2").
     The file must be a regular file (see :func:`member`) of at most ``MAX_JSON_BYTES``."""
     doc = loads_json(read_member(path.parent, path.name, MAX_JSON_BYTES), path)
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise RnnvizError(f"{path}: not an rnnviz {what}")
-    if doc.get("version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if type(doc.get("version")) is not int or doc["version"] not in versions:
         kind = what.split()[0]
-        raise RnnvizError(f"{path}: {kind} version {doc.get('version')!r}, this rnnviz reads {version}")
+        raise RnnvizError(f"{path}: {kind} version {doc.get('version')!r}, this rnnviz reads "
+                          f"{', '.join(map(str, versions))}")
     return doc
 
 

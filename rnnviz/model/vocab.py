@@ -116,3 +116,36 @@ def _unknown(codes: np.ndarray, ids: np.ndarray) -> dict[str, tuple[int, int]]:
     where = np.flatnonzero(ids < 0)
     chars, first, counts = np.unique(codes[where], return_index=True, return_counts=True)
     return {chr(int(chars[i])): (int(counts[i]), int(where[first[i]])) for i in np.argsort(first, kind="stable")}
+
+
+class TokenVocab:
+    """A token model's vocabulary (a word, BPE or any other tokenizer's): id i is the string ``chars[i]``,
+    any string of at most ``MAX_CHARS`` characters (named ``chars`` as :class:`Vocab`'s entries are, so
+    that views show either the same way). Only held and shown: rnnviz never tokenizes with it."""
+
+    MAX_CHARS = 1000
+
+    def __init__(self, tokens: Iterable[str]):
+        from rnnviz.model.charrnn import MAX_VOCAB
+
+        self.chars: list[str] = list(tokens)
+        if len(self.chars) > MAX_VOCAB:  # empty: a store of states without predictions
+            raise RnnvizError(f"a token vocabulary has at most {MAX_VOCAB:,} entries, got {len(self.chars):,}")
+        if any(not isinstance(t, str) or len(t) > self.MAX_CHARS for t in self.chars):
+            raise RnnvizError(f"token vocabulary entries must be strings of at most {self.MAX_CHARS} characters")
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TokenVocab) and self.chars == other.chars
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.chars[int(i)] for i in ids)
+
+    def to_json(self) -> list[str]:
+        return list(self.chars)
+
+    @classmethod
+    def from_json(cls, tokens: list[str]) -> TokenVocab:
+        return cls(tokens)

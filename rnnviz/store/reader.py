@@ -17,7 +17,6 @@ is renamed into place, so it appears complete or not at all (the write side: :mo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -32,160 +31,26 @@ from rnnviz.fsutil import (
     read_member,
     recover_dir,
 )
-from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, group_units, parse_unit
-from rnnviz.model.vocab import Vocab
+from rnnviz.model.charrnn import group_units, parse_unit
+from rnnviz.store.manifest import (  # noqa: F401 (the store's names, re-exported for its readers)
+    FORMAT,
+    LOGPROB,
+    MANIFEST,
+    SPANS,
+    STATS,
+    TEXT,
+    TOPK_IDS,
+    TOPK_P,
+    VERSION,
+    VERSIONS,
+    Manifest,
+    UnitNames,
+    _short,
+    array_name,
+)
 from rnnviz.store.stats import STAT_COLUMNS
 
-FORMAT = "rnnviz-store"
-VERSION = 1
-MANIFEST, TEXT, STATS = "manifest.json", "text.txt", "stats.json"
-LOGPROB, TOPK_IDS, TOPK_P = "logprob.f32", "topk_ids.u16", "topk_p.f16"
-
-
-def array_name(layer: int, kind: str) -> str:
-    return f"L{layer}.{kind}.f16"
-
-
-MAX_LENGTH = 1 << 31  # characters in a store (an 8 GB text); the arrays' real sizes are checked too
 SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # a bounded sample (read(sample=True)): rows, in evenly spaced blocks
-
-
-def _int_field(m: dict, key: str, lo: int, hi: int, mpath: Path, default=None) -> int:
-    v = m.get(key, default)
-    if type(v) is not int or not lo <= v <= hi:
-        raise RnnvizError(f"{mpath}: manifest field missing or malformed ({key} must be an integer from {lo} "
-                          f"to {hi:,}, got {_short(v)})")
-    return v
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A store's manifest.json, checked (see :meth:`from_dict`): what :class:`Store` reads its files by.
-    ``model`` is the recorded model's config (None for a synthetic store), ``recorder`` the recording's
-    settings and timings, ``checkpoint`` {"path", "sha256"} of the recorded checkpoint or None."""
-
-    length: int  # T characters
-    hidden: int  # H units per layer and kind
-    cell: str
-    layers: list[int]
-    kinds: list[str]
-    topk: int  # K next-character predictions kept per position (0: none)
-    vocab: Vocab
-    has_logprob: bool = True
-    checkpoint: dict | None = None
-    model: ModelConfig | None = None
-    recorder: dict = field(default_factory=dict)
-    created: str | None = None
-
-    @classmethod
-    def from_dict(cls, m: dict, mpath: Path) -> Manifest:
-        """The manifest's sizes and names, checked against each other before any file is touched: sizes
-        are integers within the caps (SECURITY.md), the cell is known, layers and kinds are distinct and
-        valid (a kind names a file: only the cell's own kinds, so no path can be built from one)."""
-        bad = lambda why: RnnvizError(f"{mpath}: manifest field missing or malformed ({why})")  # noqa: E731
-        T = _int_field(m, "length", 1, MAX_LENGTH, mpath)
-        H = _int_field(m, "hidden", 1, MAX_HIDDEN, mpath)
-        cell = m.get("cell")
-        if cell not in CELLS:
-            raise bad(f"cell must be one of {', '.join(CELLS)}, got {_short(cell)}")
-        layers, kinds = m.get("layers"), m.get("kinds")
-        if not (isinstance(layers, list) and layers and all(type(l) is int and 0 <= l < MAX_LAYERS for l in layers)
-                and len(set(layers)) == len(layers)):
-            raise bad(f"layers must be distinct integers from 0 to {MAX_LAYERS - 1}, got {_short(layers)}")
-        if not (isinstance(kinds, list) and kinds and all(isinstance(k, str) and k in KINDS[cell] for k in kinds)
-                and len(set(kinds)) == len(kinds)):
-            raise bad(f"kinds must be distinct kinds of a {cell} ({', '.join(KINDS[cell])}), got {_short(kinds)}")
-        if not isinstance(m.get("vocab"), list):
-            raise bad("vocab must be a list of characters")
-        vocab = Vocab.from_json(m["vocab"])
-        K = _int_field(m, "topk", 0, len(vocab), mpath, default=0)
-        if not isinstance(m.get("has_logprob", True), bool):
-            raise bad(f"has_logprob must be true or false, got {_short(m['has_logprob'])}")
-        ck = m.get("checkpoint")
-        if ck is not None and not (isinstance(ck, dict) and all(isinstance(ck.get(k), (str, type(None)))
-                                                                for k in ("path", "sha256"))):
-            raise bad(f"checkpoint must be null or {{\"path\": ..., \"sha256\": ...}}, got {_short(ck)}")
-        rec = m.get("recorder") or {}
-        if not isinstance(rec, dict):
-            raise bad(f"recorder must be an object, got {_short(rec)}")
-        return cls(T, H, cell, layers, kinds, K, vocab, m.get("has_logprob", True), ck,
-                   _manifest_model(m.get("model"), cell, H, layers, vocab, bad), rec,
-                   m.get("created") if isinstance(m.get("created"), str) else None)
-
-
-def _manifest_model(model, cell: str, H: int, layers: list[int], vocab: Vocab, bad) -> ModelConfig | None:
-    """The recorded model's config, checked against the manifest's own sizes."""
-    if model is None:
-        return None
-    if not isinstance(model, dict):
-        raise bad(f"model must be a model config, got {_short(model)}")
-    cfg = ModelConfig.from_dict(model)
-    if (cfg.cell, cfg.hidden, cfg.vocab_size) != (cell, H, len(vocab)) or max(layers) >= cfg.layers:
-        raise bad(f"the manifest ({cell}, hidden {H}, layers {_short(layers)}, {len(vocab)} characters) does "
-                  f"not fit its model ({cfg.cell}, hidden {cfg.hidden}, {cfg.layers} layers, "
-                  f"vocabulary {cfg.vocab_size})")
-    return cfg
-
-
-def _short(v) -> str:
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
-class UnitNames(Sequence):
-    """The names ``LAYER:KIND:INDEX`` of every unit of a store, ordered by layer, kind, index, computed
-    on demand: a store of 30 layers x 6 kinds x 16,384 units does not hold 3 million strings."""
-
-    def __init__(self, layers: list[int], kinds: list[str], hidden: int):
-        self.layers, self.kinds, self.hidden = tuple(layers), tuple(kinds), hidden
-        self._layer = {l: i for i, l in enumerate(self.layers)}
-        self._kind = {k: i for i, k in enumerate(self.kinds)}
-
-    def __len__(self) -> int:
-        return len(self.layers) * len(self.kinds) * self.hidden
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        i = i + n if i < 0 else i
-        if not 0 <= i < n:
-            raise IndexError("unit index out of range")
-        lk, index = divmod(i, self.hidden)
-        l, k = divmod(lk, len(self.kinds))
-        return f"{self.layers[l]}:{self.kinds[k]}:{index}"
-
-    def __iter__(self):
-        return (f"{l}:{k}:{i}" for l in self.layers for k in self.kinds for i in range(self.hidden))
-
-    def index(self, name, start=0, stop=None) -> int:
-        parts = name.split(":") if isinstance(name, str) else ()
-        if len(parts) == 3 and parts[0].isascii() and parts[0].isdigit() and parts[2].isascii() \
-                and parts[2].isdigit():
-            l, k, i = self._layer.get(int(parts[0])), self._kind.get(parts[1]), int(parts[2])
-            if l is not None and k is not None and i < self.hidden and f"{int(parts[0])}:{parts[1]}:{i}" == name:
-                pos = (l * len(self.kinds) + k) * self.hidden + i
-                if start <= pos and (stop is None or pos < stop):
-                    return pos
-        raise ValueError(f"{name!r} is not a unit of this store")
-
-    def __contains__(self, name) -> bool:
-        try:
-            self.index(name)
-        except ValueError:
-            return False
-        return True
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, UnitNames):
-            return (self.layers, self.kinds, self.hidden) == (other.layers, other.kinds, other.hidden)
-        return isinstance(other, Sequence) and not isinstance(other, str) and len(other) == len(self) \
-            and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # mutable-looking sequences are not hashable (as a list)
-
-    def __repr__(self) -> str:
-        return f"UnitNames(layers={list(self.layers)}, kinds={list(self.kinds)}, hidden={self.hidden})"
 
 
 class Store:
@@ -199,7 +64,7 @@ class Store:
         mpath = self.path / MANIFEST
         if not mpath.exists():
             raise RnnvizError(f"{self.path}: not an rnnviz store ({MANIFEST} missing)")
-        m = read_format_json(mpath, FORMAT, VERSION, "store manifest")
+        m = read_format_json(mpath, FORMAT, VERSIONS, "store manifest")
         if m.get("dtype", "float16") != "float16":  # a size check alone would call it "corrupt"
             raise RnnvizError(f"{mpath}: activations are {_short(m['dtype'])}; this rnnviz reads float16")
         self.manifest: dict = m  # the file as read; ``meta`` is what was checked and is used
@@ -209,20 +74,72 @@ class Store:
         self._check_sizes()
         if not (self.path / TEXT).exists() and not (self.path / TEXT).is_symlink():
             raise RnnvizError(f"{self.path}: store is incomplete ({TEXT} missing)")
-        T = self.length
-        raw = read_member(self.path, TEXT, 4 * T)  # UTF-8: 1 to 4 bytes a character
+        N = self.length if meta.chars is None else meta.chars
+        raw = read_member(self.path, TEXT, 4 * N)  # UTF-8: 1 to 4 bytes a character
         try:
             self.text: str = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise RnnvizError(f"{self.path / TEXT}: not valid UTF-8 (corrupt store)") from None
-        if len(self.text) != T:
-            raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {T}")
+        if len(self.text) != N:
+            raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {N}")
         self._maps: dict[tuple[int, str], np.memmap] = {}
+        self.spans: np.ndarray | None = None if meta.chars is None else self._check_spans()
+
+    @property
+    def is_tokens(self) -> bool:
+        """Whether rows are tokens with spans in the text (else one row per character of :attr:`text`)."""
+        return self.spans is not None
+
+    def _check_spans(self) -> np.ndarray:
+        """(T, 2) int64 memmap: each token's [start, end) in :attr:`text`, checked a block at a time: every
+        token has at least one character, tokens are in order and do not overlap, all inside the text."""
+        spans = np.memmap(self.path / SPANS, dtype="<i8", mode="r", shape=(self.length, 2))
+        prev_end = 0
+        for s in range(0, self.length, 1 << 20):
+            b = np.asarray(spans[s : s + (1 << 20)])
+            starts, ends = b[:, 0], b[:, 1]
+            prev = np.concatenate([[prev_end], ends[:-1]])
+            bad = np.flatnonzero((starts < prev) | (ends <= starts) | (ends > len(self.text)))
+            if len(bad):
+                t = s + int(bad[0])
+                raise RnnvizError(f"{self.path / SPANS}: token {t:,} spans {spans[t].tolist()}; spans must be "
+                                  f"non-empty, in order, without overlap, within the {len(self.text):,} characters "
+                                  "of the text (corrupt store)")
+            prev_end = int(ends[-1])
+        return spans
+
+    def width(self, layer: int, kind: str) -> int:
+        """The number of units of one array (``hidden`` unless the store says otherwise)."""
+        return self.meta.width(layer, kind)
+
+    def at_rows(self, per_char: np.ndarray) -> np.ndarray:
+        """(T, ...) values of a per-character array (N, ...) at each row: itself in a char store, each
+        token's last character in a token store (how features computed on the text meet token rows)."""
+        return per_char if self.spans is None else per_char[np.asarray(self.spans[:, 1]) - 1]
+
+    def chars_of_rows(self, start: int, stop: int) -> tuple[int, int]:
+        """The characters [a, b) of the text that rows ``start:stop`` (clipped) cover."""
+        stop = min(max(int(stop), 0), self.length)
+        start = min(max(int(start), 0), stop)
+        if self.spans is None or start == stop:
+            return (start, stop) if self.spans is None else (0, 0)
+        return int(self.spans[start, 0]), int(self.spans[stop - 1, 1])
+
+    def rows_of_chars(self, a: int, b: int) -> tuple[int, int]:
+        """The rows [r0, r1) whose tokens overlap the characters [a, b) (a char store: the same range)."""
+        if self.spans is None:
+            b = min(max(int(b), 0), self.length)
+            return min(max(int(a), 0), b), b
+        r0 = int(np.searchsorted(self.spans[:, 1], a, side="right"))
+        r1 = int(np.searchsorted(self.spans[:, 0], b, side="left"))
+        return r0, max(r0, r1)
 
     def _check_sizes(self) -> None:
         """Every file the manifest implies has exactly its size, before anything is read or mapped."""
-        T, H, K = self.length, self.hidden, self.k
-        expected = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
+        T, K = self.length, self.k
+        expected = {array_name(l, k): T * w * 2 for (l, k), w in self.meta.widths.items()}
+        if self.meta.chars is not None:
+            expected[SPANS] = T * 16
         if self.meta.has_logprob:
             expected[LOGPROB] = T * 4
         if K:
@@ -252,10 +169,10 @@ class Store:
     def units(self) -> UnitNames:
         """Every recorded unit name, ordered by layer, kind (manifest order), index: a read-only
         sequence computed on demand (``in`` and ``index`` are O(1)), not millions of strings."""
-        return UnitNames(self.layers, self.kinds, self.hidden)
+        return UnitNames(self.layers, self.kinds, self.hidden, self.meta.widths)
 
     def array(self, layer: int, kind: str) -> np.memmap:
-        """The (T, H) float16 memmap of one layer × kind (read-only, never loaded whole)."""
+        """The (T, width) float16 memmap of one layer × kind (read-only, never loaded whole)."""
         key = (int(layer), kind)
         if key not in self._maps:
             if key[0] not in self.layers or kind not in self.kinds:
@@ -264,7 +181,7 @@ class Store:
                     f"(layers {_join(self.layers)}; kinds {_join(self.kinds)})"
                 )
             self._maps[key] = np.memmap(
-                self.path / array_name(*key), dtype="<f2", mode="r", shape=(self.length, self.hidden)
+                self.path / array_name(*key), dtype="<f2", mode="r", shape=(self.length, self.width(*key))
             )
         return self._maps[key]
 
@@ -272,10 +189,11 @@ class Store:
         """``(layer, kind, index)`` of the unit ``name`` of this store; a one-line error naming what the
         store holds when it is not one of its units (a malformed name gets the name format)."""
         layer, kind, index = parse_unit(name)
-        if layer not in self.layers or kind not in self.kinds or index >= self.hidden:
+        if layer not in self.layers or kind not in self.kinds or index >= self.width(layer, kind):
+            w = self.width(layer, kind) if layer in self.layers and kind in self.kinds else self.hidden
             raise RnnvizError(
                 f"unit {name!r} is not in this store (layers {_join(self.layers)}; kinds {_join(self.kinds)}; "
-                f"indices 0..{self.hidden - 1})"
+                f"indices 0..{w - 1})"
             )
         return layer, kind, index
 
@@ -374,7 +292,7 @@ class Store:
     def read_columns(self, layer: int, kind: str, start: int, stop: int, idx: np.ndarray) -> np.ndarray:
         """Rows start:stop of the columns ``idx`` of one array, as a fresh (n, len(idx)) float16 array."""
         block = self.array(layer, kind)[start:stop]
-        if len(idx) == self.hidden and (idx == np.arange(self.hidden)).all():
+        if len(idx) == self.width(layer, kind) and (idx == np.arange(len(idx))).all():
             return np.array(block)
         return block[:, idx]
 
@@ -463,7 +381,7 @@ def is_store(path: str | Path) -> bool:
     if path.is_symlink() or not path.is_dir():
         return False
     try:
-        read_format_json(path / MANIFEST, FORMAT, VERSION, "store manifest")
+        read_format_json(path / MANIFEST, FORMAT, VERSIONS, "store manifest")
     except RnnvizError:
         return False
     return True

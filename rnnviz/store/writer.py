@@ -18,22 +18,26 @@ import torch
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_dir, write_json
-from rnnviz.model.charrnn import ModelConfig, parse_kinds, parse_layers, unit_names
+from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_kinds, parse_layers
 from rnnviz.model.distributed import Group
-from rnnviz.model.vocab import Vocab
-from rnnviz.store.reader import (
+from rnnviz.model.vocab import TokenVocab, Vocab
+from rnnviz.store.manifest import (
+    EXTERNAL,
     FORMAT,
     LOGPROB,
     MANIFEST,
+    SPANS,
     STATS,
     TEXT,
     TOPK_IDS,
     TOPK_P,
     VERSION,
-    Store,
+    VERSION_OPEN,
+    UnitNames,
     array_name,
-    is_store,
+    kinds_ok,
 )
+from rnnviz.store.reader import Store, is_store
 from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
 
 
@@ -73,8 +77,8 @@ class StoreWriter:
         *,
         layers: list[int],
         kinds: list[str],
-        model_config: ModelConfig | dict,
-        vocab: Vocab | list[str],
+        vocab: Vocab | TokenVocab | list[str],
+        model_config: ModelConfig | dict | None = None,
         topk: int = 0,
         has_logprob: bool = True,
         checkpoint: dict | None = None,
@@ -82,25 +86,34 @@ class StoreWriter:
         overwrite: bool = False,
         streams: int | None = None,
         group: Group | None = None,
+        cell: str | None = None,
+        widths: dict[tuple[int, str], int] | None = None,
+        spans: np.ndarray | None = None,
+        source: dict | None = None,
     ):
         self.path = Path(path)
         self.group = group or Group()
-        self.config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
-        self.vocab = vocab if isinstance(vocab, Vocab) else Vocab.from_json(vocab)
         if not text:
             raise RnnvizError("nothing to record: the text is empty")
-        self.text, self.length, self.hidden = text, len(text), self.config.hidden
+        self.config = model_config if isinstance(model_config, (ModelConfig, type(None))) \
+            else ModelConfig.from_dict(model_config)
+        self.spans = None if spans is None else check_spans(spans, len(text))
+        tokens = self.spans is not None
+        self.vocab = vocab if isinstance(vocab, (Vocab, TokenVocab)) else (TokenVocab if tokens else Vocab)(vocab)
+        self.text, self.length = text, len(text) if self.spans is None else len(self.spans)
         if not layers or not kinds:
             raise RnnvizError("a store needs at least one layer and one kind")
-        self.layers = parse_layers(layers, self.config.layers)
-        self.kinds = parse_kinds(kinds, self.config.cell)  # canonical order: h, c, then gates
+        self.cell, self.layers, self.kinds, self.widths = _layout(self.config, cell, layers, kinds, widths)
+        self.hidden = max(self.widths.values(), key=list(self.widths.values()).count)  # the most common width
         if not 0 <= topk <= len(self.vocab):
             raise RnnvizError(f"topk must be from 0 to the vocabulary size {len(self.vocab)}, got {topk}")
         self.topk, self.has_logprob = int(topk), has_logprob
-        self.checkpoint = checkpoint
+        self.checkpoint, self.source = checkpoint, source
         self.recorder = dict(recorder or {})  # the caller may add to it until the block exits
         self.overwrite = overwrite
         self.streams = streams
+        if streams is not None and len(set(self.widths.values())) > 1:
+            raise RnnvizError("per-stream statistics need arrays of one width")
         self.rewind()
         self.bytes_written = 0
         self.store: Store | None = None
@@ -109,20 +122,27 @@ class StoreWriter:
         self._fds: dict[str, int] = {}
         self._given: set[str] = set()  # optional outputs that some write() supplied
 
+    @property
+    def version(self) -> int:
+        """1 for what older rnnviz reads (a char store of our CharRNN), 2 where a store needs more."""
+        plain = (self.spans is None and self.cell != EXTERNAL and self.source is None
+                 and len(set(self.widths.values())) == 1)
+        return VERSION if plain else VERSION_OPEN
+
     def rewind(self) -> None:
         """Forget every row written and every statistic: the rows will all be written again (a recorder
         that records once more from corrected start states)."""
         # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
         if self.streams is None:
-            self.stats = {l: RunningStats(len(self.kinds) * self.hidden) for l in self.layers}
+            self.stats = {l: RunningStats(sum(self.widths[(l, k)] for k in self.kinds)) for l in self.layers}
         else:
             self.stats = {l: StreamStats(len(self.kinds), self.hidden, self.streams, self.group.device)
                           for l in self.layers}
         self.rows_written = 0
 
     def __enter__(self) -> StoreWriter:
-        T, H, K = self.length, self.hidden, self.topk
-        sizes = {array_name(l, k): T * H * 2 for l in self.layers for k in self.kinds}
+        T, K = self.length, self.topk
+        sizes = {array_name(l, k): T * w * 2 for (l, k), w in self.widths.items()}
         if self.has_logprob:
             sizes[LOGPROB] = T * 4
         if K:
@@ -197,12 +217,12 @@ class StoreWriter:
             a = arrays[key]
             if n is None:
                 n = a.shape[0]
-            if tuple(a.shape) != (n, self.hidden):
-                raise RnnvizError(f"block for {key} has shape {tuple(a.shape)}, expected ({n}, {self.hidden})")
+            if tuple(a.shape) != (n, self.widths[key]):
+                raise RnnvizError(f"block for {key} has shape {tuple(a.shape)}, expected ({n}, {self.widths[key]})")
         if start < 0 or start + n > self.length:
             raise RnnvizError(f"rows {start}:{start + n} fall outside the text (length {self.length})")
         for (l, k), a in arrays.items():
-            self._pwrite(array_name(l, k), _bytes(a, np.dtype("<f2")), start * self.hidden * 2)
+            self._pwrite(array_name(l, k), _bytes(a, np.dtype("<f2")), start * self.widths[(l, k)] * 2)
         if self.has_logprob and logprob is not None:
             self._pwrite(LOGPROB, _bytes(logprob, np.dtype("<f4")), start * 4)
             self._given.add(LOGPROB)
@@ -248,7 +268,10 @@ class StoreWriter:
             (self.tmp / TOPK_P).unlink()
         with open(self.tmp / TEXT, "w", encoding="utf-8", newline="") as f:
             f.write(self.text)
-        names = unit_names(self.layers, self.kinds, self.hidden)
+        if self.spans is not None:
+            with open(self.tmp / SPANS, "wb") as f:
+                f.write(_bytes(self.spans, np.dtype("<i8")))
+        names = list(UnitNames(self.layers, self.kinds, self.hidden, self.widths))
         cols: dict[str, list] = {"unit": names, **{c: [] for c in STAT_COLUMNS}}
         for l in self.layers:
             for c, v in self.stats[l].columns().items():
@@ -256,14 +279,14 @@ class StoreWriter:
         write_json(self.tmp / STATS, cols)
         manifest = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "length": self.length,
-            "cell": self.config.cell,
+            "cell": self.cell,
             "hidden": self.hidden,
             "layers": self.layers,
             "kinds": self.kinds,
             "dtype": "float16",
-            "model": self.config.to_dict(),
+            "model": None if self.config is None or self.spans is not None else self.config.to_dict(),
             "vocab": self.vocab.to_json(),
             "checkpoint": self.checkpoint,
             "recorder": self.recorder,
@@ -272,46 +295,113 @@ class StoreWriter:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rnnviz_version": __version__,
         }
+        if self.version == VERSION_OPEN:
+            manifest["widths"] = {f"{l}:{k}": w for (l, k), w in self.widths.items() if w != self.hidden}
+            manifest["tokens"] = None if self.spans is None else {"chars": len(self.text)}
+            manifest["source"] = self.source
         write_json(self.tmp / MANIFEST, manifest)  # written last: its presence marks a finished store
+
+
+def check_spans(spans, n_chars: int) -> np.ndarray:
+    """``spans`` as a (T, 2) int64 array of each token's [start, end) in a text of ``n_chars`` characters,
+    checked as the reader checks them: every token non-empty, in order, no overlap, inside the text."""
+    a = np.asarray(spans)
+    if a.ndim != 2 or a.shape[1] != 2 or not len(a) or not np.issubdtype(a.dtype, np.integer):
+        raise RnnvizError(f"token spans must be a (T, 2) integer array of [start, end) offsets, got shape "
+                          f"{a.shape} of {a.dtype}")
+    a = a.astype(np.int64)
+    prev = np.concatenate([[0], a[:-1, 1]])
+    bad = np.flatnonzero((a[:, 0] < prev) | (a[:, 1] <= a[:, 0]) | (a[:, 1] > n_chars))
+    if len(bad):
+        t = int(bad[0])
+        raise RnnvizError(f"token {t:,} spans characters {a[t].tolist()}: spans must be non-empty, in order, "
+                          f"without overlap, inside the text's {n_chars:,} characters")
+    return a
+
+
+def _layout(config: ModelConfig | None, cell: str | None, layers, kinds, widths) -> tuple[str, list, list, dict]:
+    """(cell, layers, kinds, {(layer, kind): width}) of a store: from a CharRNN's config, or given (a user's
+    module, external states), checked as the reader checks a manifest."""
+    if config is not None:
+        layers, kinds = parse_layers(layers, config.layers), parse_kinds(kinds, config.cell)
+        return config.cell, layers, kinds, {(l, k): config.hidden for l in layers for k in kinds}
+    if cell not in (*CELLS, EXTERNAL):
+        raise RnnvizError(f"cell must be one of {', '.join(CELLS)}, {EXTERNAL}, got {cell!r}")
+    layers = sorted(layers)
+    if not all(type(l) is int and 0 <= l < MAX_LAYERS for l in layers) or len(set(layers)) != len(layers):
+        raise RnnvizError(f"layers must be distinct integers from 0 to {MAX_LAYERS - 1}, got {layers}")
+    kinds = list(kinds) if cell == EXTERNAL else parse_kinds(list(kinds), cell)
+    if not kinds_ok(cell, kinds):
+        raise RnnvizError(f"kinds of external states are distinct lower-case names (a-z, 0-9, _; at most 24 "
+                          f"characters, starting with a letter), got {kinds}")
+    widths = widths or {}
+    missing = [f"{l}:{k}" for l in layers for k in kinds if (l, k) not in widths]
+    if missing:
+        raise RnnvizError(f"no width given for {', '.join(missing[:3])}")
+    out = {(l, k): widths[(l, k)] for l in layers for k in kinds}
+    if not all(type(w) is int and 1 <= w <= MAX_HIDDEN for w in out.values()):
+        raise RnnvizError(f"every array's width must be an integer from 1 to {MAX_HIDDEN:,}")
+    return cell, layers, kinds, out
 
 
 def write_store(
     path: str | Path,
     text: str,
     arrays: dict[tuple[int, str], np.ndarray],
-    model_config: ModelConfig | dict,
-    vocab: Vocab | list[str],
+    model_config: ModelConfig | dict | None = None,
+    vocab: Vocab | TokenVocab | list[str] | None = None,
     logprob: np.ndarray | None = None,
     topk: tuple[np.ndarray, np.ndarray] | None = None,
     recorder: dict | None = None,
     overwrite: bool = False,
     checkpoint: dict | None = None,
+    cell: str | None = None,
+    spans: np.ndarray | None = None,
+    source: dict | None = None,
+    progress=None,
+    finite: bool = False,
 ) -> Store:
-    """Write a whole store from in-memory arrays {(layer, kind): (T, H)} (for tests and synthetic data).
+    """Write a whole store from arrays {(layer, kind): (T, width)} (any array-like with slicing: numpy, a
+    memmap, an HDF5 dataset), copied 65,536 rows at a time, so memory stays bounded.
 
-    ``logprob``: (T,) nats; ``topk``: (ids (T, K), probs (T, K)). Values are stored as float16.
+    ``model_config``: the CharRNN they came from, or None with ``cell`` (rnn, gru, lstm, or "external" for
+    states with free kind names) and each array's own width. ``spans`` (T, 2): rows are tokens with these
+    [start, end) offsets in ``text`` (else one row per character). ``logprob``: (T,) nats; ``topk``:
+    (ids (T, K), probs (T, K)). Values are stored as float16. ``progress(rows)`` is called after each block.
+    ``finite``: refuse NaN and ±inf (a user's arrays; tests write such stores on purpose).
     """
-    config = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
+    if vocab is None:
+        raise RnnvizError("write_store needs the vocabulary")
     keys = list(arrays)
     layers = sorted({l for l, _ in keys})
     kinds = list(dict.fromkeys(k for _, k in keys))
     missing = [(l, k) for l in layers for k in kinds if (l, k) not in arrays]
     if missing:
         raise RnnvizError(f"arrays must cover every layer × kind; missing {missing[:3]}")
+    T = len(text) if spans is None else len(spans)
     for key, a in arrays.items():
-        if np.shape(a) != (len(text), config.hidden):
-            raise RnnvizError(f"array {key} has shape {np.shape(a)}, expected ({len(text)}, {config.hidden})")
+        shape = tuple(np.shape(a))
+        if len(shape) != 2 or shape[0] != T or (model_config is not None and shape[1] != _hidden(model_config)):
+            want = f"({T}, {_hidden(model_config)})" if model_config is not None else f"({T}, width)"
+            raise RnnvizError(f"array {key} has shape {shape}, expected {want}")
     K = 0 if topk is None else int(np.shape(topk[0])[1])
-    if logprob is not None and np.shape(logprob) != (len(text),):
-        raise RnnvizError(f"logprob has shape {np.shape(logprob)}, expected ({len(text)},)")
+    if logprob is not None and np.shape(logprob) != (T,):
+        raise RnnvizError(f"logprob has shape {np.shape(logprob)}, expected ({T},)")
     writer = StoreWriter(
-        path, text, layers=layers, kinds=kinds, model_config=config, vocab=vocab, topk=K,
+        path, text, layers=layers, kinds=kinds, model_config=model_config, vocab=vocab, topk=K,
         has_logprob=logprob is not None, checkpoint=checkpoint, recorder=recorder, overwrite=overwrite,
+        cell=cell, widths={key: int(np.shape(a)[1]) for key, a in arrays.items()}, spans=spans, source=source,
     )
     rows = 65536
     with writer:
-        for s in range(0, len(text), rows):
-            block = {key: torch.from_numpy(np.asarray(a[s : s + rows], dtype=np.float16)) for key, a in arrays.items()}
+        for s in range(0, T, rows):
+            block = {}
+            for key, a in arrays.items():
+                b = np.asarray(a[s : s + rows], dtype=np.float32)
+                if finite and not np.isfinite(b).all():
+                    r = s + int(np.flatnonzero(~np.isfinite(b).all(axis=1))[0])
+                    raise RnnvizError(f"array {key[0]}:{key[1]} holds NaN or ±inf (first at row {r:,})")
+                block[key] = torch.from_numpy(b.astype(np.float16))
             writer.observe(block)
             writer.write(
                 s,
@@ -320,4 +410,10 @@ def write_store(
                 topk_ids=None if topk is None else topk[0][s : s + rows],
                 topk_p=None if topk is None else topk[1][s : s + rows],
             )
+            if progress is not None:
+                progress(min(rows, T - s))
     return writer.store
+
+
+def _hidden(config: ModelConfig | dict) -> int:
+    return config.hidden if isinstance(config, ModelConfig) else ModelConfig.from_dict(config).hidden
