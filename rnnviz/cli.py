@@ -815,7 +815,8 @@ def explain_cmd(store, units, min_score, block, fmt):
 @click.option("--start", type=int, required=True, help="First character of the selection.")
 @click.option("--end", type=int, required=True, help="One past its last character.")
 @click.option("--threshold", type=float, default=THETA, show_default=True, help="θ: on = this many σ from the mean.")
-@click.option("--slack", type=int, default=2, show_default=True, help="Characters forgiven at each edge.")
+@click.option("--slack", type=int, default=None,
+              help="Rows forgiven at each edge. Default: 2 characters, or 0 tokens in a token store.")
 @click.option("--rule", type=click.Choice(["tolerant", "strict"]), default="tolerant", show_default=True,
               help="tolerant: mostly on inside (80%), slack at the edges; strict: LSTMVis's every-character rule.")
 @click.option("--follow", type=int, default=None,
@@ -825,6 +826,7 @@ def explain_cmd(store, units, min_score, block, fmt):
 @output_format_option()
 def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     """Select-to-find: the cells that mark the text START..END, and where else they switch on.
+    START and END are rows: characters, or tokens in a token store.
 
     Two-state cells (whose values split into an off and an on state) come first, on past their split;
     then the others, on past θ σ, ranked by contrast (mean σ inside minus the low at the edges) x how
@@ -849,7 +851,7 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     if fmt == "csv":
         click.echo(cells.to_csv(index=False, float_format="%.6g"), nl=False)
         return
-    click.echo(f"selection {start:,}..{end:,}: {_esc(st.text[start:end][:80])}")
+    click.echo(f"selection {start:,}..{end:,}: {_esc(_rows_text(st, start, end)[:80])}")
     if cells.empty:
         click.echo(f"no cell marks it ({rule} rule, θ = {threshold:g} σ): lower --threshold or select a tighter range")
         return
@@ -861,7 +863,13 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     for m in matches.itertuples(index=False):
         flag = " weak" if m.weak else ""
         click.echo(f"  #{m.rank:<3d} lstmvis #{m.lstmvis_rank:<3d} {m.start:>9,}..{m.stop:<9,} score {m.score:.2f}"
-                   f"{flag}  {_esc(st.text[m.start : min(m.stop, m.start + 60)])}")
+                   f"{flag}  {_esc(_rows_text(st, m.start, m.stop)[:60])}")
+
+
+def _rows_text(st, start: int, stop: int) -> str:
+    """The text rows start:stop of a store read (characters, or the tokens' stretch of text)."""
+    a, b = st.chars_of_rows(start, stop)
+    return st.text[a : min(b, a + 200)]
 
 
 # --- end discovery ---

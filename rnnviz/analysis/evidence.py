@@ -13,10 +13,12 @@ from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import SIGMOID_KINDS
 
 
-def snippet(text: str, p: int, context: int) -> dict:
-    """The character at ``p`` with ``context`` characters each side: ``{pos, before, char, after}``."""
-    before, after = text[max(0, p - context) : p], text[p + 1 : p + 1 + context]
-    return {"pos": int(p), "before": before, "char": text[p], "after": after}
+def snippet(store, p: int, context: int) -> dict:
+    """Row ``p`` of a store with ``context`` characters each side: ``{pos, before, char, after}``, where
+    ``char`` is what the row read (a character, or a token's text in a token store)."""
+    a, b = store.chars_of_rows(p, p + 1)
+    text = store.text
+    return {"pos": int(p), "before": text[max(0, a - context) : a], "char": text[a:b], "after": text[b : b + context]}
 
 
 def strongest(x: np.ndarray, k: int, gap: int, sign: int = 1) -> list[int]:
@@ -58,6 +60,7 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
         fname = None
     else:
         f, y = resolve(feature, text)
+        y = store.at_rows(y)
         fname = f.name
         if f.type == "binary":
             parts = [(f"{fname} = 0", y == 0), (f"{fname} = 1", y == 1)]
@@ -69,7 +72,7 @@ def evidence(store, unit: str, feature=None, k: int = 5, context: int = 30, bins
             groups[label] = np.histogram(x[mask & finite], edges)[0].tolist()
 
     def snips(ps):
-        return [{**snippet(text, p, context), "value": float(x[p])} for p in ps]
+        return [{**snippet(store, p, context), "value": float(x[p])} for p in ps]
 
     return {
         "unit": unit, "feature": fname, "stats": stats, "top": snips(top), "bottom": snips(bottom),

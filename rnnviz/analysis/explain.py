@@ -73,18 +73,20 @@ def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
 
 class RuleSpace:
     """The rule space of one text, split into the fitting half A and the scoring half B (each a list of
-    (start, stop) ranges, see :func:`split_halves`)."""
+    (start, stop) ranges, see :func:`split_halves`). ``at`` (T,): the character each row reads, for a token
+    store (rules are computed on the characters, read at each token's last one); None: row t is character t."""
 
-    def __init__(self, text: str, min_count: int, block: int | None):
-        self.halves = split_halves(len(text), block)
+    def __init__(self, text: str, min_count: int, block: int | None, at: np.ndarray | None = None):
+        self.halves = split_halves(len(text) if at is None else len(at), block)
         self.rows = [_rows(r) for r in self.halves]  # (N_A,), (N_B,) positions
-        self.dense, D = R.dense_rules(text)  # (T, C)
-        self.D = D
+        self.dense, D = R.dense_rules(text)  # (N, C)
+        self.D = D = D if at is None else D[at]  # (T, C)
         self.cost = np.array([TRANSFORM_COST if "@" in r.id else 0.0 for r in self.dense])
         self.ids, self.grams = [], []  # per n: (T,) ids, the n-grams (id G = "none of them")
         for n in range(1, R.MAX_NGRAM + 1):
-            ids, grams = R.ngram_ids(text, n, self.rows[0], min_count)
-            self.ids.append(torch.from_numpy(ids))
+            fit = self.rows[0] if at is None else at[self.rows[0]]
+            ids, grams = R.ngram_ids(text, n, fit, min_count)
+            self.ids.append(torch.from_numpy(ids if at is None else ids[at]))
             self.grams.append(grams)
         self.h = [self._half_stats(rows) for rows in self.rows]
         self._masks: dict[tuple, np.ndarray] = {}  # (block, j) -> (N_B,) bool on the held half
@@ -282,7 +284,7 @@ def explain(
     t0 = time.perf_counter()
     T = store.length
     names = _check(store, units, min_count, block, min_score)
-    space = RuleSpace(store.text, min_count, block)
+    space = RuleSpace(store.text, min_count, block, store.last_chars)
     total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
 
@@ -362,7 +364,6 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
     if top < 0 or per_decile < 0:
         raise RnnvizError("top and per_decile must be >= 0")
     x = store.unit(unit).astype(np.float32)  # (T,)
-    text = store.text
     finite = np.isfinite(x)
     out = [("top", p) for p in strongest(x, top, context)]
     rng = np.random.default_rng(check_seed(seed))
@@ -373,5 +374,5 @@ def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: 
             where = np.nonzero((dec == d) & finite)[0]
             for p in rng.choice(where, min(per_decile, len(where)), replace=False) if len(where) else []:
                 out.append((f"decile {d + 1}", int(p)))
-    rows = [{"group": g, "value": float(x[p]), **snippet(text, p, context)} for g, p in out]
+    rows = [{"group": g, "value": float(x[p]), **snippet(store, p, context)} for g, p in out]
     return pd.DataFrame(rows, columns=["group", "pos", "value", "before", "char", "after"])

@@ -61,10 +61,11 @@ def _ranks(y: np.ndarray) -> np.ndarray:
     return ((ends - (counts - 1) / 2.0)[inv]).astype(np.float64)
 
 
-def control_permutation(text: str, seed: int = 0) -> np.ndarray:
+def control_permutation(text: str | np.ndarray, seed: int = 0) -> np.ndarray:
     """(T,) indices that shuffle positions among those holding the same character (seeded):
-    ``y[perm]`` is the control of feature ``y``."""
-    c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    ``y[perm]`` is the control of feature ``y``. ``text`` may instead be (T,) keys (``Store.row_keys``:
+    rows of a token store are shuffled among rows of the same token)."""
+    c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) if isinstance(text, str) else text
     rng = np.random.default_rng(check_seed(seed))
     order = np.argsort(c, kind="stable")  # positions grouped by character
     shuffled = np.lexsort((rng.random(len(c)), c))  # the same groups, each in random order
@@ -204,11 +205,13 @@ def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
     return {"spearman": float(rho), "effect_size": cohens_d(np.bincount(c, weights=t.group_w, minlength=65536), allc)}
 
 
-def _targets(specs: list, text: str, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
-    """Each feature asked for as a ranking target; the constant ones go to ``skipped`` {name: why}."""
+def _targets(specs: list, store, perm: np.ndarray) -> tuple[list[_Target], dict[str, str]]:
+    """Each feature asked for as a ranking target, at the store's rows (a token's last character); the
+    constant ones go to ``skipped`` {name: why}."""
     targets, skipped = [], {}
     for spec in specs:
-        f, y = resolve(spec, text)
+        f, y = resolve(spec, store.text)
+        y = store.at_rows(y)
         if f.name in skipped or any(t.name == f.name for t in targets):
             if isinstance(spec, str):
                 continue  # the same feature asked for twice
@@ -288,8 +291,7 @@ def rank_features(
     if not specs:
         raise RnnvizError("no features to rank against")
     names = store.check_units(units)
-    text = store.text
-    targets, skipped = _targets(specs, text, control_permutation(text, seed))
+    targets, skipped = _targets(specs, store, control_permutation(store.row_keys(), seed))
     T = store.length
     r, r_ctrl = _moments(store, names, targets, progress, 2 * T)  # total grows once the columns are known
     chosen, work = _candidates(targets, r, r_ctrl, names, top)  # which units need exact column statistics

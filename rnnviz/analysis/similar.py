@@ -63,6 +63,11 @@ FOLLOW_LEVEL = 0.25  # ... those that score at least this fraction of the best o
 MATCH_COLUMNS = ["start", "stop", "length", "on", "strength", "score", "rank", "lstmvis_rank", "all_on", "weak"]
 
 
+# (slack, margin) by what a row is: 2 characters forgiven at each edge and 8 off around; a token is a whole
+# word, so none is forgiven and 2 around must be off (8 words around a 3-word quote often hold another).
+EDGES = {"chars": (2, 8), "tokens": (0, 2)}
+
+
 @dataclass
 class SimilarConfig:
     threshold: float = THETA  # θ, in standard deviations from each cell's store-wide mean
@@ -376,9 +381,9 @@ def find_similar(
     start: int,
     end: int,
     threshold: float = THETA,
-    slack: int = 2,
+    slack: int | None = None,
     *,
-    margin: int = 8,
+    margin: int | None = None,
     min_on: float = MIN_ON,
     rule: str = "tolerant",
     follow: int | None = None,
@@ -387,7 +392,9 @@ def find_similar(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Select-to-find: the cells that mark the text [start, end), and where else they switch on together.
 
-    ``threshold``: θ in σ; ``slack``: characters forgiven at each edge; ``min_on``: the "mostly" fraction;
+    ``start``, ``end``: rows (characters, or tokens in a token store). ``threshold``: θ in σ; ``slack``: rows
+    forgiven at each edge, ``margin``: rows each side that must be off (defaults: :data:`EDGES`, by what a row
+    is: a token is a whole word, so none is forgiven); ``min_on``: the "mostly" fraction;
     ``rule``: "tolerant" (ours) or "strict" (LSTMVis's, slack ignored); ``follow``: the best cells searched
     for together; ``units``: restrict the cells considered. Returns ``(cells, matches)``: ``cells`` with
     columns :data:`CELL_COLUMNS` (every passing cell, best first), ``matches`` with :data:`MATCH_COLUMNS`
@@ -397,10 +404,13 @@ def find_similar(
     """
     if rule not in RULES:
         raise RnnvizError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    default_slack, default_margin = EDGES["tokens" if store.is_tokens else "chars"]
+    slack = default_slack if slack is None else slack
+    margin = default_margin if margin is None else margin
     if not (isinstance(slack, int) and 0 <= slack <= 20):
-        raise RnnvizError(f"slack is a whole number of characters from 0 to 20, got {slack!r}")
+        raise RnnvizError(f"slack is a whole number of rows from 0 to 20, got {slack!r}")
     if not (isinstance(margin, int) and 1 <= margin <= 200):
-        raise RnnvizError(f"margin is a whole number of characters from 1 to 200, got {margin!r}")
+        raise RnnvizError(f"margin is a whole number of rows from 1 to 200, got {margin!r}")
     if not 0.5 <= float(min_on) <= 1:
         raise RnnvizError(f"min_on is a fraction from 0.5 to 1, got {min_on!r}")
     if follow is not None and not 1 <= int(follow) <= MAX_FOLLOW:

@@ -112,10 +112,24 @@ class Store:
         """The number of units of one array (``hidden`` unless the store says otherwise)."""
         return self.meta.width(layer, kind)
 
+    @cached_property
+    def last_chars(self) -> np.ndarray | None:
+        """(T,) int64: the position in :attr:`text` of each token's last character (None in a char store,
+        where row t is character t)."""
+        return None if self.spans is None else np.asarray(self.spans[:, 1]) - 1
+
     def at_rows(self, per_char: np.ndarray) -> np.ndarray:
         """(T, ...) values of a per-character array (N, ...) at each row: itself in a char store, each
         token's last character in a token store (how features computed on the text meet token rows)."""
-        return per_char if self.spans is None else per_char[np.asarray(self.spans[:, 1]) - 1]
+        return per_char if self.spans is None else per_char[self.last_chars]
+
+    def row_keys(self) -> np.ndarray:
+        """(T,) int64: what each row reads, as a number equal for equal inputs: the character's code point,
+        or the token string's index among the store's distinct tokens (controls shuffle within a key)."""
+        if self.spans is None:
+            return np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        words = [self.text[a:b] for a, b in np.asarray(self.spans).tolist()]
+        return np.unique(np.array(words, dtype=object), return_inverse=True)[1].astype(np.int64)
 
     def chars_of_rows(self, start: int, stop: int) -> tuple[int, int]:
         """The characters [a, b) of the text that rows ``start:stop`` (clipped) cover."""
