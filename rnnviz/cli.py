@@ -656,7 +656,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     if df.attrs["skipped"]:
         click.echo("\nskipped: " + "; ".join(f"{name} ({why})" for name, why in df.attrs["skipped"].items()))
     click.echo(f"\nRanked {df.attrs['n_units']:,} units x {len(df.attrs['types'])} feature(s) over "
-               f"{df.attrs['length']:,} characters in {df.attrs['seconds']:.1f} s.")
+               f"{df.attrs['length']:,} {st.rows_are} in {df.attrs['seconds']:.1f} s.")
 
 
 @main.command()
@@ -806,7 +806,7 @@ def explain_cmd(store, units, min_score, block, fmt):
     click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
         f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
     halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
-    click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} characters "
+    click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {st.rows_are} "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
 
 

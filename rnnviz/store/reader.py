@@ -90,6 +90,11 @@ class Store:
         """Whether rows are tokens with spans in the text (else one row per character of :attr:`text`)."""
         return self.spans is not None
 
+    @property
+    def rows_are(self) -> str:
+        """What a row is, for messages: "characters" or "tokens"."""
+        return "tokens" if self.spans is not None else "characters"
+
     def _check_spans(self) -> np.ndarray:
         """(T, 2) int64 memmap: each token's [start, end) in :attr:`text`, checked a block at a time: every
         token has at least one character, tokens are in order and do not overlap, all inside the text."""
