@@ -8,8 +8,8 @@ DATA   := ../shared/data
 WP     := sample_models/war-and-peace-lstm-2x256
 LINUX  := sample_models/linux-lstm-2x256
 # The first 100,000 characters of each test split (the last 5% of the file): text the models never saw.
-WP_TEST    := --start 3095315 --length 100000
-LINUX_TEST := --start 6075022 --length 100000
+WP_TEST    := --split test --length 100000
+LINUX_TEST := --split test --length 100000
 # The CPU build of torch lies on this kind of machine's disk; a bare `torch` would pull a multi-GB CUDA build.
 TORCH_CPU  := torch==2.13.0+cpu
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)

@@ -117,11 +117,18 @@ def _check_window_option(ctx: click.Context, param: click.Parameter, value: int 
     return value
 
 
-def window_options(default_length: int | None = None, of: str = "TEXT") -> Callable:
+def window_options(default_length: int | None = None, of: str = "TEXT", split: str | None = None) -> Callable:
     """``--start`` and ``--length``, checked as they are parsed, by the one rule of
-    :func:`rnnviz.model.data.check_window`. ``default_length=None``: a missing --length reads to the end."""
+    :func:`rnnviz.model.data.check_window`. ``default_length=None``: a missing --length reads to the end.
+    ``split``: the default of ``--split`` (which part of the 90/5/5 split the window is in); None: no
+    --split (a store's text)."""
 
     def decorate(f: Callable) -> Callable:
+        if split is not None:
+            f = click.option("--split", "split_name", type=click.Choice(["all", "train", "val", "test"]),
+                             default=split, show_default=True,
+                             help="Part of TEXT's 90/5/5 split (train, val, test: the last 5%, never trained on) "
+                             "that --start counts from.")(f)
         f = click.option("--length", type=int, default=default_length, callback=_check_window_option,
                          show_default=default_length is not None,
                          help="Characters to read from --start, >= 1 (a length past the end stops there)."
@@ -435,7 +442,7 @@ def ngram(text, split_name, order, as_json):
 @click.option("--kinds", default=None, help="Comma-separated kinds (h,c,i,f,g,o; GRU h,r,z,n) or 'all'. "
               "Default: h, and c for an LSTM.")
 @click.option("--layers", default=None, help="Comma-separated layers, e.g. 0,2. Default: all.")
-@window_options()
+@window_options(split="all")
 @click.option("--burn-in", type=int, default=1000, show_default=True,
               help="Characters each parallel stream reads before its part, for a first guess of its start state.")
 @click.option("--max-passes", type=int, default=MAX_PASSES, show_default=True,
@@ -449,8 +456,8 @@ def ngram(text, split_name, order, as_json):
 @device_option
 @click.option("--force", is_flag=True, help="Replace the store if it exists (only an rnnviz store or an empty folder).")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
-def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, streams, exact, topk, unknown, device,
-           force, nproc):
+def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, max_passes, streams, exact, topk,
+           unknown, device, force, nproc):
     """Record every cell of a checkpoint over TEXT into an activation store.
 
     \b
@@ -466,7 +473,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     from rnnviz.devices import resolve_device
     from rnnviz.model.charrnn import parse_kinds, parse_layers
     from rnnviz.model.checkpoint import load_checkpoint
-    from rnnviz.model.data import read_text, text_window
+    from rnnviz.model.data import read_text, split_window
     from rnnviz.model.distributed import rank
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
@@ -481,7 +488,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
     check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
-    part = text_window(read_text(text), start, length, source=str(text))
+    part, offset = split_window(read_text(text), split_name, start, length, source=str(text))
     if nproc is not None:
         from rnnviz.model.distributed import check_nproc
 
@@ -492,7 +499,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
                       disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
         store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
-                           streams=streams, exact=exact, start=start, topk=topk, unknown=unknown, device=dev,
+                           streams=streams, exact=exact, start=offset, topk=topk, unknown=unknown, device=dev,
                            overwrite=force, progress=progress, source=str(text))
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
@@ -555,15 +562,15 @@ def _esc(s: str) -> str:
     return s.replace("\r", "\u240d").replace("\n", "\u21b5").replace("\t", "\u21e5")
 
 
-def _read_model_text(ckpt, text, start, length, unknown, device):
-    """The checkpoint's model on ``device``, and the window of the text file it will read, prepared by
-    ``unknown`` (error, skip or replace:X)."""
+def _read_model_text(ckpt, text, split_name, start, length, unknown, device):
+    """The checkpoint's model on ``device``, and the window of the text file's split it will read, prepared
+    by ``unknown`` (error, skip or replace:X)."""
     from rnnviz.devices import resolve_device
     from rnnviz.model.checkpoint import load_checkpoint
-    from rnnviz.model.data import read_text, text_window
+    from rnnviz.model.data import read_text, split_window
 
     model = load_checkpoint(ckpt, resolve_device(device))
-    part = text_window(read_text(text), start, length, source=str(text))
+    part, _ = split_window(read_text(text), split_name, start, length, source=str(text))
     return model, model.vocab.prepare(part, unknown)
 
 
@@ -670,14 +677,14 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
 @click.option("--random", "n_random", type=int, default=10, show_default=True,
               help="Random-unit baseline draws (as many units, same layers and kinds).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@window_options(default_length=20000)
+@window_options(default_length=20000, split="test")
 @click.option("--streams", type=int, default=None, help="Parallel pieces (default ~1 per 1,000 chars; 1 = exact).")
 @click.option("--burn-in", type=int, default=200, show_default=True, help="Characters each stream reads first.")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with every random draw).")
-def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, streams, burn_in, unknown, device,
-           as_json):
+def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, length, streams, burn_in, unknown,
+           device, as_json):
     """Clamp units inside the recurrence and report what the model loses, in nats/char.
 
     The loss change is reported over every character and over the characters the feature predicts
@@ -691,7 +698,7 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
     """
     from rnnviz.analysis.causal import ablate as run_ablate
 
-    model, part = _read_model_text(ckpt, text, start, length, unknown, device)
+    model, part = _read_model_text(ckpt, text, split_name, start, length, unknown, device)
     with progress_bar("ablating", "step") as progress:
         r = run_ablate(model, part, units, mode=mode, feature=feature, random=n_random, seed=seed,
                        streams=streams, burn_in=burn_in, progress=progress)
@@ -730,12 +737,12 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, start, length, stre
 @click.option("--positions", type=int, default=32, show_default=True, help="Positions averaged over.")
 @click.option("--burn-in", type=int, default=100, show_default=True)
 @click.option("--kinds", default="h", show_default=True, help="h, or h,c for an LSTM's cell state too.")
-@window_options(default_length=100000)
+@window_options(default_length=100000, split="test")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--unknown", default="skip", show_default=True, help="Unknown characters: error, skip or replace:X.")
 @device_option
 @output_format_option()
-def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed, unknown, device, fmt):
+def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, length, seed, unknown, device, fmt):
     """How far back the loss reaches: mean |d loss_t / d h_(t-k)| against the lag k, per layer.
 
     A vanilla RNN's gradient shrinks geometrically with k; an LSTM's additive cell state keeps it.
@@ -747,7 +754,7 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, start, length, seed
     """
     from rnnviz.analysis.causal import gradient_flow
 
-    model, part = _read_model_text(ckpt, text, start, length, unknown, device)
+    model, part = _read_model_text(ckpt, text, split_name, start, length, unknown, device)
     kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
     df = gradient_flow(model, part, max_lag=max_lag, positions=positions, burn_in=burn_in, kinds=kind_list,
                        seed=seed)
@@ -985,7 +992,7 @@ def serve(stores, host, port):
 @click.argument("text", type=click.Path(dir_okay=False))
 @click.option("--feature", "feature_names", multiple=True, required=True, metavar="NAME",
               help="A built-in feature, or re:PATTERN (repeatable).")
-@window_options(default_length=100_000)
+@window_options(default_length=100_000, split="test")
 @click.option("--kinds", default=None, help="Kinds to record and rank (default: h, and c for an LSTM; "
               "h alone needs no gate recomputation and is about twice as fast).")
 @click.option("--burn-in", type=int, default=250, show_default=True,
@@ -996,7 +1003,7 @@ def serve(stores, host, port):
 @output_format_option(("table", "json"))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also write the figure as a self-contained HTML file (works offline).")
-def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, device, fmt, out):
+def emergence(run, text, feature_names, split_name, start, length, kinds, burn_in, unknown, device, fmt, out):
     """When does each cell appear? For every weight snapshot of RUN (trained with --snapshot-every N),
     record TEXT, rank the units against each feature, and show the best unit's score and selectivity,
     whether it is the final model's best unit, and that final unit's score, beside the validation loss.
@@ -1015,13 +1022,13 @@ def emergence(run, text, feature_names, start, length, kinds, burn_in, unknown, 
 
     from rnnviz.analysis.emergence import appearance_sentences, write_emergence_html
     from rnnviz.analysis.emergence import emergence as run_emergence
-    from rnnviz.model.data import read_text, text_window
+    from rnnviz.model.data import read_text, split_window
     from rnnviz.model.snapshots import list_snapshots
 
     if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise RnnvizError(f"cannot write {out}: its directory does not exist")
     n = len(list_snapshots(run))  # no snapshots: the error comes before the text is read
-    part = text_window(read_text(text), start, length, source=str(text))
+    part, _ = split_window(read_text(text), split_name, start, length, source=str(text))
     with progress_bar("snapshots", "snapshot", n) as progress:
         df = run_emergence(run, part, feature_names, kinds=kinds, burn_in=burn_in, device=device, unknown=unknown,
                            progress=progress)

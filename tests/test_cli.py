@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnviz.cli import main
+from rnnviz.store.reader import open_store
 
 SMALL = ["--layers", "1", "--hidden", "8", "--batch", "4", "--seq-len", "8", "--eval-every", "10"]
 
@@ -122,7 +123,8 @@ def test_a_length_past_the_end_stops_at_the_end(tmp_path, tiny_ckpt):
 
     p = tmp_path / "t.txt"
     p.write_text(TEXT * 3, encoding="utf-8")
-    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", "0", "--start", "7", "--length", 10**9, "--json")
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", "0", "--split", "all", "--start", "7",
+            "--length", 10**9, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["chars"] == len(TEXT) * 3 - 7 - 1
 
@@ -163,3 +165,27 @@ def test_train_options_come_from_train_config():
     assert list(params["cell"].type.choices) == ["lstm", "gru", "rnn"]
     assert list(params["amp"].type.choices) == ["auto", "off", "bf16", "fp16"]
     assert (params["lr"].default, params["seq_len"].default, params["epochs"].default) == (2e-3, 100, None)
+
+
+def test_split_picks_the_part_of_the_text_a_window_counts_from(tmp_path, tiny_ckpt):
+    """ablate, gradflow and emergence measure on the test split (the last 5%, never trained on) unless told;
+    record reads the whole text unless told, and keeps where its window began in the file."""
+    from tests.conftest import TEXT
+
+    p = tmp_path / "t.txt"
+    p.write_text(TEXT * 40, encoding="utf-8")  # 3,760 characters: test = the last 188
+    n = len(TEXT) * 40
+    test_chars = n - int(n * 0.95)
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["chars"] == test_chars - 1
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", "0", "--split", "val", "--start", 10, "--json")
+    assert json.loads(r.output)["chars"] == int(n * 0.95) - int(n * 0.90) - 10 - 1
+    r = run("record", tiny_ckpt, p, "--out", tmp_path / "s", "--split", "test", "--start", 5)
+    assert r.exit_code == 0, r.output
+    st = open_store(tmp_path / "s")
+    assert st.text == (TEXT * 40)[int(n * 0.95) + 5 :] and st.meta.recorder["start"] == int(n * 0.95) + 5
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--start", 188)
+    assert r.exit_code == 1
+    assert r.output == f"Error: --start 188 is past the end of the test split of {p} (188 characters)\n"
+    assert "--split [all|train|val|test]" in run("gradflow", "--help").output

@@ -424,7 +424,8 @@ def test_cli_ablate_and_gradflow(tiny_ckpt, tmp_path):
 
     p = tmp_path / "t.txt"
     p.write_text(TEXT * 5, encoding="utf-8")
-    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--feature", "in_quote", "--random", "2", "--json")
+    r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--feature", "in_quote", "--random", "2", "--split", "all",
+            "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     assert s["units"] == ["1:c:3"] and s["feature"] == "in_quote" and len(s["random"]) == 2

@@ -141,8 +141,8 @@ def test_cli_table_json_and_figure(run, tmp_path, one_thread):
     src = tmp_path / "t.txt"
     src.write_text("xx" + text, encoding="utf-8")  # --start 2 skips the two unknown characters
     out = tmp_path / "fig.html"
-    r = cli("emergence", run_dir, src, "--feature", "in_quote", "--feature", "word_pos", "--start", 2,
-            "--out", out)
+    r = cli("emergence", run_dir, src, "--feature", "in_quote", "--feature", "word_pos", "--split", "all",
+            "--start", 2, "--out", out)
     assert r.exit_code == 0, r.output
     df = emergence(run_dir, text, ["in_quote", "word_pos"])
     for s in appearance_sentences(df):
@@ -158,7 +158,8 @@ def test_cli_table_json_and_figure(run, tmp_path, one_thread):
     assert not re.search(r"<script[^>]+src=", page)
     assert "in_quote: best unit" in page and "validation loss" in page
 
-    r = cli("emergence", run_dir, src, "--feature", "word_pos", "--start", 2, "--format", "json")
+    r = cli("emergence", run_dir, src, "--feature", "word_pos", "--split", "all", "--start", 2,
+            "--format", "json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     part = df[df["feature"] == "word_pos"]
@@ -182,7 +183,7 @@ def test_cli_bad_input_is_one_line(run, tmp_path):
         ((run_dir, src, "--feature", "in_quote", "--length", 100, "--kinds", "c"), "a rnn has no kind 'c'"),
     ]
     for args, needle in cases:
-        r = cli("emergence", *args)
+        r = cli("emergence", *args, "--split", "all")
         assert r.exit_code == 1, (args, r.output)
         lines = r.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], (args, r.output)

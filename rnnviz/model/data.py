@@ -77,13 +77,31 @@ def text_window(text: str, start: int = 0, length: int | None = None, source: st
     return text[start : None if length is None else start + length]
 
 
+def split_bounds(n: int, name: str) -> tuple[int, int]:
+    """[lo, hi) of the named part ("all", or one of :data:`SPLITS`) of a text of ``n`` characters."""
+    if name == "all":
+        return 0, n
+    if name not in SPLITS:
+        raise RnnvizError(f"unknown split {name!r}; choose one of all, {', '.join(SPLITS)}")
+    lo, hi = SPLITS[name]
+    return int(n * lo), int(n * hi)
+
+
 def split(text: str, name: str) -> str:
     """The named part of the 90/5/5 split of Karpathy et al. (2015), in file order (no shuffling)."""
-    if name not in SPLITS:
+    if name == "all":
         raise RnnvizError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
-    lo, hi = SPLITS[name]
-    n = len(text)
-    return text[int(n * lo) : int(n * hi)]
+    lo, hi = split_bounds(len(text), name)
+    return text[lo:hi]
+
+
+def split_window(text: str, split_name: str = "all", start: int = 0, length: int | None = None,
+                 source: str = "the text") -> tuple[str, int]:
+    """The window ``start``/``length`` of the named split of ``text`` (see :func:`text_window`; ``start``
+    counts from the split's first character), and where it begins in the whole text (characters)."""
+    lo, hi = split_bounds(len(text), split_name)
+    where = source if split_name == "all" else f"the {split_name} split of {source}"
+    return text_window(text[lo:hi], start, length, source=where), lo + start
 
 
 class BatchStream:
