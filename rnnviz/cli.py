@@ -237,7 +237,9 @@ def _train_settings(resume: bool, opts: dict) -> tuple[TrainConfig | None, dict 
     """(config, None) for a new run; (None, overrides) for --resume: the stop options given, and --device
     when it is not auto (the saved settings are kept otherwise)."""
     if resume:
-        stops = {k: opts[k] for k in ("epochs", "max_steps", "time_budget") if opts[k] is not None}
+        from rnnviz.model.trainer import STOPS
+
+        stops = {k: opts[k] for k in STOPS if opts[k] is not None}
         return None, {**stops, **({"device": opts["device"]} if opts["device"] != "auto" else {})}
     for name in ("layers", "hidden"):
         if opts[name] < 1:

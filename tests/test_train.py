@@ -146,3 +146,21 @@ def test_a_resume_that_raises_the_learning_rate_warns(tmp_path, text_file):
     assert (f"Warning: resuming raises the learning rate from {before:.2e} to {now:.2e} (the schedule follows "
             f"the new stop setting); to train on from these weights at a low rate, start a new run with "
             f"--init-from {run} and a small --lr") in r.output
+
+
+def test_a_stop_option_given_with_resume_replaces_the_saved_ones(tmp_path, text_file, one_thread):
+    """The README's lines: a run that stopped at its time budget continues to --max-steps (the saved budget
+    no longer applies), and the run's settings then say so."""
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    run = tmp_path / "r"
+    train(text_file, run, TrainConfig(max_steps=10, time_budget=1e-9, **SMALL))  # stops at its first step
+    first = _log(run)[-1]["step"] if (run / "log.jsonl").stat().st_size else 1
+    assert first < 10
+    r = CliRunner().invoke(main, ["train", str(text_file), "--out", str(run), "--resume", "--max-steps", "15"])
+    assert r.exit_code == 0, r.output
+    assert "done: 15 steps" in r.output
+    saved = json.loads((run / "last" / "config.json").read_text())["train"]
+    assert (saved["max_steps"], saved["time_budget"], saved["epochs"]) == (15, None, None)

@@ -241,12 +241,17 @@ def _train(text_path, text: str, out: Path, cfg: TrainConfig, resume: bool, call
 RUN_LOCK = ".run.lock"  # held by the process training a run: a second train of the same run is refused
 
 
+STOPS = ("epochs", "max_steps", "time_budget")  # the settings that say when a run ends
+
+
 def _run_config(out: Path, cfg: TrainConfig | None, resume: bool, force: bool, overrides: dict | None) -> TrainConfig:
     """The settings of a new run (refusing to overwrite one without ``force``) or of the run to resume."""
     if resume:
         if not (out / "last" / "train_state.json").exists():
             raise RnnvizError(f"{out}: nothing to resume (no last/ checkpoint)")
         saved = read_config(out / "last").get("train")
+        if isinstance(saved, dict) and any(k in STOPS for k in overrides or {}):
+            saved = {**saved, **dict.fromkeys(STOPS)}  # a stop option given replaces the saved ones, all of them
         return load_train_config({**saved, **(overrides or {})} if isinstance(saved, dict) else saved)
     if ((out / "last").exists() or (out / "best").exists()) and not force:
         raise RnnvizError(f"{out} already holds a run: use --resume to continue it or --force to start over")
