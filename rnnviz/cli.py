@@ -231,6 +231,14 @@ def train(text, out, resume, force, nproc, **opts):
         f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, best val {r['best_val_loss']:.4f} nats/char "
         f"-> {out}/best"
     )
+    if r["best_val_loss"] >= r["unigram_loss"] - NO_BETTER:
+        click.echo(f"Warning: the best validation loss {r['best_val_loss']:.3f} nats/char is no better than counting "
+                   f"characters (a unigram model scores {r['unigram_loss']:.3f}): after {r['steps']} steps (warm-up "
+                   f"{r['warmup']}) the model has learned nothing to look inside; train longer "
+                   "(--resume with a larger --max-steps or --time-budget)", err=True)
+
+
+NO_BETTER = 0.05  # nats/char: a run that ends within this of the unigram loss has learned nothing to analyse
 
 
 def _train_settings(resume: bool, opts: dict) -> tuple[TrainConfig | None, dict | None]:
@@ -267,6 +275,8 @@ def _training_bar(out) -> Iterator[Callable[[dict], None]]:
             )
         elif ev["type"] == "warning":
             bar.write(f"Warning: {ev['message']}", file=sys.stderr)
+        elif ev["type"] == "message":
+            bar.write(ev["message"])
         else:
             bar.write(f"step {ev['step']}: val loss {ev['val_loss']:.4f} nats/char (best {ev['best_val_loss']:.4f})")
 

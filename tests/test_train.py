@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -164,3 +165,50 @@ def test_a_stop_option_given_with_resume_replaces_the_saved_ones(tmp_path, text_
     assert "done: 15 steps" in r.output
     saved = json.loads((run / "last" / "config.json").read_text())["train"]
     assert (saved["max_steps"], saved["time_budget"], saved["epochs"]) == (15, None, None)
+
+
+def _cli_train(*args):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    return CliRunner().invoke(main, ["train", *map(str, args)])
+
+
+def test_a_budget_that_ends_inside_the_warm_up_is_said_early(tmp_path, text_file, one_thread):
+    r = _cli_train(text_file, "--out", tmp_path / "r", "--layers", 1, "--hidden", 8, "--batch", 4, "--seq-len", 16,
+                   "--time-budget", 3, "--warmup", 100000)
+    assert r.exit_code == 0, r.output
+    lines = r.output.replace("\r", "\n").splitlines()
+    warning = next(line for line in lines if "steps/s" in line)
+    assert re.search(r"Warning: pace: [\d.]+ steps/s, [\d.]+k chars/s; the time budget of 3 s allows about [\d,]+ "
+                     r"steps, inside the 100000 warm-up steps: the model will learn little; give a larger "
+                     r"--time-budget \(or a smaller --warmup\)$", warning), warning
+
+
+def test_a_run_no_better_than_counting_characters_is_warned_about(tmp_path, text_file, one_thread):
+    common = ("--layers", 1, "--hidden", 32, "--batch", 8, "--seq-len", 32, "--lr", "1e-2", "--warmup", 10)
+    r = _cli_train(text_file, "--out", tmp_path / "a", *common, "--max-steps", 3)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"Warning: the best validation loss [\d.]+ nats/char is no better than counting characters "
+                     r"\(a unigram model scores [\d.]+\): after 3 steps \(warm-up 10\) the model has learned nothing "
+                     r"to look inside; train longer", r.output), r.output
+    r = _cli_train(text_file, "--out", tmp_path / "b", *common, "--max-steps", 300)
+    assert r.exit_code == 0 and "done: 300 steps" in r.output and "no better than counting" not in r.output
+
+
+def test_unigram_loss_is_the_cross_entropy_of_character_frequencies():
+    from rnnviz.model.trainer import unigram_loss
+
+    train_ids, val_ids = np.array([0, 0, 0, 1]), np.array([0, 1])
+    p = np.array([4, 2]) / 6  # add-one counts
+    assert unigram_loss(train_ids, val_ids, 2) == pytest.approx(-(np.log(p[0]) + np.log(p[1])) / 2)
+
+
+def test_evaluate_keeps_no_autograd_graph(make_model):
+    saved = []
+    model = make_model()
+    ids = np.arange(300) % model.config.vocab_size
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(1) or t, lambda t: t):
+        evaluate(model, ids, chunk=64)
+    assert saved == []

@@ -150,6 +150,13 @@ def pick_amp(name: str, device: torch.device) -> torch.dtype | None:
 
 
 @torch.no_grad()
+def unigram_loss(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
+    """Nats/char on ``val_ids`` of the training split's character frequencies (add-one smoothed): what a
+    model that learned nothing but how often each character occurs would score."""
+    counts = np.bincount(train_ids, minlength=vocab_size) + 1.0
+    return float(-np.log(counts[val_ids] / counts.sum()).mean())
+
+
 def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 2048) -> float:
     """Mean cross-entropy of predicting ``ids[t+1]`` from ``ids[:t+1]``, in nats/char.
 
@@ -164,7 +171,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
     x = torch.as_tensor(ids[: n * streams].reshape(streams, n), device=dev)  # (S, n)
     y = torch.as_tensor(ids[1 : n * streams + 1].reshape(streams, n), device=dev)  # (S, n)
     total, state = torch.zeros((), dtype=torch.float64, device=dev), None
-    with eval_mode(model):
+    with eval_mode(model), torch.no_grad():  # no graph: it would grow over every chunk of the text
         for a in range(0, n, chunk):
             logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
             total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
@@ -305,7 +312,10 @@ class _Run:
     callback: Callable[[dict], None] | None
     total_steps: int | None
     step: int = 0
-    elapsed: float = 0.0  # seconds of training (validation and snapshots excluded)
+    elapsed: float = 0.0  # seconds since the run began, validations included (what a time budget counts)
+    unigram: float = math.nan  # nats/char on the validation split of the training split's character frequencies
+    eval_seconds: float | None = None  # how long the last validation took (the final one is budgeted so)
+    pace_from: tuple[int, float] | None = None  # (step, time) the pace is measured from; None once told
     best_val: float = math.inf
     last_val: float | None = None
     train_loss: float | None = None
@@ -333,7 +343,8 @@ class _Run:
         val_ids = vocab.encode(split(text, "val"))
         if len(val_ids) < 2:
             raise RnnvizError(f"{text_path}: text too short for a validation split ({len(text)} characters)")
-        stream = BatchStream(vocab.encode(split(text, "train")), cfg.batch, cfg.seq_len)
+        train_ids = vocab.encode(split(text, "train"))
+        stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
         total = cfg.max_steps
         if cfg.epochs is not None:
             ep_steps = math.ceil(cfg.epochs * stream.steps_per_epoch)
@@ -346,7 +357,8 @@ class _Run:
                   net=model if group.world == 1 else torch.nn.parallel.DistributedDataParallel(model),
                   opt=_make_optimizer(cfg, model), scaler=torch.amp.GradScaler("cuda", enabled=amp is torch.float16),
                   amp=amp, stream=stream, val_ids=val_ids, meta=meta,
-                  callback=callback if group.is_main else None, total_steps=total)
+                  callback=callback if group.is_main else None, total_steps=total,
+                  unigram=unigram_loss(train_ids, val_ids, len(vocab)))
         if resume:
             run._restore()
         _reseed_ranks(group)
@@ -393,8 +405,18 @@ class _Run:
                 f"--init-from {self.out} and a small --lr")})
 
     def done(self) -> bool:
+        """At the step limit, or where the final validation would end past the time budget."""
         return ((self.total_steps is not None and self.step >= self.total_steps)
-                or bool(self.cfg.time_budget and self.elapsed >= self.cfg.time_budget))
+                or bool(self.cfg.time_budget and self.elapsed + self.final_eval_estimate() >= self.cfg.time_budget))
+
+    def final_eval_estimate(self) -> float:
+        """Seconds the final validation (and sample) will take: as long as the last one; before any, the
+        validation text at a third of the training's time per character (a forward pass, no backward)."""
+        if self.eval_seconds is not None:
+            return self.eval_seconds
+        if not self.step:
+            return 0.0
+        return len(self.val_ids) * self.elapsed / (self.step * self.stream.chars_per_step) / 3
 
     def progress(self) -> float:
         """How far the run is, in [0, 1]: by steps, or by time under a time budget (whichever is further)."""
@@ -416,10 +438,13 @@ class _Run:
 
     def validate(self, row: dict | None = None) -> None:
         """Every rank takes part (the carried state is gathered); rank 0 validates and saves."""
+        t0 = time.perf_counter()
         hidden = _gather_state(self.group, self.state, self.cfg.batch)
         if self.group.is_main:
             self._validate_and_save(row, hidden)
-        self.last_val, self.best_val = self.group.broadcast_object((self.last_val, self.best_val))
+            self.eval_seconds = time.perf_counter() - t0
+        self.last_val, self.best_val, self.eval_seconds = self.group.broadcast_object(
+            (self.last_val, self.best_val, self.eval_seconds))  # every rank stops at the same step
         _reseed_ranks(self.group)
 
     def _validate_and_save(self, row: dict | None, hidden) -> None:
@@ -482,23 +507,22 @@ class _Run:
         self.model.train()
         log = _LogInterval(torch.zeros((), device=self.group.device), time.perf_counter())
         t_start = time.perf_counter() - self.elapsed
+        told = self.callback is None
         try:
             while not self.done():
                 lr = _lr_at(cfg, self.step, self.progress())
                 log.add(self.train_step(lr))
                 self.elapsed = time.perf_counter() - t_start
+                told = told or self._tell_pace()
                 if cfg.time_budget and self.group.world > 1:  # the lr schedule and the stop follow rank 0's clock
                     self.elapsed = self.group.broadcast_object(self.elapsed)
                 is_eval = self.step % cfg.eval_every == 0 or self.done()
                 if self.step % cfg.log_every == 0 or is_eval:
                     self._log(lr, log, is_eval)
-                    if is_eval:
-                        t_start = time.perf_counter() - self.elapsed  # validation time is not training time
                 if cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and not is_eval and self.group.is_main:
                     t0 = time.perf_counter()
                     self.snapshot()
-                    t_start += time.perf_counter() - t0  # the snapshot's validation is not training time
-                    log.t_mark += time.perf_counter() - t0  # ... nor in the chars/s
+                    log.t_mark += time.perf_counter() - t0  # the snapshot's validation is not in the chars/s
             if self.last_val is None:  # nothing to train (e.g. resumed at the end): still report a validation loss
                 self.validate()
         except KeyboardInterrupt:
@@ -524,9 +548,37 @@ class _Run:
             self.callback({"type": "step", **row, "progress": self.progress()})
         log.reset()
 
+    def _tell_pace(self) -> bool:
+        """Early in a run (2 s or 20 steps after its first step, whose one-time costs are left out): the pace,
+        and where a time budget will end, a warning when that is inside the warm-up (on a busy machine 120 s
+        made 11 steps and a model that had learned nothing). Returns whether it was told."""
+        now = time.perf_counter()
+        if self.pace_from is None:
+            self.pace_from = (self.step, now)
+            return False
+        steps, seconds = self.step - self.pace_from[0], now - self.pace_from[1]
+        if steps < 2 or (seconds < 2 and steps < 20):
+            return False
+        steps_per_s = steps / seconds
+        pace = f"{steps_per_s:.2f} steps/s, {steps_per_s * self.stream.chars_per_step / 1e3:.1f}k chars/s"
+        b = self.cfg.time_budget
+        if not b:
+            self.callback({"type": "message", "message": f"pace: {pace}"})
+            return True
+        steps = self.step + int(max(b - self.elapsed - self.final_eval_estimate(), 0) * steps_per_s)
+        msg = f"pace: {pace}; the time budget of {b:g} s allows about {steps:,} steps"
+        if steps < 2 * self.cfg.warmup:
+            self.callback({"type": "warning", "message": (
+                f"{msg}, {'inside' if steps < self.cfg.warmup else 'barely past'} the {self.cfg.warmup} warm-up "
+                "steps: the model will learn little; give a larger --time-budget (or a smaller --warmup)")})
+        else:
+            self.callback({"type": "message", "message": msg})
+        return True
+
     def summary(self) -> dict:
         return {"steps": self.step, "epochs": self.step / self.stream.steps_per_epoch, "train_loss": self.train_loss,
                 "val_loss": self.last_val, "best_val_loss": self.best_val, "seconds": self.elapsed,
+                "unigram_loss": self.unigram, "warmup": self.cfg.warmup,
                 "chars_per_s": self.step * self.stream.chars_per_step / max(self.elapsed, 1e-9), "out": str(self.out)}
 
 
