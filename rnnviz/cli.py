@@ -359,10 +359,9 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
       rnnviz sample runs/ts --seed 1 --clamp 1:c:42=1.0
     """
     from rnnviz.devices import resolve_device
-    from rnnviz.model.checkpoint import load_checkpoint
     from rnnviz.model.sampling import sample as run_sampling
 
-    model = load_checkpoint(ckpt, resolve_device(device))
+    model = _load_model(ckpt, resolve_device(device))
     text = run_sampling(model, length, prime, temperature, top_k, seed, clamp)
     click.echo(prime + text)
 
@@ -387,13 +386,12 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     import math
 
     from rnnviz.devices import resolve_device
-    from rnnviz.model.checkpoint import load_checkpoint
     from rnnviz.model.data import read_text, split
     from rnnviz.model.trainer import evaluate
 
     if streams < 1:
         raise RnnvizError("--streams must be >= 1")
-    model = load_checkpoint(ckpt, resolve_device(device))
+    model = _load_model(ckpt, resolve_device(device))
     content = read_text(text)
     part = content if split_name == "all" else split(content, split_name)
     part = model.vocab.prepare(part, unknown)
@@ -484,14 +482,13 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
 
     from rnnviz.devices import resolve_device
     from rnnviz.model.charrnn import parse_kinds, parse_layers
-    from rnnviz.model.checkpoint import load_checkpoint
     from rnnviz.model.data import read_text, split_window
     from rnnviz.model.distributed import rank
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
     from rnnviz.store.reader import is_store
 
-    model = load_checkpoint(ckpt)
+    model = _load_model(ckpt)
     # Check the cheap options before reading a large text.
     parse_kinds(kinds, model.config.cell)
     parse_layers(layers, model.config.layers)
@@ -574,14 +571,28 @@ def _esc(s: str) -> str:
     return s.replace("\r", "\u240d").replace("\n", "\u21b5").replace("\t", "\u21e5")
 
 
+def _load_model(ckpt, device="cpu"):
+    """The checkpoint's model; given a run directory (which resolves to its best/ or last/), which one and
+    from which step is said on stderr: best/ lags a resumed run until its next validation."""
+    from pathlib import Path
+
+    from rnnviz.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(ckpt, device)
+    if Path(model.checkpoint_dir) != Path(ckpt):
+        m = model.meta.get("metrics") or {}
+        val = f"{m['val_loss']:.4f} nats/char" if isinstance(m.get("val_loss"), (int, float)) else "not validated"
+        click.echo(f"Using {model.checkpoint_dir} (step {m.get('step', '?')}, val loss {val})", err=True)
+    return model
+
+
 def _read_model_text(ckpt, text, split_name, start, length, unknown, device):
     """The checkpoint's model on ``device``, and the window of the text file's split it will read, prepared
     by ``unknown`` (error, skip or replace:X)."""
     from rnnviz.devices import resolve_device
-    from rnnviz.model.checkpoint import load_checkpoint
     from rnnviz.model.data import read_text, split_window
 
-    model = load_checkpoint(ckpt, resolve_device(device))
+    model = _load_model(ckpt, resolve_device(device))
     part, _ = split_window(read_text(text), split_name, start, length, source=str(text))
     return model, model.vocab.prepare(part, unknown)
 

@@ -212,3 +212,18 @@ def test_evaluate_keeps_no_autograd_graph(make_model):
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(1) or t, lambda t: t):
         evaluate(model, ids, chunk=64)
     assert saved == []
+
+
+def test_a_command_given_a_run_says_which_checkpoint_it_used(tmp_path, text_file, one_thread):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    run = tmp_path / "r"
+    train(text_file, run, TrainConfig(max_steps=10, **SMALL))
+    val = json.loads((run / "best" / "config.json").read_text())["metrics"]["val_loss"]
+    r = CliRunner().invoke(main, ["sample", str(run), "--length", "20", "--seed", "1"])
+    assert r.exit_code == 0 and r.stderr == f"Using {run}/best (step 10, val loss {val:.4f} nats/char)\n"
+    assert len(r.stdout) == 21  # the sample alone on stdout
+    r = CliRunner().invoke(main, ["sample", str(run / "last"), "--length", "20", "--seed", "1"])
+    assert r.exit_code == 0 and r.stderr == ""  # a checkpoint named directly: nothing to say
