@@ -34,10 +34,10 @@ def test_train_sample_eval(tmp_path, text_file):
     assert "done: 20 steps" in r.output and (out / "best" / "model.safetensors").exists()
     r1 = run("sample", out, "--prime", "ROMEO:", "--length", "50", "--seed", "1", "--temperature", "0.8")
     r2 = run("sample", out, "--prime", "ROMEO:", "--length", "50", "--seed", "1", "--temperature", "0.8")
-    assert r1.exit_code == 0 and r1.output == r2.output and r1.output.startswith("ROMEO:")
-    assert len(r1.output) == len("ROMEO:") + 50 + 1
+    assert r1.exit_code == 0 and r1.stdout == r2.stdout and r1.stdout.startswith("ROMEO:")
+    assert len(r1.stdout) == len("ROMEO:") + 50 + 1 and r1.stderr.startswith(f"Using {out}/best (step 20, val loss ")
     r = run("eval", out, text_file, "--json")
-    result = json.loads(r.output)
+    result = json.loads(r.stdout)
     assert result["chars"] == len(text_file.read_text()) and result["split"] == "all"
     assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / 0.6931471805599453)
     r = run("train", text_file, "--out", out, "--resume", "--max-steps", "30")
