@@ -26,7 +26,7 @@ _API = {
     "ModelConfig": "model.charrnn",
     "load_checkpoint": "model.checkpoint",
     "save_checkpoint": "model.checkpoint",
-    "TrainConfig": "model.trainer",
+    "TrainConfig": "model.settings",
     "train": "model.trainer",
     "evaluate": "model.trainer",
     "ngram_loss": "model.ngram",

@@ -29,8 +29,8 @@ from rnnviz.analysis.on_threshold import THETA
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import check_replaceable, ensure_parent
 from rnnviz.model.data import check_window
-from rnnviz.model.trainer import TrainConfig
-from rnnviz.recording.starts import MAX_PASSES
+from rnnviz.model.settings import STOPS, TrainConfig
+from rnnviz.recording import MAX_PASSES
 
 _signalled: list[int] = []  # the signals that stopped this command
 
@@ -245,8 +245,6 @@ def _train_settings(resume: bool, opts: dict) -> tuple[TrainConfig | None, dict 
     """(config, None) for a new run; (None, overrides) for --resume: the stop options given, and --device
     when it is not auto (the saved settings are kept otherwise)."""
     if resume:
-        from rnnviz.model.trainer import STOPS
-
         stops = {k: opts[k] for k in STOPS if opts[k] is not None}
         return None, {**stops, **({"device": opts["device"]} if opts["device"] != "auto" else {})}
     for name in ("layers", "hidden"):

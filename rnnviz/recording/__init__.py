@@ -5,3 +5,5 @@ writer; ``recurrence`` runs one layer on the recording device (the fused kernel 
 batched matmuls, states-only passes); ``starts`` corrects each stream's start state until it agrees with one
 sequential pass, and measures the error that is left.
 """
+
+MAX_PASSES = 8  # correction passes before recording anyway (the error is still measured and reported)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-MAX_PASSES = 8  # correction passes before recording anyway (the error is still measured and reported)
+from rnnviz.recording import MAX_PASSES  # noqa: F401 (also the recorder's)
 
 
 @dataclass(frozen=True)
