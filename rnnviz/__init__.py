@@ -9,6 +9,8 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
     rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else
     rnnviz.export_html(store, ["1:c:17"], "cell.html")
     rnnviz.store_from_arrays(words, {"0:h": h, "0:c": c}, out="s/")   # any model's states, per token
+    rnnviz.import_lstmvis("states.h5", "train.h5", "words.dict", out="s/")   # LSTMVis's files, and back:
+    rnnviz.export_lstmvis(store, "lstmvis_data/s")                           # states.h5, words.h5/.dict, lstm.yml
     rnnviz.ngram_loss(text, "test")             # the paper's 20-gram baseline on the same split
     rnnviz.emergence("runs/wp", text, ["in_quote"])   # when each cell appears (--snapshot-every runs)
     rnnviz.serve(store, jupyter_mode="inline")   # the dashboard in a notebook cell
@@ -35,6 +37,8 @@ _API = {
     "open_store": "store.reader",
     "write_store": "store.writer",
     "store_from_arrays": "store.arrays",
+    "import_lstmvis": "store.lstmvis",
+    "export_lstmvis": "store.lstmvis",
     "FEATURES": "analysis.features",
     "compute_feature": "analysis.features",
     "find_cells": "analysis.ranking",

@@ -963,6 +963,99 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
 
 # --- end export ---
 
+# --- LSTMVis's files (store) ---
+
+
+def _parse_map(ctx: click.Context, param: click.Parameter, items: tuple[str, ...]) -> dict[str, str] | None:
+    """--map NAME=LAYER:KIND values as {dataset: "LAYER:KIND"}; None when none were given."""
+    from rnnviz.store.arrays import parse_array_name
+
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, sep, target = item.rpartition("=")
+        if not sep or not name:
+            raise RnnvizError(f"--map wants NAME=LAYER:KIND, e.g. states1=0:c, got {item!r}")
+        if name in mapping:
+            raise RnnvizError(f"--map names dataset {name!r} twice")
+        parse_array_name(target)
+        mapping[name] = target
+    return mapping or None
+
+
+@main.command("import-lstmvis")
+@click.argument("states", metavar="STATES.h5", type=click.Path(dir_okay=False))
+@click.argument("words", metavar="WORDS.h5", type=click.Path(dir_okay=False))
+@click.argument("dictionary", metavar="WORDS.dict", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to create.")
+@click.option("--map", "mapping", multiple=True, metavar="NAME=LAYER:KIND", callback=_parse_map,
+              help="Import dataset NAME of STATES.h5 as LAYER:KIND, e.g. states1=0:c (repeatable; given, only the "
+                   "datasets named are imported). Default: every dataset at its root, by LSTMVis's names.")
+@click.option("--words-path", default=None,
+              help="The dataset of word ids in WORDS.h5. Default: word_ids, words or target, or its only dataset.")
+@click.option("--force", is_flag=True, help="Replace the store if it exists (only an rnnviz store or an empty folder).")
+def import_lstmvis_cmd(states, words, dictionary, out, mapping, words_path, force):
+    """Make a store from LSTMVis's files: STATES.h5 (one (T, H) dataset per layer and kind), WORDS.h5 (T word
+    ids) and WORDS.dict (lines WORD ID). Rows are the words; the text is the words joined by spaces.
+
+    Names: statesN is layer N-1's c, outputN its h, any other KIND+N layer N-1's KIND (forget1 -> 0:forget).
+    Every file is checked before anything is written (SECURITY.md).
+
+    \b
+    Example:
+      rnnviz import-lstmvis cbt/cbt_epoch10.h5 cbt/train.h5 cbt/words.dict --out stores/cbt
+      rnnviz import-lstmvis states.hdf5 train.hdf5 words.dict --out stores/k --map states1=0:h --words-path words
+    """
+    import os
+
+    from rnnviz.store.arrays import parse_array_name
+    from rnnviz.store.lstmvis import import_lstmvis
+    from rnnviz.store.reader import is_store
+
+    if os.path.lexists(out) and not force:
+        raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
+    ensure_parent(out)
+    with progress_bar("importing", "word", unit_scale=True) as progress:
+        st = import_lstmvis(states, words, dictionary, out, mapping=mapping, words_path=words_path, overwrite=force,
+                            progress=progress)
+    click.echo(f"Imported {st.length:,} words x {len(st.units):,} units (cell {st.cell}; layers "
+               f"{','.join(map(str, st.layers))}; kinds {','.join(st.kinds)}) into {out}:")
+    for name, target in st.meta.recorder["datasets"].items():
+        click.echo(f"  {name} -> {target}  ({st.length:,} x {st.width(*parse_array_name(target)):,})")
+
+
+@main.command("export-lstmvis")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="LSTMVis project folder to create.")
+@click.option("--force", is_flag=True,
+              help="Replace --out if it exists (only a folder export-lstmvis wrote, or an empty folder).")
+def export_lstmvis_cmd(store, out, force):
+    """Write STORE as an LSTMVis project: OUT/states.h5, OUT/words.h5, OUT/words.dict and OUT/lstm.yml.
+
+    Layer L's c becomes states{L+1}, its h output{L+1}, any other kind K K{L+1}; rows become words (a
+    char store's characters, whitespace written as visible symbols). Serve it with LSTMVis
+    (python lstm_server.py -dir PARENT_OF_OUT), or import the three files again.
+
+    \b
+    Example:
+      rnnviz export-lstmvis stores/wp --out lstmvis_data/wp
+      rnnviz import-lstmvis lstmvis_data/wp/states.h5 lstmvis_data/wp/words.h5 lstmvis_data/wp/words.dict --out st2
+    """
+    from rnnviz.store.arrays import parse_array_name
+    from rnnviz.store.lstmvis import export_lstmvis
+    from rnnviz.store.reader import open_store
+
+    st = open_store(store)
+    with progress_bar("exporting", "row", unit_scale=True) as progress:
+        r = export_lstmvis(st, out, overwrite=force, progress=progress)
+    click.echo(f"Wrote {out} for LSTMVis: {r['tokens']:,} time steps, {r['words']:,} distinct words, "
+               f"{len(r['datasets'])} dataset(s) in states.h5:")
+    for name, target in r["datasets"].items():
+        click.echo(f"  {target} -> {name}  ({st.length:,} x {st.width(*parse_array_name(target)):,})")
+
+
+# --- end LSTMVis ---
+
 # --- serve (dashboard) ---
 
 

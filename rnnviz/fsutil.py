@@ -120,6 +120,28 @@ def read_member(directory: str | Path, name: str, max_bytes: int) -> bytes:
         return f.read(st.st_size)  # what it held when checked: a file growing meanwhile is cut there
 
 
+@contextmanager
+def open_input(path: str | Path, what: str, max_bytes: int | None = None):
+    """A user's input file opened for binary reading: a regular file (a link to one is fine), opened
+    without waiting (a FIFO cannot block us) and checked on the open descriptor, which is what is then
+    read; over ``max_bytes``, refused unread. Yields ``(file, size)``; ``what`` ("an HDF5 file") is what the
+    error says was expected."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise RnnvizError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RnnvizError(f"{path}: cannot read it ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RnnvizError(f"{path}: not a regular file (a directory, FIFO or device), expected {what}")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise RnnvizError(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} {what} may have here")
+        yield f, st.st_size
+
+
 # --- writing inside a run or store (see SECURITY.md, "file rules"): never through a link ---
 
 

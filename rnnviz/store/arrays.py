@@ -4,7 +4,9 @@
 
 Rows are characters (``tokens_or_text`` a string) or tokens (a list of strings, or spans with ``text=``);
 each array is (T, width), any array-like that slices (numpy, a memmap, an h5py dataset): it is copied a
-block at a time, so memory stays bounded whatever T is.
+block at a time, so memory stays bounded whatever T is. What an array must be is checked here, in one
+place (:func:`parse_array_name`, :func:`check_array`, :func:`check_numeric`), before anything is read or
+written; the values themselves (finite, within float16's range) a block at a time as they are copied.
 """
 
 from __future__ import annotations
@@ -13,13 +15,60 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import CELLS, KINDS
-from rnnviz.store.manifest import EXTERNAL
+from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS
+from rnnviz.store.manifest import EXTERNAL, KIND_NAME
 from rnnviz.store.reader import Store
 from rnnviz.store.tokens import Tokens, token_spans
 from rnnviz.store.writer import write_store
+
+NUMERIC = "iuf"  # numpy dtype kinds an array may hold: signed and unsigned integers, floats
+
+
+def parse_array_name(name: object) -> tuple[int, str]:
+    """``(layer, kind)`` of an array's name ``"LAYER:KIND"``: the layer a plain decimal 0 to 31 (``"00"``
+    is refused, so two names cannot mean one array), the kind a short lower-case name (h, c, i, or any
+    external name such as ``forget``: letters, digits, ``_``, at most 24 characters, starting with a letter)."""
+    parts = name.split(":") if isinstance(name, str) else ()
+    ok = (len(parts) == 2 and parts[0].isascii() and parts[0].isdigit() and len(parts[0]) <= 2
+          and str(int(parts[0])) == parts[0] and int(parts[0]) < MAX_LAYERS and KIND_NAME.match(parts[1]))
+    if not ok:
+        raise RnnvizError(f"array name {str(name)[:60]!r}: expected LAYER:KIND, a layer 0 to {MAX_LAYERS - 1} and a "
+                          "lower-case kind, e.g. 0:h or 1:c")
+    return int(parts[0]), parts[1]
+
+
+def check_array(label: str, a: object, rows: int, row_name: str) -> None:
+    """Refuse an array that is not (``rows``, width) numbers with a width of 1 to 16,384, from its shape and
+    dtype alone (nothing is read). ``label`` names it in the error, ``row_name`` says what a row is."""
+    shape = tuple(np.shape(a))
+    if len(shape) != 2:
+        raise RnnvizError(f"array {label} has shape {shape}: expected ({rows:,}, width), one row per {row_name}")
+    if shape[0] != rows:
+        raise RnnvizError(f"array {label} has {shape[0]:,} rows: expected one per {row_name} ({rows:,})")
+    if not 1 <= shape[1] <= MAX_HIDDEN:
+        raise RnnvizError(f"array {label} is {shape[1]:,} wide: expected 1 to {MAX_HIDDEN:,} units")
+    check_numeric(getattr(a, "dtype", np.float32), f"array {label}")
+
+
+def check_numeric(dtype: DTypeLike, label: str) -> None:
+    """Refuse a dtype that is not integers or floats (strings, objects, records, complex), naming ``label``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in NUMERIC:
+        raise RnnvizError(f"{label} holds {dtype} values: expected numbers (integers or floats)")
+
+
+def _sliceable(name: str, a: object) -> object:
+    """``a`` itself when it has a shape and slices (numpy, a memmap, an h5py dataset), else as a numpy array
+    (a list of lists: in memory already)."""
+    if hasattr(a, "shape") and hasattr(a, "__getitem__"):
+        return a
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise RnnvizError(f"array {name} is not a (T, width) array of numbers ({e})") from None
 
 
 def store_from_arrays(
@@ -41,17 +90,11 @@ def store_from_arrays(
     ``cell``: rnn, gru or lstm when the kinds are that cell's (h, c, i, f, g, o ...), so that views know
     them; default: such a cell when every kind is one of exactly its kinds, else "external" (kinds are
     then any short lower-case names, e.g. "delta", "y"). ``logprob``: (T,) nats of each next token.
-    Every array must have T rows and only finite values (checked a block at a time; nothing is left
-    behind on an error).
+    Every array must have T rows of numbers, only finite values within float16's ±65,504 (checked a
+    block at a time; nothing is left behind on an error). ``progress(rows)`` is called after each block
+    of rows is copied.
     """
-    parsed = {}
-    for name, a in arrays.items():
-        parts = name.split(":") if isinstance(name, str) else ()
-        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit() and len(parts[0]) <= 2):
-            raise RnnvizError(f"array name {name!r}: expected LAYER:KIND, e.g. 0:h or 1:c")
-        if len(np.shape(a)) != 2:
-            raise RnnvizError(f"array {name} has shape {np.shape(a)}: expected (T, width)")
-        parsed[(int(parts[0]), parts[1])] = a
+    parsed = {parse_array_name(name): _sliceable(name, a) for name, a in arrays.items()}
     if not parsed:
         raise RnnvizError("no arrays given")
     if isinstance(tokens_or_text, str):
@@ -61,10 +104,8 @@ def store_from_arrays(
     else:
         full, spans = token_spans(tokens_or_text, text)
     T = len(full) if spans is None else len(spans)
-    lengths = {f"{l}:{k}": np.shape(a)[0] for (l, k), a in parsed.items()}
-    if any(n != T for n in lengths.values()):
-        raise RnnvizError(f"arrays must have one row per {'character' if spans is None else 'token'} ({T:,}); "
-                          f"got {', '.join(f'{k} {n:,}' for k, n in lengths.items() if n != T)}")
+    for (layer, kind), a in parsed.items():
+        check_array(f"{layer}:{kind}", a, T, "character" if spans is None else "token")
     kinds = {k for _, k in parsed}
     cell = cell or next((c for c in ("lstm", "gru", "rnn") if kinds <= set(KINDS[c])), EXTERNAL)
     if cell not in (*CELLS, EXTERNAL):

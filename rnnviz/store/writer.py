@@ -40,6 +40,9 @@ from rnnviz.store.manifest import (
 from rnnviz.store.reader import Store, is_store
 from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
 
+BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # write_store copies rows in blocks of at most 64 MB float32 an array
+F16_MAX = 65504.0  # the largest finite float16
+
 
 def _as_tensor(a) -> torch.Tensor:
     return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
@@ -362,13 +365,15 @@ def write_store(
     finite: bool = False,
 ) -> Store:
     """Write a whole store from arrays {(layer, kind): (T, width)} (any array-like with slicing: numpy, a
-    memmap, an HDF5 dataset), copied 65,536 rows at a time, so memory stays bounded.
+    memmap, an HDF5 dataset), copied a block of rows at a time (at most 65,536 rows, 64 MB of float32 an
+    array), so memory stays bounded.
 
     ``model_config``: the CharRNN they came from, or None with ``cell`` (rnn, gru, lstm, or "external" for
     states with free kind names) and each array's own width. ``spans`` (T, 2): rows are tokens with these
     [start, end) offsets in ``text`` (else one row per character). ``logprob``: (T,) nats; ``topk``:
     (ids (T, K), probs (T, K)). Values are stored as float16. ``progress(rows)`` is called after each block.
-    ``finite``: refuse NaN and ±inf (a user's arrays; tests write such stores on purpose).
+    ``finite``: refuse NaN, ±inf and values past float16's range (a user's arrays; tests write NaN stores on
+    purpose).
     """
     if vocab is None:
         raise RnnvizError("write_store needs the vocabulary")
@@ -392,16 +397,10 @@ def write_store(
         has_logprob=logprob is not None, checkpoint=checkpoint, recorder=recorder, overwrite=overwrite,
         cell=cell, widths={key: int(np.shape(a)[1]) for key, a in arrays.items()}, spans=spans, source=source,
     )
-    rows = 65536
+    rows = block_rows(max(writer.widths.values()))
     with writer:
         for s in range(0, T, rows):
-            block = {}
-            for key, a in arrays.items():
-                b = np.asarray(a[s : s + rows], dtype=np.float32)
-                if finite and not np.isfinite(b).all():
-                    r = s + int(np.flatnonzero(~np.isfinite(b).all(axis=1))[0])
-                    raise RnnvizError(f"array {key[0]}:{key[1]} holds NaN or ±inf (first at row {r:,})")
-                block[key] = torch.from_numpy(b.astype(np.float16))
+            block = {key: _block(key, a, s, rows, finite) for key, a in arrays.items()}
             writer.observe(block)
             writer.write(
                 s,
@@ -413,6 +412,27 @@ def write_store(
             if progress is not None:
                 progress(min(rows, T - s))
     return writer.store
+
+
+def block_rows(width: int) -> int:
+    """Rows copied at once from or to an array ``width`` wide: at most 65,536, and 64 MB of float32."""
+    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * width)))
+
+
+def _block(key: tuple[int, str], a, start: int, rows: int, finite: bool) -> torch.Tensor:
+    """Rows ``start:start+rows`` of one array (T, width) as a float16 tensor. ``finite``: refuse NaN, ±inf
+    and values past float16's ±65,504 (which would be stored as ±inf), naming the array (and ``a.label``,
+    where it has one: the dataset of a file)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 past float32's range: inf, refused below
+        b = np.asarray(a[start : start + rows], dtype=np.float32)
+    if finite:
+        bad = ~(np.abs(b) <= F16_MAX)  # NaN compares False: bad too
+        if bad.any():
+            r = int(np.flatnonzero(bad.any(axis=1))[0])
+            name = f"{key[0]}:{key[1]}" + (f" ({a.label})" if isinstance(getattr(a, "label", None), str) else "")
+            raise RnnvizError(f"array {name} holds {b[r][bad[r]][0]} at row {start + r:,}: values must be finite "
+                              f"and within float16's ±{F16_MAX:,.0f}")
+    return torch.from_numpy(b.astype(np.float16))
 
 
 def _hidden(config: ModelConfig | dict) -> int:
