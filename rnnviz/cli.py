@@ -954,7 +954,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
                        colour_range=colour_range)
     size = len(page.html.encode("utf-8"))
     click.echo(
-        f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} chars "
+        f"Wrote {out}: {len(units)} unit(s) x {page.stop - page.start:,} {'tokens' if st.is_tokens else 'chars'} "
         f"({page.start:,}-{page.stop:,}), {size / 1e3:,.0f} kB"
     )
     for u in units:

@@ -22,6 +22,7 @@ from rnnviz.model.charrnn import CharRNN, ModelConfig
 from rnnviz.model.checkpoint import load_checkpoint, save_checkpoint
 from rnnviz.model.vocab import Vocab
 from rnnviz.recording.recorder import record
+from rnnviz.store.arrays import store_from_arrays
 from rnnviz.store.writer import write_store
 from rnnviz.views.dashboard import create_app
 
@@ -79,6 +80,42 @@ def make_recorded_store(base, name: str = "store"):
     save_checkpoint(model, base / "ckpt")
     record(load_checkpoint(base / "ckpt"), text, base / name, kinds="all", exact=True)
     return base / name
+
+
+TOKEN_WORDS = ("the", "cat", "sat", "on", "a", "mat", "she", "said", "and", "left", ".")
+LAYER_TABLE = {"class": "WordLM", "layers": [{"layer": 0, "module": "encoder.rnn", "type": "LSTM", "proj_size": 6},
+                                             {"layer": 1, "module": "decoder.rnn", "type": "LSTM", "proj_size": 0}]}
+
+
+def quoted_words(n: int = 1500, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """``n`` seeded words, some runs of them quoted ('"the', 'cat"', or '"mat"' alone), and (n,) 1 for each
+    word of a quote (its quote marks included), else 0."""
+    rng = np.random.default_rng(seed)
+    words: list[str] = []
+    inq: list[int] = []
+    while len(words) < n:
+        plain = [str(w) for w in rng.choice(TOKEN_WORDS, rng.integers(15, 30))]
+        quote = [str(w) for w in rng.choice(TOKEN_WORDS[:-1], rng.integers(5, 9))]
+        quote[0] = '"' + quote[0]
+        quote[-1] += '"'
+        words += plain + quote
+        inq += [0] * len(plain) + [1] * len(quote)
+    return words[:n], np.array(inq[:n], np.float32)
+
+
+def make_token_store(path: Path, n: int = 1500, external: bool = False):
+    """A token store of :func:`quoted_words` joined by spaces (no predictions, no checkpoint): a word-level
+    LSTM's layer table (layer 0's h 6 wide, a projection), :data:`QUOTE_UNIT` +1 on every quoted word and -1
+    elsewhere, :data:`NEG_UNIT` -0.5 / +0.5; all else seeded noise. ``external``: kinds "delta" and "y"
+    (cell "external"), the planted unit then 1:delta:3."""
+    rng = np.random.default_rng(1)
+    words, inq = quoted_words(n)
+    kinds = ("delta", "y") if external else ("h", "c")
+    arrays = {f"{l}:{k}": rng.uniform(-0.3, 0.3, (n, 6 if (l, k) == (0, "h") else 8)).astype(np.float32)
+              for l in (0, 1) for k in kinds}
+    arrays[f"1:{kinds[1]}"][:, 3] = 2 * inq - 1
+    arrays[f"1:{kinds[0]}"][:, 5] = -(2 * inq - 1) * 0.5
+    return store_from_arrays(words, arrays, out=path, source=LAYER_TABLE)
 
 
 ROOT = Path(__file__).resolve().parent.parent

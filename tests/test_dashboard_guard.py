@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_quote_store, make_recorded_store, quote_text
+from helpers import make_quote_store, make_recorded_store, make_token_store, quote_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright import sync_api
@@ -40,7 +40,9 @@ def app(tmp_path_factory):
     make_recorded_store(base, "rec")  # with a reachable checkpoint: sampling and gradient flow run
     # A store recorded from the same checkpoint over 50 characters: too short for gradient flow.
     record(load_checkpoint(base / "ckpt"), quote_text(50), base / "short", kinds="h,c", exact=True)
-    return create_app([base / "rec", base / "short"], regex_timeout=0.5)
+    make_token_store(base / "tok", n=400)  # rows are tokens, no predictions, no checkpoint (stores 2 and 3)
+    make_token_store(base / "ext", n=400, external=True)
+    return create_app([base / "rec", base / "short", base / "tok", base / "ext"], regex_timeout=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +169,80 @@ def test_focus_with_a_bad_regex_is_a_message(app, client):
     status, resp = post(client, body_for(app, "rank-table.children",
                                          {"focus.data": {"store": 0, "unit": "0:h:0", "feature": "re:("}}))
     assert status == 200, resp
+
+
+# --- a token store in every callback ---
+
+# What the page holds while it shows a token store (2: "tok"; 3: "ext", kinds delta and y), "id.prop" -> value.
+TOKEN_VIEW = {"store": 2, "unit": "1:c:3", "cmp": "1:h:5", "start": 0, "feature": "in_quote", "hl": [3, 9],
+              "range": "max", "tab": "pattern", "sel": [2, 30], "theta": 1.0, "cells": ["1:c:3", "1:h:5"]}
+TOKEN_VALUES = {
+    "url.search": "?store=tok&unit=1:c:3&sel=2-30&tab=pattern&feature=in_quote", "store-pick.value": 2,
+    "layer-pick.value": 0, "kind-pick.value": "h", "index-pick.value": 5, "cmp-input.value": "0:h:5",
+    "jump-input.value": 350, "find-input.value": "mat she", "feature-pick.value": "in_quote",
+    "regex-input.value": '"[^"]*"', "range-pick.value": "p99", "tabs.value": "plots", "pat-cells.value": "1:c:3",
+    "pat-thr.value": 0.5, "sel-view.data": {"a": 2, "b": 30, "theta": 1.0, "tab": "sel"},
+    "selection.data": {"a": 3, "b": 40}, "sel-a.value": 2, "sel-b.value": 30, "sel-thr.value": 1.0,
+    "drawn.data": 1, "pattern.relayoutData": {"shapes[0].y0": 0.5}, "pattern.selectedData": {"range": {"x": [3, 40]}},
+    "emg-features.value": ["in_quote"], "emg-chars.value": 2000,
+    "catalog-table.active_cell": {"row": 0, "column": 0, "row_id": "1:c:3"},
+    **{f"{b}.n_clicks": 1 for b in ("unit-prev", "unit-next", "page-prev", "page-next", "jump-go", "find-go", "rank-go",
+                                     "sel-go", "pat-go", "gradflow-go", "smp-go", "emg-go", "catalog-go")},
+}
+
+
+# The ranking (find_cells) and the catalog (explain) on token rows are rnnviz.analysis's, being made token-aware
+# beside this: until then these answer with a message in the status line, never a 500 (checked below).
+ANALYSIS_ON_TOKENS = {"rank-table.children", "catalog-table.data", "url.search"}
+
+
+def every_callback(app, client, values: dict) -> tuple[set, list]:
+    """Fire every server-side callback with ``values``, once per input that can fire it: (the outputs answered,
+    [(output, input, status, status line)] of those that gave no answer or said "that did not work")."""
+    answered, failed = set(), []
+    for key, cb in app.callback_map.items():
+        if cb.get("callback") is None:
+            continue
+        output = key.strip(".").split("...")[0].split("@")[0]
+        for dep in cb["inputs"]:
+            if dep["id"].startswith("{"):
+                continue
+            changed = f"{dep['id']}.{dep['property']}"
+            status, resp = post(client, body_for(app, output, values, changed))
+            line = status_line(resp) if status == 200 else None
+            if status not in (200, 204) or (line or "").startswith("that did not work"):
+                failed.append((output, changed, status, line or resp))
+            answered.add(output)
+    return answered, failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store,unit", [(2, "1:c:3"), (3, "1:y:3")])
+def test_every_callback_answers_on_a_token_store(app, client, log_records, store, unit):
+    """Every server-side callback, fired by each of its inputs in turn, with what the page holds for a token
+    store: an answer (never a 500, never a traceback) and no "that did not work" in the status line."""
+    view = {**TOKEN_VIEW, "store": store, "unit": unit, "cmp": "", "cells": [unit]}
+    values = {**TOKEN_VALUES, "view.data": view, "focus.data": {"store": store, "unit": unit, "feature": "in_quote"}}
+    answered, failed = every_callback(app, client, values)
+    assert [f for f in failed if f[2] not in (200, 204) or f[0] not in ANALYSIS_ON_TOKENS] == []
+    status, resp = post(client, body_for(app, "window-data.data", {"view.data": view}))  # and the window is tokens
+    window = resp["response"]
+    assert window["window-label"]["children"] == "tokens 0–400 of 400" and status_line(resp) is None
+    assert len(window["window-data"]["data"]["rows"]) == len(app.stores[store].text)
+    assert len(answered) == sum(cb.get("callback") is not None for cb in app.callback_map.values())
+    for r in log_records:
+        assert r.exc_info is None and "\n" not in r.getMessage()
+        assert r.levelno < logging.WARNING or "callback for focus failed" in r.getMessage() or \
+            "callback for catalog-" in r.getMessage(), r.getMessage()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="find_cells and explain on token rows: rnnviz.analysis, made token-aware beside this",
+                   strict=False)
+def test_ranking_and_catalog_answer_on_a_token_store(app, client):
+    view = {**TOKEN_VIEW, "cmp": "", "cells": ["1:c:3"]}
+    values = {**TOKEN_VALUES, "view.data": view}
+    assert every_callback(app, client, values)[1] == []
 
 
 # --- the fuzz test: every callback, any values ---

@@ -8,6 +8,9 @@ cell mostly in -1..0 on a ±5.5 scale is barely tinted):
 - ``p99``: ±the 99th percentile of |v| (0..p99 for a gate): a few extreme values no longer set the scale;
 - ``minmax``: the unit's own [min, max]; a diverging scale keeps 0 white and stretches each side to its
   own end (blue = min, red = max), so the sign still reads.
+
+States recorded elsewhere (a store whose cell is "external": kinds are any names, their ranges unknown) are
+scaled as a cell state is, by their recorded range (:func:`scale_kind`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import KINDS, SIGMOID_KINDS, parse_unit
+from rnnviz.store.manifest import EXTERNAL
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
 RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]"}
@@ -33,6 +37,17 @@ KIND_NAMES = {
     "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
     "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",
 }
+
+
+def kind_name(kind: str) -> str:
+    """What a kind is, in words: "cell state"; a kind of states recorded elsewhere is an "external state"."""
+    return KIND_NAMES.get(kind, "external state")
+
+
+def scale_kind(cell: str, kind: str) -> str:
+    """The kind whose colour scale a unit of ``kind`` in a ``cell`` store takes: its own, or ``c`` (diverging
+    over its recorded range) for states recorded elsewhere, whose range nothing tells."""
+    return "c" if cell == EXTERNAL else kind
 
 
 def _hsl(hue: float, sat: float, light: float) -> str:
@@ -166,6 +181,7 @@ def abs_percentile(store, unit: str, q: float = 99.0) -> float:
 def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:
     """The colour scale of ``unit`` of ``store`` over the colour range ``mode``."""
     _, kind, _ = parse_unit(unit)
+    kind = scale_kind(store.cell, kind)
     check_range_mode(mode)
     stats = store.stats.loc[unit] if (kind == "c" or mode == "minmax") else None
     p99 = abs_percentile(store, unit) if mode == "p99" else None

@@ -1,4 +1,5 @@
-"""How a character is shown beside the model's numbers: its visible form and its loss.
+"""How a character is shown beside the model's numbers: its visible form and its loss; and how rows (characters,
+or tokens in a token store) meet the characters drawn (:func:`row_word`, :func:`row_labels`, :func:`char_rows`).
 
 The one definition for the dashboard's text view and tooltips, the exported page's tooltips
 (:mod:`rnnviz.views.export` sends :func:`shown`'s symbols to its script) and one-line snippets in tables.
@@ -49,3 +50,37 @@ def char_loss(store, start: int, stop: int) -> np.ndarray:
     character) and wherever the store has no log-probabilities."""
     lp = np.asarray(store.logprob[max(start - 1, 0) : stop - 1], dtype=np.float32)
     return -np.concatenate([[np.nan], lp]).astype(np.float32) if start == 0 else -lp
+
+
+# --- rows: characters, or tokens with spans in the text ---
+
+
+def row_word(store, n: int = 2) -> str:
+    """What a row of ``store`` is called: "character(s)", or "token(s)" in a token store (plural unless n == 1)."""
+    word = "token" if store.is_tokens else "character"
+    return word if n == 1 else word + "s"
+
+
+def row_labels(store, start: int, stop: int) -> list[str]:
+    """How each row of ``start:stop`` is named beside its numbers: a character as :func:`shown`, a token as its
+    text on one line (:func:`visible_line`)."""
+    if not store.is_tokens:
+        return [shown(c) for c in store.text[start:stop]]
+    text = store.text
+    return [visible_line(text[s:e]) for s, e in np.asarray(store.spans[start:stop]).tolist()]
+
+
+def char_rows(store, start: int, stop: int) -> tuple[int, np.ndarray]:
+    """The characters that rows ``start:stop`` cover, ``(a, rows)``: they are ``store.text[a:a + len(rows)]``
+    and ``rows[j]`` is the row (counted from ``start``) that character ``a + j`` belongs to, or -1 between
+    tokens (a space between words: no row, no colour). In a char store ``rows`` is ``0..stop - start``."""
+    if not store.is_tokens:
+        return start, np.arange(stop - start, dtype=np.int64)
+    a, b = store.chars_of_rows(start, stop)
+    spans = np.asarray(store.spans[start:stop], dtype=np.int64) - a
+    lengths = spans[:, 1] - spans[:, 0]
+    ends = np.cumsum(lengths)
+    within = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+    rows = np.full(b - a, -1, dtype=np.int64)
+    rows[np.repeat(spans[:, 0], lengths) + within] = np.repeat(np.arange(len(spans)), lengths)
+    return a, rows

@@ -5,6 +5,10 @@ each character shaded by the unit's value after reading it (blue <-> red for tan
 white -> green for gates in [0, 1], ``c`` scaled by its recorded range). Hovering a character shows
 the exact stored value, the character's loss and the model's top predictions for the next character.
 
+A token store (rows are tokens with spans in the text) is shown as its text: each token's characters take
+the token's colour, characters between tokens (the spaces between words) none; positions and ranges
+(``start``, ``length``, the tooltip's ``#N``) count rows, and the tooltip names the token.
+
 The file needs no network: no CDN, no web fonts; it works from ``file://``. To keep 100k characters x
 a few units light, consecutive characters of the same colour share one ``<i class=dN>`` run, the
 per-character numbers live once in a compact JSON block (base64 float16 / uint8), and the script splits
@@ -39,17 +43,17 @@ from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_file
 from rnnviz.model.charrnn import parse_unit
 from rnnviz.views.colours import (  # noqa: F401 (ColourScale, colour_scale, colours: re-exported for existing callers)
-    KIND_NAMES,
     N_BINS,
     PALETTES,
     ColourScale,
     colour_scale,
     colours,
+    kind_name,
     unit_scale,
 )
-from rnnviz.views.display import char_loss, shown
+from rnnviz.views.display import char_loss, char_rows, row_word, shown
 
-MAX_CELLS = 1_000_000  # units x characters in one export: beyond this a browser takes many seconds
+MAX_CELLS = 1_000_000  # units x characters drawn in one export: beyond this a browser takes many seconds
 CHUNK = 2000  # chars per content-visibility chunk: only the chunks on screen are laid out
 TOP_SHOWN = 5  # top predictions carried per character for the tooltip
 
@@ -189,7 +193,7 @@ def _window(store, start: int, length: int | None) -> tuple[int, int]:
     if start < 0:
         raise RnnvizError(f"start must be >= 0, got {start}")
     if start >= T:
-        raise RnnvizError(f"start {start} is past the end of the store ({T:,} characters)")
+        raise RnnvizError(f"start {start} is past the end of the store ({T:,} {row_word(store, T)})")
     if length is not None and length < 1:
         raise RnnvizError(f"length must be >= 1, got {length}")
     stop = T if length is None else min(T, start + int(length))  # a length past the end stops at the end
@@ -216,24 +220,32 @@ def titles_from_cells(cells) -> dict[str, str]:
     return out
 
 
-def _block(name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale) -> dict:
+def _block(name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale,
+           rows: np.ndarray) -> dict:
     """One unit's section for the template: header, optional title, legend with the numeric range, and
-    the coloured text (already HTML)."""
+    the coloured text (already HTML). ``values`` are per row, ``rows`` each character's row (-1: between
+    tokens, no colour, as a NaN)."""
     layer, kind, index = parse_unit(name)
+    bins = np.concatenate([scale.bins(values), [-1]])[rows]  # rows[j] == -1 picks the appended -1
     return {
-        "name": name, "kind": kind, "kind_name": KIND_NAMES[kind], "layer": layer, "index": index,
+        "name": name, "kind": kind, "kind_name": kind_name(kind), "layer": layer, "index": index,
         "title": str(title) if title else "", "cls": scale.name[0], "lo": _fmt(scale.lo), "hi": _fmt(scale.hi),
         "zero": "" if scale.name == "sequential" else " · white at 0",
         "rec": f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}",
-        "runs": Markup(_runs(text, scale.bins(values), scale.name[0], chunks)),
+        "runs": Markup(_runs(text, bins, scale.name[0], chunks)),
     }
 
 
 def _shared_data(store, text: str, start: int, stop: int) -> dict:
-    """Per-character numbers shared by every block: each character's loss (nats, float16) and the
-    model's top predictions for the next one (ids, probabilities in 1/255 steps); ``vis``: how the
-    tooltip names the window's and the vocabulary's whitespace and control characters."""
+    """Per-row numbers shared by every block: each row's loss (nats, float16) and the model's top
+    predictions for the next one (ids, probabilities in 1/255 steps); ``vis``: how the tooltip names the
+    window's and the vocabulary's whitespace and control characters; in a token store ``tok``, each token's
+    [start, end) in the window's text (int32), by which the page finds a character's token."""
     out: dict = {}
+    if store.is_tokens:
+        a = store.chars_of_rows(start, stop)[0]
+        spans = (np.asarray(store.spans[start:stop]) - a).astype("<i4")
+        out["tok"] = {"s": _b64(spans[:, 0]), "e": _b64(spans[:, 1])}
     if store.meta.has_logprob:
         out["loss"] = _b64(char_loss(store, start, stop).astype("<f2"))
     ids, probs = store.topk
@@ -249,7 +261,8 @@ def _shared_data(store, text: str, start: int, stop: int) -> dict:
             ids=_b64(np.asarray(ids[start:stop, :k]).astype("<u2" if wide else np.uint8)),
             p=_b64(np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)),
         )
-    out["vis"] = {c: shown(c) for c in sorted(set(text).union(vocab)) if shown(c) != c}
+    chars = set(text).union(*vocab) if store.is_tokens else set(text).union(vocab)  # tokens: their characters
+    out["vis"] = {c: shown(c) for c in sorted(chars) if shown(c) != c}
     return out
 
 
@@ -282,9 +295,18 @@ def _check_titles(titles, units: list[str]) -> dict:
     return dict(zip(units, titles, strict=True))
 
 
+def _hover_text(store) -> str:
+    """What the tooltip tells beside the value: the loss and the next-row predictions, where the store has them."""
+    parts = ["its value"] + (["loss"] if store.meta.has_logprob else [])
+    if store.k:
+        parts.append(f"the model's next-{row_word(store, 1)} predictions")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
 def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catalog, colour_range: str) -> str:
     """The whole document: the template filled with one block per unit and the page's data."""
-    text = store.text[start:stop]
+    a, rows = char_rows(store, start, stop)
+    text = store.text[a : a + len(rows)]
     chunks = _chunk_opens(text, _chunks(text))
     data = {"start": start, "stop": stop, "units": [], **_shared_data(store, text, start, stop)}
     blocks = []
@@ -293,7 +315,7 @@ def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catal
         values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
         data["units"].append({"name": name, "v": _b64(values)})
         scale = unit_scale(store, name, colour_range)
-        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale))
+        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale, rows))
     model = store.meta.model.to_dict() if store.meta.model else {}
     data["meta"] = {
         "store": store.path.name,
@@ -306,6 +328,7 @@ def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catal
     return _page_template().render(
         title=", ".join(units), store_name=store.path.name, units=units, start=start, stop=stop,
         length=store.length, description=f"{model['cell']} {model['layers']}×{model['hidden']} · " if model else "",
+        row=row_word(store, 1), rows=row_word(store), hover=_hover_text(store),
         blocks=blocks, catalog=Markup(catalog_html(catalog)) if catalog is not None else "",
         data=Markup(_script_json(data)), css=css, js=js, palettes=PALETTES, n_bins=N_BINS,
     )
@@ -342,10 +365,12 @@ def export_html(
         raise RnnvizError(f"{out} is inside the store {store.path}: write the page elsewhere (a file there "
                           f"would break the store)")
     start, stop = _window(store, start, length)
-    n = stop - start
-    if n * len(units) > MAX_CELLS:
+    a, b = store.chars_of_rows(start, stop)
+    n, chars = stop - start, b - a  # rows, and the characters the page draws for them
+    if chars * len(units) > MAX_CELLS:
+        rows = f" ({n:,} {row_word(store, n)})" if store.is_tokens else ""
         raise RnnvizError(
-            f"{len(units)} unit(s) x {n:,} characters is too much for one page (at most {MAX_CELLS:,}); "
+            f"{len(units)} unit(s) x {chars:,} characters{rows} is too much for one page (at most {MAX_CELLS:,}); "
             "choose a window with --start/--length"
         )
     page = _page(store, units, start, stop, _check_titles(titles, units), catalog, colour_range)

@@ -1,7 +1,9 @@
 // The exported page's hover (rnnviz.export). The first time the pointer enters a block, give each run its
 // start index (in code points); when it enters a run longer than one character, replace the run by one <i>
 // per character (same class, so nothing moves) and look again at the point. Numbers are decoded from
-// base64 lazily. The data block (#rnnviz-data) is written by rnnviz.export.export_html.
+// base64 lazily. The data block (#rnnviz-data) is written by rnnviz.export.export_html. In a token store
+// (D.tok: each token's [start, end) in the window's text) a character's row is the token it lies in, found by
+// bisection; a character between tokens has no row and no tooltip.
 (function () {
 "use strict";
 var D = JSON.parse(document.getElementById("rnnviz-data").textContent);
@@ -23,6 +25,11 @@ function h2f(h) {  // IEEE half -> number
   return s * (1 + m / 1024) * Math.pow(2, e - 15);
 }
 function f16(s) { return Float32Array.from(u16(s), h2f); }
+function i32(s) {
+  var a = u8(s), o = new Int32Array(a.length >> 2);
+  for (var i = 0; i < o.length; i++) o[i] = a[4 * i] | a[4 * i + 1] << 8 | a[4 * i + 2] << 16 | a[4 * i + 3] << 24;
+  return o;
+}
 var r16 = Math.f16round || function (x) {  // nearest half (ties aside): enough to find the shortest digits
   if (!isFinite(x) || x === 0) return x;
   var a = Math.abs(x), q = Math.pow(2, Math.max(Math.floor(Math.log2(a)), -14) - 10), r = Math.round(a / q) * q;
@@ -35,6 +42,19 @@ function exact(x) {  // the shortest decimal that reads back as the same float16
 }
 function vis(c) {  // how a tooltip names a character: D.vis holds rnnviz.display.shown's symbols
   return Object.prototype.hasOwnProperty.call(D.vis, c) ? D.vis[c] : c;
+}
+function visl(t) { return t == null ? String(t) : Array.from(t).map(vis).join(""); }  // a token: each character
+function row(i) {  // the row of character i of the window, or -1 between tokens
+  if (!D.tok) return i;
+  if (!D.ts) { D.ts = i32(D.tok.s); D.te = i32(D.tok.e); }
+  var lo = 0, hi = D.ts.length;  // the first token starting after i
+  while (lo < hi) { var m = (lo + hi) >> 1; if (D.ts[m] <= i) lo = m + 1; else hi = m; }
+  return lo > 0 && i < D.te[lo - 1] ? lo - 1 : -1;
+}
+function label(el, r) {  // what the row is: the character, or the token's characters
+  if (!D.tok) return el.textContent;
+  if (!D.cs) D.cs = Array.from(el.parentNode.parentNode.textContent);
+  return D.cs.slice(D.ts[r], D.te[r]).join("");
 }
 function cplen(t) {  // length in code points (the store's unit), not UTF-16
   var n = t.length;
@@ -56,10 +76,11 @@ function split(el) {  // one run -> one <i> per character, same class: the layou
   el.replaceWith(f);
 }
 function show(el, x, y) {
-  var u = D.units[+el.parentNode.parentNode.dataset.b], i = el._s, L = [];
+  var u = D.units[+el.parentNode.parentNode.dataset.b], i = row(el._s), L = [];
+  if (i < 0) { tip.hidden = true; return; }
   if (!u.f) u.f = f16(u.v);
   L.push(u.name + " = " + exact(u.f[i]));
-  var line = "#" + (D.start + i) + " '" + vis(el.textContent) + "'";
+  var line = "#" + (D.start + i) + " '" + visl(label(el, i)) + "'";
   if (D.loss) {
     if (!D.lf) D.lf = f16(D.loss);
     line += "  loss " + (isNaN(D.lf[i]) ? "n/a" : D.lf[i].toPrecision(3) + " nats");
@@ -69,7 +90,7 @@ function show(el, x, y) {
     if (!D.idf) { D.idf = D.idw === 1 ? u8(D.ids) : u16(D.ids); D.pf = u8(D.p); }
     for (var ps = [], j = 0; j < D.k; j++) {
       var pc = D.pf[i * D.k + j] / 2.55;
-      ps.push(vis(D.vocab[D.idf[i * D.k + j]]) + " " + (pc < 1 ? "<1" : pc.toFixed(0)) + "%");
+      ps.push(visl(D.vocab[D.idf[i * D.k + j]]) + " " + (pc < 1 ? "<1" : pc.toFixed(0)) + "%");
     }
     L.push("next: " + ps.join("  "));
   }

@@ -22,7 +22,7 @@ from rnnviz.views.dashboard.state import WINDOW, View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
 
 COLUMNS = ["unit", "layer", "kind", "index", "score", "sign", "auroc", "explanation", "rule"]
-LEAD = 200  # characters shown before the clicked unit's highest activation
+LEAD = 200  # rows shown before the clicked unit's highest activation
 
 
 def panel() -> html.Div:
@@ -69,7 +69,7 @@ def track_figure(store, unit: str, rule: str, coef, start: int, stop: int) -> go
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=store.window(start, stop, [unit])[:, 0].tolist(), name=unit, line={"width": 1}))
     if rule and rule != "unexplained":
-        sim = simulate(rule, store.text, coef)[start:stop].tolist()
+        sim = store.at_rows(simulate(rule, store.text, coef))[start:stop].tolist()  # a token: its last character
         fig.add_trace(go.Scatter(x=x, y=sim, name="rule", yaxis="y2", line={"width": 1, "color": "#d62728"}))
     fig.update_layout(
         margin={"l": 40, "r": 10, "t": 24, "b": 24}, height=260, showlegend=True,

@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rnnviz.views.colours import FEATURE_RGB
-from rnnviz.views.display import shown
 
 FONT = dict(family="system-ui, sans-serif", size=12)
 MARGIN = dict(l=50, r=10, t=30, b=30)
@@ -42,7 +41,7 @@ def _trace_layout(titles: tuple[str, ...]) -> dict:
     """The stacked-rows layout of :func:`trace_figure` (plotly's make_subplots, built once per shape)."""
     rows = len(titles)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=titles,
-                        row_heights=[0.5] + [0.5 / (rows - 1)] * (rows - 1))
+                        row_heights=[0.5] + [0.5 / (rows - 1)] * (rows - 1) if rows > 1 else None)
     # Row titles on the left, the legend on the right of the top margin: they never meet.
     fig.update_layout(height=150 + 90 * rows, margin=dict(MARGIN, t=44), font=FONT, hovermode="x unified",
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom",
@@ -53,24 +52,26 @@ def _trace_layout(titles: tuple[str, ...]) -> dict:
 
 def trace_figure(
     start: int,
-    text: str,
+    labels: list[str],
     series: dict[str, np.ndarray],
-    loss: np.ndarray,
+    loss: np.ndarray | None,
     feature: tuple[str, np.ndarray] | None = None,
 ) -> dict:
-    """The window as curves over character position: the unit(s), the feature, the per-character loss.
+    """The window as curves over row position: the unit(s), the feature, the per-row loss.
 
-    ``series``: {unit: (n,) values}; ``loss``: (n,) nats (NaN where unknown); ``feature``: (name, (n,)).
+    ``labels``: each row's character or token as shown (:func:`rnnviz.views.display.row_labels`);
+    ``series``: {unit: (n,) values}; ``loss``: (n,) nats (NaN where unknown), None for a store without
+    predictions (no loss row); ``feature``: (name, (n,)).
     Returned as a plain figure dict: this runs on every window change, and plotly's per-element
     validation of 2,000-point traces cost ~100 ms more than the whole rest of the window.
     """
-    titles = ("activation",) + ((f"feature {feature[0]}",) if feature else ()) + ("loss (nats)",)
+    titles = ("activation",) + ((f"feature {feature[0]}",) if feature else ()) + (
+        ("loss (nats)",) if loss is not None else ())
     # A shallow copy: the cached layout (its template is ~2,000 objects) is shared, never modified.
     layout = {**_trace_layout(titles), "showlegend": len(series) > 1}
-    x = np.arange(start, start + len(text))
-    chars = [shown(c) for c in text]
+    x = np.arange(start, start + len(labels))
     hover = "#%{x} %{customdata}: %{y:.4g}<extra>%{fullData.name}</extra>"
-    common = dict(x=x, customdata=chars, hovertemplate=hover)
+    common = dict(x=x, customdata=labels, hovertemplate=hover)
     data = [
         dict(type="scatter", y=np.asarray(v, np.float32), name=name, xaxis="x", yaxis="y",
              line=dict(width=1.2, color=COLOURS[j % len(COLOURS)]), **common)
@@ -81,6 +82,8 @@ def trace_figure(
         data.append(dict(type="scatter", y=np.asarray(feature[1], np.float32), name=feature[0], fill="tozeroy",
                          line=dict(width=1, color="#e66e00", shape="hv"), xaxis="x2", yaxis="y2", **common))
         row = 3
+    if loss is None:
+        return {"data": data, "layout": layout}
     # A filled step line, not bars: one SVG path instead of 2,000 rectangles to redraw per window.
     data.append(dict(type="scatter", y=np.asarray(loss, np.float32), name="loss", xaxis=f"x{row}", yaxis=f"y{row}",
                      fill="tozeroy", line=dict(width=0.8, color="#777", shape="hvh"), **common))

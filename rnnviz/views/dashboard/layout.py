@@ -27,7 +27,8 @@ def index_string(title: str) -> str:
 
 def _store_label(stores: StoreSet, i: int) -> str:
     s = stores[i]
-    return f"{stores.names[i]} · {s.cell} {len(s.layers)}×{s.hidden} · {s.length:,} chars"
+    rows = "tokens" if s.is_tokens else "chars"
+    return f"{stores.names[i]} · {s.cell} {len(s.layers)}×{s.hidden} · {s.length:,} {rows}"
 
 
 def graph(id_: str, height: int = 160, **config) -> dcc.Graph:
@@ -99,7 +100,7 @@ def plots_panel() -> html.Div:
         graph("sat", 380),
         html.Div([html.Button("Compute gradient flow", id="gradflow-go"),
                   html.Span(" of every loaded store's model (over its first characters)", className="note")],
-                 className="row"),
+                 className="row", id="gradflow-row"),
         dcc.Loading(dcc.Graph(id="gradflow", config={"displaylogo": False}), type="dot"),
     ])
 
@@ -125,6 +126,7 @@ def build(stores: StoreSet) -> html.Div:
     return html.Div(id="app", children=[
         *browser_state(),
         unit_bar(stores),
+        html.Div(id="store-info"),  # what the store is, where it is not one of our char stores (callbacks.info)
         html.Div(id="status", className="msg"),
         html.Div(id="main", children=[text_column(), html.Div(id="right", children=[panel_tabs()])]),
     ])
@@ -188,7 +190,7 @@ def panel_tabs() -> dcc.Tabs:
         dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
         dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
         dcc.Tab(label="Plots", value="plots", children=plots_panel()),
-        dcc.Tab(label="Sample", value="sample", children=sampling_panel()),
-        dcc.Tab(label="Emergence", value="emerge", children=emergence_tab.panel()),
+        dcc.Tab(label="Sample", value="sample", id="tab-sample", children=sampling_panel()),
+        dcc.Tab(label="Emergence", value="emerge", id="tab-emerge", children=emergence_tab.panel()),
         dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
     ])

@@ -16,10 +16,11 @@ from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.on_threshold import THETA, parse_theta
 from rnnviz.analysis.similar import MAX_FOLLOW
 from rnnviz.views.colours import RANGES
-from rnnviz.views.dashboard.stores import MAX_PATTERN, StoreSet
+from rnnviz.views.dashboard.stores import MAX_PATTERN, StoreSet, has_model
 
-WINDOW = 2000  # characters per text window
+WINDOW = 2000  # rows (characters, or tokens) per text window
 TABS = ("hyp", "sel", "pattern", "plots", "sample", "emerge", "catalog")
+MODEL_TABS = ("sample", "emerge")  # shown only for a store recorded from an rnnviz model (stores.has_model)
 URL_KEYS = ("store", "unit", "cmp", "start", "feature", "range", "tab", "sel", "theta", "cells")
 
 
@@ -28,12 +29,12 @@ class View:
     store: int = 0  # index into the StoreSet
     unit: str = ""  # "LAYER:KIND:INDEX", colours the text
     cmp: str = ""  # a second unit to compare ("" = none): the bar over each character
-    start: int = 0  # first character of the window
+    start: int = 0  # first row of the window (a character, or a token)
     feature: str = ""  # built-in feature name or "re:PATTERN" ("" = none): the bar under each character
-    hl: tuple[int, int] | None = None  # [a, b) outlined (a search hit, a match); not in the URL
+    hl: tuple[int, int] | None = None  # rows [a, b) outlined (a search hit, a match); not in the URL
     range: str = "max"  # colour range: a key of rnnviz.views.colours.RANGES
     tab: str = "hyp"  # the open panel on the right
-    sel: tuple[int, int] | None = None  # the selection [a, b) of select-to-find and the pattern view
+    sel: tuple[int, int] | None = None  # the selection, rows [a, b), of select-to-find and the pattern view
     theta: float = THETA  # θ in σ: a cell is "on" above it
     cells: tuple[str, ...] = ()  # the pattern view's cell set (empty: the ranking's best)
 
@@ -68,11 +69,16 @@ class View:
             feature=valid_feature(d.get("feature")),
             hl=valid_span(d.get("hl"), store.length),
             range=_choice(d.get("range"), RANGES, "max"),
-            tab=_choice(d.get("tab"), TABS, "hyp"),
+            tab=_choice(d.get("tab"), tabs_of(store), "hyp"),
             sel=valid_span(d.get("sel"), store.length),
             theta=parse_theta(d.get("theta"), THETA),
             cells=cells,
         )
+
+
+def tabs_of(store) -> tuple[str, ...]:
+    """The panels a store has: all but sampling and emergence when no rnnviz model recorded it."""
+    return TABS if has_model(store) else tuple(t for t in TABS if t not in MODEL_TABS)
 
 
 def _choice(value, allowed, default: str) -> str:

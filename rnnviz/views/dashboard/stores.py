@@ -5,6 +5,11 @@ open another file. Features over a whole store (a few MB each), loaded checkpoin
 (rankings, gradient flow) are cached here, bounded, shared by every browser tab of the server process.
 A regex typed in the browser is checked by :func:`rnnviz.analysis.features.check_regex` (the one check of a
 user's regex) and run by :func:`rnnviz.analysis.features.regex_feature` with an in-process deadline.
+
+Rows are characters, or tokens in a token store: a feature is computed over the text's characters and read
+at each row (a token's last character, :meth:`rnnviz.store.reader.Store.at_rows`). What a store can show
+beyond its states is decided here too: :func:`has_model` (sampling, gradient flow, emergence) and
+:func:`has_predictions` (loss, next-token guesses).
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ from rnnviz.store.reader import Store, open_store
 
 MAX_PATTERN = REGEX_MAX_PATTERN  # characters in a user's regex: one limit everywhere
 REGEX_TIMEOUT = 2.0  # seconds it may run over a whole store
+
+
+def has_model(store: Store) -> bool:
+    """Whether ``store`` was recorded from an rnnviz CharRNN: sampling, gradient flow and emergence run its
+    checkpoint (a user's module, arrays from elsewhere: never)."""
+    return store.meta.model is not None
+
+
+def has_predictions(store: Store) -> bool:
+    """Whether ``store`` holds a model's next-row predictions (log-probabilities or top-k)."""
+    return bool(store.meta.has_logprob or store.k)
 
 
 class _LRU:
@@ -61,7 +77,7 @@ class StoreSet:
                 name, n = f"{s.path.resolve().name}-{n}", n + 1
             self.names.append(name)
         self.regex_timeout = regex_timeout
-        self._features = _LRU(8)  # (T,) float32 each: 4 MB per feature on a 1M-character store
+        self._features = _LRU(12)  # (T,) float32 each: 4 MB per feature on a 1M-character store (a regex: 2)
         self._models = _LRU(4)
         self._results = _LRU(32)
 
@@ -83,21 +99,31 @@ class StoreSet:
         return None
 
     def feature(self, i: int, spec: str) -> np.ndarray:
-        """Feature ``spec`` (a built-in name or ``re:PATTERN``) over store ``i``'s text: (T,) float32.
+        """Feature ``spec`` (a built-in name or ``re:PATTERN``) at each row of store ``i``: (T,) float32 (in a
+        token store, each token's last character's value).
 
         A user's regex is checked (:func:`check_regex`) and runs with a deadline of ``regex_timeout``.
         """
+        store = self.stores[i]
 
         def make() -> np.ndarray:
-            text = self.stores[i].text
             if spec.startswith("re:"):
-                return regex_feature(spec[3:], text, timeout=self.regex_timeout)
+                return store.at_rows(self.char_feature(i, spec))
             if spec not in FEATURES:
                 raise RnnvizError(f"unknown feature {spec!r}; choose one of {', '.join(FEATURES)}")
             # Beside the store too (featcache.NAME): the next server process starts without recomputing.
-            return cached_feature(self.stores[i], spec, lambda: compute_feature(spec, text))
+            return cached_feature(store, spec, lambda: store.at_rows(compute_feature(spec, store.text)))
 
         return self._features.get((i, spec), make)
+
+    def char_feature(self, i: int, spec: str) -> np.ndarray:
+        """A user's regex feature ``re:PATTERN`` over each character of store ``i``'s text, run once with a
+        deadline (what a ranking is given as the feature: it reads the rows itself)."""
+        if not spec.startswith("re:"):
+            raise RnnvizError(f"not a regex feature: {spec!r}")
+        text = self.stores[i].text
+        return self._features.get((i, spec, "chars"),
+                                  lambda: regex_feature(spec[3:], text, timeout=self.regex_timeout))
 
     def warm_columns(self, i: int, units: list[str]) -> None:
         """Start building, in the background, the column-major copies of the arrays that ``units`` are in

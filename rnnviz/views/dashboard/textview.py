@@ -1,4 +1,4 @@
-"""The text view: one window of the store's text, each character coloured by a unit.
+"""The text view: one window of the store's rows, the text of each coloured by a unit.
 
 Colours are the HTML export's (:mod:`rnnviz.views.colours`, the same ``N_BINS`` steps as CSS classes
 ``d0..d32`` / ``s0..s32``, the same colour ranges), so a cell looks the same here and in an exported page.
@@ -12,6 +12,11 @@ parsed as HTML. Why not one Dash component per character: Dash's renderer spends
 component, and 2,000 of them took 7–10 s to appear on a 2-core machine; the DOM builds them in ~10 ms.
 
 Only the window's rows are read from the store (a few hundred kB on any store size).
+
+In a token store the window is its tokens' text: every character of a token takes the token's classes,
+characters between tokens (the spaces between words) none; the tooltips are the tokens' (``tips`` holds one
+per row and ``rows`` each character's row, -1 between tokens), and the outlined run covers the characters
+of its rows.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ import numpy as np
 from dash import html
 
 from rnnviz.model.charrnn import parse_unit
-from rnnviz.views.colours import FEATURE_RGB, KIND_NAMES, N_BINS, PALETTES, RANGES, ColourScale
-from rnnviz.views.display import char_loss, shown, visible
+from rnnviz.views.colours import FEATURE_RGB, N_BINS, PALETTES, RANGES, ColourScale, kind_name
+from rnnviz.views.display import char_loss, char_rows, row_labels, visible, visible_line
 
-TOP_SHOWN = 3  # next-character guesses in a tooltip
+TOP_SHOWN = 3  # next-row guesses in a tooltip
 FEATURE_STEPS = 4  # intensity steps of the feature bar
 
 
@@ -57,28 +62,38 @@ def render(
 ) -> dict:
     """The window as data for the browser to draw.
 
-    ``view``: a clean :class:`~.state.View`; ``feature``: the view's feature over the whole store
+    ``view``: a clean :class:`~.state.View`; ``feature``: the view's feature at each row of the store
     ((T,) float32) or None; ``scales``: the unit's (and compare unit's) colour scales. Returns
-    ``{"start", "stop", "chars", "cls", "tips", "hl"}``: per character the text drawn
-    (:func:`rnnviz.views.display.visible`), its CSS classes and its tooltip, each a list of length stop - start;
-    ``hl``: the outlined run, as offsets into the window, or None.
+    ``{"start", "stop", "chars", "cls", "tips", "hl"}`` (rows ``start:stop``): per character drawn the text
+    (:func:`rnnviz.views.display.visible`) and its CSS classes; the tooltips, one per row; ``hl``: the outlined
+    run as offsets of characters into the window, or None. A token store adds ``rows``: each character's row
+    (from ``start``; -1 between tokens). In a char store rows are the characters.
     """
     start = view.start
     stop = min(store.length, start + window)
     units = [view.unit] + ([view.cmp] if view.cmp else [])
     vals = store.window(start, stop, units).astype(np.float16)  # (n, U): only the window's rows
-    text = store.text[start:stop]
+    a, rows = char_rows(store, start, stop)
     fvals = None if feature is None else feature[start:stop]
+    cls = np.concatenate([_classes(vals, scales, feature, fvals), [""]])[rows]  # rows -1: between tokens
     hl = view.hl
-    shown_hl = [max(hl[0], start) - start, min(hl[1], stop) - start] if hl and hl[0] < stop and hl[1] > start else None
-    return {
+    if hl and hl[0] < stop and hl[1] > start:
+        c0, c1 = store.chars_of_rows(max(hl[0], start), min(hl[1], stop))
+        hl = [c0 - a, c1 - a]
+        cls[hl[0] : hl[1]] = cls[hl[0] : hl[1]] + " hl"
+    else:
+        hl = None
+    out = {
         "start": start,
         "stop": stop,
-        "chars": _visible_chars(text),
-        "cls": _classes(vals, scales, feature, fvals, shown_hl),
-        "tips": _tips(store, view, units, vals, fvals, text),
-        "hl": shown_hl,
+        "chars": _visible_chars(store.text[a : a + len(rows)]),
+        "cls": [c.lstrip() for c in cls.tolist()],
+        "tips": _tips(store, view, units, vals, fvals),
+        "hl": hl,
     }
+    if store.is_tokens:
+        out["rows"] = rows.tolist()
+    return out
 
 
 def _visible_chars(text: str) -> list[str]:
@@ -94,9 +109,9 @@ def _visible_chars(text: str) -> list[str]:
     return out
 
 
-def _classes(vals: np.ndarray, scales: list[ColourScale], feature, fvals, hl) -> list[str]:
-    """Each character's CSS classes: the unit's colour step (``nan`` for NaN), the compare unit's bar
-    (``o`` + step), the feature bar (``f1``..``f4``) and ``hl`` inside the outlined run."""
+def _classes(vals: np.ndarray, scales: list[ColourScale], feature, fvals) -> np.ndarray:
+    """Each row's CSS classes (an object array): the unit's colour step (``nan`` for NaN), the compare unit's
+    bar (``o`` + step) and the feature bar (``f1``..``f4``)."""
     main = scales[0]
     names = np.array([f"{main.name[0]}{b}" for b in range(N_BINS)] + ["nan"], dtype=object)
     cls = names[main.bins(vals[:, 0])]  # a NaN's step -1 picks "nan"
@@ -108,9 +123,7 @@ def _classes(vals: np.ndarray, scales: list[ColourScale], feature, fvals, hl) ->
         hi = float(np.nanmax(feature)) if feature.size else 1.0
         names = np.array([""] + [f" f{j}" for j in range(1, FEATURE_STEPS + 1)], dtype=object)
         cls = cls + names[feature_steps(fvals, hi)]
-    if hl:
-        cls[hl[0] : hl[1]] = cls[hl[0] : hl[1]] + " hl"
-    return cls.tolist()
+    return cls
 
 
 _F16_TEXT: dict[int, str] = {}  # float16 bit pattern -> its shortest text (at most 65,536 entries)
@@ -125,19 +138,17 @@ def _f16_text(values: np.ndarray) -> list[str]:
     return [_F16_TEXT[b] for b in bits.tolist()]
 
 
-def _tips(store, view, units: list[str], vals: np.ndarray, fvals, text: str) -> list[str]:
-    """Tooltip lines: value(s); the feature's value; position, character and its loss (-log p(char |
-    text before)); the model's top guesses for the next character."""
+def _tips(store, view, units: list[str], vals: np.ndarray, fvals) -> list[str]:
+    """Each row's tooltip lines: value(s); the feature's value; position, the character (or token) and its
+    loss (-log p(row | rows before)); the model's top guesses for the next row."""
     start = view.start
-    n = len(text)
+    n = len(vals)
     lines = [[f"{u} = {t}" for t in _f16_text(vals[:, j])] for j, u in enumerate(units)]
     if fvals is not None:
         lines.append([f"{view.feature} = {x:.3g}" for x in np.asarray(fvals, np.float32).tolist()])
     loss = char_loss(store, start, start + n).tolist()
-    memo: dict[str, str] = {}
-    lines.append([f"#{start + i} {memo.get(ch) or memo.setdefault(ch, shown(ch))}"
-                  + ("" if x != x else f"  loss {x:.3g} nats")  # x != x: NaN, no loss known
-                  for i, (ch, x) in enumerate(zip(text, loss, strict=True))])
+    lines.append([f"#{start + i} {label}" + ("" if x != x else f"  loss {x:.3g} nats")  # x != x: NaN, no loss
+                  for i, (label, x) in enumerate(zip(row_labels(store, start, start + n), loss, strict=True))])
     guesses = _guesses(store, start, start + n)
     if guesses is not None:
         lines.append(guesses)
@@ -151,7 +162,7 @@ def _guesses(store, start: int, stop: int) -> list[str] | None:
     k = min(TOP_SHOWN, ids.shape[1])
     if not k:
         return None
-    names = np.array([shown(c) for c in store.vocab.chars] + [""], dtype=object)
+    names = np.array([visible_line(c) for c in store.vocab.chars] + [""], dtype=object)  # a token: each character
     gi = np.asarray(ids[start:stop, :k]).astype(np.int64)
     gp = np.rint(np.asarray(probs[start:stop, :k], dtype=np.float32) * 100).astype(int)
     bad = gi >= len(names) - 1
@@ -181,7 +192,7 @@ def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:
     return html.Div(
         [
             html.B(unit),
-            f" {KIND_NAMES.get(kind, kind)} · layer {layer} · unit {index} · ",
+            f" {kind_name(kind)} · layer {layer} · unit {index} · ",
             html.Span([html.I(className=f"{c}{b}") for b in range(N_BINS)], className="bar"),
             f" {meaning} · whole store: mean {row['mean']:.3g}, std {row['std']:.3g}, "
             f"min {row['min']:.3g}, max {row['max']:.3g}",

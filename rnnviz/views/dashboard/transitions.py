@@ -18,7 +18,6 @@ from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import parse_unit
 from rnnviz.views.colours import RANGES
 from rnnviz.views.dashboard.state import (
-    TABS,
     WINDOW,
     View,
     clip_start,
@@ -26,11 +25,13 @@ from rnnviz.views.dashboard.state import (
     from_query,
     query_fields,
     step_unit,
+    tabs_of,
     to_int,
 )
 from rnnviz.views.dashboard.stores import StoreSet, check_regex
+from rnnviz.views.display import row_word
 
-CONTEXT = 200  # characters shown before a search hit or a match
+CONTEXT = 200  # rows shown before a search hit or a match
 MAX_NEEDLE = 200  # characters of a search string
 
 
@@ -85,9 +86,11 @@ def pick_store(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:
 
 
 def _unit_part(stores, view: View, part: str, value) -> tuple[View, str]:
-    """Change one part of the unit (layer, kind or index); a unit the store lacks is refused."""
+    """Change one part of the unit (layer, kind or index); a unit the store lacks is refused. A new layer or
+    kind keeps the index, or takes the last one of a narrower array (an LSTM's h with proj_size)."""
     store = stores[view.store]
     layer, kind, index = parse_unit(view.unit)
+    last = store.width(layer, kind) - 1
     try:
         if part == "layer":
             layer = int(value)
@@ -96,11 +99,13 @@ def _unit_part(stores, view: View, part: str, value) -> tuple[View, str]:
         else:
             index = to_int(value)
     except (TypeError, ValueError):
-        return view, f"a unit index is a whole number from 0 to {store.hidden - 1}"
+        return view, f"a unit index is a whole number from 0 to {last}"
+    if part != "index" and layer in store.layers and kind in store.kinds:
+        index = min(index, store.width(layer, kind) - 1)
     unit = f"{layer}:{kind}:{index}"
     if unit not in store.units:
         where = f"no unit {_short(unit)} in {stores.names[view.store]}"
-        return view, f"{where}: indices run from 0 to {store.hidden - 1}" if part == "index" else where
+        return view, f"{where}: indices run from 0 to {last}" if part == "index" else where
     return view.replace(unit=unit, cmp="" if view.cmp == unit else view.cmp), ""
 
 
@@ -153,7 +158,7 @@ def jump(stores, view: View, _value, ctx: Inputs) -> tuple[View, str]:
     try:
         pos = to_int(ctx.jump)
     except (TypeError, ValueError):
-        return view, "type a character position to go to"
+        return view, f"type a {row_word(stores[view.store], 1)} position to go to"
     length = stores[view.store].length
     pos = min(max(pos, 0), length - 1)
     start = view.start if view.start <= pos < view.start + ctx.window else clip_start(pos, length, ctx.window)
@@ -161,20 +166,26 @@ def jump(stores, view: View, _value, ctx: Inputs) -> tuple[View, str]:
 
 
 def find(stores, view: View, _value, ctx: Inputs) -> tuple[View, str]:
+    """The next occurrence of the text in the find box after the outlined run (or the window's start), outlined:
+    the rows (characters, or the tokens) it touches."""
     needle = ctx.find if isinstance(ctx.find, str) else ""
     if not needle:
         return view, "type some text to find"
     if len(needle) > MAX_NEEDLE:
         return view, f"search for at most {MAX_NEEDLE} characters"
     store = stores[view.store]
-    after = view.hl[0] + 1 if view.hl else view.start
+    row = view.hl[0] + 1 if view.hl else view.start
+    after = store.chars_of_rows(row, store.length)[0] if row < store.length else len(store.text)
     i = find_text(store.text, needle, after)
     if i < 0:
         return view, f"{_short(needle)} does not occur in {stores.names[view.store]}"
     msg = "search wrapped around to the top" if i < after else ""
-    new = view.replace(hl=(i, i + len(needle)))
-    if not view.start <= i <= view.start + ctx.window - len(needle):
-        new = new.replace(start=clip_start(i - CONTEXT, store.length, ctx.window))
+    a, b = store.rows_of_chars(i, i + len(needle))
+    if a == b:  # only between tokens (a space): the token after it
+        a, b = min(a, store.length - 1), min(a, store.length - 1) + 1
+    new = view.replace(hl=(a, b))
+    if not view.start <= a <= view.start + ctx.window - (b - a):
+        new = new.replace(start=clip_start(a - CONTEXT, store.length, ctx.window))
     return new, msg
 
 
@@ -201,7 +212,8 @@ def pick_range(stores, view: View, value, ctx) -> tuple[View, str]:
 
 
 def pick_tab(stores, view: View, value, ctx) -> tuple[View, str]:
-    return (view.replace(tab=value), "") if isinstance(value, str) and value in TABS else (view, "")
+    ok = isinstance(value, str) and value in tabs_of(stores[view.store])
+    return (view.replace(tab=value), "") if ok else (view, "")
 
 
 def unit_row(stores, view: View, value, ctx) -> tuple[View, str]:
@@ -225,7 +237,8 @@ def match_row(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:
 
 
 def set_selection(stores, view: View, value, ctx) -> tuple[View, str]:
-    """Select-to-find ran on [a, b) at θ (``{"a", "b", "theta"}``): the pattern view follows it."""
+    """Select-to-find ran on rows [a, b) at θ (``{"a", "b", "theta"}``, and ``"tab"`` to open): the pattern view
+    follows it."""
     try:
         a, b = to_int(value["a"]), to_int(value["b"])
     except (TypeError, ValueError, KeyError):
@@ -234,7 +247,8 @@ def set_selection(stores, view: View, value, ctx) -> tuple[View, str]:
     if not 0 <= a < b <= length:
         return view, ""
     theta = value.get("theta", view.theta)
-    return view.replace(sel=(a, b), cells=(), theta=parse_theta(theta, view.theta)), ""
+    tab = value.get("tab") if value.get("tab") in tabs_of(stores[view.store]) else view.tab
+    return view.replace(sel=(a, b), cells=(), theta=parse_theta(theta, view.theta), tab=tab), ""
 
 
 def set_cells(stores, view: View, value, ctx) -> tuple[View, str]:

@@ -3,7 +3,8 @@
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   rnnviz: {
     /* Draw the window's characters as spans. textContent makes every character plain text (no HTML
-       parsing); #text has no React children, so React never touches the nodes made here. The hover
+       parsing); #text has no React children, so React never touches the nodes made here. In a token store
+       (d.rows: each character's row, -1 between tokens) a character's tooltip is its token's. The hover
        panel is cleared (its character is gone), the highlighted run gets one outline per line it spans
        (not one per character, which hid the colours) and is scrolled into the middle of the view. */
     draw: function (d) {
@@ -14,7 +15,8 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         var s = document.createElement("span");
         s.textContent = d.chars[i];
         if (d.cls[i]) { s.className = d.cls[i]; }
-        s.title = d.tips[i];
+        var r = d.rows ? d.rows[i] : i;
+        if (r >= 0) { s.title = d.tips[r]; }
         frag.appendChild(s);
       }
       t.replaceChildren(frag);

@@ -1,5 +1,8 @@
 """Select-to-find in the page: a mouse selection (or a typed range) -> :func:`rnnviz.find_similar` -> the
-cells that mark it and the places where they switch on again, weak matches flagged, never padded."""
+cells that mark it and the places where they switch on again, weak matches flagged, never padded.
+
+Ranges are rows (characters, or tokens in a token store): a mouse selection over characters becomes the
+rows whose text it touches (:meth:`rnnviz.store.reader.Store.rows_of_chars`) before it reaches the analysis."""
 
 from __future__ import annotations
 
@@ -11,15 +14,25 @@ from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.callbacks.shared import rank_rows
 from rnnviz.views.dashboard.state import View, to_int
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.display import visible_line
+from rnnviz.views.display import row_word, visible_line
 
 CELLS_SHOWN = 5  # rows of the cell table: the matches must stay above the fold at 1280×800
 SNIPPET = 60  # characters of a match shown (plus 15 of context each side)
 
 
-def _snippet(text: str, s: int, e: int) -> str:
+def _snippet(store, start: int, stop: int) -> str:
+    """The text of rows ``start:stop`` in brackets, with 15 characters of context each side."""
+    s, e = store.chars_of_rows(start, stop)
+    text = store.text
     inner = text[s : min(e, s + SNIPPET)] + ("…" if e - s > SNIPPET else "")
     return visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
+
+
+def selected_rows(store, start: int, window: int, a: int, b: int) -> tuple[int, int]:
+    """The rows that the characters [a, b) of the window drawn from row ``start`` touch (the page reports a
+    mouse selection as offsets into the characters it drew)."""
+    first = store.chars_of_rows(start, min(store.length, start + window))[0]
+    return store.rows_of_chars(first + a, first + b)
 
 
 def match_table(store, matches) -> html.Table:
@@ -29,7 +42,7 @@ def match_table(store, matches) -> html.Table:
         s, e = int(m.start), int(m.stop)
         score = f"{m.score:.2f}" + (" weak" if m.weak else "")
         rows.append(html.Tr([html.Td(str(m.rank)), html.Td(f"{s:,}–{e:,}"), html.Td(score),
-                             html.Td(str(m.lstmvis_rank)), html.Td(_snippet(store.text, s, e), className="snip")],
+                             html.Td(str(m.lstmvis_rank)), html.Td(_snippet(store, s, e), className="snip")],
                             id={"type": "match-row", "index": f"{s}-{e}"}, n_clicks=0, title="go there",
                             className="weak" if m.weak else ""))
     head = html.Thead(html.Tr([html.Th(x) for x in ("#", "range", "score", "LSTMVis #", "text")]))
@@ -42,7 +55,7 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[o
     try:
         a, b = to_int(a), to_int(b)
     except (TypeError, ValueError):
-        return None, None, "select some text, or type a range: from and to are character positions"
+        return None, None, f"select some text, or type a range: from and to are {row_word(store, 1)} positions"
     theta = THETA if threshold is None else threshold  # an empty θ box means the default
     try:
         cells, matches = find_similar(store, a, b, threshold=theta)
@@ -56,8 +69,8 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[o
     shown = cells.head(CELLS_SHOWN).assign(lstmvis=cells["strict"].map({True: "✓", False: ""}))
     tables = html.Div([
         html.Div(f"Cells on inside {a:,}–{b:,} (past θ = {theta:g} σ, or past the split between their two states "
-                 f"for two-state cells, at {MIN_ON:.0%} of it, 2 characters of slack at each edge) and off at its "
-                 f"edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)", className="note"),
+                 f"for two-state cells, at {MIN_ON:.0%} of it, 2 {row_word(store)} of slack at each edge) and off at "
+                 f"its edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)", className="note"),
         rank_rows(shown, "sel", ["unit", "sign", "rule", "score", "on_inside", "contrast", "lstmvis"]),
     ])
     follow = list(followed(cells)["unit"])
@@ -81,10 +94,13 @@ def register(app, stores: StoreSet, window: int) -> None:
     def _select(selection, _, a, b, threshold, view):
         view = View.clean(view, stores, window)
         if ctx.triggered_id == "selection":
-            try:  # offsets into the drawn window, from the page's script
-                a, b = view.start + int(selection["a"]), view.start + int(selection["b"])
+            try:  # offsets into the characters of the drawn window, from the page's script
+                a, b = selected_rows(stores[view.store], view.start, window, to_int(selection["a"]),
+                                     to_int(selection["b"]))
             except (TypeError, ValueError, KeyError):
                 raise PreventUpdate from None
         tables, matches, msg = select_range(stores, view, a, b, threshold)
-        chosen = {"a": a, "b": b, "theta": threshold} if not msg else no_update  # the pattern view follows
-        return a, b, tables, matches, msg, "sel", chosen  # show the answer even if another tab was open
+        if msg:  # the message is shown even if another tab was open
+            return a, b, tables, matches, msg, "sel", no_update
+        # The view takes the selection (the pattern view follows it) and opens this tab: both in the URL.
+        return a, b, tables, matches, msg, no_update, {"a": a, "b": b, "theta": threshold, "tab": "sel"}

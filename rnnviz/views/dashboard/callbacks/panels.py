@@ -17,7 +17,8 @@ from rnnviz.store.reader import spaced_blocks
 from rnnviz.views.dashboard import figures
 from rnnviz.views.dashboard.callbacks.shared import rank_rows
 from rnnviz.views.dashboard.state import View, to_int
-from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.dashboard.stores import StoreSet, has_model
+from rnnviz.views.display import row_word
 
 GRADFLOW_CHARS, GRADFLOW_LAG = 600, 100
 MAX_SAMPLE, MAX_PRIME = 2000, 500
@@ -28,10 +29,10 @@ MAX_SAMPLE, MAX_PRIME = 2000, 500
 
 def _feature_spec(stores: StoreSet, i: int, feature: str):
     """What discovery is given: a built-in name as is; a regex as a callable returning the cached
-    time-limited result (so the user's pattern never runs unguarded)."""
+    time-limited result over the text's characters (so the user's pattern never runs unguarded)."""
     if not feature.startswith("re:"):
         return feature
-    values = stores.feature(i, feature)
+    values = stores.char_feature(i, feature)
 
     def regex_feature(text: str) -> np.ndarray:
         return values
@@ -76,7 +77,7 @@ def _histogram(stores: StoreSet, view: dict):
         f = stores.feature(view.store, view.feature)
         feature = (view.feature, np.concatenate([f[a:b] for a, b in blocks]))
     n = sum(b - a for a, b in blocks)
-    note = "all characters" if n == store.length else f"{n:,} characters in {len(blocks)} blocks"
+    note = f"all {row_word(store)}" if n == store.length else f"{n:,} {row_word(store, n)} in {len(blocks)} blocks"
     return figures.histogram_figure(unit, values, feature, note)
 
 
@@ -87,7 +88,10 @@ def saturation(stores: StoreSet, i: int):
 
 
 def _model(stores: StoreSet, i: int) -> tuple[object, str]:
-    """Store ``i``'s model, or (None, why not): moved or changed since recording, or no longer loading."""
+    """Store ``i``'s model, or (None, why not): none (not recorded from an rnnviz model), moved or changed
+    since recording, or no longer loading."""
+    if not has_model(stores[i]):
+        return None, f"{stores.names[i]}: not recorded from an rnnviz model, so there is nothing to sample from"
     try:
         model = stores.model(i)
     except RnnvizError as e:  # e.g. its config.json edited since: the weights no longer fit
@@ -99,19 +103,24 @@ def _model(stores: StoreSet, i: int) -> tuple[object, str]:
 
 
 def gradflow(stores: StoreSet, chars: int = GRADFLOW_CHARS, max_lag: int = GRADFLOW_LAG) -> tuple[object, str]:
-    """Gradient flow of every loaded store's model over the first ``chars`` characters of its text."""
-    loaded = [_model(stores, i) for i in range(len(stores))]
-    models = [m for m, _ in loaded]
-    missing = [stores.names[i] for i, m in enumerate(models) if m is None]
-    broken = [why for m, why in loaded if m is None and "does not load" in why]
+    """Gradient flow of every loaded store's model over the first ``chars`` characters of its text (the
+    stores recorded from an rnnviz model: :func:`~..stores.has_model`)."""
+    ours = [i for i in range(len(stores)) if has_model(stores[i])]
+    if not ours:
+        return figures.message_figure("no store here was recorded from an rnnviz model: gradient flow needs the "
+                                      "model"), ""
+    loaded = {i: _model(stores, i) for i in ours}
+    missing = [stores.names[i] for i, (m, _) in loaded.items() if m is None]
+    broken = [why for m, why in loaded.values() if m is None and "does not load" in why]
     msg = f"checkpoint not reachable for: {', '.join(missing)}" if missing else ""
     msg = "; ".join([msg, *broken]) if broken else msg
-    if len(missing) == len(models):
+    if len(missing) == len(ours):
         return figures.message_figure("no store's checkpoint is reachable: gradient flow needs the model"), msg
     curves = []
-    for i, (store, model) in enumerate(zip(stores.stores, models, strict=True)):
+    for i, (model, _) in loaded.items():
         if model is None:
             continue
+        store = stores[i]
         text = model.vocab.prepare(store.text[:chars], "skip")
         df = stores.cached(("gradflow", i, chars, max_lag), lambda m=model, t=text: gradient_flow(m, t, max_lag))
         curves.append((f"{stores.names[i]} ({store.cell})", df))

@@ -18,10 +18,11 @@ from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.display import row_labels
 
 DEFAULT_CELLS = 5  # cells taken from the ranking when the user has not chosen any
 HEATMAPS = 6  # matches drawn as heatmaps
-HEAT_CONTEXT = 10  # characters drawn each side of a match
+HEAT_CONTEXT = 10  # rows drawn each side of a match
 HEAT_SCALE = [[0, "#3b5fc4"], [0.5, "#ffffff"], [1, "#c43b3b"]]  # blue low, red high: the text's meaning
 LINE_COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555", "#b7950b", "#1e8449"]
 
@@ -111,7 +112,7 @@ def heatmap(store, cells: list[str], signs: list[int], a: int, b: int, feature: 
     feature's track under it."""
     lo, hi = max(0, a - HEAT_CONTEXT), min(store.length, b + HEAT_CONTEXT)
     z = (zscore(store, cells, store.window(lo, hi, cells)) * np.asarray(signs, np.float32)).T  # (k, n)
-    chars = [c if c.isprintable() else "·" for c in store.text[lo:hi]]
+    chars = row_labels(store, lo, hi) if store.is_tokens else [c if c.isprintable() else "·" for c in store.text[lo:hi]]
     rows = [dict(type="heatmap", z=z.tolist(), x=list(range(lo, hi)), y=cells, colorscale=HEAT_SCALE,
                  zmid=0, zmin=-3, zmax=3, showscale=False, xaxis="x", yaxis="y",
                  hovertemplate="%{y} #%{x}: %{z:.2f} σ<extra></extra>")]

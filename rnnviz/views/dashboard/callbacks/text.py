@@ -17,7 +17,7 @@ from rnnviz.views.dashboard import figures, textview
 from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.display import char_loss
+from rnnviz.views.display import char_loss, row_labels, row_word
 
 
 def scale(stores: StoreSet, i: int, unit: str, mode: str) -> ColourScale:
@@ -33,12 +33,13 @@ def render_window(stores: StoreSet, view: View, window: int):
     scales = [scale(stores, view.store, u, view.range) for u in units]
     shown = view if feature is not None else view.replace(feature="")
     data = textview.render(store, shown, window, feature, scales)
-    label = f"characters {data['start']:,}–{data['stop']:,} of {store.length:,}"
+    label = f"{row_word(store)} {data['start']:,}–{data['stop']:,} of {store.length:,}"
     return data, label, textview.legend(store, view.unit, scales[0], view.range)
 
 
 def trace(stores: StoreSet, view: View, window: int) -> dict:
-    """The window's curves: the unit (and compare unit), the feature and the per-character loss."""
+    """The window's curves over its rows: the unit (and compare unit), the feature and the loss (where the
+    store has log-probabilities)."""
     store = stores[view.store]
     start, stop = view.start, min(store.length, view.start + window)
     units = [view.unit] + ([view.cmp] if view.cmp else [])
@@ -46,9 +47,9 @@ def trace(stores: StoreSet, view: View, window: int) -> dict:
     feature = feature_or_none(stores, view)
     return figures.trace_figure(
         start,
-        store.text[start:stop],
+        row_labels(store, start, stop),
         {u: vals[:, j] for j, u in enumerate(units)},
-        char_loss(store, start, stop),
+        char_loss(store, start, stop) if store.meta.has_logprob else None,
         (view.feature, feature[start:stop]) if feature is not None else None,
     )
 

@@ -29,6 +29,14 @@ NAV_INPUTS = {
 UNIT_CONTROLS = ("layer-pick", "kind-pick", "index-pick", "unit-prev", "unit-next", "unit-row")
 
 
+def layer_options(store) -> list[dict]:
+    """The layer picker's options; for a user's module each names, on hover, the submodule it was recorded
+    from and its type (the manifest's layer table)."""
+    where = {e["layer"]: f"{e.get('module', '?')} ({e.get('type', '?')})" for e in (store.meta.source or {}).get(
+        "layers", [])}
+    return [{"label": str(l), "value": l, **({"title": where[l]} if l in where else {})} for l in store.layers]
+
+
 def controls(stores: StoreSet, view: View) -> dict:
     """What the picker controls show for ``view`` (and the URL query)."""
     store = stores[view.store]
@@ -37,12 +45,12 @@ def controls(stores: StoreSet, view: View) -> dict:
     return {
         "query": to_query(view, stores),
         "store": view.store,
-        "layers": [{"label": str(l), "value": l} for l in store.layers],
+        "layers": layer_options(store),
         "layer": layer,
         "kinds": [{"label": k, "value": k} for k in store.kinds],
         "kind": kind,
         "index": index,
-        "index_max": store.hidden - 1,
+        "index_max": store.width(layer, kind) - 1,
         "cmp": view.cmp,
         "feature_pick": None if not feature or feature.startswith("re:") else feature,
         "regex": feature[3:] if feature.startswith("re:") else "",
@@ -63,16 +71,19 @@ CONTROL_OUTPUTS = [
 
 
 def triggered() -> tuple[str | None, object]:
-    """(id of the control that fired, its value); dict ids of table rows become "unit-row"/"match-row"."""
-    tid = ctx.triggered_id
-    if tid is None:
+    """(id of the control that fired, its value); dict ids of table rows become "unit-row"/"match-row". Rows of
+    a table that was (re)drawn appear with n_clicks 0: nobody clicked them, so they are passed over (select-to-
+    find draws its match table in the same answer that hands its selection to the view)."""
+    if ctx.triggered_id is None:
         return None, None
-    value = ctx.triggered[0]["value"] if ctx.triggered else None
-    if isinstance(tid, dict):
-        if not value:  # a table was (re)drawn: its rows appear with n_clicks 0, nobody clicked
-            raise PreventUpdate
-        return tid["type"], tid["index"]
-    return tid, value
+    values = {t["prop_id"]: t["value"] for t in ctx.triggered}
+    for prop_id, tid in ctx.triggered_prop_ids.items():
+        value = values.get(prop_id)
+        if not isinstance(tid, dict):
+            return tid, value
+        if value:
+            return tid["type"], tid["index"]
+    raise PreventUpdate
 
 
 def changed_controls(stores: StoreSet, old, new: View, trigger: str | None) -> dict:
