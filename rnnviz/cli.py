@@ -15,6 +15,7 @@ Rules every command keeps:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
 import sys
@@ -140,9 +141,22 @@ def window_options(default_length: int | None = None, of: str = "TEXT", split: s
 
 
 def output_format_option(formats: tuple[str, ...] = ("table", "csv", "json")) -> Callable:
-    """``--format``: a table for people (the default), or CSV / JSON for programs."""
-    return click.option("--format", "fmt", type=click.Choice(formats), default="table", show_default=True,
-                        help="Output format.")
+    """``--format``: a table for people (the default), or CSV / JSON for programs. ``--json`` (hidden, what
+    some commands took before) is the same as ``--format json``."""
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def command(*args, json_alias: bool = False, **kwargs):
+            if json_alias:
+                kwargs["fmt"] = "json"
+            return f(*args, **kwargs)
+
+        command = click.option("--json", "json_alias", is_flag=True, hidden=True,
+                               help="Same as --format json.")(command)
+        return click.option("--format", "fmt", type=click.Choice(formats), default="table", show_default=True,
+                            help="Output format.")(command)
+
+    return decorate
 
 
 def _split_units(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None) -> list[str] | None:
@@ -373,13 +387,13 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
               help="Parallel pieces (1 = one exact pass with the state carried through the whole text).")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
+@output_format_option()
+def eval_cmd(ckpt, text, split_name, streams, unknown, device, fmt):
     """Cross-entropy of a checkpoint on TEXT, in nats/char and bits/char.
 
     \b
     Example:
-      rnnviz eval runs/ts ../shared/data/tiny_shakespeare.txt --split test --json
+      rnnviz eval runs/ts ../shared/data/tiny_shakespeare.txt --split test --format json
     """
     import math
 
@@ -396,9 +410,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
     nats = evaluate(model, model.vocab.encode(part), streams=streams)
     result = {"checkpoint": str(model.checkpoint_dir), "text": str(text), "split": split_name, "chars": len(part),
               "streams": streams, "nats_per_char": nats, "bits_per_char": nats / math.log(2)}
-    if as_json:
-        _echo_json(result)
-    else:
+    if not _echo_record(result, fmt):
         bits = nats / math.log(2)
         click.echo(f"{nats:.4f} nats/char = {bits:.4f} bits/char over {len(part)} characters ({split_name})")
 
@@ -409,8 +421,8 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
               help="Score on this part of the 90/5/5 split (the model is counted on the 90%).")
 @click.option("--order", type=click.IntRange(1, 64), default=20, show_default=True,
               help="Characters in an n-gram: the context and the one predicted (the paper's 20).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def ngram(text, split_name, order, as_json):
+@output_format_option()
+def ngram(text, split_name, order, fmt):
     """The paper's n-gram baseline on TEXT: cross-entropy in nats/char and bits/char.
 
     An interpolated modified Kneser-Ney character model counted on the training split, scored on the
@@ -430,10 +442,8 @@ def ngram(text, split_name, order, as_json):
     with progress_bar("counting", "order") as progress:
         nats, chars = ngram_loss(read_text(text), split_name, order, progress)
     bits = nats / math.log(2)
-    if as_json:
-        _echo_json({"text": str(text), "split": split_name, "order": order, "chars": chars,
-                    "nats_per_char": nats, "bits_per_char": bits})
-    else:
+    if not _echo_record({"text": str(text), "split": split_name, "order": order, "chars": chars,
+                         "nats_per_char": nats, "bits_per_char": bits}, fmt):
         click.echo(f"{nats:.4f} nats/char = {bits:.4f} bits/char over {chars} characters ({split_name}, "
                    f"{order}-gram)")
 
@@ -564,6 +574,18 @@ def _echo_machine_format(df, fmt: str) -> bool:
     return fmt in ("json", "csv")
 
 
+def _echo_record(record: dict, fmt: str) -> bool:
+    """Print one result (a flat dict) as JSON or as a one-row CSV when ``fmt`` asks; False for a table."""
+    if fmt == "json":
+        _echo_json(record)
+    elif fmt == "csv":
+        import pandas as pd
+
+        click.echo(pd.DataFrame([{k: v for k, v in record.items() if not isinstance(v, (list, dict))}])
+                   .to_csv(index=False, float_format="%.6g"), nl=False)
+    return fmt != "table"
+
+
 def _esc(s: str) -> str:
     """Text for one terminal line: line ends and tabs made visible."""
     return s.replace("\r", "\u240d").replace("\n", "\u21b5").replace("\t", "\u21e5")
@@ -597,8 +619,8 @@ def _read_model_text(ckpt, text, split_name, start, length, unknown, device):
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, type, domain, definition}.")
-def features(name, as_json):
+@output_format_option()
+def features(name, fmt):
     """List the built-in hypothesis features, one line each: name, type, domain, exact definition.
 
     Every feature gives one value per character: the value at t describes the text after reading
@@ -616,8 +638,11 @@ def features(name, as_json):
     if name is not None and name not in FEATURES:
         raise RnnvizError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")
     chosen = [FEATURES[name]] if name else list(FEATURES.values())
-    if as_json:
-        _echo_json([{"name": f.name, "type": f.type, "domain": f.domain, "definition": f.summary} for f in chosen])
+    rows = [{"name": f.name, "type": f.type, "domain": f.domain, "definition": f.summary} for f in chosen]
+    if fmt != "table":
+        import pandas as pd
+
+        _echo_machine_format(pd.DataFrame(rows), fmt)
     elif name:
         f = chosen[0]
         click.echo(f"{f.name} ({f.type}, {f.domain})\n" + textwrap.fill(f.summary, 100, initial_indent="  ",
@@ -703,9 +728,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
 @click.option("--burn-in", type=int, default=200, show_default=True, help="Characters each stream reads first.")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
 @device_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with every random draw).")
+@output_format_option()
 def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, length, streams, burn_in, unknown,
-           device, as_json):
+           device, fmt):
     """Clamp units inside the recurrence and report what the model loses, in nats/char.
 
     The loss change is reported over every character and over the characters the feature predicts
@@ -724,8 +749,10 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, 
         r = run_ablate(model, part, units, mode=mode, feature=feature, random=n_random, seed=seed,
                        streams=streams, burn_in=burn_in, progress=progress)
     s = r.summary()
-    if as_json:
+    if fmt == "json":  # with every random draw; CSV: the summary's one row
         _echo_json({**s, "random": _records(r.random)})
+        return
+    if _echo_record(s, fmt):
         return
     vals = ", ".join(f"{u}={v:g}" for u, v in r.values.items())
     click.echo(f"Clamped {vals} ({mode}) over {r.chars:,} predictions ({r.streams} stream(s), burn-in {r.burn_in}).")
@@ -833,6 +860,8 @@ def explain_cmd(store, units, min_score, block, fmt):
     fr = explained_fractions(df)
     click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
         f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
+    click.echo("  (no control here: an untrained model of the same shape scores about a quarter of its units >= 0.5 "
+               "on prose, mostly with rules about the character just read; >= 0.8 is where trained models stand out)")
     halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
     click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {st.rows_are} "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
@@ -1114,7 +1143,7 @@ def serve(stores, host, port):
 @click.option("--unknown", default="error", show_default=True,
               help="Characters outside the vocabulary: error, skip or replace:X.")
 @device_option
-@output_format_option(("table", "json"))
+@output_format_option()
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also write the figure as a self-contained HTML file (works offline).")
 def emergence(run, text, feature_names, split_name, start, length, kinds, burn_in, unknown, device, fmt, out):
@@ -1152,6 +1181,8 @@ def emergence(run, text, feature_names, split_name, start, length, kinds, burn_i
     if fmt == "json":
         _echo_json({"run": str(run), "final_step": df.attrs["final_step"], "appears_at": df.attrs["appears_at"],
                     "rule": df.attrs["rule"], "snapshots": _records(df)})
+        return
+    if _echo_machine_format(df, fmt):  # csv: one row per feature and snapshot
         return
     for name, part in df.groupby("feature", sort=False):
         metric = "AUROC folded" if part["metric"].iloc[0] == "auroc" else "|r|"

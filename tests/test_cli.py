@@ -189,3 +189,24 @@ def test_split_picks_the_part_of_the_text_a_window_counts_from(tmp_path, tiny_ck
     assert r.exit_code == 1
     assert r.output == f"Error: --start 188 is past the end of the test split of {p} (188 characters)\n"
     assert "--split [all|train|val|test]" in run("gradflow", "--help").output
+
+
+def test_every_command_that_prints_a_result_takes_format(tmp_path, tiny_ckpt):
+    """--format table|csv|json everywhere a result is printed (--json stays as a hidden alias)."""
+    from tests.conftest import TEXT
+
+    p = tmp_path / "t.txt"
+    p.write_text(TEXT * 40, encoding="utf-8")
+    as_json = json.loads(run("eval", tiny_ckpt, p, "--format", "json").output)
+    assert as_json == json.loads(run("eval", tiny_ckpt, p, "--json").output)
+    csv = run("eval", tiny_ckpt, p, "--format", "csv").output.splitlines()
+    assert csv[0] == "checkpoint,text,split,chars,streams,nats_per_char,bits_per_char"
+    assert csv[1].split(",")[3:5] == [str(as_json["chars"]), "1"] and len(csv) == 2
+    assert run("ngram", p, "--order", 3, "--format", "csv").output.splitlines()[0] == \
+        "text,split,order,chars,nats_per_char,bits_per_char"
+    feats = run("features", "--format", "csv").output.splitlines()
+    assert feats[0] == "name,type,domain,definition" and feats[1].startswith("in_quote,binary,")
+    ab = run("ablate", tiny_ckpt, p, "--unit", "1:c:3", "--random", 2, "--format", "csv").output.splitlines()
+    assert len(ab) == 2 and "delta" in ab[0].split(",") and "random" not in ab[0].split(",")
+    for cmd in ("eval", "ngram", "ablate", "features", "emergence", "find", "explain", "gradflow", "similar"):
+        assert "--format [table|csv|json]" in run(cmd, "--help").output, cmd
