@@ -276,7 +276,7 @@ def _training_bar(out) -> Iterator[Callable[[dict], None]]:
     from rnnviz.model.distributed import rank, world_size
 
     bar = tqdm(total=1000, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", delay=1e-9,
-               disable=rank() > 0)
+               disable=True if rank() > 0 else None)  # None: drawn on a terminal only (not in a pipe or log)
 
     def report(ev: dict) -> None:
         if ev["type"] == "step":
@@ -512,9 +512,9 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
         T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
         check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
         sys.exit(_relaunch(click.get_current_context(), nproc))
-    # Always drawn on rank 0 (under torchrun it reports for all), at the first update.
+    # Drawn by rank 0 on a terminal (under torchrun it reports for all), at the first update; not in a pipe.
     with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
-                      disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
+                      disable=True if rank() > 0 else None) as progress:  # None: drawn on a terminal only
         store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
                            streams=streams, exact=exact, start=offset, topk=topk, unknown=unknown, device=dev,
                            overwrite=force, progress=progress, source=str(text))
@@ -1093,7 +1093,8 @@ def export_lstmvis_cmd(store, out, force):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback exposes your stores to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
-def serve(stores, host, port):
+@click.option("--log-requests", is_flag=True, help="Log a line per HTTP request.")
+def serve(stores, host, port, log_requests):
     """Explore STORES in the browser (the Dash dashboard): text coloured by a cell, ranked cells per
     hypothesis, select-to-find, plots, sampling with a cell clamped.
 
@@ -1105,7 +1106,7 @@ def serve(stores, host, port):
     Only the stores named here can be opened from the browser. For a deployment use
     gunicorn 'apps.dashboard:server' with RNNVIZ_STORES=stores/wp:stores/linux.
     """
-    from rnnviz.views.dashboard.app import create_app, is_loopback
+    from rnnviz.views.dashboard.app import create_app, is_loopback, run_quietly
 
     app = create_app(list(stores), hosts=[host], freeze_gc=True)  # a server process: see create_app
     if not is_loopback(host):
@@ -1119,7 +1120,7 @@ def serve(stores, host, port):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _terminate)  # Werkzeug swallows the interrupt: note that it came
     _signalled.clear()
-    app.run(host=host, port=port, debug=False)
+    run_quietly(app, host, port, log_requests)
     if _signalled:  # stopped by Ctrl-C or SIGTERM, not by the server's own end
         click.echo("\nStopped.", err=True)
         sys.exit(130)

@@ -578,3 +578,37 @@ def test_serve_in_jupyter_modes(stores, monkeypatch):
     monkeypatch.setitem(sys.modules, "IPython", None)  # no notebook here
     with pytest.raises(RnnvizError, match=r"jupyter_mode='inline' needs a notebook \(IPython is not installed\)"):
         rnnviz.serve(stores[0].path, jupyter_mode="inline")
+
+
+def test_serve_prints_one_line_and_no_request_log(tmp_path):
+    """`rnnviz serve` says where it serves, once: no Flask, Dash or development-server banner, no line per
+    request (unless --log-requests)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    make_quote_store(tmp_path / "st")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for flag, lines in (([], 1), (["--log-requests"], None)):
+        p = subprocess.Popen([sys.executable, "-m", "rnnviz", "serve", str(tmp_path / "st"), "--port", str(port),
+                              *flag], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        finally:
+            p.terminate()
+            out = p.communicate(timeout=30)[0]
+        got = [line for line in out.splitlines() if line.strip()]
+        assert got[0] == f"Serving st on http://127.0.0.1:{port}/  (Ctrl-C stops)", out
+        if lines is not None:
+            assert got[1:] == ["Stopped."], out
+        else:
+            assert any('"GET / HTTP/1.1" 200' in line for line in got), out

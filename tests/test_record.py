@@ -251,6 +251,7 @@ def test_cli_record(tmp_path, tiny_ckpt, make_model):
     assert res.exit_code == 0, res.output
     assert "Recorded 300 chars x 48 units (layers 1; kinds h,c,i) into" in res.output
     assert "2 stream(s) on cpu" in res.output
+    assert "\r" not in res.output and "recording:" not in res.output  # piped: no progress bar in a log
     s = open_store(tmp_path / "st")
     assert s.text == src.read_text(encoding="utf-8")[100:400] and s.k == 2
     assert (s.manifest["recorder"]["start"], s.manifest["recorder"]["source"]) == (100, str(src))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import html
 import ipaddress
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,3 +74,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def run_quietly(app, host: str, port: int, log_requests: bool = False) -> None:
+    """``app.run`` without the banners of Flask, Dash and Werkzeug's development server (the CLI says where it
+    serves, once) and, unless ``log_requests``, without a log line per request; errors are still logged."""
+    import flask.cli
+
+    flask.cli.show_server_banner = lambda *args, **kwargs: None  # this process serves and exits: no one else runs Flask
+    logging.getLogger("dash.dash").setLevel(logging.WARNING)  # "Dash is running on ..."
+    logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.ERROR)
+    app.run(host=host, port=port, debug=False)
