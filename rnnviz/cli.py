@@ -5,7 +5,7 @@ Rules every command keeps:
 - Errors in the user's input (:class:`RnnvizError`, raised by the library or by an option's check) are
   one line, ``Error: ...``, and exit status 1, never a traceback. Only click's own parsing errors (an
   unknown option, a value of the wrong type, a choice not offered) exit 2 with the usage line.
-  Ctrl-C and SIGTERM exit with 130.
+  Ctrl-C, SIGTERM and SIGHUP exit with 130 (:mod:`rnnviz.stopping`; a SIGHUP ignored by nohup stays ignored).
 - ``--start``/``--length`` pick a window of a text (:func:`rnnviz.model.data.check_window`): ``--start`` >= 0,
   ``--length`` >= 1 characters; a missing ``--length`` means the default its help shows ("to the end"
   where it shows that), 0 is an error, and a length past the end stops at the end.
@@ -19,7 +19,6 @@ import functools
 import json
 import signal
 import sys
-import threading
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,38 +31,45 @@ from rnnviz.fsutil import check_replaceable, ensure_parent
 from rnnviz.model.data import check_window
 from rnnviz.model.settings import STOPS, TrainConfig
 from rnnviz.recording import MAX_PASSES
+from rnnviz.stopping import STOP_SIGNALS, STOPPED, set_stop_handler, stop_handler
 
 _signalled: list[int] = []  # the signals that stopped this command
 
 
 def _terminate(signum, frame):
-    """SIGTERM (``kill``, a service manager, a CI timeout) ends a command as Ctrl-C does: the command's
-    KeyboardInterrupt handling saves state (train) and removes temp files (record, export), and the
-    exit status is 130."""
+    """SIGTERM (``kill``, a service manager, a CI timeout) and SIGHUP (the terminal closed) end a command as
+    Ctrl-C does (:mod:`rnnviz.stopping`): the command's KeyboardInterrupt handling saves state (train) and
+    removes temp files (record, export, emergence), and the exit status is 130."""
     _signalled.append(signum)
     raise KeyboardInterrupt
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-        try:
-            return super().invoke(ctx)  # parses the command's options too: their checks raise in here
-        except RnnvizError as e:
-            from rnnviz.model.distributed import rank, world_size
+        from rnnviz.model import distributed
 
-            where = f"rank {rank()}: " if world_size() > 1 else ""  # under torchrun, say which process
-            raise click.ClickException(where + str(e)) from None
-        except OSError as e:  # the file system said no (a full disk, --out under a file or in /proc)
-            where = f"{e.filename}: " if e.filename else ""
-            raise click.ClickException(f"{where}{e.strerror or e}") from None
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted.", err=True)
-            sys.exit(130)
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        worker = distributed.world_size() > 1  # started by torchrun: dies with its launcher, stops quietly
+        if worker:
+            distributed.die_with_launcher()
+            handler, signals = distributed.stop_worker, distributed.WORKER_STOP_SIGNALS
+        else:
+            handler, signals = _terminate, STOP_SIGNALS
+        with stop_handler(handler, signals):
+            try:
+                return super().invoke(ctx)  # parses the command's options too: their checks raise in here
+            except RnnvizError as e:
+                where = f"rank {distributed.rank()}: " if worker else ""  # under torchrun, say which process
+                raise click.ClickException(where + str(e)) from None
+            except OSError as e:  # the file system said no (a full disk, --out under a file or in /proc)
+                where = f"{e.filename}: " if e.filename else ""
+                raise click.ClickException(f"{where}{e.strerror or e}") from None
+            except KeyboardInterrupt:
+                click.echo("\nInterrupted.", err=True)
+                sys.exit(STOPPED)
+            except Exception:
+                if worker:  # another rank failed first? then torchrun stops this one and its error is an echo
+                    distributed.wait_to_be_stopped()
+                raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -302,7 +308,7 @@ def _training_bar(out) -> Iterator[Callable[[dict], None]]:
         elif rank() == 0:  # under torchrun nothing is saved on the way out: the other ranks may be gone
             click.echo(f"\nInterrupted: {out}/last holds the last validation's checkpoint, if any (continue with "
                        "--resume).", err=True)
-        sys.exit(130)
+        sys.exit(STOPPED)
     finally:  # before an error's line, which must come last; a bar never drawn stays unwritten
         bar.disable = bar.disable or bar.n == 0 and not bar.postfix
         bar.close()
@@ -1117,13 +1123,12 @@ def serve(stores, host, port, log_requests):
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _terminate)  # Werkzeug swallows the interrupt: note that it came
+    set_stop_handler(_terminate, (signal.SIGINT,))  # Werkzeug swallows the interrupt: note that it came
     _signalled.clear()
     run_quietly(app, host, port, log_requests)
-    if _signalled:  # stopped by Ctrl-C or SIGTERM, not by the server's own end
+    if _signalled:  # stopped by Ctrl-C, SIGTERM or SIGHUP, not by the server's own end
         click.echo("\nStopped.", err=True)
-        sys.exit(130)
+        sys.exit(STOPPED)
 
 
 # --- end serve ---

@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -264,6 +266,63 @@ def lock_holder(path: str | Path) -> str:
         return ""
     with os.fdopen(fd, "rb") as f:
         return f.read(4096).decode("utf-8", "replace").strip()
+
+
+# --- private working folders in the system's temp directory ---
+
+SCRATCH_LOCK = ".rnnviz-scratch.lock"  # inside each of our scratch folders: locked while its process lives
+_MKDTEMP_NAME = r"[a-z0-9_]{8}"  # what tempfile.mkdtemp adds to the prefix
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A private working folder ``PREFIX????????`` in the system's temp directory (``$TMPDIR``), removed
+    however the block ends (an error, Ctrl-C, SIGTERM). While in use it holds :data:`SCRATCH_LOCK`, locked
+    (an flock, released by the kernel when the process dies); the lock file appears only once locked. A
+    folder left by a process killed with ``kill -9`` is removed by the next ``scratch_dir`` of the same
+    prefix (:func:`remove_stale_scratch`)."""
+    base = Path(tempfile.gettempdir())
+    remove_stale_scratch(base, prefix)
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    except OSError as e:
+        raise RnnvizError(f"cannot create a working folder in {base}: {e.strerror or e}") from None
+    try:
+        with process_lock(path / f"{SCRATCH_LOCK}.new", note=f"rnnviz, process {os.getpid()}") as held:
+            if not held:  # a folder just made, readable by us alone: cannot happen
+                raise RnnvizError(f"{path}: cannot lock a working folder just made")
+            os.rename(path / f"{SCRATCH_LOCK}.new", path / SCRATCH_LOCK)  # the marker appears already locked
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_scratch(base: Path, prefix: str) -> list[Path]:
+    """Remove the scratch folders of ``prefix`` in ``base`` whose process is gone; returns them. Only what is
+    certainly ours goes: a name of exactly ``prefix`` and mkdtemp's 8 characters, a real directory (not a
+    link) owned by this user, holding a regular :data:`SCRATCH_LOCK` that no live process holds locked."""
+    name = re.compile(re.escape(prefix) + _MKDTEMP_NAME)
+    removed = []
+    try:
+        entries = [e for e in os.scandir(base) if name.fullmatch(e.name)]
+    except OSError:
+        return removed
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            st, marker = os.lstat(path), os.lstat(path / SCRATCH_LOCK)
+        except OSError:
+            continue
+        if not (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_ISREG(marker.st_mode)):
+            continue
+        try:
+            with process_lock(path / SCRATCH_LOCK) as free:
+                if free:  # its process is gone (a live one holds the lock for as long as it runs)
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        except (RnnvizError, OSError):
+            continue
+    return removed
 
 
 def loads_json(raw: bytes, path: Path):

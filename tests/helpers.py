@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import struct
+import subprocess
 import threading
+import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -218,6 +220,41 @@ def one_line_error(r, *needles: str, after_progress: bool = False) -> None:
     assert "Traceback" not in r.output
     for n in needles:
         assert n in r.output, r.output
+
+
+# --- processes: what a child left running ---
+
+
+def children(pid: int) -> set[int]:
+    """Every descendant process of ``pid`` (from /proc)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(x) for x in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(kids - out)
+            out |= kids
+    return out
+
+
+def alive(pid: int) -> bool:
+    """``pid`` is running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(cond, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``cond()`` until it holds; fails after ``timeout`` seconds, or as soon as ``proc`` has exited."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        assert proc is None or proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
 
 
 def small_store(path: Path, text: str = SMALL_TEXT, values=None):

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import SMALL_TEXT as TEXT
-from helpers import cli, edit_manifest, one_line_error, small_store
+from helpers import alive, children, cli, edit_manifest, one_line_error, small_store, wait_for
 from safetensors.torch import save_file
 
 from rnnviz.analysis.features import REGEX_MAX_PATTERN, check_regex, regex_feature
@@ -80,28 +80,6 @@ def one_line(r: subprocess.CompletedProcess, *needles: str) -> None:
         assert n in err[-1], err[-1]
 
 
-def children(pid: int) -> set[int]:
-    """Every descendant process of ``pid`` (from /proc)."""
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = {int(x) for x in (task / "children").read_text().split()}
-            except OSError:
-                continue
-            todo.extend(kids - out)
-            out |= kids
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 # --- 1. a regex cannot outlive its parent ---
 
 
@@ -132,7 +110,7 @@ def test_sigterm_to_find_during_a_catastrophic_regex_leaves_no_process(tmp_path)
         return bool(seen) or (maps.exists() and "_regex" in maps.read_text())
 
     try:
-        _wait_for(matching, timeout=120)
+        wait_for(matching, timeout=120)
         time.sleep(1.0)
         seen |= children(proc.pid)
         assert proc.poll() is None, proc.communicate()
@@ -515,14 +493,6 @@ def test_disk_full_while_training_is_one_line_and_keeps_last(tmp_path):
     assert {p.name: p.read_bytes() for p in (run_ / "last").iterdir()} == before
 
 
-def _wait_for(cond, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        assert proc is None or proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_sigterm_to_train_saves_last_like_ctrl_c(tmp_path):
     src = tmp_path / "t.txt"
@@ -530,7 +500,7 @@ def test_sigterm_to_train_saves_last_like_ctrl_c(tmp_path):
     run_ = tmp_path / "run"
     with started("train", src, "--out", run_, "--layers", 1, "--hidden", 32, "--max-steps", 100000,
                  "--eval-every", 100000, "--device", "cpu") as proc:
-        _wait_for(lambda: (run_ / "log.jsonl").exists() and (run_ / "log.jsonl").stat().st_size > 0, proc=proc)
+        wait_for(lambda: (run_ / "log.jsonl").exists() and (run_ / "log.jsonl").stat().st_size > 0, proc=proc)
         seen = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -549,7 +519,7 @@ def test_sigterm_to_record_removes_its_temp_dir(tmp_path, tiny_ckpt):
     src = tmp_path / "t.txt"
     src.write_text(CKPT_TEXT * 20000, encoding="utf-8")
     with started("record", tiny_ckpt, src, "--out", tmp_path / "st", "--exact", "--device", "cpu") as proc:
-        _wait_for(lambda: any(p.name.startswith(".st.") for p in tmp_path.iterdir()), proc=proc)
+        wait_for(lambda: any(p.name.startswith(".st.") for p in tmp_path.iterdir()), proc=proc)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -568,7 +538,7 @@ def test_sigterm_to_serve_stops_it_and_frees_the_port(tmp_path):
         port = s.getsockname()[1]
     for _attempt in range(2):  # the second start needs the port the first one held
         with started("serve", st.path, "--port", port) as proc:
-            _wait_for(lambda: _listening(port), proc=proc)
+            wait_for(lambda: _listening(port), proc=proc)
             seen = children(proc.pid)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)

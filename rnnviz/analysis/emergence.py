@@ -3,9 +3,11 @@
 A run trained with ``--snapshot-every N`` keeps float16 weights at N-step intervals (:mod:`rnnviz.model.snapshots`).
 For each snapshot, in step order, :func:`emergence` loads the weights into the run's model (the config
 and vocabulary of ``RUN/last``), records the text with the recorder's fast path (:func:`rnnviz.record`,
-into a temporary store that is deleted at once) and ranks every unit against each feature with
-:func:`rnnviz.analysis.ranking.rank_features` (score = AUROC folded for binary features, |Pearson r| for
-numeric ones; units ranked by selectivity = score - control score).
+into a temporary store that is deleted at once, in a private working folder in ``$TMPDIR`` that is
+removed on any exit, and by the next emergence after a ``kill -9``: :func:`rnnviz.fsutil.scratch_dir`)
+and ranks every unit against each feature with :func:`rnnviz.analysis.ranking.rank_features` (score =
+AUROC folded for binary features, |Pearson r| for numeric ones; units ranked by selectivity = score -
+control score).
 
 The *final* model is the run's last snapshot (every checkpoint is a snapshot, so the run's last
 validation step is one). Its best unit per feature is "the cell"; at every snapshot we report that
@@ -20,7 +22,7 @@ merely spiked and faded again; the last snapshot always qualifies, so read it be
 from __future__ import annotations
 
 import html
-import tempfile
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +30,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rnnviz.errors import RnnvizError
+from rnnviz.fsutil import scratch_dir
 from rnnviz.model.snapshots import Snapshot, list_snapshots, load_snapshot_weights
 
 if TYPE_CHECKING:  # pandas is imported when used: `import rnnviz` imports this module
     import pandas as pd
 
+SCRATCH_PREFIX = "rnnviz-emergence-"  # the working folder in $TMPDIR (rnnviz.fsutil.scratch_dir)
 APPEAR_FRACTION = 0.9  # of the final unit's final distance from chance; see the module doc
 CHANCE = {"auroc": 0.5, "pearson": 0.0}
 COLUMNS = [
@@ -58,15 +62,16 @@ def _check_features(features: Sequence[str], text: str) -> list[str]:
 
 
 def _score_snapshot(model, snap: Snapshot, text: str, features: list[str], final_units: dict | None,
-                    record_opts: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Record ``text`` with the snapshot's weights; the best unit per feature and, when ``final_units``
-    is given ({feature: unit}), those units' scores."""
+                    record_opts: dict, work: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Record ``text`` with the snapshot's weights (into ``work``, emptied again after); the best unit per
+    feature and, when ``final_units`` is given ({feature: unit}), those units' scores."""
     from rnnviz.analysis.ranking import rank_features
     from rnnviz.recording.recorder import record
 
     load_snapshot_weights(model, snap)
-    with tempfile.TemporaryDirectory(prefix="rnnviz-emergence-") as tmp:
-        store = record(model, text, Path(tmp) / "store", topk=0, **record_opts)
+    path = work / "store"
+    try:
+        store = record(model, text, path, topk=0, **record_opts)
         best = rank_features(store, features, top=1)
         final = None
         if final_units is not None:
@@ -74,6 +79,8 @@ def _score_snapshot(model, snap: Snapshot, text: str, features: list[str], final
             final = rank_features(store, features, top=len(units), units=units)
             final = final[[final_units[f] == u for f, u in zip(final["feature"], final["unit"], strict=True)]]
         del store  # close the memmaps before the directory goes
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
     return best, final
 
 
@@ -84,6 +91,26 @@ def _snapshot_rows(snap: Snapshot, best: pd.DataFrame, final: pd.DataFrame) -> l
              "same_as_final": b.unit == f.unit, "final_unit": f.unit, "final_score": f.score,
              "final_selectivity": f.selectivity}
             for b, f in zip(best.itertuples(), final.itertuples(), strict=True)]
+
+
+def _score_snapshots(model, snaps: list[Snapshot], text: str, names: list[str], opts: dict, work: Path,
+                     progress: Callable[[int, int], None] | None) -> list[dict]:
+    """The rows of every snapshot (``COLUMNS``), recorded in ``work``, in step order."""
+    # The final snapshot first: its best units are the cells whose history the others give.
+    best_last, _ = _score_snapshot(model, snaps[-1], text, names, None, opts, work)
+    final_units = dict(zip(best_last["feature"], best_last["unit"], strict=True))
+    if progress is not None:
+        progress(1, len(snaps))
+    rows = []
+    for i, snap in enumerate(snaps):
+        if i == len(snaps) - 1:
+            best = final = best_last  # the final model's best units are its own final units
+        else:
+            best, final = _score_snapshot(model, snap, text, names, final_units, opts, work)
+            if progress is not None:
+                progress(i + 2, len(snaps))
+        rows += _snapshot_rows(snap, best, final)
+    return rows
 
 
 def emergence(
@@ -125,20 +152,8 @@ def emergence(
     names = _check_features(features, text)
     opts = {"kinds": kinds, "burn_in": burn_in, "device": device}
 
-    # The final snapshot first: its best units are the cells whose history the others give.
-    best_last, _ = _score_snapshot(model, snaps[-1], text, names, None, opts)
-    final_units = dict(zip(best_last["feature"], best_last["unit"], strict=True))
-    if progress is not None:
-        progress(1, len(snaps))
-    rows = []
-    for i, snap in enumerate(snaps):
-        if i == len(snaps) - 1:
-            best = final = best_last  # the final model's best units are its own final units
-        else:
-            best, final = _score_snapshot(model, snap, text, names, final_units, opts)
-            if progress is not None:
-                progress(i + 2, len(snaps))
-        rows += _snapshot_rows(snap, best, final)
+    with scratch_dir(SCRATCH_PREFIX) as work:
+        rows = _score_snapshots(model, snaps, text, names, opts, work, progress)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["same_as_final"] = df["same_as_final"].astype(bool)
     df.attrs.update(appears_at=appears_at(df), final_step=snaps[-1].step, run=str(run), length=len(text),

@@ -7,6 +7,17 @@ what must be global. Without torchrun, :func:`setup` returns the one-process gro
 and every helper is a no-op, so the single-process code path is unchanged.
 
 :func:`launch` is what ``rnnviz train --nproc N`` runs: torchrun's own launcher, in this process.
+
+No worker outlives its launcher. torchrun starts each worker in a session of its own (so a Ctrl-C in the
+terminal reaches the launcher alone, which forwards it), so a launcher killed with ``kill -9`` could not
+take them with it: each worker asks the kernel for SIGTERM when its parent dies (Linux
+``prctl(PR_SET_PDEATHSIG)``, :func:`die_with_launcher`), then checks that its parent is still the
+launcher that started it (else the launcher died before the request and the worker exits at once). A
+worker stops quietly on SIGTERM or SIGHUP (:func:`stop_worker`: temp files removed on the way out, exit
+130, no teardown barrier that a gone rank would never join), and is ended by SIGALRM if it is still there
+:data:`STOP_GRACE_S` seconds later. A worker whose collective fails because another rank died says
+nothing: torchrun stops it within its monitor interval (:func:`wait_to_be_stopped`), and the launcher
+names the rank that failed first.
 """
 
 from __future__ import annotations
@@ -17,13 +28,21 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from rnnviz.errors import RnnvizError
+from rnnviz.stopping import STOP_SIGNALS, STOPPED, set_stop_handler
+
+LAUNCHER_PID = "RNNVIZ_LAUNCHER_PID"  # set by launch() for its workers: the process each one dies with
+STOP_GRACE_S = 30  # a stopped worker still running after this (stuck in a collective) is ended; torchrun's own wait
+PEER_WAIT_S = 5.0  # how long a worker whose collective failed waits for torchrun to stop it (see wait_to_be_stopped)
+WORKER_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)  # see stop_worker
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_stopped = False  # this worker was stopped by a signal: it leaves without the teardown barrier
 
 
 def world_size() -> int:
@@ -115,15 +134,21 @@ def setup(device: torch.device) -> Group:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(_teardown)
-        _stop_cleanly_on_sigterm()
+        set_stop_handler(stop_worker, WORKER_STOP_SIGNALS)  # also when a library call, not the CLI, runs here
     return Group(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
 
 
 def _teardown() -> None:
     """Leave the group together: a rank that tears gloo down while another still talks to it can abort
-    ("terminate called without an active exception"). The barrier gives up after 10 s (a rank that died)."""
+    ("terminate called without an active exception"). The barrier gives up after 10 s (a rank that died).
+    A worker stopped by a signal leaves at once, without the barrier (a rank that is gone would never join
+    it, and ranks > 0 wait for it without a time limit) and without destroying the group (which could abort)."""
     if not dist.is_initialized():
         return
+    if _stopped:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(STOPPED)
     try:
         if dist.get_backend() == "gloo":
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=10))
@@ -132,11 +157,53 @@ def _teardown() -> None:
     dist.destroy_process_group()
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """torchrun stops the other workers with SIGTERM when one fails: unwind (temp files are removed by
-    their context managers) instead of dying on the spot."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def die_with_launcher() -> None:
+    """Make this torchrun worker end when its launcher does, however the launcher ends (``kill -9`` too).
+
+    The kernel is asked to send SIGTERM when the parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``; elsewhere
+    nothing is set). Then the parent is checked: if it is no longer the launcher that started this worker
+    (:data:`LAUNCHER_PID`, set by :func:`launch`; under a plain torchrun, the parent found here), the
+    launcher died before the request was made and the signal will never come, so the worker exits now (130).
+    """
+    if world_size() == 1:
+        return
+    try:
+        expected = int(os.environ[LAUNCHER_PID])
+    except (KeyError, ValueError):
+        expected = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    if os.getppid() != expected:
+        raise SystemExit(STOPPED)
+
+
+def stop_worker(signum: int, frame) -> None:
+    """A worker's handler of :data:`WORKER_STOP_SIGNALS`. SIGTERM and SIGHUP (torchrun stops the other
+    workers with SIGTERM when one fails; the kernel sends it when the launcher dies): unwind quietly (context
+    managers remove temp files; the launcher says what happened) and exit 130. Ctrl-C (forwarded by the
+    launcher): a KeyboardInterrupt, so that rank 0 says what was saved. Either way the worker leaves without
+    the teardown barrier, and if it is still running :data:`STOP_GRACE_S` seconds later (stuck in a
+    collective), SIGALRM ends it."""
+    global _stopped
+    _stopped = True
+    signal.alarm(STOP_GRACE_S)  # SIGALRM's default action ends the process
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(STOPPED)
+
+
+def wait_to_be_stopped(seconds: float = PEER_WAIT_S) -> None:
+    """In a torchrun worker, before an unexpected error is shown: when another rank failed first, this
+    rank's collective fails too ("Connection reset by peer") and its error is only the echo of that one;
+    torchrun then stops this worker with SIGTERM within its monitor interval (:func:`stop_worker` ends it
+    quietly). Waits up to ``seconds`` for that; returns if nothing came (the error is this rank's own)."""
+    if world_size() > 1:
+        time.sleep(seconds)
 
 
 def check_nproc(nproc: int, streams: int, device: str, option: str) -> None:
@@ -158,24 +225,40 @@ def launch(nproc: int, args: list[str]) -> int:
     """Run ``torchrun --standalone --nproc-per-node nproc -m rnnviz ARGS`` (torch's launcher, in-process).
 
     Returns the exit status: 0, or the first failed rank's status after its own ``Error:`` line; a rank
-    killed by a signal is a :class:`RnnvizError` that names it.
+    killed by a signal is a :class:`RnnvizError` that names it. Stopped by SIGTERM or SIGHUP (torchrun
+    forwards the signal, the workers stop quietly), or a worker stopped by one, raises KeyboardInterrupt:
+    the command ends as Ctrl-C ends it (exit 130). A Ctrl-C reaches the workers too (rank 0 reports it):
+    130. The workers learn this process's id (:data:`LAUNCHER_PID`) to die with it (:func:`die_with_launcher`).
     """
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    # torchrun's agent logs every failure with a traceback; the rank's own message is the useful one.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # torchrun's agent logs every failure with a traceback, and a signal it forwards; the rank's own message
+    # is the useful one. Each of its modules sets its own logger's level: quiet them all.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would pick, without its warning
     targs = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "rnnviz"])
     targs.training_script_args = args  # set here: torchrun's parser would take --start for its --start-method
+    if hasattr(targs, "signals_to_handle") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        targs.signals_to_handle = "SIGTERM,SIGINT,SIGQUIT"  # under nohup, SIGHUP stays ignored (torch >= 2.8)
+    os.environ[LAUNCHER_PID] = str(os.getpid())
     try:
         run(targs)
-    except SignalException as e:  # Ctrl-C (or a kill) of this launcher: torchrun has stopped the workers
+    except SignalException as e:  # this launcher was signalled: torchrun has stopped the workers
+        if e.sigval == signal.SIGINT:
+            return STOPPED
+        if e.sigval in STOP_SIGNALS:
+            raise KeyboardInterrupt from None
         return 128 + int(e.sigval)
     except ChildFailedError as e:
         rank_, failure = e.get_first_failure()
         if failure.exitcode < 0:
             raise RnnvizError(f"rank {rank_} died ({failure.signal_name()})") from None
+        if failure.exitcode == STOPPED:  # a worker was stopped by a signal: the job was interrupted
+            raise KeyboardInterrupt from None
         return failure.exitcode
+    finally:
+        os.environ.pop(LAUNCHER_PID, None)
     return 0
