@@ -939,6 +939,9 @@ def _rows_text(st, start: int, stop: int) -> str:
 
 # --- export (HTML) ---
 
+# rnnviz.views.colours.RANGES, written here so that --help needs no torch (tests/test_cli.py pins the two equal)
+COLOUR_RANGES = ("max", "p99", "minmax", "robust")
+
 
 @main.command("export")
 @click.argument("store", type=click.Path(file_okay=False))
@@ -949,8 +952,9 @@ def _rows_text(st, start: int, stop: int) -> str:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @window_options(of="the store's text")
 @click.option("--catalog", is_flag=True, help="Append every unit's explanation and score (rnnviz explain) as a table.")
-@click.option("--colour-range", type=click.Choice(["max", "p99", "minmax"]), default="max", show_default=True,
-              help="Colour scale: ±max|v|, ±99th percentile of |v|, or the unit's own [min, max].")
+@click.option("--colour-range", type=click.Choice(COLOUR_RANGES), default="robust", show_default=True,
+              help="Colour scale: ±max|v|, ±99th percentile of |v|, the unit's own [min, max], or its own 1st-99th "
+                   "percentile (a few extreme values do not wash out the rest).")
 def export_cmd(store, units, feature, top, out, start, length, colour_range, catalog):
     """Write a self-contained HTML page: the text coloured by each unit, values on hover.
 
@@ -965,7 +969,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
       rnnviz export stores/c --unit 1:c:5 --colour-range minmax --out brace.html
     """
     from rnnviz.store.reader import open_store
-    from rnnviz.views.export import export_html, titles_from_cells
+    from rnnviz.views.export import export_html, feature_start, titles_from_cells
 
     if (units is None) == (feature is None):
         raise RnnvizError("give either --unit (one or more) or --feature")
@@ -980,6 +984,8 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
         if cells.empty:
             raise RnnvizError(f"no cells found for feature {feature!r}")
         units, titles = list(cells["unit"]), titles_from_cells(cells)
+        if click.get_current_context().get_parameter_source("start") is click.core.ParameterSource.DEFAULT:
+            start = feature_start(st, feature)  # the page opens where the feature first holds
     table = None
     if catalog:
         from rnnviz.analysis.explain import explain

@@ -210,3 +210,10 @@ def test_every_command_that_prints_a_result_takes_format(tmp_path, tiny_ckpt):
     assert len(ab) == 2 and "delta" in ab[0].split(",") and "random" not in ab[0].split(",")
     for cmd in ("eval", "ngram", "ablate", "features", "emergence", "find", "explain", "gradflow", "similar"):
         assert "--format [table|csv|json]" in run(cmd, "--help").output, cmd
+
+
+def test_the_clis_colour_ranges_are_the_views(tmp_path):
+    from rnnviz.cli import COLOUR_RANGES
+    from rnnviz.views.colours import RANGES
+
+    assert COLOUR_RANGES == tuple(RANGES)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import ALLOWED_TAGS, Page
+from helpers import ALLOWED_TAGS, Page, cli
 
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
@@ -139,7 +139,7 @@ def test_runs_and_values_match_the_store(tmp_path):
     text = TRICKY * 20
     st = make_store(tmp_path / "st", text, nan_at=7)
     units = ["0:h:0", "1:c:3", "0:f:1", "1:g:2"]
-    page = export_html(st, units, start=3, length=len(text) - 10)
+    page = export_html(st, units, start=3, length=len(text) - 10, colour_range="max")
     parsed, data = Page(page.html), Page(page.html).data()
     assert (page.start, page.stop) == (3, len(text) - 7) == (data["start"], data["stop"])
     for b, name in enumerate(units):
@@ -420,3 +420,51 @@ def test_colour_ranges_in_the_export(tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert out.read_text(encoding="utf-8") == export_html(st, [name], colour_range="minmax").html
+
+
+def test_a_feature_page_opens_where_the_feature_first_holds(tmp_path):
+    """`export --feature in_if` opens two lines before the first `if` (not on lines without one); a numeric
+    feature, or an explicit --start, starts where asked."""
+    import numpy as np
+
+    from rnnviz.store.writer import write_store
+    from rnnviz.views.export import feature_start
+
+    text = "int a;\n" * 30 + "x = 1;\nif (a) {\n  b();\n}\n" + "int c;\n" * 5
+    rng = np.random.default_rng(0)
+    st = write_store(tmp_path / "s", text, {(0, "h"): rng.normal(size=(len(text), 4))},
+                     {"vocab_size": len(set(text)), "cell": "lstm", "layers": 1, "hidden": 4},
+                     sorted(set(text)))
+    first_if = text.index("if (")
+    expect = text.rindex("\n", 0, first_if - 8) + 1  # two lines up: "int a;" then "x = 1;"
+    assert text[expect:first_if] == "int a;\nx = 1;\n"
+    assert feature_start(st, "in_if") == expect and feature_start(st, "column") == 0
+    r = cli("export", tmp_path / "s", "--feature", "in_if", "--top", 1, "--length", 40, "--out", tmp_path / "p.html")
+    assert r.exit_code == 0 and f"({expect:,}-{expect + 40:,})" in r.output, r.output
+    r = cli("export", tmp_path / "s", "--feature", "in_if", "--top", 1, "--start", 0, "--length", 40,
+            "--out", tmp_path / "p.html")
+    assert "(0-40)" in r.output
+
+
+def test_the_default_colour_range_is_each_units_1st_to_99th_percentile(tmp_path):
+    """A spike (a zero start state, one long line) does not wash out the rest: the export's default scale runs
+    over each unit's own 1st-99th percentile, 0 white, values beyond it at the ends."""
+    from rnnviz.store.writer import write_store
+    from rnnviz.views.colours import unit_scale
+
+    text = "abc\n" * 500
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1, 2, size=(len(text), 1))
+    v[:5] = 9.57  # the spike at the first characters
+    st = write_store(tmp_path / "s", text, {(0, "c"): v}, {"vocab_size": 4, "cell": "lstm", "layers": 1, "hidden": 1},
+                     sorted(set(text)))
+    scale = unit_scale(st, "0:c:0", "robust")
+    lo, hi = np.percentile(np.asarray(st.unit("0:c:0"), dtype=np.float32), [1, 99])
+    assert (scale.lo, scale.hi, scale.mid) == pytest.approx((lo, hi, 0.0), abs=1e-6)
+    page = export_html(st, ["0:c:0"], length=200)
+    parsed = Page(page.html)
+    got = [int(cls[1:]) for d, cls, _ in parsed.blocks[0] for _ in d if cls]
+    want = scale.bins(np.asarray(st.unit("0:c:0")[:200])).tolist()
+    assert got == [b for b in want if b >= 0] and got[:5] == [32] * 5  # the spike at the red end
+    assert len(set(got[5:])) > 20  # the rest spread over the scale, not a few pale steps
+    assert unit_scale(st, "0:c:0", "max").bins(np.asarray(st.unit("0:c:0")[5:200])).max() < 24

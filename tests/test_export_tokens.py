@@ -37,7 +37,7 @@ def per_char_bins(parsed: Page, b: int) -> list[int]:
 
 
 def test_each_tokens_characters_take_its_colour(store):
-    page = export_html(store, [QUOTE_UNIT, "0:h:3"], start=10, length=60)
+    page = export_html(store, [QUOTE_UNIT, "0:h:3"], start=10, length=60, colour_range="max")
     parsed, data = Page(page.html), Page(page.html).data()
     assert (page.start, page.stop, data["start"], data["stop"]) == (10, 70, 10, 70)
     a, b = int(store.spans[10, 0]), int(store.spans[69, 1])

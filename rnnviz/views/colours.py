@@ -7,7 +7,10 @@ cell mostly in -1..0 on a ±5.5 scale is barely tinted):
 - ``max``: the kind's natural range (±1, 0..1) and, for ``c``, ±max|v| of the recording (the default);
 - ``p99``: ±the 99th percentile of |v| (0..p99 for a gate): a few extreme values no longer set the scale;
 - ``minmax``: the unit's own [min, max]; a diverging scale keeps 0 white and stretches each side to its
-  own end (blue = min, red = max), so the sign still reads.
+  own end (blue = min, red = max), so the sign still reads;
+- ``robust``: the unit's own 1st to 99th percentile, stretched as ``minmax`` is: a spike at the first
+  characters (a zero start state) or a few long lines no longer wash out a line-length cell that mostly
+  lives in -1..2 of its ±9.6 (the export's default).
 
 States recorded elsewhere (a store whose cell is "external": kinds are any names, their ranges unknown) are
 scaled as a cell state is, by their recorded range (:func:`scale_kind`).
@@ -26,7 +29,9 @@ from rnnviz.model.charrnn import KINDS, SIGMOID_KINDS, parse_unit
 from rnnviz.store.manifest import EXTERNAL
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
-RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]"}
+RANGES = {"max": "±max|v|", "p99": "99th percentile", "minmax": "per-unit [min, max]",
+          "robust": "per-unit 1st-99th percentile"}
+ROBUST_Q = (1.0, 99.0)  # the percentiles of the robust range
 FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its histogram group
 
 # Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.model.charrnn, the one place): a
@@ -130,13 +135,15 @@ def check_range_mode(mode) -> str:
     return mode
 
 
-def colour_scale(kind: str, stats: Mapping | None = None, mode: str = "max", p99: float | None = None) -> ColourScale:
+def colour_scale(kind: str, stats: Mapping | None = None, mode: str = "max", p99: float | None = None,
+                 robust: tuple[float, float] | None = None) -> ColourScale:
     """The scale for one unit kind over the colour range ``mode`` (see :data:`RANGES`).
 
     ``max``: h, g, n diverge over [-1, 1]; gates i f o r z run 0 -> 1; ``c`` diverges over [-m, m],
     m = max(|min|, |max|) of its recording (``stats``: a mapping or a ``store.stats`` row with ``min`` and
     ``max``), so 0 stays white and the sign stays readable. ``p99``: needs ``p99`` (the 99th percentile
-    of |v|); ``minmax``: needs ``stats``. A degenerate range (a dead unit) falls back to the kind's own.
+    of |v|); ``minmax``: needs ``stats``; ``robust``: needs ``robust`` (the 1st and 99th percentiles). A
+    degenerate range (a dead unit) falls back to the kind's own.
     """
     check_range_mode(mode)
     if kind not in _ALL_KINDS:
@@ -145,24 +152,31 @@ def colour_scale(kind: str, stats: Mapping | None = None, mode: str = "max", p99
     natural = (0.0, 1.0) if kind in _GATES else (-1.0, 1.0)
     if mode == "max" and kind != "c":
         return ColourScale(name, *natural)
-    if mode in ("max", "minmax") and stats is None:
-        raise RnnvizError(f"the {mode} colour range of a unit needs its recorded min and max")
-    lo, hi = (float(stats["min"]), float(stats["max"])) if stats is not None else (np.nan, np.nan)
-    if mode == "max":  # a cell state: ±max|v|
-        m = max(abs(lo), abs(hi))
-        return ColourScale(name, -m, m) if np.isfinite(m) and m > 0 else ColourScale(name, *natural)
-    if mode == "p99":
-        if p99 is None:
-            raise RnnvizError("the p99 colour range needs the unit's 99th percentile of |v|")
-        p = float(p99)
-        if not (np.isfinite(p) and p > 0):
-            return ColourScale(name, *natural)
-        return ColourScale(name, 0.0, p) if name == "sequential" else ColourScale(name, -p, p)
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):  # minmax of a dead unit
+    lo, hi = _bounds(mode, name, stats, p99, robust)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):  # a dead unit
         return ColourScale(name, *natural)
-    if name == "diverging" and lo < 0 < hi:
+    if mode in ("minmax", "robust") and name == "diverging" and lo < 0 < hi:
         return ColourScale(name, lo, hi, mid=0.0)
     return ColourScale(name, lo, hi)
+
+
+_NEEDS = {"max": "its recorded min and max", "minmax": "its recorded min and max",
+          "p99": "the unit's 99th percentile of |v|", "robust": "the unit's 1st and 99th percentiles"}
+
+
+def _bounds(mode: str, name: str, stats, p99, robust) -> tuple[float, float]:
+    """[lo, hi] of the colour range ``mode`` from what it is computed from (a one-line error when missing)."""
+    given = {"max": stats, "minmax": stats, "p99": p99, "robust": robust}[mode]
+    if given is None:
+        raise RnnvizError(f"the {mode} colour range of a unit needs {_NEEDS[mode]}")
+    if mode == "max":  # a cell state: ±max|v|
+        m = max(abs(float(stats["min"])), abs(float(stats["max"])))
+        return -m, m
+    if mode == "p99":
+        p = float(p99)
+        return (0.0, p) if name == "sequential" else (-p, p)
+    lo, hi = (stats["min"], stats["max"]) if mode == "minmax" else robust
+    return float(lo), float(hi)
 
 
 def colours(values, kind: str, lo: float, hi: float) -> list[str]:
@@ -173,9 +187,16 @@ def colours(values, kind: str, lo: float, hi: float) -> list[str]:
 def abs_percentile(store, unit: str, q: float = 99.0) -> float:
     """The q-th percentile of |v| of ``unit`` over the store (over a bounded sample of evenly spaced blocks
     on a longer store: ``store.read(sample=True)``)."""
+    return percentiles(store, unit, (q,), absolute=True)[0]
+
+
+def percentiles(store, unit: str, qs: tuple[float, ...], absolute: bool = False) -> tuple[float, ...]:
+    """The ``qs`` percentiles of ``unit``'s finite values (of |v| with ``absolute``) over the store's bounded
+    sample (``store.read(sample=True)``); NaN for a unit with no finite value."""
     v = store.read([unit], sample=True)[:, 0]
-    v = np.abs(v[np.isfinite(v)])
-    return float(np.percentile(v, q)) if v.size else float("nan")
+    v = v[np.isfinite(v)]
+    v = np.abs(v) if absolute else v
+    return tuple(float(x) for x in np.percentile(v, qs)) if v.size else (float("nan"),) * len(qs)
 
 
 def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:
@@ -185,4 +206,5 @@ def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:
     check_range_mode(mode)
     stats = store.stats.loc[unit] if (kind == "c" or mode == "minmax") else None
     p99 = abs_percentile(store, unit) if mode == "p99" else None
-    return colour_scale(kind, stats, mode, p99)
+    robust = percentiles(store, unit, ROBUST_Q) if mode == "robust" else None
+    return colour_scale(kind, stats, mode, p99, robust)

@@ -342,7 +342,7 @@ def export_html(
     length: int | None = None,
     titles: Mapping[str, str] | Sequence[str] | None = None,
     catalog=None,
-    colour_range: str = "max",
+    colour_range: str = "robust",
 ) -> HtmlExport:
     """Render units of a store (a Store or its path) over the text window [start, start+length) as one page.
 
@@ -378,3 +378,21 @@ def export_html(
     if out is not None:
         result.save(out)
     return result
+
+
+def feature_start(store, feature, lines_before: int = 2) -> int:
+    """Where a page showing the cells of ``feature`` should start: ``lines_before`` lines before the first row
+    where the feature holds (a 0/1 feature), so that a page of the ``if`` cell does not open on 190 lines
+    without an ``if``; 0 for a numeric feature (it holds everywhere) or one that never holds."""
+    from rnnviz.analysis.features import resolve
+
+    f, y = resolve(feature, store.text)
+    y = store.at_rows(y)
+    hits = np.flatnonzero(y > 0) if f.type == "binary" else np.array([], dtype=int)
+    if not len(hits):
+        return 0
+    a, _ = store.chars_of_rows(int(hits[0]), int(hits[0]) + 1)
+    a = store.text.rfind("\n", 0, a) + 1  # the start of the line holding it
+    for _ in range(lines_before):
+        a = store.text.rfind("\n", 0, a - 1) + 1 if a > 0 else 0
+    return store.rows_of_chars(a, a + 1)[0]
