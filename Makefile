@@ -46,7 +46,7 @@ demo: $(VENV)/.installed
 	$(BIN)/rnnviz export stores/linux --feature in_if --top 3 --out stores/linux_if_cells.html --length 20000
 	$(BIN)/rnnviz export stores/linux --feature in_comment --top 3 --out stores/linux_comment_cells.html --length 20000
 	@echo "== open stores/*_cells.html, or explore both in the dashboard (Ctrl-C to stop):"
-	$(BIN)/rnnviz serve stores/wp stores/linux
+	$(BIN)/rnnviz serve stores/wp stores/linux --feature in_quote
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check .

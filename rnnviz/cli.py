@@ -1106,7 +1106,9 @@ def export_lstmvis_cmd(store, out, force):
               help="Address to listen on. Anything but loopback exposes your stores to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
 @click.option("--log-requests", is_flag=True, help="Log a line per HTTP request.")
-def serve(stores, host, port, log_requests):
+@click.option("--feature", default=None, metavar="NAME",
+              help="Also give the address that opens the first store on its best cell for this feature.")
+def serve(stores, host, port, log_requests, feature):
     """Explore STORES in the browser (the Dash dashboard): text coloured by a cell, ranked cells per
     hypothesis, select-to-find, plots, sampling with a cell clamped.
 
@@ -1114,6 +1116,7 @@ def serve(stores, host, port, log_requests):
     Example:
       rnnviz serve stores/wp stores/linux        # then open http://127.0.0.1:8050
       rnnviz serve stores/wp --port 8060
+      rnnviz serve stores/wp stores/linux --feature in_quote   # and where the quote cell is
 
     Only the stores named here can be opened from the browser. For a deployment use
     gunicorn 'apps.dashboard:server' with RNNVIZ_STORES=stores/wp:stores/linux.
@@ -1129,12 +1132,29 @@ def serve(stores, host, port, log_requests):
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Serving {', '.join(app.stores.names)} on http://{shown}:{port}/  (Ctrl-C stops)", err=True)
+    if feature:
+        unit, query = _best_cell_view(app.stores, feature)
+        click.echo(f"The best {feature} cell of {app.stores.names[0]}, {unit}: http://{shown}:{port}/{query}",
+                   err=True)
     set_stop_handler(_terminate, (signal.SIGINT,))  # Werkzeug swallows the interrupt: note that it came
     _signalled.clear()
     run_quietly(app, host, port, log_requests)
     if _signalled:  # stopped by Ctrl-C, SIGTERM or SIGHUP, not by the server's own end
         click.echo("\nStopped.", err=True)
         sys.exit(STOPPED)
+
+
+def _best_cell_view(stores, feature: str) -> tuple[str, str]:
+    """The first store's best unit for ``feature`` and the dashboard query that opens it where the feature
+    first holds."""
+    from rnnviz.analysis.ranking import find_cells
+    from rnnviz.views.dashboard.state import View, to_query
+    from rnnviz.views.export import feature_start
+
+    store = stores[0]
+    unit = str(find_cells(store, feature, top=1)["unit"].iloc[0])
+    view = View.clean({"store": 0, "unit": unit, "feature": feature, "start": feature_start(store, feature)}, stores)
+    return unit, to_query(view, stores)
 
 
 # --- end serve ---

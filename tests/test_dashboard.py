@@ -593,7 +593,7 @@ def test_serve_prints_one_line_and_no_request_log(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for flag, lines in (([], 1), (["--log-requests"], None)):
+    for flag, lines in (([], 1), (["--log-requests"], None), (["--feature", "in_quote"], 2)):
         p = subprocess.Popen([sys.executable, "-m", "rnnviz", "serve", str(tmp_path / "st"), "--port", str(port),
                               *flag], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
@@ -608,7 +608,17 @@ def test_serve_prints_one_line_and_no_request_log(tmp_path):
             out = p.communicate(timeout=30)[0]
         got = [line for line in out.splitlines() if line.strip()]
         assert got[0] == f"Serving st on http://127.0.0.1:{port}/  (Ctrl-C stops)", out
-        if lines is not None:
+        if lines == 2:  # and the address of the best cell, opened where the feature first holds
+            from rnnviz.views.dashboard.state import from_query
+
+            best = got[1].split(",")[1].split(":")[0:3]
+            unit = ":".join(best).strip()
+            head = f"The best in_quote cell of st, {unit}: http://127.0.0.1:{port}/?"
+            assert unit in (QUOTE_UNIT, NEG_UNIT) and got[1].startswith(head) and got[2:] == ["Stopped."], out
+            app = create_app([tmp_path / "st"])
+            view = from_query(got[1][len(head) - 1 :], app.stores)
+            assert (view.unit, view.feature, view.start) == (unit, "in_quote", 0)
+        elif lines is not None:
             assert got[1:] == ["Stopped."], out
         else:
             assert any('"GET / HTTP/1.1" 200' in line for line in got), out
