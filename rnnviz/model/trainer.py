@@ -431,14 +431,16 @@ class _Run:
         t_start = time.perf_counter() - self.elapsed
         told = self.callback is None
         try:
-            while not self.done():
+            stop = self.done()
+            while not stop:
                 lr = _lr_at(cfg, self.step, self.progress())
                 log.add(self.train_step(lr))
                 self.elapsed = time.perf_counter() - t_start
                 told = told or self._tell_pace()
                 if cfg.time_budget and self.group.world > 1:  # the lr schedule and the stop follow rank 0's clock
                     self.elapsed = self.group.broadcast_object(self.elapsed)
-                is_eval = self.step % cfg.eval_every == 0 or self.done()
+                stop = self.done()  # decided once: the final validation must not move a time budget's end
+                is_eval = self.step % cfg.eval_every == 0 or stop
                 if self.step % cfg.log_every == 0 or is_eval:
                     self._log(lr, log, is_eval)
                 if cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and not is_eval and self.group.is_main:
