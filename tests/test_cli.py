@@ -6,6 +6,8 @@ from click.testing import CliRunner
 from rnnviz.cli import main
 from rnnviz.store.reader import open_store
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 SMALL = ["--layers", "1", "--hidden", "8", "--batch", "4", "--seq-len", "8", "--eval-every", "10"]
 
 

@@ -24,6 +24,8 @@ from rnnviz.model.vocab import Vocab
 from rnnviz.store.reader import open_store
 from rnnviz.store.writer import write_store
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 NARRATION = "the a man went down road house light dark and of to in was he she it".split()
 SPEECH = "zip zap quiz wok yoyo kiwi buzz jinx fizz vox".split()  # letters narration never uses
 

@@ -20,6 +20,8 @@ from rnnviz.model import reference
 from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.snapshots import list_snapshots, load_snapshot_weights
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

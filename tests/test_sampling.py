@@ -4,6 +4,8 @@ import torch
 from rnnviz.errors import RnnvizError
 from rnnviz.model.sampling import sample
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 
 def test_same_seed_same_text_and_length(make_model):
     m = make_model()

@@ -21,6 +21,8 @@ from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.snapshots import list_snapshots, load_snapshot_weights, save_snapshot, snapshot_path
 from rnnviz.model.trainer import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 SMALL = dict(layers=1, hidden=8, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=0, snapshot_every=5)
 
 

@@ -11,6 +11,8 @@ from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.sampling import sample
 from rnnviz.model.trainer import TrainConfig, evaluate, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
+
 SMALL = dict(layers=2, hidden=16, dropout=0.2, batch=4, seq_len=16, eval_every=10, log_every=5, sample_chars=40)
 
 
