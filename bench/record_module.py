@@ -1,0 +1,127 @@
+"""Recording a user's own word-level LSTM against the same shapes through our CharRNN path, side by side in one
+process.
+
+    .venv/bin/python bench/record_module.py                       # 2x650, V=10,000, 3,000 tokens: ~1-2 min on 2 CPUs
+    .venv/bin/python bench/record_module.py --device cuda --tokens 1000000
+
+The user's module is PyTorch's examples/word_language_model RNNModel (embedding 650 -> nn.LSTM(650, 650, 2)
+-> decoder to V words; time-major, ``forward(input, hidden)``), recorded with ``rnnviz.record(module, ids)``
+(every kind: h, c, i, f, g, o; log-probabilities and top-5). The baseline is ``rnnviz.record`` of a CharRNN
+of the same shapes (2x650 LSTM, V characters, every kind, top-5) over as many characters. Printed: each
+one's tokens/s, the time ratio ours / CharRNN (the issue's target: at most 1.5), and, for reference, the
+module's own forward over the ids alone (one pass, nothing recorded) and the time ratio ours / that. The
+models are random-init: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnviz.model.charrnn import CharRNN, ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.recording.recorder import record
+
+
+class RNNModel(nn.Module):
+    """examples/word_language_model's RNNModel (LSTM), as a user has it."""
+
+    def __init__(self, ntoken: int, ninp: int, nhid: int, nlayers: int, dropout: float = 0.5):
+        super().__init__()
+        self.ntoken, self.nlayers, self.nhid = ntoken, nlayers, nhid
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn = nn.LSTM(ninp, nhid, nlayers, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+
+    def forward(self, input, hidden):
+        output, hidden = self.rnn(self.drop(self.encoder(input)), hidden)
+        decoded = self.decoder(self.drop(output)).view(-1, self.ntoken)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, bsz: int):
+        w = next(self.parameters())
+        return w.new_zeros(self.nlayers, bsz, self.nhid), w.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+def run(model: RNNModel, x: torch.Tensor):
+    return model(x, model.init_hidden(x.shape[1]))
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def own_forward(model: RNNModel, ids: torch.Tensor, chunk: int, dev: torch.device) -> float:
+    """tokens/s of the module's own forward over ``ids`` in chunks, state carried, nothing kept."""
+    hidden = model.init_hidden(1)
+    sync(dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for a in range(0, len(ids), chunk):
+            _, hidden = model(ids[a : a + chunk, None], hidden)
+    sync(dev)
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=int, default=3000, help="tokens (and characters for the CharRNN) recorded")
+    p.add_argument("--vocab", type=int, default=10_000, help="V: words of the module, characters of the CharRNN")
+    p.add_argument("--hidden", type=int, default=650)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--dir", default=None, help="where the stores go (default: a temp dir)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    dev, N, V, H, L = torch.device(args.device), args.tokens, args.vocab, args.hidden, args.layers
+    torch.manual_seed(0)
+    module = RNNModel(V, H, H, L).to(dev).eval()
+    ids = torch.randint(0, V, (N,), generator=torch.Generator().manual_seed(1)).to(dev)
+    chars = [chr(0x4E00 + i) for i in range(V)]  # V distinct characters
+    char_model = CharRNN(ModelConfig(vocab_size=V, cell="lstm", layers=L, hidden=H), Vocab(chars)).to(dev).eval()
+    text = "".join(np.random.default_rng(1).choice(chars, N))
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} torch thread(s)"
+    print(f"device: {name}; torch {torch.__version__}")
+    print(f"models: word LM embedding {H} -> LSTM {L}x{H} -> decoder {V:,}; CharRNN LSTM {L}x{H}, {V:,} characters "
+          f"(one-hot input); {N:,} tokens, every kind, top-5")
+    tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rnnviz-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        ours_s, store = timed(lambda: record(module, ids.cpu(), tmp / "module", kinds="all", forward=run,
+                                             overwrite=True))
+        chunk = store.meta.recorder["chunk"]
+        base_s, base = timed(lambda: record(char_model, text, tmp / "charrnn", kinds="all", overwrite=True))
+        floor = own_forward(module, ids, chunk, dev)
+        r = base.meta.recorder
+        print(f"ours, rnnviz.record(module):          {N / ours_s:10,.0f} tokens/s  ({chunk:,} tokens per forward; "
+              f"gates vs the module's h max |diff| {store.meta.recorder['gates_vs_kernel_max_abs_error']:.1e})")
+        print(f"CharRNN path, same shapes:            {N / base_s:10,.0f} tokens/s  ({r['streams']} stream(s), "
+              f"{r['passes']} correction pass(es))")
+        print(f"the module's own forward alone:       {floor:10,.0f} tokens/s  (one pass, nothing recorded)")
+        print()
+        print(f"ratio ours / CharRNN path (time):     {ours_s / base_s:8.2f}x  (target <= 1.5)")
+        print(f"ratio ours / module's forward (time): {ours_s * floor / N:8.2f}x")
+    finally:
+        if not args.dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
