@@ -273,6 +273,12 @@ def test_logprob_and_topk_are_the_modules_log_softmax(tmp_path, name):
     assert store.vocab.chars[:3] == ["0", "1", "2"]
 
 
+def test_logits_in_a_dict_output(tmp_path):
+    model, ids, _ = make("proj", T=20)
+    store = rnnviz.record(model, ids, out=tmp_path / "st", forward=lambda m, x: {"logits": m(x), "extra": 1})
+    assert store.meta.has_logprob and store.k == 5
+
+
 def test_a_module_without_logits_stores_activations_only(tmp_path):
     model, ids, _ = make("gru", T=30)
     store = rnnviz.record(model, ids, out=tmp_path / "st", topk=5)

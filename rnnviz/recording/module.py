@@ -239,8 +239,10 @@ def _worst(prev: float | None, err: torch.Tensor) -> float:
 
 
 def _logits(output, n: int, V: int | None) -> torch.Tensor | None:
-    """The forward's first output as next-token logits (n, V), if it is one row of V values per token."""
-    t = output[0] if isinstance(output, (tuple, list)) and output else output
+    """The forward's output as next-token logits (n, V), if it is one row of V values per token: the output
+    itself, its first element (a tuple such as (logits, hidden)) or its "logits" (a dict)."""
+    t = output.get("logits") if isinstance(output, dict) else output[0] if isinstance(output, (tuple, list)) \
+        and output else output
     if V is None or not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() < 2 \
             or t.shape[-1] != V or t.numel() != n * V:
         return None
