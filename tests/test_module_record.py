@@ -366,6 +366,15 @@ BAD = {
 }
 
 
+def test_module_options_are_not_for_a_charrnn_and_typos_are_named(tmp_path, make_model):
+    with pytest.raises(RnnvizError) as e:
+        rnnviz.record(make_model(), "First", tmp_path / "st", vocab=["a"])
+    assert str(e.value) == "vocab: options for recording a user's module, not a CharRNN (which reads characters)"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'kindz'"):
+        rnnviz.record(make("gru")[0], torch.tensor([1]), tmp_path / "st", kindz="all")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     factory, ids, options, message = BAD[case]

@@ -153,7 +153,7 @@ def record_module(
         chunks = _chunks(module, forward, ids, cap, runners, plan, checks)
         first = next(chunks)  # the first forward tells whether the module returns logits
         K = plan.topk if first.logits is not None else 0
-        shown = vocab or TokenVocab([str(i) for i in range(V)] if K else [])
+        shown = vocab if vocab is not None else TokenVocab([str(i) for i in range(V)] if K else [])
         writer = StoreWriter(out, full, layers=plan.layers, kinds=plan.kinds, vocab=shown, topk=K,
                              has_logprob=first.logits is not None, recorder=settings, overwrite=overwrite,
                              cell=plan.cell, widths=_widths(plan), spans=spans, source=_source(module, plan))

@@ -180,6 +180,7 @@ def record(
 
 
 CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device")
+MODULE_ONLY = ("tokens", "token_text", "vocab", "forward", "chunk")  # record_module's own options
 
 
 def _record_module(model, ids, out, given: dict, module_options: dict) -> Store:
@@ -187,6 +188,9 @@ def _record_module(model, ids, out, given: dict, module_options: dict) -> Store:
     they are, and a CharRNN takes none of a module's."""
     from rnnviz.recording.module import record_module
 
+    unknown = [k for k in module_options if k not in MODULE_ONLY]
+    if unknown:
+        raise TypeError(f"record() got an unexpected keyword argument {unknown[0]!r}")
     if isinstance(model, CharRNN):
         raise RnnvizError(f"{', '.join(module_options)}: options for recording a user's module, not a CharRNN "
                           "(which reads characters)")
