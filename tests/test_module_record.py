@@ -14,6 +14,9 @@ from torch import nn
 
 import rnnviz
 from rnnviz.errors import RnnvizError
+from rnnviz.recording.capture import Capture, runs_layerwise
+from rnnviz.recording.recurrence import Layer
+from rnnviz.recording.submodules import CELL_OF_MODE, recurrent_layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,12 +102,31 @@ class ReluRNN(nn.Module):
         return self.rnn(self.emb(x))[0]
 
 
+class OwnForwardLSTM(nn.LSTM):
+    """A subclass with a forward of its own: it runs as it is, its inner layer is recomputed afterwards."""
+
+    def forward(self, input, hx=None):
+        return super().forward(input, hx)
+
+
+class SubclassLM(nn.Module):
+    """A time-major 2-layer :class:`OwnForwardLSTM` with next-token logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.rnn, self.head = nn.Embedding(30, 8), OwnForwardLSTM(8, 10, 2), nn.Linear(10, 30)
+
+    def forward(self, x):
+        return self.head(self.rnn(self.emb(x))[0])
+
+
 MODELS = {  # name: (factory, vocabulary size, forward, logits)
     "word_lm": (WordLM, 50, lm_forward, True),
     "gru": (GRUTagger, 30, None, False),
     "proj": (ProjLM, 40, None, True),
     "classifier": (Classifier, 30, None, False),
     "relu_rnn": (ReluRNN, 30, None, False),
+    "subclass": (SubclassLM, 30, None, True),
 }
 
 
@@ -302,13 +324,49 @@ def test_tokens_default_to_decimal_ids_or_the_vocab(tmp_path):
     assert split.spans.tolist() == [[0, 1], [2, 4], [5, 6], [7, 8]]
 
 
-def test_recording_some_layers_only(tmp_path):
-    model, ids, forward = make("word_lm", T=60)
+@pytest.mark.parametrize("name", ["word_lm", "subclass"])
+def test_recording_some_layers_only(tmp_path, name):
+    model, ids, forward = make(name, T=60)
     top = rnnviz.record(model, ids, out=tmp_path / "top", forward=forward, kinds="h", layers=[1])
     full = rnnviz.record(model, ids, out=tmp_path / "full", forward=forward, kinds="h")
     assert top.layers == [1] and top.meta.recorder["inner_layers_vs_module_max_abs_error"] is None
     np.testing.assert_array_equal(top.array(1, "h"), full.array(1, "h"))
-    assert full.meta.recorder["inner_layers_vs_module_max_abs_error"] < 1e-6
+    inner = full.meta.recorder["inner_layers_vs_module_max_abs_error"]  # layer 0 recomputed after the forward
+    assert inner is None if name == "word_lm" else inner < 1e-6  # word_lm's nn.LSTM ran layer by layer
+
+
+def flat(output) -> list[torch.Tensor]:
+    """A recurrent module's (output, h_n) or (output, (h_n, c_n)) as a list of tensors."""
+    out, state = output
+    return [out, *(state if isinstance(state, tuple) else (state,))]
+
+
+@pytest.mark.parametrize("name", ["word_lm", "proj", "gru"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_submodule_run_layer_by_layer_returns_what_it_returns(name, batched):
+    model, ids, _ = make(name, T=50)
+    (_, rnn), = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    assert runs_layerwise(rnn.eval())
+    layers = {0: [Layer(CELL_OF_MODE[rnn.mode], rl.weights(), torch.device("cpu")) for rl in recurrent_layers(rnn)]}
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(50, rnn.input_size, generator=g)  # one sequence, given a start state of its own
+    P = rnn.proj_size or rnn.hidden_size
+    hx = [torch.randn(rnn.num_layers, P, generator=g), torch.randn(rnn.num_layers, rnn.hidden_size, generator=g)]
+    if batched:
+        x, hx = (x[None] if rnn.batch_first else x[:, None]), [h[:, None] for h in hx]
+    hx = tuple(hx) if rnn.mode == "LSTM" else hx[0]
+    with torch.no_grad():
+        want = flat(rnn(x, hx))
+        with Capture([("rnn", rnn)], layers) as cap:
+            cap.start(50)
+            got = flat(rnn(x, hx))
+            assert len(cap.seen()[0].layers) == 2
+        again = flat(rnn(x, hx))
+    assert "forward" not in vars(rnn)  # the class's own forward is back
+    for w, g_, a in zip(want, got, again, strict=True):
+        assert (w.shape, w.dtype) == (g_.shape, g_.dtype)
+        torch.testing.assert_close(g_, w, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(a, w, atol=0, rtol=0)
 
 
 class NoRNN(nn.Module):

@@ -6,10 +6,11 @@ The module runs its own forward over the ids, a chunk of ``chunk`` tokens at a t
 (ids shaped (1, n) when its first recurrent submodule is ``batch_first``, else (n, 1)), in eval mode (no
 dropout). Hooks (:mod:`.capture`) take each recurrent submodule's input and output and carry its state into
 the next chunk, so chunks give what one forward over the whole text gives. Each layer is then recomputed
-with the recorder's fast path (:class:`.recurrence.Layer`): a submodule's top layer's h is its own output;
-the layers under it (inside an ``nn.LSTM(num_layers=2)``) run torch's fused single-layer kernel from the
-captured input; the gates of every layer come from batched matmuls over (x_t, h_{t-1}) and an LSTM's c from
-its elementwise recurrence. No Python loop runs per token except that of c (as in the recorder).
+with the recorder's fast path (:class:`.recurrence.Layer`): every layer's h is the submodule's own (a
+multi-layer ``nn.LSTM`` runs layer by layer while recorded, :mod:`.capture`; a subclass with its own forward
+runs as it is and the layers under its top one are recomputed from its input); the gates of every layer come
+from batched matmuls over (x_t, h_{t-1}) and an LSTM's c from its elementwise recurrence. No Python loop
+runs per token except that of c (as in the recorder).
 
 Row t is the state after reading ids[t], from the state the module's forward starts from (zeros unless it
 passes another). Layers are numbered over every recurrent layer in module order (:mod:`.submodules`); the
@@ -34,7 +35,7 @@ from torch import nn
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import MAX_VOCAB, eval_mode, parse_kinds, parse_layers
 from rnnviz.model.vocab import TokenVocab
-from rnnviz.recording.capture import Capture, Seen
+from rnnviz.recording.capture import Capture, Seen, runs_layerwise
 from rnnviz.recording.module_input import check_ids, token_rows, vocab_size
 from rnnviz.recording.recurrence import Layer
 from rnnviz.recording.submodules import RecurrentLayer, recurrent_layers
@@ -86,8 +87,9 @@ class ModulePlan:
 
 
 def _layers_to_run(net: list[RecurrentLayer], recorded: set[int], gates: bool) -> frozenset[int]:
-    """The inner layers (not their submodule's top one) whose h is needed: recorded, or read by a layer above
-    that recomputes its gates or is itself run."""
+    """The inner layers (not their submodule's top one) whose h is needed, where their submodule does not run
+    layer by layer (:mod:`.capture`): recorded, or read by a layer above that recomputes its gates or is
+    itself run."""
     run: set[int] = set()
     for layer in reversed(net):
         above = net[layer.number + 1] if not layer.last else None  # the layer that reads this one's h
@@ -145,11 +147,13 @@ def record_module(
     device = net[0].module.weight_hh_l0.device
     runners = {l.number: Layer(l.cell, l.weights(), device, None, l.nonlinearity) for l in net}
     subs = list(dict.fromkeys((l.name, l.module) for l in net))
+    layerwise = {i: [runners[l.number] for l in net if l.module is m] for i, (_, m) in enumerate(subs)
+                 if runs_layerwise(m)}
     settings = {"source": source, "module": _qualname(type(module)), "forward": None if forward is None
                 else _qualname(forward), "chunk": plan.chunk, "device": str(device), "torch": torch.__version__}
     t0, checks = time.perf_counter(), {"gates": None, "inner": None}
     with eval_mode(module), torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False), \
-            Capture(subs) as cap:
+            Capture(subs, layerwise) as cap:
         chunks = _chunks(module, forward, ids, cap, runners, plan, checks)
         first = next(chunks)  # the first forward tells whether the module returns logits
         K = plan.topk if first.logits is not None else 0
@@ -219,12 +223,12 @@ def _layers(seen: list[Seen], runners: dict[int, Layer], plan: ModulePlan, check
         s = seen[subs.index(layer.module)]
         k, keep = layer.index, layer.number in plan.layers
         inp = s.x if k == 0 else inp
-        if not (layer.last or layer.number in plan.run):
+        known = s.layers[k] if s.layers is not None else s.out if layer.last else None  # the layer's own h
+        if known is None and layer.number not in plan.run:
             continue  # nothing at or above this layer of its submodule needs it
         c0 = None if s.c0 is None else s.c0[k]
-        out, (hT, _), rec, err = runners[layer.number].run(inp, s.h0[k], c0, plan.gates and keep,
-                                                           out=s.out if layer.last else None)
-        if not layer.last:
+        out, (hT, _), rec, err = runners[layer.number].run(inp, s.h0[k], c0, plan.gates and keep, out=known)
+        if known is None:
             checks["inner"] = _worst(checks["inner"], (hT - s.hn[k]).abs().amax())
         if err is not None:
             checks["gates"] = _worst(checks["gates"], err)
