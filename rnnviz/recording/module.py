@@ -75,7 +75,8 @@ class ModulePlan:
     def make(cls, net: list[RecurrentLayer], kinds, layers, V: int | None, topk: int, chunk: int | None) -> ModulePlan:
         kinds, layers = parse_kinds(kinds, net[0].cell), parse_layers(layers, len(net))
         if type(topk) is not int or topk < 0 or (V is not None and topk > V):
-            raise RnnvizError(f"topk must be a whole number from 0 to the vocabulary size {V}, got {topk!r}")
+            raise RnnvizError(f"topk must be a whole number from 0 to the vocabulary size{'' if V is None else f' {V}'}"
+                              f", got {topk!r}")
         if V is not None and V > MAX_VOCAB and topk:
             raise RnnvizError(f"a store keeps top-k predictions of at most {MAX_VOCAB:,} tokens; this module predicts "
                               f"{V:,}: record with topk=0 (log-probabilities are kept)")
@@ -225,7 +226,8 @@ def _layers(seen: list[Seen], runners: dict[int, Layer], plan: ModulePlan, check
         inp = s.x if k == 0 else inp
         known = s.layers[k] if s.layers is not None else s.out if layer.last else None  # the layer's own h
         if known is None and layer.number not in plan.run:
-            continue  # nothing at or above this layer of its submodule needs it
+            inp = None  # nothing at or above this layer of its submodule needs it
+            continue
         c0 = None if s.c0 is None else s.c0[k]
         out, (hT, _), rec, err = runners[layer.number].run(inp, s.h0[k], c0, plan.gates and keep, out=known)
         if known is None:
@@ -245,8 +247,11 @@ def _worst(prev: float | None, err: torch.Tensor) -> float:
 def _logits(output, n: int, V: int | None) -> torch.Tensor | None:
     """The forward's output as next-token logits (n, V), if it is one row of V values per token: the output
     itself, its first element (a tuple such as (logits, hidden)) or its "logits" (a dict)."""
-    t = output.get("logits") if isinstance(output, dict) else output[0] if isinstance(output, (tuple, list)) \
-        and output else output
+    t = output
+    if isinstance(output, dict):
+        t = output.get("logits")
+    elif isinstance(output, (tuple, list)) and output:
+        t = output[0]
     if V is None or not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() < 2 \
             or t.shape[-1] != V or t.numel() != n * V:
         return None
