@@ -4,6 +4,7 @@ The public API, imported lazily so that ``import rnnviz`` stays fast (no Dash, n
 
     model = rnnviz.load_checkpoint("sample_models/shakespeare-lstm-2x128")
     store = rnnviz.record(model, text, out="store/")
+    store = rnnviz.record(my_lstm_lm, ids, out="lm/", vocab=words)   # your own nn.Module (docs/own-model.md)
     store = rnnviz.open_store("store/")
     rnnviz.find_cells(store, "in_quote", top=10)
     rnnviz.find_similar(store, 5299, 5338)      # the cells that mark a selection, and where else

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
+from click.core import ParameterSource
 
 from rnnviz.analysis.on_threshold import THETA
 from rnnviz.errors import RnnvizError
@@ -459,9 +460,13 @@ def ngram(text, split_name, order, fmt):
 # --- record (recorder) ---
 
 
+MODULE_ONLY = ("weights", "forward_spec", "vocab_file", "tokens_file", "chunk")  # --module's recording only
+CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "streams", "exact", "unknown", "nproc")
+
+
 @main.command()
-@click.argument("ckpt", type=click.Path())
-@click.argument("text", type=click.Path(dir_okay=False))
+@click.argument("ckpt", type=click.Path(), required=False, metavar="[CKPT|IDS]")
+@click.argument("text", type=click.Path(dir_okay=False), required=False, metavar="[TEXT]")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to create.")
 @click.option("--kinds", default=None, help="Comma-separated kinds (h,c,i,f,g,o; GRU h,r,z,n) or 'all'. "
               "Default: h, and c for an LSTM.")
@@ -480,9 +485,25 @@ def ngram(text, split_name, order, fmt):
 @device_option
 @click.option("--force", is_flag=True, help="Replace the store if it exists (only an rnnviz store or an empty folder).")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
+@click.option("--module", "module_spec", metavar="SPEC",
+              help="Record your own PyTorch module instead of a checkpoint: FILE.py:FACTORY or package.module:FACTORY, "
+              "a function that builds it (no arguments). The positional argument is then IDS.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="With --module: its state_dict, safetensors or a torch file (read with weights_only=True).")
+@click.option("--forward", "forward_spec", metavar="SPEC",
+              help="With --module: FILE.py:NAME of forward(module, ids) for a module whose forward needs more than "
+              "the ids (e.g. a hidden state).")
+@click.option("--vocab", "vocab_file", type=click.Path(dir_okay=False),
+              help="With --module: the token string of each id, one per line (line 1 is id 0).")
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False),
+              help="With --module: the token string of each position, one per line (default: each id's --vocab "
+              "string, or its number).")
+@click.option("--chunk", type=int, help="With --module: tokens per forward (default: as many as fit 256 MB).")
 def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, max_passes, streams, exact, topk,
-           unknown, device, force, nproc):
-    """Record every cell of a checkpoint over TEXT into an activation store.
+           unknown, device, force, nproc, module_spec, **module_options):
+    """Record every cell of a checkpoint over TEXT into an activation store; or, with --module, every
+    recurrent layer of your own PyTorch module over a file of token ids (IDS: whole numbers separated
+    by whitespace).
 
     \b
     Example:
@@ -491,8 +512,20 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
       rnnviz record runs/c mytext.c --out stores/c --kinds h,c,i,f,g,o --layers 0,2
       torchrun --nproc-per-node 2 -m rnnviz record runs/c big.c --out stores/big --streams 64
       rnnviz record runs/c big.c --out stores/big --streams 64 --nproc 2   # the same, torchrun started for you
+      rnnviz record --module model.py:build --weights lm.safetensors test_ids.txt --vocab words.txt \\
+          --forward model.py:run --kinds all --out stores/lm
     """
     import os
+
+    if module_spec is not None:
+        odd = ["a second positional argument"] * (text is not None) + _given_options(CHECKPOINT_ONLY)
+        if odd:
+            raise RnnvizError(f"{odd[0]}: not for --module, which records every id of IDS as one sequence")
+        return _record_module(ckpt, out, kinds, layers, topk, device, force, module_spec, module_options)
+    if _given_options(MODULE_ONLY):
+        raise RnnvizError(f"{_given_options(MODULE_ONLY)[0]} goes with --module")
+    if ckpt is None or text is None:
+        raise click.UsageError(f"Missing argument '{'CKPT' if ckpt is None else 'TEXT'}'.")
 
     from rnnviz.devices import resolve_device
     from rnnviz.model.charrnn import parse_kinds, parse_layers
@@ -538,6 +571,52 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
         + (f"; recomputed gates vs the kernel's h: max |diff| {check:.1e}" if check is not None else "")
     )
     _echo_boundaries(r)
+
+
+def _given_options(names: tuple[str, ...]) -> list[str]:
+    """The options among the parameter ``names`` that the command line gave, as their flags (--burn-in)."""
+    ctx = click.get_current_context()
+    return [p.opts[0] for p in ctx.command.params
+            if p.name in names and ctx.get_parameter_source(p.name) != ParameterSource.DEFAULT]
+
+
+def _record_module(ids_file, out, kinds, layers, topk, device, force, spec, options) -> None:
+    """``record --module``: build the user's module, load its weights, record it over the ids in ``ids_file``."""
+    import os
+
+    from rnnviz.devices import resolve_device
+    from rnnviz.recording.module import record_module
+    from rnnviz.recording.user_code import build_module, load_object, read_ids, read_lines
+    from rnnviz.store.reader import is_store
+
+    if ids_file is None:
+        raise click.UsageError("Missing argument 'IDS' (with --module, the file of token ids).")
+    if options["weights"] is None:
+        raise RnnvizError("--module needs --weights: the module's state_dict (safetensors or a torch file)")
+    if os.path.exists(out) and not force:
+        raise RnnvizError(f"{out} already exists (use --force to replace it)")
+    check_replaceable(out, is_store)
+    ensure_parent(out)
+    dev = resolve_device(device)
+    forward = None if options["forward_spec"] is None else load_object(options["forward_spec"], "--forward")
+    module = build_module(spec, options["weights"]).to(dev)
+    ids = read_ids(ids_file)
+    vocab = None if options["vocab_file"] is None else read_lines(options["vocab_file"])
+    tokens = None if options["tokens_file"] is None else read_lines(options["tokens_file"])
+    with progress_bar("recording", "token", len(ids), unit_scale=True, dynamic_ncols=True) as progress:
+        store = record_module(module, ids, out, kinds=kinds, layers=layers, tokens=tokens, vocab=vocab,
+                              forward=forward, chunk=options["chunk"], topk=topk, overwrite=force, progress=progress,
+                              source=str(ids_file))
+    r, src = store.meta.recorder, store.meta.source
+    size = sum(f.stat().st_size for f in store.path.iterdir())
+    kept = (f"next-token log-probabilities and top-{store.k} predictions kept" if store.meta.has_logprob
+            else "activations only (the forward returns no next-token logits)")
+    click.echo(f"Recorded {store.length:,} tokens x {len(store.units):,} units (layers "
+               f"{','.join(map(str, store.layers))}; kinds {','.join(store.kinds)}) of {src['class']} into {out}: "
+               f"{size / 1e6:.1f} MB in {r['seconds']:.1f} s ({r['tokens_per_s']:,.0f} tokens/s on {r['device']}); "
+               f"{kept}")
+    click.echo("Layers: " + ", ".join(f"{e['layer']} = {e['module']}[{e['index']}] ({e['type']})"
+                                      for e in src["layers"]))
 
 
 def _echo_boundaries(r: dict) -> None:

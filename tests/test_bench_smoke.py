@@ -58,6 +58,13 @@ BENCHES = {
          fig("FLOP rate (host memory) / matmul:", "%"), fig("FLOP rate (disk) / matmul:", "%"),
          fig("store write bandwidth / disk:", "%")),
     ),
+    "record_module": Bench(
+        ("--device", "cpu", "--tokens", "200", "--vocab", "50", "--hidden", "8", "--threads", "1"),
+        (fig("ours, rnnviz.record(module):", " tokens/s"), fig("CharRNN path, same shapes:", " tokens/s"),
+         fig("the module's own forward alone:", " tokens/s"), fig("ratio ours / CharRNN path (time):", "x"),
+         fig("ratio ours / module's forward (time):", "x") + "$",
+         fig("the same in CPU time:", "x") + ", " + fig("", "x") + "$"),
+    ),
     "record_exactness": Bench(
         ("--model", "sample_models/shakespeare-lstm-2x128", "--corpus", "tiny_shakespeare.txt", "--length", "3000",
          "--kinds", "h,c", "--streams", "4", "--burn-in", "100"),

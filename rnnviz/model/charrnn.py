@@ -139,10 +139,33 @@ _TORCH_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # torch's per-layer names: NAME_l{layer}
 
 
-def _fused(cell: str, inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Module:
-    """torch's fused module for ``cell`` (batch first; the vanilla RNN is tanh)."""
-    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+def _fused(cell: str, inputs: int, hidden: int, layers: int, dropout: float = 0.0, proj: int = 0,
+           nonlinearity: str = "tanh") -> nn.Module:
+    """torch's fused module for ``cell`` (batch first; the vanilla RNN is tanh unless told otherwise; an LSTM
+    with ``proj`` > 0 projects h to that width)."""
+    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {"proj_size": proj} if proj else {}
     return _TORCH_CELLS[cell](inputs, hidden, layers, dropout=dropout, batch_first=True, **kw)
+
+
+def single_layer(cell: str, weights: tuple[torch.Tensor, ...], device=None, dtype=None,
+                 nonlinearity: str = "tanh") -> nn.Module:
+    """One recurrent layer alone as torch's fused single-layer module (batch first, cuDNN on GPU) holding a
+    copy of ``weights`` = (W_ih (G·H, D), W_hh (G·H, P), b_ih (G·H,), b_hh (G·H,)[, W_hr (P, H)]) in torch's
+    gate row order (W_hr: an LSTM's projection, P = its width; without it P = H). Input (B, T, D) -> (B, T, P),
+    state (1, B, P) (and c (1, B, H)). In eval mode, no gradients; on ``device`` (default the weights') in
+    ``dtype`` (default torch's default, float32)."""
+    w_ih, w_hh = weights[:2]
+    proj = weights[4].shape[0] if len(weights) > 4 else 0
+    fused = _fused(cell, w_ih.shape[1], w_hh.shape[0] // max(1, len(GATES[cell])), 1, proj=proj,
+                   nonlinearity=nonlinearity)
+    fused = fused.to(device or w_ih.device, dtype).eval()
+    names = WEIGHT_NAMES + ("weight_hr",)
+    with torch.no_grad():
+        for name, w in zip(names, weights, strict=False):
+            getattr(fused, f"{name}_l0").copy_(w)
+    fused.requires_grad_(False)
+    fused.flatten_parameters()
+    return fused
 
 
 @contextmanager
@@ -209,18 +232,10 @@ class CharRNN(nn.Module):
         return tuple(getattr(self.rnn, f"{n}_l{layer}") for n in WEIGHT_NAMES)
 
     def fused_layer(self, layer: int, device=None, dtype=None) -> nn.Module:
-        """Layer ``layer`` alone as torch's fused single-layer module (cuDNN on GPU), holding a copy of
-        the model's weights: input (B, T, D) -> (B, T, H), state (1, B, H). In eval mode, no gradients;
-        on ``device`` (default the model's) in ``dtype`` (default torch's default, float32)."""
-        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
-        fused = _fused(self.config.cell, w_ih.shape[1], self.config.hidden, 1)
-        fused = fused.to(device or self.device, dtype).eval()
-        with torch.no_grad():
-            for name, w in zip(WEIGHT_NAMES, (w_ih, w_hh, b_ih, b_hh), strict=True):
-                getattr(fused, f"{name}_l0").copy_(w)
-        fused.requires_grad_(False)
-        fused.flatten_parameters()
-        return fused
+        """Layer ``layer`` alone as torch's fused single-layer module (:func:`single_layer`), holding a copy
+        of the model's weights: input (B, T, D) -> (B, T, H), state (1, B, H); on ``device`` (default the
+        model's)."""
+        return single_layer(self.config.cell, self.layer_weights(layer), device or self.device, dtype)
 
     @staticmethod
     def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:

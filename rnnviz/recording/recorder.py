@@ -28,6 +28,7 @@ on the recording device.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections import deque
@@ -124,8 +125,13 @@ def record(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     source: str | None = None,
+    **module_options,
 ) -> Store:
     """Record ``kinds`` of ``layers`` for every character of ``text`` into the store directory ``out``.
+
+    ``model`` may also be any ``torch.nn.Module`` with ``nn.LSTM/GRU/RNN`` layers: ``text`` is then its token
+    ids and ``module_options`` (tokens, token_text, vocab, forward, chunk) go to
+    :func:`rnnviz.recording.module.record_module`, with kinds, layers, topk, overwrite, progress and source.
 
     kinds: None (h, and c for an LSTM), "all", "h,c,i" or a list. layers: None (all) or e.g. [0, 2].
     burn_in: characters each parallel stream reads before its chunk, for the first guess of its start
@@ -138,6 +144,8 @@ def record(
     device: None (the model's), "auto", "cpu", "cuda". progress: called as progress(chars_done, total).
     Returns the opened :class:`Store`. Nothing appears at ``out`` unless the whole recording succeeds.
     """
+    if not isinstance(model, CharRNN) or module_options:
+        return _record_module(model, text, out, locals(), module_options)
     cfg, vocab = model.config, model.vocab
     kinds, layers = parse_kinds(kinds, cfg.cell), parse_layers(layers, cfg.layers)
     _check_options(burn_in, streams, max_passes, topk, cfg.vocab_size, text)
@@ -169,6 +177,33 @@ def record(
         seconds = time.perf_counter() - t0
         writer.recorder.update(checks, seconds=round(seconds, 3), chars_per_s=round(len(text) / max(seconds, 1e-9)))
     return writer.store  # None on ranks > 0
+
+
+CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device")
+MODULE_ONLY = ("tokens", "token_text", "vocab", "forward", "chunk")  # record_module's own options
+
+
+def _record_module(model, ids, out, given: dict, module_options: dict) -> Store:
+    """:func:`record` of a user's module; the options that only a CharRNN's recording has must be left as
+    they are, and a CharRNN takes none of a module's."""
+    from rnnviz.recording.module import record_module
+
+    unknown = [k for k in module_options if k not in MODULE_ONLY]
+    if unknown:
+        raise TypeError(f"record() got an unexpected keyword argument {unknown[0]!r}")
+    if isinstance(model, CharRNN):
+        raise RnnvizError(f"{', '.join(module_options)}: options for recording a user's module, not a CharRNN "
+                          "(which reads characters)")
+    if not isinstance(model, torch.nn.Module):
+        raise RnnvizError(f"record takes a CharRNN or a torch.nn.Module, got {type(model).__name__}")
+    defaults = inspect.signature(record).parameters
+    odd = [k for k in CHARRNN_ONLY if given[k] != defaults[k].default]
+    if odd:
+        raise RnnvizError(f"{odd[0]}= applies to recording a CharRNN; a module is recorded as one sequence, on its "
+                          "own device")
+    return record_module(model, ids, out, kinds=given["kinds"], layers=given["layers"], topk=given["topk"],
+                         overwrite=given["overwrite"], progress=given["progress"], source=given["source"],
+                         **module_options)
 
 
 def _check_options(burn_in, streams, max_passes, topk: int, vocab_size: int, text: str) -> None:
@@ -259,7 +294,7 @@ def _guess(model: CharRNN, ids: torch.Tensor, plan: _Plan):
     """The layers on the device, every stream's burn-in guess of its start (K, L, B, H), the state's kinds,
     and the pass of :func:`.starts.settle` over this rank's chunks of ``ids`` (B·C + 1,)."""
     cfg = model.config
-    net = [Layer(model, l, plan.device) for l in range(cfg.layers)]
+    net = [Layer.of_charrnn(model, l, plan.device) for l in range(cfg.layers)]
     h = torch.zeros(cfg.layers, plan.b1 - plan.b0, cfg.hidden, device=plan.device)  # (L, n, H)
     c = torch.zeros_like(h) if cfg.cell == "lstm" else None
     warm_start(net, ids, range(plan.b0, plan.b1), plan.C, plan.burn_in, h, c, plan.S)

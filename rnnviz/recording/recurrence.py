@@ -11,25 +11,38 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rnnviz.model.charrnn import CharRNN
+from rnnviz.model.charrnn import GATES, CharRNN, single_layer
 
 
 class Layer:
     """One recurrent layer on the recording device: a fused single-layer module that gives h for every
-    step, and the same weights transposed for recomputing the gates in batched matmuls."""
+    step, and the same weights transposed for recomputing the gates in batched matmuls.
 
-    def __init__(self, model: CharRNN, layer: int, device: torch.device):
-        cfg = model.config
-        w_ih, w_hh, b_ih, b_hh = (w.detach().to(device, torch.float32) for w in model.layer_weights(layer))
-        self.fused = model.fused_layer(layer, device, torch.float32)
-        self.cell, self.layer, self.vocab_size = cfg.cell, layer, cfg.vocab_size
-        self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (H, G·H)
+    ``weights`` = (W_ih (G·H, D), W_hh (G·H, P), b_ih, b_hh (G·H,)[, W_hr (P, H)]) in torch's gate row order:
+    one of our CharRNN's layers (:meth:`of_charrnn`) or of any ``nn.LSTM/GRU/RNN`` (W_hr: an LSTM's
+    ``proj_size`` projection, h then P wide while c and the gates are H wide). ``onehot``: the vocabulary
+    size when the layer reads ids as one-hot vectors (a CharRNN's layer 0), else None (it reads (B, S, D)).
+    """
+
+    def __init__(self, cell: str, weights: tuple[torch.Tensor, ...], device: torch.device,
+                 onehot: int | None = None, nonlinearity: str = "tanh"):
+        w_ih, w_hh, b_ih, b_hh = (w.detach().to(device, torch.float32) for w in weights[:4])
+        self.fused = single_layer(cell, weights, device, torch.float32, nonlinearity)
+        self.cell, self.onehot = cell, onehot
+        self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (P, G·H)
         self.b_ih, self.b_hh = b_ih, b_hh
-        H = cfg.hidden
+        self.w_hr_t = weights[4].detach().to(device, torch.float32).t().contiguous() if len(weights) > 4 else None
+        H = w_hh.shape[0] // max(1, len(GATES[cell]))
         if self.cell != "rnn":  # the gate that keeps a unit's own state: f of (i, f, g, o), z of (r, z, n)
             self.keep_weights = self._rows(slice(H, 2 * H))
         if self.cell == "lstm":
             self.out_weights = self._rows(slice(3 * H, 4 * H))
+
+    @classmethod
+    def of_charrnn(cls, model: CharRNN, layer: int, device: torch.device) -> Layer:
+        """Layer ``layer`` of our CharRNN (layer 0 reads one-hot characters)."""
+        cfg = model.config
+        return cls(cfg.cell, model.layer_weights(layer), device, cfg.vocab_size if layer == 0 else None)
 
     def _rows(self, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One gate's input and recurrent weights (D, H), (H, H), contiguous, and its two biases summed (H,)."""
@@ -37,8 +50,8 @@ class Layer:
                 self.b_ih[rows] + self.b_hh[rows])
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
-        """Layer 0 takes ids (B, S) as one-hot (B, S, V); deeper layers take (B, S, H) as they are."""
-        return F.one_hot(x, self.vocab_size).float() if self.layer == 0 else x
+        """A one-hot layer takes ids (B, S) as (B, S, V); any other takes (B, S, D) as it is."""
+        return F.one_hot(x, self.onehot).float() if self.onehot else x
 
     def keep(self, x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Σ_t log f_t (LSTM) or log z_t (GRU) over a block (B, H): the gate that keeps each unit's own
@@ -46,7 +59,7 @@ class Layer:
         step (B, H, zeros for a GRU). Two (B·S, H) x (H, H) matmuls: a quarter of the gates' work."""
         B, S, H = out.shape
         w_x, w_h, b = self.keep_weights
-        pre = w_x[x] if self.layer == 0 else (x.reshape(B * S, -1) @ w_x).view(B, S, H)  # (B, S, H)
+        pre = w_x[x] if self.onehot else (x.reshape(B * S, -1) @ w_x).view(B, S, H)  # (B, S, H)
         pre[:, 0] += h0 @ w_h + b
         if S > 1:
             pre[:, 1:] += (out[:, :-1].reshape(B * (S - 1), H) @ w_h).view(B, S - 1, H) + b
@@ -55,43 +68,60 @@ class Layer:
             return keep, torch.zeros_like(h0)
         w_xo, w_ho, b_o = self.out_weights
         h_last = out[:, -2] if S > 1 else h0
-        xo = w_xo[x[:, -1]] if self.layer == 0 else x[:, -1] @ w_xo
+        xo = w_xo[x[:, -1]] if self.onehot else x[:, -1] @ w_xo
         return keep, torch.sigmoid(xo + torch.addmm(b_o, h_last, w_ho))
 
-    def run(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, gates: bool):
-        """x: ids (B, S) for layer 0, else (B, S, H); h0, c0: (B, H).
+    def run(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, gates: bool,
+            out: torch.Tensor | None = None):
+        """x: ids (B, S) for a one-hot layer, else (B, S, D); h0 (B, P); c0 (B, H) for an LSTM, else None.
+        ``out``: the layer's h (B, S, P) when it is known already (a user's module computed it): the fused
+        kernel is skipped and only the gates (and c) are recomputed from it.
 
-        Returns out h (B, S, H), final (h, c), {kind: (B, S, H)} and the max |h_kernel - h_recomputed|
-        (a 0-dim tensor, or None when ``gates`` is false and nothing was recomputed).
+        Returns out h (B, S, P), final (h, c) (c: the kernel's, else the recomputed one, else None),
+        {kind: (B, S, width)} and the max |h - h recomputed from the gates| (a 0-dim tensor, or None when
+        ``gates`` is false or the cell has none).
         """
-        lstm = self.cell == "lstm"
-        out, st = self.fused(self.input(x), (h0[None], c0[None]) if lstm else h0[None])
-        hT, cT = (st[0][0], st[1][0]) if lstm else (st[0], None)
+        lstm, cT = self.cell == "lstm", None
+        if out is None:
+            out, st = self.fused(self.input(x), (h0[None], c0[None]) if lstm else h0[None])
+            hT, cT = (st[0][0], st[1][0]) if lstm else (st[0], None)
+        else:
+            hT = out[:, -1]
         if not gates or self.cell == "rnn":
             return out, (hT, cT), {"h": out}, None
-        B, S, H = out.shape
-        h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, H): the h each step read
-        if self.layer == 0:
+        B, S, P = out.shape
+        h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, P): the h each step read
+        if self.onehot:
             xp = self.w_ih_t[x] + self.b_ih  # one-hot input: the matmul is a row lookup
         else:
             xp = torch.addmm(self.b_ih, x.reshape(B * S, -1), self.w_ih_t).view(B, S, -1)
-        hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, H), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
+        hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, P), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
         if lstm:
-            i, f, g, o = xp.add_(hp).chunk(4, -1)
-            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            u = i * g
-            c = torch.empty_like(u)
-            prev = c0
-            for t in range(S):  # the cheap elementwise recurrence; the matmuls are all done above
-                prev = c[:, t] = torch.addcmul(u[:, t], f[:, t], prev)
-            err = (o * torch.tanh(c) - out).abs().amax()
-            return out, (hT, cT), {"h": out, "c": c, "i": i, "f": f, "g": g, "o": o}, err
+            rec = _lstm_gates(xp.add_(hp), c0)
+            h = rec["o"] * torch.tanh(rec["c"])
+            h = h if self.w_hr_t is None else h @ self.w_hr_t  # (B, S, H) -> (B, S, P)
+            cT = rec["c"][:, -1] if cT is None else cT
+            return out, (hT, cT), {"h": out, **rec}, (h - out).abs().amax()
         ir, iz, in_ = xp.chunk(3, -1)
         hr, hz, hn = hp.chunk(3, -1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
         err = ((1 - z) * n + z * h_prev - out).abs().amax()
         return out, (hT, cT), {"h": out, "r": r, "z": z, "n": n}, err
+
+
+def _lstm_gates(pre: torch.Tensor, c0: torch.Tensor) -> dict[str, torch.Tensor]:
+    """An LSTM's gates and c for a block from its gate pre-activations (B, S, 4·H) and start c0 (B, H):
+    {kind: (B, S, H)}. c_t = f_t·c_{t-1} + i_t·g_t is the one loop over steps: elementwise and cheap, the
+    matmuls are all done."""
+    i, f, g, o = pre.chunk(4, -1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    u = i * g
+    c = torch.empty_like(u)
+    prev = c0
+    for t in range(u.shape[1]):
+        prev = c[:, t] = torch.addcmul(u[:, t], f[:, t], prev)
+    return {"c": c, "i": i, "f": f, "g": g, "o": o}
 
 
 def advance(layers: list[Layer], ids: torch.Tensor, h, c, steps: int, carry: bool = False):
