@@ -473,7 +473,8 @@ CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "st
 @click.option("--layers", default=None, help="Comma-separated layers, e.g. 0,2. Default: all.")
 @window_options(split="all")
 @click.option("--burn-in", type=int, default=1000, show_default=True,
-              help="Characters each parallel stream reads before its part, for a first guess of its start state.")
+              help="Characters each parallel stream reads before its part, for a first guess of its start state; "
+              "the first stream reads the characters before the window in the file (not from a zero state).")
 @click.option("--max-passes", type=int, default=MAX_PASSES, show_default=True,
               help="States-only passes that correct the streams' start states until each starts where the one "
               "before it ended (0: keep the burn-in guess). The error left is measured and reported either way.")
@@ -544,7 +545,10 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
     check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
-    part, offset = split_window(read_text(text), split_name, start, length, source=str(text))
+    content = read_text(text)
+    part, offset = split_window(content, split_name, start, length, source=str(text))
+    context = content[max(0, offset - burn_in) : offset]  # the first stream starts where the file had it
+    del content
     if nproc is not None:
         from rnnviz.model.distributed import check_nproc
 
@@ -556,7 +560,7 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
                       disable=True if rank() > 0 else None) as progress:  # None: drawn on a terminal only
         store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
                            streams=streams, exact=exact, start=offset, topk=topk, unknown=unknown, device=dev,
-                           overwrite=force, progress=progress, source=str(text))
+                           overwrite=force, progress=progress, source=str(text), context=context)
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
     r = store.meta.recorder

@@ -294,3 +294,19 @@ def test_cuda_matches_cpu(tmp_path, make_model):
     gpu = record(model, text, tmp_path / "gpu", kinds="all", device="cuda", streams=4, burn_in=500)
     assert gpu.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     assert np.abs(gpu.window(0, 5000) - cpu.window(0, 5000)).max() <= 0.03
+
+
+def test_a_window_starts_from_the_state_its_file_leaves_not_from_zero(tmp_path, tiny_ckpt):
+    """`record --start N`: the first stream reads the burn-in characters before the window (not a zero state,
+    whose first values spike): with N <= --burn-in, the rows are those of a recording of the whole file."""
+    src = tmp_path / "in.txt"
+    src.write_text(_long_text(2000), encoding="utf-8")
+    assert _cli("record", tiny_ckpt, src, "--out", tmp_path / "all", "--exact").exit_code == 0
+    r = _cli("record", tiny_ckpt, src, "--out", tmp_path / "w", "--start", 400, "--length", 800, "--burn-in", 500)
+    assert r.exit_code == 0, r.output
+    whole, window = open_store(tmp_path / "all"), open_store(tmp_path / "w")
+    assert window.meta.recorder["context"] == 400 and window.text == whole.text[400:1200]
+    np.testing.assert_allclose(window.read(rows=(0, 800)), whole.read(rows=(400, 1200)), atol=2e-3, rtol=2e-3)
+    zero = _cli("record", tiny_ckpt, src, "--out", tmp_path / "z", "--start", 400, "--length", 800, "--burn-in", 0)
+    assert zero.exit_code == 0 and open_store(tmp_path / "z").meta.recorder["context"] == 0
+    assert np.abs(open_store(tmp_path / "z").read(rows=(0, 3)) - whole.read(rows=(400, 403))).max() > 1e-2

@@ -125,6 +125,7 @@ def record(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     source: str | None = None,
+    context: str = "",
     **module_options,
 ) -> Store:
     """Record ``kinds`` of ``layers`` for every character of ``text`` into the store directory ``out``.
@@ -139,6 +140,9 @@ def record(
     predecessor ended (0: record from the guesses; the boundary error is measured either way).
     streams: parallel streams (None: as many as the text and device make worthwhile). exact: one
     sequential stream.
+    context: text read just before ``text`` (e.g. the ``burn_in`` characters before it in its file) for the
+    first stream's start state only, not recorded: row 0 is then not the state after a zero start (whose
+    first values spike) but after reading what came before.
     start / source: where ``text`` comes from, recorded in the manifest. topk: next-char predictions
     kept per position. unknown: "error", "skip" or "replace:X" for characters outside the vocabulary.
     device: None (the model's), "auto", "cpu", "cuda". progress: called as progress(chars_done, total).
@@ -153,13 +157,14 @@ def record(
     text = vocab.prepare(text, unknown)
     if not text:
         raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
+    context = vocab.prepare(context, "skip")  # only a start state: what the model cannot read is left out
     group = distributed.setup(resolve_device(device, model))
     plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, max_passes, group)
     settings = {
         "source": source, "start": start, "length": len(text), "unknown": unknown,
         "unknown_chars": {ch: n for ch, (n, _) in bad.items()}, "exact": exact, "streams": plan.B,
         "chunk": plan.C, "burn_in": burn_in if plan.B > 1 else 0, "max_passes": max_passes if plan.B > 1 else 0,
-        "tolerance": asdict(TOLERANCE), "block_steps": plan.S,
+        "tolerance": asdict(TOLERANCE), "block_steps": plan.S, "context": len(context),
         "device": str(plan.device), "processes": group.world, "torch": torch.__version__,
     }
     checkpoint = None if model.checkpoint_dir is None else {
@@ -172,14 +177,14 @@ def record(
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
     with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
-            checks = _record_blocks(model, text, writer, pool, plan, progress)
+            checks = _record_blocks(model, text, writer, pool, plan, progress, context)
         writer.join()
         seconds = time.perf_counter() - t0
         writer.recorder.update(checks, seconds=round(seconds, 3), chars_per_s=round(len(text) / max(seconds, 1e-9)))
     return writer.store  # None on ranks > 0
 
 
-CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device")
+CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device", "context")
 MODULE_ONLY = ("tokens", "token_text", "vocab", "forward", "chunk")  # record_module's own options
 
 
@@ -229,14 +234,15 @@ def _stream_ids(model: CharRNN, text: str, plan: _Plan) -> torch.Tensor:
     return ids.to(plan.device)
 
 
-def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _Plan, progress) -> dict:
+def _record_blocks(model: CharRNN, text: str, writer: StoreWriter, pool, plan: _Plan, progress,
+                   context: str = "") -> dict:
     """Record this rank's streams into ``writer`` from corrected start states (:mod:`.starts`).
 
     Optimistic: one pass and a sweep give the starts, and the recording itself checks them (every stream's
     end against its successor's start). Should a boundary still be over the tolerance, checked passes
     correct the starts further and the text is recorded again. Returns the checks for the manifest."""
     ids = _stream_ids(model, text, plan)
-    net, guess, kinds, run = _guess(model, ids, plan)
+    net, guess, kinds, run = _guess(model, ids, plan, context)
     first = settle(guess, run, kinds, TOLERANCE, min(1, plan.max_passes))
     starts, passes, recordings = first.starts, first.passes, 0
     while True:
@@ -290,14 +296,21 @@ def _record_from(model: CharRNN, net: list[Layer], ids: torch.Tensor, starts: to
     return _gather(_stack(h, c), plan), _gather(carry.matrix(c), plan), max_err
 
 
-def _guess(model: CharRNN, ids: torch.Tensor, plan: _Plan):
+def _guess(model: CharRNN, ids: torch.Tensor, plan: _Plan, context: str = ""):
     """The layers on the device, every stream's burn-in guess of its start (K, L, B, H), the state's kinds,
-    and the pass of :func:`.starts.settle` over this rank's chunks of ``ids`` (B·C + 1,)."""
+    and the pass of :func:`.starts.settle` over this rank's chunks of ``ids`` (B·C + 1,). The first stream
+    starts after reading ``context`` (zeros without one); the passes never move its start."""
     cfg = model.config
     net = [Layer.of_charrnn(model, l, plan.device) for l in range(cfg.layers)]
     h = torch.zeros(cfg.layers, plan.b1 - plan.b0, cfg.hidden, device=plan.device)  # (L, n, H)
     c = torch.zeros_like(h) if cfg.cell == "lstm" else None
     warm_start(net, ids, range(plan.b0, plan.b1), plan.C, plan.burn_in, h, c, plan.S)
+    if context and plan.b0 == 0:
+        x = torch.from_numpy(model.vocab.encode(context)).to(plan.device)[None]  # (1, len(context))
+        h0, c0 = advance(net, x, h[:, :1] * 0, None if c is None else c[:, :1] * 0, plan.S)
+        h[:, :1] = h0
+        if c is not None:
+            c[:, :1] = c0
     x = ids[: plan.B * plan.C].view(plan.B, plan.C)[plan.b0 : plan.b1]  # (n, C): stream b reads its chunk
     return net, _gather(_stack(h, c), plan), _state_kinds(c), _pass(net, x, plan)
 
