@@ -362,7 +362,8 @@ class _Run:
 
     def _restore(self) -> None:
         """Continue from ``out/last``: optimizer, RNG, carried state, counters; the logs cut back to match."""
-        state, info = load_train_state(self.out / "last", self.opt, self.group.device)
+        state, info = load_train_state(self.out / "last", self.opt, self.model, self.cfg.batch,
+                                       self.group.device)
         self.state = _rows(state, *self.streams)
         self.step, self.elapsed, self.best_val, self.last_val = (
             info["step"], info["elapsed"], info["best_val"], info["val_loss"])
