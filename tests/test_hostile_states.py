@@ -175,3 +175,114 @@ def test_an_untouched_state_still_resumes_exactly(tmp_path):
                                           max_steps=8, eval_every=2, log_every=2, sample_chars=8, seed=0))
         a, b = load_file(run / "last" / "model.safetensors"), load_file(whole / "last" / "model.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- emergence: weight snapshots that are damaged, hand-edited or another model's ---
+
+
+@pytest.fixture(scope="module")
+def snapshot_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(text file, a 20-step RNN run with snapshots at steps 5, 10, 15 and 20): copied by each test."""
+    from conftest import train_snapshot_rnn, words_text
+
+    d = tmp_path_factory.mktemp("snaps")
+    (d / "t.txt").write_text(words_text(), encoding="utf-8")
+    return d / "t.txt", train_snapshot_rnn(d / "t.txt", d / "run")
+
+
+def snap(run: Path, step: int) -> Path:
+    return run / "snapshots" / f"step-{step:08d}.safetensors"
+
+
+def rewrite_snapshot(path: Path, weights=None, meta=None) -> None:
+    """Write ``path`` again with ``weights(tensors)`` and ``meta(metadata)`` applied (each edits in place)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    with safe_open(str(path), "pt") as f:
+        m = f.metadata()
+    t = load_file(path)
+    if weights:
+        weights(t)
+    if meta:
+        meta(m)
+    path.write_bytes(save(t, metadata=m))
+
+
+def poke(name: str, value: float, at: int = 0):
+    """A weights edit: element ``at`` of tensor ``name`` set to ``value``."""
+    def edit(t):
+        t[name] = t[name].clone()
+        t[name].view(-1)[at] = value
+    return edit
+
+
+def another_vocabulary(run: Path) -> None:
+    """Step 10's snapshot replaced by one of a model of the same shapes whose vocabulary is in another order
+    (a snapshot copied from a run on another text): every weight fits, and means something else."""
+    from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.snapshots import save_snapshot
+    from rnnviz.model.vocab import Vocab
+
+    model = load_checkpoint(run / "last")
+    model.vocab = Vocab.from_json(list(reversed(model.vocab.to_json())))
+    save_snapshot(model, run, 10, 1.0, 2.0)
+
+
+SNAPSHOT_CASES = {  # name: (edit of the run, what the error says)
+    "NaN in a middle snapshot": (lambda r: rewrite_snapshot(snap(r, 10), poke("head.bias", float("nan"))),
+                                 "step-00000010.safetensors: weights hold NaN or infinite values (head.bias)"),
+    "+inf in the last snapshot": (lambda r: rewrite_snapshot(snap(r, 20), poke("rnn.weight_hh_l0", float("inf"), 3)),
+                                  "step-00000020.safetensors: weights hold NaN or infinite values (rnn.weight_hh_l0)"),
+    "-inf in the first snapshot": (lambda r: rewrite_snapshot(snap(r, 5), poke("rnn.bias_ih_l0", -float("inf"))),
+                                   "step-00000005.safetensors: weights hold NaN or infinite values (rnn.bias_ih_l0)"),
+    "integer weights": (lambda r: rewrite_snapshot(snap(r, 15), lambda t: t.update(
+        {k: (v * 100).to(torch.int8) for k, v in t.items()})), "weights are not floating point"),
+    "another vocabulary, same shapes": (another_vocabulary, "step-00000010.safetensors: a snapshot of another model"),
+    "a negative step": (lambda r: rewrite_snapshot(snap(r, 10), meta=lambda m: m.update(step="-5")),
+                        "its metadata says step -5, its name 10"),
+    "a step that is not its name's": (lambda r: rewrite_snapshot(snap(r, 10), meta=lambda m: m.update(step="15")),
+                                      "its metadata says step 15, its name 10"),
+    "seconds NaN": (lambda r: rewrite_snapshot(snap(r, 10), meta=lambda m: m.update(seconds="nan")),
+                    "seconds is nan, not a finite number >= 0"),
+    "seconds negative": (lambda r: rewrite_snapshot(snap(r, 15), meta=lambda m: m.update(seconds="-3")),
+                         "seconds is -3.0"),
+    "val_loss inf": (lambda r: rewrite_snapshot(snap(r, 10), meta=lambda m: m.update(val_loss="inf")),
+                     "val_loss is inf"),
+    "val_loss NaN": (lambda r: rewrite_snapshot(snap(r, 20), meta=lambda m: m.update(val_loss="NaN")),
+                     "val_loss is nan"),
+    "val_loss negative": (lambda r: rewrite_snapshot(snap(r, 5), meta=lambda m: m.update(val_loss="-1")),
+                          "val_loss is -1.0"),
+    "a truncated snapshot": (lambda r: snap(r, 10).write_bytes(snap(r, 10).read_bytes()[:300]),
+                             "not a readable snapshot (damaged or truncated"),
+}
+
+
+@pytest.mark.parametrize("name", list(SNAPSHOT_CASES))
+def test_a_bad_snapshot_is_one_line_before_any_recording(snapshot_run, tmp_path, name):
+    import shutil
+
+    src, run0 = snapshot_run
+    run = tmp_path / "run"
+    shutil.copytree(run0, run)
+    edit, message = SNAPSHOT_CASES[name]
+    edit(run)
+    before = contents(run)
+    r = cli("emergence", run, src, "--feature", "in_quote", "--length", 1500, "--out", tmp_path / "e.html")
+    one_line_error(r, message)  # no progress bar: found before the first snapshot is recorded
+    assert contents(run) == before and not (tmp_path / "e.html").exists()
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda r: [p.unlink() for p in (r / "snapshots").iterdir()], "no snapshots (train with --snapshot-every N"),
+    (lambda r: rewrite_snapshot(snap(r, 10), meta=lambda m: m.update(step="ten")), "not a readable snapshot"),
+    (lambda r: snap(r, 5).write_bytes(b""), "not a readable snapshot (damaged or truncated"),
+])
+def test_snapshots_that_were_already_refused_still_are(snapshot_run, tmp_path, damage, message):
+    import shutil
+
+    src, run0 = snapshot_run
+    run = tmp_path / "run"
+    shutil.copytree(run0, run)
+    damage(run)
+    one_line_error(cli("emergence", run, src, "--feature", "in_quote", "--length", 1500), message)
