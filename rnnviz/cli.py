@@ -394,8 +394,11 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, as_json):
               help="Score on this part of the 90/5/5 split (the model is counted on the 90%).")
 @click.option("--order", type=click.IntRange(1, 64), default=20, show_default=True,
               help="Characters in an n-gram: the context and the one predicted (the paper's 20).")
+@click.option("--max-contexts", type=click.IntRange(min=1), default=None,
+              help="Count at most this many distinct n-grams of one length (default: "
+                   "rnnviz.model.ngram.MAX_CONTEXTS, 16,777,216): bounds the memory, about 100 bytes each.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def ngram(text, split_name, order, as_json):
+def ngram(text, split_name, order, max_contexts, as_json):
     """The paper's n-gram baseline on TEXT: cross-entropy in nats/char and bits/char.
 
     An interpolated modified Kneser-Ney character model counted on the training split, scored on the
@@ -413,7 +416,7 @@ def ngram(text, split_name, order, as_json):
     from rnnviz.model.ngram import ngram_loss
 
     with progress_bar("counting", "order") as progress:
-        nats, chars = ngram_loss(read_text(text), split_name, order, progress)
+        nats, chars = ngram_loss(read_text(text), split_name, order, progress, max_contexts)
     bits = nats / math.log(2)
     if as_json:
         _echo_json({"text": str(text), "split": split_name, "order": order, "chars": chars,

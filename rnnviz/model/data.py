@@ -79,11 +79,15 @@ def text_window(text: str, start: int = 0, length: int | None = None, source: st
 
 def split(text: str, name: str) -> str:
     """The named part of the 90/5/5 split of Karpathy et al. (2015), in file order (no shuffling)."""
+    return text[slice(*split_bounds(len(text), name))]
+
+
+def split_bounds(n: int, name: str) -> tuple[int, int]:
+    """[start, stop) of the named part of the 90/5/5 split of a text of ``n`` characters."""
     if name not in SPLITS:
         raise RnnvizError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
     lo, hi = SPLITS[name]
-    n = len(text)
-    return text[int(n * lo) : int(n * hi)]
+    return int(n * lo), int(n * hi)
 
 
 class BatchStream:
