@@ -21,7 +21,7 @@ import sys
 import threading
 import typing
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import click
 
@@ -474,6 +474,7 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
     from rnnviz.store.reader import is_store
+    from rnnviz.store.writer import store_lock
 
     model = load_checkpoint(ckpt)
     # Check the cheap options before reading a large text.
@@ -484,19 +485,24 @@ def record(ckpt, text, out, kinds, layers, start, length, burn_in, max_passes, s
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
     check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
-    part = text_window(read_text(text), start, length, source=str(text))
-    if nproc is not None:
-        from rnnviz.model.distributed import check_nproc
+    with ExitStack() as held:  # the store is ours before the text is read (rank 0 writes it; a launcher only checks)
+        if rank() == 0:
+            held.enter_context(store_lock(out, "rnnviz record"))
+        if nproc is not None:
+            held.close()  # the launched rank 0 takes it
+        part = text_window(read_text(text), start, length, source=str(text))
+        if nproc is not None:
+            from rnnviz.model.distributed import check_nproc
 
-        T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
-        check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
-        sys.exit(_relaunch(click.get_current_context(), nproc))
-    # Always drawn on rank 0 (under torchrun it reports for all), at the first update.
-    with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
-                      disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
-        store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
-                           streams=streams, exact=exact, start=start, topk=topk, unknown=unknown, device=dev,
-                           overwrite=force, progress=progress, source=str(text))
+            T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
+            check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
+            sys.exit(_relaunch(click.get_current_context(), nproc))
+        # Always drawn on rank 0 (under torchrun it reports for all), at the first update.
+        with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
+                          disable=rank() > 0) as progress:  # total: fewer than len(part) when unknowns are skipped
+            store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in,
+                               max_passes=max_passes, streams=streams, exact=exact, start=start, topk=topk,
+                               unknown=unknown, device=dev, overwrite=force, progress=progress, source=str(text))
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
     r = store.meta.recorder

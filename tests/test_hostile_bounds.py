@@ -126,3 +126,164 @@ def test_ngram_memory_is_bounded_by_its_cap(tmp_path):
     print(f"peak {peak:.0f} MB, interpreter {baseline:.0f} MB")
     assert peak - baseline < 300, f"{peak:.0f} MB peak against {baseline:.0f} MB for the interpreter"
 
+
+# --- a store being written is held by one process ---
+
+HOLDER = "rnnviz record, process 4242"
+
+
+@pytest.fixture
+def recording(tmp_path, tiny_ckpt) -> tuple[Path, Path, Path]:
+    """(checkpoint, a text it can record, the store path to write)."""
+    from conftest import TEXT
+
+    src = tmp_path / "t.txt"
+    src.write_text(TEXT * 4, encoding="utf-8")
+    return tiny_ckpt, src, tmp_path / "st"
+
+
+def held_by_another(out: Path):
+    """The store lock of ``out`` held through another open file, as a second process holds it."""
+    from rnnviz.fsutil import process_lock
+
+    return process_lock(out.parent / f".{out.name}.lock", note=HOLDER)
+
+
+def beside(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}"))
+
+
+def test_a_second_record_of_a_store_is_refused_before_it_reads_the_text(recording, tmp_path):
+    ck, src, out = recording
+    fifo = tmp_path / "text.fifo"  # reading it would be its own error: the lock's comes first
+    os.mkfifo(fifo)
+    with held_by_another(out) as held:
+        assert held
+        one_line_error(cli("record", ck, fifo, "--out", out), f"{out} is being written by another process ({HOLDER})")
+        assert not out.exists() and beside(out) == [f".{out.name}.lock"]  # no temp folder was made
+    r = cli("record", ck, src, "--out", out)  # released: the store is written, and no lock is left
+    assert r.exit_code == 0, r.output
+    assert beside(out) == [] and not any(p.name.endswith(".lock") for p in out.iterdir())
+
+
+def test_record_force_over_a_store_being_written_changes_nothing(recording):
+    ck, src, out = recording
+    assert cli("record", ck, src, "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with held_by_another(out):
+        one_line_error(cli("record", ck, src, "--out", out, "--force"), "is being written by another process")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_the_launcher_of_nproc_workers_checks_the_lock_first(recording, tmp_path):
+    ck, _, out = recording
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    with held_by_another(out):
+        one_line_error(cli("record", ck, fifo, "--out", out, "--nproc", 2), "is being written by another process")
+
+
+def test_the_same_store_named_another_way_is_the_same_lock(recording, tmp_path, monkeypatch):
+    ck, src, out = recording
+    monkeypatch.chdir(tmp_path)
+    with held_by_another(out):
+        for name in ("st", f"../{tmp_path.name}/st", str(out) + "/"):
+            one_line_error(cli("record", ck, src, "--out", name), "is being written by another process")
+    assert not out.exists()
+
+
+def test_the_python_api_keeps_the_lock(recording, make_model):
+    from helpers import small_store
+
+    from rnnviz.recording.recorder import record
+
+    _, _, out = recording
+    with held_by_another(out):
+        with pytest.raises(RnnvizError, match=f"is being written by another process \\({HOLDER}\\)"):
+            record(make_model(), "First Citizen:\n" * 3, out)
+        with pytest.raises(RnnvizError, match="is being written by another process"):
+            small_store(out)
+    assert not out.exists()
+    record(make_model(), "First Citizen:\n" * 3, out)
+    assert beside(out) == []
+
+
+def test_record_api_overwrite_of_a_store_being_written_changes_nothing(recording, make_model):
+    from rnnviz.recording.recorder import record
+
+    _, _, out = recording
+    record(make_model(), "First Citizen:\n" * 3, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with held_by_another(out), pytest.raises(RnnvizError, match="is being written"):
+        record(make_model(), "Before we proceed.\n" * 3, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.timeout(120)
+def test_a_second_record_process_names_the_first(recording):
+    """Two processes: one holds the store (as `rnnviz record` does, through its writer), the other's
+    `rnnviz record` is one line naming it, exit 1."""
+    ck, src, out = recording
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from rnnviz.store.writer import store_lock\n"
+         f"with store_lock({str(out)!r}, 'rnnviz record'):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        r = subprocess.run([sys.executable, "-m", "rnnviz", "record", str(ck), str(src), "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=100)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip() == (f"Error: {out} is being written by another process (rnnviz record, process "
+                                    f"{first.pid}): wait for it to finish or stop it first")
+    finally:
+        first.communicate("", timeout=30)
+    assert beside(out) == []  # the holder removed its lock when done
+
+
+@pytest.mark.timeout(120)
+def test_a_writer_killed_with_sigkill_blocks_nothing(recording):
+    """kill -9 leaves the lock file, but the kernel released its lock: the next record takes it, then
+    removes it."""
+    import signal
+
+    ck, src, out = recording
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import time; from rnnviz.store.writer import store_lock\n"
+         f"with store_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(100)"],
+        stdout=subprocess.PIPE, text=True, env=env)
+    assert first.stdout.readline().strip() == "held"
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    assert beside(out) == [f".{out.name}.lock"]  # left behind, unlocked
+    r = cli("record", ck, src, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert beside(out) == []
+
+
+def test_a_link_in_place_of_the_lock_is_refused(recording, tmp_path):
+    ck, src, out = recording
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("the user's own file\n", encoding="utf-8")
+    (out.parent / f".{out.name}.lock").symlink_to(target)
+    one_line_error(cli("record", ck, src, "--out", out), ".st.lock: is a symbolic link")
+    assert target.read_text(encoding="utf-8") == "the user's own file\n" and not out.exists()
+
+
+def test_a_directory_in_place_of_the_lock_is_refused(recording):
+    ck, src, out = recording
+    (out.parent / f".{out.name}.lock").mkdir()
+    one_line_error(cli("record", ck, src, "--out", out), ".st.lock: not a regular file")
+    assert not out.exists()
+
+
+def test_other_stores_and_a_failed_record_are_not_blocked(recording, tmp_path):
+    ck, src, out = recording
+    with held_by_another(out):  # another store of the same folder is another lock
+        assert cli("record", ck, src, "--out", tmp_path / "other").exit_code == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_text("§§§ not in the vocabulary", encoding="utf-8")
+    one_line_error(cli("record", ck, bad, "--out", out), "not in the model's vocabulary")
+    assert beside(out) == []  # a refused recording released and removed its lock
+    assert cli("record", ck, src, "--out", out).exit_code == 0
