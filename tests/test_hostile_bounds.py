@@ -219,6 +219,7 @@ def test_record_api_overwrite_of_a_store_being_written_changes_nothing(recording
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_second_record_process_names_the_first(recording):
     """Two processes: one holds the store (as `rnnviz record` does, through its writer), the other's
