@@ -21,7 +21,7 @@ import signal
 import sys
 import typing
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import click
 from click.core import ParameterSource
@@ -428,8 +428,11 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, fmt):
               help="Score on this part of the 90/5/5 split (the model is counted on the 90%).")
 @click.option("--order", type=click.IntRange(1, 64), default=20, show_default=True,
               help="Characters in an n-gram: the context and the one predicted (the paper's 20).")
+@click.option("--max-contexts", type=click.IntRange(min=1), default=None,
+              help="Count at most this many distinct n-grams of one length (default: "
+                   "rnnviz.model.ngram.MAX_CONTEXTS, 16,777,216): bounds the memory, about 100 bytes each.")
 @output_format_option()
-def ngram(text, split_name, order, fmt):
+def ngram(text, split_name, order, max_contexts, fmt):
     """The paper's n-gram baseline on TEXT: cross-entropy in nats/char and bits/char.
 
     An interpolated modified Kneser-Ney character model counted on the training split, scored on the
@@ -447,7 +450,7 @@ def ngram(text, split_name, order, fmt):
     from rnnviz.model.ngram import ngram_loss
 
     with progress_bar("counting", "order") as progress:
-        nats, chars = ngram_loss(read_text(text), split_name, order, progress)
+        nats, chars = ngram_loss(read_text(text), split_name, order, progress, max_contexts)
     bits = nats / math.log(2)
     if not _echo_record({"text": str(text), "split": split_name, "order": order, "chars": chars,
                          "nats_per_char": nats, "bits_per_char": bits}, fmt):
@@ -535,6 +538,7 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
     from rnnviz.store.reader import is_store
+    from rnnviz.store.writer import store_lock
 
     model = _load_model(ckpt)
     # Check the cheap options before reading a large text.
@@ -546,21 +550,27 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
     check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
     content = read_text(text)
-    part, offset = split_window(content, split_name, start, length, source=str(text))
-    context = content[max(0, offset - burn_in) : offset]  # the first stream starts where the file had it
-    del content
-    if nproc is not None:
-        from rnnviz.model.distributed import check_nproc
+    with ExitStack() as held:  # the store is ours before the text is read (rank 0 writes it; a launcher only checks)
+        if rank() == 0:
+            held.enter_context(store_lock(out, "rnnviz record"))
+        if nproc is not None:
+            held.close()  # the launched rank 0 takes it
+        part, offset = split_window(content, split_name, start, length, source=str(text))
+        context = content[max(0, offset - burn_in) : offset]  # the first stream starts where the file had it
+        del content
+        if nproc is not None:
+            from rnnviz.model.distributed import check_nproc
 
-        T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
-        check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
-        sys.exit(_relaunch(click.get_current_context(), nproc))
-    # Drawn by rank 0 on a terminal (under torchrun it reports for all), at the first update; not in a pipe.
-    with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
-                      disable=True if rank() > 0 else None) as progress:  # None: drawn on a terminal only
-        store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in, max_passes=max_passes,
-                           streams=streams, exact=exact, start=offset, topk=topk, unknown=unknown, device=dev,
-                           overwrite=force, progress=progress, source=str(text), context=context)
+            T = max(1, len(model.vocab.prepare(part, unknown)))  # an empty text is the recorder's error to report
+            check_nproc(nproc, stream_layout(T, burn_in, streams, exact, dev.type)[0], device, "--streams")
+            sys.exit(_relaunch(click.get_current_context(), nproc))
+        # Drawn by rank 0 on a terminal (under torchrun it reports for all), at the first update; not in a pipe.
+        with progress_bar("recording", "char", len(part), unit_scale=True, dynamic_ncols=True,
+                          disable=True if rank() > 0 else None) as progress:  # None: drawn on a terminal only
+            store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in,
+                               max_passes=max_passes, streams=streams, exact=exact, start=offset, topk=topk,
+                               unknown=unknown, device=dev, overwrite=force, progress=progress, source=str(text),
+                               context=context)
     if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
         return
     r = store.meta.recorder

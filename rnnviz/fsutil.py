@@ -196,6 +196,8 @@ def _open_own(path: Path, flags: int) -> int:
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a link
             _refuse_unless_regular(path, stat.S_IFLNK)
+        if e.errno == errno.EISDIR:  # opened for writing
+            _refuse_unless_regular(path, stat.S_IFDIR)
         raise
     try:
         _refuse_unless_regular(path, os.fstat(fd).st_mode)
@@ -247,8 +249,11 @@ def process_lock(path: str | Path, note: str | None = None, remove: bool = False
             yield False
             return
         if note is not None:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, note.encode("utf-8"), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, note.encode("utf-8"), 0)
+            except OSError:  # a full disk: the lock holds without its note (the holder is then "unknown")
+                pass
         try:
             yield True
         finally:
@@ -256,6 +261,32 @@ def process_lock(path: str | Path, note: str | None = None, remove: bool = False
                 path.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+_HELD: set[str] = set()  # the locks this process holds through exclusive(): taken again, they are already ours
+
+
+@contextmanager
+def exclusive(lock: str | Path, busy: str, note: str):
+    """Hold the lock file ``lock`` while writing a run or a store (:func:`process_lock`, its file removed when
+    done; released by the kernel if the process dies, so a killed writer leaves nothing that blocks the next).
+    Another process holding it is one :class:`RnnvizError`: "``busy`` by another process (what it noted): wait
+    ...". ``note`` says who holds it (with this process's id). Taken again inside this process (the CLI holds a
+    store's lock before it reads the text, the store's writer then takes it too), it is already held."""
+    key = os.path.abspath(lock)
+    if key in _HELD:
+        yield
+        return
+    ensure_parent(lock)
+    with process_lock(lock, note=f"{note}, process {os.getpid()}", remove=True) as held:
+        if not held:
+            raise RnnvizError(f"{busy} by another process ({lock_holder(lock) or 'unknown'}): wait for it to "
+                              f"finish or stop it first")
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
 
 
 def lock_holder(path: str | Path) -> str:

@@ -194,7 +194,8 @@ def test_a_rank_that_dies_leaves_no_store_and_is_named(tmp_path, text_file):
                                  "--streams", "8", "--kinds", "all", "--nproc", "2"], cwd=ROOT, env=ENV,
                                 stdout=log, stderr=subprocess.STDOUT)
     t0 = time.monotonic()
-    while not any(p.name.startswith(".store.") for p in tmp_path.iterdir()):  # rank 0 made the files
+    while not any(p.name.startswith(".store.") and p.name.endswith(".tmp") for p in tmp_path.iterdir()):  # rank 0
+        # made the files (not only its lock, .store.lock, taken before the text is read)
         assert proc.poll() is None and time.monotonic() - t0 < 120, (tmp_path / "log").read_text()
         time.sleep(0.01)
     pid = rank_pid(1, str(out))

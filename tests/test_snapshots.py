@@ -212,10 +212,10 @@ def test_snapshot_of_another_model_is_a_one_line_error(small_run, tmp_path, make
     other = make_model(hidden=12)  # another shape, under a name of this run
     save_snapshot(other, small_run, 5, 1.0, 2.0)
     model = load_checkpoint(small_run / "last")
-    with pytest.raises(RnnvizError, match="weights do not fit the run's model"):
+    with pytest.raises(RnnvizError, match="a snapshot of another model"):  # its stamp says so
         load_snapshot_weights(model, list_snapshots(small_run)[0])
     one_line_error(cli("emergence", small_run, tmp_path / "text.txt", "--feature", "word_pos", "--length", 500),
-                   "step-00000005.safetensors: weights do not fit")
+                   "step-00000005.safetensors: a snapshot of another model")
 
 
 # --- resume ---

@@ -31,7 +31,7 @@ import numpy as np
 
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import scratch_dir
-from rnnviz.model.snapshots import Snapshot, list_snapshots, load_snapshot_weights
+from rnnviz.model.snapshots import Snapshot, list_snapshots, load_snapshot_weights, read_snapshot_weights
 
 if TYPE_CHECKING:  # pandas is imported when used: `import rnnviz` imports this module
     import pandas as pd
@@ -145,6 +145,8 @@ def emergence(
         raise RnnvizError(f"{run}: no last/ checkpoint, whose model the snapshots are weights of "
                           "(the run stopped before its first validation)")
     model = load_checkpoint(run / "last")
+    for snap in snaps:  # every snapshot's weights checked before any is recorded: one line, and no work wasted
+        read_snapshot_weights(model, snap)
     parse_kinds(kinds, model.config.cell)
     text = model.vocab.prepare(text, unknown)
     if not text:

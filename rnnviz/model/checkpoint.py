@@ -111,6 +111,44 @@ def read_config(path: str | Path) -> dict:
     return meta
 
 
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight's name and shape in a model of ``config`` (nothing allocated)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+
+
+def read_weights(path: Path, expected: dict[str, tuple[int, ...]], model: str,
+                 sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The weights in the safetensors file ``path`` (a checkpoint's or a snapshot's), checked against the
+    ``expected`` names and shapes of ``model`` (named in errors), the one rule for weights: the file is at most
+    the float32 bytes of those weights plus a 1 MB header (refused before it is hashed or read), hashes to
+    ``sha256`` when one is given, and holds exactly those tensors, floating point and finite (a diverged or
+    tampered model: every loss and sample from it would be NaN)."""
+    most = sum(4 * math.prod(shape) for shape in expected.values()) + MAX_HEADER_BYTES
+    if path.stat().st_size > most:
+        raise RnnvizError(f"{path}: {path.stat().st_size:,} bytes, more than {model} needs ({most:,})")
+    if sha256 and sha256_file(path) != sha256:
+        raise RnnvizError(f"{path}: contents do not match the hash in {CONFIG} (corrupt or replaced)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RnnvizError(f"{path}: not a readable safetensors file ({e})") from None
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        raise RnnvizError(
+            f"{path}: weights do not fit {model} "
+            f"(missing: {missing[:3]}, unexpected: {sorted(set(got) - set(expected))[:3]}, wrong shape: {wrong[:3]})"
+        )
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            raise RnnvizError(f"{path}: weights are not floating point ({k} is {str(v.dtype).removeprefix('torch.')})")
+        if not torch.isfinite(v).all():
+            raise RnnvizError(f"{path}: weights hold NaN or infinite values ({k}); this model cannot be used")
+    return tensors
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> CharRNN:
     """Load a :class:`CharRNN` (float32, eval mode) with ``.vocab``, ``.config``, ``.meta`` (the parsed
     config.json) and ``.checkpoint_dir`` (the directory it was read from).
@@ -125,29 +163,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cha
     if len(vocab) != config.vocab_size:
         raise RnnvizError(f"{ckpt}: vocab has {len(vocab)} characters but the model expects {config.vocab_size}")
     wpath = member(ckpt, WEIGHTS)  # a regular file inside the checkpoint: no symlink, FIFO or device
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
-    # float32 or smaller, plus the safetensors header: a larger file is refused before it is hashed or read
-    most = sum(4 * math.prod(shape) for shape in expected.values()) + MAX_HEADER_BYTES
-    if wpath.stat().st_size > most:
-        raise RnnvizError(f"{wpath}: {wpath.stat().st_size:,} bytes, more than the model in {CONFIG} needs ({most:,})")
-    if meta.get("weights_sha256") and sha256_file(wpath) != meta["weights_sha256"]:
-        raise RnnvizError(f"{wpath}: contents do not match the hash in {CONFIG} (corrupt or replaced)")
-    try:
-        tensors = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise RnnvizError(f"{wpath}: not a readable safetensors file ({e})") from None
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if got != expected:
-        missing = sorted(set(expected) - set(got))
-        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        raise RnnvizError(
-            f"{wpath}: weights do not fit the model in {CONFIG} "
-            f"(missing: {missing[:3]}, unexpected: {sorted(set(got) - set(expected))[:3]}, wrong shape: {wrong[:3]})"
-        )
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:  # a diverged or tampered model: every loss and sample from it would be NaN
-        raise RnnvizError(f"{wpath}: weights hold NaN or infinite values ({bad[0]}); this model cannot be used")
+    tensors = read_weights(wpath, expected_shapes(config), f"the model in {CONFIG}", meta.get("weights_sha256"))
     model = CharRNN(config, vocab)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.meta = meta

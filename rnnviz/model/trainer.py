@@ -23,9 +23,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import (
     atomic_dir,
     check_replaceable,
-    ensure_parent,
-    lock_holder,
-    process_lock,
+    exclusive,
     recover_dir,
     writable_dir,
 )
@@ -148,11 +146,7 @@ def train(
     cfg = _run_config(out, cfg, resume, force, overrides)
     if distributed.rank() > 0:  # rank 0 holds the run for the whole job
         return _train(text_path, text, out, cfg, resume, callback)
-    ensure_parent(out / RUN_LOCK)  # the run's folder, to hold its lock
-    with process_lock(out / RUN_LOCK, note=f"rnnviz train, process {os.getpid()}", remove=True) as held:
-        if not held:
-            raise RnnvizError(f"{out} is being trained by another process ({lock_holder(out / RUN_LOCK) or 'unknown'}"
-                              f"): wait for it to finish or stop it first")
+    with exclusive(out / RUN_LOCK, f"{out} is being trained", "rnnviz train"):  # in the run's folder, made here
         return _train(text_path, text, out, cfg, resume, callback)
 
 
@@ -301,7 +295,8 @@ class _Run:
 
     def _restore(self) -> None:
         """Continue from ``out/last``: optimizer, RNG, carried state, counters; the logs cut back to match."""
-        state, info = load_train_state(self.out / "last", self.opt, self.group.device)
+        state, info = load_train_state(self.out / "last", self.opt, self.model, self.cfg.batch,
+                                       self.group.device)
         self.state = _rows(state, *self.streams)
         self.step, self.elapsed, self.best_val, self.last_val = (
             info["step"], info["elapsed"], info["best_val"], info["val_loss"])

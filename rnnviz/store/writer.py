@@ -17,7 +17,7 @@ import torch
 
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, write_json
+from rnnviz.fsutil import atomic_dir, exclusive, write_json
 from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_kinds, parse_layers
 from rnnviz.model.distributed import Group
 from rnnviz.model.vocab import TokenVocab, Vocab
@@ -42,6 +42,14 @@ from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
 
 BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # write_store copies rows in blocks of at most 64 MB float32 an array
 F16_MAX = 65504.0  # the largest finite float16
+
+
+def store_lock(path: str | Path, note: str = "rnnviz, writing a store"):
+    """Hold the store being written at ``path`` for this process (:func:`rnnviz.fsutil.exclusive`): its lock
+    is ``.NAME.lock`` beside it, never inside (the store is a temp folder renamed into place whole), and is
+    removed once done. A second writer of the same store is one error naming the first."""
+    path = Path(path)
+    return exclusive(path.parent / f".{path.name}.lock", f"{path} is being written", note)
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -153,7 +161,8 @@ class StoreWriter:
         with ExitStack() as stack:
             tmp = None
             try:
-                if self.group.is_main:
+                if self.group.is_main:  # rank 0 holds the store until it is in place (released last)
+                    stack.enter_context(store_lock(self.path))
                     tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite, ours=is_store))
                     for name, size in sizes.items():
                         fd = self._fds[name] = os.open(tmp / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
