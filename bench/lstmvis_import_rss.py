@@ -71,6 +71,7 @@ def main() -> None:
         print(f"import-lstmvis: peak RSS {int(peak) / 1024:,.0f} MiB in {float(seconds):.1f} s "
               f"(python + rnnviz + h5py alone: {floor / 1024:,.0f} MiB; one dataset read whole: "
               f"{one / 2**20:,.0f} MiB)")
+        print(f"ratio (peak - floor) / one dataset read whole: {(int(peak) - floor) * 1024 / one:.2f}")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ BENCHES = {
          "ratio 2 clients / 1 client: " + fig("p50 latency", "x") + ", " + fig("throughput", "x")
          + "; server up throughout: True$"),
     ),
+    "lstmvis_import_rss": Bench(("--tokens", "3000", "--width", "8"),
+                                (r"import-lstmvis: peak RSS [\d,]+ MiB in [\d.]+ s",
+                                 r"ratio \(peak - floor\) / one dataset read whole: [\d.]+$")),
     "similar_quality": Bench(("{store}:in_quote:1:c:2", "--n", "3"), ()),  # prints JSON: checked below
 }
 
