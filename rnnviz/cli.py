@@ -549,12 +549,12 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
         raise RnnvizError(f"{out} already exists (use --force to replace it)")
     check_replaceable(out, is_store)  # --force replaces a store, never a folder of the user's: checked first
     ensure_parent(out)
-    content = read_text(text)
     with ExitStack() as held:  # the store is ours before the text is read (rank 0 writes it; a launcher only checks)
         if rank() == 0:
             held.enter_context(store_lock(out, "rnnviz record"))
         if nproc is not None:
             held.close()  # the launched rank 0 takes it
+        content = read_text(text)
         part, offset = split_window(content, split_name, start, length, source=str(text))
         context = content[max(0, offset - burn_in) : offset]  # the first stream starts where the file had it
         del content

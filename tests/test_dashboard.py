@@ -135,7 +135,8 @@ def test_link_problems_are_said(stores):
         "no feature 'nonsense': choose one of " + ", ".join(FEATURES) + ", or re:PATTERN (showing none)")
     assert nav(stores, None, "url", "?unit=7:c:1")[1] == "no unit '7:c:1' in quotes: showing 0:h:0"
     assert nav(stores, None, "url", "?store=etc")[1].startswith("no store 'etc' here")
-    assert nav(stores, None, "url", "?range=rainbow")[1] == "no colour range 'rainbow': choose one of max, p99, minmax"
+    assert nav(stores, None, "url", "?range=rainbow")[1] == \
+        "no colour range 'rainbow': choose one of max, p99, minmax, robust"
     assert nav(stores, None, "url", "?sel=5-5")[1] == "the selection '5-5' is not a range A-B inside the text (0..3000)"
     assert nav(stores, None, "url", "?theta=nan")[1] == "θ must be a finite number >= 0 (σ), got 'nan'"
     assert nav(stores, None, "url", "?theta=1e400")[1] == "θ must be a finite number >= 0 (σ), got '1e400'"

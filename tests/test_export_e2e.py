@@ -109,7 +109,7 @@ def test_colours_in_screenshot_match_values(store, page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     units = ["0:h:0", "0:f:1", "0:c:0"]
     out = tmp_path / "e2e.html"
-    export_html(store, units, out, titles={"0:h:0": "</script><b>planted</b>"})
+    export_html(store, units, out, titles={"0:h:0": "</script><b>planted</b>"}, colour_range="max")
     page.goto(out.as_uri())
     page.screenshot(path=ARTIFACTS / "export_e2e.png", full_page=True)
     shown = TEXT.replace("\0", "\ufffd")  # NUL cannot travel in HTML; every other character is kept

@@ -49,7 +49,8 @@ class Job:
         self.log = log
         with open(log, "wb") as f:
             self.proc = subprocess.Popen([sys.executable, "-m", "rnnviz", *map(str, args)], cwd=ROOT,
-                                         env=env or ENV, stdout=f, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+                                         env=env or ENV, stdout=f, stderr=subprocess.STDOUT,
+                                         preexec_fn=preexec_fn or default_sighup)
         self.seen: set[int] = set()
 
     def workers(self) -> dict[int, int]:
@@ -134,6 +135,12 @@ def state_of(d: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in d.rglob("*") if p.is_file()}
 
 
+def default_sighup() -> None:
+    """A job starts as from a terminal, whatever started the tests (a CI run under nohup ignores SIGHUP, and
+    its children would inherit that)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def ignore_sighup() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does before it runs the command
 
@@ -153,8 +160,8 @@ def record_job(tmp_path, make_model):
 
 
 def recording(out: Path) -> bool:
-    """Rank 0 has made the store's temp folder beside ``out``."""
-    return any(p.name.startswith(f".{out.name}.") for p in out.parent.iterdir())
+    """Rank 0 has made the store's temp folder beside ``out`` (not only taken its lock, .NAME.lock)."""
+    return any(p.name.startswith(f".{out.name}.") and p.is_dir() for p in out.parent.iterdir())
 
 
 # --- kill -9 of the launcher ---
@@ -314,7 +321,7 @@ def emergence_args(tmp_path) -> list:
     src = tmp_path / "text.txt"
     src.write_text(words_text([*WORDS, '"no, ', 'not yet" '], n=20_000), encoding="utf-8")
     run = train_snapshot_rnn(src, tmp_path / "run")
-    return [run, src, "--feature", "in_quote", "--length", 80_000, "--device", "cpu"]
+    return [run, src, "--feature", "in_quote", "--split", "all", "--length", 80_000, "--device", "cpu"]
 
 
 def tmpdir_env(tmp: Path) -> dict:
