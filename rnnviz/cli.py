@@ -571,8 +571,12 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
                                max_passes=max_passes, streams=streams, exact=exact, start=offset, topk=topk,
                                unknown=unknown, device=dev, overwrite=force, progress=progress, source=str(text),
                                context=context)
-    if store is None:  # a rank > 0 under torchrun: rank 0 committed the store and reports
-        return
+    if store is not None:  # None on a rank > 0 under torchrun: rank 0 committed the store and reports
+        _echo_recorded(store, out, unknown)
+
+
+def _echo_recorded(store, out, unknown: str) -> None:
+    """What ``record`` of a checkpoint made: sizes, speed, the unknown characters, the checks."""
     r = store.meta.recorder
     size = sum(f.stat().st_size for f in store.path.iterdir())
     skipped = sum(r["unknown_chars"].values())
