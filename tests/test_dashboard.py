@@ -378,6 +378,7 @@ def test_pattern_view_functions(stores):
     assert fig["layout"]["shapes"][0]["y0"] == 0.5 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
+    assert cb_pattern.theta_from_relayout({"shapes[0].y0": -0.7}) == 0  # a drag below 0 gives θ = 0
     assert cb_pattern.brushed_range({"range": {"x": [120.4, 110.2], "y": [0, 1]}}, 3000) == (111, 121)
     assert cb_pattern.brushed_range({"range": {"x": [-5, 2]}}, 3000) == (0, 3)
     for bad in (None, {}, {"range": {"x": ["a", 1]}}, {"range": {"x": [float("nan"), 3]}},

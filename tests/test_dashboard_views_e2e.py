@@ -380,3 +380,40 @@ def test_the_text_is_drawn_before_plotly_is_loaded(page, served):
     plotly = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('plotly')).map("
                            "e => e.startTime)")
     assert drawn is not None and len(plotly) == 1 and plotly[0] > drawn
+
+
+def drag_theta_line(page, to: str) -> None:
+    """Drag the pattern view's dashed θ line with the mouse to the ``to`` ("top" or "bottom") of the plot."""
+    line = page.locator("#pattern .layer-above .shapelayer path").first  # the θ line (the selection is below)
+    box = line.bounding_box()
+    plot = page.locator("#pattern .draglayer .nsewdrag").first.bounding_box()
+    y = plot["y"] + 2 if to == "top" else plot["y"] + plot["height"] - 2
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=8)
+    page.mouse.up()
+
+
+def test_theta_dragged_past_every_cell_keeps_the_plot_and_its_line(page, served):
+    # Issue 26: θ dragged above the last cell replaced the plot by a message (the line was gone for good).
+    base, stores = served
+    a, b = quote_span(stores[0].text, 2)
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}&tab=pattern&sel={a}-{b + 1}", "0:2000")
+    onset, traces = page.locator("#pat-onset"), page.locator("#pattern .scatterlayer .trace")
+    expect(onset).to_contain_text(QUOTE_UNIT)
+    expect(page.locator("#pattern .gtitle")).to_contain_text("θ = 0.5 σ: ")  # the lines are drawn
+    n = traces.count()
+    assert n >= 2
+    drag_theta_line(page, "top")
+    expect(onset).to_have_text(re.compile(rf"on-set at θ = [\d.]+ σ: none \(0 of {n} cells\)"))
+    theta = float(page.locator("#pat-thr").input_value())
+    assert theta > 1 and f"theta={theta:g}" in page.url
+    assert page.locator("#pat-thr").evaluate("e => e.checkValidity()")  # the box takes the dragged value
+    expect(traces).to_have_count(n)  # the same cells, and the θ line still there to drag back
+    expect(page.locator("#pattern .gtitle")).to_contain_text(f": 0 of {n} cells on")
+    expect(page.locator("#pat-msg")).to_have_text("")
+    drag_theta_line(page, "bottom")
+    expect(onset).to_have_text(re.compile(rf"on-set at θ = [\d.]+ σ: .*{QUOTE_UNIT}.* of {n} cells\)"))
+    assert float(page.locator("#pat-thr").input_value()) >= 0
+    assert page.locator("#pat-thr").evaluate("e => e.checkValidity()")
+    expect(page.locator("#status")).to_have_text("")

@@ -84,7 +84,7 @@ def pattern_panel() -> html.Div:
             html.Label("cells"),
             dcc.Input(id="pat-cells", type="text", debounce=True, placeholder="e.g. 1:c:12, 0:c:40",
                       style={"width": "260px"}),
-            html.Label("θ (σ)"), _num("pat-thr", THETA, 60, step=0.1),
+            html.Label("θ (σ)"), _num("pat-thr", THETA, 60, step="any", min=0),
             html.Button("Search", id="pat-go"),
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),
