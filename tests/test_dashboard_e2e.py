@@ -307,6 +307,18 @@ def test_sampling_with_a_clamped_unit_and_gradient_flow(page, served_recorded):
     assert [t.text_content() for t in legend.all()] == ["rec (lstm) · layer 0", "rec (lstm) · layer 1"]
 
 
+def test_emergence_tab_says_there_are_no_snapshots_before_compute(page, served_recorded):
+    # Issue 26: a store whose run kept no snapshots said so only after "Compute" was pressed.
+    base, stores = served_recorded
+    open_view(page, base, "?unit=1:c:2", "0:600")
+    page.get_by_text("Emergence", exact=True).click()
+    run = stores[0].checkpoint_path.parent
+    expect(page.locator("#emg-run")).to_have_text(
+        f"{run.name} kept no weight snapshots: train with --snapshot-every N to see when each cell appeared")
+    expect(page.locator("#emg-go")).to_be_disabled()
+    expect(page.locator("#emg-msg")).to_have_text("")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
