@@ -22,7 +22,7 @@ from rnnviz.model.sampling import sample
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.reader import spaced_blocks
 from rnnviz.views import display
-from rnnviz.views.colours import colour_scale
+from rnnviz.views.colours import ROBUST_Q, ColourScale, colour_scale, percentiles
 from rnnviz.views.dashboard import create_app, state, textview
 from rnnviz.views.dashboard import transitions as tr
 from rnnviz.views.dashboard.app import is_loopback
@@ -61,6 +61,8 @@ def test_query_round_trip(stores):
     q = state.to_query(v, stores)
     assert q == "?store=quotes&unit=1%3Ac%3A3&cmp=1%3Ah%3A5&start=234&feature=in_quote"
     assert state.from_query(q, stores) == v
+    assert v.range == "robust" and state.from_query(q + "&range=robust", stores) == v  # the default: not in the URL
+    assert state.to_query(v.replace(range="max"), stores) == q + "&range=max"
     assert state.from_query("?store=1&unit=0:f:2&start=10", stores) == View(store=1, unit="0:f:2", start=0)
     full = view(stores, range="minmax", tab="pattern", sel=[10, 20], theta=0.75, cells=[QUOTE_UNIT, NEG_UNIT])
     q = state.to_query(full, stores)
@@ -80,7 +82,7 @@ def test_query_cannot_reach_other_stores_or_bad_values(stores):
     assert state.from_query("?feature=re:" + "x" * 1001, stores).feature == ""
     assert state.from_query("?unit=1:c:3&cmp=1:c:3", stores).cmp == ""
     bad = state.from_query("?sel=20-10&theta=nan&range=rainbow&tab=evil&cells=" + ",".join(["1:c:3"] * 100), stores)
-    assert (bad.sel, bad.theta, bad.range, bad.tab, bad.cells) == (None, 0.5, "max", "hyp", (QUOTE_UNIT,))
+    assert (bad.sel, bad.theta, bad.range, bad.tab, bad.cells) == (None, 0.5, "robust", "hyp", (QUOTE_UNIT,))
     for theta in ("-1", "1e400", "inf", "x"):
         assert state.from_query(f"?theta={theta}", stores).theta == 0.5  # the default
 
@@ -234,7 +236,7 @@ def test_table_rows_range_tab_selection_cells_theta(stores):
 
 def test_render_window_values_classes_and_tooltips(stores):
     s = stores[0]
-    v = view(stores, start=1000, cmp=NEG_UNIT, feature="in_quote")
+    v = view(stores, start=1000, cmp=NEG_UNIT, feature="in_quote", range="max")
     data, label, _ = cb_text.render_window(stores, v, 2000)
     fig = cb_text.trace(stores, v, 2000)
     assert (data["start"], data["stop"], label) == (1000, 3000, "characters 1,000–3,000 of 3,000")
@@ -300,6 +302,12 @@ def test_colour_range_modes(stores):
         assert [c.split()[0] for c in data["cls"]] == [f"d{int(b)}" for b in np.rint(want * 32)]
     leg = cb_text.render_window(stores, view(stores, unit=unit, range="minmax"), 2000)[2]
     assert f"colour: blue = {lo:.3g}, white = 0, red = {hi:.3g} (per-unit [min, max])" in leg.children[3]
+    leg = cb_text.render_window(stores, view(stores, unit=unit), 2000)[2]  # the default range: robust
+    rlo, rhi = percentiles(s, unit, ROBUST_Q)
+    assert (f"colour: blue = {rlo:.3g}, white = 0, red = {rhi:.3g} (per-unit 1st-99th percentile; beyond: the end "
+            "colours)") in leg.children[3]
+    leg = textview.legend(s, unit, ColourScale("diverging", 0.2, 0.8), "robust")  # a range that misses 0
+    assert "blue = 0.2, white = 0.5 (the middle of the range), red = 0.8" in leg.children[3]
 
 
 def test_render_window_reads_only_the_window(stores, monkeypatch):
@@ -313,8 +321,8 @@ def test_render_window_reads_only_the_window(stores, monkeypatch):
 
     monkeypatch.setattr(type(s), "window", spy)
     monkeypatch.setattr(type(s), "unit", lambda *a: pytest.fail("read a whole unit"))
-    cb_text.render_window(stores, view(stores, start=500, cmp=NEG_UNIT), 2000)
-    cb_text.trace(stores, view(stores, start=500, cmp=NEG_UNIT), 2000)
+    cb_text.render_window(stores, view(stores, start=500, cmp=NEG_UNIT, range="max"), 2000)
+    cb_text.trace(stores, view(stores, start=500, cmp=NEG_UNIT, range="max"), 2000)
     assert len(calls) == 2 and all((a, b) == (500, 2500) and u == [QUOTE_UNIT, NEG_UNIT] for a, b, u in calls)
 
 
@@ -331,7 +339,7 @@ def test_legend_and_visible_characters(stores):
     assert display.visible("\n") == "\u21b5\n" and display.visible("\x07") == "\u2407"
     assert display.visible("\r", "\n") == "\u21b5" and display.visible("\r") == "\u21b5\n"  # never U+240D
     assert display.shown(" ") == "\u2423" and display.visible_line("a\nb c") == "a\u21b5b\u2423c"
-    leg = cb_text.render_window(stores, view(stores), 2000)[2]
+    leg = cb_text.render_window(stores, view(stores, range="max"), 2000)[2]
     assert leg.children[0].children == QUOTE_UNIT
     assert "cell state · layer 1 · unit 3" in leg.children[1]
     assert leg.children[3].startswith(" colour: blue = -1, white = 0, red = 1 (±max|v|) · whole store: mean ")
@@ -378,6 +386,7 @@ def test_pattern_view_functions(stores):
     assert fig["layout"]["shapes"][0]["y0"] == 0.5 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
+    assert cb_pattern.theta_from_relayout({"shapes[0].y0": -0.7}) == 0  # a drag below 0 gives θ = 0
     assert cb_pattern.brushed_range({"range": {"x": [120.4, 110.2], "y": [0, 1]}}, 3000) == (111, 121)
     assert cb_pattern.brushed_range({"range": {"x": [-5, 2]}}, 3000) == (0, 3)
     for bad in (None, {}, {"range": {"x": ["a", 1]}}, {"range": {"x": [float("nan"), 3]}},

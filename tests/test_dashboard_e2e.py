@@ -156,7 +156,7 @@ def test_load_colours_and_hover(page, served):
 
 def test_pick_a_unit_and_compare(page, served):
     base, stores = served
-    open_view(page, base, "?store=quotes&unit=1:c:3", "0:2000")
+    open_view(page, base, "?store=quotes&unit=1:c:3&range=max", "0:2000")
     page.locator("#kind-pick").click()
     page.get_by_role("option", name="h", exact=True).click()
     expect(page.locator("#legend")).to_contain_text("1:h:3 hidden state · layer 1 · unit 3")
@@ -206,7 +206,7 @@ def test_page_jump_and_search(page, served):
 def test_hypothesis_ranked_units_and_feature_track(page, served):
     base, stores = served
     s = stores[0]
-    open_view(page, base, "?store=quotes&unit=0:h:0", "0:2000")
+    open_view(page, base, "?store=quotes&unit=0:h:0&range=max", "0:2000")
     page.locator("#regex-input").fill('"[^"]*"')
     page.locator("#regex-input").press("Enter")
     quoted = compute_feature('re:"[^"]*"', s.text)
@@ -254,7 +254,7 @@ def test_link_reopens_the_view(page, served):
     base, stores = served
     s = stores[1]
     # start=100 on a 500-character store: the window is the whole text (windows are full when they can be).
-    open_view(page, base, "?store=short&unit=0:f:2&cmp=1:c:3&start=100&feature=in_quote", "0:500")
+    open_view(page, base, "?store=short&unit=0:f:2&cmp=1:c:3&start=100&feature=in_quote&range=max", "0:500")
     expect(page.locator("#store-pick")).to_contain_text("short · lstm 2×8 · 500 chars")
     expect(page.locator("#kind-pick")).to_contain_text("f")
     expect(page.locator("#index-pick")).to_have_value("2")
@@ -305,6 +305,18 @@ def test_sampling_with_a_clamped_unit_and_gradient_flow(page, served_recorded):
     legend = page.locator("#gradflow .legendtext")
     expect(legend).to_have_count(2)
     assert [t.text_content() for t in legend.all()] == ["rec (lstm) · layer 0", "rec (lstm) · layer 1"]
+
+
+def test_emergence_tab_says_there_are_no_snapshots_before_compute(page, served_recorded):
+    # Issue 26: a store whose run kept no snapshots said so only after "Compute" was pressed.
+    base, stores = served_recorded
+    open_view(page, base, "?unit=1:c:2", "0:600")
+    page.get_by_text("Emergence", exact=True).click()
+    run = stores[0].checkpoint_path.parent
+    expect(page.locator("#emg-run")).to_have_text(
+        f"{run.name} kept no weight snapshots: train with --snapshot-every N to see when each cell appeared")
+    expect(page.locator("#emg-go")).to_be_disabled()
+    expect(page.locator("#emg-msg")).to_have_text("")
 
 
 def free_port() -> int:

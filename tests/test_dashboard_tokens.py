@@ -46,7 +46,7 @@ def quotes(text: str) -> list[tuple[int, int]]:
 
 def test_a_window_of_tokens_colours_each_tokens_characters(stores):
     s = stores[0]
-    v = view(stores, 50, start=100, cmp=NEG_UNIT, feature="in_quote")
+    v = view(stores, 50, start=100, cmp=NEG_UNIT, feature="in_quote", range="max")
     data, label, legend = cb_text.render_window(stores, v, 50)
     assert (data["start"], data["stop"], label) == (100, 150, "tokens 100–150 of 1,500")
     a, b = int(s.spans[100, 0]), int(s.spans[149, 1])

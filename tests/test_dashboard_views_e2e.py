@@ -27,7 +27,7 @@ from helpers import (
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.writer import write_store
-from rnnviz.views.colours import FEATURE_RGB, PALETTES
+from rnnviz.views.colours import FEATURE_RGB, PALETTES, ROBUST_Q, percentiles
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -159,7 +159,7 @@ def test_colour_range_control_and_link(page, served):
     unit = "0:h:0"  # noise in [-0.3, 0.3] on the ±1 scale of a hidden state: washed out
     v = s.unit(unit)[:2000].astype(np.float64)
     i = int(np.argmin(v))
-    open_view(page, base, f"?store=quotes&unit={unit}", "0:2000")
+    open_view(page, base, f"?store=quotes&unit={unit}&range=max", "0:2000")
     faint = spans(page).nth(i).get_attribute("class").split()[0]
     assert faint == f"d{int(np.rint((v[i] + 1) / 2 * 32))}"
     page.locator("#range-pick").click()
@@ -173,6 +173,28 @@ def test_colour_range_control_and_link(page, served):
     open_view(page, base, f"?store=quotes&unit={unit}&range=p99", "0:2000")
     p99 = float(np.quantile(np.abs(s.unit(unit).astype(np.float64)), 0.99))
     expect(page.locator("#legend")).to_contain_text(f"red = {p99:.3g}")
+
+
+def test_the_default_colour_range_is_each_units_robust_range(page, served):
+    # Issue 26: the default ±max|v| left a cell that lives in a small part of its range nearly white.
+    base, stores = served
+    s = stores[0]
+    unit = "0:h:0"  # noise in [-0.3, 0.3]: barely tinted on the ±1 scale of a hidden state
+    v = s.unit(unit)[:2000].astype(np.float64)
+    i = int(np.argmin(v))
+    open_view(page, base, f"?store=quotes&unit={unit}", "0:2000")
+    lo, hi = percentiles(s, unit, ROBUST_Q)
+    legend = page.locator("#legend")
+    expect(legend).to_contain_text(
+        f"colour: blue = {lo:.3g}, white = 0, red = {hi:.3g} (per-unit 1st-99th percentile; beyond: the end colours)")
+    expect(page.locator("#range-pick")).to_contain_text("per-unit 1st-99th percentile")
+    assert "range=" not in page.url  # the default is left out of the link
+    assert spans(page).nth(i).get_attribute("class").split()[0] == "d0"  # its lowest value: full blue
+    page.locator("#range-pick").click()
+    page.get_by_role("option", name="±max|v|").click()
+    expect(spans(page).nth(i)).to_have_class(re.compile(rf"^d{int(np.rint((v[i] + 1) / 2 * 32))}\b"))
+    assert "range=max" in page.url
+    expect(legend).to_contain_text("colour: blue = -1, white = 0, red = 1 (±max|v|)")
 
 
 def test_crlf_line_ends_show_no_tofu(page, served):
@@ -258,7 +280,7 @@ def test_one_outline_per_highlighted_run(page, served):
 
 def test_legend_reads_as_a_colour_scale(page, served):
     base, _ = served
-    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}", "0:2000")
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}&range=max", "0:2000")
     legend = page.locator("#legend")
     expect(legend).to_contain_text("colour: blue = -1, white = 0, red = 1 (±max|v|)")
     expect(legend).not_to_contain_text("unit 3   -1")
@@ -380,3 +402,61 @@ def test_the_text_is_drawn_before_plotly_is_loaded(page, served):
     plotly = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('plotly')).map("
                            "e => e.startTime)")
     assert drawn is not None and len(plotly) == 1 and plotly[0] > drawn
+
+
+def drag_theta_line(page, to: str) -> None:
+    """Drag the pattern view's dashed θ line with the mouse to the ``to`` ("top" or "bottom") of the plot."""
+    line = page.locator("#pattern .layer-above .shapelayer path").first  # the θ line (the selection is below)
+    box = line.bounding_box()
+    plot = page.locator("#pattern .draglayer .nsewdrag").first.bounding_box()
+    y = plot["y"] + 2 if to == "top" else plot["y"] + plot["height"] - 2
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=8)
+    page.mouse.up()
+
+
+def test_theta_dragged_past_every_cell_keeps_the_plot_and_its_line(page, served):
+    # Issue 26: θ dragged above the last cell replaced the plot by a message (the line was gone for good).
+    base, stores = served
+    a, b = quote_span(stores[0].text, 2)
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}&tab=pattern&sel={a}-{b + 1}", "0:2000")
+    onset, traces = page.locator("#pat-onset"), page.locator("#pattern .scatterlayer .trace")
+    expect(onset).to_contain_text(QUOTE_UNIT)
+    expect(page.locator("#pattern .gtitle")).to_contain_text("θ = 0.5 σ: ")  # the lines are drawn
+    n = traces.count()
+    assert n >= 2
+    drag_theta_line(page, "top")
+    expect(onset).to_have_text(re.compile(rf"on-set at θ = [\d.]+ σ: none \(0 of {n} cells\)"))
+    theta = float(page.locator("#pat-thr").input_value())
+    assert theta > 1 and f"theta={theta:g}" in page.url
+    assert page.locator("#pat-thr").evaluate("e => e.checkValidity()")  # the box takes the dragged value
+    expect(traces).to_have_count(n)  # the same cells, and the θ line still there to drag back
+    expect(page.locator("#pattern .gtitle")).to_contain_text(f": 0 of {n} cells on")
+    expect(page.locator("#pat-msg")).to_have_text("")
+    drag_theta_line(page, "bottom")
+    expect(onset).to_have_text(re.compile(rf"on-set at θ = [\d.]+ σ: .*{QUOTE_UNIT}.* of {n} cells\)"))
+    assert float(page.locator("#pat-thr").input_value()) >= 0
+    assert page.locator("#pat-thr").evaluate("e => e.checkValidity()")
+    expect(page.locator("#status")).to_have_text("")
+
+
+def test_switching_tabs_leaves_the_text_its_scroll_and_the_hover_panel(page, served):
+    # Issue 26: a tab switch redrew the text, scrolled it back to the top and emptied the hover panel.
+    base, _ = served
+    open_view(page, base, f"?store=quotes&unit={QUOTE_UNIT}", "0:2000")
+    text = page.locator("#text")
+    text.evaluate("t => { t.scrollTop = 300; t.firstElementChild.dataset.mark = 'kept'; }")
+    span = spans(page).nth(int(text.evaluate("t => Array.from(t.children).findIndex(s => s.offsetTop > 400)")))
+    span.hover()
+    hover = page.locator("#hover")
+    expect(hover).to_contain_text(f"{QUOTE_UNIT} = ")
+    shown = hover.inner_text()
+    for tab, url in (("Plots", r"tab=plots"), ("Pattern", r"tab=pattern"), ("Hypotheses", r"^[^#]*unit=[^#]*$")):
+        page.mouse.move(5, 5)  # off the text: the panel keeps the last character hovered
+        page.get_by_text(tab, exact=True).click()
+        expect(page).to_have_url(re.compile(url))
+        page.wait_for_timeout(1000)  # time for a redraw that must not come
+        assert text.evaluate("t => t.firstElementChild.dataset.mark") == "kept"  # the same spans
+        assert text.evaluate("t => t.scrollTop") == 300 and hover.inner_text() == shown
+    assert "tab=" not in page.url  # back on the first tab

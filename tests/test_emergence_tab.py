@@ -2,9 +2,11 @@
 was recorded from; clear messages when there is nothing to show; wired into the served app."""
 
 import json
+import shutil
 
 import pytest
 from conftest import train_snapshot_rnn, words_text
+from helpers import make_recorded_store
 
 import rnnviz
 from rnnviz.analysis.emergence import emergence
@@ -61,6 +63,19 @@ def test_messages_when_there_is_nothing_to_show(stores):
     assert emergence_tab.compute(s, {"store": 0}, ["<script>"], 900)[2] == "pick one or more features"
     msg = emergence_tab.compute(s, {"store": 0}, ["in_if"], 900)[2]
     assert msg == "feature in_if is constant on this text: nothing to rank (choose another text)"
+
+
+def test_the_tab_says_what_the_run_offers_before_compute(stores, tmp_path):
+    tmp, text, paths = stores
+    s = StoreSet(paths)
+    n = len(list(tmp.joinpath("run", "snapshots").glob("step-*.safetensors")))
+    assert n > 1 and emergence_tab.run_note(s, 0) == (f"run: {n} weight snapshots, each recorded on \"Compute\"", True)
+    assert emergence_tab.run_note(s, 1) == (
+        "plain kept no weight snapshots: train with --snapshot-every N to see when each cell appeared", False)
+    gone = make_recorded_store(tmp_path, "gone")  # its checkpoint then deleted: no run at all
+    shutil.rmtree(tmp_path / "ckpt")
+    assert emergence_tab.run_note(StoreSet([gone]), 0) == (
+        "gone: its checkpoint is not reachable (moved or deleted): emergence needs the run it was trained in", False)
 
 
 def test_the_tab_is_served(stores, one_thread):

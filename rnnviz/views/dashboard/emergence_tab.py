@@ -2,7 +2,8 @@
 
 A store remembers its checkpoint (``RUN/best`` or ``RUN/last``); when that run kept weight snapshots
 (``rnnviz train --snapshot-every N``), :func:`compute` runs :func:`rnnviz.analysis.emergence.emergence` over the
-first characters of the store's text and shows the same figure and numbers as ``rnnviz emergence``.
+first characters of the store's text and shows the same figure and numbers as ``rnnviz emergence``. Whether
+it can is said as soon as the store is shown (:func:`run_note`), before anyone presses "Compute".
 Recording every snapshot takes a while (seconds per snapshot), so it runs only on the button, and the
 result is cached. Hooked into the page by one tab in :func:`..layout.build` and one call in
 :func:`..app.create_app`.
@@ -17,6 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from rnnviz.analysis.features import FEATURES
 from rnnviz.errors import RnnvizError
+from rnnviz.model.snapshots import list_snapshots
 from rnnviz.views.dashboard import figures
 from rnnviz.views.dashboard.state import View, to_int
 from rnnviz.views.dashboard.stores import StoreSet
@@ -40,6 +42,7 @@ def panel() -> html.Div:
                       debounce=True, style={"width": "90px"}),
             html.Button("Compute", id="emg-go"),
         ], className="row"),
+        html.Div(id="emg-run", className="note"),
         html.Div(id="emg-msg", className="msg"),
         dcc.Loading([dcc.Graph(id="emg-graph", config={"displaylogo": False}), html.Div(id="emg-table")],
                     type="dot"),
@@ -52,6 +55,23 @@ def run_of(stores: StoreSet, i: int) -> Path | None:
     if ckpt is None or not (ckpt.parent / "snapshots").is_dir():
         return None
     return ckpt.parent
+
+
+def run_note(stores: StoreSet, i: int) -> tuple[str, bool]:
+    """(what store ``i``'s run offers, whether "Compute" can run): said before the button is pressed."""
+    ckpt = stores[i].checkpoint_path
+    if ckpt is None:
+        return (f"{stores.names[i]}: its checkpoint is not reachable (moved or deleted): emergence needs the run "
+                "it was trained in", False)
+    run = run_of(stores, i)
+    try:
+        n = len(stores.cached(("snapshots", str(run)), lambda: list_snapshots(run))) if run else 0
+    except RnnvizError as e:
+        return str(e), False
+    if not n:
+        return (f"{ckpt.parent.name} kept no weight snapshots: train with --snapshot-every N to see when each "
+                "cell appeared", False)
+    return f"{run.name}: {n} weight snapshots, each recorded on \"Compute\"", True
 
 
 def _table(df) -> html.Table:
@@ -99,6 +119,13 @@ def compute(stores: StoreSet, view: View | dict, features, chars) -> tuple[objec
 
 
 def register(app, stores: StoreSet) -> None:
+    @app.callback(Output("emg-run", "children"), Output("emg-go", "disabled"), Input("focus", "data"))
+    def _run(focus):
+        if not focus:
+            raise PreventUpdate
+        note, can = run_note(stores, View.clean(focus, stores).store)
+        return note, not can
+
     @app.callback(
         Output("emg-graph", "figure"), Output("emg-table", "children"), Output("emg-msg", "children"),
         Input("emg-go", "n_clicks"), State("emg-features", "value"), State("emg-chars", "value"),

@@ -11,6 +11,7 @@ from rnnviz.analysis.similar import THETA
 from rnnviz.views.colours import RANGES
 from rnnviz.views.dashboard import catalog, emergence_tab
 from rnnviz.views.dashboard.figures import loading_figure
+from rnnviz.views.dashboard.state import DEFAULT_RANGE
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.dashboard.textview import css
 
@@ -84,7 +85,7 @@ def pattern_panel() -> html.Div:
             html.Label("cells"),
             dcc.Input(id="pat-cells", type="text", debounce=True, placeholder="e.g. 1:c:12, 0:c:40",
                       style={"width": "260px"}),
-            html.Label("θ (σ)"), _num("pat-thr", THETA, 60, step=0.1),
+            html.Label("θ (σ)"), _num("pat-thr", THETA, 60, step="any", min=0),
             html.Button("Search", id="pat-go"),
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),
@@ -136,7 +137,8 @@ def browser_state() -> list:
     """The URL and the stores the callbacks share in the browser (the view, the selection, the window's data)."""
     return [
         dcc.Location(id="url", refresh=False),
-        *(dcc.Store(id=id_) for id_ in ("view", "focus", "selection", "sel-view", "js-init", "window-data", "drawn")),
+        *(dcc.Store(id=id_) for id_ in ("view", "focus", "text-view", "selection", "sel-view", "js-init", "window-data",
+                                    "drawn")),
     ]
 
 
@@ -156,7 +158,7 @@ def unit_bar(stores: StoreSet) -> html.Div:
         dcc.Input(id="cmp-input", type="text", placeholder="e.g. 1:c:5", debounce=True, style={"width": "90px"}),
         html.Label("colours"),
         dcc.Dropdown(id="range-pick", options=[{"label": v, "value": k} for k, v in RANGES.items()],
-                     value="max", clearable=False, searchable=False, className="pick-mid"),
+                     value=DEFAULT_RANGE, clearable=False, searchable=False, className="pick-mid"),
     ], className="row")
 
 

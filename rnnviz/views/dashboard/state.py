@@ -21,6 +21,8 @@ from rnnviz.views.dashboard.stores import MAX_PATTERN, StoreSet, has_model
 WINDOW = 2000  # rows (characters, or tokens) per text window
 TABS = ("hyp", "sel", "pattern", "plots", "sample", "emerge", "catalog")
 MODEL_TABS = ("sample", "emerge")  # shown only for a store recorded from an rnnviz model (stores.has_model)
+DEFAULT_RANGE = "robust"  # the colour range of a view that names none (left out of its URL): each unit's own
+TEXT_FIELDS = ("store", "unit", "cmp", "start", "feature", "hl", "range")  # what the text view is drawn from
 URL_KEYS = ("store", "unit", "cmp", "start", "feature", "range", "tab", "sel", "theta", "cells")
 
 
@@ -32,7 +34,7 @@ class View:
     start: int = 0  # first row of the window (a character, or a token)
     feature: str = ""  # built-in feature name or "re:PATTERN" ("" = none): the bar under each character
     hl: tuple[int, int] | None = None  # rows [a, b) outlined (a search hit, a match); not in the URL
-    range: str = "max"  # colour range: a key of rnnviz.views.colours.RANGES
+    range: str = DEFAULT_RANGE  # colour range: a key of rnnviz.views.colours.RANGES
     tab: str = "hyp"  # the open panel on the right
     sel: tuple[int, int] | None = None  # the selection, rows [a, b), of select-to-find and the pattern view
     theta: float = THETA  # θ in σ: a cell is "on" above it
@@ -68,7 +70,7 @@ class View:
             start=clip_start(d.get("start"), store.length, window),
             feature=valid_feature(d.get("feature")),
             hl=valid_span(d.get("hl"), store.length),
-            range=_choice(d.get("range"), RANGES, "max"),
+            range=_choice(d.get("range"), RANGES, DEFAULT_RANGE),
             tab=_choice(d.get("tab"), tabs_of(store), "hyp"),
             sel=valid_span(d.get("sel"), store.length),
             theta=parse_theta(d.get("theta"), THETA),
@@ -160,7 +162,7 @@ def to_query(view: View, stores: StoreSet) -> str:
         "cmp": view.cmp,
         "start": str(view.start),
         "feature": view.feature,
-        "range": "" if view.range == "max" else view.range,
+        "range": "" if view.range == DEFAULT_RANGE else view.range,
         "tab": "" if view.tab == "hyp" else view.tab,
         "sel": f"{view.sel[0]}-{view.sel[1]}" if view.sel else "",
         "theta": "" if view.theta == THETA else f"{view.theta:g}",

@@ -179,16 +179,22 @@ def _guesses(store, start: int, stop: int) -> list[str] | None:
     return ["next: " + "  ".join(g for g in row if g) for row in zip(*cols, strict=True)]
 
 
-def legend(store, unit: str, scale: ColourScale, mode: str = "max") -> html.Div:
-    """What the colours mean for ``unit`` (which value is blue, white, red) and its whole-store statistics."""
+CLIPPED = ("p99", "robust")  # the colour ranges that values of the unit may lie beyond
+
+
+def legend(store, unit: str, scale: ColourScale, mode: str) -> html.Div:
+    """What the colours mean for ``unit`` (which value is blue, white, red, over which range, and that values
+    beyond a percentile range take its end colours) and its whole-store statistics."""
     layer, kind, index = parse_unit(unit)
     c = scale.name[0]
     row = store.stats.loc[unit]
     lo, mid, hi = scale.ends()
+    why = RANGES[mode] + ("; beyond: the end colours" if mode in CLIPPED else "")
     if scale.name == "diverging":
-        meaning = f"colour: blue = {lo}, white = {mid}, red = {hi} ({RANGES[mode]})"
+        middle = "" if float(mid) == 0 else " (the middle of the range)"
+        meaning = f"colour: blue = {lo}, white = {mid}{middle}, red = {hi} ({why})"
     else:
-        meaning = f"colour: white = {lo}, green = {hi} ({RANGES[mode]})"
+        meaning = f"colour: white = {lo}, green = {hi} ({why})"
     return html.Div(
         [
             html.B(unit),

@@ -2,7 +2,9 @@
 the on-set of cells (editable), and each match of the on-set as a small heatmap with the feature under it.
 
 The cell set comes from the view (``cells``, in the URL) or, when empty, from the ranking of the view's
-selection (:func:`rnnviz.analysis.similar.similar_cells`, the best :data:`DEFAULT_CELLS`). Cells may come from any
+selection (:func:`rnnviz.analysis.similar.similar_cells`, the best :data:`DEFAULT_CELLS`). As in LSTMVis the
+set, and each cell's sign, do not depend on the view's θ (they are ranked at :data:`RANK_THETA`): dragging θ
+only filters which of them are on. Cells may come from any
 layer at once. Values are drawn in σ from each cell's store-wide mean, sign-flipped for a cell that codes
 by going down, so that one θ line applies to all of them.
 """
@@ -13,6 +15,7 @@ import numpy as np
 from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
+from rnnviz.analysis.on_threshold import THETA
 from rnnviz.analysis.similar import MIN_ON, SimilarConfig, find_matches, similar_cells, zscore
 from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
@@ -24,6 +27,7 @@ DEFAULT_CELLS = 5  # cells taken from the ranking when the user has not chosen a
 HEATMAPS = 6  # matches drawn as heatmaps
 HEAT_CONTEXT = 10  # rows drawn each side of a match
 HEAT_SCALE = [[0, "#3b5fc4"], [0.5, "#ffffff"], [1, "#c43b3b"]]  # blue low, red high: the text's meaning
+RANK_THETA = THETA  # the one θ the cell set and the signs are ranked at, whatever θ the user drags to
 LINE_COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555", "#b7950b", "#1e8449"]
 
 
@@ -34,16 +38,16 @@ def cell_set(stores: StoreSet, view: View) -> tuple[list[str], list[int], str]:
     if view.cells:
         if view.sel is None:
             return list(view.cells), [1] * len(view.cells), ""
-        ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta, min_on=0.5, two_state=False),
+        ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=RANK_THETA, min_on=0.5, two_state=False),
                                list(view.cells))
         signs = dict(zip(ranked["unit"], ranked["sign"], strict=True))
         return list(view.cells), [int(signs.get(c, 1)) for c in view.cells], ""
     if view.sel is None:
         return [], [], "select some text (or give cells): the pattern view shows the cells of a selection"
     # LSTMVis's view: one θ for every cell (the line the user drags), so no two-state splits here.
-    ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=view.theta, two_state=False)).head(DEFAULT_CELLS)
+    ranked = similar_cells(store, *view.sel, SimilarConfig(threshold=RANK_THETA, two_state=False)).head(DEFAULT_CELLS)
     if ranked.empty:
-        return [], [], "no cell marks the selection at this θ: lower θ or give cells"
+        return [], [], f"no cell marks the selection at θ = {RANK_THETA:g} σ: give cells"
     return list(ranked["unit"]), [int(s) for s in ranked["sign"]], ""
 
 
@@ -57,13 +61,16 @@ def on_set(store, view: View, cells: list[str], signs: list[int]) -> list[str]:
     return [c for c, f in zip(cells, frac, strict=True) if f >= MIN_ON]
 
 
-def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], signs: list[int]) -> dict:
+def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], signs: list[int],
+                   passing: int | None = None) -> dict:
     """Parallel lines (σ, sign-aware) of ``cells`` over the view's window, the selection shaded and θ as a
-    dashed line that the user can drag (an editable shape)."""
+    dashed line that the user can drag (an editable shape), at any θ; ``passing``: how many cells are on at θ
+    (said in the title)."""
     store = stores[view.store]
     start, stop = view.start, min(store.length, view.start + window)
     z = zscore(store, cells, store.window(start, stop, cells)) * np.asarray(signs, np.float32)  # (n, k)
     x = np.arange(start, stop)
+    on = "" if passing is None else f": {passing} of {len(cells)} cells on"
     data = [dict(type="scatter", x=x, y=z[:, j], mode="lines", name=("−" if signs[j] < 0 else "") + c,
                  line=dict(width=1.2, color=LINE_COLOURS[j % len(LINE_COLOURS)]),
                  hovertemplate="#%{x}: %{y:.2f} σ<extra>%{fullData.name}</extra>")
@@ -78,20 +85,23 @@ def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], 
                   yaxis=dict(title="σ (sign-aware)"),
                   xaxis=dict(range=[start, stop]),
                   legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"),
-                  title=dict(text=f"θ = {view.theta:g} σ (drag the dashed line)", x=0, xanchor="left", font_size=12))
+                  title=dict(text=f"θ = {view.theta:g} σ{on} (drag the dashed line)", x=0, xanchor="left",
+                             font_size=12))
     return {"data": data, "layout": layout}
 
 
 def theta_from_relayout(relayout) -> float | None:
-    """The dragged θ line's new height from a graph's relayoutData, or None if it did not move."""
+    """The dragged θ line's new height from a graph's relayoutData (never below 0: θ is a number of σ >= 0),
+    or None if it did not move."""
     if not isinstance(relayout, dict):
         return None
     for key in ("shapes[0].y0", "shapes[0].y1"):
         if key in relayout:
             try:
-                return round(float(relayout[key]), 2)
+                theta = round(float(relayout[key]), 2)
             except (TypeError, ValueError):
                 return None
+            return max(0.0, theta) if np.isfinite(theta) else None
     return None
 
 
@@ -165,7 +175,7 @@ def pattern_view(stores: StoreSet, v: View, window: int) -> tuple[dict, str, str
 
         return message_figure(msg), "", msg
     onset = on_set(stores[v.store], v, cells, signs)
-    return (pattern_figure(stores, v, window, cells, signs),
+    return (pattern_figure(stores, v, window, cells, signs, len(onset)),
             f"on-set at θ = {v.theta:g} σ: {', '.join(onset) or 'none'} ({len(onset)} of {len(cells)} cells)", "")
 
 

@@ -1,5 +1,8 @@
 """The text window and its trace: the coloured characters, the legend and the curves under them.
 
+The text is drawn from the view's :data:`..state.TEXT_FIELDS` only, and again only when one of them changed
+(the ``text-view`` store keeps those it was drawn from): a tab switch, a selection or θ leaves the drawn text,
+its scroll and the hover panel alone.
 The server sends the window as data; the browser draws it (``rnnviz.draw`` in ``assets/rnnviz.js``),
 clears the hover panel, outlines the highlighted run once and reports that the window is drawn, which
 then asks for the trace (a Plotly redraw blocks the browser for ~100 ms: the text does not wait for it).
@@ -11,11 +14,12 @@ callback for the newly mounted graph).
 from __future__ import annotations
 
 from dash import ClientsideFunction, Input, Output, State
+from dash.exceptions import PreventUpdate
 
 from rnnviz.views.colours import ColourScale, unit_scale
 from rnnviz.views.dashboard import figures, textview
 from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
-from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.state import TEXT_FIELDS, View
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.display import char_loss, row_labels, row_word
 
@@ -54,11 +58,28 @@ def trace(stores: StoreSet, view: View, window: int) -> dict:
     )
 
 
+def text_fields(view: View) -> dict:
+    """The view's fields the text is drawn from, as the browser holds them (JSON: lists, not tuples)."""
+    d = view.to_dict()
+    return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in TEXT_FIELDS}
+
+
 def register(app, stores: StoreSet, window: int) -> None:
-    app.callback(
+    @app.callback(
         Output("window-data", "data"), Output("window-label", "children"), Output("legend", "children"),
-        Input("view", "data"),
-    )(on_view(render_window, stores, window))
+        Output("text-view", "data"), Input("view", "data"), State("text-view", "data"),
+    )
+    def _window(view, drawn_from):
+        # Redrawn only when a field it is drawn from changed: a tab switch leaves the text, its scroll and the
+        # hover panel alone.
+        if not view:
+            raise PreventUpdate
+        v = View.clean(view, stores, window)
+        fields = text_fields(v)
+        if fields == drawn_from:
+            raise PreventUpdate
+        return (*render_window(stores, v, window), fields)
+
     app.callback(Output("trace", "figure"), Input("drawn", "data"), State("view", "data"))(
         on_view(trace, stores, window))
 
