@@ -22,9 +22,10 @@ def _log(run):
 
 def test_resume_continues_exactly(tmp_path, text_file):
     straight = tmp_path / "straight"
-    train(text_file, straight, TrainConfig(max_steps=40, **SMALL))
+    # warm-up 100: all 40 steps ramp by step alone (a cosine's shape would change with the resume's max-steps)
+    train(text_file, straight, TrainConfig(max_steps=40, warmup=100, **SMALL))
     split_run = tmp_path / "split"
-    train(text_file, split_run, TrainConfig(max_steps=20, **SMALL))
+    train(text_file, split_run, TrainConfig(max_steps=20, warmup=100, **SMALL))
     train(text_file, split_run, resume=True, overrides={"max_steps": 40})
     a, b = _log(straight), _log(split_run)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(5, 41, 5))
@@ -229,3 +230,68 @@ def test_a_command_given_a_run_says_which_checkpoint_it_used(tmp_path, text_file
     assert len(r.stdout) == 21  # the sample alone on stdout
     r = CliRunner().invoke(main, ["sample", str(run / "last"), "--length", "20", "--seed", "1"])
     assert r.exit_code == 0 and r.stderr == ""  # a checkpoint named directly: nothing to say
+
+
+def _budget_run(text_file, out, budget: float, **kw) -> tuple[dict, list[dict]]:
+    events: list[dict] = []
+    cfg = TrainConfig(time_budget=budget, **{**SMALL, "eval_every": 10_000, "log_every": 50, **kw})
+    return train(text_file, out, cfg, callback=events.append), events
+
+
+def test_an_auto_warm_up_is_a_small_fraction_of_the_steps_a_run_is_expected_to_make(tmp_path, text_file):
+    from rnnviz.model.settings import AUTO_WARMUP_FRAC, auto_warmup
+
+    r, events = _budget_run(text_file, tmp_path / "budget", 2)
+    told = next(e["message"] for e in events if "steps/s" in e.get("message", ""))
+    m = re.search(r"allows about ([\d,]+) steps, warm-up (\d+) steps$", told)
+    assert m, told
+    expected, warmup = int(m[1].replace(",", "")), int(m[2])
+    assert r["warmup"] == warmup == auto_warmup(expected) <= max(1, round(AUTO_WARMUP_FRAC * expected))
+    assert [e for e in events if e["type"] == "warning"] == []
+    short = tmp_path / "short"  # a small max-steps: chosen at the start, 2% of 50 steps
+    assert train(text_file, short, TrainConfig(max_steps=50, **SMALL))["warmup"] == 1
+    lo = 2e-3 * 0.1  # step 5 ran (as step index 4) on the cosine already
+    assert _log(short)[0]["lr"] == pytest.approx(lo + 0.5 * (2e-3 - lo) * (1 + math.cos(math.pi * 4 / 50)), rel=1e-12)
+
+
+def test_an_explicit_warm_up_is_kept(tmp_path, text_file):
+    r = train(text_file, tmp_path / "steps", TrainConfig(max_steps=50, warmup=30, **SMALL))
+    assert r["warmup"] == 30 and _log(tmp_path / "steps")[1]["lr"] == 2e-3 * 10 / 30  # step 10 ran at (9+1)/30
+    assert json.loads((tmp_path / "steps" / "last" / "train_state.json").read_text())["warmup"] == 30
+    r, events = _budget_run(text_file, tmp_path / "budget", 1, warmup=7)
+    assert r["warmup"] == 7
+    assert not any("warm-up 7" in e.get("message", "") for e in events)  # said only of an auto choice
+    assert re.search(r"--warmup INTEGER\s+Warm-up steps \(cosine\); default: auto,", _cli_train("--help").output)
+
+
+def test_a_resumed_auto_run_continues_the_same_schedule(tmp_path, text_file, train_until_ctrl_c):
+    kw = {**SMALL, "eval_every": 100, "log_every": 1}
+    straight = tmp_path / "straight"
+    assert train(text_file, straight, TrainConfig(max_steps=300, **kw))["warmup"] == 6
+    run = tmp_path / "run"
+    train_until_ctrl_c(text_file, run, TrainConfig(max_steps=300, **kw), 3)  # inside the 6 warm-up steps
+    assert train(text_file, run, resume=True)["warmup"] == 6
+    assert [r["lr"] for r in _log(run)] == [r["lr"] for r in _log(straight)]
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(straight)]
+    # The choice is saved: a resume with a longer stop setting keeps it (2% of 100 steps, not of 300) ...
+    longer = tmp_path / "longer"
+    assert train(text_file, longer, TrainConfig(max_steps=100, **kw))["warmup"] == 2
+    assert train(text_file, longer, resume=True, overrides={"max_steps": 300})["warmup"] == 2
+    # ... as is one made from a time budget's pace.
+    r, _ = _budget_run(text_file, tmp_path / "budget", 1)
+    assert train(text_file, tmp_path / "budget", resume=True, overrides={"time_budget": 2})["warmup"] == r["warmup"]
+
+
+def test_denormals_are_flushed_while_training_on_the_cpu_and_restored_after(tmp_path, text_file):
+    from rnnviz.model.trainer import denormals_flushed
+
+    seen: list[bool] = []
+    for before in (False, True):
+        torch.set_flush_denormal(before)
+        try:
+            train(text_file, tmp_path / str(before), TrainConfig(max_steps=5, **SMALL),
+                  callback=lambda e: seen.append(denormals_flushed()))
+            assert denormals_flushed() is before
+        finally:
+            torch.set_flush_denormal(False)
+    assert seen and all(seen)

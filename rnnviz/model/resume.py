@@ -80,11 +80,19 @@ def _num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _check_counts(info: dict) -> None:
+    """world_size, where present, a count >= 1; warmup absent, null (an auto choice not made yet) or >= 0."""
+    for key, lo, nullable in (("world_size", 1, False), ("warmup", 0, True)):
+        if key in info and not ((info[key] is None and nullable) or (type(info[key]) is int and info[key] >= lo)):
+            raise ValueError(f"{key} is {info[key]!r}")
+
+
 def check_train_info(info, opt: torch.optim.Optimizer) -> None:
     """``train_state.json`` has what a run writes (ValueError naming the first thing that is not):
 
     step a whole count >= 0, elapsed seconds finite >= 0, best_val a number (Infinity before the first
-    validation), val_loss finite or null, world_size a count >= 1, appended byte sizes >= 0 of the files a run
+    validation), val_loss finite or null, world_size a count >= 1, warmup (the steps the run chose) absent, null
+    or a count >= 0, appended byte sizes >= 0 of the files a run
     appends to, scaler null or GradScaler's five numbers in range; param_groups the groups of ``opt`` (the
     optimizer the run's checked settings make) with every setting equal to it but the learning rate (which the
     schedule sets at every step; it must still be a number >= 0), a flag an older torch did not save taken
@@ -99,8 +107,7 @@ def check_train_info(info, opt: torch.optim.Optimizer) -> None:
         v = info.get(key)
         if not ((v is None and optional) or (_num(v) and v == v and (not finite or math.isfinite(v)))):
             raise ValueError(f"{key} is {v!r}")
-    if "world_size" in info and not (type(info["world_size"]) is int and info["world_size"] >= 1):
-        raise ValueError(f"world_size is {info['world_size']!r}")
+    _check_counts(info)
     sizes = info.get("appended")
     if not isinstance(sizes, dict) or not all(k in APPENDED and type(v) is int and v >= 0 for k, v in sizes.items()):
         raise ValueError(f"appended is {str(sizes)[:60]}")

@@ -16,6 +16,18 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+AUTO_WARMUP_FRAC = 0.02  # the auto warm-up: this fraction of the steps a run is expected to make ...
+AUTO_WARMUP_MAX = 100  # ... and at most this many (a long run's warm-up; also the ramp until a budget's pace is known)
+
+
+def auto_warmup(expected_steps: int | None) -> int:
+    """The warm-up (steps) chosen when ``--warmup`` is not given, for a run expected to make ``expected_steps``
+    steps (None: not known yet). A fixed 100 steps was a quarter of a 120 s budget on a 2-core CPU."""
+    if expected_steps is None:
+        return AUTO_WARMUP_MAX
+    return max(1, min(AUTO_WARMUP_MAX, round(AUTO_WARMUP_FRAC * expected_steps)))
+
+
 def _setting(default, help: str, choices: tuple[str, ...] | None = None, cli: bool = True):
     """A :class:`TrainConfig` field with its help text and choices: `rnnviz train` makes its options from
     these (``cli=False``: a setting of the Python API only)."""
@@ -37,7 +49,9 @@ class TrainConfig:
     weight_decay: float = _setting(0.0, "AdamW's decoupled weight decay.")
     schedule: str = _setting("cosine", "Learning-rate schedule: cosine decay after the warm-up, or constant.",
                              SCHEDULES)
-    warmup: int = _setting(100, "Warm-up steps (cosine).")
+    warmup: int | None = _setting(None, "Warm-up steps (cosine); default: auto, 2% of the steps the run is expected "
+                                        "to make (by its stop setting, or under a time budget by the pace measured "
+                                        "in its first seconds), from 1 to 100.")
     min_lr_frac: float = _setting(0.1, "The cosine schedule's final learning rate, as a fraction of lr.", cli=False)
     clip: float = _setting(5.0, "Max gradient norm (0 = off).")
     epochs: float | None = _setting(None, "Stop after this many passes over the training split.")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from rnnviz.model.settings import (  # noqa: F401 (TrainConfig and its names: th
     SCHEDULES,
     STOPS,
     TrainConfig,
+    auto_warmup,
     load_train_config,
 )
 from rnnviz.model.snapshots import SNAPSHOT_DIR, prune_snapshots, save_snapshot, snapshot_path
@@ -99,11 +101,13 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
     return float(total) / (n * streams)
 
 
-def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+def _lr_at(cfg: TrainConfig, step: int, progress: float, warmup: int) -> float:
+    """The learning rate of step ``step`` (0-based) at ``progress`` in [0, 1]: a linear warm-up over ``warmup``
+    steps, then a cosine from ``lr`` down to ``lr * min_lr_frac`` at the run's end (or constant)."""
     if cfg.schedule == "constant":
         return cfg.lr
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     lo = cfg.lr * cfg.min_lr_frac
     return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -158,8 +162,29 @@ def _train(text_path, text: str, out: Path, cfg: TrainConfig, resume: bool, call
     run = _Run.start(text_path, text, out, cfg, resume, callback)
     if not resume and run.group.is_main:
         _fresh_start(out)
-    run.loop()
+    with flush_denormal(run.group.device):
+        run.loop()
     return run.summary()
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero (torch has a setter, no getter)."""
+    return float(torch.tensor([1e-39]).mul(1.0)[0]) == 0.0
+
+
+@contextmanager
+def flush_denormal(device: torch.device) -> Iterator[None]:
+    """On the CPU, flush denormals to zero inside (a saturated model's tiny gradients ran 3.9x slower
+    without it); the previous setting is restored after."""
+    if device.type != "cpu":
+        yield
+        return
+    before = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 RUN_LOCK = ".run.lock"  # held by the process training a run: a second train of the same run is refused
@@ -228,6 +253,7 @@ class _Run:
     callback: Callable[[dict], None] | None
     total_steps: int | None
     step: int = 0
+    warmup: int | None = None  # the warm-up steps: --warmup, or the auto choice (None: waiting for the pace)
     elapsed: float = 0.0  # seconds since the run began, validations included (what a time budget counts)
     unigram: float = math.nan  # nats/char on the validation split of the training split's character frequencies
     eval_seconds: float | None = None  # how long the last validation took (the final one is budgeted so)
@@ -275,6 +301,8 @@ class _Run:
                   amp=amp, stream=stream, val_ids=val_ids, meta=meta,
                   callback=callback if group.is_main else None, total_steps=total,
                   unigram=unigram_loss(train_ids, val_ids, len(vocab)))
+        if cfg.warmup is not None or not cfg.time_budget:  # else chosen once the pace is known (_check_pace)
+            run.warmup = cfg.warmup if cfg.warmup is not None else auto_warmup(total)
         if resume:
             run._restore()
         _reseed_ranks(group)
@@ -302,6 +330,8 @@ class _Run:
             info["step"], info["elapsed"], info["best_val"], info["val_loss"])
         if info.get("scaler"):
             self.scaler.load_state_dict(info["scaler"])
+        if self.cfg.warmup is None and info.get("warmup") is not None:  # the auto choice stays (exact resume)
+            self.warmup = info["warmup"]
         if self.done():
             at_steps = self.total_steps is not None and self.step >= self.total_steps
             goal = f"step {self.total_steps}" if at_steps else f"its time budget of {self.cfg.time_budget:g} s"
@@ -314,7 +344,7 @@ class _Run:
     def _warn_lr_jump(self, before: float | None) -> None:
         """Warn (an event) when the resumed schedule starts far above where the run left it: a longer stop
         setting stretches the cosine back up (a War and Peace run went from 3e-4 back to 1.7e-3 and diverged)."""
-        now = _lr_at(self.cfg, self.step, self.progress())
+        now = self.lr()
         if before and now > LR_JUMP * before and self.callback:
             self.callback({"type": "warning", "message": (
                 f"resuming raises the learning rate from {before:.2e} to {now:.2e} (the schedule follows the new "
@@ -335,6 +365,11 @@ class _Run:
             return 0.0
         return len(self.val_ids) * self.elapsed / (self.step * self.stream.chars_per_step) / 3
 
+    def lr(self) -> float:
+        """The learning rate of the next step. Until an auto warm-up under a time budget is chosen, the ramp
+        is that of the longest auto warm-up: it only steepens once chosen (the rate never drops in it)."""
+        return _lr_at(self.cfg, self.step, self.progress(), auto_warmup(None) if self.warmup is None else self.warmup)
+
     def progress(self) -> float:
         """How far the run is, in [0, 1]: by steps, or by time under a time budget (whichever is further)."""
         p = self.step / self.total_steps if self.total_steps else 0.0
@@ -348,7 +383,7 @@ class _Run:
             write_checkpoint_files(self.model, tmp, {**self.meta, "metrics": metrics})
             if which == "last":
                 appended = appended_sizes(self.out)
-                info = {"step": self.step, "elapsed": self.elapsed, "best_val": self.best_val,
+                info = {"step": self.step, "elapsed": self.elapsed, "best_val": self.best_val, "warmup": self.warmup,
                         "val_loss": self.last_val, "world_size": self.group.world, "appended": appended,
                         "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
                 save_train_state(tmp, self.opt, hidden, info)
@@ -424,16 +459,16 @@ class _Run:
         self.model.train()
         log = _LogInterval(torch.zeros((), device=self.group.device), time.perf_counter())
         t_start = time.perf_counter() - self.elapsed
-        told = self.callback is None
+        paced = False
         try:
             stop = self.done()
             while not stop:
-                lr = _lr_at(cfg, self.step, self.progress())
+                lr = self.lr()
                 log.add(self.train_step(lr))
                 self.elapsed = time.perf_counter() - t_start
-                told = told or self._tell_pace()
                 if cfg.time_budget and self.group.world > 1:  # the lr schedule and the stop follow rank 0's clock
                     self.elapsed = self.group.broadcast_object(self.elapsed)
+                paced = paced or self._check_pace()
                 stop = self.done()  # decided once: the final validation must not move a time budget's end
                 is_eval = self.step % cfg.eval_every == 0 or stop
                 if self.step % cfg.log_every == 0 or is_eval:
@@ -467,37 +502,47 @@ class _Run:
             self.callback({"type": "step", **row, "progress": self.progress()})
         log.reset()
 
-    def _tell_pace(self) -> bool:
+    def _check_pace(self) -> bool:
         """Early in a run (2 s or 20 steps after its first step, whose one-time costs are left out): the pace,
-        and where a time budget will end, a warning when that is inside the warm-up (on a busy machine 120 s
-        made 11 steps and a model that had learned nothing). Returns whether it was told."""
-        now = time.perf_counter()
+        from the run's clock (rank 0's under torchrun: every rank decides alike). Under a time budget it
+        estimates the steps the budget allows, chooses an auto warm-up from them, and warns when they end
+        inside an explicit warm-up (on a busy machine 120 s made 11 steps and a model that had learned
+        nothing). Returns whether the pace is known."""
         if self.pace_from is None:
-            self.pace_from = (self.step, now)
+            self.pace_from = (self.step, self.elapsed)
             return False
-        steps, seconds = self.step - self.pace_from[0], now - self.pace_from[1]
+        steps, seconds = self.step - self.pace_from[0], self.elapsed - self.pace_from[1]
         if steps < 2 or (seconds < 2 and steps < 20):
             return False
-        steps_per_s = steps / seconds
+        steps_per_s = steps / max(seconds, 1e-9)
         pace = f"{steps_per_s:.2f} steps/s, {steps_per_s * self.stream.chars_per_step / 1e3:.1f}k chars/s"
         b = self.cfg.time_budget
         if not b:
-            self.callback({"type": "message", "message": f"pace: {pace}"})
+            self._tell("message", f"pace: {pace}")
             return True
         steps = self.step + int(max(b - self.elapsed - self.final_eval_estimate(), 0) * steps_per_s)
+        if self.total_steps is not None:
+            steps = min(steps, self.total_steps)
+        if self.warmup is None:
+            self.warmup = auto_warmup(steps)
         msg = f"pace: {pace}; the time budget of {b:g} s allows about {steps:,} steps"
-        if steps < 2 * self.cfg.warmup:
-            self.callback({"type": "warning", "message": (
-                f"{msg}, {'inside' if steps < self.cfg.warmup else 'barely past'} the {self.cfg.warmup} warm-up "
-                "steps: the model will learn little; give a larger --time-budget (or a smaller --warmup)")})
+        if self.cfg.warmup is not None and steps < 2 * self.warmup:
+            self._tell("warning", f"{msg}, {'inside' if steps < self.warmup else 'barely past'} the {self.warmup} "
+                                  "warm-up steps: the model will learn little; give a larger --time-budget (or a "
+                                  "smaller --warmup)")
         else:
-            self.callback({"type": "message", "message": msg})
+            self._tell("message", msg + (f", warm-up {self.warmup} steps" if self.cfg.warmup is None else ""))
         return True
+
+    def _tell(self, kind: str, message: str) -> None:
+        if self.callback:
+            self.callback({"type": kind, "message": message})
 
     def summary(self) -> dict:
         return {"steps": self.step, "epochs": self.step / self.stream.steps_per_epoch, "train_loss": self.train_loss,
                 "val_loss": self.last_val, "best_val_loss": self.best_val, "seconds": self.elapsed,
-                "unigram_loss": self.unigram, "warmup": self.cfg.warmup,
+                "unigram_loss": self.unigram,
+                "warmup": auto_warmup(None) if self.warmup is None else self.warmup,  # None: the ramp it had
                 "chars_per_s": self.step * self.stream.chars_per_step / max(self.elapsed, 1e-9), "out": str(self.out)}
 
 
