@@ -788,6 +788,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     from rnnviz.analysis.evidence import evidence
     from rnnviz.analysis.ranking import rank_features
     from rnnviz.store.reader import open_store
+    from rnnviz.views.display import row_word
 
     if top < 1:
         raise RnnvizError(f"--top must be >= 1, got {top}")
@@ -812,7 +813,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     if df.attrs["skipped"]:
         click.echo("\nskipped: " + "; ".join(f"{name} ({why})" for name, why in df.attrs["skipped"].items()))
     click.echo(f"\nRanked {df.attrs['n_units']:,} units x {len(df.attrs['types'])} feature(s) over "
-               f"{df.attrs['length']:,} {st.rows_are} in {df.attrs['seconds']:.1f} s.")
+               f"{df.attrs['length']:,} {row_word(st)} in {df.attrs['seconds']:.1f} s.")
 
 
 @main.command()
@@ -949,6 +950,7 @@ def explain_cmd(store, units, min_score, block, fmt):
     """
     from rnnviz.analysis.explain import BLOCK, explain, explained_fractions
     from rnnviz.store.reader import open_store
+    from rnnviz.views.display import row_word
 
     st = open_store(store)
     with progress_bar("explaining", "value", unit_scale=True) as progress:
@@ -966,7 +968,7 @@ def explain_cmd(store, units, min_score, block, fmt):
     click.echo("  (no control here: an untrained model of the same shape scores about a quarter of its units >= 0.5 "
                "on prose, mostly with rules about the character just read; >= 0.8 is where trained models stand out)")
     halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
-    click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {st.rows_are} "
+    click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {row_word(st)} "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
 
 

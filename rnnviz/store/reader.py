@@ -49,6 +49,7 @@ from rnnviz.store.manifest import (  # noqa: F401 (the store's names, re-exporte
     array_name,
 )
 from rnnviz.store.stats import STAT_COLUMNS
+from rnnviz.store.tokens import first_bad_span
 
 SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # a bounded sample (read(sample=True)): rows, in evenly spaced blocks
 
@@ -90,11 +91,6 @@ class Store:
         """Whether rows are tokens with spans in the text (else one row per character of :attr:`text`)."""
         return self.spans is not None
 
-    @property
-    def rows_are(self) -> str:
-        """What a row is, for messages: "characters" or "tokens"."""
-        return "tokens" if self.spans is not None else "characters"
-
     def _check_spans(self) -> np.ndarray:
         """(T, 2) int64 memmap: each token's [start, end) in :attr:`text`, checked a block at a time: every
         token has at least one character, tokens are in order and do not overlap, all inside the text."""
@@ -102,15 +98,13 @@ class Store:
         prev_end = 0
         for s in range(0, self.length, 1 << 20):
             b = np.asarray(spans[s : s + (1 << 20)])
-            starts, ends = b[:, 0], b[:, 1]
-            prev = np.concatenate([[prev_end], ends[:-1]])
-            bad = np.flatnonzero((starts < prev) | (ends <= starts) | (ends > len(self.text)))
-            if len(bad):
-                t = s + int(bad[0])
+            bad = first_bad_span(b, prev_end, len(self.text))
+            if bad is not None:
+                t = s + bad
                 raise RnnvizError(f"{self.path / SPANS}: token {t:,} spans {spans[t].tolist()}; spans must be "
                                   f"non-empty, in order, without overlap, within the {len(self.text):,} characters "
                                   "of the text (corrupt store)")
-            prev_end = int(ends[-1])
+            prev_end = int(b[-1, 1])
         return spans
 
     def width(self, layer: int, kind: str) -> int:

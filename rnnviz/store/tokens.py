@@ -17,6 +17,16 @@ from rnnviz.errors import RnnvizError
 Tokens = Sequence[str] | np.ndarray | Callable[[str], Sequence]
 
 
+def first_bad_span(spans: np.ndarray, prev_end: int, n_chars: int) -> int | None:
+    """The one rule for token spans, over a block (n, 2) that follows a token ending at ``prev_end``: the
+    index of the first span that is empty, starts before the previous one ended, or ends past the text's
+    ``n_chars`` characters; None when every span is good."""
+    starts, ends = spans[:, 0], spans[:, 1]
+    prev = np.concatenate([[prev_end], ends[:-1]])
+    bad = np.flatnonzero((starts < prev) | (ends <= starts) | (ends > n_chars))
+    return int(bad[0]) if len(bad) else None
+
+
 def token_spans(tokens: Tokens, text: str | None = None) -> tuple[str, np.ndarray]:
     """``(text, spans (T, 2) int64)`` for ``tokens``:
 

@@ -39,6 +39,7 @@ from rnnviz.store.manifest import (
 )
 from rnnviz.store.reader import Store, is_store
 from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
+from rnnviz.store.tokens import first_bad_span
 
 BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # write_store copies rows in blocks of at most 64 MB float32 an array
 F16_MAX = 65504.0  # the largest finite float16
@@ -322,10 +323,8 @@ def check_spans(spans, n_chars: int) -> np.ndarray:
         raise RnnvizError(f"token spans must be a (T, 2) integer array of [start, end) offsets, got shape "
                           f"{a.shape} of {a.dtype}")
     a = a.astype(np.int64)
-    prev = np.concatenate([[0], a[:-1, 1]])
-    bad = np.flatnonzero((a[:, 0] < prev) | (a[:, 1] <= a[:, 0]) | (a[:, 1] > n_chars))
-    if len(bad):
-        t = int(bad[0])
+    t = first_bad_span(a, 0, n_chars)
+    if t is not None:
         raise RnnvizError(f"token {t:,} spans characters {a[t].tolist()}: spans must be non-empty, in order, "
                           f"without overlap, inside the text's {n_chars:,} characters")
     return a
