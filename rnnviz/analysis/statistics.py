@@ -10,6 +10,7 @@ rules).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -70,3 +71,85 @@ def cohens_d(pos: np.ndarray, allc: np.ndarray) -> float:
     return float((m1 - m0) / sd) if sd > 0 else 0.0
 
 
+
+
+# --- Intervals -------------------------------------------------------------------------------------------------
+# Activations and features are autocorrelated along the text (a quote lasts hundreds of characters), so positions
+# are resampled in blocks: a non-overlapping block bootstrap with blocks of BOOT_BLOCK rows, long enough to hold
+# several lines of prose or code, and BOOT_REPS resamples. The interval is the percentile interval at LEVEL.
+# docs/methods.md says what these intervals do and do not cover.
+BOOT_BLOCK, BOOT_REPS, LEVEL = 1000, 200, 0.95
+MIN_BLOCKS = 10  # fewer blocks than this give no interval (NaN): the resamples would barely differ
+
+
+def block_weights(n: int, block: int = BOOT_BLOCK, reps: int = BOOT_REPS, seed: int = 0) -> Iterator[np.ndarray]:
+    """``reps`` block-bootstrap resamples of rows 0..n-1, each as (n,) float64 weights: a row's weight is how many
+    times its block was drawn (blocks of ``block`` rows, the last one shorter, drawn with replacement)."""
+    m = -(-n // block)
+    rng = np.random.default_rng(seed)
+    for _ in range(reps):
+        counts = np.bincount(rng.integers(0, m, m), minlength=m).astype(np.float64)
+        yield np.repeat(counts, block)[:n]
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(lo, hi): the central ``level`` interval of bootstrap ``samples`` (NaNs ignored; NaN when none are left)."""
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo, hi = np.quantile(s, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def bootstrap_interval(stat: Callable[[np.ndarray], float], n: int, block: int = BOOT_BLOCK,
+                       reps: int = BOOT_REPS, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
+    """Block-bootstrap percentile interval of ``stat(weights)`` over rows 0..n-1 (``weights``: (n,) float64, all
+    ones = the data as it is). NaN, NaN when the rows make fewer than MIN_BLOCKS blocks."""
+    if -(-n // block) < MIN_BLOCKS:
+        return float("nan"), float("nan")
+    return percentile_interval(np.array([stat(w) for w in block_weights(n, block, reps, seed)]), level)
+
+
+def weighted_auroc(codes: np.ndarray, labels: np.ndarray, w: np.ndarray) -> float:
+    """AUROC of uint16 value ``codes`` (:func:`float16_codes`) for boolean ``labels``, rows weighted by ``w``."""
+    allc = np.bincount(codes, weights=w, minlength=65536)
+    pos = np.bincount(codes, weights=w * labels, minlength=65536)
+    return auroc(pos, allc)
+
+
+def weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Pearson r of ``x`` and ``y`` with rows weighted by ``w`` (NaN when either is constant)."""
+    sw = w.sum()
+    mx, my = (w * x).sum() / sw, (w * y).sum() / sw
+    dx, dy = x - mx, y - my
+    vx, vy = (w * dx * dx).sum(), (w * dy * dy).sum()
+    return float((w * dx * dy).sum() / math.sqrt(vx * vy)) if vx > 0 and vy > 0 else float("nan")
+
+
+def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n of independent trials (a hit rate over n selections)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = _z(level)
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def _z(level: float) -> float:
+    """The standard normal quantile at (1 + level) / 2, by bisection on erf (no scipy at run time)."""
+    lo, hi, target = 0.0, 10.0, level
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid / math.sqrt(2)) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def permutation_p(effect: float, null: np.ndarray) -> float:
+    """One-sided exact p-value of ``effect`` against ``null`` draws of the same statistic: (1 + #null >= effect) /
+    (1 + #draws), the smallest p a test with that many draws can give being 1 / (1 + draws)."""
+    null = np.asarray(null, dtype=np.float64)
+    return float((1 + np.count_nonzero(null >= effect)) / (1 + null.size))
