@@ -932,7 +932,8 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, 
                    "4096; 0: the first half and the second).")
 @click.option("--control", type=click.Choice(["init", "none"]),
               help="init: also explain the same architecture at initialisation, recorded on the same text (the "
-                   "default when the store has its model config); none: no control.")
+                   "default when the store has its model config; the recording takes about as long as the store's "
+                   "own); none: no control.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's initialisation.")
 @output_format_option()
 def explain_cmd(store, units, min_score, block, control, seed, fmt):

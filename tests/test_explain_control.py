@@ -145,16 +145,16 @@ def test_a_store_without_a_model_config_has_no_control(tmp_path):
     rng = np.random.default_rng(0)
     st = write_store(tmp_path / "ext", text, {(0, "y"): rng.normal(0, 1, (len(text), 3))}, None, vocab,
                      cell="external")
-    with pytest.raises(RnnvizError, match=r"no control at initialisation: a external store without a model config"):
+    with pytest.raises(RnnvizError, match="no control at initialisation: a store of external states without a model"):
         explain(st, control="init")
     with pytest.raises(RnnvizError, match="control must be one of init or None, got 'shuffled'"):
         explain(st, control="shuffled")
     r = CliRunner().invoke(main, ["explain", str(st.path), "--control", "init"])
     assert r.exit_code == 1 and r.output == (
-        "Error: --control init: a external store without a model config (from a user's module or from arrays): "
-        "the same architecture at initialisation cannot be rebuilt\n")
+        "Error: --control init: a store of external states without a model config (from a user's module or from "
+        "arrays): the same architecture at initialisation cannot be rebuilt\n")
     r = CliRunner().invoke(main, ["explain", str(st.path)])
-    assert r.exit_code == 0 and "no control: a external store without a model config" in r.output
+    assert r.exit_code == 0 and "no control: a store of external states without a model config" in r.output
 
 
 def test_cli_prints_the_fractions_exactly(known):

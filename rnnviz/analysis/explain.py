@@ -26,6 +26,11 @@ values plus, per array, sums per n-gram):
   first half to a unit whose best single rule is under ``combo_below``; its weights are fitted on the
   first half too (``coef``, in the unit's own units), and ``single_score`` says what the first rule
   alone scores.
+
+What the scores are worth (:mod:`rnnviz.analysis.explain_control`): each unit's ``role`` keeps the input
+detectors (a rule about the character just read alone) apart from the cells; ``control="init"`` explains the
+same architecture at initialisation on the same text, and ``learned`` marks the cells that beat its best cell;
+``score_lo`` / ``score_hi`` give a block-bootstrap interval of the reported scores.
 """
 
 from __future__ import annotations
@@ -42,10 +47,10 @@ from rnnviz.analysis import rules as R
 from rnnviz.analysis.causal import torch_threads
 from rnnviz.analysis.evidence import snippet, strongest
 from rnnviz.analysis.explain_control import (  # noqa: F401 (explained_fractions: re-exported, its old home)
-    CONTROLS,
     MARGIN,
+    check_control,
     control_frame,
-    control_problem,
+    control_problem,  # noqa: F401 (for the CLI)
     control_records,
     explained_fractions,
     init_control,
@@ -313,7 +318,7 @@ def explain(
     """
     names = _check(store, units, min_count, block, min_score)
     if control is not None:
-        _check_control(store, control, margin)
+        check_control(store, control, margin)
     settings = {"min_score": min_score, "min_count": min_count, "combo_gain": combo_gain,
                 "combo_below": combo_below, "block": block}
     df = _search(store, names, progress, **settings)
@@ -328,16 +333,6 @@ def explain(
     if intervals:
         df[["score_lo", "score_hi"]] = score_intervals(store, df, interval_units(df))
     return df[COLUMNS]
-
-
-def _check_control(store, control, margin: float) -> None:
-    if control not in CONTROLS:
-        raise RnnvizError(f"control must be one of {', '.join(CONTROLS)} or None, got {control!r}")
-    if not 0 <= margin <= 1:  # NaN too
-        raise RnnvizError(f"margin must be a score difference from 0 to 1, got {margin!r}")
-    problem = control_problem(store)
-    if problem:
-        raise RnnvizError(f"no control at initialisation: {problem}")
 
 
 def _search(store, names: list[str], progress: Progress | None, min_score: float, min_count: int,

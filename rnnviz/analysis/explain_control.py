@@ -75,10 +75,21 @@ def group_of(df: pd.DataFrame) -> pd.Series:
 def control_problem(store) -> str:
     """"" when the at-initialisation control can be computed for ``store``, else the one line that says why not."""
     if store.meta.model is None:
-        what = "a token store" if store.is_tokens else f"a {store.cell} store without a model config"
+        what = "a token store" if store.is_tokens else f"a store of {store.cell} states without a model config"
         return (f"{what} (from a user's module or from arrays): the same architecture at initialisation "
                 "cannot be rebuilt")
     return ""
+
+
+def check_control(store, control, margin: float) -> None:
+    """One-line errors for a control ``explain`` cannot compute, before its search starts."""
+    if control not in CONTROLS:
+        raise RnnvizError(f"control must be one of {', '.join(CONTROLS)} or None, got {control!r}")
+    if not 0 <= margin <= 1:  # NaN too
+        raise RnnvizError(f"margin must be a score difference from 0 to 1, got {margin!r}")
+    problem = control_problem(store)
+    if problem:
+        raise RnnvizError(f"no control at initialisation: {problem}")
 
 
 def init_model(store, seed: int = 0):
