@@ -935,8 +935,10 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, 
                    "default when the store has its model config; the recording takes about as long as the store's "
                    "own); none: no control.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's initialisation.")
+@click.option("--control-seeds", type=int, default=1, show_default=True,
+              help="Initialisations recorded (seeds SEED, SEED+1, ...): learned units must beat the best of them all.")
 @output_format_option()
-def explain_cmd(store, units, min_score, block, control, seed, fmt):
+def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
     Rules: built-in features (lagged, onsets, offsets, fading over a span), the last 1-4 characters
@@ -966,6 +968,7 @@ def explain_cmd(store, units, min_score, block, control, seed, fmt):
     ctrl = None if control == "none" or problem else "init"
     with progress_bar("explaining", "value", unit_scale=True) as progress:
         df = explain(st, units=units, min_score=min_score, progress=progress, control=ctrl, seed=seed,
+                     control_seeds=control_seeds,
                      block=BLOCK if block is None else block or None)  # 0: the first half / second half
     if _echo_machine_format(df, fmt):
         return
@@ -1001,9 +1004,11 @@ def _echo_explained(st, df, ctrl: str | None, problem: str) -> None:
     click.echo(f"\nunits explained at score {thresholds}, per layer:kind:")
     click.echo(pd.DataFrame(table).to_string(index=False))
     if ctrl is not None:
-        click.echo(f"init: the same architecture at initialisation (seed {df.attrs['seed']}), recorded on the same "
-                   f"text and explained the same way ({df.attrs['control_seconds']:.1f} s); learned: a cell scoring "
-                   f">= the init best cell of its layer:kind + {df.attrs['margin']:g}.")
+        s, k = df.attrs["seed"], df.attrs["control_seeds"]
+        seeds = f"seed {s}" if k == 1 else f"seeds {s}-{s + k - 1}, fractions averaged, the best cell of all"
+        click.echo(f"init: the same architecture at initialisation ({seeds}), recorded on the same text and "
+                   f"explained the same way ({df.attrs['control_seconds']:.1f} s); learned: a cell scoring >= the "
+                   f"init best cell of its layer:kind + {df.attrs['margin']:g}.")
     else:
         click.echo("no control" + (f": {problem}" if problem else " (--control none)")
                    + "; an untrained model of the same shape explains about a quarter of its units >= 0.5 on prose, "

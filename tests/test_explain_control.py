@@ -120,6 +120,7 @@ def tiny(tmp_path_factory):
 def test_the_control_is_the_same_architecture_at_initialisation_on_the_same_text(tiny, tmp_path):
     st, df = tiny
     assert df.attrs["control_kind"] == "init" and df.attrs["seed"] == 3 and df.attrs["margin"] == MARGIN
+    assert df.attrs["control_seeds"] == 1
     ctrl = control_frame(df)
     assert list(ctrl["unit"]) == [f"0:h:{i}" for i in range(6)]  # the whole layer:kind, not just the units asked
     torch.manual_seed(3)  # by hand: PyTorch's default initialisation after the seed, recorded the same way
@@ -135,8 +136,24 @@ def test_the_control_is_the_same_architecture_at_initialisation_on_the_same_text
     fr = explained_fractions(df).set_index("group").loc["all"]
     assert fr["init_best"] == best and fr["learned"] == 0.5
     assert fr["init_explained_0.5"] == pytest.approx((ctrl["score"] >= 0.5).mean())
-    other = explain(st, units=["0:h:2"], control="init", seed=4, intervals=False)
-    assert not np.allclose(control_frame(other)["score"], ctrl["score"])  # another seed, another control
+    assert list(ctrl["seed"]) == [3] * 6
+
+
+def test_more_seeds_raise_the_bar_to_the_best_of_all_and_average_the_fractions(tiny):
+    st, one = tiny
+    df = explain(st, units=["0:h:2", "0:h:4"], control="init", seed=3, control_seeds=2, intervals=False)
+    both = control_frame(df)
+    assert list(both["seed"]) == [3] * 6 + [4] * 6 and df.attrs["control_seeds"] == 2
+    first, second = both[both["seed"] == 3], both[both["seed"] == 4]
+    assert list(first["score"]) == pytest.approx(list(control_frame(one)["score"]), abs=1e-6)  # seed 3 again
+    assert not np.allclose(second["score"], first["score"])  # another seed, another control
+    assert control_best(both)["0:h"] == max(control_best(first)["0:h"], control_best(second)["0:h"])
+    fr = explained_fractions(df).set_index("group").loc["0:h"]
+    for t in (0.5, 0.8):
+        per_seed = [(c["score"] >= t).mean() for c in (first, second)]
+        assert fr[f"init_explained_{t}"] == pytest.approx(np.mean(per_seed))
+    with pytest.raises(RnnvizError, match="control_seeds must be a whole number >= 1, got 0"):
+        explain(st, control="init", control_seeds=0)
 
 
 def test_a_store_without_a_model_config_has_no_control(tmp_path):
@@ -203,3 +220,9 @@ def test_cli_prints_the_control_beside_the_model(tiny):
     assert re.fullmatch(r"init: the same architecture at initialisation \(seed 3\), recorded on the same text and "
                         r"explained the same way \([\d.]+ s\); learned: a cell scoring >= the init best cell of its "
                         r"layer:kind \+ 0\.05\.", lines[8])
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", "0:h:2", "--seed", "3", "--control-seeds", "2"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^init: the same architecture at initialisation \(seeds 3-4, fractions averaged, the best cell "
+                     r"of all\), recorded", r.output, re.M)
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--control-seeds", "0"])
+    assert r.exit_code == 1 and r.output == "Error: control_seeds must be a whole number >= 1, got 0\n"

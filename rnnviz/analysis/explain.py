@@ -295,6 +295,7 @@ def explain(
     progress: Progress | None = None,
     control: str | None = None,
     seed: int = 0,
+    control_seeds: int = 1,
     margin: float = MARGIN,
     intervals: bool = True,
 ) -> pd.DataFrame:
@@ -307,18 +308,19 @@ def explain(
     fitting half an n-gram needs to be tried. ``df.attrs``: seconds, length, fit_chars, block, n_rules.
 
     ``role``: ``"cell"``, ``"input detector"`` (explained only by the character just read) or
-    ``"unexplained"``. ``control="init"``: the same architecture at initialisation (``seed``) recorded on the
-    same text and explained the same way (:func:`rnnviz.analysis.explain_control.init_control`); its rows go
-    to ``df.attrs["control"]`` (a list of records: :func:`control_frame` gives the DataFrame) and ``learned``
-    says which cells score ``margin`` above its best cell of the same layer and kind (without a control:
-    ``<NA>``). ``intervals``: ``score_lo``, ``score_hi``, a block-bootstrap 95% interval of ``score`` for the
+    ``"unexplained"``. ``control="init"``: the same architecture at initialisation (seeds ``seed`` ...
+    ``seed + control_seeds - 1``, one recording each) recorded on the same text and explained the same way
+    (:func:`rnnviz.analysis.explain_control.init_control`); its rows (a ``seed`` column added) go to
+    ``df.attrs["control"]`` (a list of records: :func:`control_frame` gives the DataFrame) and ``learned`` says
+    which cells score ``margin`` above its best cell of the same layer and kind, over all its seeds (without a
+    control: ``<NA>``). ``intervals``: ``score_lo``, ``score_hi``, a block-bootstrap 95% interval of ``score`` for the
     cells scoring >= 0.5 and the learned ones (NaN for the rest). :func:`explained_fractions` sums it up.
 
     >>> rnnviz.explain(store, control="init").head()   # unit explanation rule score sign auroc ... learned
     """
     names = _check(store, units, min_count, block, min_score)
     if control is not None:
-        check_control(store, control, margin)
+        check_control(store, control, margin, control_seeds)
     settings = {"min_score": min_score, "min_count": min_count, "combo_gain": combo_gain,
                 "combo_below": combo_below, "block": block}
     df = _search(store, names, progress, **settings)
@@ -326,10 +328,13 @@ def explain(
     df["learned"] = pd.array([pd.NA] * len(df), dtype="boolean")
     df["score_lo"] = df["score_hi"] = np.nan
     if control is not None:
-        ctrl = init_control(store, names, seed, progress=progress, intervals=intervals, **settings)
+        ctrls = [init_control(store, names, seed + k, progress=progress, intervals=intervals, **settings)
+                 for k in range(control_seeds)]
+        ctrl = pd.concat([c.assign(seed=seed + k) for k, c in enumerate(ctrls)], ignore_index=True)
         df["learned"] = learned(df, ctrl, margin).astype("boolean")
-        df.attrs.update(control=control_records(ctrl), control_kind=control, seed=seed, margin=margin,
-                        control_seconds=ctrl.attrs["seconds"] + ctrl.attrs.get("record_seconds", 0.0))
+        df.attrs.update(control=control_records(ctrl), control_kind=control, seed=seed, control_seeds=control_seeds,
+                        margin=margin, control_seconds=sum(c.attrs["seconds"] + c.attrs["record_seconds"]
+                                                           for c in ctrls))
     if intervals:
         df[["score_lo", "score_hi"]] = score_intervals(store, df, interval_units(df))
     return df[COLUMNS]
