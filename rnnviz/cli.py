@@ -947,10 +947,10 @@ def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fm
     and scored on the other (odd blocks): score = its Pearson r with the unit there (signed by sign),
     auroc too for 0/1 rules; score_lo, score_hi: its block-bootstrap 95% interval (cells >= 0.5 and learned
     ones). role: cell, input detector (a rule about the character just read alone) or unexplained. The
-    control: the same architecture at initialisation on the same text; learned: a cell scoring 0.05 above the
-    control's best cell of its layer and kind. JSON: a list of {unit, layer, kind, index, explanation, rule,
-    score, sign, auroc, fit_score, explained, combo, single_score, best_rule, coef, role, learned, score_lo,
-    score_hi}.
+    control: the same architecture at initialisation on the same text; learned: a cell scoring MARGIN
+    (rnnviz.analysis.explain_control, 0.05) above the control's best cell of its layer and kind. JSON: a list
+    of {unit, layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
+    single_score, best_rule, coef, role, learned, score_lo, score_hi}.
 
     \b
     Example:
