@@ -930,43 +930,93 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, 
 @click.option("--block", type=click.IntRange(min=0),
               help="The halves alternate in blocks of this many characters (default: rnnviz.analysis.explain.BLOCK, "
                    "4096; 0: the first half and the second).")
+@click.option("--control", type=click.Choice(["init", "none"]),
+              help="init: also explain the same architecture at initialisation, recorded on the same text (the "
+                   "default when the store has its model config; the recording takes about as long as the store's "
+                   "own); none: no control.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's initialisation.")
+@click.option("--control-seeds", type=int, default=1, show_default=True,
+              help="Initialisations recorded (seeds SEED, SEED+1, ...): learned units must beat the best of them all.")
 @output_format_option()
-def explain_cmd(store, units, min_score, block, fmt):
+def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
     Rules: built-in features (lagged, onsets, offsets, fading over a span), the last 1-4 characters
     read (prev:"th"), character classes, "characters since X" counters, bracket depths, and two rules
     together where one is not enough. The rule is chosen on one half of the text (even blocks of --block characters)
     and scored on the other (odd blocks): score = its Pearson r with the unit there (signed by sign),
-    auroc too for 0/1 rules. JSON: a list of {unit,
-    layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
-    single_score, best_rule, coef}.
+    auroc too for 0/1 rules; score_lo, score_hi: its block-bootstrap 95% interval (cells >= 0.5 and learned
+    ones). role: cell, input detector (a rule about the character just read alone) or unexplained. The
+    control: the same architecture at initialisation on the same text; learned: a cell scoring MARGIN
+    (rnnviz.analysis.explain_control, 0.05) above the control's best cell of its layer and kind. JSON: a list
+    of {unit, layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
+    single_score, best_rule, coef, role, learned, score_lo, score_hi}.
 
     \b
     Example:
-      rnnviz explain stores/wp                          # every unit, a table
+      rnnviz explain stores/wp                          # every unit, a table, the fractions beside the control
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
-      rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
+      rnnviz explain stores/wp --min-score 0.5 --control none --format csv > catalog.csv
     """
-    from rnnviz.analysis.explain import BLOCK, explain, explained_fractions
+    from rnnviz.analysis.explain import BLOCK, control_problem, explain
     from rnnviz.store.reader import open_store
-    from rnnviz.views.display import row_word
 
     st = open_store(store)
+    problem = control_problem(st)
+    if control == "init" and problem:
+        raise RnnvizError(f"--control init: {problem}")
+    ctrl = None if control == "none" or problem else "init"
     with progress_bar("explaining", "value", unit_scale=True) as progress:
-        df = explain(st, units=units, min_score=min_score, progress=progress,
+        df = explain(st, units=units, min_score=min_score, progress=progress, control=ctrl, seed=seed,
+                     control_seeds=control_seeds,
                      block=BLOCK if block is None else block or None)  # 0: the first half / second half
     if _echo_machine_format(df, fmt):
         return
-    shown = df[["unit", "score", "sign", "auroc", "explanation", "rule"]].copy()
+    _echo_explained(st, df, ctrl, problem if control is None else "")
+
+
+def _echo_explained(st, df, ctrl: str | None, problem: str) -> None:
+    """``explain``'s table: every unit, then the fractions beside the control and what they mean."""
+    import pandas as pd
+
+    from rnnviz.analysis.explain_control import INTERVAL_FROM, THRESHOLDS, explained_fractions, interval_units
+    from rnnviz.views.display import row_word
+
+    shown = df[["unit", "score", "score_lo", "score_hi", "sign", "auroc", "role", "learned", "explanation",
+                "rule"]].copy()
     shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+    shown["learned"] = shown["learned"].map(lambda v: "yes" if v is True else "")
     shown["explanation"] = shown["explanation"].map(_esc)
+    if ctrl is None:
+        shown = shown.drop(columns="learned")
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     fr = explained_fractions(df)
-    click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
-        f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
-    click.echo("  (no control here: an untrained model of the same shape scores about a quarter of its units >= 0.5 "
-               "on prose, mostly with rules about the character just read; >= 0.8 is where trained models stand out)")
+    pair = lambda r, p: " / ".join(f"{r[f'{p}_{t:g}']:.1%}" for t in THRESHOLDS)  # noqa: E731
+    table = {"group": fr["group"], "units": fr["units"],
+             "cells": [pair(r, "cells") for _, r in fr.iterrows()],
+             "input detectors": [pair(r, "inputs") for _, r in fr.iterrows()]}
+    if ctrl is not None:
+        table.update({"init cells": [pair(r, "init_cells") for _, r in fr.iterrows()],
+                      "init input detectors": [pair(r, "init_inputs") for _, r in fr.iterrows()],
+                      "init best cell": [f"{v:.3f}" for v in fr["init_best"]],
+                      "learned": [f"{v:.1%}" for v in fr["learned"]]})
+    thresholds = " / ".join(f">= {t:g}" for t in THRESHOLDS)
+    click.echo(f"\nunits explained at score {thresholds}, per layer:kind:")
+    click.echo(pd.DataFrame(table).to_string(index=False))
+    if ctrl is not None:
+        s, k = df.attrs["seed"], df.attrs["control_seeds"]
+        seeds = f"seed {s}" if k == 1 else f"seeds {s}-{s + k - 1}, fractions averaged, the best cell of all"
+        click.echo(f"init: the same architecture at initialisation ({seeds}), recorded on the same text and "
+                   f"explained the same way ({df.attrs['control_seconds']:.1f} s); learned: a cell scoring >= the "
+                   f"init best cell of its layer:kind + {df.attrs['margin']:g}.")
+    else:
+        click.echo("no control" + (f": {problem}" if problem else " (--control none)")
+                   + "; an untrained model of the same shape explains about a quarter of its units >= 0.5 on prose, "
+                   "mostly as input detectors.")
+    n = int(interval_units(df).sum())
+    click.echo(f"input detector: a rule about the character just read alone; intervals (score_lo, score_hi): "
+               f"block bootstrap, 95%, for the {n:,} cells scoring >= {INTERVAL_FROM:g}"
+               + (" or learned." if ctrl is not None else "."))
     halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
     click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {row_word(st)} "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
@@ -1089,7 +1139,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
     if catalog:
         from rnnviz.analysis.explain import explain
 
-        table = explain(st)
+        table = explain(st, intervals=False)  # the page shows no interval
     page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table,
                        colour_range=colour_range)
     size = len(page.html.encode("utf-8"))

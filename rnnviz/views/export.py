@@ -268,16 +268,18 @@ def _shared_data(store, text: str, start: int, stop: int) -> dict:
 
 def catalog_html(df) -> str:
     """An :func:`rnnviz.explain` DataFrame as an HTML table (text escaped), best score first."""
+    from rnnviz.analysis.explain_control import catalog_count
+
     cols = ["unit", "score", "sign", "auroc", "explanation", "rule"]
     rows = []
     for r in df.sort_values("score", ascending=False, kind="stable").itertuples(index=False):
         cells = [r.unit, f"{r.score:.3f}", "+" if r.sign > 0 else "\u2212",
                  "" if r.auroc != r.auroc else f"{r.auroc:.3f}", r.explanation, r.rule]
         rows.append("<tr>" + "".join(f"<td>{escape_text(str(c))}</td>" for c in cells) + "</tr>")
-    n = int((df["rule"] != "unexplained").sum())
     return (
-        f"<h2>Catalog: {n:,} of {len(df):,} units explained</h2><p class=src>rule chosen on the first half of the "
-        "text, score = its Pearson r with the unit on the second half (rnnviz explain)</p>"
+        f"<h2>Catalog</h2><p class=src>{escape_text(catalog_count(list(df['role']), df.attrs['min_score']))}. "
+        "Rule chosen on one half of the text, score = its Pearson r with the unit on the other half "
+        "(rnnviz explain)</p>"
         "<table class=catalog><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
         + "".join(rows) + "</tbody></table>\n"
     )

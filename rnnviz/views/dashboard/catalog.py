@@ -16,6 +16,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from rnnviz.analysis.explain import BLOCK, explain, top_contexts
+from rnnviz.analysis.explain_control import catalog_count
 from rnnviz.analysis.rules import simulate
 from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.state import WINDOW, View, to_query
@@ -52,12 +53,12 @@ def catalog_rows(stores: StoreSet, i: int) -> list[dict]:
     """Store ``i``'s catalog as DataTable rows (cached: it is computed once per store)."""
 
     def make() -> list[dict]:
-        df = explain(stores[i])
+        df = explain(stores[i], intervals=False)  # the table shows no interval: none computed
         df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3), id=df["unit"])
         rows = df[COLUMNS + ["id"]].to_dict("records")
-        for r, coef in zip(rows, df["coef"], strict=True):
+        for r, coef, role in zip(rows, df["coef"], df["role"], strict=True):
             r["auroc"] = None if r["auroc"] != r["auroc"] else r["auroc"]  # NaN -> empty cell
-            r["_coef"] = coef
+            r["_coef"], r["_role"] = coef, role
         return rows
 
     return stores.cached(("catalog", i), make)
@@ -100,9 +101,8 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
             rows = catalog_rows(stores, i)
         except RnnvizError as e:
             return [], str(e)
-        n = sum(r["rule"] != "unexplained" for r in rows)
-        return [{k: v for k, v in r.items() if k != "_coef"} for r in rows], (
-            f"{stores.names[i]}: {n:,} of {len(rows):,} units explained at score >= 0.3")
+        return [{k: v for k, v in r.items() if k not in ("_coef", "_role")} for r in rows], (
+            f"{stores.names[i]}: {catalog_count([r['_role'] for r in rows])}")
 
     @app.callback(
         Output("url", "search", allow_duplicate=True), Output("catalog-track", "figure"),
