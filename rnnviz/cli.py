@@ -1020,7 +1020,7 @@ def similar(store, start, end, threshold, slack, rule, follow, top, feature, fmt
                                   top=top, feature=feature)
     quality = matches.attrs.get("quality")
     if fmt == "json":
-        extra = {} if quality is None else {"quality": quality.to_dict(orient="index")}
+        extra = {} if quality is None else {"quality": json.loads(quality.to_json(orient="index", double_precision=6))}
         _echo_json({"cells": _records(cells), "matches": _records(matches), **extra})
         return
     if fmt == "csv":

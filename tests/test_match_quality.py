@@ -153,7 +153,7 @@ def test_cli_similar_feature_prints_every_match_scored(planted):
           f"covered {pct(q.loc[c], 'recall')}, spans found {pct(q.loc[c], 'span_recall')}" for c in ("all", "strong"))]
     out = json.loads(cli("similar", planted.path, "--start", a, "--end", b, "--feature", "in_quote",
                          "--format", "json").output)
-    assert out["quality"]["strong"]["precision"] == q.loc["strong", "precision"]
+    assert out["quality"]["strong"]["precision"] == pytest.approx(q.loc["strong", "precision"], abs=1e-6)
     assert out["quality"]["all"]["matches"] == 4 * B - 1 - len(range(0, B, MISSED))
     assert "quality" not in json.loads(cli("similar", planted.path, "--start", a, "--end", b, "--format",
                                            "json").output)
@@ -168,6 +168,12 @@ def test_no_cell_no_match_recall_zero(planted):
     q = matches.attrs["quality"]
     assert cells.empty and q.loc["all", ["matches", "covered", "found"]].tolist() == [0, 0, 0]
     assert q.loc["all", "recall"] == 0.0 and np.isnan(q.loc["all", "precision"])
+    args = ("similar", planted.path, "--start", 5, "--end", 9, "--threshold", 50, "--rule", "strict", "--feature",
+            "in_quote")
+    out = json.loads(cli(*args, "--format", "json").output)["quality"]["all"]
+    assert (out["matches"], out["precision"], out["recall"]) == (0, None, 0.0)  # no match: no precision
+    assert cli(*args).output.splitlines()[-2].startswith("  all         0 matches: precision -, characters covered "
+                                                         "0.0% [0.0%, 0.0%], spans found 0.0% [0.0%, 0.0%]")
 
 
 def test_on_a_token_store_rows_are_tokens(tmp_path):
