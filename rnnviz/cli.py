@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import signal
 import sys
 import typing
@@ -776,8 +777,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     higher inside), numeric ones by Pearson |r| (spearman alongside). The control is the same feature
     shuffled among positions holding the same character: units are ranked by selectivity = score -
     control_score, so a unit that only tracks which character it reads (say, any punctuation) does not
-    win. JSON: a list of {feature, unit, metric, score, sign, ap, effect_size, control_score,
-    selectivity, selective, auroc, pearson, spearman, rank}.
+    win. score_lo..score_hi: the score's 95% block-bootstrap interval (left out on a store too short to
+    give one). JSON: a list of {feature, unit, metric, score, score_lo,
+    score_hi, sign, ap, effect_size, control_score, selectivity, selective, auroc, pearson, spearman, rank}.
 
     \b
     Example:
@@ -798,7 +800,8 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
         df = rank_features(st, specs or None, top=top, units=units, seed=seed, progress=progress)
     if _echo_machine_format(df, fmt):
         return
-    cols = ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap", "spearman"]
+    cols = ["rank", "unit", "score", "score_lo", "score_hi", "sign", "control_score", "selectivity", "effect_size",
+            "ap", "spearman"]
     for name, part in df.groupby("feature", sort=False):
         kind = df.attrs["types"][name]
         click.echo(f"\n{name} ({kind}; score = {part['metric'].iloc[0]}{' folded' if kind == 'binary' else ' |r|'})")
@@ -1035,8 +1038,11 @@ def _echo_explained(st, df, ctrl: str | None, problem: str) -> None:
               help="Best cells the match search follows. Default: up to 3 two-state cells when the best is one, "
                    "else the best alone.")
 @click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
+@click.option("--feature", default=None, metavar="NAME",
+              help="Score every match (not only those shown) against this binary feature (a built-in name or "
+                   "re:PATTERN): precision, and recall of its rows and spans, with 95% intervals.")
 @output_format_option()
-def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
+def similar(store, start, end, threshold, slack, rule, follow, top, feature, fmt):
     """Select-to-find: the cells that mark the text START..END, and where else they switch on.
     START and END are rows: characters, or tokens in a token store.
 
@@ -1044,21 +1050,28 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     then the others, on past θ σ, ranked by contrast (mean σ inside minus the low at the edges) x how
     consistently they stay on; matches are runs where the followed cells are on again, ranked by ours
     (score) and by LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
-    JSON: {"cells": [...], "matches": [...]}.
+    With --feature, every match is scored against it: precision (matches at least half in the feature), recall
+    (its rows inside a match) and span recall (its spans a match touches), the selected span left out, with
+    block-bootstrap 95% intervals. JSON: {"cells": [...], "matches": [...]} (and "quality": {"all": {...},
+    "strong": {...}} with --feature).
 
     \b
     Example:
       rnnviz similar stores/wp --start 5299 --end 5338
+      rnnviz similar stores/wp --start 5299 --end 5338 --feature in_quote
       rnnviz similar stores/c --start 14882 --end 14918 --rule strict --format json
     """
     from rnnviz.analysis.similar import find_similar
     from rnnviz.store.reader import open_store
+    from rnnviz.views.display import row_word
 
     st = open_store(store)
     cells, matches = find_similar(st, start, end, threshold=threshold, slack=slack, rule=rule, follow=follow,
-                                  top=top)
+                                  top=top, feature=feature)
+    quality = matches.attrs.get("quality")
     if fmt == "json":
-        _echo_json({"cells": _records(cells), "matches": _records(matches)})
+        extra = {} if quality is None else {"quality": json.loads(quality.to_json(orient="index", double_precision=6))}
+        _echo_json({"cells": _records(cells), "matches": _records(matches), **extra})
         return
     if fmt == "csv":
         click.echo(cells.to_csv(index=False, float_format="%.6g"), nl=False)
@@ -1066,6 +1079,7 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     click.echo(f"selection {start:,}..{end:,}: {_esc(_rows_text(st, start, end)[:80])}")
     if cells.empty:
         click.echo(f"no cell marks it ({rule} rule, θ = {threshold:g} σ): lower --threshold or select a tighter range")
+        _echo_quality(quality, matches.attrs.get("feature"), row_word(st))
         return
     shown = cells.head(10).copy()
     shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
@@ -1076,6 +1090,26 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
         flag = " weak" if m.weak else ""
         click.echo(f"  #{m.rank:<3d} lstmvis #{m.lstmvis_rank:<3d} {m.start:>9,}..{m.stop:<9,} score {m.score:.2f}"
                    f"{flag}  {_esc(_rows_text(st, m.start, m.stop)[:60])}")
+    _echo_quality(quality, matches.attrs.get("feature"), row_word(st))
+
+
+def _echo_quality(quality, feature: str | None, rows: str) -> None:
+    """The lines of ``rnnviz similar --feature``: precision and recall of every match (none without a feature)."""
+    if quality is None:
+        return
+
+    def pct(q, name: str) -> str:
+        if not math.isfinite(q[name]):
+            return "-"
+        ci = f" [{q[name + '_lo']:.1%}, {q[name + '_hi']:.1%}]" if math.isfinite(q[name + "_lo"]) else ""
+        return f"{q[name]:.1%}{ci}"
+
+    q0 = quality.loc["all"]
+    click.echo(f"\nevery match against {_esc(feature)} ({int(q0['feature_rows']):,} {rows} in "
+               f"{int(q0['feature_spans']):,} spans, the selected one left out; 95% intervals):")
+    for name, q in quality.iterrows():
+        click.echo(f"  {name:<6s} {int(q['matches']):>6,} matches: precision {pct(q, 'precision')}, "
+                   f"{rows} covered {pct(q, 'recall')}, spans found {pct(q, 'span_recall')}")
 
 
 def _rows_text(st, start: int, stop: int) -> str:
@@ -1129,7 +1163,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
             raise RnnvizError(f"--top must be >= 1, got {top}")
         from rnnviz.analysis.ranking import find_cells
 
-        cells = find_cells(st, feature, top=top)
+        cells = find_cells(st, feature, top=top, intervals=False)  # (the titles give no interval)
         if cells.empty:
             raise RnnvizError(f"no cells found for feature {feature!r}")
         units, titles = list(cells["unit"]), titles_from_cells(cells)
@@ -1301,7 +1335,7 @@ def _best_cell_view(stores, feature: str) -> tuple[str, str]:
     from rnnviz.views.export import feature_start
 
     store = stores[0]
-    unit = str(find_cells(store, feature, top=1)["unit"].iloc[0])
+    unit = str(find_cells(store, feature, top=1, intervals=False)["unit"].iloc[0])
     view = View.clean({"store": 0, "unit": unit, "feature": feature, "start": feature_start(store, feature)}, stores)
     return unit, to_query(view, stores)
 
