@@ -1,0 +1,190 @@
+"""Which unit, if any, tracks the if features (``in_if_cond``, ``in_if_body``, ``if_end_line``, and ``in_if``)?
+
+    python scripts/if_cells.py STORE [--init INIT_STORE]
+
+STORE: a character store of h and c (``rnnviz record CKPT TEXT --split test``). For each feature, every unit is
+scored exactly as ``rnnviz find`` scores it (AUROC, score = max(AUROC, 1 - AUROC), a control that shuffles the
+labels among positions holding the same character, units ranked by selectivity = score - control score) and:
+
+- **best unit**: chosen by selectivity on the whole store (what ``find`` reports), with block-bootstrap 95%
+  intervals (:func:`rnnviz.analysis.statistics.bootstrap_interval`) of its AUROC, of its control AUROC and of the
+  difference;
+- **held out**: the best unit chosen on the first half of the rows, scored on the second half (with its interval):
+  the first figure carries the selection among all units, this one does not;
+- **beyond the obvious**: the same unit's AUROC where the feature's confound is held fixed: inside any round
+  brackets for ``in_if_cond`` (an if's condition against other brackets), within each curly-brace depth for the
+  others (positives compared only with negatives at the same depth, strata pooled);
+- ``--init``: the same best-of-all-units search over a store of the same architecture at initialisation on the
+  same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.ranking import control_permutation
+from rnnviz.analysis.statistics import auroc, bootstrap_interval, float16_codes, weighted_auroc
+from rnnviz.store.reader import open_store
+
+FEATURES = ("in_if_cond", "in_if_body", "if_end_line", "in_if")
+
+
+SCREEN = 40  # units per feature scored exactly: the best by |r| and by |r| - |r_control| (as `find` screens)
+
+
+def _codes(store) -> tuple[list[str], np.ndarray]:
+    """Every unit's name and its (U, T) uint16 value codes (about 650 MB for 1,024 units of 320k rows)."""
+    names, cols = [], []
+    for layer in store.layers:
+        for kind in store.kinds:
+            a = np.asarray(store.array(layer, kind))  # (T, H) float16
+            for i in range(a.shape[1]):
+                names.append(f"{layer}:{kind}:{i}")
+                cols.append(float16_codes(np.ascontiguousarray(a[:, i])))
+    return names, np.stack(cols)
+
+
+def _screen(store, ys: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(F, U) bool: the units worth scoring exactly for each of the (F, T) labels (controls in the odd rows):
+    Pearson r of every unit with each label over the rows weighted 0/1 by ``w``, one matmul per array."""
+    keep = w > 0
+    Y = ys[:, keep].astype(np.float32)
+    Y = (Y - Y.mean(1, keepdims=True)) / (Y.std(1, keepdims=True) + 1e-12)
+    rs = []
+    for layer in store.layers:
+        for kind in store.kinds:
+            X = np.asarray(store.array(layer, kind))[keep].astype(np.float32)  # (T', H)
+            X = (X - X.mean(0)) / (X.std(0) + 1e-12)
+            rs.append(Y @ X / keep.sum())  # (F, H)
+    r = np.abs(np.concatenate(rs, axis=1))  # (F, U)
+    pick = np.zeros((len(ys) // 2, r.shape[1]), dtype=bool)
+    for j in range(len(ys) // 2):
+        a, ac = r[2 * j], r[2 * j + 1]
+        pick[j, np.argsort(-a)[:SCREEN]] = True
+        pick[j, np.argsort(-(a - ac))[:SCREEN]] = True
+    return pick
+
+
+def _scores(store, codes: np.ndarray, labels: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray) -> np.ndarray:
+    """(F, U, 3): AUROC, control AUROC and selectivity over the rows weighted by ``w`` (T,), for each (labels,
+    control) pair, of the units the screen keeps (the others: NaN, selectivity -inf)."""
+    pick = _screen(store, np.stack([v for pair in labels for v in pair]), w)
+    out = np.full((len(labels), len(codes), 3), np.nan)
+    out[:, :, 2] = -np.inf
+    for u in np.flatnonzero(pick.any(0)):
+        c = codes[u]
+        allc = np.bincount(c, weights=w, minlength=65536)
+        for j, (y, yc) in enumerate(labels):
+            if pick[j, u]:
+                a = auroc(np.bincount(c, weights=w * y, minlength=65536), allc)
+                ac = auroc(np.bincount(c, weights=w * yc, minlength=65536), allc)
+                out[j, u] = a, ac, max(a, 1 - a) - max(ac, 1 - ac)
+    return out
+
+
+def _stratified_auroc(c: np.ndarray, y: np.ndarray, strata: np.ndarray, w: np.ndarray) -> float:
+    """AUROC comparing positives only with negatives of the same stratum (strata < 0 left out), pooled over strata
+    by their number of positive-negative pairs."""
+    num = den = 0.0
+    for s in np.unique(strata[strata >= 0]):
+        m = w * (strata == s)
+        p, n = (m * y).sum(), (m * (1 - y)).sum()
+        if p > 0 and n > 0:
+            num += weighted_auroc(c, y, m) * p * n
+            den += p * n
+    return num / den if den else float("nan")
+
+
+def _fmt(x: float, ci: tuple[float, float]) -> str:
+    return f"{x:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _interval(stat, sign: int, T: int) -> tuple[float, tuple[float, float]]:
+    """``stat(w)`` (an AUROC) at the data as it is and its block-bootstrap interval, turned by ``sign``."""
+    def turned(w: np.ndarray) -> float:
+        a = stat(w)
+        return a if sign > 0 else 1 - a
+    return turned(np.ones(T)), bootstrap_interval(turned, T)
+
+
+def _best(s: np.ndarray) -> tuple[int, int]:
+    """(unit index, sign) of the most selective unit of a (U, 3) score table."""
+    b = int(np.argmax(s[:, 2]))
+    return b, 1 if s[b, 0] >= 0.5 else -1
+
+
+def _feature_lines(name: str, names: list[str], codes, y, yc, scores: dict, strata: np.ndarray, where: str,
+                   init_codes) -> list[str]:
+    """The report of one feature (see the module doc); ``scores``: {"all", "half", "init"}: (U, 3) tables."""
+    T = len(y)
+    s = scores["all"]
+    b, sign = _best(s)
+    c = codes[b]
+    auc, ci = _interval(lambda w: weighted_auroc(c, y, w), sign, T)
+    ctrl, ci_c = _interval(lambda w: weighted_auroc(c, yc, w), sign, T)
+    strat, ci_s = _interval(lambda w: _stratified_auroc(c, y, strata, w), sign, T)
+    second = np.arange(T) >= T // 2
+    bh, sh = _best(scores["half"])
+    held, ci_h = _interval(lambda w: weighted_auroc(codes[bh], y, w * second), sh, T)
+    top = np.argsort(-s[:, 2], kind="stable")[:3]
+    lines = [
+        f"{name}: {int(y.sum()):,} of {T:,} characters ({y.mean():.1%})",
+        f"  best unit {names[b]} (sign {'+' if sign > 0 else '-'}): AUROC {_fmt(auc, ci)}; same unit on the "
+        f"character-only control {_fmt(ctrl, ci_c)}",
+        f"  same unit, {where}: AUROC {_fmt(strat, ci_s)}",
+        f"  held out: most selective on the first half {names[bh]} (sign {'+' if sh > 0 else '-'}), AUROC on the "
+        f"second half {_fmt(held, ci_h)}",
+        "  top 3 by selectivity: " + ", ".join(
+            f"{names[u]} {max(s[u, 0], 1 - s[u, 0]):.3f} (control {max(s[u, 1], 1 - s[u, 1]):.3f})" for u in top),
+    ]
+    if init_codes is not None:
+        bi, si = _best(scores["init"])
+        ai, ci_i = _interval(lambda w: weighted_auroc(init_codes[bi], y, w), si, T)
+        lines.append(f"  at initialisation: most selective unit {names[bi]} AUROC {_fmt(ai, ci_i)} (control "
+                     f"{max(scores['init'][bi, 1], 1 - scores['init'][bi, 1]):.3f})")
+    return lines
+
+
+def report(store, init=None) -> None:
+    """Print the report of the module doc for ``store`` (and ``init``: the same text at initialisation)."""
+    text, T = store.text, store.length
+    perm = control_permutation(store.row_keys(), 0)
+    names, codes = _codes(store)
+    init_codes = _codes(init)[1] if init is not None else None
+    labels = [(y, y[perm]) for y in (compute_feature(f, text).astype(np.float64) for f in FEATURES)]
+    ones, first = np.ones(T), (np.arange(T) < T // 2).astype(np.float64)
+    tables = {"all": _scores(store, codes, labels, ones), "half": _scores(store, codes, labels, first)}
+    if init_codes is not None:
+        tables["init"] = _scores(init, init_codes, labels, ones)
+    in_parens = compute_feature("paren_depth", text) > 0
+    depth = compute_feature("brace_depth", text).astype(np.int64)
+    print(f"{store.path}: {T:,} characters, {len(names)} units")
+    for j, name in enumerate(FEATURES):
+        cond = name == "in_if_cond"
+        strata, where = ((np.where(in_parens, 0, -1), "inside round brackets only") if cond
+                         else (depth, "positives against negatives at the same brace depth"))
+        y, yc = labels[j]
+        print("\n".join(["", *_feature_lines(name, names, codes, y, yc, {k: v[j] for k, v in tables.items()},
+                                             strata, where, init_codes)]))
+    # Is any unit an if-condition detector beyond "inside brackets"? Every unit, on the bracketed rows only.
+    y, yc = labels[0]
+    s = _scores(store, codes, [(y, yc)], in_parens.astype(np.float64))[0]
+    b, sign = _best(s)
+    auc, ci = _interval(lambda w: weighted_auroc(codes[b], y, w * in_parens), sign, T)
+    print(f"\nin_if_cond inside round brackets, every unit: most selective {names[b]} AUROC {_fmt(auc, ci)} "
+          f"(control {max(s[b, 1], 1 - s[b, 1]):.3f})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("store")
+    p.add_argument("--init", help="store of the same architecture at initialisation, over the same text")
+    a = p.parse_args()
+    report(open_store(a.store), open_store(a.init) if a.init else None)
+
+
+if __name__ == "__main__":
+    main()
