@@ -153,6 +153,15 @@ def test_macros():
         "..................list_for_each(p, h) { q(p); .\n"
         "..\n"
     )
+    # in_if too: the macro's if stops at the macro's end instead of running on to the next ; of the code.
+    assert masked("in_if", text) == (
+        "..................\n"
+        ".if (x) \\$\n"
+        "\t\treturn -1\n"
+        ".........\n"
+        "if (unlikely(!b)) list_for_each(p, h) { q(p); .\n"
+        "..\n"
+    )
     assert masked("if_end_line", text) == (
         "..................\n"
         ".........\n"
