@@ -2,20 +2,23 @@
 
     python scripts/if_cells.py STORE [--init INIT_STORE]
 
-STORE: a character store of h and c (``rnnviz record CKPT TEXT --split test``). For each feature, every unit is
-scored exactly as ``rnnviz find`` scores it (AUROC, score = max(AUROC, 1 - AUROC), a control that shuffles the
-labels among positions holding the same character, units ranked by selectivity = score - control score) and:
+STORE: a character store of h and c (``rnnviz record CKPT TEXT --split test``). For each feature, units are
+scored as ``rnnviz find`` scores them: AUROC, score = max(AUROC, 1 - AUROC), a control that shuffles the labels
+among positions holding the same character, units ranked by selectivity = score - control score, the exact
+scores computed for the units a Pearson screen keeps (the best :data:`SCREEN` by |r| and by |r| - |r_control|).
+Then:
 
-- **best unit**: chosen by selectivity on the whole store (what ``find`` reports), with block-bootstrap 95%
-  intervals (:func:`rnnviz.analysis.statistics.bootstrap_interval`) of its AUROC, of its control AUROC and of the
-  difference;
-- **held out**: the best unit chosen on the first half of the rows, scored on the second half (with its interval):
-  the first figure carries the selection among all units, this one does not;
-- **beyond the obvious**: the same unit's AUROC where the feature's confound is held fixed: inside any round
-  brackets for ``in_if_cond`` (an if's condition against other brackets), within each curly-brace depth for the
-  others (positives compared only with negatives at the same depth, strata pooled);
-- ``--init``: the same best-of-all-units search over a store of the same architecture at initialisation on the
-  same text.
+- **best unit**: the most selective on the whole store (what ``find`` reports), its AUROC and its control AUROC
+  with block-bootstrap 95% intervals (:func:`rnnviz.analysis.statistics.bootstrap_interval`, each resample scored
+  in the reported direction);
+- **held out**: the most selective unit on the first half of the rows, scored on the second half (the first
+  figure carries the selection among all units, this one does not);
+- **beyond the obvious**: the best unit's AUROC with the feature's confound held fixed: inside any round brackets
+  for ``in_if_cond``, positives compared only with negatives at the same curly-brace depth for the others; then
+  every unit searched again on restricted rows: an if's condition against other bracketed text (and the winner
+  inside the brackets of if/while/for/switch only: an if's condition against the other control statements'), and
+  the line that ends an if against the rest of the if statement;
+- ``--init``: the same search over a store of the same architecture at initialisation on the same text.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import argparse
 import numpy as np
 
 from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.features.ctokens import CODE, tokenize
+from rnnviz.analysis.features.if_parse import _Part
 from rnnviz.analysis.ranking import control_permutation
 from rnnviz.analysis.statistics import auroc, bootstrap_interval, float16_codes, weighted_auroc
 from rnnviz.store.reader import open_store
@@ -169,13 +174,43 @@ def report(store, init=None) -> None:
         y, yc = labels[j]
         print("\n".join(["", *_feature_lines(name, names, codes, y, yc, {k: v[j] for k, v in tables.items()},
                                              strata, where, init_codes)]))
-    # Is any unit an if-condition detector beyond "inside brackets"? Every unit, on the bracketed rows only.
+    # Beyond the obvious, every unit: an if's condition against other bracketed text, and the line that ends an
+    # if against the rest of the if statement.
     y, yc = labels[0]
-    s = _scores(store, codes, [(y, yc)], in_parens.astype(np.float64))[0]
+    b, sign = _restricted(store, names, codes, y, yc, in_parens.astype(np.float64),
+                          "in_if_cond inside round brackets only")
+    ctl = _control_conditions(text)
+    auc, ci = _interval(lambda w: weighted_auroc(codes[b], y, w * ctl), sign, T)
+    print(f"  the same unit inside the brackets of if, while, for and switch only ({int(ctl.sum()):,} characters, "
+          f"{int((y * ctl).sum()):,} of them an if's): AUROC {_fmt(auc, ci)}")
+    y, yc = labels[2]
+    _restricted(store, names, codes, y, yc, np.maximum(labels[3][0], y), "if_end_line inside if statements only")
+
+
+def _restricted(store, names, codes, y, yc, mask, what: str) -> tuple[int, int]:
+    """Print the most selective unit for ``y`` on the rows where ``mask`` is 1; return it and its sign."""
+    T = len(y)
+    s = _scores(store, codes, [(y, yc)], mask)[0]
     b, sign = _best(s)
-    auc, ci = _interval(lambda w: weighted_auroc(codes[b], y, w * in_parens), sign, T)
-    print(f"\nin_if_cond inside round brackets, every unit: most selective {names[b]} AUROC {_fmt(auc, ci)} "
-          f"(control {max(s[b, 1], 1 - s[b, 1]):.3f})")
+    auc, ci = _interval(lambda w: weighted_auroc(codes[b], y, w * mask), sign, T)
+    print(f"\n{what} ({int(mask.sum()):,} characters), every unit: most selective {names[b]} (sign "
+          f"{'+' if sign > 0 else '-'}) AUROC {_fmt(auc, ci)} (control {max(s[b, 1], 1 - s[b, 1]):.3f})")
+    return b, sign
+
+
+def _control_conditions(text: str) -> np.ndarray:
+    """(T,) float64: 1 from the ( after if/while/for/switch (inclusive) to its matching ) (exclusive)."""
+    toks = [t for t in tokenize(text).code if t.group == CODE]
+    part = _Part(toks, len(text))
+    starts, ends = [], []
+    for i in range(part.n - 1):
+        if part.tok[i] in ("if", "while", "for", "switch") and part.tok[i + 1] == "(":
+            starts.append(part.start[i + 1])
+            ends.append(part.char(part.match[i + 1]))
+    out = np.zeros(len(text) + 1)
+    np.add.at(out, starts, 1)
+    np.add.at(out, ends, -1)
+    return (np.cumsum(out[:-1]) > 0).astype(np.float64)
 
 
 def main() -> None:
