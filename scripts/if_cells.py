@@ -1,6 +1,7 @@
 """Which unit, if any, tracks the if features (``in_if_cond``, ``in_if_body``, ``if_end_line``, and ``in_if``)?
 
     python scripts/if_cells.py STORE [--init INIT_STORE]
+    python scripts/if_cells.py STORE --short     # the best units and the restricted searches only
 
 STORE: a character store of h and c (``rnnviz record CKPT TEXT --split test``). For each feature, units are
 scored as ``rnnviz find`` scores them: AUROC, score = max(AUROC, 1 - AUROC), a control that shuffles the labels
@@ -213,12 +214,36 @@ def _control_conditions(text: str) -> np.ndarray:
     return (np.cumsum(out[:-1]) > 0).astype(np.float64)
 
 
+def short_report(store) -> None:
+    """Only the most selective unit per feature and the two restricted searches, with intervals (no held-out or
+    stratified figures): what ``--short`` prints, the same for a trained store and one at initialisation."""
+    text, T = store.text, store.length
+    perm = control_permutation(store.row_keys(), 0)
+    names, codes = _codes(store)
+    labels = [(y, y[perm]) for y in (compute_feature(f, text).astype(np.float64) for f in FEATURES)]
+    S = _scores(store, codes, labels, np.ones(T))
+    print(f"{store.path}: {T:,} characters, {len(names)} units")
+    for j, name in enumerate(FEATURES):
+        b, sign = _best(S[j])
+        auc, ci = _interval(lambda w, c=codes[b], y=labels[j][0]: weighted_auroc(c, y, w), sign, T)
+        ctrl = max(S[j, b, 1], 1 - S[j, b, 1])
+        print(f"{name}: most selective {names[b]} AUROC {_fmt(auc, ci)} (control {ctrl:.3f})")
+    in_parens = (compute_feature("paren_depth", text) > 0).astype(np.float64)
+    _restricted(store, names, codes, *labels[0], in_parens, "in_if_cond inside round brackets only")
+    _restricted(store, names, codes, *labels[2], np.maximum(labels[3][0], labels[2][0]),
+                "if_end_line inside if statements only")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("store")
     p.add_argument("--init", help="store of the same architecture at initialisation, over the same text")
+    p.add_argument("--short", action="store_true", help="only the best units and the restricted searches")
     a = p.parse_args()
-    report(open_store(a.store), open_store(a.init) if a.init else None)
+    if a.short:
+        short_report(open_store(a.store))
+    else:
+        report(open_store(a.store), open_store(a.init) if a.init else None)
 
 
 if __name__ == "__main__":
