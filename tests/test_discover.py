@@ -206,7 +206,10 @@ def test_a_store_too_short_for_an_interval_says_so(tmp_path):
 def test_rank_features_skips_constant_features_and_reports(prose_store):
     df = rank_features(prose_store, top=2)
     # The prose has no brackets, indentation or comments.
-    assert set(df.attrs["skipped"]) == {"in_if", "brace_depth", "in_comment", "in_parens", "paren_depth", "indent"}
+    assert set(df.attrs["skipped"]) == {
+        "in_if", "in_if_cond", "in_if_body", "if_end_line", "brace_depth", "in_comment", "in_parens", "paren_depth",
+        "indent",
+    }
     assert df.groupby("feature").size().eq(2).all() and len(df.attrs["types"]) == 6
     assert df.attrs["length"] == prose_store.length and df.attrs["n_units"] == 48
     assert df[df["feature"] == "in_quote"]["unit"].iloc[0] == QUOTE
@@ -432,7 +435,7 @@ def run(*args):
 def test_cli_features():
     r = run("features")
     lines = r.output.strip().splitlines()
-    assert r.exit_code == 0 and len(lines) == 13
+    assert r.exit_code == 0 and len(lines) == 16
     assert lines[0].split()[:3] == ["in_quote", "binary", "prose"] and "paragraph break" in lines[0]
     r = run("features", "to_line_end")
     assert r.exit_code == 0 and r.output.startswith("to_line_end (numeric, prose)")
