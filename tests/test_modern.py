@@ -182,3 +182,33 @@ def test_state_read_outs_cannot_be_clamped():
     m = _model("mamba")
     with pytest.raises(RnnvizError, match="a mamba's 'sn' is read from its state and cannot be clamped"):
         m.step(torch.tensor([1]), m.init_state(1), clamp=clamp_spec({"0:sn:1": 0.0}, m.config))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["mingru", "mamba", "slstm"])
+def test_the_cli_trains_resumes_samples_records_ranks_and_ablates_a_modern_cell(tmp_path, cell):
+    from click.testing import CliRunner
+
+    from rnnviz.cli import main
+
+    def run(*args):
+        r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TEXT * 10, encoding="utf-8")
+    out = tmp_path / "run"
+    run("train", corpus, "--out", out, "--cell", cell, "--layers", 2, "--hidden", 8, "--batch", 4, "--seq-len", 20,
+        "--max-steps", 4, "--eval-every", 2, "--seed", 1, "--device", "cpu")
+    run("train", corpus, "--out", out, "--resume", "--max-steps", 6)
+    assert '"step": 6' in (out / "log.jsonl").read_text().splitlines()[-1]
+    assert len(run("sample", out / "best", "--length", 30, "--seed", 1).strip()) > 0
+    assert "nats/char" in run("eval", out / "best", corpus, "--split", "test")
+    rec = run("record", out / "best", corpus, "--out", tmp_path / "s", "--kinds", "all")
+    n = {"mingru": 3, "mamba": 2 * 8 + 4 * 16, "slstm": 8 * 8}[cell] * (8 if cell == "mingru" else 2)
+    assert f"x {n:,} units" in rec  # every kind of both layers, Mamba's d_inner-wide kinds included
+    assert "in_quote" in run("find", tmp_path / "s", "--feature", "in_quote", "--top", 1)
+    unit = {"mingru": "1:h:0", "mamba": "1:y:3", "slstm": "1:c:2"}[cell]
+    assert f"Clamped {unit}=0" in run("ablate", out / "best", corpus, "--unit", unit, "--random", 2,
+                                      "--length", 400)
