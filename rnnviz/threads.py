@@ -26,6 +26,8 @@ THREADS_ENV = "OMP_NUM_THREADS"  # the standard override (torch reads it at star
 
 @dataclass(frozen=True)
 class ThreadPolicy:
+    """When :func:`choose_threads` gives a step loop more than one thread."""
+
     parallel_flops: float = 4e6  # a step GEMM smaller than this (~30 us on one core) runs on one thread
     busy: float = 0.5  # cores counted free: those not taken by the 1-minute load average, rounded (0.5 up)
 
@@ -61,8 +63,11 @@ def choose_threads(gemm_flops: float, requested: int | None = None, policy: Thre
     cores = usable_cores()
     if cores == 1 or gemm_flops < policy.parallel_flops:
         return 1
-    free = int(cores - os.getloadavg()[0] + policy.busy)  # the load counts every runnable task, niced ones too
-    return max(1, min(cores, free))
+    try:
+        load = os.getloadavg()[0]  # every runnable task, niced ones too
+    except (AttributeError, OSError):  # not on this system: nothing known to be busy
+        load = 0.0
+    return max(1, min(cores, int(cores - load + policy.busy)))
 
 
 def check_threads(n: int) -> int:
