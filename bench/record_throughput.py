@@ -10,6 +10,12 @@ predictions and log-probabilities, into a store on disk (and once more with the 
 rate, counting only the FLOPs the model needs (LSTM 2·4H·(D+H) per layer per character, D = the
 layer's input size: V for layer 0); the store's write bandwidth ÷ the disk's measured sequential write
 bandwidth (same directory). The model is random-init: speed does not depend on the weights.
+
+Then each kind-set (h; h and c, or h and z; every kind) into host memory on one torch thread, as a fraction
+of the one-thread matmul rate (the FLOP bound; target 50%). Recording gates costs more than the model's
+FLOPs: h comes bit-exact from the fused kernel and the gates are recomputed from it in batched matmuls,
+which roughly doubles the matmul work (all kinds can reach ~50% of the bound only with free elementwise
+work). The load average is printed: on a shared machine every figure is a lower bound.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from rnnviz.model.charrnn import KINDS, CharRNN, ModelConfig
 from rnnviz.model.vocab import Vocab
 from rnnviz.recording.recorder import record
 from rnnviz.store.writer import StoreWriter
+from rnnviz.threads import torch_threads
 
 GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
+KIND_SETS = {"lstm": ("h", "h,c", "all"), "gru": ("h", "h,z", "all"), "rnn": ("h",)}
 
 
 def sync(dev: torch.device) -> None:
@@ -45,20 +53,20 @@ def model_flops(cfg: ModelConfig) -> int:
     return sum(2 * G * H * ((V if l == 0 else H) + H) for l in range(cfg.layers))
 
 
-def matmul_rate(dev: torch.device, n: int, seconds: float = 1.0) -> float:
-    """float32 FLOP/s of an n x n matmul, as torch runs it on ``dev`` (no TF32)."""
+def matmul_rate(dev: torch.device, n: int, seconds: float = 1.0, clock=time.perf_counter) -> float:
+    """float32 FLOP/s of an n x n matmul, as torch runs it on ``dev`` (no TF32); per second of ``clock``."""
     torch.backends.cuda.matmul.allow_tf32 = False
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b
     sync(dev)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    reps, t0 = 0, clock()
+    while clock() - t0 < seconds:
         a @ b
         reps += 1
         if reps % 8 == 0:
             sync(dev)
     sync(dev)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    return 2 * n**3 * reps / (clock() - t0)
 
 
 def disk_rate(directory: Path, mb: int) -> float:
@@ -122,23 +130,45 @@ def fused_sequential(model: CharRNN, ids: torch.Tensor, dev: torch.device) -> fl
     return len(ids) / (time.perf_counter() - t0)
 
 
-def ours(model, text, out: Path, dev, args, to_disk: bool) -> tuple[float, int, dict]:
-    """chars/s of rnnviz.record (every kind of every layer), bytes it wrote, and its recorder settings."""
+def ours(model, text, out: Path, dev, args, to_disk: bool, kinds: str = "all",
+         clock=time.perf_counter) -> tuple[float, int, dict]:
+    """chars/s of rnnviz.record (``kinds`` of every layer), bytes it wrote, and its recorder settings;
+    per second of ``clock``."""
     shutil.rmtree(out, ignore_errors=True)
     real = StoreWriter._pwrite
     if not to_disk:
         StoreWriter._pwrite = lambda self, name, data, offset: None  # rows still converted to host bytes
     try:
-        t0 = time.perf_counter()
-        store = record(model, text, out, kinds="all", device=dev, streams=args.streams, burn_in=args.burn_in,
-                       topk=5, overwrite=True)
-        dt = time.perf_counter() - t0
+        t0 = clock()
+        store = record(model, text, out, kinds=kinds, device=dev, streams=args.streams, burn_in=args.burn_in,
+                       topk=5, overwrite=True, threads=torch.get_num_threads())  # the count set here
+        dt = clock() - t0
     finally:
         StoreWriter._pwrite = real
     size = sum(f.stat().st_size for f in out.iterdir())
     settings = store.manifest["recorder"]
     shutil.rmtree(out, ignore_errors=True)
     return len(text) / dt, size, settings
+
+
+def kind_sets(model, text, out: Path, dev, args, flops: int) -> None:
+    """Each kind-set into host memory on one torch thread: chars/s and the fraction of the FLOP bound, per
+    second of wall time and per CPU-second (on a busy machine the CPU-second figure is the one to read)."""
+    cpu = dev.type == "cpu"
+    with torch_threads(1):
+        mm = matmul_rate(dev, 4096 if not cpu else 1024)
+        mm_cpu = matmul_rate(dev, 1024, clock=time.process_time) if cpu else mm
+        print(f"one torch thread: matmul fp32 {mm / 1e9:.1f} GFLOP/s ({mm_cpu / 1e9:.1f} per CPU-second); load "
+              f"average {load_average()}")
+        for kinds in KIND_SETS[model.config.cell]:
+            rate, _, _ = ours(model, text, out, dev, args, to_disk=False, kinds=kinds)
+            per_cpu = ours(model, text, out, dev, args, False, kinds, time.process_time)[0] if cpu else rate
+            print(f"kinds {kinds:<5s} -> host memory: {rate:10,.0f} chars/s   FLOP rate / matmul (1 thread): "
+                  f"{rate * flops / mm:6.1%}   per CPU-second: {per_cpu * flops / mm_cpu:6.1%}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -155,6 +185,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--dir", default=None, help="where the store and the disk probe go (default: a temp dir)")
     p.add_argument("--disk-mb", type=int, default=None, help="disk probe size (default 256 CPU, 4096 CUDA)")
+    p.add_argument("--kinds-only", action="store_true", help="only the kind-sets on one thread (a busy machine)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,12 +206,14 @@ def main() -> None:
     ids = torch.from_numpy(vocab.encode(text))
     flops = model_flops(cfg)
     name = torch.cuda.get_device_name(dev) if cuda else f"CPU, {torch.get_num_threads()} torch thread(s)"
-    print(f"device: {name}; torch {torch.__version__}")
+    print(f"device: {name}; torch {torch.__version__}; {os.cpu_count()} CPU cores, load average {load_average()}")
     print(f"model: {cfg.cell} {cfg.layers}x{cfg.hidden}, V={cfg.vocab_size}, {flops / 1e6:.3f} MFLOP/char (model only)")
 
     tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rnnviz-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
+        if args.kinds_only:
+            return kind_sets(model, text, tmp / "store", dev, args, flops)
         mm = matmul_rate(dev, 4096 if cuda else 1024)
         print(f"matmul fp32:          {mm / 1e9:10.1f} GFLOP/s")
         disk = disk_rate(tmp, disk_mb)
@@ -203,6 +236,8 @@ def main() -> None:
         print(f"FLOP rate (disk) / matmul:         {rate * flops / mm:8.1%}   ({rate * flops / 1e9:.1f} GFLOP/s)")
         bw = size * rate / chars
         print(f"store write bandwidth / disk:      {bw / disk:8.1%}   ({bw / 1e6:,.0f} MB/s)")
+        print()
+        kind_sets(model, text, tmp / "store", dev, args, flops)
     finally:
         if not args.dir:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -109,6 +109,18 @@ def _setting_option(name: str) -> Callable:
 device_option = _setting_option("device")  # --device on every command: one default (auto), one help text
 
 
+def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    from rnnviz.threads import check_threads
+
+    return value if value is None or ctx.resilient_parsing else check_threads(value)
+
+
+threads_option = click.option(  # --threads on every command with a step loop (train, eval, record)
+    "--threads", type=int, default=None, callback=_check_threads,
+    help="Torch threads. Default: OMP_NUM_THREADS if set, else one per free core (load average) when the "
+    "step's matrices are large enough to gain, 1 on a busy machine.")
+
+
 def train_options(f: Callable) -> Callable:
     """One option per :class:`TrainConfig` field marked ``cli``, in the dataclass's order."""
     for name in reversed([n for n, field in _SETTINGS.items() if field.metadata["cli"]]):
@@ -219,7 +231,8 @@ def progress_bar(desc: str, unit: str, total: int = 1, **tqdm_options) -> Iterat
 @click.option("--force", is_flag=True,
               help="Start over even if --out holds a run (only a run or an empty folder is replaced).")
 @click.option("--nproc", type=int, help="Train data-parallel in N processes (runs torchrun; one per GPU on CUDA).")
-def train(text, out, resume, force, nproc, **opts):
+@threads_option
+def train(text, out, resume, force, nproc, threads, **opts):
     """Train a char-RNN on TEXT (90% train, 5% validation; the last 5% is left for testing).
 
     Writes OUT/best and OUT/last checkpoints, OUT/log.jsonl and OUT/samples.txt. Without a stop option
@@ -244,7 +257,8 @@ def train(text, out, resume, force, nproc, **opts):
         sys.exit(_relaunch(click.get_current_context(), nproc))
     ensure_parent(out)  # --out under a file or in /proc: say so before the progress bar
     with _training_bar(out) as report:
-        r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides)
+        r = run_training(text, out, cfg, resume=resume, force=force, callback=report, overrides=overrides,
+                         threads=threads)
     if rank() > 0:
         return
     click.echo(
@@ -395,8 +409,9 @@ def sample(ckpt, prime, length, temperature, top_k, seed, clamp, device):
               help="Parallel pieces (1 = one exact pass with the state carried through the whole text).")
 @click.option("--unknown", default="error", show_default=True, help="Unknown characters: error, skip or replace:X.")
 @device_option
+@threads_option
 @output_format_option()
-def eval_cmd(ckpt, text, split_name, streams, unknown, device, fmt):
+def eval_cmd(ckpt, text, split_name, streams, unknown, device, threads, fmt):
     """Cross-entropy of a checkpoint on TEXT, in nats/char and bits/char.
 
     \b
@@ -415,7 +430,7 @@ def eval_cmd(ckpt, text, split_name, streams, unknown, device, fmt):
     content = read_text(text)
     part = content if split_name == "all" else split(content, split_name)
     part = model.vocab.prepare(part, unknown)
-    nats = evaluate(model, model.vocab.encode(part), streams=streams)
+    nats = evaluate(model, model.vocab.encode(part), streams=streams, threads=threads)
     result = {"checkpoint": str(model.checkpoint_dir), "text": str(text), "split": split_name, "chars": len(part),
               "streams": streams, "nats_per_char": nats, "bits_per_char": nats / math.log(2)}
     if not _echo_record(result, fmt):
@@ -465,7 +480,8 @@ def ngram(text, split_name, order, max_contexts, fmt):
 
 
 MODULE_ONLY = ("weights", "forward_spec", "vocab_file", "tokens_file", "chunk")  # --module's recording only
-CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "streams", "exact", "unknown", "nproc")
+CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "streams", "exact", "unknown", "nproc",
+                   "threads")
 
 
 @main.command()
@@ -490,6 +506,7 @@ CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "st
 @device_option
 @click.option("--force", is_flag=True, help="Replace the store if it exists (only an rnnviz store or an empty folder).")
 @click.option("--nproc", type=int, help="Record in N processes, a share of the streams each (runs torchrun).")
+@threads_option
 @click.option("--module", "module_spec", metavar="SPEC",
               help="Record your own PyTorch module instead of a checkpoint: FILE.py:FACTORY or package.module:FACTORY, "
               "a function that builds it (no arguments). The positional argument is then IDS.")
@@ -505,7 +522,7 @@ CHECKPOINT_ONLY = ("split_name", "start", "length", "burn_in", "max_passes", "st
               "string, or its number).")
 @click.option("--chunk", type=int, help="With --module: tokens per forward (default: as many as fit 256 MB).")
 def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, max_passes, streams, exact, topk,
-           unknown, device, force, nproc, module_spec, **module_options):
+           unknown, device, force, nproc, threads, module_spec, **module_options):
     """Record every cell of a checkpoint over TEXT into an activation store; or, with --module, every
     recurrent layer of your own PyTorch module over a file of token ids (IDS: whole numbers separated
     by whitespace).
@@ -571,7 +588,7 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
             store = run_record(model, part, out, kinds=kinds, layers=layers, burn_in=burn_in,
                                max_passes=max_passes, streams=streams, exact=exact, start=offset, topk=topk,
                                unknown=unknown, device=dev, overwrite=force, progress=progress, source=str(text),
-                               context=context)
+                               context=context, threads=threads)
     if store is not None:  # None on a rank > 0 under torchrun: rank 0 committed the store and reports
         _echo_recorded(store, out, unknown)
 

@@ -1,11 +1,80 @@
-"""``torch_threads``: torch's intra-op thread count, set for a block and restored after it."""
+"""How many torch intra-op threads a step loop runs on: ``torch_threads`` sets the count for a block and
+restores it after; :func:`choose_threads` picks it from the work's matrix sizes and the machine's load.
+
+A recurrent step loop runs one small GEMM per layer per step, each ended by an OpenMP barrier. On an idle
+machine a second thread helps once the GEMMs are large (about 1.5x at 64 streams of 256 units); with one
+other busy process it is ~1.6x slower than one thread, and at load 10-15 ~19x slower: a thread that waits
+at the barrier for a descheduled sibling wastes its turn. So more than one thread only where the GEMM is
+large enough to pay for the barrier and the cores are free: the loss on a busy machine is far larger than
+the gain on an idle one.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+
+from rnnviz.errors import RnnvizError
+from rnnviz.model.cells import STEP_GEMM
+
+THREADS_ENV = "OMP_NUM_THREADS"  # the standard override (torch reads it at start-up too): its value is the default
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """When :func:`choose_threads` gives a step loop more than one thread."""
+
+    parallel_flops: float = 4e6  # a step GEMM smaller than this (~30 us on one core) runs on one thread
+    busy: float = 0.5  # cores counted free: those not taken by the 1-minute load average, rounded (0.5 up)
+
+
+POLICY = ThreadPolicy()
+
+
+def step_gemm_flops(cell: str, hidden: int, rows: int) -> float:
+    """FLOPs of one step's recurrent GEMM, (rows, hidden) x (hidden, gates·hidden): the op each step waits on.
+    ``rows``: the parallel streams (a batch)."""
+    return 2.0 * rows * hidden * STEP_GEMM[cell] * hidden
+
+
+def usable_cores() -> int:
+    """The cores this process may run on, shared among torchrun's processes on this machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+
+
+def choose_threads(gemm_flops: float, requested: int | None = None, policy: ThreadPolicy = POLICY) -> int:
+    """Intra-op threads for a step loop whose GEMMs are ``gemm_flops`` each (:func:`step_gemm_flops`).
+
+    ``requested`` (``--threads``) wins, then ``OMP_NUM_THREADS``; otherwise one thread when the GEMMs are
+    small or no second core is free (the load average), else one per free core."""
+    if requested is not None:
+        return check_threads(requested)
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    cores = usable_cores()
+    if cores == 1 or gemm_flops < policy.parallel_flops:
+        return 1
+    try:
+        load = os.getloadavg()[0]  # every runnable task, niced ones too
+    except (AttributeError, OSError):  # not on this system: nothing known to be busy
+        load = 0.0
+    return max(1, min(cores, int(cores - load + policy.busy)))
+
+
+def check_threads(n: int) -> int:
+    """``n`` if it is a thread count (>= 1), else the one-line error."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise RnnvizError(f"--threads must be a whole number >= 1, got {n!r}")
+    return n
 
 
 @contextmanager

@@ -58,7 +58,17 @@ BENCHES = {
          fig("ours -> host memory:", " chars/s"), fig("ours -> store on disk:", " chars/s"),
          fig("ours (disk) / naive cell loop:", "x"), fig("ours (disk) / fused one stream:", "x"),
          fig("FLOP rate (host memory) / matmul:", "%"), fig("FLOP rate (disk) / matmul:", "%"),
-         fig("store write bandwidth / disk:", "%")),
+         fig("store write bandwidth / disk:", "%"), fig("kinds h     -> host memory:", " chars/s"),
+         fig("kinds h,c   -> host memory:", " chars/s"),
+         fig("kinds all   -> host memory:", " chars/s") + r"\s+" + fig("FLOP rate / matmul (1 thread):", "%")),
+    ),
+    "thread_policy": Bench(
+        ("--layers", "1", "--hidden", "8", "--chars", "600", "--burn-in", "20", "--eval-streams", "2", "--batch", "2",
+         "--steps", "1", "--settle", "0"),
+        (fig("as the machine is: load average"), fig("with one competing busy process: load average"),
+         fig("record h,c (", " streams)") + r"\s+" + fig("1 thread", " s"),
+         re.escape("train steps (batch 2)") + r"\s+" + fig("1 thread", " s"),
+         fig("default / policy", "x") + "$"),
     ),
     "record_module": Bench(
         ("--device", "cpu", "--tokens", "200", "--vocab", "50", "--hidden", "8", "--threads", "1"),

@@ -148,6 +148,17 @@ def test_device_is_one_option_with_one_default():
                "[default: auto]" in help_text, name
 
 
+def test_threads_is_one_option_checked_as_parsed(tmp_path):
+    with_threads = sorted(name for name, cmd in main.commands.items() if any(p.name == "threads" for p in cmd.params))
+    assert with_threads == ["eval", "record", "train"]
+    for name in with_threads:
+        help_text = " ".join(run(name, "--help").output.split())
+        assert "--threads INTEGER Torch threads. Default: OMP_NUM_THREADS if set, else one per free core" in help_text
+        out = [] if name == "eval" else ["--out", tmp_path / "x"]
+        r = run(name, "no-such-checkpoint", "no-such.txt", *out, "--threads", "0")
+        assert (r.exit_code, r.output) == (1, "Error: --threads must be a whole number >= 1, got 0\n"), name
+
+
 def test_train_options_come_from_train_config():
     import dataclasses
 
@@ -158,7 +169,7 @@ def test_train_options_come_from_train_config():
         "text", "--out", "--cell", "--layers", "--hidden", "--dropout", "--seq-len", "--batch", "--optimizer", "--lr",
         "--weight-decay", "--schedule", "--warmup", "--clip", "--epochs", "--max-steps", "--time-budget",
         "--eval-every", "--snapshot-every", "--log-every", "--device", "--amp", "--seed", "--init-from", "--resume",
-        "--force", "--nproc"]
+        "--force", "--nproc", "--threads"]
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["cli"]:
             assert (params[f.name].default, params[f.name].help) == (f.default, f.metadata["help"]), f.name

@@ -206,7 +206,7 @@ def test_the_cli_trains_resumes_samples_records_ranks_and_ablates_a_modern_cell(
     assert len(run("sample", out / "best", "--length", 30, "--seed", 1).strip()) > 0
     assert "nats/char" in run("eval", out / "best", corpus, "--split", "test")
     rec = run("record", out / "best", corpus, "--out", tmp_path / "s", "--kinds", "all")
-    n = {"mingru": 3, "mamba": 2 * 8 + 4 * 16, "slstm": 8 * 8}[cell] * (8 if cell == "mingru" else 2)
+    n = 2 * {"mingru": 3 * 8, "mamba": 8 + 4 * 16, "slstm": 8 * 8}[cell]
     assert f"x {n:,} units" in rec  # every kind of both layers, Mamba's d_inner-wide kinds included
     assert "in_quote" in run("find", tmp_path / "s", "--feature", "in_quote", "--top", 1)
     unit = {"mingru": "1:h:0", "mamba": "1:y:3", "slstm": "1:c:2"}[cell]

@@ -161,6 +161,16 @@ def test_store_contents_and_provenance(tmp_path, tiny_ckpt):
     assert st["mean"] == pytest.approx(h[:, 5].mean(), rel=1e-5) and st["max"] == h[:, 5].max()
     full = record(model, text, tmp_path / "full", kinds="all", streams=2, burn_in=100)
     np.testing.assert_array_equal(store.array(1, "o"), full.array(1, "o"))  # same values without layer 0 kept
+    stats = full.stats
+    for l, k in ((l, k) for l in full.layers for k in full.kinds):  # saturation: of the sigmoid gates only
+        x = full.array(l, k).astype(np.float32)
+        names = [f"{l}:{k}:{i}" for i in range(full.hidden)]
+        lo, hi = stats.loc[names, "sat_lo"].to_numpy(), stats.loc[names, "sat_hi"].to_numpy()
+        if k in ("i", "f", "o"):
+            np.testing.assert_array_equal(lo * len(x), (x < 0.1).sum(0))
+            np.testing.assert_array_equal(hi * len(x), (x > 0.9).sum(0))
+        else:  # h, c, g: a fraction below 0.1 means nothing for a tanh unit
+            assert np.isnan(lo).all() and np.isnan(hi).all(), k
 
 
 def test_interrupted_recording_leaves_nothing(tmp_path, make_model):
@@ -258,8 +268,9 @@ def test_cli_record(tmp_path, tiny_ckpt, make_model):
 
     res = _cli("record", tiny_ckpt, src, "--out", tmp_path / "st")
     assert res.exit_code == 1 and "Error: " in res.output and "already exists (use --force" in res.output
-    assert _cli("record", tiny_ckpt, src, "--out", tmp_path / "st", "--force", "--exact").exit_code == 0
-    assert open_store(tmp_path / "st").length == 600
+    res = _cli("record", tiny_ckpt, src, "--out", tmp_path / "st", "--force", "--exact", "--threads", "2")
+    assert res.exit_code == 0 and open_store(tmp_path / "st").length == 600
+    assert open_store(tmp_path / "st").manifest["recorder"]["threads"] == 2  # as asked, and said in the manifest
 
     gru_ckpt = tmp_path / "gru"
     save_checkpoint(make_model("gru", 2, 8), gru_ckpt)
@@ -268,6 +279,7 @@ def test_cli_record(tmp_path, tiny_ckpt, make_model):
         (tiny_ckpt, ["--layers", "7"], "Error: layer 7 does not exist: the model has 2 layer(s), 0..1"),
         (tiny_ckpt, ["--start", "600"], "Error: --start 600 is past the end of"),
         (tiny_ckpt, ["--length", "0"], "Error: --length must be >= 1"),
+        (tiny_ckpt, ["--threads", "0"], "Error: --threads must be a whole number >= 1, got 0"),
     ]
     for ckpt, extra, msg in bad:
         res = _cli("record", ckpt, src, "--out", tmp_path / "x", *extra)

@@ -13,7 +13,7 @@ from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.checkpoint import WEIGHTS, sha256_file
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.reader import open_store
-from rnnviz.store.stats import RunningStats
+from rnnviz.store.stats import RunningStats, StreamStats, saturating_ranges
 from rnnviz.store.writer import StoreWriter, write_store
 
 TEXT = "hello world\nthe quick brown fox\n"
@@ -94,7 +94,40 @@ def test_stats_match_stored_values(tmp_path):
     assert row["mean"] == pytest.approx(x.mean(), rel=1e-6)
     assert row["std"] == pytest.approx(x.std(), rel=1e-6)
     assert (row["min"], row["max"]) == (x.min(), x.max())
-    assert row["sat_lo"] == pytest.approx((x < 0.1).mean()) and row["sat_hi"] == pytest.approx((x > 0.9).mean())
+    assert np.isnan(row["sat_lo"]) and np.isnan(row["sat_hi"])  # c is no gate: its saturation means nothing
+    o = arrays[(2, "o")][:, 1].astype(np.float16).astype(np.float32)
+    row = df.loc["2:o:1"]
+    assert (row["sat_lo"], row["sat_hi"]) == ((o < 0.1).sum() / len(o), (o > 0.9).sum() / len(o))
+    assert df["sat_lo"].notna().sum() == 2 * 4  # o of layers 0 and 2
+
+
+def test_saturating_ranges_are_the_sigmoid_kinds_merged():
+    assert saturating_ranges(["h", "c", "i", "f", "g", "o"], [4] * 6, ("i", "f", "o")) == [(8, 16), (20, 24)]
+    assert saturating_ranges(["h", "c", "i"], [2, 4, 4], ("i", "f", "o")) == [(6, 10)]  # h narrower (a projection)
+    assert saturating_ranges(["h", "n"], [4, 4], ("r", "z")) == []
+
+
+@pytest.mark.parametrize("layout", ["kinds", "flat"])
+def test_saturation_counted_in_the_given_units_only(layout):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-0.2, 1.2, (3, 700, 4)).astype(np.float16)  # (K, n, H): kinds h, i, f side by side
+    x64 = x.astype(np.float64)
+    if layout == "kinds":  # the recorder's per-stream statistics: 2 streams of 350 rows
+        st = StreamStats(3, 4, 2, saturating=[(4, 12)])
+        st.update(torch.from_numpy(x.reshape(3, 2, 350, 4).copy()), 0, [350, 350])
+    else:  # one stream, (n, K·H) blocks, a range inside one kind
+        st = RunningStats(12, [(5, 7)])
+        for a, b in ((0, 1), (1, 500), (500, 700)):
+            st.update(torch.from_numpy(np.ascontiguousarray(x[:, a:b].transpose(1, 0, 2).reshape(b - a, 12))))
+    cols = st.columns()
+    lo, hi = np.array(cols["sat_lo"]), np.array(cols["sat_hi"])
+    want = np.zeros(12, bool)  # the units whose saturation is counted: kinds i and f, or units 5 and 6
+    want[slice(4, 12) if layout == "kinds" else slice(5, 7)] = True
+    flat = x64.transpose(1, 0, 2).reshape(700, 12)
+    np.testing.assert_array_equal(np.isnan(lo), ~want)
+    np.testing.assert_array_equal(lo[want], (flat[:, want] < 0.1).mean(0))
+    np.testing.assert_array_equal(hi[want], (flat[:, want] > 0.9).mean(0))
+    np.testing.assert_allclose(cols["mean"], flat.mean(0), rtol=1e-6)
 
 
 def test_running_stats_merge_blocks():

@@ -28,6 +28,9 @@ KINDS = {
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}  # torch's weight row order
 SIGMOID_KINDS = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o"),  # gates in [0, 1] (n, g are tanh)
                  "mingru": ("z",), "mamba": (), "slstm": ("i", "f", "o")}
+# Outputs per unit of a step's widest matmul (the recurrent GEMM's gates; Mamba's in_proj to 2·d_inner, minGRU's to
+# z and n): what the thread policy sizes a step by (rnnviz.threads.step_gemm_flops).
+STEP_GEMM = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "mamba": 4, "slstm": 4}  # Mamba: 2·MAMBA_EXPAND
 ON_REQUEST = {"mamba": ("s",)}  # kinds "all" leaves out: the whole Mamba state is d_state times wider
 # Kinds of the cell that carry memory from step to step, as the recorder's "h and c" default takes them.
 DEFAULT_KINDS = {"lstm": ("h", "c"), "slstm": ("h", "c")}

@@ -56,6 +56,7 @@ from rnnviz.model.settings import (  # noqa: F401 (TrainConfig and its names: th
 )
 from rnnviz.model.snapshots import SNAPSHOT_DIR, prune_snapshots, save_snapshot, snapshot_path
 from rnnviz.model.vocab import Vocab
+from rnnviz.threads import choose_threads, step_gemm_flops, torch_threads
 
 LR_JUMP = 2.0  # a resume that raises the learning rate more than this many times over warns
 
@@ -80,12 +81,13 @@ def unigram_loss(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) ->
     return float(-np.log(counts[val_ids] / counts.sum()).mean())
 
 
-def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 2048) -> float:
+def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 2048, threads: int | None = None) -> float:
     """Mean cross-entropy of predicting ``ids[t+1]`` from ``ids[:t+1]``, in nats/char.
 
     ``streams=1`` reads the whole text as one stream with the state carried throughout (exact).
     ``streams=S`` cuts it into S contiguous pieces read in parallel, each from a zero state (faster;
     the few characters after each cut are predicted with less context, and < S trailing chars are dropped).
+    ``threads``: torch intra-op threads (None: :func:`rnnviz.threads.choose_threads` picks).
     """
     n = (len(ids) - 1) // streams
     if n < 1:
@@ -94,7 +96,9 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
     x = torch.as_tensor(ids[: n * streams].reshape(streams, n), device=dev)  # (S, n)
     y = torch.as_tensor(ids[1 : n * streams + 1].reshape(streams, n), device=dev)  # (S, n)
     total, state = torch.zeros((), dtype=torch.float64, device=dev), None
-    with eval_mode(model), torch.no_grad():  # no graph: it would grow over every chunk of the text
+    cfg = model.config
+    threads = choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, streams), threads)
+    with eval_mode(model), torch.no_grad(), torch_threads(threads):  # no graph: it would grow over the text
         for a in range(0, n, chunk):
             logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
             total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
@@ -128,6 +132,7 @@ def train(
     force: bool = False,
     callback: Callable[[dict], None] | None = None,
     overrides: dict | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train a CharRNN on ``text_path`` (90% train / 5% validation) into the run directory ``out``.
 
@@ -135,7 +140,9 @@ def train(
     loss in nats/char, lr, chars/s, progress in [0, 1]), at each validation (``"eval"``), and once with a
     ``"message"`` (``"warning"``) when a resume's new stop setting raises the learning rate over 2x.
     With ``resume=True`` the run continues from ``out/last`` with its saved configuration, updated by
-    ``overrides`` (e.g. ``{"max_steps": 2000}`` to train longer; ``cfg`` is ignored).
+    ``overrides`` (e.g. ``{"max_steps": 2000}`` to train longer; ``cfg`` is ignored). ``threads``: torch
+    intra-op threads (None: :func:`rnnviz.threads.choose_threads` picks from this process's share of the
+    batch and the machine's load; validation runs on the same count).
     Ctrl-C saves ``out/last`` and re-raises (in one process; under torchrun it only stops).
 
     Launched by torchrun (``WORLD_SIZE`` > 1), each rank trains its contiguous share of the ``batch`` streams
@@ -148,10 +155,12 @@ def train(
     for sub in ("best", "last"):
         recover_dir(out / sub)
     cfg = _run_config(out, cfg, resume, force, overrides)
-    if distributed.rank() > 0:  # rank 0 holds the run for the whole job
-        return _train(text_path, text, out, cfg, resume, callback)
-    with exclusive(out / RUN_LOCK, f"{out} is being trained", "rnnviz train"):  # in the run's folder, made here
-        return _train(text_path, text, out, cfg, resume, callback)
+    rows = max(1, cfg.batch // distributed.world_size())  # this process's streams: the step GEMM's rows
+    with torch_threads(choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, rows), threads)):
+        if distributed.rank() > 0:  # rank 0 holds the run for the whole job
+            return _train(text_path, text, out, cfg, resume, callback)
+        with exclusive(out / RUN_LOCK, f"{out} is being trained", "rnnviz train"):  # in the run's folder
+            return _train(text_path, text, out, cfg, resume, callback)
 
 
 def _train(text_path, text: str, out: Path, cfg: TrainConfig, resume: bool, callback) -> dict:
@@ -400,7 +409,7 @@ class _Run:
         _reseed_ranks(self.group)
 
     def _validate_and_save(self, row: dict | None, hidden) -> None:
-        self.last_val = evaluate(self.model, self.val_ids, streams=self.val_streams)
+        self.last_val = evaluate(self.model, self.val_ids, streams=self.val_streams, threads=torch.get_num_threads())
         # The step's log line and sample are written before its last/ checkpoint, which records the files'
         # sizes: a crash in between resumes from the previous checkpoint and cuts them back (rewind), so
         # each line is written exactly once whenever the run is killed.
@@ -424,7 +433,7 @@ class _Run:
 
     def snapshot(self) -> None:
         save_snapshot(self.model, self.out, self.step, self.elapsed,
-                      evaluate(self.model, self.val_ids, streams=self.val_streams))
+                      evaluate(self.model, self.val_ids, streams=self.val_streams, threads=torch.get_num_threads()))
 
     def train_step(self, lr: float) -> torch.Tensor:
         """One optimizer step on the next batch; returns this rank's share of the batch's mean loss (nats)."""

@@ -48,6 +48,7 @@ from rnnviz.recording.recurrence import Carry, Layer, advance, warm_start
 from rnnviz.recording.starts import MAX_PASSES, StartError, Tolerance, settle, start_error
 from rnnviz.store.reader import Store
 from rnnviz.store.writer import StoreWriter
+from rnnviz.threads import choose_threads, step_gemm_flops, torch_threads
 
 HOST_BLOCK_BYTES = 128 << 20  # float16 rows per block handed to the writer (x PENDING in flight)
 DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device
@@ -126,6 +127,7 @@ def record(
     progress: Callable[[int, int], None] | None = None,
     source: str | None = None,
     context: str = "",
+    threads: int | None = None,
     **module_options,
 ) -> Store:
     """Record ``kinds`` of ``layers`` for every character of ``text`` into the store directory ``out``.
@@ -143,6 +145,8 @@ def record(
     context: text read just before ``text`` (e.g. the ``burn_in`` characters before it in its file) for the
     first stream's start state only, not recorded: row 0 is then not the state after a zero start (whose
     first values spike) but after reading what came before.
+    threads: torch intra-op threads (None: :func:`rnnviz.threads.choose_threads` picks from the streams'
+    GEMM size and the machine's load; the count used goes into the manifest).
     start / source: where ``text`` comes from, recorded in the manifest. topk: next-char predictions
     kept per position. unknown: "error", "skip" or "replace:X" for characters outside the vocabulary.
     device: None (the model's), "auto", "cpu", "cuda". progress: called as progress(chars_done, total).
@@ -162,12 +166,13 @@ def record(
         return _record_modern(model, text, out, locals())
     group = distributed.setup(resolve_device(device, model))
     plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, max_passes, group)
+    threads = choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, plan.b1 - plan.b0), threads)
     settings = {
         "source": source, "start": start, "length": len(text), "unknown": unknown,
         "unknown_chars": {ch: n for ch, (n, _) in bad.items()}, "exact": exact, "streams": plan.B,
         "chunk": plan.C, "burn_in": burn_in if plan.B > 1 else 0, "max_passes": max_passes if plan.B > 1 else 0,
         "tolerance": asdict(TOLERANCE), "block_steps": plan.S, "context": len(context),
-        "device": str(plan.device), "processes": group.world, "torch": torch.__version__,
+        "device": str(plan.device), "processes": group.world, "threads": threads, "torch": torch.__version__,
     }
     checkpoint = None if model.checkpoint_dir is None else {
         "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
@@ -177,7 +182,7 @@ def record(
     )
     t0 = time.perf_counter()
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
-    with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+    with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False), torch_threads(threads):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
             checks = _record_blocks(model, text, writer, pool, plan, progress, context)
         writer.join()
@@ -192,20 +197,21 @@ def _record_modern(model: CharRNN, text: str, out, given: dict) -> Store:
 
     if given["device"] not in (None, "auto") and torch.device(given["device"]) != model.device:
         model = model.to(given["device"])
+    threads = choose_threads(0, given["threads"])  # one stream: small matmuls, one thread unless asked
     settings = {"source": given["source"], "start": given["start"], "length": len(text), "unknown": given["unknown"],
                 "unknown_chars": {ch: n for ch, (n, _) in given["bad"].items()}, "exact": True, "streams": 1,
-                "context": len(given["context"]), "device": str(model.device), "processes": 1,
+                "context": len(given["context"]), "device": str(model.device), "processes": 1, "threads": threads,
                 "torch": torch.__version__}
     checkpoint = None if model.checkpoint_dir is None else {
         "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
     writer = StoreWriter(out, text, layers=given["layers"], kinds=given["kinds"], model_config=model.config,
                          vocab=model.vocab, topk=given["topk"], checkpoint=checkpoint, recorder=settings,
                          overwrite=given["overwrite"])
-    with eval_mode(model):
+    with eval_mode(model), torch_threads(threads):
         return record_modern(model, text, writer, given["topk"], given["context"], given["progress"])
 
 
-CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device", "context")
+CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device", "context", "threads")
 MODULE_ONLY = ("tokens", "token_text", "vocab", "forward", "chunk")  # record_module's own options
 
 

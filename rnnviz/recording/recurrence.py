@@ -31,6 +31,8 @@ class Layer:
         self.cell, self.onehot = cell, onehot
         self.w_ih_t, self.w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()  # (D, G·H), (P, G·H)
         self.b_ih, self.b_hh = b_ih, b_hh
+        # a one-hot layer's input projection is a row of this table (V, G·H): the same sums as w_ih_t[x] + b_ih
+        self.x_table = self.w_ih_t + b_ih if onehot else None
         self.w_hr_t = weights[4].detach().to(device, torch.float32).t().contiguous() if len(weights) > 4 else None
         H = w_hh.shape[0] // max(1, len(GATES[cell]))
         if self.cell != "rnn":  # the gate that keeps a unit's own state: f of (i, f, g, o), z of (r, z, n)
@@ -92,16 +94,16 @@ class Layer:
         B, S, P = out.shape
         h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, P): the h each step read
         if self.onehot:
-            xp = self.w_ih_t[x] + self.b_ih  # one-hot input: the matmul is a row lookup
+            xp = self.x_table[x]  # one-hot input: the matmul is a row lookup
         else:
             xp = torch.addmm(self.b_ih, x.reshape(B * S, -1), self.w_ih_t).view(B, S, -1)
         hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, P), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
         if lstm:
             rec = _lstm_gates(xp.add_(hp), c0)
-            h = rec["o"] * torch.tanh(rec["c"])
+            h = torch.tanh(rec["c"]).mul_(rec["o"])
             h = h if self.w_hr_t is None else h @ self.w_hr_t  # (B, S, H) -> (B, S, P)
             cT = rec["c"][:, -1] if cT is None else cT
-            return out, (hT, cT), {"h": out, **rec}, (h - out).abs().amax()
+            return out, (hT, cT), {"h": out, **rec}, h.sub_(out).abs_().amax()
         ir, iz, in_ = xp.chunk(3, -1)
         hr, hz, hn = hp.chunk(3, -1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
@@ -116,11 +118,10 @@ def _lstm_gates(pre: torch.Tensor, c0: torch.Tensor) -> dict[str, torch.Tensor]:
     matmuls are all done."""
     i, f, g, o = pre.chunk(4, -1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    u = i * g
-    c = torch.empty_like(u)
+    c = i * g  # (B, S, H): i·g, then c in place, step by step (out=: no copy per step)
     prev = c0
-    for t in range(u.shape[1]):
-        prev = c[:, t] = torch.addcmul(u[:, t], f[:, t], prev)
+    for t in range(c.shape[1]):
+        prev = torch.addcmul(c[:, t], f[:, t], prev, out=c[:, t])
     return {"c": c, "i": i, "f": f, "g": g, "o": o}
 
 

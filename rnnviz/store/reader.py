@@ -7,7 +7,8 @@ Layout (see docs/architecture.md)::
     L{layer}.{kind}.f16    (T, H) little-endian float16, C order; row t = state after reading char t
     logprob.f32            (T,) float32 log p(text[t+1] | text[:t+1]) in nats, NaN at t = T-1
     topk_ids.u16           (T, K) uint16 and topk_p.f16 (T, K) float16: top-K next-char predictions
-    stats.json             per unit: mean std min max sat_lo (fraction < 0.1) sat_hi (fraction > 0.9)
+    stats.json             per unit: mean std min max sat_lo (fraction < 0.1) sat_hi (fraction > 0.9); the sat_
+                           columns of sigmoid gates only (LSTM i f o, GRU r z), NaN for every other kind
 
 Nothing is ever loaded whole: readers slice the memmaps, and the summary statistics are computed
 while writing so that views need not scan the store. A store is written into a temp directory that

@@ -18,7 +18,16 @@ import torch
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_dir, exclusive, write_json
-from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, kind_width, parse_kinds, parse_layers
+from rnnviz.model.charrnn import (
+    CELLS,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    SIGMOID_KINDS,
+    ModelConfig,
+    kind_width,
+    parse_kinds,
+    parse_layers,
+)
 from rnnviz.model.distributed import Group
 from rnnviz.model.vocab import TokenVocab, Vocab
 from rnnviz.store.manifest import (
@@ -38,7 +47,7 @@ from rnnviz.store.manifest import (
     kinds_ok,
 )
 from rnnviz.store.reader import Store, is_store
-from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats
+from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats, saturating_ranges
 from rnnviz.store.tokens import first_bad_span
 
 BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # write_store copies rows in blocks of at most 64 MB float32 an array
@@ -146,10 +155,12 @@ class StoreWriter:
         """Forget every row written and every statistic: the rows will all be written again (a recorder
         that records once more from corrected start states)."""
         # One accumulator per layer over all its kinds side by side (n, len(kinds)·H): fewer, larger ops.
+        sat = {l: saturating_ranges(self.kinds, [self.widths[(l, k)] for k in self.kinds],
+                                    SIGMOID_KINDS.get(self.cell, ())) for l in self.layers}
         if self.streams is None:
-            self.stats = {l: RunningStats(sum(self.widths[(l, k)] for k in self.kinds)) for l in self.layers}
+            self.stats = {l: RunningStats(sum(self.widths[(l, k)] for k in self.kinds), sat[l]) for l in self.layers}
         else:
-            self.stats = {l: StreamStats(len(self.kinds), self.hidden, self.streams, self.group.device)
+            self.stats = {l: StreamStats(len(self.kinds), self.hidden, self.streams, self.group.device, sat[l])
                           for l in self.layers}
         self.rows_written = 0
 

@@ -1,0 +1,85 @@
+"""The thread policy: an explicit count wins, then OMP_NUM_THREADS; else one thread for small GEMMs or a busy
+machine, one per free core otherwise."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import TEXT
+
+from rnnviz import threads
+from rnnviz.errors import RnnvizError
+from rnnviz.threads import choose_threads, step_gemm_flops
+
+BIG = step_gemm_flops("lstm", 256, 64)  # the recorder's 64 streams of a 2x256 LSTM
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """set(cores, load): a machine of that many cores at that 1-minute load average, no thread variables."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+
+    def set_(cores: int, load: float) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+
+    return set_
+
+
+def test_step_gemm_flops():
+    assert step_gemm_flops("lstm", 256, 64) == 2 * 64 * 256 * 1024 == BIG
+    assert step_gemm_flops("gru", 10, 3) == 2 * 3 * 10 * 30
+    assert step_gemm_flops("rnn", 10, 3) == 2 * 3 * 10 * 10
+
+
+@pytest.mark.parametrize(("cores", "load", "want"), [
+    (2, 0.0, 2), (2, 0.49, 2), (2, 0.51, 1), (2, 1.0, 1), (2, 12.0, 1),  # one busy process: no second thread
+    (4, 0.2, 4), (4, 1.7, 2), (4, 3.6, 1), (1, 0.0, 1),
+])
+def test_threads_follow_the_free_cores(machine, cores, load, want):
+    machine(cores, load)
+    assert choose_threads(BIG) == want
+
+
+def test_small_gemms_run_on_one_thread_even_when_idle(machine):
+    machine(8, 0.0)
+    assert choose_threads(step_gemm_flops("lstm", 128, 1)) == 1  # eval's one stream, exact recording
+    assert choose_threads(threads.POLICY.parallel_flops) == 8
+
+
+def test_requested_then_environment_then_policy(machine, monkeypatch):
+    machine(2, 9.0)
+    assert choose_threads(BIG, 2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert choose_threads(BIG) == 3 and choose_threads(BIG, 1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a count: the policy decides
+    assert choose_threads(BIG) == 1
+
+
+def test_torchrun_processes_share_the_cores(machine, monkeypatch):
+    machine(4, 0.0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert choose_threads(BIG) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_thread_count(bad):
+    with pytest.raises(RnnvizError, match=rf"^--threads must be a whole number >= 1, got {bad!r}$"):
+        choose_threads(BIG, bad)
+
+
+def test_evaluate_runs_on_the_chosen_count_and_restores_it(make_model, machine, monkeypatch):
+    from rnnviz.model.trainer import evaluate
+
+    machine(2, 0.0)
+    model = make_model("lstm", 1, 8)
+    seen = []
+    real = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    before = torch.get_num_threads()
+    ids = model.vocab.encode(TEXT[:60])
+    assert evaluate(model, ids, threads=2) == pytest.approx(evaluate(model, ids), rel=1e-6)
+    assert seen == [2, 1] and torch.get_num_threads() == before  # tiny GEMMs: one thread by default
