@@ -895,7 +895,7 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, 
                        + _interval(s["delta_feature_lo"], s["delta_feature_hi"]))
         else:
             click.echo(f"  {r.feature}: no character of this text is predicted by it")
-    _echo_random_baseline(s, r.feature, n_random)
+    _echo_random_baseline(s, r.feature, every=len(r.units) == 1 and s["random_draws"] == model.config.hidden - 1)
     if r.start_error is not None:
         e = r.start_error
         click.echo(f"  stream starts: clean states within {e['error']:.2g} of one sequential pass (worst {e['unit']}"
@@ -912,8 +912,9 @@ def _interval(lo: float | None, hi: float | None) -> str:
         f" (no interval under {MIN_BLOCKS * BOOT_BLOCK:,} characters)"
 
 
-def _echo_random_baseline(s: dict, feature: str | None, asked: int) -> None:
-    """The random draws' lines of ``ablate``: their mean change +- sd, how many hurt as much, p, effect size."""
+def _echo_random_baseline(s: dict, feature: str | None, every: bool) -> None:
+    """The random draws' lines of ``ablate``: their mean change +- sd, how many hurt as much, p, effect size.
+    ``every``: the draws are every other unit of the layer and kind once (an exhaustive permutation test)."""
     draws = s["random_draws"]
     for suffix, label in (("", "all"), ("_feature", feature)):
         col = f"delta{suffix}"
@@ -922,7 +923,7 @@ def _echo_random_baseline(s: dict, feature: str | None, asked: int) -> None:
         sd, z = s[f"random_{col}_std"], s[f"effect_size{suffix}"]
         click.echo(f"  random units ({label}): delta {s[f'random_{col}_mean']:+.4f}"
                    + (f" +- {sd:.4f}" if sd is not None else "")
-                   + f" over {draws} draws" + (" (every other unit of its layer and kind)" if draws < asked else "")
+                   + f" over {draws} draws" + (" (every other unit of its layer and kind)" if every else "")
                    + f"; {s[f'random_{col}_at_least']} hurt as much: p = {s[f'p{suffix}']:.3g}"
                    + (f", effect size {z:+.2f} sd" if z is not None else ""))
 
