@@ -54,9 +54,9 @@ def main() -> None:
     model = load(a.ckpt, a.hidden, text)
     ids = model.vocab.encode(model.vocab.prepare(text, "skip"))
     with torch.no_grad(), torch_threads(1):
-        runs = Streams(model, ids, int(np.clip(len(ids) // 1000, 1, 64)), 200, a.layer, None)
+        runs = Streams(model, ids, int(np.clip(len(ids) // 1000, 1, 64)), 200, a.layer, 1, None)
         clean = runs.clean()
-        drawn = _draw_units([(a.layer, "h", 0)], model.config.hidden, np.random.default_rng(0), a.draws)
+        drawn = _draw_units([(a.layer, "h", 0)], model.config, np.random.default_rng(0), a.draws)
         t0, c0 = time.perf_counter(), time.process_time()
         one = [(runs.run(clamp_for(d, runs.lo, 0.0, None, runs.dev))[0][0] - clean).mean() for d in drawn]
         t_one, c_one = time.perf_counter() - t0, time.process_time() - c0

@@ -76,6 +76,16 @@ def test_p_and_effect_size_count_the_draws_of_a_unit_set(make_model):
         assert alone.delta_feature == pytest.approx(row["delta_feature"], abs=1e-6)
 
 
+def test_a_modern_stack_runs_its_draws_one_at_a_time(make_model):
+    """A modern stack's parallel form takes an index clamp only: its draws go one pass each, and are the same."""
+    model = make_model("mingru", layers=2, hidden=8, text=QTEXT, seed=1)
+    r = ablate(model, QTEXT, ["1:h:1"], random=3, streams=2, burn_in=10)
+    assert r.random["units"].nunique() == 3 and r.summary()["p"] == (1 + (r.random["delta"] >= r.delta).sum()) / 4
+    for _, row in r.random.iterrows():
+        assert ablate(model, QTEXT, row["units"], random=0, streams=2, burn_in=10).delta == \
+            pytest.approx(row["delta"], abs=1e-6)
+
+
 def test_a_per_row_clamp_is_each_rows_index_clamp(make_model):
     model = make_model("gru", layers=2, hidden=8, seed=1)
     x, state = torch.tensor([1, 2]), model.init_state(2)
