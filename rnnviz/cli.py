@@ -844,8 +844,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
 @click.option("--mode", default="zero", show_default=True, help="zero, mean (its mean over the text) or value=V.")
 @click.option("--feature", default=None, help="Also report the loss on the characters this feature predicts "
               "(a built-in name or re:PATTERN).")
-@click.option("--random", "n_random", type=int, default=10, show_default=True,
-              help="Random-unit baseline draws (as many units, same layers and kinds).")
+@click.option("--random", "n_random", type=int, default=100, show_default=True,
+              help="Random-unit baseline draws (as many units, same layers and kinds): the control of the p-value "
+              "and effect size.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @window_options(default_length=20000, split="test")
 @click.option("--streams", type=int, default=None, help="Parallel pieces (default ~1 per 1,000 chars; 1 = exact).")
@@ -858,8 +859,11 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, 
     """Clamp units inside the recurrence and report what the model loses, in nats/char.
 
     The loss change is reported over every character and over the characters the feature predicts
-    (the closing quote for in_quote, the line end for to_line_end, the } or ; that ends an in_if),
-    next to the same clamp on randomly drawn units of the same layers and kinds.
+    (the closing quote for in_quote, the line end for to_line_end, the } or ; that ends an in_if), with a
+    95% block-bootstrap interval over positions, next to the same clamp on randomly drawn units of the same
+    layers and kinds: how many draws hurt as much, the permutation p-value ((that + 1) / (draws + 1)) and
+    the effect size (the change minus the draws' mean, in their standard deviations). An LSTM unit zeroed
+    is one intervention whether its c or its h is named (c = 0 makes h = 0): it is reported as L:c+h:I.
 
     \b
     Example:
@@ -880,26 +884,48 @@ def ablate(ckpt, text, units, mode, feature, n_random, seed, split_name, start, 
         return
     vals = ", ".join(f"{u}={v:g}" for u, v in r.values.items())
     click.echo(f"Clamped {vals} ({mode}) over {r.chars:,} predictions ({r.streams} stream(s), burn-in {r.burn_in}).")
-    click.echo(f"  all characters:   {r.clean_loss:.4f} -> {r.ablated_loss:.4f} nats/char  delta {r.delta:+.4f}")
+    if any(":c+h:" in u for u in r.units):
+        click.echo("  c+h: an LSTM unit zeroed is one intervention, named by its c or its h (c = 0 makes h = 0)")
+    click.echo(f"  all characters:   {r.clean_loss:.4f} -> {r.ablated_loss:.4f} nats/char  delta {r.delta:+.4f}"
+               + _interval(s["delta_lo"], s["delta_hi"]))
     if r.feature:
         if r.feature_chars:
             click.echo(f"  {r.feature} ({r.feature_chars:,} predicted chars): {r.clean_loss_feature:.4f} -> "
-                       f"{r.ablated_loss_feature:.4f}  delta {r.delta_feature:+.4f}")
+                       f"{r.ablated_loss_feature:.4f}  delta {r.delta_feature:+.4f}"
+                       + _interval(s["delta_feature_lo"], s["delta_feature_hi"]))
         else:
             click.echo(f"  {r.feature}: no character of this text is predicted by it")
-    if n_random:
-        for col, label in (("delta", "all"), ("delta_feature", r.feature)):
-            if label and s[f"random_{col}_mean"] is not None:
-                sd = s[f"random_{col}_std"]
-                click.echo(f"  random units ({label}): delta {s[f'random_{col}_mean']:+.4f}"
-                           + (f" +- {sd:.4f}" if sd is not None else "")
-                           + f"; {s[f'random_{col}_at_least']} of {n_random} draws hurt as much")
+    _echo_random_baseline(s, r.feature, every=len(r.units) == 1 and s["random_draws"] == model.config.hidden - 1)
     if r.start_error is not None:
         e = r.start_error
         click.echo(f"  stream starts: clean states within {e['error']:.2g} of one sequential pass (worst {e['unit']}"
                    + ("" if e["within"] else ", over tolerance: use --streams 1 for one exact pass")
                    + (f"); clamped streams meet within {r.clamp_boundary_residual:.2g}"
                       if r.clamp_boundary_residual is not None else ")"))
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    """" (95% CI lo to hi)" of a loss change, or why there is none."""
+    from rnnviz.analysis.statistics import BOOT_BLOCK, MIN_BLOCKS
+
+    return f" (95% CI {lo:+.4f} to {hi:+.4f})" if lo is not None else \
+        f" (no interval under {MIN_BLOCKS * BOOT_BLOCK:,} characters)"
+
+
+def _echo_random_baseline(s: dict, feature: str | None, every: bool) -> None:
+    """The random draws' lines of ``ablate``: their mean change +- sd, how many hurt as much, p, effect size.
+    ``every``: the draws are every other unit of the layer and kind once (an exhaustive permutation test)."""
+    draws = s["random_draws"]
+    for suffix, label in (("", "all"), ("_feature", feature)):
+        col = f"delta{suffix}"
+        if not label or s[f"random_{col}_mean"] is None:
+            continue
+        sd, z = s[f"random_{col}_std"], s[f"effect_size{suffix}"]
+        click.echo(f"  random units ({label}): delta {s[f'random_{col}_mean']:+.4f}"
+                   + (f" +- {sd:.4f}" if sd is not None else "")
+                   + f" over {draws} draws" + (" (every other unit of its layer and kind)" if every else "")
+                   + f"; {s[f'random_{col}_at_least']} hurt as much: p = {s[f'p{suffix}']:.3g}"
+                   + (f", effect size {z:+.2f} sd" if z is not None else ""))
 
 
 @main.command()

@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--unknown", default="error")
     p.add_argument("--prime", default="\n")
     p.add_argument("--ablate-chars", type=int, default=20000, help="test-split characters used for ablation")
+    p.add_argument("--ablate-random", type=int, default=100, help="random-unit draws of each ablation's control")
     p.add_argument("--export-chars", type=int, default=3000)
     p.add_argument("--emergence", metavar="RUN", help="the training run with snapshots: add when each cell "
                    "appeared (or an earlier card of the same weights' run, README.md with emergence.html beside "
@@ -141,13 +142,17 @@ def main() -> None:
             "## Cells found on the test split",
             f"Recorded with `rnnviz record` ({', '.join(store.kinds)} of every layer, {store.length:,} characters) "
             f"and ranked with `rnnviz find`; each feature's best unit ablated (`rnnviz ablate --mode zero`) over "
-            f"the first {min(a.ablate_chars, len(test)):,} test characters against 10 random units of the same layer "
-            f"and kind. Selectivity = score minus the score of a character-only control (a unit that only reacts "
+            f"the first {min(a.ablate_chars, len(test)):,} test characters against {a.ablate_random} draws of a "
+            f"random unit of the same layer and kind (distinct units; an LSTM unit zeroed is one intervention "
+            f"whether its c or its h is named, hence `L:c+h:i`). Δloss: nats/char, with its 95% block-bootstrap "
+            f"interval over positions (blocks of 1,000 characters). On the feature's characters: p = (random draws "
+            f"that hurt as much + 1) / (draws + 1), one-sided, and effect size = (Δ − the draws' mean Δ) / their sd. "
+            f"Selectivity = score minus the score of a character-only control (a unit that only reacts "
             f"to which character it reads scores high on both); a unit counts as found at selectivity >= {SELECTIVE}.",
             "",
-            "| feature | unit | metric | score | sign | selectivity | Δloss all | Δloss on feature chars "
-            "| random units Δ (mean ± sd) | heatmap |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| feature | unit | metric | score | sign | selectivity | ablated | Δloss all | Δloss on feature chars "
+            "| random units Δ (mean ± sd) | effect size | p | heatmap |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         missing = []
         for feature, rows in df.groupby("feature", sort=False):
@@ -155,7 +160,8 @@ def main() -> None:
             if best["selectivity"] < SELECTIVE:
                 missing.append(f"`{feature}` (best {best['unit']}, selectivity {best['selectivity']:.3f})")
                 continue
-            r = ablate(model, test[: a.ablate_chars], [best["unit"]], mode="zero", feature=feature).summary()
+            r = ablate(model, test[: a.ablate_chars], [best["unit"]], mode="zero", feature=feature,
+                       random=a.ablate_random).summary()
             html = f"cells_{feature}.html"
             # show a window where the feature varies: it starts shortly before the feature first changes
             y = compute_feature(feature, store.text)
@@ -163,11 +169,8 @@ def main() -> None:
             start = max(0, min(first - 200, store.length - a.export_chars))
             export_html(store, list(rows["unit"]), ckpt / html, start=start, length=a.export_chars,
                         titles=titles_from_cells(rows))
-            rnd = f"{r['random_delta_feature_mean']:+.4f} ± {r['random_delta_feature_std']:.4f}" \
-                if r.get("random_delta_feature_mean") is not None else "n/a"
             for i, row in enumerate(rows.itertuples()):
-                abl = (f"{r['delta']:+.4f} | {r['delta_feature']:+.4f} ({r['feature_chars']} chars) | {rnd}"
-                       if i == 0 else " | | ")
+                abl = ablation_cells(r) if i == 0 else " | | | | | "
                 lines.append(f"| {feature if i == 0 else ''} | {row.unit} | {row.metric} | {row.score:.3f} | "
                              f"{'+' if row.sign > 0 else '−'} | {row.selectivity:.3f} | {abl} | "
                              f"{f'[{html}]({html})' if i == 0 else ''} |")
@@ -185,6 +188,23 @@ def main() -> None:
         lines += emergence_section(Path(a.emergence), ckpt, test[: a.emergence_chars], a.features)
     lines += ["", f"Card written by `scripts/model_card.py` with torch {torch.__version__}.", ""]
     (ckpt / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def ablation_cells(r: dict) -> str:
+    """The ablation columns of a feature's first row, from :meth:`Ablation.summary` ``r``: the intervention,
+    Δloss on all and on the feature's characters with intervals, the random draws' Δ, effect size and p."""
+    def delta(col: str) -> str:
+        ci = f" [{r[col + '_lo']:+.4f}, {r[col + '_hi']:+.4f}]" if r[col + "_lo"] is not None else ""
+        return f"{r[col]:+.4f}{ci}" if r[col] is not None else "n/a"
+
+    if r["random_delta_feature_mean"] is None:
+        rnd, z, p = "n/a", "n/a", "n/a"
+    else:
+        rnd = f"{r['random_delta_feature_mean']:+.4f} ± {r['random_delta_feature_std']:.4f} (n = {r['random_draws']})"
+        z = f"{r['effect_size_feature']:+.2f}" if r["effect_size_feature"] is not None else "n/a"
+        p = f"{r['p_feature']:.3g}"
+    return (f"{', '.join(r['units'])} | {delta('delta')} | {delta('delta_feature')} ({r['feature_chars']} chars) | "
+            f"{rnd} | {z} | {p}")
 
 
 def baseline_lines(text: str, corpus: str, test_loss: float) -> list[str]:

@@ -85,6 +85,12 @@ BENCHES = {
          fig("exact:", " chars/s"), fig("time ratio corrected / uncorrected:", "x") + "$",
          fig("time ratio corrected / exact:", "x") + "$"),
     ),
+    "ablate_draws": Bench(  # --ckpt none: a random 2 x 8 LSTM
+        ("--ckpt", "none", "--hidden", "8", "--chars", "1500", "--draws", "3"),
+        (fig("one by one   :", " s"), fig("side by side :", " s"),
+         fig("ratio ours/one by one :") + r" \(CPU time: " + fig("") + "; load average " + fig("") + r"\)$",
+         fig("max |difference| of the draws' loss change:")),
+    ),
     "find_speed": Bench(  # 3 layers x 12: the smallest store that holds the four planted cells (2:c:5, 1:c:11)
         ("--chars", "5000", "--layers", "3", "--hidden", "12"),
         (fig("read pass (iter_blocks only):", " s"), fig("rank_features, all units x features:", " s"),

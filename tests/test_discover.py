@@ -306,13 +306,14 @@ def manual_losses(model, text, clamp=None):
 
 
 @pytest.mark.parametrize(
-    "cell,unit,value", [("lstm", "1:c:3", 3.0), ("lstm", "0:f:2", 1.0), ("gru", "1:z:5", 1.0), ("rnn", "0:h:0", 3.0)]
+    "cell,unit,value,name", [("lstm", "1:c:3", 3.0, "1:c+h:3"), ("lstm", "0:f:2", 1.0, "0:f:2"),
+                             ("gru", "1:z:5", 1.0, "1:z:5"), ("rnn", "0:h:0", 3.0, "0:h:0")]
 )
-def test_zero_clamp_equals_the_hand_computation(make_model, cell, unit, value):
+def test_zero_clamp_equals_the_hand_computation(make_model, cell, unit, value, name):
     model = make_model(cell, layers=2, hidden=16, text=QTEXT, seed=3)
     r = ablate(model, QTEXT, [unit], mode="zero", streams=1, random=0)
     clean, clamped = manual_losses(model, QTEXT), manual_losses(model, QTEXT, {unit: 0.0})
-    assert r.chars == len(QTEXT) - 1 and r.values == {unit: 0.0}
+    assert r.chars == len(QTEXT) - 1 and r.values == {name: 0.0}  # a zeroed LSTM c is its c+h (test_ablation)
     assert r.clean_loss == pytest.approx(clean.mean(), abs=1e-5)
     assert r.ablated_loss == pytest.approx(clamped.mean(), abs=1e-5)
     assert r.delta == pytest.approx(clamped.mean() - clean.mean(), abs=1e-6)
@@ -361,7 +362,7 @@ def test_random_baseline_is_seeded(make_model):
     assert a.random["units"].tolist() != c.random["units"].tolist()
     for units in a.random["units"]:
         drawn = units.split(",")
-        assert len(set(drawn)) == 2 and all(u.startswith("1:c:") and u not in ("1:c:2", "1:c:3") for u in drawn)
+        assert len(set(drawn)) == 2 and all(u.startswith("1:c+h:") and u not in ("1:c+h:2", "1:c+h:3") for u in drawn)
     s = a.summary()
     assert s["random_draws"] == 3 and s["random_delta_mean"] == pytest.approx(a.random["delta"].mean())
     json.dumps(s)
@@ -481,7 +482,7 @@ def test_cli_ablate_and_gradflow(tiny_ckpt, tmp_path):
             "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    assert s["units"] == ["1:c:3"] and s["feature"] == "in_quote" and len(s["random"]) == 2
+    assert s["units"] == ["1:c+h:3"] and s["feature"] == "in_quote" and len(s["random"]) == 2
     assert s["chars"] == len(TEXT) * 5 - 1 and s["feature_chars"] == 5
     r = run("ablate", tiny_ckpt, p, "--unit", "1:c:3,0:h:1", "--mode", "value=1", "--random", "2")
     assert r.exit_code == 0 and "Clamped 1:c:3=1, 0:h:1=1 (value=1)" in r.output and "random units (all)" in r.output

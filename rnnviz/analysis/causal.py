@@ -2,14 +2,21 @@
 
 ``ablate`` answers "what does the model lose without this cell?": the text is run once as is (torch's
 fused kernel) and once with the units forced to a value at every step, inside the recurrence, through
-:meth:`CharRNN.step` with ``clamp`` (so the clamp also changes every later state). The layers below
-the lowest clamped one are not affected by the clamp, so they run in the fused kernel too; only the
-clamped layer and those above step character by character. The text is cut into parallel streams, each
-started from the clean state one sequential pass has ``burn_in`` characters before its part (corrected
-as the recorder corrects its streams: :mod:`rnnviz.recording.starts`) and reading those characters, clamped too, before
-the part it scores; where two clamped streams meet, their states are compared and the largest
-difference reported (the clamp's effect from before a stream's burn-in is what it misses). The
-same number of randomly drawn units of the same layer and kind, clamped the same way, is the baseline.
+:meth:`CharRNN.step` with ``clamp`` (so the clamp also changes every later state), in parallel streams
+(:mod:`rnnviz.analysis.clamped`); where two clamped streams meet, their states are compared and the largest
+difference reported (the clamp's effect from before a stream's burn-in is what it misses).
+
+The control is the same clamp on randomly drawn units of the same layers and kinds (``random`` draws, run
+through the model side by side). The units' loss change is set against the draws' as an exact permutation
+p-value (:func:`.statistics.permutation_p`: the draws that hurt at least as much, plus one, over the draws plus
+one; under the hypothesis that the units are no more harmful than units drawn at random) and an effect size
+(the change minus the draws' mean, in the draws' standard deviations); the change itself carries a
+block-bootstrap interval over text positions (:func:`.statistics.bootstrap_interval`).
+
+One LSTM unit zeroed is one intervention whether its ``c`` or its ``h`` is named: c = 0 makes
+h = o·tanh(0) = 0 exactly, and with h at 0 the unit's c reaches nothing but itself (every other unit, and the
+read-out, sees the unit only through h). So both are clamped as h and named ``L:c+h:i``. Clamped to anything
+else they differ (c at v ≠ 0 leaves h = o·tanh(v) moving with the output gate) and keep their names.
 
 ``gradient_flow`` measures how far back the loss reaches: the norm of d loss_t / d h_(t-k) against the
 lag k, per layer (the vanilla RNN's gradient vanishes quickly, the LSTM's additive cell keeps it).
@@ -26,12 +33,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from rnnviz.analysis.clamped import Streams, clamp_for, row_clamp, windows
 from rnnviz.analysis.features import resolve
+from rnnviz.analysis.statistics import bootstrap_interval, permutation_p
 from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.model.cells import DEFAULT_KINDS, kind_width
 from rnnviz.model.charrnn import (
     FLOAT32_MAX,
-    WEIGHT_NAMES,
     CharRNN,
     ModelConfig,
     check_clamp_value,
@@ -41,81 +49,15 @@ from rnnviz.model.charrnn import (
 )
 from rnnviz.threads import torch_threads
 
-
-class _Upper(CharRNN):
-    """Layers ``lo..L-1`` of a model as a CharRNN whose input is layer lo-1's h (not a one-hot), so that
-    :meth:`CharRNN.step` runs them with its clamp. Shares the model's weights and read-out."""
-
-    def __init__(self, model: CharRNN, lo: int):
-        c = model.config
-        super().__init__(ModelConfig(vocab_size=c.hidden, cell=c.cell, layers=c.layers - lo, hidden=c.hidden))
-        for j in range(c.layers - lo):
-            for name, w in zip(WEIGHT_NAMES, model.layer_weights(lo + j), strict=True):
-                setattr(self.rnn, f"{name}_l{j}", w)
-        self.head = model.head
-        self.to(model.device).eval()
-
-    def onehot(self, x: torch.Tensor) -> torch.Tensor:
-        return x  # already the lower layer's h: (B, H)
-
-
-class _Lower:
-    """Layers 0..lo-1 in torch's fused single-layer kernels (a clamp at layer lo cannot reach them)."""
-
-    def __init__(self, model: CharRNN, lo: int):
-        self.model, self.layers = model, [model.fused_layer(l) for l in range(lo)]
-
-    def blocks(self, x: torch.Tensor, start, steps: int = 1024):
-        """Yield (a, b, input of layer lo for steps a:b): (B, b-a) ids when lo = 0, else (B, b-a, H).
-        ``start``: the model's state (L, B, H) tensors (h, or (h, c)) the streams start from."""
-        states = [_layer_state(start, l) for l in range(len(self.layers))]
-        for a in range(0, x.shape[1], steps):
-            b = min(a + steps, x.shape[1])
-            if not self.layers:
-                yield a, b, x[:, a:b]
-                continue
-            inp = self.model.onehot(x[:, a:b])
-            for l, layer in enumerate(self.layers):
-                inp, states[l] = layer(inp, states[l])
-            yield a, b, inp
-
-
 MAX_RANDOM = 1000  # random-unit draws of one ablation: each is a pass over the text
-
-
-def _windows(T: int, streams: int, burn_in: int):
-    """Stream b predicts positions [s_b, e_b), s_b = b·C, and starts reading at w_b = s_b - min(burn_in, C)
-    (0 for stream 0), from the state one sequential pass has there.
-
-    Returns (starts w (B,), first counted position s (B,), end e (B,), steps S, chunk C, burn-in read)."""
-    n = T - 1  # positions that have a next character
-    C = math.ceil(n / max(1, min(streams, n)))
-    B = math.ceil(n / C)
-    s = np.arange(B) * C
-    e = np.minimum(s + C, n)
-    before = min(burn_in, C)
-    w = np.maximum(s - before, 0)
-    return w, s, e, int((e - w).max()), C, before
-
-
-def _layer_state(state, l: int):
-    """Layer l's part of a model state (h, or (h, c), each (L, B, H)) as a fused single layer takes it."""
-    parts = tuple(t[l : l + 1].contiguous() for t in (state if isinstance(state, tuple) else (state,)))
-    return parts if isinstance(state, tuple) else parts[0]
-
-
-def _layers_from(state, lo: int):
-    """Layers lo.. of a model state, as :class:`_Upper` takes it."""
-    return tuple(t[lo:].clone() for t in state) if isinstance(state, tuple) else state[lo:].clone()
-
-
-def _nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), targets, reduction="none")
+DRAW_ROWS = 4096  # rows (draws x streams) stepped side by side: bounds the memory of one batch of draws
+MERGED = "c+h"  # the kind an LSTM unit zeroed is named by (its c and h zeroed are one intervention)
 
 
 @dataclass
 class Ablation:
-    """The result of :func:`ablate`. Losses are mean cross-entropy in nats/char."""
+    """The result of :func:`ablate`. Losses are mean cross-entropy in nats/char; ``*_lo``, ``*_hi``: the 95%
+    block-bootstrap interval of the change over text positions (NaN under 10 blocks of 1,000 characters)."""
 
     units: list[str]
     mode: str
@@ -124,11 +66,15 @@ class Ablation:
     clean_loss: float
     ablated_loss: float
     delta: float  # ablated - clean, over every character
+    delta_lo: float
+    delta_hi: float
     feature: str | None
     feature_chars: int  # characters the feature predicts
     clean_loss_feature: float
     ablated_loss_feature: float
     delta_feature: float  # ablated - clean on those characters
+    delta_feature_lo: float
+    delta_feature_hi: float
     random: pd.DataFrame = field(repr=False)  # one row per random draw: draw, units, delta, delta_feature
     streams: int = 1
     burn_in: int = 0  # characters each stream reads (clamped) before the part it scores
@@ -136,14 +82,20 @@ class Ablation:
     clamp_boundary_residual: float | None = None  # max |state| disagreement where clamped streams meet
 
     def summary(self) -> dict:
-        """A JSON-able dict, with the random baseline's mean, std and the draws that hurt as much."""
+        """A JSON-able dict with, for delta and delta_feature, the random draws' mean, std (ddof 1), how many
+        hurt at least as much, the permutation p-value ``p`` / ``p_feature`` and the effect size
+        ``effect_size`` / ``effect_size_feature`` ((change - mean) / std); None where undefined."""
         d = {k: v for k, v in self.__dict__.items() if k != "random"}
-        for col in ("delta", "delta_feature"):
-            r = self.random[col].dropna() if len(self.random) else pd.Series(dtype=float)
-            d[f"random_{col}_mean"] = float(r.mean()) if len(r) else None
-            d[f"random_{col}_std"] = float(r.std(ddof=1)) if len(r) > 1 else None
+        for col, suffix in (("delta", ""), ("delta_feature", "_feature")):
+            r = self.random[col].dropna().to_numpy() if len(self.random) else np.zeros(0)
             mine = getattr(self, col)
-            d[f"random_{col}_at_least"] = int((r >= mine).sum()) if len(r) and not math.isnan(mine) else None
+            mean = float(r.mean()) if len(r) else None
+            sd = float(r.std(ddof=1)) if len(r) > 1 else None
+            d[f"random_{col}_mean"], d[f"random_{col}_std"] = mean, sd
+            known = len(r) and not math.isnan(mine)
+            d[f"random_{col}_at_least"] = int((r >= mine).sum()) if known else None
+            d[f"p{suffix}"] = permutation_p(mine, r) if known else None
+            d[f"effect_size{suffix}"] = (mine - mean) / sd if known and sd else None
         d["random_draws"] = len(self.random)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
@@ -170,130 +122,26 @@ def _clamp_value(mode: str) -> float | None:
                       f"got {mode!r}")
 
 
-class _Streams:
-    """The text as B parallel windows of S steps (see :func:`_windows`), and the model run over them:
-    clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by step). Every window starts from
-    the clean state one sequential pass has there (:func:`.recorder.stream_starts`); a clamped window then
-    reads its burn-in clamped. Counts progress over ``runs`` passes."""
-
-    def __init__(self, model: CharRNN, ids: np.ndarray, streams: int, burn_in: int, lo: int, runs: int,
-                 progress: Callable[[int, int], None] | None):
-        from rnnviz.recording.recorder import stream_starts
-
-        T = len(ids)
-        w, s, e, S, C, before = _windows(T, streams, burn_in)
-        self.model, self.dev, self.T, self.B, self.S, self.lo = model, model.device, T, len(w), S, lo
-        self.burn_in = before
-        # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
-        pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
-        self.valid = (pos >= s[:, None]) & (pos < e[:, None])
-        self.x = torch.as_tensor(np.where(pos < T, ids[np.minimum(pos, T - 1)], 0), device=self.dev)
-        self.y = torch.as_tensor(np.where(pos + 1 < T, ids[np.minimum(pos + 1, T - 1)], 0), device=self.dev)
-        self.valid_t = torch.as_tensor(self.valid, device=self.dev)
-        self.flat_pos = pos[self.valid]  # text position of each counted prediction, in mask order
-        h, c, err = stream_starts(model, torch.as_tensor(ids[: T - 1], device=self.dev), C, before=before)
-        self.start = h if c is None else (h, c)
-        self.start_error = None if err is None else err.to_dict()
-        # Where window b+1 has read up to s_(b+1) - 1 (the last step of its burn-in), window b has too (its
-        # last counted step): their states there should agree.
-        self.meet = (e[:-1] - 1 - w[:-1], s[1:] - 1 - w[1:]) if before and self.B > 1 else None
-        self.upper = model if lo == 0 else _Upper(model, lo)
-        self.lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
-        self.done, self.total, self.progress = 0, runs * S, progress
-        self.residual: float | None = None  # the largest clamped-run disagreement seen so far
-
-    def _advance(self, steps: int) -> None:
-        self.done += steps
-        if self.progress:
-            self.progress(self.done, self.total)
-
-    def _per_position(self, nll: torch.Tensor) -> np.ndarray:
-        """(B, S) losses -> (T-1,) per text position, in nats."""
-        out = np.full(self.T - 1, np.nan)
-        out[self.flat_pos] = nll[self.valid_t].cpu().double().numpy()
-        return out
-
-    def clean(self) -> np.ndarray:
-        """Per-position loss of the unclamped model, through the fused kernel."""
-        B, S, V = self.B, self.S, self.model.config.vocab_size
-        nll, state = torch.empty(B, S, device=self.dev), self.start
-        for a in range(0, S, 1024):
-            logits, state = self.model(self.x[:, a : a + 1024], state)
-            nll[:, a : a + 1024] = _nll(logits.reshape(-1, V), self.y[:, a : a + 1024].reshape(-1)).view(B, -1)
-            self._advance(min(1024, S - a))
-        return self._per_position(nll)
-
-    def run(self, clamp: dict | None, collect: set | None = None) -> tuple[np.ndarray, dict]:
-        """Step layers lo.. over the windows; returns per-position nll and, if asked, unit sums (H,)
-        for each (layer, kind) in ``collect`` over the counted positions."""
-        state = _layers_from(self.start, self.lo)
-        nll = torch.empty(self.B, self.S, device=self.dev)
-        hidden = self.model.config.hidden
-        sums = {key: torch.zeros(hidden, dtype=torch.float64, device=self.dev) for key in collect or ()}
-        meet = _Meeting(self.meet) if clamp and self.meet is not None else None
-        for a, b, below in self.lower.blocks(self.x, self.start):
-            with torch_threads(1):
-                for j in range(b - a):
-                    out = self.upper.step(below[:, j], state, clamp=clamp, internals=bool(collect))
-                    logits, state = out[0], out[1]
-                    nll[:, a + j] = _nll(logits, self.y[:, a + j])
-                    for l, kind in collect or ():
-                        sums[(l, kind)] += out[2][(l - self.lo, kind)][self.valid_t[:, a + j]].double().sum(0)
-                    if meet is not None:
-                        meet.see(a + j, state)
-            self._advance(b - a)
-        if meet is not None:
-            r = meet.residual()
-            self.residual = r if self.residual is None else max(self.residual, r)
-        return self._per_position(nll), sums
-
-    def means(self, keys: set) -> dict:
-        """Each unit's mean over the counted positions of the clean text: {(layer, kind): (H,)}."""
-        _, sums = self.run(None, keys)
-        return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
-
-
-class _Meeting:
-    """The states of clamped windows b and b+1 where they have both read up to s_(b+1) - 1."""
-
-    def __init__(self, steps: tuple[np.ndarray, np.ndarray]):
-        self.end_step, self.pre_step = steps  # (B-1,) each: the step of window b, and of window b+1
-        self.end: dict[int, torch.Tensor] = {}
-        self.pre: dict[int, torch.Tensor] = {}
-
-    def see(self, j: int, state) -> None:
-        """After step j: keep the layers' state (h, and c) of the windows that meet here."""
-        parts = state if isinstance(state, tuple) else (state,)
-        for b in np.flatnonzero(self.end_step == j):
-            self.end[int(b)] = torch.stack([t[:, b] for t in parts])
-        for b in np.flatnonzero(self.pre_step == j):
-            self.pre[int(b)] = torch.stack([t[:, b + 1] for t in parts])
-
-    def residual(self) -> float:
-        return max(float((self.end[b] - self.pre[b]).abs().max()) for b in self.end)
-
-
-def _clamp_for(triples, lo: int, fixed: float | None, means: dict | None, dev) -> tuple[dict, dict]:
-    """Units (layer, kind, index) -> the ``clamp`` of :meth:`CharRNN.step` on layers lo.. (clamped to
-    ``fixed``, or to their means) and {unit name: value}."""
-    clamp, values = {}, {}
-    for (l, k), (_, idx) in group_units(triples).items():
-        val = torch.full((len(idx),), fixed, device=dev) if fixed is not None else means[(l, k)][idx]
-        clamp[(l - lo, k)] = (torch.tensor(idx, device=dev), val)
-        values.update({f"{l}:{k}:{i}": float(v) for i, v in zip(idx, val.tolist(), strict=True)})
-    return clamp, values
-
-
-def _random_units(parsed, cfg: ModelConfig, rng: np.random.Generator) -> list[tuple[int, str, int]]:
-    """As many other units of each layer and kind as ``parsed`` has there, drawn without replacement."""
+def _random_units(parsed, cfg: ModelConfig, rng: np.random.Generator, times: int = 1) -> list[tuple[int, str, int]]:
+    """``times`` as many other units of each layer and kind as ``parsed`` has there (fewer when the layer has
+    fewer), all distinct: drawn without replacement."""
     triples = []
     for (l, k), (_, idx) in group_units(parsed).items():
         mine = set(idx)
         pool = np.array([i for i in range(kind_width(cfg.cell, cfg.hidden, k)) if i not in mine])
         if len(pool) < len(mine):
             raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
-        triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
+        triples += [(l, k, int(i)) for i in rng.choice(pool, size=min(len(mine) * times, len(pool)), replace=False)]
     return triples
+
+
+def _draw_units(parsed, cfg: ModelConfig, rng: np.random.Generator, random: int) -> list[list[tuple[int, str, int]]]:
+    """``random`` seeded draws of as many other units of the same layers and kinds as ``parsed``. One unit: the
+    draws are distinct units (every other unit of its layer and kind once when ``random`` reaches their number:
+    the permutation test is then exhaustive); several: independent draws."""
+    if len(parsed) == 1 and random:
+        return [[t] for t in _random_units(parsed, cfg, rng, times=random)]
+    return [_random_units(parsed, cfg, rng) for _ in range(random)]
 
 
 def _ablation_streams(T: int, streams: int | None, random: int, burn_in: int) -> int:
@@ -318,7 +166,7 @@ def ablate(
     units: list[str] | str,
     mode: str = "zero",
     feature=None,
-    random: int = 10,
+    random: int = 100,
     seed: int = 0,
     streams: int | None = None,
     burn_in: int = 200,
@@ -327,50 +175,82 @@ def ablate(
     """Clamp ``units`` (``"1:c:42"`` or a list) inside the recurrence over ``text`` and measure the loss.
 
     ``mode``: ``"zero"``, ``"mean"`` (each unit's mean over the text, from the unclamped run) or
-    ``"value=V"``. ``feature`` (a name, ``re:PATTERN`` or callable): also report the loss on the
-    characters it predicts (the closing quote for in_quote, ...). ``random``: draws of as many random
-    units of the same layers and kinds (seeded by ``seed``) clamped the same way. ``streams``: parallel
-    pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass); each starts from the
-    clean state of one sequential pass and reads ``burn_in`` characters clamped before the part it scores.
+    ``"value=V"``; a zeroed LSTM unit is named ``L:c+h:i`` (see the module). ``feature`` (a name,
+    ``re:PATTERN`` or callable): also report the loss on the characters it predicts (the closing quote for
+    in_quote, ...). ``random``: draws of as many random units of the same layers and kinds (seeded by
+    ``seed``) clamped the same way, the control of the p-value and effect size of :meth:`Ablation.summary`.
+    ``streams``: parallel pieces (default about one per 1,000 characters, at most 64; 1 = one exact pass);
+    each starts from the clean state of one sequential pass and reads ``burn_in`` characters clamped before
+    the part it scores.
     """
-    units, parsed = _ablation_units(units, model.config)
     fixed = _clamp_value(mode)
+    units, parsed = _ablation_units(units, model.config, fixed)
     check_seed(seed)  # before the runs, not after them
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     B = _ablation_streams(len(ids_np), streams, random, burn_in)
+    drawn = _draw_units(parsed, model.config, np.random.default_rng(seed), random)
+    win = windows(len(ids_np), B, burn_in)
+    per = 1 if model.modern else max(1, DRAW_ROWS // len(win[0]))  # draws side by side (a modern stack: one)
+    passes = 2 + (fixed is None) + -(-len(drawn) // per)  # clean, ablated, (means), the draws' batches
     with eval_mode(model):
-        n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
         if model.modern:
             from rnnviz.analysis.modern_ablation import ModernStreams
 
-            runs = ModernStreams(model, ids_np, _windows(len(ids_np), B, burn_in), burn_in, n_runs, progress)
+            runs = ModernStreams(model, ids_np, win, burn_in, passes, progress)
         else:
-            runs = _Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), n_runs, progress)
+            runs = Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), passes, progress)
         clean = runs.clean()
         means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
         fname, fmask = _feature_mask(feature, text)
-        clamp, values = _clamp_for(parsed, runs.lo, fixed, means, runs.dev)
-        ablated = runs.run(clamp)[0]
-        draws = _random_draws(runs, parsed, fixed, means, clean, fmask, random, seed)
-    d = ablated - clean
+        clamp = clamp_for(parsed, runs.lo, fixed, means, runs.dev)
+        ablated = runs.run(clamp)[0].reshape(-1)  # (T-1,): one copy of the windows
+        draws = _random_draws(runs, drawn, per, fixed, means, clean, fmask, model.config)
+    every = np.ones(len(clean), dtype=bool)
+    loss, loss_f = _change(clean, ablated, every, seed), _change(clean, ablated, fmask, seed)
     return Ablation(
-        units=units, mode=mode, values={u: values[u] for u in units}, chars=len(ids_np) - 1,
-        clean_loss=float(clean.mean()), ablated_loss=float(ablated.mean()), delta=float(d.mean()),
+        units=units, mode=mode, values=_values(units, parsed, fixed, means), chars=len(ids_np) - 1,
+        clean_loss=loss[0], ablated_loss=loss[1], delta=loss[2], delta_lo=loss[3], delta_hi=loss[4],
         feature=fname, feature_chars=int(fmask.sum()),
-        clean_loss_feature=_masked_mean(clean, fmask), ablated_loss_feature=_masked_mean(ablated, fmask),
-        delta_feature=_masked_mean(d, fmask),
+        clean_loss_feature=loss_f[0], ablated_loss_feature=loss_f[1], delta_feature=loss_f[2],
+        delta_feature_lo=loss_f[3], delta_feature_hi=loss_f[4],
         random=draws, streams=runs.B, burn_in=runs.burn_in, start_error=runs.start_error,
         clamp_boundary_residual=runs.residual,
     )
 
 
-def _ablation_units(units: list[str] | str, cfg: ModelConfig) -> tuple[list[str], list[tuple[int, str, int]]]:
-    """The units to clamp (each once, in the order given) as canonical names and (layer, kind, index)."""
-    units = [units] if isinstance(units, str) else list(dict.fromkeys(units))
+def _ablation_units(units: list[str] | str, cfg: ModelConfig,
+                    fixed: float | None) -> tuple[list[str], list[tuple[int, str, int]]]:
+    """The units to clamp (each once, in the order given) as canonical names and (layer, kind, index): a zeroed
+    LSTM unit, named by its c, its h or ``L:c+h:i``, is clamped as h and named ``L:c+h:i``."""
+    units = [units] if isinstance(units, str) else list(units)
     if not units:
         raise RnnvizError("name at least one unit to ablate")
-    parsed = [parse_unit(u, cfg) for u in units]
-    return [f"{l}:{k}:{i}" for l, k, i in parsed], parsed
+    merged = _merges(cfg, fixed)
+    parsed = []
+    for u in units:
+        if f":{MERGED}:" in u and cfg.cell == "lstm" and not merged:
+            raise RnnvizError(f"unit {u!r}: {MERGED} names an LSTM unit zeroed (its c and h are then one "
+                              f"intervention); clamped to another value, name its h or its c")
+        l, k, i = parse_unit(u.replace(f":{MERGED}:", ":h:") if merged else u, cfg)
+        parsed.append((l, "h" if merged and k == "c" else k, i))
+    parsed = list(dict.fromkeys(parsed))
+    return [_unit_name(t, merged) for t in parsed], parsed
+
+
+def _merges(cfg: ModelConfig, fixed: float | None) -> bool:
+    """Whether c and h of one unit are the same intervention: an LSTM's, zeroed."""
+    return cfg.cell == "lstm" and fixed == 0.0
+
+
+def _unit_name(unit: tuple[int, str, int], merged: bool) -> str:
+    l, k, i = unit
+    return f"{l}:{MERGED if merged and k == 'h' else k}:{i}"
+
+
+def _values(units: list[str], parsed, fixed: float | None, means: dict | None) -> dict[str, float]:
+    """{unit name: the value it is clamped to}, as the model holds it (float32)."""
+    return {u: float(np.float32(fixed)) if fixed is not None else float(means[(l, k)][i])
+            for u, (l, k, i) in zip(units, parsed, strict=True)}
 
 
 def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
@@ -379,17 +259,34 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
     return float(x[mask].mean()) if mask.any() else float("nan")
 
 
-def _random_draws(runs: _Streams, parsed, fixed: float | None, means: dict | None, clean: np.ndarray,
-                  fmask: np.ndarray, random: int, seed: int) -> pd.DataFrame:
-    """The baseline: ``random`` seeded draws of as many other units of the same layers and kinds as
-    ``parsed``, clamped the same way; one row per draw: draw, units, delta, delta_feature (nats/char)."""
-    rng, draws = np.random.default_rng(seed), []
-    for r in range(random):
-        triples = _random_units(parsed, runs.model.config, rng)
-        d = runs.run(_clamp_for(triples, runs.lo, fixed, means, runs.dev)[0])[0] - clean
-        draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples),
-                      "delta": float(d.mean()), "delta_feature": _masked_mean(d, fmask)})
-    return pd.DataFrame(draws, columns=["draw", "units", "delta", "delta_feature"])
+def _change(clean: np.ndarray, ablated: np.ndarray, mask: np.ndarray, seed: int) -> tuple[float, ...]:
+    """Over the positions in ``mask`` (T-1,): the mean clean and ablated loss, their difference and its 95%
+    block-bootstrap interval (positions resampled in blocks of :data:`.statistics.BOOT_BLOCK`), NaN where
+    undefined."""
+    if not mask.any():
+        return (math.nan,) * 5
+    d = ablated - clean
+    dm, m = np.where(mask, d, 0.0), mask.astype(np.float64)
+    lo, hi = bootstrap_interval(lambda w: (w @ dm) / (w @ m) if w @ m > 0 else math.nan, len(d), seed=seed)
+    return _masked_mean(clean, mask), _masked_mean(ablated, mask), _masked_mean(d, mask), lo, hi
+
+
+def _random_draws(runs: Streams, drawn: list, per: int, fixed: float | None, means: dict | None, clean: np.ndarray,
+                  fmask: np.ndarray, cfg: ModelConfig) -> pd.DataFrame:
+    """The baseline: the ``drawn`` sets of units clamped the same way, ``per`` at a time side by side; one row per
+    draw: draw, units, delta, delta_feature (nats/char)."""
+    merged, rows = _merges(cfg, fixed), []
+    for a in range(0, len(drawn), per):
+        batch = drawn[a : a + per]
+        if per == 1:  # one pass, one index clamp (what a modern stack's parallel form takes)
+            losses = runs.run(clamp_for(batch[0], runs.lo, fixed, means, runs.dev))[0].reshape(1, -1)
+        else:
+            clamp = row_clamp(batch, runs.B, cfg.hidden, runs.lo, fixed, means, runs.dev)
+            losses = runs.run(clamp, copies=len(batch))[0]  # (K, T-1)
+        for r, (triples, d) in enumerate(zip(batch, losses - clean, strict=True)):
+            rows.append({"draw": a + r, "units": ",".join(_unit_name(t, merged) for t in triples),
+                         "delta": float(d.mean()), "delta_feature": _masked_mean(d, fmask)})
+    return pd.DataFrame(rows, columns=["draw", "units", "delta", "delta_feature"])
 
 
 def gradient_flow(

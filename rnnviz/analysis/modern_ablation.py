@@ -1,4 +1,4 @@
-"""Ablation's parallel windows (:class:`rnnviz.analysis.causal._Streams`) for a modern recurrent cell.
+"""Ablation's parallel windows (:class:`rnnviz.analysis.clamped.Streams`) for a modern recurrent cell.
 
 A minGRU's or Mamba's gates and inputs read the current input only, so a unit clamped at every step is exact in
 the stack's parallel form (:meth:`rnnviz.model.modern.Stack.run` with ``clamp``): the clean and the clamped runs
@@ -36,8 +36,8 @@ def sequential_starts(model: CharRNN, ids: torch.Tensor, at: np.ndarray) -> tupl
 
 
 class ModernStreams:
-    """The text as B parallel windows of S steps (:func:`rnnviz.analysis.causal._windows`), run clean or with a
-    clamp through the stack's parallel form; the same interface as ``causal._Streams``."""
+    """The text as B parallel windows of S steps (:func:`rnnviz.analysis.clamped.windows`), run clean or with a
+    clamp through the stack's parallel form; the interface of ``clamped.Streams`` with one copy per run."""
 
     def __init__(self, model: CharRNN, ids: np.ndarray, windows, burn_in: int, runs: int,
                  progress: Callable[[int, int], None] | None):

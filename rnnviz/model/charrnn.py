@@ -265,6 +265,8 @@ class CharRNN(nn.Module):
     def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:
         if clamp and (layer, kind) in clamp:
             idx, val = clamp[(layer, kind)]
+            if idx.dtype == torch.bool:  # a clamp per row: mask (B, H), values (B, H)
+                return torch.where(idx, val.to(t.dtype), t)
             t = t.clone()
             t[:, idx] = val.to(t.dtype)
         return t
@@ -273,7 +275,8 @@ class CharRNN(nn.Module):
         """One character through every layer with plain tensor math (no fused kernel).
 
         x_t: (B,) ids. ``clamp``: {(layer, kind): (index LongTensor (n,), values (n,))}: those units are
-        forced to the values as soon as they are computed, so the clamp acts inside the recurrence.
+        forced to the values as soon as they are computed, so the clamp acts inside the recurrence; or
+        (mask BoolTensor (B, H), values (B, H)): each row its own units (ablation's batched random draws).
         Returns logits (B, V), new state, and (if ``internals``) {(layer, kind): (B, H)} for every kind.
         """
         cell = self.config.cell
