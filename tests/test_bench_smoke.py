@@ -85,6 +85,11 @@ BENCHES = {
          fig("exact:", " chars/s"), fig("time ratio corrected / uncorrected:", "x") + "$",
          fig("time ratio corrected / exact:", "x") + "$"),
     ),
+    "modern_speed": Bench(  # the comparison's real sizes, one tiny training step and 300 characters each
+        ("--steps", "1", "--chars", "300", "--repeat", "1", "--batch", "2", "--seq-len", "8"),
+        tuple(rf"^{cell}\s+" + r"\s+".join([NUM] * 6) + "$" for cell in ("lstm", "mingru", "mamba", "slstm"))
+        + (r"load average " + NUM,),
+    ),
     "ablate_draws": Bench(  # --ckpt none: a random 2 x 8 LSTM
         ("--ckpt", "none", "--hidden", "8", "--chars", "1500", "--draws", "3"),
         (fig("one by one   :", " s"), fig("side by side :", " s"),
