@@ -382,7 +382,7 @@ def test_pattern_view_functions(stores):
     assert set(cells[:2]) == {QUOTE_UNIT, NEG_UNIT} and msg == ""
     assert dict(zip(cells, signs, strict=True))[NEG_UNIT] == -1
     fig = cb_pattern.pattern_figure(stores, v, 2000, cells, signs)
-    assert [t["name"] for t in fig["data"]] == [c if g > 0 else "−" + c for c, g in zip(cells, signs, strict=True)]
+    assert [t["name"] for t in fig["data"]] == [f"{c} ({'+' if g > 0 else '−'})" for c, g in zip(cells, signs, strict=True)]
     assert fig["layout"]["shapes"][0]["y0"] == 0.5 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None

@@ -186,6 +186,17 @@ def explain_id(rule_id: str) -> str:
     raise RnnvizError(f"unknown rule family {family!r}")
 
 
+def is_input_detector(rule_id: str) -> bool:
+    """Whether a rule says no more than which character was just read (``prev:"e"``, ``class:space``, or two
+    such rules together): a unit it explains is an input detector, trivial beside one that tracks context.
+    "unexplained" (or any id that does not parse) is not one."""
+    try:
+        parts = [parse(p) for p in split_combo(rule_id)]
+    except RnnvizError:
+        return False
+    return all(family == "class" or (family == "prev" and len(args[0]) == 1) for family, args, _ in parts)
+
+
 # --- ids ---
 
 _STR = r'"(?:[^"\\]|\\.)*"'

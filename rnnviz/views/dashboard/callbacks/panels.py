@@ -162,7 +162,7 @@ def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, 
 def register(app, stores: StoreSet, window: int) -> None:
     from dash.exceptions import PreventUpdate
 
-    @app.callback(Output("rank-table", "children"), Output("rank-msg", "children"), Input("focus", "data"))
+    @app.callback(Output("rank-table", "children"), Output("rank-msg", "children"), Input("rank-focus", "data"))
     def _rank(focus):
         if not focus:
             raise PreventUpdate
