@@ -248,11 +248,11 @@ def test_at_1280_the_top_bar_and_the_tabs_take_one_line_and_titles_clear_legends
     cells = ",".join([QUOTE_UNIT, NEG_UNIT, UP_UNIT, DOWN_UNIT, "0:h:0"])
     open_view(page, base, f"?store=disc&unit={QUOTE_UNIT}&cmp={NEG_UNIT}&feature=in_quote&tab=pattern"
                           f"&sel={a}-{b}&cells={cells}", "0:2000")
-    bar = boxes(page, "#app > .topbar > *")
+    bar = boxes(page, "#app > .row:has(#store-pick) > *")
     assert len(bar) >= 12
     middles = [p["y"] + p["h"] / 2 for p in bar]
     assert max(middles) - min(middles) < 4  # every control on one line
-    assert page.locator("#app > .topbar").bounding_box()["height"] < 45
+    assert page.locator("#app > .row:has(#store-pick)").bounding_box()["height"] < 45
     tabs = page.locator("#tabs .tab")
     heights = tabs.evaluate_all("ts => ts.map(t => t.getBoundingClientRect().height)")
     assert max(heights) < 40 and len({round(h) for h in heights}) == 1  # one line each
@@ -309,13 +309,13 @@ def test_a_selection_to_copy_text_leaves_the_panels_alone_until_select_to_find_i
     a = quote_starts(text)[1]
     b = text.index('"', a + 1) + 1
     open_view(page, base, f"?store=disc&unit={QUOTE_UNIT}", "0:2000")
-    box = page.get_by_label("select to find")
-    expect(box).not_to_be_checked()
-    drag(page, a, b - 1)
+    drag(page, a, b - 1)  # the mode is off when the page opens
     assert page.evaluate("window.getSelection().toString()") == text[a:b]  # selected, to copy
     page.wait_for_timeout(1500)  # time for a search that must not come
     assert "sel=" not in page.url and "tab=" not in page.url
     expect(page.locator("#tabs .tab--selected")).to_have_text("Hypotheses")  # the panel on the right unchanged
+    box = page.get_by_label("select to find")
+    expect(box).not_to_be_checked()
     box.check()
     drag(page, a, b - 1)
     expect(page).to_have_url(re.compile(f"tab=sel&sel={a}-{b}"))
