@@ -40,7 +40,7 @@ COLUMN_HELP = {
 }
 COLUMNS = list(COLUMN_HELP)
 # Pixels per column (the explanation takes what is left); the best score first.
-WIDTHS = {"unit": 84, "score": 84, "sign": 72, "auroc": 84, "rule": 150, "layer": 76, "kind": 70, "index": 76}
+WIDTHS = {"unit": 84, "score": 96, "sign": 76, "auroc": 88, "rule": 150, "layer": 80, "kind": 76, "index": 80}
 HIDE_TRIVIAL = "trivial"  # the filter's value: units that only detect the character just read are hidden
 
 
@@ -65,7 +65,8 @@ def panel() -> html.Div:
             id="catalog-table", columnDefs=columns, rowData=[], getRowId="params.data.unit",
             # A filter box under each header (as the table it replaces had), the header left to its name.
             defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "suppressHeaderMenuButton": True,
-                           "suppressHeaderFilterButton": True, "resizable": True, "minWidth": 60},
+                           "suppressHeaderFilterButton": True, "suppressFloatingFilterButton": True,
+                           "resizable": True, "minWidth": 60},
             dashGridOptions={"pagination": True, "paginationPageSize": 15, "tooltipShowDelay": 200,
                              "paginationPageSizeSelector": False, "domLayout": "autoHeight", "rowHeight": 26,
                              "headerHeight": 30, "suppressColumnVirtualisation": True},
