@@ -30,6 +30,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/pip install -q $(FIND_LINKS) -e '.[test]'
+	# xLSTM's reference sLSTM step, the tests' oracle for ours; its other dependencies (CUDA kernels) are not needed
+	$(BIN)/pip install -q --no-deps xlstm==2.0.6
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 	@touch $@
 

@@ -6,8 +6,14 @@ a whole C comment with its markers), run find_similar on each, and count
 - top-1: the first-ranked cell is *the* cell of the model card (``--cell``); the same neuron (its h or its c:
   h = o·tanh(c)); and, looser, any unit whose AUROC for the feature is >= 0.9 over the store (a quote /
   comment cell), or either of these ("quote / comment cell first");
-- precision: the fraction of returned matches (strong ones; and all, weak included) that lie inside the
-  feature (at least half of their characters have it);
+- precision of the top 20: the fraction of returned matches (strong ones; and all, weak included) that lie inside
+  the feature (at least half of their characters have it; ``strong_inside``, ``all_inside``);
+- precision and recall over *every* match, not only the top 20 (``quality``; rnnviz.analysis.match_quality):
+  precision of all matches and of the strong ones, the fraction of the feature's characters some match covers
+  (``recall``) and of its spans some match touches (``span_recall``; 1 - it: never found), the selected span
+  left out. ``quality`` pools the selections (counts summed; 95% intervals from a bootstrap over the selections);
+  ``per_selection`` gives each one's figures, its intervals from a block bootstrap over the text's rows;
+- hit rates (top-1, passes) come with their 95% Wilson interval over the selections (``intervals``);
 - headroom: in how many selections a feature cell (AUROC >= 0.9, in its own direction: a cell that goes down
   over comments counts only when ranked as going down) passes the rule at all, at any rank
   (``feature_cell_passes``), and among the two-state rows (``feature_cell_two_state``), and in how many of the
@@ -31,7 +37,12 @@ import numpy as np
 
 from rnnviz import find_cells, open_store
 from rnnviz.analysis.features import compute_feature
-from rnnviz.analysis.similar import MAX_SELECTION, THETA, find_similar, runs
+from rnnviz.analysis.match_quality import COUNTS, in_feature, pool_quality, runs
+from rnnviz.analysis.similar import MAX_SELECTION, THETA, find_similar
+from rnnviz.analysis.statistics import wilson_interval
+
+HIT_RATES = ("top1_card_cell", "top1_card_neuron", "top1_any_auroc_0.9", "top1_quote_or_comment_cell",
+             "feature_cell_passes")  # counts over the selections that get a Wilson interval
 
 
 def spans(feature: np.ndarray, n: int, seed: int, text: str) -> list[tuple[int, int]]:
@@ -64,18 +75,19 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
     strong = ranked[ranked["score"] >= 0.9] if "score" in ranked else ranked.iloc[:0]
     good = signed(strong)
     card_sign = dict(signed(ranked)).get(cell, 1)
-    cum = np.concatenate(([0], np.cumsum(f > 0)))
     out = {"threshold": threshold, "store": path, "feature": feature_name, "cell": cell,
            "feature_cells_auroc_0.9": sorted(u if g > 0 else f"-{u}" for u, g in good)}  # "-": goes down
     chosen = spans(f, n, seed, store.text)
     for rule in ("tolerant", "strict"):
         top1 = top1_neuron = top1_any = top1_either = found = passes = passes_two = top1_two = 0
         inside = returned = inside_all = returned_all = 0
-        times = []
+        times, qualities = [], []
         for a, b in chosen:
             t0 = time.perf_counter()
             cells, matches = find_similar(store, a, b, threshold=threshold, rule=rule)
-            times.append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)  # the search alone; scoring every match against the feature:
+            qualities.append(find_similar(store, a, b, threshold=threshold, rule=rule,
+                                          feature=feature_name)[1].attrs["quality"])
             passes += bool(good & signed(cells))
             as_two = bool(good & signed(cells[cells["rule"] == "two-state"]))
             passes_two += as_two
@@ -88,13 +100,10 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
                 top1_any += (first, sign) in good
                 top1_either += same or (first, sign) in good
                 top1_two += as_two and (same or (first, sign) in good)
-            for m in matches.itertuples(index=False):
-                ins = (cum[m.stop] - cum[m.start]) * 2 >= (m.stop - m.start)
-                returned_all += 1
-                inside_all += ins
-                if not m.weak:
-                    returned += 1
-                    inside += ins
+            ins = in_feature(f > 0, matches["start"].to_numpy(np.int64), matches["stop"].to_numpy(np.int64))
+            strong = ~matches["weak"].to_numpy(bool)
+            returned_all, inside_all = returned_all + len(ins), inside_all + int(ins.sum())
+            returned, inside = returned + int(strong.sum()), inside + int(ins[strong].sum())
         out[rule] = {
             "selections": len(chosen), "with_cells": found, "top1_card_cell": int(top1),
             "top1_card_neuron": int(top1_neuron), "top1_any_auroc_0.9": int(top1_any),
@@ -105,7 +114,23 @@ def measure(path: str, feature_name: str, cell: str, n: int, seed: int, threshol
             "all_matches": returned_all, "all_inside": round(inside_all / max(returned_all, 1), 3),
             "median_s": round(float(np.median(times)), 3), "max_s": round(float(np.max(times)), 3),
         }
+        out[rule]["intervals"] = {k: rounded(wilson_interval(out[rule][k], len(chosen))) for k in HIT_RATES}
+        out[rule]["quality"] = table(pool_quality(qualities))
+        out[rule]["per_selection"] = [{"start": a, "stop": b, **table(q)} for (a, b), q in zip(chosen, qualities,
+                                                                                             strict=True)]
     return out
+
+
+def rounded(values) -> list:
+    """Figures for JSON: 4 decimals, NaN as null."""
+    return [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+
+
+def table(quality) -> dict:
+    """A match_quality table as {class: {column: figure}} for JSON."""
+    return {name: {k: int(row[k]) if k in COUNTS else v
+                   for k, v in zip(row.index, rounded(row.to_numpy(np.float64)), strict=True)}
+            for name, row in quality.iterrows()}
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import signal
 import sys
 import typing
@@ -776,8 +777,9 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     higher inside), numeric ones by Pearson |r| (spearman alongside). The control is the same feature
     shuffled among positions holding the same character: units are ranked by selectivity = score -
     control_score, so a unit that only tracks which character it reads (say, any punctuation) does not
-    win. JSON: a list of {feature, unit, metric, score, sign, ap, effect_size, control_score,
-    selectivity, selective, auroc, pearson, spearman, rank}.
+    win. score_lo..score_hi: the score's 95% block-bootstrap interval (left out on a store too short to
+    give one). JSON: a list of {feature, unit, metric, score, score_lo,
+    score_hi, sign, ap, effect_size, control_score, selectivity, selective, auroc, pearson, spearman, rank}.
 
     \b
     Example:
@@ -798,7 +800,8 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
         df = rank_features(st, specs or None, top=top, units=units, seed=seed, progress=progress)
     if _echo_machine_format(df, fmt):
         return
-    cols = ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap", "spearman"]
+    cols = ["rank", "unit", "score", "score_lo", "score_hi", "sign", "control_score", "selectivity", "effect_size",
+            "ap", "spearman"]
     for name, part in df.groupby("feature", sort=False):
         kind = df.attrs["types"][name]
         click.echo(f"\n{name} ({kind}; score = {part['metric'].iloc[0]}{' folded' if kind == 'binary' else ' |r|'})")
@@ -930,43 +933,93 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, 
 @click.option("--block", type=click.IntRange(min=0),
               help="The halves alternate in blocks of this many characters (default: rnnviz.analysis.explain.BLOCK, "
                    "4096; 0: the first half and the second).")
+@click.option("--control", type=click.Choice(["init", "none"]),
+              help="init: also explain the same architecture at initialisation, recorded on the same text (the "
+                   "default when the store has its model config; the recording takes about as long as the store's "
+                   "own); none: no control.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's initialisation.")
+@click.option("--control-seeds", type=int, default=1, show_default=True,
+              help="Initialisations recorded (seeds SEED, SEED+1, ...): learned units must beat the best of them all.")
 @output_format_option()
-def explain_cmd(store, units, min_score, block, fmt):
+def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
     Rules: built-in features (lagged, onsets, offsets, fading over a span), the last 1-4 characters
     read (prev:"th"), character classes, "characters since X" counters, bracket depths, and two rules
     together where one is not enough. The rule is chosen on one half of the text (even blocks of --block characters)
     and scored on the other (odd blocks): score = its Pearson r with the unit there (signed by sign),
-    auroc too for 0/1 rules. JSON: a list of {unit,
-    layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
-    single_score, best_rule, coef}.
+    auroc too for 0/1 rules; score_lo, score_hi: its block-bootstrap 95% interval (cells >= 0.5 and learned
+    ones). role: cell, input detector (a rule about the character just read alone) or unexplained. The
+    control: the same architecture at initialisation on the same text; learned: a cell scoring MARGIN
+    (rnnviz.analysis.explain_control, 0.05) above the control's best cell of its layer and kind. JSON: a list
+    of {unit, layer, kind, index, explanation, rule, score, sign, auroc, fit_score, explained, combo,
+    single_score, best_rule, coef, role, learned, score_lo, score_hi}.
 
     \b
     Example:
-      rnnviz explain stores/wp                          # every unit, a table
+      rnnviz explain stores/wp                          # every unit, a table, the fractions beside the control
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
-      rnnviz explain stores/wp --min-score 0.5 --format csv > catalog.csv
+      rnnviz explain stores/wp --min-score 0.5 --control none --format csv > catalog.csv
     """
-    from rnnviz.analysis.explain import BLOCK, explain, explained_fractions
+    from rnnviz.analysis.explain import BLOCK, control_problem, explain
     from rnnviz.store.reader import open_store
-    from rnnviz.views.display import row_word
 
     st = open_store(store)
+    problem = control_problem(st)
+    if control == "init" and problem:
+        raise RnnvizError(f"--control init: {problem}")
+    ctrl = None if control == "none" or problem else "init"
     with progress_bar("explaining", "value", unit_scale=True) as progress:
-        df = explain(st, units=units, min_score=min_score, progress=progress,
+        df = explain(st, units=units, min_score=min_score, progress=progress, control=ctrl, seed=seed,
+                     control_seeds=control_seeds,
                      block=BLOCK if block is None else block or None)  # 0: the first half / second half
     if _echo_machine_format(df, fmt):
         return
-    shown = df[["unit", "score", "sign", "auroc", "explanation", "rule"]].copy()
+    _echo_explained(st, df, ctrl, problem if control is None else "")
+
+
+def _echo_explained(st, df, ctrl: str | None, problem: str) -> None:
+    """``explain``'s table: every unit, then the fractions beside the control and what they mean."""
+    import pandas as pd
+
+    from rnnviz.analysis.explain_control import INTERVAL_FROM, THRESHOLDS, explained_fractions, interval_units
+    from rnnviz.views.display import row_word
+
+    shown = df[["unit", "score", "score_lo", "score_hi", "sign", "auroc", "role", "learned", "explanation",
+                "rule"]].copy()
     shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
+    shown["learned"] = shown["learned"].map(lambda v: "yes" if v is True else "")
     shown["explanation"] = shown["explanation"].map(_esc)
+    if ctrl is None:
+        shown = shown.drop(columns="learned")
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     fr = explained_fractions(df)
-    click.echo("\nexplained at score >= 0.5 / >= 0.8 (per layer:kind): " + ", ".join(
-        f"{g} {a:.0%}/{b:.0%}" for g, a, b in zip(fr["group"], fr["explained_0.5"], fr["explained_0.8"], strict=True)))
-    click.echo("  (no control here: an untrained model of the same shape scores about a quarter of its units >= 0.5 "
-               "on prose, mostly with rules about the character just read; >= 0.8 is where trained models stand out)")
+    pair = lambda r, p: " / ".join(f"{r[f'{p}_{t:g}']:.1%}" for t in THRESHOLDS)  # noqa: E731
+    table = {"group": fr["group"], "units": fr["units"],
+             "cells": [pair(r, "cells") for _, r in fr.iterrows()],
+             "input detectors": [pair(r, "inputs") for _, r in fr.iterrows()]}
+    if ctrl is not None:
+        table.update({"init cells": [pair(r, "init_cells") for _, r in fr.iterrows()],
+                      "init input detectors": [pair(r, "init_inputs") for _, r in fr.iterrows()],
+                      "init best cell": [f"{v:.3f}" for v in fr["init_best"]],
+                      "learned": [f"{v:.1%}" for v in fr["learned"]]})
+    thresholds = " / ".join(f">= {t:g}" for t in THRESHOLDS)
+    click.echo(f"\nunits explained at score {thresholds}, per layer:kind:")
+    click.echo(pd.DataFrame(table).to_string(index=False))
+    if ctrl is not None:
+        s, k = df.attrs["seed"], df.attrs["control_seeds"]
+        seeds = f"seed {s}" if k == 1 else f"seeds {s}-{s + k - 1}, fractions averaged, the best cell of all"
+        click.echo(f"init: the same architecture at initialisation ({seeds}), recorded on the same text and "
+                   f"explained the same way ({df.attrs['control_seconds']:.1f} s); learned: a cell scoring >= the "
+                   f"init best cell of its layer:kind + {df.attrs['margin']:g}.")
+    else:
+        click.echo("no control" + (f": {problem}" if problem else " (--control none)")
+                   + "; an untrained model of the same shape explains about a quarter of its units >= 0.5 on prose, "
+                   "mostly as input detectors.")
+    n = int(interval_units(df).sum())
+    click.echo(f"input detector: a rule about the character just read alone; intervals (score_lo, score_hi): "
+               f"block bootstrap, 95%, for the {n:,} cells scoring >= {INTERVAL_FROM:g}"
+               + (" or learned." if ctrl is not None else "."))
     halves = f"alternate blocks of {df.attrs['block']:,}" if df.attrs["block"] else "the first half"
     click.echo(f"{len(df):,} units, rules chosen on {df.attrs['fit_chars']:,} of {df.attrs['length']:,} {row_word(st)} "
                f"({halves}) and scored on the rest, {df.attrs['n_rules']:,} rules tried, {df.attrs['seconds']:.1f} s.")
@@ -985,8 +1038,11 @@ def explain_cmd(store, units, min_score, block, fmt):
               help="Best cells the match search follows. Default: up to 3 two-state cells when the best is one, "
                    "else the best alone.")
 @click.option("--top", type=int, default=20, show_default=True, help="Matches shown.")
+@click.option("--feature", default=None, metavar="NAME",
+              help="Score every match (not only those shown) against this binary feature (a built-in name or "
+                   "re:PATTERN): precision, and recall of its rows and spans, with 95% intervals.")
 @output_format_option()
-def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
+def similar(store, start, end, threshold, slack, rule, follow, top, feature, fmt):
     """Select-to-find: the cells that mark the text START..END, and where else they switch on.
     START and END are rows: characters, or tokens in a token store.
 
@@ -994,21 +1050,28 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     then the others, on past θ σ, ranked by contrast (mean σ inside minus the low at the edges) x how
     consistently they stay on; matches are runs where the followed cells are on again, ranked by ours
     (score) and by LSTMVis's order (lstmvis_rank); weak ones (short, or fainter than the selection) are flagged.
-    JSON: {"cells": [...], "matches": [...]}.
+    With --feature, every match is scored against it: precision (matches at least half in the feature), recall
+    (its rows inside a match) and span recall (its spans a match touches), the selected span left out, with
+    block-bootstrap 95% intervals. JSON: {"cells": [...], "matches": [...]} (and "quality": {"all": {...},
+    "strong": {...}} with --feature).
 
     \b
     Example:
       rnnviz similar stores/wp --start 5299 --end 5338
+      rnnviz similar stores/wp --start 5299 --end 5338 --feature in_quote
       rnnviz similar stores/c --start 14882 --end 14918 --rule strict --format json
     """
     from rnnviz.analysis.similar import find_similar
     from rnnviz.store.reader import open_store
+    from rnnviz.views.display import row_word
 
     st = open_store(store)
     cells, matches = find_similar(st, start, end, threshold=threshold, slack=slack, rule=rule, follow=follow,
-                                  top=top)
+                                  top=top, feature=feature)
+    quality = matches.attrs.get("quality")
     if fmt == "json":
-        _echo_json({"cells": _records(cells), "matches": _records(matches)})
+        extra = {} if quality is None else {"quality": json.loads(quality.to_json(orient="index", double_precision=6))}
+        _echo_json({"cells": _records(cells), "matches": _records(matches), **extra})
         return
     if fmt == "csv":
         click.echo(cells.to_csv(index=False, float_format="%.6g"), nl=False)
@@ -1016,6 +1079,7 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
     click.echo(f"selection {start:,}..{end:,}: {_esc(_rows_text(st, start, end)[:80])}")
     if cells.empty:
         click.echo(f"no cell marks it ({rule} rule, θ = {threshold:g} σ): lower --threshold or select a tighter range")
+        _echo_quality(quality, matches.attrs.get("feature"), row_word(st))
         return
     shown = cells.head(10).copy()
     shown["sign"] = shown["sign"].map({1: "+", -1: "-"})
@@ -1026,6 +1090,26 @@ def similar(store, start, end, threshold, slack, rule, follow, top, fmt):
         flag = " weak" if m.weak else ""
         click.echo(f"  #{m.rank:<3d} lstmvis #{m.lstmvis_rank:<3d} {m.start:>9,}..{m.stop:<9,} score {m.score:.2f}"
                    f"{flag}  {_esc(_rows_text(st, m.start, m.stop)[:60])}")
+    _echo_quality(quality, matches.attrs.get("feature"), row_word(st))
+
+
+def _echo_quality(quality, feature: str | None, rows: str) -> None:
+    """The lines of ``rnnviz similar --feature``: precision and recall of every match (none without a feature)."""
+    if quality is None:
+        return
+
+    def pct(q, name: str) -> str:
+        if not math.isfinite(q[name]):
+            return "-"
+        ci = f" [{q[name + '_lo']:.1%}, {q[name + '_hi']:.1%}]" if math.isfinite(q[name + "_lo"]) else ""
+        return f"{q[name]:.1%}{ci}"
+
+    q0 = quality.loc["all"]
+    click.echo(f"\nevery match against {_esc(feature)} ({int(q0['feature_rows']):,} {rows} in "
+               f"{int(q0['feature_spans']):,} spans, the selected one left out; 95% intervals):")
+    for name, q in quality.iterrows():
+        click.echo(f"  {name:<6s} {int(q['matches']):>6,} matches: precision {pct(q, 'precision')}, "
+                   f"{rows} covered {pct(q, 'recall')}, spans found {pct(q, 'span_recall')}")
 
 
 def _rows_text(st, start: int, stop: int) -> str:
@@ -1079,7 +1163,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
             raise RnnvizError(f"--top must be >= 1, got {top}")
         from rnnviz.analysis.ranking import find_cells
 
-        cells = find_cells(st, feature, top=top)
+        cells = find_cells(st, feature, top=top, intervals=False)  # (the titles give no interval)
         if cells.empty:
             raise RnnvizError(f"no cells found for feature {feature!r}")
         units, titles = list(cells["unit"]), titles_from_cells(cells)
@@ -1089,7 +1173,7 @@ def export_cmd(store, units, feature, top, out, start, length, colour_range, cat
     if catalog:
         from rnnviz.analysis.explain import explain
 
-        table = explain(st)
+        table = explain(st, intervals=False)  # the page shows no interval
     page = export_html(st, units, out, start=start, length=length, titles=titles, catalog=table,
                        colour_range=colour_range)
     size = len(page.html.encode("utf-8"))
@@ -1251,7 +1335,7 @@ def _best_cell_view(stores, feature: str) -> tuple[str, str]:
     from rnnviz.views.export import feature_start
 
     store = stores[0]
-    unit = str(find_cells(store, feature, top=1)["unit"].iloc[0])
+    unit = str(find_cells(store, feature, top=1, intervals=False)["unit"].iloc[0])
     view = View.clean({"store": 0, "unit": unit, "feature": feature, "start": feature_start(store, feature)}, stores)
     return unit, to_query(view, stores)
 

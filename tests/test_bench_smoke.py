@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from conftest import CHROMIUM
 
+from rnnviz.analysis.statistics import wilson_interval
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +78,7 @@ BENCHES = {
     "find_speed": Bench(  # 3 layers x 12: the smallest store that holds the four planted cells (2:c:5, 1:c:11)
         ("--chars", "5000", "--layers", "3", "--hidden", "12"),
         (fig("read pass (iter_blocks only):", " s"), fig("rank_features, all units x features:", " s"),
+         fig("block-bootstrap intervals of the reported units:", " s"),
          fig("naive per-unit sort (extrapolated):", " s"), fig("ratio ours / naive =") + "$"),
     ),
     "explain_speed": Bench(
@@ -204,3 +207,11 @@ def test_bench_runs_and_prints_its_figures(name, tmp_path):
         assert (strict["feature_cell_passes"], strict["feature_cell_two_state"], strict["top1_when_two_state"]
                 ) == (0, 0, 0), strict
         assert (tolerant["strong_inside"], tolerant["all_inside"]) == (1.0, 1.0), tolerant
+        # every match, not only the top 20: the planted cells are on over exactly the quotes, so each of the 3
+        # selections finds the other 39 and nothing else; 3 selections are too few for a bootstrap interval
+        q = tolerant["quality"]["all"]
+        assert (q["matches"], q["hits"], q["feature_spans"], q["found"]) == (3 * 39, 3 * 39, 3 * 39, 3 * 39), q
+        assert (q["precision"], q["recall"], q["span_recall"], q["precision_lo"]) == (1.0, 1.0, 1.0, None), q
+        assert [s["all"]["precision"] for s in tolerant["per_selection"]] == [1.0, 1.0, 1.0]
+        assert tolerant["intervals"]["top1_card_cell"] == [round(v, 4) for v in wilson_interval(3, 3)]
+        assert strict["quality"]["all"]["matches"] == 0 and strict["quality"]["all"]["recall"] == 0.0

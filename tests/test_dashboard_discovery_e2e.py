@@ -150,7 +150,8 @@ def test_catalog_says_success_in_grey_shows_signs_and_hides_input_detectors(page
     open_view(page, base, "?store=disc&unit=0:h:0", "0:2000")
     explain_all(page)
     msg = page.locator("#catalog-msg")
-    expect(msg).to_contain_text("units explained at score >= 0.3; 1 input detector hidden")
+    expect(msg).to_contain_text(" as cells, 1 as input detectors (the character just read alone)")
+    expect(msg).to_contain_text("; 1 input detector hidden below")
     assert msg.evaluate("e => getComputedStyle(e).color") == "rgb(102, 102, 102)"  # the notes' grey, not red
     sort_by(page, "sign", "ascending")  # each sign on top in turn
     signs = set(grid_column(page, "sign"))

@@ -17,12 +17,14 @@ from rnnviz.analysis.causal import ablate, gradient_flow
 from rnnviz.analysis.evidence import evidence, gate_saturation
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.ranking import COLUMNS, control_permutation, find_cells, rank_features
+from rnnviz.analysis.statistics import block_weights
 from rnnviz.cli import main
 from rnnviz.errors import RnnvizError
 from rnnviz.model.charrnn import ModelConfig, clamp_spec
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.reader import open_store
 from rnnviz.store.writer import write_store
+from tests.helpers import NEG_UNIT, QUOTE_UNIT, make_quote_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one torch thread (see conftest)
 
@@ -161,10 +163,53 @@ def test_numeric_feature_ranks_the_line_position_cell(prose_store):
     assert row["unit"] == LINE and row["sign"] == -1
 
 
+def bootstrap_oracle(stat, T: int) -> np.ndarray:
+    """The central 95% of ``stat(rows)`` over the block bootstrap's draws (seed 0), each draw's rows written out
+    (a row repeated as often as its block was drawn): what ``score_lo``, ``score_hi`` must be."""
+    return np.quantile([stat(np.repeat(np.arange(T), w.astype(int))) for w in block_weights(T, seed=0)],
+                       [0.025, 0.975])
+
+
+def test_find_gives_each_reported_score_its_block_bootstrap_interval(prose_store):
+    T, text = prose_store.length, prose_store.text
+    q = compute_feature("in_quote", text) > 0
+    x = prose_store.unit(QUOTE).astype(np.float64)
+    row = find_cells(prose_store, "in_quote", top=1).iloc[0]
+    assert row["unit"] == QUOTE and row["sign"] == 1 and T // 1000 >= 10  # enough blocks for an interval
+    lo, hi = bootstrap_oracle(lambda r: auroc(x[r], q[r]), T)
+    assert (row["score_lo"], row["score_hi"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    assert row["score_lo"] < row["score"] < row["score_hi"]
+    bare = find_cells(prose_store, "in_quote", top=1, intervals=False)  # callers that show none skip the cost
+    assert bare[["score_lo", "score_hi"]].isna().all().all() and bare.iloc[0]["score"] == row["score"]
+    # the same unit against the feature's complement: sign -1, the interval of 1 - AUROC, the same numbers
+    flip = find_cells(prose_store, lambda t: 1 - compute_feature("in_quote", t), top=1).iloc[0]
+    assert (flip["unit"], flip["sign"]) == (QUOTE, -1)
+    assert (flip["score_lo"], flip["score_hi"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    # a numeric feature: sign * r on the resampled rows
+    col = compute_feature("column", text).astype(np.float64)
+    row = find_cells(prose_store, "column", top=1).iloc[0]
+    xc = prose_store.unit(row["unit"]).astype(np.float64)
+    lo, hi = bootstrap_oracle(lambda r: row["sign"] * pearsonr(xc[r], col[r])[0], T)
+    assert (row["score_lo"], row["score_hi"]) == (pytest.approx(lo, abs=1e-9), pytest.approx(hi, abs=1e-9))
+
+
+def test_a_store_too_short_for_an_interval_says_so(tmp_path):
+    st = make_quote_store(tmp_path / "st", length=3000)  # 3 blocks of 1,000 rows: fewer than MIN_BLOCKS
+    df = find_cells(st, "in_quote", top=2)
+    assert set(df["unit"]) == {QUOTE_UNIT, NEG_UNIT} and df["score_lo"].isna().all() and df["score_hi"].isna().all()
+    rows = json.loads(run("find", st.path, "--feature", "in_quote", "--top", "1", "--format", "json").output)
+    assert (rows[0]["score_lo"], rows[0]["score_hi"]) == (None, None)
+    header = run("find", st.path, "--feature", "in_quote", "--top", "1").output.splitlines()[2].split()
+    assert header == ["rank", "unit", "score", "sign", "control_score", "selectivity", "effect_size", "ap"]
+
+
 def test_rank_features_skips_constant_features_and_reports(prose_store):
     df = rank_features(prose_store, top=2)
     # The prose has no brackets, indentation or comments.
-    assert set(df.attrs["skipped"]) == {"in_if", "brace_depth", "in_comment", "in_parens", "paren_depth", "indent"}
+    assert set(df.attrs["skipped"]) == {
+        "in_if", "in_if_cond", "in_if_body", "if_end_line", "brace_depth", "in_comment", "in_parens", "paren_depth",
+        "indent",
+    }
     assert df.groupby("feature").size().eq(2).all() and len(df.attrs["types"]) == 6
     assert df.attrs["length"] == prose_store.length and df.attrs["n_units"] == 48
     assert df[df["feature"] == "in_quote"]["unit"].iloc[0] == QUOTE
@@ -390,7 +435,7 @@ def run(*args):
 def test_cli_features():
     r = run("features")
     lines = r.output.strip().splitlines()
-    assert r.exit_code == 0 and len(lines) == 13
+    assert r.exit_code == 0 and len(lines) == 16
     assert lines[0].split()[:3] == ["in_quote", "binary", "prose"] and "paragraph break" in lines[0]
     r = run("features", "to_line_end")
     assert r.exit_code == 0 and r.output.startswith("to_line_end (numeric, prose)")
@@ -411,6 +456,12 @@ def test_cli_find_json_csv_table(prose_store):
     assert list(df.columns) == COLUMNS and df["feature"].tolist() == ["column", "column", 're:"[A-Z]', 're:"[A-Z]']
     r = run("find", prose_store.path, "--feature", "in_quote", "--top", "2", "--snippets", "2")
     assert r.exit_code == 0 and "in_quote (binary; score = auroc folded)" in r.output
+    top = find_cells(prose_store, "in_quote", top=2).iloc[0]
+    lines = r.output.splitlines()
+    assert lines[2].split() == ["rank", "unit", "score", "score_lo", "score_hi", "sign", "control_score",
+                                "selectivity", "effect_size", "ap"]
+    assert lines[3].split() == ["1", QUOTE] + [f"{top[c]:.3f}" for c in ("score", "score_lo", "score_hi")] + [
+        "+"] + [f"{top[c]:.3f}" for c in ("control_score", "selectivity", "effect_size", "ap")]
     assert QUOTE in r.output and "Ranked 48 units x 1 feature(s)" in r.output and "[" in r.output
 
 

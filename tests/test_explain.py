@@ -147,8 +147,13 @@ def test_fractions_per_layer_and_kind(planted):
     assert list(fr.index) == ["0:h", "0:c", "all"] and list(fr["units"]) == [18, 18, 36]
     for g in ("0:h", "0:c"):
         part = df[df["unit"].str.startswith(g + ":")]
-        assert fr.loc[g, "explained_0.5"] == pytest.approx((part["score"] >= 0.5).mean())
-        assert fr.loc[g, "explained_0.8"] == pytest.approx((part["score"] >= 0.8).mean())
+        detector = part["best_rule"].isin(['prev:"x"', "class:digit", "class:upper"])  # PLANTED's input detectors
+        for t in (0.5, 0.8):
+            assert fr.loc[g, f"explained_{t}"] == pytest.approx((part["score"] >= t).mean())
+            assert fr.loc[g, f"inputs_{t}"] == pytest.approx(((part["score"] >= t) & detector).mean())
+            assert fr.loc[g, f"cells_{t}"] == pytest.approx(((part["score"] >= t) & ~detector).mean())
+    assert "learned" not in fr and "init_best" not in fr  # no control asked for
+    assert df["learned"].isna().all()
 
 
 def hand_text(seed: int = 3, n: int = 400) -> str:
@@ -298,20 +303,21 @@ def test_constant_units_and_one_character_texts_are_unexplained_not_nan(tmp_path
 def test_cli_explain_json_table_and_errors(tmp_path, planted):
     st, _ = planted
     runner = CliRunner()
-    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:c:1,0:c:12", "--format", "json"])
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:c:1,0:c:12", "--format", "json",
+                             "--control", "none"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert [x["unit"] for x in rows] == ["0:c:0", "0:c:1", "0:c:12"]
     assert rows[0]["rule"] == "feature:in_quote" and rows[0]["sign"] == 1 and rows[0]["auroc"] > 0.9
     assert {"unit", "explanation", "rule", "score", "sign", "auroc"} <= set(rows[0])
     assert rows[2]["explanation"] == "unexplained"
-    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--min-score", "0.99"])
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--min-score", "0.99", "--control", "none"])
     assert r.exit_code == 0 and "unexplained" in r.output and "0:c:0" in r.output
-    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:h:1"])
-    assert "inside a double-quoted span" in r.output and "explained at score >= 0.5" in r.output
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0,0:h:1", "--control", "none"])
+    assert "inside a double-quoted span" in r.output and "units explained at score >= 0.5 / >= 0.8" in r.output
     r = runner.invoke(main, ["explain", str(st.path), "--units", "9:c:0"])
     assert r.exit_code == 1 and r.output.startswith("Error: unit '9:c:0' is not in this store")
-    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--format", "csv"])
+    r = runner.invoke(main, ["explain", str(st.path), "--units", "0:c:0", "--format", "csv", "--control", "none"])
     assert r.output.splitlines()[0].startswith("unit,layer,kind,index,explanation,rule,score")
     assert "Example" in runner.invoke(main, ["explain", "--help"]).output
 
@@ -343,7 +349,11 @@ def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
     assert [r["unit"] for r in rows] == st.units
     assert [r["rule"] for r in rows] == list(df["rule"])
     assert [r["sign"] for r in rows] == ["+" if s > 0 else "\u2212" for s in df["sign"]]
-    assert f"{int(df['explained'].sum())} of {len(df)} units explained" in out["catalog-msg"]["children"]
+    cells, inputs = int((df["role"] == "cell").sum()), int((df["role"] == "input detector").sum())
+    assert out["catalog-msg"]["children"] == (
+        f"st: {cells} of {len(df)} units explained at score >= 0.3 as cells, {inputs} as input detectors (the "
+        "character just read alone); no control here: `rnnviz explain` gives the fractions beside the same "
+        "architecture at initialisation")
     assert out["catalog-msg"]["className"] == "note"  # a success: grey, not the error red
     cell = {"value": "0:c:1", "colId": "unit", "rowIndex": 1, "rowId": "0:c:1"}
     out = _call(app, "catalog-track.figure", [{"id": "catalog-table", "property": "cellClicked", "value": cell}],
@@ -366,8 +376,11 @@ def test_export_can_append_the_catalog(tmp_path, planted):
                                   "--out", str(out)])
     assert r.exit_code == 0, r.output
     page = out.read_text(encoding="utf-8")
-    n = int(df["explained"].sum())
-    assert f"<h2>Catalog: {n} of {len(df)} units explained</h2>" in page
+    cells, inputs = int((df["role"] == "cell").sum()), int((df["role"] == "input detector").sum())
+    assert cells == 18 and inputs == 6  # PLANTED in h and c: 8 rules and the pair as cells, 3 input detectors
+    assert (f"<h2>Catalog</h2><p class=src>{cells} of {len(df)} units explained at score &gt;= 0.3 as cells, "
+            f"{inputs} as input detectors (the character just read alone); no control here: `rnnviz explain` gives "
+            "the fractions beside the same architecture at initialisation. Rule chosen") in page
     body = page.split("<table class=catalog>")[1]
     assert body.count("<tr>") == len(df) + 1  # the header and one row per unit
     row = df.set_index("unit").loc["0:c:1"]
@@ -405,7 +418,7 @@ def test_a_cell_for_something_only_the_first_half_has_is_scored_on_blocks_across
     assert blocks["auroc"] == pytest.approx(1.0)
     contiguous = explain(st, units=["0:h:1"], block=None).iloc[0]
     assert contiguous["score"] == 0.0 and contiguous["explanation"] == "unexplained"
-    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", "0:h:1", "--block", "0"])
+    r = CliRunner().invoke(main, ["explain", str(st.path), "--units", "0:h:1", "--block", "0", "--control", "none"])
     assert r.exit_code == 0
     assert f"rules chosen on {(len(text) + 1) // 2:,} of {len(text):,} characters (the first half)" in r.output
     with pytest.raises(RnnvizError, match="block must be >= 1 character, got 0"):

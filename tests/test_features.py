@@ -191,7 +191,8 @@ def test_targets_point_at_the_character_each_hypothesis_predicts():
 def test_every_feature_is_documented_and_typed():
     assert set(FEATURES) == {
         "in_quote", "column", "to_line_end", "word_pos", "in_parens", "sentence_start",
-        "in_if", "brace_depth", "paren_depth", "in_comment", "in_string", "indent",
+        "in_if", "in_if_cond", "in_if_body", "if_end_line", "brace_depth", "paren_depth", "in_comment",
+        "in_string", "indent",
     }
     for name, f in FEATURES.items():
         assert f.name == name and f.type in ("binary", "numeric") and f.domain in ("prose", "code")

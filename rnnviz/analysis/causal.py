@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from rnnviz.analysis.features import resolve
 from rnnviz.errors import RnnvizError, check_seed
+from rnnviz.model.cells import DEFAULT_KINDS, kind_width
 from rnnviz.model.charrnn import (
     FLOAT32_MAX,
     WEIGHT_NAMES,
@@ -283,12 +284,12 @@ def _clamp_for(triples, lo: int, fixed: float | None, means: dict | None, dev) -
     return clamp, values
 
 
-def _random_units(parsed, hidden: int, rng: np.random.Generator) -> list[tuple[int, str, int]]:
+def _random_units(parsed, cfg: ModelConfig, rng: np.random.Generator) -> list[tuple[int, str, int]]:
     """As many other units of each layer and kind as ``parsed`` has there, drawn without replacement."""
     triples = []
     for (l, k), (_, idx) in group_units(parsed).items():
         mine = set(idx)
-        pool = np.array([i for i in range(hidden) if i not in mine])
+        pool = np.array([i for i in range(kind_width(cfg.cell, cfg.hidden, k)) if i not in mine])
         if len(pool) < len(mine):
             raise RnnvizError(f"layer {l} kind {k} has too few other units for a random baseline")
         triples += [(l, k, int(i)) for i in rng.choice(pool, size=len(mine), replace=False)]
@@ -338,8 +339,13 @@ def ablate(
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     B = _ablation_streams(len(ids_np), streams, random, burn_in)
     with eval_mode(model):
-        runs = _Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), 2 + random + (fixed is None),
-                        progress)  # runs: clean, ablated, random draws, (means)
+        n_runs = 2 + random + (fixed is None)  # clean, ablated, random draws, (means)
+        if model.modern:
+            from rnnviz.analysis.modern_ablation import ModernStreams
+
+            runs = ModernStreams(model, ids_np, _windows(len(ids_np), B, burn_in), burn_in, n_runs, progress)
+        else:
+            runs = _Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), n_runs, progress)
         clean = runs.clean()
         means = runs.means({(l, k) for l, k, _ in parsed}) if fixed is None else None
         fname, fmask = _feature_mask(feature, text)
@@ -379,7 +385,7 @@ def _random_draws(runs: _Streams, parsed, fixed: float | None, means: dict | Non
     ``parsed``, clamped the same way; one row per draw: draw, units, delta, delta_feature (nats/char)."""
     rng, draws = np.random.default_rng(seed), []
     for r in range(random):
-        triples = _random_units(parsed, runs.model.config.hidden, rng)
+        triples = _random_units(parsed, runs.model.config, rng)
         d = runs.run(_clamp_for(triples, runs.lo, fixed, means, runs.dev)[0])[0] - clean
         draws.append({"draw": r, "units": ",".join(f"{l}:{k}:{i}" for l, k, i in triples),
                       "delta": float(d.mean()), "delta_feature": _masked_mean(d, fmask)})
@@ -404,9 +410,9 @@ def gradient_flow(
     ``layer, kind, lag, grad`` (mean L2 norm over positions), ``grad_median``, ``positions``.
     """
     cfg = model.config
-    bad = [k for k in kinds if k not in ("h", "c") or (k == "c" and cfg.cell != "lstm")]
+    bad = [k for k in kinds if k not in DEFAULT_KINDS.get(cfg.cell, ("h",))]
     if bad or not kinds:
-        raise RnnvizError(f"gradient flow is measured on h (and c for an LSTM), not {bad or kinds}")
+        raise RnnvizError(f"gradient flow is measured on h (and c for an LSTM or sLSTM), not {bad or kinds}")
     if max_lag < 1 or positions < 1 or burn_in < 0:
         raise RnnvizError("max_lag and positions must be >= 1 and burn_in >= 0")
     ids_np = model.vocab.encode(text)
@@ -427,7 +433,7 @@ def gradient_flow(
             with torch.no_grad():
                 idx = torch.as_tensor(start[:, None] - warm + np.arange(warm)[None, :], device=dev)
                 _, state = model(ids[idx], state)
-        state = tuple(s.detach().requires_grad_(True) for s in state) if cfg.cell == "lstm" else \
+        state = tuple(s.detach().requires_grad_(True) for s in state) if isinstance(state, tuple) else \
             state.detach().requires_grad_(True)
         steps = torch.as_tensor(start[:, None] + np.arange(max_lag + 1)[None, :], device=dev)  # (B, max_lag+1)
         keep: list[torch.Tensor] = []  # per step, per (layer, kind)

@@ -72,11 +72,11 @@ def _score_snapshot(model, snap: Snapshot, text: str, features: list[str], final
     path = work / "store"
     try:
         store = record(model, text, path, topk=0, **record_opts)
-        best = rank_features(store, features, top=1)
+        best = rank_features(store, features, top=1, intervals=False)  # (no interval shown)
         final = None
         if final_units is not None:
             units = sorted(set(final_units.values()))
-            final = rank_features(store, features, top=len(units), units=units)
+            final = rank_features(store, features, top=len(units), units=units, intervals=False)
             final = final[[final_units[f] == u for f, u in zip(final["feature"], final["unit"], strict=True)]]
         del store  # close the memmaps before the directory goes
     finally:

@@ -26,6 +26,11 @@ values plus, per array, sums per n-gram):
   first half to a unit whose best single rule is under ``combo_below``; its weights are fitted on the
   first half too (``coef``, in the unit's own units), and ``single_score`` says what the first rule
   alone scores.
+
+What the scores are worth (:mod:`rnnviz.analysis.explain_control`): each unit's ``role`` keeps the input
+detectors (a rule about the character just read alone) apart from the cells; ``control="init"`` explains the
+same architecture at initialisation on the same text, and ``learned`` marks the cells that beat its best cell;
+``score_lo`` / ``score_hi`` give a block-bootstrap interval of the reported scores.
 """
 
 from __future__ import annotations
@@ -41,6 +46,19 @@ import torch
 from rnnviz.analysis import rules as R
 from rnnviz.analysis.causal import torch_threads
 from rnnviz.analysis.evidence import snippet, strongest
+from rnnviz.analysis.explain_control import (  # noqa: F401 (explained_fractions: re-exported, its old home)
+    MARGIN,
+    check_control,
+    control_frame,
+    control_problem,  # noqa: F401 (for the CLI)
+    control_records,
+    explained_fractions,
+    init_control,
+    interval_units,
+    learned,
+    roles,
+    score_intervals,
+)
 from rnnviz.analysis.ranking import Progress
 from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, float16_codes
 from rnnviz.errors import RnnvizError, check_seed
@@ -51,7 +69,7 @@ BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs
 # offset or fading feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
 TRANSFORM_COST, NGRAM_COST = 0.01, 0.005
 COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "sign", "auroc", "fit_score",
-           "explained", "combo", "single_score", "best_rule", "coef"]
+           "explained", "combo", "single_score", "best_rule", "coef", "role", "learned", "score_lo", "score_hi"]
 
 
 def split_halves(T: int, block: int | None = BLOCK) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -69,6 +87,11 @@ def split_halves(T: int, block: int | None = BLOCK) -> tuple[list[tuple[int, int
 def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
     """(N,) int64 positions covered by ``ranges``, in order."""
     return np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, dtype=np.int64)
+
+
+def held_rows(T: int, block: int | None = BLOCK) -> np.ndarray:
+    """(N_B,) int64: the rows of the held half, where ``score`` is measured."""
+    return _rows(split_halves(T, block)[1])
 
 
 class RuleSpace:
@@ -270,6 +293,11 @@ def explain(
     combo_below: float = 0.9,
     block: int | None = BLOCK,
     progress: Progress | None = None,
+    control: str | None = None,
+    seed: int = 0,
+    control_seeds: int = 1,
+    margin: float = MARGIN,
+    intervals: bool = True,
 ) -> pd.DataFrame:
     """One row per unit: the rule that explains it best and how well (columns: see ``COLUMNS``).
 
@@ -279,11 +307,44 @@ def explain(
     ``min_score``: the floor under which a unit is ``"unexplained"``. ``min_count``: occurrences in the
     fitting half an n-gram needs to be tried. ``df.attrs``: seconds, length, fit_chars, block, n_rules.
 
-    >>> rnnviz.explain(store).head()   # unit explanation rule score sign auroc ...
+    ``role``: ``"cell"``, ``"input detector"`` (explained only by the character just read) or
+    ``"unexplained"``. ``control="init"``: the same architecture at initialisation (seeds ``seed`` ...
+    ``seed + control_seeds - 1``, one recording each) recorded on the same text and explained the same way
+    (:func:`rnnviz.analysis.explain_control.init_control`); its rows (a ``seed`` column added) go to
+    ``df.attrs["control"]`` (a list of records: :func:`control_frame` gives the DataFrame) and ``learned`` says
+    which cells score ``margin`` above its best cell of the same layer and kind, over all its seeds (without a
+    control: ``<NA>``). ``intervals``: ``score_lo``, ``score_hi``, a block-bootstrap 95% interval of ``score`` for the
+    cells scoring >= 0.5 and the learned ones (NaN for the rest). :func:`explained_fractions` sums it up.
+
+    >>> rnnviz.explain(store, control="init").head()   # unit explanation rule score sign auroc ... learned
     """
+    names = _check(store, units, min_count, block, min_score)
+    if control is not None:
+        check_control(store, control, margin, control_seeds)
+    settings = {"min_score": min_score, "min_count": min_count, "combo_gain": combo_gain,
+                "combo_below": combo_below, "block": block}
+    df = _search(store, names, progress, **settings)
+    df["role"] = roles(df)
+    df["learned"] = pd.array([pd.NA] * len(df), dtype="boolean")
+    df["score_lo"] = df["score_hi"] = np.nan
+    if control is not None:
+        ctrls = [init_control(store, names, seed + k, progress=progress, intervals=intervals, **settings)
+                 for k in range(control_seeds)]
+        ctrl = pd.concat([c.assign(seed=seed + k) for k, c in enumerate(ctrls)], ignore_index=True)
+        df["learned"] = learned(df, ctrl, margin).astype("boolean")
+        df.attrs.update(control=control_records(ctrl), control_kind=control, seed=seed, control_seeds=control_seeds,
+                        margin=margin, control_seconds=sum(c.attrs["seconds"] + c.attrs["record_seconds"]
+                                                           for c in ctrls))
+    if intervals:
+        df[["score_lo", "score_hi"]] = score_intervals(store, df, interval_units(df))
+    return df[COLUMNS]
+
+
+def _search(store, names: list[str], progress: Progress | None, min_score: float, min_count: int,
+            combo_gain: float, combo_below: float, block: int | None) -> pd.DataFrame:
+    """The search itself: one row per unit of ``names`` (the columns up to ``coef``)."""
     t0 = time.perf_counter()
     T = store.length
-    names = _check(store, units, min_count, block, min_score)
     space = RuleSpace(store.text, min_count, block, store.last_chars)
     total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
@@ -309,7 +370,8 @@ def explain(
         list(pool.map(work, groups))
     if progress:
         progress(total, total)  # units with a numeric rule need no AUROC pass
-    df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=COLUMNS)
+    searched = COLUMNS[: COLUMNS.index("coef") + 1]  # role, learned and the interval are added by explain()
+    df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=searched)
     df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=len(space.rows[0]), block=block,
                     min_score=min_score,
                     n_rules=len(space.dense) + sum(len(g) for g in space.grams))
@@ -344,15 +406,6 @@ def _row(name: str, r: dict, min_score: float) -> dict:
         "combo": bool(r["combo"]), "single_score": float(r.get("single_score", score)),
         "best_rule": r["rule"] or "", "coef": r.get("coef"),
     }
-
-
-def explained_fractions(df: pd.DataFrame, thresholds=(0.5, 0.8)) -> pd.DataFrame:
-    """Per layer and kind (and ``all``): units, and the fraction explained at score >= each threshold."""
-    parts = [(f"{l}:{k}", g) for (l, k), g in df.groupby(["layer", "kind"], sort=False)] + [("all", df)]
-    return pd.DataFrame([
-        {"group": name, "units": len(g), **{f"explained_{t:g}": float((g["score"] >= t).mean()) for t in thresholds}}
-        for name, g in parts
-    ])
 
 
 def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: int = 30,

@@ -18,6 +18,12 @@ For a feature y (one value per character, :mod:`rnnviz.analysis.features`) and a
   **Units are ranked by selectivity** (for most features the control is near chance for every unit,
   and this is the order of ``score``). ``selective`` flags the units whose control explains at most half
   of their score above chance (0.5 for AUROC, 0 for |r|).
+- **interval**: ``score_lo``, ``score_hi``: a block-bootstrap 95% interval of ``score``
+  (:func:`rnnviz.analysis.statistics.bootstrap_interval`: blocks of BOOT_BLOCK rows, BOOT_REPS resamples;
+  on a token store the rows are tokens), computed for the reported units only. Each resample scores the
+  unit in its reported direction (the AUROC for sign +1, 1 - AUROC for sign -1; sign·r), not refolded, so
+  the interval of a unit near chance reaches below 0.5 (below 0 for |r|). NaN when the store has fewer than
+  MIN_BLOCKS blocks of rows.
 
 Streaming: one pass over row blocks gives every unit's exact Pearson r with every feature and control
 (a matmul per block). Numeric features are ranked on it directly. For binary features the units with the
@@ -43,13 +49,22 @@ import pandas as pd
 import torch
 
 from rnnviz.analysis.features import FEATURES, Feature, resolve
-from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, average_precision, cohens_d, float16_codes
+from rnnviz.analysis.statistics import (
+    COLUMN_BYTES,
+    auroc,
+    average_precision,
+    bootstrap_interval,
+    cohens_d,
+    float16_codes,
+    weighted_auroc,
+    weighted_pearson,
+)
 from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.threads import torch_threads
 
 COLUMNS = [
-    "feature", "unit", "metric", "score", "sign", "ap", "effect_size", "control_score", "selectivity",
-    "selective", "auroc", "pearson", "spearman", "rank",
+    "feature", "unit", "metric", "score", "score_lo", "score_hi", "sign", "ap", "effect_size", "control_score",
+    "selectivity", "selective", "auroc", "pearson", "spearman", "rank",
 ]
 Progress = Callable[[int, int], None]
 
@@ -155,10 +170,11 @@ def _column_groups(store, names: list[str]) -> list[tuple[int, str, list[tuple[i
     return out
 
 
-def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done: int, total: int) -> dict:
-    """Exact rank statistics for each (unit, target) in ``work``, reading the units' columns."""
+def _per_column(store, groups, fn: Callable[[str, np.ndarray], dict], progress, done: int, total: int) -> dict:
+    """``fn(name, x)`` for each unit of ``groups`` (:func:`_column_groups`), ``x`` its (T,) float16 column (one
+    group's columns read at a time, in row blocks, the groups on a thread pool); the dicts it returns, merged."""
     T = store.length
-    out: dict[tuple[str, str], dict] = {}
+    out: dict = {}
     lock = threading.Lock()
 
     def one(group):
@@ -166,15 +182,14 @@ def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done:
         layer, kind, cols = group
         idx = np.array([i for i, _ in cols])
         rows = int(np.clip((16 << 20) // (2 * store.hidden), 256, 65536))
-        codes = np.empty((T, len(cols)), dtype=np.uint16)
+        x = np.empty((T, len(cols)), dtype=np.float16)
         for s in range(0, T, rows):
-            codes[s : s + rows] = float16_codes(store.read_columns(layer, kind, s, s + rows, idx))
+            x[s : s + rows] = store.read_columns(layer, kind, s, s + rows, idx)
+        part = {}
         for j, (_, name) in enumerate(cols):
-            c = codes[:, j].astype(np.intp)
-            allc = np.bincount(c, minlength=65536).astype(np.float64)
-            for t in work[name]:
-                out[(name, t.name)] = _column_stats(c, allc, t, T)
+            part.update(fn(name, x[:, j]))
         with lock:
+            out.update(part)
             done += T
             if progress:
                 progress(done, total)
@@ -182,6 +197,46 @@ def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done:
     with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, len(groups))) as pool:
         list(pool.map(one, groups))
     return out
+
+
+def _exact_scores(store, groups, work: dict[str, list[_Target]], progress, done: int, total: int) -> dict:
+    """Exact rank statistics for each (unit, target) in ``work``, reading the units' columns."""
+    T = store.length
+
+    def scores(name: str, x: np.ndarray) -> dict:
+        c = float16_codes(x).astype(np.intp)
+        allc = np.bincount(c, minlength=65536).astype(np.float64)
+        return {(name, t.name): _column_stats(c, allc, t, T) for t in work[name]}
+
+    return _per_column(store, groups, scores, progress, done, total)
+
+
+def _intervals(store, df: pd.DataFrame, targets: list[_Target], seed: int, progress, done: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi), (len(df),) each: the block-bootstrap interval of each row's score, in its reported direction
+    (module doc). Reads only the reported units' columns."""
+    by_name = {t.name: t for t in targets}
+    rows: dict[str, list[tuple[int, _Target, int]]] = {}
+    for i, (unit, feature, sign) in enumerate(zip(df["unit"], df["feature"], df["sign"], strict=True)):
+        rows.setdefault(unit, []).append((i, by_name[feature], int(sign)))
+    T = store.length
+
+    def intervals(name: str, x: np.ndarray) -> dict:
+        codes = np.unique(float16_codes(x), return_inverse=True)[1]  # ranks of its distinct values: short histograms
+        xf = x.astype(np.float64)
+        out = {}
+        for i, t, sign in rows[name]:
+            def stat(w: np.ndarray, t=t, sign=sign) -> float:
+                if t.binary:  # the AUROC for sign +1, 1 - AUROC for sign -1
+                    return (1 - sign) / 2 + sign * weighted_auroc(codes, t.pos_w, w)
+                return sign * weighted_pearson(xf, t.y, w)
+
+            out[i] = bootstrap_interval(stat, T, seed=seed)
+        return out
+
+    groups = _column_groups(store, list(rows))
+    got = _per_column(store, groups, intervals, progress, done, done + T * len(groups))
+    return tuple(np.array([got[i][k] for i in range(len(df))], dtype=np.float64) for k in (0, 1))
 
 
 def _column_stats(c: np.ndarray, allc: np.ndarray, t: _Target, T: int) -> dict:
@@ -276,13 +331,16 @@ def rank_features(
     units: list[str] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    intervals: bool = True,
 ) -> pd.DataFrame:
     """The ``top`` units for each feature, best first, as one DataFrame (columns: see module doc).
 
     ``features``: names, ``"re:PATTERN"``, compiled regexes or callables (default: every built-in).
     Features that are constant on the store's text (``in_if`` on prose) are skipped and listed in
     ``df.attrs["skipped"]``. ``units``: restrict to these unit names. ``progress(done, total)`` is called
-    as rows are read. ``df.attrs`` also holds ``seconds``, ``length`` and ``n_units``.
+    as rows are read. ``intervals``: False leaves ``score_lo``, ``score_hi`` NaN (for callers that show no
+    interval: the bootstrap reads each reported unit again and scores it BOOT_REPS times). ``df.attrs`` also
+    holds ``seconds``, ``length`` and ``n_units``.
     """
     t0 = time.perf_counter()
     if top < 1:
@@ -300,8 +358,12 @@ def rank_features(
     frames = [
         _feature_table(t, r[:, j], r_ctrl[:, j], chosen[t.name], names, exact, top) for j, t in enumerate(targets)
     ]
-    out = pd.concat(frames, ignore_index=True)[COLUMNS]
+    out = pd.concat(frames, ignore_index=True)
     out["sign"] = out["sign"].astype(int)
+    out["score_lo"] = out["score_hi"] = np.nan
+    if intervals:
+        out["score_lo"], out["score_hi"] = _intervals(store, out, targets, seed, progress, T * (1 + len(groups)))
+    out = out[COLUMNS]
     out["selective"] = out["selective"].astype(bool)
     out.attrs.update(
         skipped=skipped, length=T, n_units=len(names), seconds=time.perf_counter() - t0,
@@ -311,11 +373,13 @@ def rank_features(
 
 
 def find_cells(
-    store, feature, top: int = 10, units: list[str] | None = None, seed: int = 0, progress: Progress | None = None
+    store, feature, top: int = 10, units: list[str] | None = None, seed: int = 0, progress: Progress | None = None,
+    intervals: bool = True,
 ) -> pd.DataFrame:
-    """The ``top`` units that best track ``feature`` (a name, ``"re:PATTERN"``, regex or callable).
+    """The ``top`` units that best track ``feature`` (a name, ``"re:PATTERN"``, regex or callable); the other
+    arguments as :func:`rank_features`'.
 
     >>> find_cells(store, "in_quote", top=10)   # DataFrame: feature unit metric score sign ap ...
     """
-    df = rank_features(store, [feature], top=top, units=units, seed=seed, progress=progress)
+    df = rank_features(store, [feature], top=top, units=units, seed=seed, progress=progress, intervals=intervals)
     return df

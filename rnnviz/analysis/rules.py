@@ -48,6 +48,9 @@ PHRASES = {  # a feature as a person says it
     "in_parens": "inside round brackets",
     "sentence_start": "between two sentences",
     "in_if": "inside an if statement",
+    "in_if_cond": "inside an if's condition",
+    "in_if_body": "inside an if's body",
+    "if_end_line": "on a line that ends an if statement",
     "brace_depth": "curly-brace depth of the code",
     "paren_depth": "round-bracket depth of the code",
     "in_comment": "inside a comment",
@@ -184,17 +187,6 @@ def explain_id(rule_id: str) -> str:
     if family == "depth":
         return f"nesting depth of {q(args[0])} ... {q(args[1])}"
     raise RnnvizError(f"unknown rule family {family!r}")
-
-
-def is_input_detector(rule_id: str) -> bool:
-    """Whether a rule says no more than which character was just read (``prev:"e"``, ``class:space``, or two
-    such rules together): a unit it explains is an input detector, trivial beside one that tracks context.
-    "unexplained" (or any id that does not parse) is not one."""
-    try:
-        parts = [parse(p) for p in split_combo(rule_id)]
-    except RnnvizError:
-        return False
-    return all(family == "class" or (family == "prev" and len(args[0]) == 1) for family, args, _ in parts)
 
 
 # --- ids ---

@@ -33,6 +33,9 @@ throughout first, then the closest length). A match shorter than :data:`WEAK_LEN
 fewer than ``min_on`` of the cells on on average, is returned flagged ``weak``: it is never used to pad a
 list of strong ones.
 
+Given a binary feature (``feature=``: the quotes, the comments), every match is scored against it, not only those
+returned: precision, and recall of its rows and of its spans, with intervals (:mod:`rnnviz.analysis.match_quality`).
+
 Reading cost: the cell ranking reads only the rows around the selection (all units); the match search
 reads only the followed cells' columns, in row blocks, over the whole store (or ``max_rows`` of it).
 """
@@ -45,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rnnviz.analysis.features import resolve
+from rnnviz.analysis.match_quality import match_quality, runs
 from rnnviz.analysis.on_threshold import THETA, theta_problem  # the default θ (see there why 0.5), and its one check
 from rnnviz.analysis.two_state import ETA_MIN, two_states
 from rnnviz.errors import RnnvizError
@@ -287,22 +292,18 @@ def _close_gaps(on: np.ndarray, gap: int) -> np.ndarray:
     return on | (np.cumsum(delta[:-1], dtype=np.int8) > 0)
 
 
-def runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maximal runs of True in a 1-D bool array: (starts, stops)."""
-    edges = np.diff(np.concatenate(([False], on, [False])).astype(np.int8))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
 def find_matches(store, units: list[str], signs: list[int], config: SimilarConfig | None = None,
                  query: tuple[int, int] | None = None, max_rows: int | None = None,
-                 levels: list[float] | None = None) -> pd.DataFrame:
+                 levels: list[float] | None = None, feature: np.ndarray | None = None) -> pd.DataFrame:
     """Other places where ``units`` switch on together (the one overlapping ``query`` left out).
 
     A unit is on above ``config.threshold`` σ from its mean (below, with sign -1), or, given ``levels``, past
     its own raw level (a two-state cell's split: the ``level`` column of :func:`similar_cells`). Returns a
     DataFrame with columns :data:`MATCH_COLUMNS`: strong matches by ``score`` (ours) first, then weak ones,
     at most ``config.top`` rows; ``lstmvis_rank`` is each row's place in LSTMVis's order.
-    ``max_rows``: scan only that many rows centred on the query (default: the whole store).
+    ``max_rows``: scan only that many rows centred on the query (default: the whole store). ``feature``: (T,)
+    values at the store's rows (> 0: in it): ``attrs["quality"]`` is then the precision and recall of *every*
+    match against it, not only of those returned (:func:`rnnviz.analysis.match_quality.match_quality`).
     """
     cfg = config or SimilarConfig()
     if not units:
@@ -329,9 +330,11 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
     if query:
         keep = (stops + lo <= query[0]) | (starts + lo >= query[1])
         starts, stops = starts[keep], stops[keep]
-    if len(starts) == 0:
-        return pd.DataFrame({c: [] for c in MATCH_COLUMNS})
     m = _measure_runs(counts, level, starts, stops, k, lo, hi, query, float(np.mean(theta)), cfg.min_on)
+    quality = None if feature is None else match_quality(
+        np.asarray(feature)[lo:hi], starts, stops, m["weak"], None if query is None else (query[0] - lo, query[1] - lo))
+    if len(starts) == 0:
+        return _table(quality)
     m["start"], m["stop"] = starts + lo, stops + lo
     # LSTMVis's order: every cell on throughout first, then the length closest to the selection's.
     qlen = (query[1] - query[0]) if query else None
@@ -341,7 +344,15 @@ def find_matches(store, units: list[str], signs: list[int], config: SimilarConfi
     m["lstmvis_rank"], m["rank"] = _ranks(by_lstmvis), _ranks(by_ours)
     # Only the rows returned become a table: a noisy cell has hundreds of thousands of runs.
     rows = (by_lstmvis if strict else by_ours)[: cfg.top]
-    return pd.DataFrame({c: m[c][rows] for c in MATCH_COLUMNS})
+    return _table(quality, m, rows)
+
+
+def _table(quality: pd.DataFrame | None, m: dict | None = None, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """The matches table: the columns of ``m`` at ``rows`` (none without them), ``attrs["quality"]`` when given."""
+    out = pd.DataFrame({c: [] if m is None else m[c][rows] for c in MATCH_COLUMNS})
+    if quality is not None:
+        out.attrs["quality"] = quality
+    return out
 
 
 def _ranks(order: np.ndarray) -> np.ndarray:
@@ -389,6 +400,7 @@ def find_similar(
     follow: int | None = None,
     top: int = 20,
     units: list[str] | None = None,
+    feature: object | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Select-to-find: the cells that mark the text [start, end), and where else they switch on together.
 
@@ -398,7 +410,11 @@ def find_similar(
     ``rule``: "tolerant" (ours) or "strict" (LSTMVis's, slack ignored); ``follow``: the best cells searched
     for together; ``units``: restrict the cells considered. Returns ``(cells, matches)``: ``cells`` with
     columns :data:`CELL_COLUMNS` (every passing cell, best first), ``matches`` with :data:`MATCH_COLUMNS`
-    (empty when no cell passes). Raises RnnvizError on a bad selection or parameter.
+    (empty when no cell passes). ``feature``: a binary feature to score the matches against (a name,
+    ``"re:PATTERN"``, regex or callable; :mod:`rnnviz.analysis.features`): ``matches.attrs["quality"]`` is then
+    the precision and recall of every match, not only of the ``top`` returned, with 95% intervals
+    (:mod:`rnnviz.analysis.match_quality`), and ``matches.attrs["feature"]`` its name. Raises RnnvizError on a
+    bad selection or parameter.
 
     >>> cells, matches = rnnviz.find_similar(store, 1200, 1262)
     """
@@ -419,14 +435,26 @@ def find_similar(
         raise RnnvizError(f"top is a whole number of cells >= 1, got {top!r}")
     cfg = SimilarConfig(threshold=check_threshold(threshold), slack=slack, margin=margin, min_on=float(min_on),
                         rule=rule, follow=None if follow is None else int(follow), top=int(top))
+    name, y = _binary_feature(store, feature) if feature is not None else (None, None)
     cells = similar_cells(store, start, end, cfg, units)
     if cells.empty:
-        return cells, pd.DataFrame({c: [] for c in MATCH_COLUMNS})
-    best = followed(cells, cfg.follow)
-    two = (best["rule"] == "two-state").any()
-    matches = find_matches(store, list(best["unit"]), [int(s) for s in best["sign"]], cfg,
-                           query=(int(start), int(end)), levels=list(best["level"]) if two else None)
+        matches = _table(None if y is None else match_quality(y, [], [], [], (int(start), int(end))))
+    else:
+        best = followed(cells, cfg.follow)
+        two = (best["rule"] == "two-state").any()
+        matches = find_matches(store, list(best["unit"]), [int(s) for s in best["sign"]], cfg,
+                               query=(int(start), int(end)), levels=list(best["level"]) if two else None, feature=y)
+    if name is not None:
+        matches.attrs["feature"] = name
     return cells, matches
+
+
+def _binary_feature(store, spec) -> tuple[str, np.ndarray]:
+    """(name, (T,) values at the store's rows) of a binary feature spec, or a one-line error."""
+    f, y = resolve(spec, store.text)
+    if f.type != "binary":
+        raise RnnvizError(f"matches are scored against a binary feature (in it or not); {f.name} is {f.type}")
+    return f.name, store.at_rows(y)
 
 
 def followed(cells: pd.DataFrame, follow: int | None = None) -> pd.DataFrame:

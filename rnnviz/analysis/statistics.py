@@ -113,9 +113,11 @@ def bootstrap_interval(stat: Callable[[np.ndarray], float], n: int, block: int =
 
 
 def weighted_auroc(codes: np.ndarray, labels: np.ndarray, w: np.ndarray) -> float:
-    """AUROC of uint16 value ``codes`` (:func:`float16_codes`) for boolean ``labels``, rows weighted by ``w``."""
-    allc = np.bincount(codes, weights=w, minlength=65536)
-    pos = np.bincount(codes, weights=w * labels, minlength=65536)
+    """AUROC of value ``codes`` (non-negative integers in the values' order: :func:`float16_codes`, or the ranks of
+    a column's distinct values, which make the histograms as short as the column has values) for boolean
+    ``labels``, rows weighted by ``w``."""
+    allc = np.bincount(codes, weights=w)
+    pos = np.bincount(codes, weights=w * labels, minlength=len(allc))
     return auroc(pos, allc)
 
 

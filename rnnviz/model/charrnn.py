@@ -23,7 +23,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.cells import CELLS, GATES, KINDS, MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB, SIGMOID_KINDS  # noqa: F401
+from rnnviz.model.cells import (  # noqa: F401
+    CELLS,
+    DEFAULT_KINDS,
+    GATES,
+    KINDS,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    MODERN,
+    ON_REQUEST,
+    SIGMOID_KINDS,
+    kind_width,
+    state_shapes,
+)
 
 
 @dataclass
@@ -80,8 +93,9 @@ def parse_unit(name: str, config: ModelConfig | None = None) -> tuple[int, str, 
             raise RnnvizError(f"unit {name!r}: {_no_kind(config.cell, kind)}")
         if layer >= config.layers:
             raise RnnvizError(f"unit {name!r}: {_n_layers(config.layers)}")
-        if index >= config.hidden:
-            raise RnnvizError(f"unit {name!r}: layers have {config.hidden} units, 0..{config.hidden - 1}")
+        width = kind_width(config.cell, config.hidden, kind)
+        if index >= width:
+            raise RnnvizError(f"unit {name!r}: layers have {width} units of kind {kind}, 0..{width - 1}")
     return layer, kind, index
 
 
@@ -94,15 +108,17 @@ def _n_layers(n: int) -> str:
 
 
 def parse_kinds(kinds: str | Iterable[str] | None, cell: str) -> list[str]:
-    """``None`` -> h (and c for an LSTM); ``"all"`` -> every kind of the cell; ``"h,c"`` or a list.
+    """``None`` -> h (and c for an LSTM or sLSTM); ``"all"`` -> every kind of the cell but those recorded on request
+    only (Mamba's whole state ``s``); ``"h,c"`` or a list.
 
     Returns the kinds in the cell's canonical order (h, c, then gates); raises on a kind the cell lacks.
     """
     known = KINDS[cell]
     if kinds is None:
-        return [k for k in known if k in ("h", "c")]
+        return list(DEFAULT_KINDS.get(cell, ("h",)))
     if isinstance(kinds, str):
-        kinds = known if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+        every = [k for k in known if k not in ON_REQUEST.get(cell, ())]
+        kinds = every if kinds.strip() == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
     kinds = list(kinds)
     bad = [k for k in kinds if k not in known]
     if bad:
@@ -205,7 +221,13 @@ class CharRNN(nn.Module):
         self.meta: dict = {}  # the checkpoint's config.json, when loaded from one
         self.checkpoint_dir: Path | None = None  # ... and the directory it was read from
         V, H, L = config.vocab_size, config.hidden, config.layers
-        self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
+        self.modern = config.cell in MODERN
+        if self.modern:
+            from rnnviz.model.modern import build_stack
+
+            self.rnn = build_stack(config.cell, V, L, H, config.dropout)
+        else:
+            self.rnn = _fused(config.cell, V, H, L, dropout=config.dropout if L > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, V)
 
@@ -214,8 +236,10 @@ class CharRNN(nn.Module):
         return self.head.weight.device
 
     def init_state(self, batch: int, device=None):
-        """Zero state for ``batch`` streams: (L, B, H) tensors."""
+        """Zero state for ``batch`` streams: (L, B, H) tensors (a modern cell's: :func:`.cells.state_shapes`)."""
         c = self.config
+        if self.modern:
+            return self.rnn.init_state(batch, device)
         z = torch.zeros(c.layers, batch, c.hidden, device=device or self.device)
         return (z, z.clone()) if c.cell == "lstm" else z
 
@@ -224,7 +248,7 @@ class CharRNN(nn.Module):
         return F.one_hot(x, self.config.vocab_size).to(self.head.weight.dtype)
 
     def forward(self, x: torch.Tensor, state=None):
-        out, state = self.rnn(self.onehot(x), state)  # (B, T, H)
+        out, state = self.rnn(x if self.modern else self.onehot(x), state)  # (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, V)
 
     def layer_weights(self, layer: int):
@@ -253,6 +277,11 @@ class CharRNN(nn.Module):
         Returns logits (B, V), new state, and (if ``internals``) {(layer, kind): (B, H)} for every kind.
         """
         cell = self.config.cell
+        if self.modern:  # one step of the parallel form is the step
+            want = {(l, k) for l in range(self.config.layers) for k in self.config.kinds} if internals else None
+            out, state, rec = self.rnn.run(x_t[:, None], state, want, clamp)
+            logits = self.head(out[:, 0])
+            return (logits, state, {key: v[:, 0] for key, v in rec.items()}) if internals else (logits, state)
         h_all, c_all = state if cell == "lstm" else (state, None)
         inp = self.onehot(x_t)  # (B, V)
         hs, cs, rec = [], [], {}

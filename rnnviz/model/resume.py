@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import MAX_JSON_BYTES, append_text, loads_json, member, read_member, truncate_member, writable_member
+from rnnviz.model.cells import state_shapes
 from rnnviz.model.checkpoint import save_tensors
 
 APPENDED = ("log.jsonl", "samples.txt")  # grown as training goes, rewound on resume
@@ -67,7 +68,9 @@ def load_train_state(directory: Path, opt: torch.optim.Optimizer, model: torch.n
     if cuda_rng:
         torch.cuda.set_rng_state_all(cuda_rng)
     hidden = tuple(h.to(device, torch.float32) for h in hidden)
-    return (None if not hidden else hidden if len(hidden) == 2 else hidden[0]), info
+    if not hidden:
+        return None, info
+    return (hidden if getattr(model, "modern", False) or len(hidden) > 1 else hidden[0]), info
 
 
 # Optimizer state that must be >= 0: the second moments, of which a square root is taken.
@@ -182,11 +185,11 @@ def _optimizer_layout(opt: torch.optim.Optimizer) -> dict[str, tuple[bool, torch
 
 
 def check_train_tensors(tensors: dict, info: dict, opt: torch.optim.Optimizer, model: torch.nn.Module, batch: int):
-    """``train_state.safetensors`` holds what this run writes, and nothing else (ValueError naming the first
-    thing that does not): for every parameter of ``opt`` either no state (no step taken) or exactly the
-    tensors one step of this optimizer keeps, of its dtype and the parameter's shape, finite, the second
-    moments >= 0, each ``step`` a whole number from 0 to the run's step; the carried hidden state none or one
-    (L, batch, H) tensor per state of the cell (two for an LSTM), float, finite; ``rng.cpu`` a state the CPU
+    """``train_state.safetensors`` holds what this run writes, and nothing else (ValueError naming the first thing
+    that does not): for every parameter of ``opt`` either no state (no step taken) or exactly the tensors one step
+    of this optimizer keeps, of its dtype and the parameter's shape, finite, the second moments >= 0, each ``step``
+    a whole number from 0 to the run's step; the carried hidden state none or one tensor per state of the cell,
+    shaped as :func:`.cells.state_shapes` says (two for an LSTM), float, finite; ``rng.cpu`` a state the CPU
     generator takes (tried on a spare generator); ``rng.cuda.N`` states a CUDA generator takes (where there is
     CUDA). Returns (the optimizer state to load, the hidden tensors, the CUDA RNG states to set or None)."""
     layout = _optimizer_layout(opt)
@@ -195,13 +198,14 @@ def check_train_tensors(tensors: dict, info: dict, opt: torch.optim.Optimizer, m
     stepped = {int(k.split(".")[1]) for k in tensors if k.startswith("opt.") and k.split(".")[1].isdigit()}
     stepped |= {int(k.split(".")[0]) for k in info["opt_scalars"]}
     hidden = sorted(k for k in tensors if k.startswith("hidden."))
-    _check_names(set(tensors), layout, len(params), 2 if cfg.cell == "lstm" else 1, bool(stepped), bool(hidden))
+    shapes = state_shapes(cfg.cell, cfg.layers, batch, cfg.hidden)
+    _check_names(set(tensors), layout, len(params), len(shapes), bool(stepped), bool(hidden))
     state = {i: _param_state(tensors, info, layout, i, params[i]) for i in sorted(stepped)}
     unknown = sorted(set(info["opt_scalars"]) - {f"{i}.{k}" for i in state for k in layout})
     if unknown:
         raise ValueError(f"opt_scalars has {unknown[0][:40]!r}, which this optimizer does not keep")
-    shape = (cfg.layers, batch, cfg.hidden)
-    carried = [_tensor(tensors, k, (torch.float32, torch.bfloat16, torch.float16), shape) for k in hidden]
+    floats = (torch.float32, torch.bfloat16, torch.float16)
+    carried = [_tensor(tensors, f"hidden.{i}", floats, shape) for i, shape in enumerate(shapes)] if hidden else []
     return state, carried, _check_rng(tensors)
 
 

@@ -38,7 +38,8 @@ def _setting(default, help: str, choices: tuple[str, ...] | None = None, cli: bo
 class TrainConfig:
     """Every training setting, with its default and help text in one place (`rnnviz train --help`)."""
 
-    cell: str = _setting("lstm", "Recurrent cell: lstm, gru or rnn (tanh).", ("lstm", "gru", "rnn"))
+    cell: str = _setting("lstm", "Recurrent cell: lstm, gru, rnn (tanh); or a modern one: mingru, mamba, slstm "
+                         "(docs/modern.md).", ("lstm", "gru", "rnn", "mingru", "mamba", "slstm"))
     layers: int = _setting(2, "Stacked recurrent layers.")
     hidden: int = _setting(128, "Units per layer.")
     dropout: float = _setting(0.0, "Dropout between layers and before the read-out.")

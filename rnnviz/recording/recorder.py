@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from rnnviz.devices import resolve_device
 from rnnviz.errors import RnnvizError
 from rnnviz.model import distributed
-from rnnviz.model.charrnn import CharRNN, parse_kinds, parse_layers
+from rnnviz.model.charrnn import CharRNN, eval_mode, parse_kinds, parse_layers
 from rnnviz.recording.recurrence import Carry, Layer, advance, warm_start
 from rnnviz.recording.starts import MAX_PASSES, StartError, Tolerance, settle, start_error
 from rnnviz.store.reader import Store
@@ -158,6 +158,8 @@ def record(
     if not text:
         raise RnnvizError("nothing to record: no character of the text is in the model's vocabulary")
     context = vocab.prepare(context, "skip")  # only a start state: what the model cannot read is left out
+    if model.modern:
+        return _record_modern(model, text, out, locals())
     group = distributed.setup(resolve_device(device, model))
     plan = _Plan.make(cfg, len(text), layers, kinds, topk, burn_in, streams, exact, max_passes, group)
     settings = {
@@ -182,6 +184,25 @@ def record(
         seconds = time.perf_counter() - t0
         writer.recorder.update(checks, seconds=round(seconds, 3), chars_per_s=round(len(text) / max(seconds, 1e-9)))
     return writer.store  # None on ranks > 0
+
+
+def _record_modern(model: CharRNN, text: str, out, given: dict) -> Store:
+    """:func:`record` of a minGRU, Mamba or sLSTM: one exact stream (:mod:`.modern`), on the model's device."""
+    from rnnviz.recording.modern import record_modern
+
+    if given["device"] not in (None, "auto") and torch.device(given["device"]) != model.device:
+        model = model.to(given["device"])
+    settings = {"source": given["source"], "start": given["start"], "length": len(text), "unknown": given["unknown"],
+                "unknown_chars": {ch: n for ch, (n, _) in given["bad"].items()}, "exact": True, "streams": 1,
+                "context": len(given["context"]), "device": str(model.device), "processes": 1,
+                "torch": torch.__version__}
+    checkpoint = None if model.checkpoint_dir is None else {
+        "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
+    writer = StoreWriter(out, text, layers=given["layers"], kinds=given["kinds"], model_config=model.config,
+                         vocab=model.vocab, topk=given["topk"], checkpoint=checkpoint, recorder=settings,
+                         overwrite=given["overwrite"])
+    with eval_mode(model):
+        return record_modern(model, text, writer, given["topk"], given["context"], given["progress"])
 
 
 CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device", "context")

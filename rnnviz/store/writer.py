@@ -18,7 +18,7 @@ import torch
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_dir, exclusive, write_json
-from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, parse_kinds, parse_layers
+from rnnviz.model.charrnn import CELLS, MAX_HIDDEN, MAX_LAYERS, ModelConfig, kind_width, parse_kinds, parse_layers
 from rnnviz.model.distributed import Group
 from rnnviz.model.vocab import TokenVocab, Vocab
 from rnnviz.store.manifest import (
@@ -116,7 +116,8 @@ class StoreWriter:
         if not layers or not kinds:
             raise RnnvizError("a store needs at least one layer and one kind")
         self.cell, self.layers, self.kinds, self.widths = _layout(self.config, cell, layers, kinds, widths)
-        self.hidden = max(self.widths.values(), key=list(self.widths.values()).count)  # the most common width
+        self.hidden = self.config.hidden if self.config is not None else \
+            max(self.widths.values(), key=list(self.widths.values()).count)  # the most common width
         if not 0 <= topk <= len(self.vocab):
             raise RnnvizError(f"topk must be from 0 to the vocabulary size {len(self.vocab)}, got {topk}")
         self.topk, self.has_logprob = int(topk), has_logprob
@@ -335,7 +336,8 @@ def _layout(config: ModelConfig | None, cell: str | None, layers, kinds, widths)
     module, external states), checked as the reader checks a manifest."""
     if config is not None:
         layers, kinds = parse_layers(layers, config.layers), parse_kinds(kinds, config.cell)
-        return config.cell, layers, kinds, {(l, k): config.hidden for l in layers for k in kinds}
+        return config.cell, layers, kinds, {(l, k): kind_width(config.cell, config.hidden, k) for l in layers
+                                            for k in kinds}
     if cell not in (*CELLS, EXTERNAL):
         raise RnnvizError(f"cell must be one of {', '.join(CELLS)}, {EXTERNAL}, got {cell!r}")
     layers = sorted(layers)

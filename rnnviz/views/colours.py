@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import KINDS, SIGMOID_KINDS, parse_unit
+from rnnviz.model.charrnn import KINDS, MODERN, SIGMOID_KINDS, parse_unit
 from rnnviz.store.manifest import EXTERNAL
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale
@@ -37,21 +37,33 @@ FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its
 # Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.model.charrnn, the one place): a
 # gate runs white -> green over [0, 1]; every other kind (h, c and the tanh candidates g, n) diverges.
 _ALL_KINDS = tuple(dict.fromkeys(k for cell in ("lstm", "gru", "rnn") for k in KINDS[cell]))
-_GATES = frozenset(k for kinds in SIGMOID_KINDS.values() for k in kinds)
+_GATES = frozenset(k for cell in ("lstm", "gru", "rnn") for k in SIGMOID_KINDS[cell])
 KIND_NAMES = {
     "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
     "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",
 }
 
 
-def kind_name(kind: str) -> str:
+# The modern cells name some kinds as their papers do (rnnviz.model.cells): their own words first.
+MODERN_KIND_NAMES = {
+    "mingru": {"n": "candidate"},
+    "mamba": {"h": "block output", "x": "channel input", "dt": "step size Δ", "y": "scan output",
+              "sn": "state norm", "s": "state"},
+    "slstm": {"h": "output", "n": "normaliser", "m": "stabiliser", "i": "input gate (exp)",
+              "f": "forget gate (exp)", "z": "cell input"},
+}
+
+
+def kind_name(kind: str, cell: str = "") -> str:
     """What a kind is, in words: "cell state"; a kind of states recorded elsewhere is an "external state"."""
-    return KIND_NAMES.get(kind, "external state")
+    return MODERN_KIND_NAMES.get(cell, {}).get(kind) or KIND_NAMES.get(kind, "external state")
 
 
 def scale_kind(cell: str, kind: str) -> str:
     """The kind whose colour scale a unit of ``kind`` in a ``cell`` store takes: its own, or ``c`` (diverging
     over its recorded range) for states recorded elsewhere, whose range nothing tells."""
+    if cell in MODERN:  # a kind letter means another thing here (an sLSTM's z is tanh): its cell's gates decide
+        return "f" if kind in SIGMOID_KINDS[cell] else "c"
     return "c" if cell == EXTERNAL else kind
 
 

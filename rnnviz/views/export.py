@@ -221,14 +221,14 @@ def titles_from_cells(cells) -> dict[str, str]:
 
 
 def _block(name: str, text: str, values: np.ndarray, stats, title, chunks: dict[int, str], scale,
-           rows: np.ndarray) -> dict:
+           rows: np.ndarray, cell: str = "") -> dict:
     """One unit's section for the template: header, optional title, legend with the numeric range, and
     the coloured text (already HTML). ``values`` are per row, ``rows`` each character's row (-1: between
     tokens, no colour, as a NaN)."""
     layer, kind, index = parse_unit(name)
     bins = np.concatenate([scale.bins(values), [-1]])[rows]  # rows[j] == -1 picks the appended -1
     return {
-        "name": name, "kind": kind, "kind_name": kind_name(kind), "layer": layer, "index": index,
+        "name": name, "kind": kind, "kind_name": kind_name(kind, cell), "layer": layer, "index": index,
         "title": str(title) if title else "", "cls": scale.name[0], "lo": _fmt(scale.lo), "hi": _fmt(scale.hi),
         "zero": "" if scale.name == "sequential" else " · white at 0",
         "rec": f" · whole recording: mean {_fmt(stats['mean'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}",
@@ -268,16 +268,18 @@ def _shared_data(store, text: str, start: int, stop: int) -> dict:
 
 def catalog_html(df) -> str:
     """An :func:`rnnviz.explain` DataFrame as an HTML table (text escaped), best score first."""
+    from rnnviz.analysis.explain_control import catalog_count
+
     cols = ["unit", "score", "sign", "auroc", "explanation", "rule"]
     rows = []
     for r in df.sort_values("score", ascending=False, kind="stable").itertuples(index=False):
         cells = [r.unit, f"{r.score:.3f}", sign_symbol(r.sign),
                  "" if r.auroc != r.auroc else f"{r.auroc:.3f}", r.explanation, r.rule]
         rows.append("<tr>" + "".join(f"<td>{escape_text(str(c))}</td>" for c in cells) + "</tr>")
-    n = int((df["rule"] != "unexplained").sum())
     return (
-        f"<h2>Catalog: {n:,} of {len(df):,} units explained</h2><p class=src>rule chosen on the first half of the "
-        "text, score = its Pearson r with the unit on the second half (rnnviz explain)</p>"
+        f"<h2>Catalog</h2><p class=src>{escape_text(catalog_count(list(df['role']), df.attrs['min_score']))}. "
+        "Rule chosen on one half of the text, score = its Pearson r with the unit on the other half "
+        "(rnnviz explain)</p>"
         "<table class=catalog><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
         + "".join(rows) + "</tbody></table>\n"
     )
@@ -315,7 +317,8 @@ def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catal
         values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
         data["units"].append({"name": name, "v": _b64(values)})
         scale = unit_scale(store, name, colour_range)
-        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale, rows))
+        blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale, rows,
+                             store.cell))
     model = store.meta.model.to_dict() if store.meta.model else {}
     data["meta"] = {
         "store": store.path.name,

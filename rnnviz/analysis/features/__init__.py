@@ -20,7 +20,8 @@ mark spans: 1 inside a non-empty match), or a callable ``str -> array``.
 
 The package, one job per module: :mod:`.base` (the :class:`Feature` record and the vectorised helpers),
 :mod:`.prose` (quotes, brackets, lines, words, sentences), :mod:`.code` (the C lexer, bracket depths,
-indentation and the ``in_if`` parser), :mod:`.user_regex` (the one check of a user's regex and its
+indentation and the if features), :mod:`.ctokens` (the C tokenizer the if features read), :mod:`.if_parse` (the
+if statements found on its tokens), :mod:`.user_regex` (the one check of a user's regex and its
 time-limited feature) and :mod:`.registry` (:data:`FEATURES`, :func:`compute_feature`, :func:`resolve`).
 """
 
@@ -29,7 +30,18 @@ from __future__ import annotations
 from rnnviz.analysis.features.base import Feature, drops, span_ends
 from rnnviz.analysis.features.base import _codes as _codes  # used by rnnviz.analysis.rules
 from rnnviz.analysis.features.base import _reflected_walk as _reflected_walk  # used by rnnviz.analysis.rules
-from rnnviz.analysis.features.code import TAB, brace_depth, in_comment, in_if, in_string, indent, paren_depth
+from rnnviz.analysis.features.code import (
+    TAB,
+    brace_depth,
+    if_end_line,
+    in_comment,
+    in_if,
+    in_if_body,
+    in_if_cond,
+    in_string,
+    indent,
+    paren_depth,
+)
 from rnnviz.analysis.features.prose import column, in_parens, in_quote, sentence_start, to_line_end, word_pos
 from rnnviz.analysis.features.registry import FEATURES, compute_feature, feature_name, resolve
 from rnnviz.analysis.features.user_regex import (
@@ -42,7 +54,8 @@ from rnnviz.analysis.features.user_regex import (
 
 __all__ = [
     "FEATURES", "REGEX_MAX_EXPANDED", "REGEX_MAX_PATTERN", "REGEX_TIMEOUT", "TAB", "Feature", "brace_depth",
-    "check_regex", "column", "compute_feature", "drops", "feature_name", "in_comment", "in_if", "in_parens",
+    "check_regex", "column", "compute_feature", "drops", "feature_name", "if_end_line", "in_comment", "in_if",
+    "in_if_body", "in_if_cond", "in_parens",
     "in_quote", "in_string", "indent", "paren_depth", "regex_feature", "resolve", "sentence_start", "span_ends",
     "to_line_end", "word_pos",
 ]

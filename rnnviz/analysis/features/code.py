@@ -1,5 +1,6 @@
 """Code features: the C lexer (comments, strings, character literals), bracket depths, indentation, and
-the ``in_if`` parser (see :mod:`rnnviz.analysis.features` for the conventions every feature follows)."""
+the if features read from :mod:`.if_parse` (see :mod:`rnnviz.analysis.features` for the conventions every
+feature follows)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnviz.analysis.features.base import _codes, _ffill, _line_ends, _reflected_walk, _spans
+from rnnviz.analysis.features.ctokens import LEX
+from rnnviz.analysis.features.if_parse import if_statements
 
 TAB = 8  # tab stops for `indent`
 
 # --- the lexer ---
-
-_LEX = re.compile(
-    r"""(?P<block>/\*.*?(?:\*/|\Z))
-      | (?P<line>//[^\r\n]*)
-      | (?P<str>"(?:\\(?:\r\n|.)|[^"\\\r\n])*(?P<closed>")?)
-      | (?P<chr>'(?:\\.|[^'\\\r\n]){1,8}')""",
-    re.S | re.X,
-)
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ def _lex(text: str) -> _Lexed:
     """
     T = len(text)
     tok_s, tok_e, com_s, com_e, str_s, str_e = [], [], [], [], [], []
-    for m in _LEX.finditer(text):
+    for m in LEX.finditer(text):
         s, e, kind = m.start(), m.end(), m.lastgroup
         tok_s.append(s)
         tok_e.append(e)
@@ -128,131 +123,50 @@ def _end_of_indent(text: str, values: np.ndarray) -> np.ndarray:
     return out
 
 
-# --- the in_if parser ---
-
-_IF = re.compile(r"\bif\b")
-_PREPROCESSOR_IF = re.compile(r"#[ \t]*if\b")
-_IDENT = re.compile(r"[A-Za-z_]\w*")
-_OPEN, _CLOSE = "({[", ")}]"
-_CONTROL = ("if", "while", "for", "switch")  # keyword ( condition ) body
-_MAX_NESTING = 200  # nested statements followed before giving up (the statement then runs to the end)
+# --- the if features (parsed from tokens by .if_parse) ---
 
 
-class _CodeIndex:
-    """Bracket matches and "next code character" lookups for the in_if parser."""
-
-    def __init__(self, text: str):
-        T = len(text)
-        self.text, self.T = text, T
-        c = _codes(text)
-        code = _lex(text).code
-        solid = code & ~np.isin(c, [9, 10, 11, 12, 13, 32])
-        nxt = np.where(solid, np.arange(T), T)
-        self.next = np.append(np.minimum.accumulate(nxt[::-1])[::-1], T)  # (T+1,)
-        ev = np.flatnonzero(code & np.isin(c, [ord(x) for x in "({[)}];"]))
-        self.ev = ev
-        self.match = np.full(T, T, dtype=np.int64)  # opener -> its closer (T: unmatched)
-        stacks: dict[str, list[int]] = {o: [] for o in _OPEN}
-        for p in ev.tolist():
-            ch = text[p]
-            if ch in _OPEN:
-                stacks[ch].append(p)
-            elif ch in _CLOSE:
-                st = stacks[_OPEN[_CLOSE.index(ch)]]
-                if st:
-                    self.match[st.pop()] = p
-
-    def code_at(self, p: int) -> int:
-        return int(self.next[min(p, self.T)])
-
-    def word(self, p: int) -> str:
-        m = _IDENT.match(self.text, p) if p < self.T else None
-        return m.group() if m and (p == 0 or not (self.text[p - 1].isalnum() or self.text[p - 1] == "_")) else ""
-
-    def statement_end(self, q: int, depth: int = 0) -> int:
-        """Index of the character that ends the statement starting at q (its ; or }), T if none."""
-        T, text = self.T, self.text
-        if q >= T or depth > _MAX_NESTING:
-            return T
-        if text[q] == "{":
-            return int(self.match[q])
-        if text[q] == ";":
-            return q
-        w = self.word(q)
-        if w in _CONTROL:
-            p = self.code_at(q + len(w))
-            if p < T and text[p] == "(":
-                return self._control_end(w, p, depth)
-        if w == "do":
-            return self._do_end(q, depth)
-        return self._expression_end(q)
-
-    def _control_end(self, w: str, p: int, depth: int) -> int:
-        """End of ``w (...) body`` whose ( is at p; an if's body is followed by its else branch."""
-        T = self.T
-        close = int(self.match[p])
-        if close >= T:
-            return T
-        e = self.statement_end(self.code_at(close + 1), depth + 1)
-        if w == "if" and e < T:
-            n = self.code_at(e + 1)
-            if self.word(n) == "else":
-                e = self.statement_end(self.code_at(n + 4), depth + 1)
-        return e
-
-    def _do_end(self, q: int, depth: int) -> int:
-        """End of ``do body while (...);`` starting at q: its final ;, T if it is malformed."""
-        T, text = self.T, self.text
-        e = self.statement_end(self.code_at(q + 2), depth + 1)
-        n = self.code_at(e + 1) if e < T else T
-        if self.word(n) == "while":
-            p = self.code_at(n + 5)
-            if p < T and text[p] == "(" and self.match[p] < T:
-                s = self.code_at(int(self.match[p]) + 1)
-                return s if s < T and text[s] == ";" else T
-        return T
-
-    def _expression_end(self, q: int) -> int:
-        """An expression, declaration, return...: the first ; outside brackets."""
-        T, text = self.T, self.text
-        i = int(np.searchsorted(self.ev, q))
-        while i < len(self.ev):
-            p = int(self.ev[i])
-            ch = text[p]
-            if ch == ";":
-                return p
-            if ch in _OPEN:
-                m = int(self.match[p])
-                if m >= T:
-                    return T
-                i = int(np.searchsorted(self.ev, m + 1))
-            else:  # an enclosing block closes first (malformed statement): stop there
-                return p
-        return T
+def _line_of(text: str, positions: list[int]) -> np.ndarray:
+    """(T,) float32: 1 on the lines holding any of ``positions``, from a line's first character to its line end
+    (exclusive)."""
+    c = _codes(text)
+    le, start = _line_ends(c)
+    line = np.cumsum(start) - 1  # (T,) line number of each character
+    hit = np.zeros(int(line[-1]) + 1 if len(c) else 0, dtype=bool)
+    hit[line[np.asarray(positions, dtype=np.int64)]] = True
+    return (hit[line] & ~le).astype(np.float32) if len(c) else np.zeros(0, np.float32)
 
 
 def in_if(text: str) -> np.ndarray:
     """1 inside an if-statement (code only): from the i of `if` (inclusive) through its parenthesised
     condition and its body, to the character that ends the body (exclusive): the } of a braced body,
     or the ; of a single-statement body (a nested if/for/while/switch/do body is followed to its own
-    end). The else branch is not part of it (an `else if` starts its own). `#if` and `if` in
-    comments, strings or identifiers do not count; an unclosed if runs to the end of the text."""
-    T = len(text)
-    code = _lex(text).code
-    idx = None
-    starts, ends = [], []
-    pre = {m.end() - 2 for m in _PREPROCESSOR_IF.finditer(text)}
-    for m in _IF.finditer(text):
-        i = m.start()
-        if not code[i] or i in pre:
-            continue
-        if idx is None:
-            idx = _CodeIndex(text)
-        p = idx.code_at(i + 2)
-        if p >= T or text[p] != "(":
-            continue
-        close = int(idx.match[p])
-        end = T if close >= T else idx.statement_end(idx.code_at(close + 1))
-        starts.append(i)
-        ends.append(min(end, T))
-    return _spans(T, starts, ends)
+    end). The else branch is not part of it (an `else if` starts its own). Read from C tokens: `#if` and
+    `if` in comments, strings or identifiers do not count; an if in a #define body ends with the macro;
+    an unclosed if runs to the end of the text."""
+    ifs = if_statements(text)
+    return _spans(len(text), [s.keyword for s in ifs], [s.body[1] for s in ifs])
+
+
+def in_if_cond(text: str) -> np.ndarray:
+    """1 inside an if's condition (code only): from the ( after `if` (inclusive) to its matching )
+    (exclusive); nested brackets and calls inside it included. Read from C tokens, like in_if."""
+    ifs = if_statements(text)
+    return _spans(len(text), [s.cond[0] for s in ifs], [s.cond[1] for s in ifs])
+
+
+def in_if_body(text: str) -> np.ndarray:
+    """1 inside an if's body (code only): from the body's first character (a { or the first token of a
+    single statement) to the character that ends it (exclusive: the } or the ;). Nested statements
+    (ifs, loops, blocks) inside a body are inside it; the else branch is not (an `else if` has its own
+    condition and body), nor are the condition or the blanks between ) and the body. Read from C
+    tokens, like in_if."""
+    ifs = if_statements(text)
+    return _spans(len(text), [s.body[0] for s in ifs], [s.body[1] for s in ifs])
+
+
+def if_end_line(text: str) -> np.ndarray:
+    """1 on each line that holds the end of an if statement (code only): the } or ; that ends its last
+    branch (the else branch when there is one), the whole line from its first character to its line
+    end (exclusive). An if that never ends marks no line. Read from C tokens, like in_if."""
+    return _line_of(text, [s.end for s in if_statements(text) if s.end is not None])

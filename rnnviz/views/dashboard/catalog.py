@@ -1,7 +1,7 @@
 """The catalog tab: every unit of the store with its explanation and score (:func:`rnnviz.explain`).
 
 A sortable, filterable grid (dash-ag-grid: layer, kind, score, rule, ...; each header says what its column is
-on hover). Units that only detect the character just read (:func:`rnnviz.analysis.rules.is_input_detector`)
+on hover). Units that only detect the character just read (the ``role`` of :func:`rnnviz.explain`)
 are hidden unless asked for. Clicking a row opens that unit in the text view at its strongest activation
 (through the URL, like any link) and draws, under the grid, the unit and its rule's simulated values over
 that window as two tracks, with the unit's top-activating contexts and a few from each decile to check the
@@ -19,7 +19,8 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from rnnviz.analysis.explain import BLOCK, explain, top_contexts
-from rnnviz.analysis.rules import is_input_detector, simulate
+from rnnviz.analysis.explain_control import catalog_count
+from rnnviz.analysis.rules import simulate
 from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.state import WINDOW, View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
@@ -79,16 +80,16 @@ def panel() -> html.Div:
 
 def catalog_rows(stores: StoreSet, i: int) -> list[dict]:
     """Store ``i``'s catalog as grid rows, with ``_coef`` (a combination's weights) and ``_sign`` (1 or -1) for the
-    server and ``_trivial`` (an input detector) for the filter (cached: it is computed once per store)."""
+    server and ``_role`` (:func:`~rnnviz.analysis.explain_control.roles`) for the filter (cached: computed once per
+    store)."""
 
     def make() -> list[dict]:
-        df = explain(stores[i])
+        df = explain(stores[i], intervals=False)  # the grid shows no interval: none computed
         df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3))
         rows = df[COLUMNS].to_dict("records")
-        for r, coef in zip(rows, df["coef"], strict=True):
+        for r, coef, role in zip(rows, df["coef"], df["role"], strict=True):
             r["auroc"] = None if r["auroc"] != r["auroc"] else r["auroc"]  # NaN -> empty cell
-            r["_coef"], r["_sign"], r["sign"] = coef, r["sign"], sign_symbol(r["sign"])
-            r["_trivial"] = is_input_detector(r["rule"])
+            r["_coef"], r["_role"], r["_sign"], r["sign"] = coef, role, r["sign"], sign_symbol(r["sign"])
         return rows
 
     return stores.cached(("catalog", i), make)
@@ -124,14 +125,16 @@ def contexts_table(store, unit: str) -> html.Table:
 def shown_rows(rows: list[dict], hide: list | None) -> list[dict]:
     """The rows the grid gets: without the server's fields, and without input detectors when ``hide`` says so."""
     hidden = HIDE_TRIVIAL in (hide or [])
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows if not (hidden and r["_trivial"])]
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows
+            if not (hidden and r["_role"] == "input detector")]
 
 
 def catalog_message(name: str, rows: list[dict], shown: int) -> str:
-    n = sum(r["rule"] != "unexplained" for r in rows)
+    """The line over the grid: :func:`~rnnviz.analysis.explain_control.catalog_count`, and how many rows the
+    filter hides."""
     hidden = len(rows) - shown
-    tail = f"; {hidden:,} input detector{'s' if hidden > 1 else ''} hidden" if hidden else ""
-    return f"{name}: {n:,} of {len(rows):,} units explained at score >= 0.3{tail}"
+    tail = f"; {hidden:,} input detector{'s' if hidden > 1 else ''} hidden below" if hidden else ""
+    return f"{name}: {catalog_count([r['_role'] for r in rows])}{tail}"
 
 
 def register(app, stores: StoreSet, window: int = WINDOW) -> None:

@@ -223,7 +223,7 @@ def legend(store, unit: str, scale: ColourScale, mode: str) -> html.Div:
     return html.Div(
         [
             html.B(unit),
-            f" {kind_name(kind)} · layer {layer} · unit {index} · ",
+            f" {kind_name(kind, store.cell)} · layer {layer} · unit {index} · ",
             html.Span([html.I(className=f"{c}{b}") for b in range(N_BINS)], className="bar"),
             f" {meaning} · whole store: mean {row['mean']:.3g}, std {row['std']:.3g}, "
             f"min {row['min']:.3g}, max {row['max']:.3g}",

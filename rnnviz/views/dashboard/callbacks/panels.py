@@ -58,7 +58,7 @@ def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str
     i = view.store
 
     def make() -> pd.DataFrame:
-        return find_cells(stores[i], _feature_spec(stores, i, feature), top=top)
+        return find_cells(stores[i], _feature_spec(stores, i, feature), top=top, intervals=False)  # (none shown)
 
     try:
         df = stores.cached(("rank", i, feature, top), make)
