@@ -330,3 +330,27 @@ class Page(HTMLParser):
     def data(self) -> dict:
         (body,) = [s for a, s in self.scripts if a.get("type") == "application/json"]
         return json.loads(body)
+
+
+def boxes(page, selector: str) -> list[dict]:
+    """The bounding box (x, y, w, h) and text (t) of each element that ``selector`` matches."""
+    return page.evaluate(
+        f"Array.from(document.querySelectorAll({selector!r})).map(e => {{"
+        "const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height, t: e.textContent};})"
+    )
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+
+
+def assert_no_overlaps(page, graph: str):
+    """No two of a Plotly graph's titles, annotations, axis titles and legend overlap."""
+    parts = boxes(page, f"{graph} .gtitle, {graph} .annotation-text, {graph} .xtitle, {graph} .ytitle, "
+                        f"{graph} .legend .bg")
+    parts = [p for p in parts if p["w"] and p["h"]]
+    assert len(parts) >= 3
+    for j, p in enumerate(parts):
+        for q in parts[j + 1 :]:
+            assert not overlap(p, q), (p, q)

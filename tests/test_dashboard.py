@@ -213,6 +213,16 @@ def test_table_rows_range_tab_selection_cells_theta(stores):
     v = view(stores, unit="0:h:0")
     assert nav(stores, v, "unit-row", "rank/1:c:3")[0].unit == QUOTE_UNIT
     assert nav(stores, v, "unit-row", "thr/../../1:c:3") == (v, "no unit '../../1:c:3' in quotes")
+    # A ranked unit opens where it fires most: its lowest value when it codes by going down (the first quote,
+    # before the window), outlined; for a cell of select-to-find, inside the selection.
+    s = stores[0]
+    low = int(np.argmin(s.unit(NEG_UNIT).astype(np.float32)))
+    u, msg = nav(stores, v.replace(start=1000), "unit-row", f"rank/{NEG_UNIT}/-")
+    assert (u.unit, u.hl, u.start, msg) == (NEG_UNIT, (low, low + 1), max(0, low - tr.CONTEXT), "")
+    a, b = quote_span(s.text, 20)
+    high = a + int(np.argmax(s.unit(QUOTE_UNIT)[a:b].astype(np.float32)))
+    u, _ = nav(stores, v.replace(sel=(a, b)), "unit-row", f"sel/{QUOTE_UNIT}/+")
+    assert u.hl == (high, high + 1) and u.start == 0 and a <= high < b  # in the window: it stays
     m, _ = nav(stores, v, "match-row", "2400-2410")
     assert (m.hl, m.start) == ((2400, 2410), 1000)
     assert nav(stores, v, "range-pick", "p99")[0].range == "p99"
@@ -357,8 +367,9 @@ def test_select_range_callback(stores):
     assert msg == ""
     rows = tables.children[1].children[1].children
     # The two quote cells first; noise cells that happen to be on over 3 characters rank far below.
-    assert {r.id["index"] for r in rows[:2]} == {f"sel/{QUOTE_UNIT}", f"sel/{NEG_UNIT}"}
-    head, table = matches.children
+    assert {r.id["index"] for r in rows[:2]} == {f"sel/{QUOTE_UNIT}/+", f"sel/{NEG_UNIT}/-"}  # unit and sign
+    head, table, columns = matches.children
+    assert columns.children.startswith("#: our rank · range: its rows, from–to · score: ")
     match_rows = table.children[1].children
     assert head.children.endswith(f"{len(match_rows)} strong, 0 weak") and len(match_rows) == 20
     x, y = map(int, match_rows[0].id["index"].split("-"))
@@ -369,7 +380,7 @@ def test_select_range_callback(stores):
     assert cb_find.select_range(stores, view(stores), a, b, float("nan"))[2].startswith("θ must be a finite")
     # θ = 50 σ leaves only the two-state cells (on past their own split): still the quote cells here ...
     assert {r.id["index"] for r in cb_find.select_range(stores, view(stores), a, b + 1, 50)[0].children[1]
-            .children[1].children} == {f"sel/{QUOTE_UNIT}", f"sel/{NEG_UNIT}"}
+            .children[1].children} == {f"sel/{QUOTE_UNIT}/+", f"sel/{NEG_UNIT}/-"}
     # ... and a selection across the opening quote is marked by none.
     assert cb_find.select_range(stores, view(stores), a - 3, a + 3, 50)[2].startswith("no cell is on inside")
 
@@ -382,7 +393,8 @@ def test_pattern_view_functions(stores):
     assert set(cells[:2]) == {QUOTE_UNIT, NEG_UNIT} and msg == ""
     assert dict(zip(cells, signs, strict=True))[NEG_UNIT] == -1
     fig = cb_pattern.pattern_figure(stores, v, 2000, cells, signs)
-    assert [t["name"] for t in fig["data"]] == [c if g > 0 else "−" + c for c, g in zip(cells, signs, strict=True)]
+    names = [f"{c} ({'+' if g > 0 else '−'})" for c, g in zip(cells, signs, strict=True)]
+    assert [t["name"] for t in fig["data"]] == names
     assert fig["layout"]["shapes"][0]["y0"] == 0.5 and fig["layout"]["shapes"][0]["editable"]
     assert cb_pattern.theta_from_relayout({"shapes[0].y0": 0.4567, "shapes[0].y1": 0.4567}) == 0.46
     assert cb_pattern.theta_from_relayout({"xaxis.range[0]": 3}) is None
@@ -412,7 +424,7 @@ def test_rank_units_for_a_feature_and_a_regex(stores):
         table, msg = cb_panels.rank_units(stores, view(stores, feature=feature))
         assert msg == ""
         rows = table.children[1].children[1].children
-        assert {rows[0].id["index"], rows[1].id["index"]} == {f"rank/{QUOTE_UNIT}", f"rank/{NEG_UNIT}"}
+        assert {rows[0].id["index"], rows[1].id["index"]} == {f"rank/{QUOTE_UNIT}/+", f"rank/{NEG_UNIT}/-"}
     assert cb_panels.rank_units(stores, view(stores)) == (None, "")
 
 

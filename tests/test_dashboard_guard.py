@@ -167,7 +167,7 @@ def test_gradient_flow_on_a_short_store_is_a_message(app, client):
 
 def test_focus_with_a_bad_regex_is_a_message(app, client):
     status, resp = post(client, body_for(app, "rank-table.children",
-                                         {"focus.data": {"store": 0, "unit": "0:h:0", "feature": "re:("}}))
+                                         {"rank-focus.data": {"store": 0, "feature": "re:("}}))
     assert status == 200, resp
 
 
@@ -185,7 +185,8 @@ TOKEN_VALUES = {
     "selection.data": {"a": 3, "b": 40}, "sel-a.value": 2, "sel-b.value": 30, "sel-thr.value": 1.0,
     "drawn.data": 1, "pattern.relayoutData": {"shapes[0].y0": 0.5}, "pattern.selectedData": {"range": {"x": [3, 40]}},
     "emg-features.value": ["in_quote"], "emg-chars.value": 2000,
-    "catalog-table.active_cell": {"row": 0, "column": 0, "row_id": "1:c:3"},
+    "catalog-table.cellClicked": {"value": "1:c:3", "colId": "unit", "rowIndex": 0, "rowId": "1:c:3"},
+    "catalog-hide.value": ["trivial"],
     **{f"{b}.n_clicks": 1 for b in ("unit-prev", "unit-next", "page-prev", "page-next", "jump-go", "find-go", "rank-go",
                                      "sel-go", "pat-go", "gradflow-go", "smp-go", "emg-go", "catalog-go")},
 }
@@ -217,7 +218,8 @@ def test_every_callback_answers_on_a_token_store(app, client, log_records, store
     """Every server-side callback, fired by each of its inputs in turn, with what the page holds for a token
     store: an answer (never a 500, never a traceback) and no "that did not work" in the status line."""
     view = {**TOKEN_VIEW, "store": store, "unit": unit, "cmp": "", "cells": [unit]}
-    values = {**TOKEN_VALUES, "view.data": view, "focus.data": {"store": store, "unit": unit, "feature": "in_quote"}}
+    values = {**TOKEN_VALUES, "view.data": view, "focus.data": {"store": store, "unit": unit, "feature": "in_quote"},
+              "rank-focus.data": {"store": store, "feature": "in_quote"}}
     answered, failed = every_callback(app, client, values)
     assert failed == []
     status, resp = post(client, body_for(app, "window-data.data", {"view.data": view}))  # and the window is tokens

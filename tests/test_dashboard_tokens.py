@@ -117,14 +117,14 @@ def test_select_range_finds_the_planted_units_by_rows(stores):
     r0, r1 = s.rows_of_chars(*quotes(s.text)[1])
     tables, matches, msg = cb_find.select_range(stores, view(stores), r0, r1)
     assert msg == ""
-    units = [r.id["index"].split("/", 1)[1] for r in tables.children[1].children[1].children]
+    units = [r.id["index"].split("/")[1] for r in tables.children[1].children[1].children]
     assert set(units[:2]) == {QUOTE_UNIT, NEG_UNIT}
     assert "2 tokens of slack at each edge" in tables.children[0].children
     rows = matches.children[1].children[1].children
     x, y = (int(v) for v in rows[0].id["index"].split("-"))
     snippet = rows[0].children[4].children
-    inner = display.visible_line(s.text[s.spans[x, 0] : s.spans[y - 1, 1]])
-    assert snippet.count("[") == 1 and snippet.split("[")[1].split("]")[0] == inner
+    a, b = s.spans[x, 0], s.spans[y - 1, 1]  # the match's characters, in bold, 15 characters around them
+    assert [snippet[0], snippet[1].children, snippet[2]] == [s.text[a - 15 : a], s.text[a:b], s.text[b : b + 15]]
     assert cb_find.select_range(stores, view(stores), "x", 5)[2] == \
         "select some text, or type a range: from and to are token positions"
 

@@ -70,7 +70,8 @@ def background(locator) -> tuple[int, int, int]:
 
 
 def drag(page, first: int, last: int) -> None:
-    """Select the characters first..last of the text with the mouse, as a person does."""
+    """Select the characters first..last of the text with the mouse, as a person does, in select-to-find mode."""
+    page.get_by_label("select to find").check()
     a, b = spans(page).nth(first).bounding_box(), spans(page).nth(last).bounding_box()
     page.mouse.move(a["x"] + 1, a["y"] + a["height"] / 2)
     page.mouse.down()

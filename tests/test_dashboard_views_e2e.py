@@ -13,6 +13,7 @@ from helpers import (
     ARTIFACTS,
     NEG_UNIT,
     QUOTE_UNIT,
+    assert_no_overlaps,
     decode_png,
     hex_rgb,
     make_quote_store,
@@ -27,7 +28,7 @@ from helpers import (
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.writer import write_store
-from rnnviz.views.colours import FEATURE_RGB, PALETTES, ROBUST_Q, percentiles
+from rnnviz.views.colours import COMPARE_PALETTES, FEATURE_RGB, PALETTES, ROBUST_Q, percentiles
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -91,14 +92,14 @@ def test_compare_and_feature_bars_are_drawn(page, served):
     s = stores[0]
     open_view(page, base, f"?store=quotes&unit=0:h:0&cmp={QUOTE_UNIT}&feature=in_quote", "0:2000")
     a, _ = quote_span(s.text, 0)
-    el = spans(page).nth(a + 2)  # inside the first quote: compare unit at +1 (red bar), feature on (orange bar)
-    red, orange = hex_rgb(PALETTES["diverging"][-1]), FEATURE_RGB
-    assert style(el, "borderTopColor") == "rgb({}, {}, {})".format(*red)
+    el = spans(page).nth(a + 2)  # inside the first quote: compare unit at +1 (green bar), feature on (orange bar)
+    green, orange = hex_rgb(COMPARE_PALETTES["diverging"][-1]), FEATURE_RGB
+    assert style(el, "borderTopColor") == "rgb({}, {}, {})".format(*green)
     assert style(el, "borderBottomColor") == "rgb({}, {}, {})".format(*orange)
     # Pixels: the top and bottom rows of the character's box are the bars' colours.
     px = decode_png(el.screenshot())
     mid = px.shape[1] // 2
-    assert red in {tuple(int(c) for c in px[y, mid, :3]) for y in range(3)}  # the 3-pixel bar over it
+    assert green in {tuple(int(c) for c in px[y, mid, :3]) for y in range(3)}  # the 5-pixel bar over it
     assert orange in {tuple(int(c) for c in px[-1 - y, mid, :3]) for y in range(3)}  # and under it
 
 
@@ -209,28 +210,6 @@ def test_crlf_line_ends_show_no_tofu(page, served):
     line = float(page.evaluate("parseFloat(getComputedStyle(document.getElementById('text')).lineHeight)"))
     first, second = spans(page).nth(cr - 1).bounding_box(), spans(page).nth(cr + 2).bounding_box()
     assert second["y"] - first["y"] == pytest.approx(line, abs=2)
-
-
-def boxes(page, selector: str) -> list[dict]:
-    return page.evaluate(
-        f"Array.from(document.querySelectorAll({selector!r})).map(e => {{"
-        "const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height, t: e.textContent};})"
-    )
-
-
-def overlap(a: dict, b: dict) -> bool:
-    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
-            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
-
-
-def assert_no_overlaps(page, graph: str):
-    parts = boxes(page, f"{graph} .gtitle, {graph} .annotation-text, {graph} .xtitle, {graph} .ytitle, "
-                        f"{graph} .legend .bg")
-    parts = [p for p in parts if p["w"] and p["h"]]
-    assert len(parts) >= 3
-    for j, p in enumerate(parts):
-        for q in parts[j + 1 :]:
-            assert not overlap(p, q), (p, q)
 
 
 def test_plot_legends_and_titles_do_not_overlap(page, served):

@@ -342,21 +342,25 @@ def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
     st, df = planted
     app = create_app([st.path])
     view = {"store": 0, "unit": st.units[0], "cmp": "", "start": 0, "feature": "", "hl": None}
-    out = _call(app, "catalog-table.data", [{"id": "catalog-go", "property": "n_clicks", "value": 1}],
+    out = _call(app, "catalog-table.rowData", [{"id": "catalog-go", "property": "n_clicks", "value": 1},
+                                               {"id": "catalog-hide", "property": "value", "value": []}],
                 [{"id": "view", "property": "data", "value": view}], "catalog-go.n_clicks")
-    rows = out["catalog-table"]["data"]
-    assert [r["unit"] for r in rows] == st.units and [r["id"] for r in rows] == st.units
+    rows = out["catalog-table"]["rowData"]
+    assert [r["unit"] for r in rows] == st.units
     assert [r["rule"] for r in rows] == list(df["rule"])
+    assert [r["sign"] for r in rows] == ["+" if s > 0 else "\u2212" for s in df["sign"]]
     cells, inputs = int((df["role"] == "cell").sum()), int((df["role"] == "input detector").sum())
     assert out["catalog-msg"]["children"] == (
         f"st: {cells} of {len(df)} units explained at score >= 0.3 as cells, {inputs} as input detectors (the "
         "character just read alone); no control here: `rnnviz explain` gives the fractions beside the same "
         "architecture at initialisation")
-    cell = {"row": 0, "column": 0, "column_id": "unit", "row_id": "0:c:1"}
-    out = _call(app, "catalog-track.figure", [{"id": "catalog-table", "property": "active_cell", "value": cell}],
-                [{"id": "view", "property": "data", "value": view}], "catalog-table.active_cell")
+    assert out["catalog-msg"]["className"] == "note"  # a success: grey, not the error red
+    cell = {"value": "0:c:1", "colId": "unit", "rowIndex": 1, "rowId": "0:c:1"}
+    out = _call(app, "catalog-track.figure", [{"id": "catalog-table", "property": "cellClicked", "value": cell}],
+                [{"id": "view", "property": "data", "value": view}], "catalog-table.cellClicked")
     x = st.unit("0:c:1").astype(np.float32)
-    start = max(0, int(x.argmax()) - 200)
+    peak = int(x.argmax())  # its sign is +
+    start = 0 if peak < 2000 else min(peak - 200, st.length - 2000)  # the first window holds it, or one 200 before
     assert out["url"]["search"] == f"?store=st&unit=0%3Ac%3A1&start={start}"
     unit_trace, rule_trace = out["catalog-track"]["figure"]["data"]
     sim = simulate('since:";"', st.text)[start : start + len(rule_trace["y"])]

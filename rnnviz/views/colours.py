@@ -89,6 +89,21 @@ def _palette(name: str) -> list[str]:
 PALETTES = {name: _palette(name) for name in ("diverging", "sequential")}
 
 
+def _compare_palette(name: str) -> list[str]:
+    """The compare unit's ``N_BINS`` colours (its bar over each character, its line in the trace): purple (hue
+    285) below the middle, green (hue 120) above for a diverging scale, white -> purple for a sequential one;
+    darker at the ends than the text's (lightness down to 35%) so that a thin bar reads. Neither the text's blue
+    and red nor the feature's orange, so a bar never reads as the text's scale."""
+    half = (N_BINS - 1) // 2
+    if name == "diverging":
+        return [_hsl(285 if b < half else 120, 0.6, 1 - 0.65 * abs(b - half) / half) for b in range(N_BINS)]
+    return [_hsl(285, 0.6, 1 - 0.65 * b / (N_BINS - 1)) for b in range(N_BINS)]
+
+
+COMPARE_PALETTES = {name: _compare_palette(name) for name in PALETTES}
+COMPARE_WORDS = {"diverging": ("purple", "green"), "sequential": ("white", "purple")}  # (low end, high end)
+
+
 @dataclass(frozen=True)
 class ColourScale:
     """A value range mapped onto ``N_BINS`` colours: ``name`` is "diverging" or "sequential".

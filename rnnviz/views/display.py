@@ -8,11 +8,14 @@ Whitespace and control characters become symbols so that each has a width to col
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 # How a tooltip names whitespace. U+240D (the control picture of CR) is drawn by no font the
 # dashboard or the page can count on, so a CR is named "CR".
 _NAMES = {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5", "\r": "CR"}
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def visible(ch: str, after: str = "", before: str = "") -> str:
@@ -40,8 +43,22 @@ def shown(ch: str) -> str:
 
 
 def visible_line(s: str) -> str:
-    """Text on one line: whitespace and control characters as symbols (for snippets in tables)."""
+    """Text on one line, every whitespace and control character as a symbol (a token's or a guess's label)."""
     return "".join(shown(c) for c in s)
+
+
+def readable_line(s: str) -> str:
+    """Text on one line as a person reads it (snippets in tables): spaces and tabs as they are, each line end
+    (LF, CRLF or CR) as one ↵ with no break, other control characters as their control pictures."""
+    return "".join(visible(c) for c in _LINE_END.sub("\u21b5", s))
+
+
+def sign_symbol(sign) -> str:
+    """How a unit's sign is shown, everywhere: "+" (it codes by going up; 0 too) or "−" (U+2212, by going down);
+    "" for none (None, NaN)."""
+    if sign is None or sign != sign:
+        return ""
+    return "+" if sign >= 0 else "\u2212"
 
 
 def char_loss(store, start: int, stop: int) -> np.ndarray:

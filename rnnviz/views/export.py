@@ -51,7 +51,7 @@ from rnnviz.views.colours import (  # noqa: F401 (ColourScale, colour_scale, col
     kind_name,
     unit_scale,
 )
-from rnnviz.views.display import char_loss, char_rows, row_word, shown
+from rnnviz.views.display import char_loss, char_rows, row_word, shown, sign_symbol
 
 MAX_CELLS = 1_000_000  # units x characters drawn in one export: beyond this a browser takes many seconds
 CHUNK = 2000  # chars per content-visibility chunk: only the chunks on screen are laid out
@@ -214,7 +214,7 @@ def titles_from_cells(cells) -> dict[str, str]:
     for row in cells.itertuples(index=False):
         sign = getattr(row, "sign", None)
         if isinstance(sign, (int, float, np.integer, np.floating)) and not isinstance(sign, bool):
-            sign = "+" if sign >= 0 else "\u2212"
+            sign = sign_symbol(sign)
         tail = f" (sign {sign})" if sign not in (None, "") else ""
         out[row.unit] = f"{row.feature}: {row.metric} {float(row.score):.3f}{tail}"
     return out
@@ -273,7 +273,7 @@ def catalog_html(df) -> str:
     cols = ["unit", "score", "sign", "auroc", "explanation", "rule"]
     rows = []
     for r in df.sort_values("score", ascending=False, kind="stable").itertuples(index=False):
-        cells = [r.unit, f"{r.score:.3f}", "+" if r.sign > 0 else "\u2212",
+        cells = [r.unit, f"{r.score:.3f}", sign_symbol(r.sign),
                  "" if r.auroc != r.auroc else f"{r.auroc:.3f}", r.explanation, r.rule]
         rows.append("<tr>" + "".join(f"<td>{escape_text(str(c))}</td>" for c in cells) + "</tr>")
     return (

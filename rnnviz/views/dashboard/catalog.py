@@ -1,18 +1,21 @@
 """The catalog tab: every unit of the store with its explanation and score (:func:`rnnviz.explain`).
 
-A sortable, filterable table (layer, kind, score, rule, ...). Clicking a row opens that unit in the
-text view at its highest activation (through the URL, like any link) and draws, under the table, the
-unit and its rule's simulated values over that window as two tracks, with the unit's top-activating
-contexts and a few from each decile to check the explanation by eye.
+A sortable, filterable grid (dash-ag-grid: layer, kind, score, rule, ...; each header says what its column is
+on hover). Units that only detect the character just read (the ``role`` of :func:`rnnviz.explain`)
+are hidden unless asked for. Clicking a row opens that unit in the text view at its strongest activation
+(through the URL, like any link) and draws, under the grid, the unit and its rule's simulated values over
+that window as two tracks, with the unit's top-activating contexts and a few from each decile to check the
+explanation by eye. Once computed, a store's catalog is shown whenever the tab is opened (it is cached for
+the server process).
 
 Hooked into the page with one line in ``layout.py`` (the tab) and one in ``app.py`` (``register``).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import dash_ag_grid as dag
 import plotly.graph_objects as go
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from rnnviz.analysis.explain import BLOCK, explain, top_contexts
@@ -21,28 +24,54 @@ from rnnviz.analysis.rules import simulate
 from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.state import WINDOW, View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.dashboard.transitions import show_peak
+from rnnviz.views.display import readable_line, sign_symbol
 
-COLUMNS = ["unit", "layer", "kind", "index", "score", "sign", "auroc", "explanation", "rule"]
-LEAD = 200  # rows shown before the clicked unit's highest activation
+# Column -> what it holds (each header's tooltip).
+COLUMN_HELP = {
+    "unit": "LAYER:KIND:INDEX; click a row to open the unit where it fires most",
+    "score": "the rule's Pearson r with the unit on the held-out half of the text (signed: > 0 agrees)",
+    "sign": "+: the unit goes up where the rule is high; −: it goes down",
+    "auroc": "0/1 rules: AUROC of the unit's values, rule on against off, held-out half (0.5 = chance)",
+    "explanation": "the rule in words",
+    "rule": "the rule's id (rnnviz explain's rule language)",
+    "layer": "layer, 0 nearest the input",
+    "kind": "the state recorded: h hidden, c cell, y output; i f g o (LSTM) or r z n (GRU) gates",
+    "index": "the unit's number in its layer and kind",
+}
+COLUMNS = list(COLUMN_HELP)
+# Pixels per column (the explanation takes what is left); the best score first.
+WIDTHS = {"unit": 84, "score": 96, "sign": 76, "auroc": 88, "rule": 150, "layer": 80, "kind": 76, "index": 80}
+HIDE_TRIVIAL = "trivial"  # the filter's value: units that only detect the character just read are hidden
 
 
 def panel() -> html.Div:
+    size = lambda c: {"width": WIDTHS[c]} if c in WIDTHS else {"flex": 1, "minWidth": 160}  # noqa: E731
+    columns = [{"field": c, "headerTooltip": h, **size(c), **({"sort": "desc"} if c == "score" else {})}
+               for c, h in COLUMN_HELP.items()]
     return html.Div([
         html.P("Every unit with the rule that explains it best: chosen on one half of the text (alternate "
-               f"blocks of {BLOCK:,} characters), scored (Pearson r; AUROC for 0/1 rules) on the other. Filter a "
-               "column by typing in its header cell (e.g. >=0.5 under score, c under kind); click a row to open "
-               "the unit.",
+               f"blocks of {BLOCK:,} characters), scored (Pearson r; AUROC for 0/1 rules) on the other. Click a "
+               "header to sort, type under it to filter (e.g. c under kind); hover a header: what the column is. "
+               "Click a row to open the unit where it fires most.",
                className="note"),
         html.Div([html.Button("Explain every unit", id="catalog-go"),
                   html.Span(" (a few seconds per 1,000 units x 100k characters)", className="note")],
                  className="row"),
-        html.Div(id="catalog-msg", className="msg"),
-        dcc.Loading(dash_table.DataTable(
-            id="catalog-table", columns=[{"name": c, "id": c} for c in COLUMNS], data=[],
-            sort_action="native", filter_action="native", page_size=15,
-            style_cell={"font": "12px ui-monospace,Menlo,Consolas,monospace", "textAlign": "left",
-                        "maxWidth": "260px", "overflow": "hidden", "textOverflow": "ellipsis"},
-            style_table={"overflowX": "auto"},
+        dcc.Checklist(id="catalog-hide", value=[HIDE_TRIVIAL], inputStyle={"marginRight": "4px"},
+                      options=[{"label": "hide input detectors (units that only say which character was just "
+                                "read)", "value": HIDE_TRIVIAL}]),
+        html.Div(id="catalog-msg", className="note"),
+        dcc.Loading(dag.AgGrid(
+            id="catalog-table", columnDefs=columns, rowData=[], getRowId="params.data.unit",
+            # A filter box under each header (as the table it replaces had), the header left to its name.
+            defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "suppressHeaderMenuButton": True,
+                           "suppressHeaderFilterButton": True, "suppressFloatingFilterButton": True,
+                           "resizable": True, "minWidth": 60},
+            dashGridOptions={"pagination": True, "paginationPageSize": 15, "tooltipShowDelay": 200,
+                             "paginationPageSizeSelector": False, "domLayout": "autoHeight", "rowHeight": 26,
+                             "headerHeight": 30, "suppressColumnVirtualisation": True},
+            style={"width": "100%"},
         ), type="dot"),
         dcc.Graph(id="catalog-track", config={"displaylogo": False}, style={"height": "260px"}),
         html.Div(id="catalog-contexts"),
@@ -50,15 +79,17 @@ def panel() -> html.Div:
 
 
 def catalog_rows(stores: StoreSet, i: int) -> list[dict]:
-    """Store ``i``'s catalog as DataTable rows (cached: it is computed once per store)."""
+    """Store ``i``'s catalog as grid rows, with ``_coef`` (a combination's weights) and ``_sign`` (1 or -1) for the
+    server and ``_role`` (:func:`~rnnviz.analysis.explain_control.roles`) for the filter (cached: computed once per
+    store)."""
 
     def make() -> list[dict]:
-        df = explain(stores[i], intervals=False)  # the table shows no interval: none computed
-        df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3), id=df["unit"])
-        rows = df[COLUMNS + ["id"]].to_dict("records")
+        df = explain(stores[i], intervals=False)  # the grid shows no interval: none computed
+        df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3))
+        rows = df[COLUMNS].to_dict("records")
         for r, coef, role in zip(rows, df["coef"], df["role"], strict=True):
             r["auroc"] = None if r["auroc"] != r["auroc"] else r["auroc"]  # NaN -> empty cell
-            r["_coef"], r["_role"] = coef, role
+            r["_coef"], r["_role"], r["_sign"], r["sign"] = coef, role, r["sign"], sign_symbol(r["sign"])
         return rows
 
     return stores.cached(("catalog", i), make)
@@ -84,36 +115,56 @@ def track_figure(store, unit: str, rule: str, coef, start: int, stop: int) -> go
 def contexts_table(store, unit: str) -> html.Table:
     df = top_contexts(store, unit, top=5, per_decile=1, context=25)
     rows = [html.Tr([html.Td(r.group), html.Td(f"{r.value:+.2f}"),
-                     html.Td([r.before, html.B(r.char), r.after], className="snip")])
+                     html.Td([readable_line(r.before), html.B(readable_line(r.char)), readable_line(r.after)],
+                             className="snip")])
             for r in df.itertuples(index=False)]
     head = html.Thead(html.Tr([html.Th("where"), html.Th("value"), html.Th("context (character read in bold)")]))
     return html.Table([head, html.Tbody(rows)], className="rank")
 
 
+def shown_rows(rows: list[dict], hide: list | None) -> list[dict]:
+    """The rows the grid gets: without the server's fields, and without input detectors when ``hide`` says so."""
+    hidden = HIDE_TRIVIAL in (hide or [])
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows
+            if not (hidden and r["_role"] == "input detector")]
+
+
+def catalog_message(name: str, rows: list[dict], shown: int) -> str:
+    """The line over the grid: :func:`~rnnviz.analysis.explain_control.catalog_count`, and how many rows the
+    filter hides."""
+    hidden = len(rows) - shown
+    tail = f"; {hidden:,} input detector{'s' if hidden > 1 else ''} hidden below" if hidden else ""
+    return f"{name}: {catalog_count([r['_role'] for r in rows])}{tail}"
+
+
 def register(app, stores: StoreSet, window: int = WINDOW) -> None:
     @app.callback(
-        Output("catalog-table", "data"), Output("catalog-msg", "children"),
-        Input("catalog-go", "n_clicks"), State("view", "data"), prevent_initial_call=True,
+        Output("catalog-table", "rowData"), Output("catalog-msg", "children"), Output("catalog-msg", "className"),
+        Input("catalog-go", "n_clicks"), Input("tabs", "value"), Input("catalog-hide", "value"),
+        State("view", "data"), prevent_initial_call=True,
     )
-    def _explain(_, view):
+    def _explain(_, tab, hide, view):
         i = View.clean(view, stores, window).store
+        if ctx.triggered_id != "catalog-go":  # opening the tab, or the filter: only a catalog already computed
+            if tab != "catalog" or not stores.holds(("catalog", i)):
+                raise PreventUpdate
         try:
             rows = catalog_rows(stores, i)
         except RnnvizError as e:
-            return [], str(e)
-        return [{k: v for k, v in r.items() if k not in ("_coef", "_role")} for r in rows], (
-            f"{stores.names[i]}: {catalog_count([r['_role'] for r in rows])}")
+            return [], str(e), "msg"
+        shown = shown_rows(rows, hide)
+        return shown, catalog_message(stores.names[i], rows, len(shown)), "note"
 
     @app.callback(
         Output("url", "search", allow_duplicate=True), Output("catalog-track", "figure"),
         Output("catalog-contexts", "children"),
-        Input("catalog-table", "active_cell"), State("view", "data"), prevent_initial_call=True,
+        Input("catalog-table", "cellClicked"), State("view", "data"), prevent_initial_call=True,
     )
     def _open(cell, view):
-        if not isinstance(cell, dict) or not isinstance(cell.get("row_id"), str):
+        if not isinstance(cell, dict) or not isinstance(cell.get("rowId"), str):
             raise PreventUpdate
         view = View.clean(view, stores, window)
-        i, unit = view.store, cell["row_id"]
+        i, unit = view.store, cell["rowId"]
         store = stores[i]
         if unit not in store.units:
             raise PreventUpdate
@@ -121,9 +172,7 @@ def register(app, stores: StoreSet, window: int = WINDOW) -> None:
             row = next(r for r in catalog_rows(stores, i) if r["unit"] == unit)
         except (RnnvizError, StopIteration):
             return no_update, no_update, no_update
-        peak = int(np.nanargmax(store.unit(unit).astype(np.float32) * (row["sign"] or 1)))
-        start = max(0, peak - LEAD)
-        stop = min(store.length, start + window)
-        query = to_query(view.replace(unit=unit, start=start, cmp=""), stores)
-        rule = row["rule"]
-        return query, track_figure(store, unit, rule, row["_coef"], start, stop), contexts_table(store, unit)
+        new = show_peak(stores, view.replace(unit=unit, cmp=""), unit, row["_sign"] or 1, window)
+        stop = min(store.length, new.start + window)
+        track = track_figure(store, unit, row["rule"], row["_coef"], new.start, stop)
+        return to_query(new, stores), track, contexts_table(store, unit)

@@ -9,13 +9,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rnnviz.views.colours import FEATURE_RGB
+from rnnviz.views.colours import COMPARE_PALETTES, FEATURE_RGB
 
 FONT = dict(family="system-ui, sans-serif", size=12)
 MARGIN = dict(l=50, r=10, t=30, b=30)
 SAT_HOVER = "%{text}<br>left %{x:.3f} · right %{y:.3f}<extra></extra>"
 COLOURS = ["#c0392b", "#2471a3", "#e67e22", "#7d3c98", "#17a589", "#555555"]
 FEATURE_HEX = "#{:02x}{:02x}{:02x}".format(*FEATURE_RGB)
+UNIT_LINE = "#222222"  # the unit's line in the trace: black, since the text's blue and red mean its values
+COMPARE_LINE = COMPARE_PALETTES["diverging"][0]  # the compare unit's: the purple of its bar (both its scales)
 OFF_GREY = "#888888"  # a feature's "off" group: neither the text's blue (low) nor its red (high)
 
 
@@ -60,7 +62,8 @@ def trace_figure(
     """The window as curves over row position: the unit(s), the feature, the per-row loss.
 
     ``labels``: each row's character or token as shown (:func:`rnnviz.views.display.row_labels`);
-    ``series``: {unit: (n,) values}; ``loss``: (n,) nats (NaN where unknown), None for a store without
+    ``series``: {unit: (n,) values}, the unit first, in black, then the compare unit in its bar's purple
+    (neither the text's blue nor its red); ``loss``: (n,) nats (NaN where unknown), None for a store without
     predictions (no loss row); ``feature``: (name, (n,)).
     Returned as a plain figure dict: this runs on every window change, and plotly's per-element
     validation of 2,000-point traces cost ~100 ms more than the whole rest of the window.
@@ -74,7 +77,7 @@ def trace_figure(
     common = dict(x=x, customdata=labels, hovertemplate=hover)
     data = [
         dict(type="scatter", y=np.asarray(v, np.float32), name=name, xaxis="x", yaxis="y",
-             line=dict(width=1.2, color=COLOURS[j % len(COLOURS)]), **common)
+             line=dict(width=1.2, color=UNIT_LINE if j == 0 else COMPARE_LINE), **common)
         for j, (name, v) in enumerate(series.items())
     ]
     row = 2

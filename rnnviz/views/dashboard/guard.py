@@ -310,8 +310,9 @@ def _value_rules(app: dash.Dash) -> dict:
         elif isinstance(c, dcc.Textarea):
             rules[(cid, "value")] = _is_text
             rules[(cid, "n_blur")] = rules[(cid, "n_clicks")] = _is_count
-        elif isinstance(c, dcc.Dropdown):
-            rules[(cid, "value")] = _dropdown_rule(c, cid, outputs)
+        elif isinstance(c, (dcc.Dropdown, dcc.Checklist)):  # a checklist: the boxes ticked, a list
+            multi = isinstance(c, dcc.Checklist) or getattr(c, "multi", False)
+            rules[(cid, "value")] = _dropdown_rule(c, cid, outputs, multi)
         elif isinstance(c, dcc.Location):
             for prop in ("search", "pathname", "hash", "href"):
                 rules[(cid, prop)] = _is_text
@@ -320,16 +321,16 @@ def _value_rules(app: dash.Dash) -> dict:
     return rules
 
 
-def _dropdown_rule(c: dcc.Dropdown, cid: str, outputs: set):
-    """A dropdown's values: one of its options when they are fixed at start-up (else any scalar), a list of
-    them for a multi-select, or nothing."""
+def _dropdown_rule(c, cid: str, outputs: set, multi: bool):
+    """A dropdown's (or a checklist's) values: one of its options when they are fixed at start-up (else any
+    scalar), a list of them for a multi-select (``multi``) or a checklist, or nothing."""
     options = getattr(c, "options", None)
     if options and f"{cid}.options" not in outputs:  # fixed at start-up: one of them or nothing
         values = {json.dumps(o["value"] if isinstance(o, dict) else o) for o in options}
         one = lambda v: json.dumps(v) in values  # noqa: E731
     else:
         one = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)  # noqa: E731
-    if getattr(c, "multi", False):  # a list of them (or nothing)
+    if multi:  # a list of them (or nothing)
         return lambda v: v is None or isinstance(v, list) and all(map(one, v))
     return lambda v: v is None or one(v)
 

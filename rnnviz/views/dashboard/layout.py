@@ -63,8 +63,9 @@ def hypotheses_panel() -> html.Div:
 
 def selection_panel() -> html.Div:
     return html.Div([
-        html.P("Select some text with the mouse (or type a range): the cells on inside it (mostly, 2 characters "
-               "of slack at each edge) and off at its edges, then where they switch on together.", className="note"),
+        html.P("Tick \"select to find\" above the text and select some text with the mouse (or type a range): the "
+               "cells on inside it (mostly, 2 characters of slack at each edge) and off at its edges, then where they "
+               "switch on together.", className="note"),
         html.Div([
             html.Label("from"), _num("sel-a", None, 95, min=0),
             html.Label("to"), _num("sel-b", None, 95, min=1),
@@ -89,7 +90,7 @@ def pattern_panel() -> html.Div:
             html.Button("Search", id="pat-go"),
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),
-        graph("pattern", 260, edits={"shapePosition": True}),  # the θ line is dragged
+        graph("pattern", 300, edits={"shapePosition": True}),  # the θ line is dragged
         html.Div(id="pat-onset", className="note"),
         dcc.Loading(html.Div(id="pat-matches"), type="dot"),
     ])
@@ -137,18 +138,19 @@ def browser_state() -> list:
     """The URL and the stores the callbacks share in the browser (the view, the selection, the window's data)."""
     return [
         dcc.Location(id="url", refresh=False),
-        *(dcc.Store(id=id_) for id_ in ("view", "focus", "text-view", "selection", "sel-view", "js-init", "window-data",
-                                    "drawn")),
+        *(dcc.Store(id=id_) for id_ in ("view", "focus", "rank-focus", "text-view", "selection", "sel-view", "js-init",
+                                        "window-data", "drawn")),
     ]
 
 
 def unit_bar(stores: StoreSet) -> html.Div:
-    """The row across the top: store, layer, kind and unit pickers, the compare unit, the colour range."""
+    """The row across the top, one line at 1280 pixels: store, layer, kind and unit pickers, the compare unit, the
+    colour range."""
     return html.Div([
         html.B("rnnviz", style={"fontSize": "15px"}),
         dcc.Dropdown(id="store-pick", options=[{"label": _store_label(stores, i), "value": i}
                                                for i in range(len(stores))],
-                     clearable=False, className="pick-wide"),
+                     clearable=False, className="pick-store"),
         html.Label("layer"), dcc.Dropdown(id="layer-pick", clearable=False, className="pick"),
         html.Label("kind"), dcc.Dropdown(id="kind-pick", clearable=False, className="pick"),
         html.Label("unit"), _num("index-pick", 0, 80, min=0),
@@ -159,7 +161,7 @@ def unit_bar(stores: StoreSet) -> html.Div:
         html.Label("colours"),
         dcc.Dropdown(id="range-pick", options=[{"label": v, "value": k} for k, v in RANGES.items()],
                      value=DEFAULT_RANGE, clearable=False, searchable=False, className="pick-mid"),
-    ], className="row")
+    ], className="row topbar")
 
 
 def text_column() -> html.Div:
@@ -173,6 +175,9 @@ def text_column() -> html.Div:
             html.Label("find"),
             dcc.Input(id="find-input", type="text", debounce=True, placeholder="text", style={"width": "140px"}),
             html.Button("Next match", id="find-go"),
+            # Off: a selection only selects (to copy text); on: it is searched for (rnnviz.js reads the box).
+            dcc.Checklist(id="sel-mode", options=[{"label": " select to find", "value": "on"}], value=[],
+                          className="sel-mode"),
             html.Span(id="window-label", className="note"),
         ], className="row"),
         html.Div(id="legend"),

@@ -48,6 +48,10 @@ class _LRU:
     def __init__(self, size: int):
         self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
 
+    def holds(self, key) -> bool:
+        with self._lock:
+            return key in self._d
+
     def get(self, key, make: Callable):
         with self._lock:
             if key in self._d:
@@ -148,3 +152,7 @@ class StoreSet:
     def cached(self, key, make: Callable):
         """Memoise a slow result (a ranking, a gradient-flow curve) under ``key``."""
         return self._results.get(key, make)
+
+    def holds(self, key) -> bool:
+        """Whether a result is cached under ``key`` (a panel shows what is already computed, unasked)."""
+        return self._results.holds(key)

@@ -25,7 +25,16 @@ import numpy as np
 from dash import html
 
 from rnnviz.model.charrnn import parse_unit
-from rnnviz.views.colours import FEATURE_RGB, N_BINS, PALETTES, RANGES, ColourScale, kind_name
+from rnnviz.views.colours import (
+    COMPARE_PALETTES,
+    COMPARE_WORDS,
+    FEATURE_RGB,
+    N_BINS,
+    PALETTES,
+    RANGES,
+    ColourScale,
+    kind_name,
+)
 from rnnviz.views.display import char_loss, char_rows, row_labels, visible, visible_line
 
 TOP_SHOWN = 3  # next-row guesses in a tooltip
@@ -33,12 +42,12 @@ FEATURE_STEPS = 4  # intensity steps of the feature bar
 
 
 def css() -> str:
-    """Style rules for the colour classes (background, the compare bar, the feature bar)."""
+    """Style rules for the colour classes (background; the compare bar, in its own colours; the feature bar)."""
     rules = []
     for name, pal in PALETTES.items():
         c = name[0]
-        for i, col in enumerate(pal):
-            rules.append(f".tv .{c}{i}{{background:{col}}}.tv .o{c}{i}{{border-top-color:{col}}}")
+        for i, (col, bar) in enumerate(zip(pal, COMPARE_PALETTES[name], strict=True)):
+            rules.append(f".tv .{c}{i}{{background:{col}}}.tv .o{c}{i}{{border-top-color:{bar}}}")
     r, g, b = FEATURE_RGB
     for j in range(1, FEATURE_STEPS + 1):
         rules.append(f".tv .f{j}{{border-bottom-color:rgba({r},{g},{b},{j / FEATURE_STEPS:.2f})}}")
@@ -182,6 +191,22 @@ def _guesses(store, start: int, stop: int) -> list[str] | None:
 CLIPPED = ("p99", "robust")  # the colour ranges that values of the unit may lie beyond
 
 
+def _why(mode: str) -> str:
+    return RANGES[mode] + ("; beyond: the end colours" if mode in CLIPPED else "")
+
+
+def compare_legend(unit: str, scale: ColourScale, mode: str) -> html.Div:
+    """What the bar over each character means for the compare unit ``unit``: its colours, lowest to highest."""
+    lo, mid, hi = scale.ends()
+    low, high = COMPARE_WORDS[scale.name]
+    middle = f", white = {mid}" if scale.name == "diverging" else ""
+    return html.Div([
+        html.B(unit), " compared: the bar over each character · ",
+        html.Span([html.I(style={"background": col}) for col in COMPARE_PALETTES[scale.name]], className="bar"),
+        f" {low} = {lo}{middle}, {high} = {hi} ({_why(mode)})",
+    ], className="legend", id="legend-cmp")
+
+
 def legend(store, unit: str, scale: ColourScale, mode: str) -> html.Div:
     """What the colours mean for ``unit`` (which value is blue, white, red, over which range, and that values
     beyond a percentile range take its end colours) and its whole-store statistics."""
@@ -189,7 +214,7 @@ def legend(store, unit: str, scale: ColourScale, mode: str) -> html.Div:
     c = scale.name[0]
     row = store.stats.loc[unit]
     lo, mid, hi = scale.ends()
-    why = RANGES[mode] + ("; beyond: the end colours" if mode in CLIPPED else "")
+    why = _why(mode)
     if scale.name == "diverging":
         middle = "" if float(mid) == 0 else " (the middle of the range)"
         meaning = f"colour: blue = {lo}, white = {mid}{middle}, red = {hi} ({why})"

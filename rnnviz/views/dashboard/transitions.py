@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from rnnviz.analysis.evidence import strongest
 from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.on_threshold import parse_theta, theta_problem
 from rnnviz.analysis.similar import MAX_FOLLOW
@@ -183,10 +186,26 @@ def find(stores, view: View, _value, ctx: Inputs) -> tuple[View, str]:
     a, b = store.rows_of_chars(i, i + len(needle))
     if a == b:  # only between tokens (a space): the token after it
         a, b = min(a, store.length - 1), min(a, store.length - 1) + 1
+    return _show(view, a, b, store.length, ctx.window), msg
+
+
+def _show(view: View, a: int, b: int, length: int, window: int) -> View:
+    """``view`` with rows [a, b) outlined (the text is scrolled to them when drawn): the same window if they are
+    in it, else one that starts CONTEXT rows before them."""
     new = view.replace(hl=(a, b))
-    if not view.start <= a <= view.start + ctx.window - (b - a):
-        new = new.replace(start=clip_start(a - CONTEXT, store.length, ctx.window))
-    return new, msg
+    if not view.start <= a <= view.start + window - (b - a):
+        new = new.replace(start=clip_start(a - CONTEXT, length, window))
+    return new
+
+
+def show_peak(stores, view: View, unit: str, sign: int, window: int, within: tuple[int, int] | None = None) -> View:
+    """``view`` with ``unit``'s strongest activation (its highest value; its lowest for ``sign`` -1) outlined and on
+    screen (:func:`_show`): over rows ``within`` = (a, b), else over the whole store (reads the unit's column)."""
+    store = stores[view.store]
+    a, b = within or (0, store.length)
+    x = store.window(a, b, [unit])[:, 0] if within else store.unit(unit)  # (b - a,)
+    p = a + strongest(np.asarray(x, np.float32), 1, 1, -1 if sign < 0 else 1)[0]
+    return _show(view, p, p + 1, store.length, window)
 
 
 def pick_feature(stores, view: View, value, ctx) -> tuple[View, str]:
@@ -216,12 +235,18 @@ def pick_tab(stores, view: View, value, ctx) -> tuple[View, str]:
     return (view.replace(tab=value), "") if ok else (view, "")
 
 
-def unit_row(stores, view: View, value, ctx) -> tuple[View, str]:
-    """A click on a ranked unit ("TABLE/UNIT"): colour the text by it."""
-    unit = str(value).split("/", 1)[-1]
+def unit_row(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:
+    """A click on a ranked unit ("TABLE/UNIT", or "TABLE/UNIT/SIGN" with SIGN + or -): colour the text by it and
+    show where it fires most (:func:`show_peak`): inside the selection for a cell of select-to-find (TABLE
+    "sel"), else over the whole store."""
+    tag, _, unit = str(value).partition("/")
+    down = unit.endswith("/-")
+    unit = unit.removesuffix("/-").removesuffix("/+")
     if unit not in stores[view.store].units:
         return view, f"no unit {_short(unit)} in {stores.names[view.store]}"
-    return view.replace(unit=unit, cmp="" if view.cmp == unit else view.cmp), ""
+    new = view.replace(unit=unit, cmp="" if view.cmp == unit else view.cmp)
+    within = view.sel if tag == "sel" else None
+    return show_peak(stores, new, unit, -1 if down else 1, ctx.window, within), ""
 
 
 def match_row(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:

@@ -24,7 +24,8 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       if (hover) { hover.textContent = ""; }
       window.dash_clientside.rnnviz.outline(t, d.hl);
       var first = d.hl ? t.children[d.hl[0]] : null;
-      t.scrollTop = first ? first.offsetTop - t.offsetTop - t.clientHeight / 2 : 0;
+      /* #text is positioned: a span's offsetTop is already from its top */
+      t.scrollTop = first ? first.offsetTop - t.clientHeight / 2 : 0;
       /* Marked drawn at once, with its spans (Dash sets the same value when it applies the output). */
       t.setAttribute("data-drawn", d.start + ":" + d.stop);
       return [d.start + ":" + d.stop, Date.now()];
@@ -66,7 +67,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       });
     },
     /* Report a mouse selection inside the text view (as offsets into the window, which the server turns
-       into positions), and show the hovered character's details in the panel under the text. */
+       into positions) while "select to find" is ticked, and show the hovered character's details in the panel under the text. */
     listen: function (_) {
       if (window.rnnvizListening) { return window.dash_clientside.no_update; }
       window.rnnvizListening = true;
@@ -79,12 +80,18 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       }
       document.addEventListener("mouseup", function () {
         var t = document.getElementById("text"), sel = window.getSelection();
+        if (!document.querySelector("#sel-mode input:checked")) { return; }  /* a selection to copy text */
         if (!t || !sel || sel.isCollapsed || sel.rangeCount === 0) { return; }
         var r = sel.getRangeAt(0);
         if (!t.contains(r.startContainer) || !t.contains(r.endContainer)) { return; }
         var a = index(t, r.startContainer, r.startOffset, false), b = index(t, r.endContainer, r.endOffset, true);
         if (a === null || b === null || b < a) { return; }
         window.dash_clientside.set_props("selection", {data: {a: a, b: b + 1, t: Date.now()}});
+      });
+      /* Switching the mode drops the selection made before (a drag that starts on selected text would move it,
+         not select anew). */
+      document.addEventListener("change", function (ev) {
+        if (ev.target.closest && ev.target.closest("#sel-mode")) { window.getSelection().removeAllRanges(); }
       });
       document.addEventListener("mouseover", function (ev) {
         var el = ev.target, t = document.getElementById("text");

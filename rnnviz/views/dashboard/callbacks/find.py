@@ -14,18 +14,43 @@ from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.callbacks.shared import rank_rows
 from rnnviz.views.dashboard.state import View, to_int
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.display import row_word, visible_line
+from rnnviz.views.display import readable_line, row_word
 
 CELLS_SHOWN = 5  # rows of the cell table: the matches must stay above the fold at 1280×800
-SNIPPET = 60  # characters of a match shown (plus 15 of context each side)
+SNIPPET = 60  # characters of a match shown (plus CONTEXT of context each side)
+CONTEXT = 15
+# Each table's columns -> what they hold: the headers' tooltips and the line under each table.
+CELL_HELP = {
+    "unit": "LAYER:KIND:INDEX; click to colour the text by it",
+    "sign": "+: on means high; −: on means low",
+    "rule": "what decided 'on': two-state (the split between the unit's two states) or θ (σ from its mean)",
+    "score": "how well it marks the selection: on inside, off around, and how far it swings",
+    "on_inside": "share of the selection's characters where it is on",
+    "contrast": "mean inside minus mean around the selection (σ for θ, gaps between states for two-state)",
+    "lstmvis": "✓: also passes LSTMVis's strict rule (on at every character inside, off at every one around)",
+}
+MATCH_HELP = {
+    "#": "our rank",
+    "range": "its rows, from–to",
+    "score": "share of the cells on over it × how close its length is to the selection's (weak: a blip, or few "
+             "cells on)",
+    "LSTMVis #": "its rank by LSTMVis's order: all cells on throughout first, then the closest length",
+    "text": "the match in bold, with the text around it (↵: a line end)",
+}
 
 
-def _snippet(store, start: int, stop: int) -> str:
-    """The text of rows ``start:stop`` in brackets, with 15 characters of context each side."""
+def help_line(helps: dict[str, str]) -> html.Div:
+    """One line that says what each column of a table holds."""
+    return html.Div(" · ".join(f"{c}: {h}" for c, h in helps.items()), className="note colhelp")
+
+
+def _snippet(store, start: int, stop: int) -> list:
+    """The text of rows ``start:stop`` in bold, with CONTEXT characters each side, as a person reads it."""
     s, e = store.chars_of_rows(start, stop)
     text = store.text
     inner = text[s : min(e, s + SNIPPET)] + ("…" if e - s > SNIPPET else "")
-    return visible_line(text[max(0, s - 15) : s] + "[" + inner + "]" + text[e : e + 15])
+    return [readable_line(text[max(0, s - CONTEXT) : s]), html.B(readable_line(inner)),
+            readable_line(text[e : e + CONTEXT])]
 
 
 def selected_rows(store, start: int, window: int, a: int, b: int) -> tuple[int, int]:
@@ -45,7 +70,7 @@ def match_table(store, matches) -> html.Table:
                              html.Td(str(m.lstmvis_rank)), html.Td(_snippet(store, s, e), className="snip")],
                             id={"type": "match-row", "index": f"{s}-{e}"}, n_clicks=0, title="go there",
                             className="weak" if m.weak else ""))
-    head = html.Thead(html.Tr([html.Th(x) for x in ("#", "range", "score", "LSTMVis #", "text")]))
+    head = html.Thead(html.Tr([html.Th(x, title=h) for x, h in MATCH_HELP.items()]))
     return html.Table([head, html.Tbody(rows)], className="rank")
 
 
@@ -71,7 +96,8 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[o
         html.Div(f"Cells on inside {a:,}–{b:,} (past θ = {theta:g} σ, or past the split between their two states "
                  f"for two-state cells, at {MIN_ON:.0%} of it, 2 {row_word(store)} of slack at each edge) and off at "
                  f"its edges: {len(cells)} ({n_strict} also by LSTMVis's strict rule)", className="note"),
-        rank_rows(shown, "sel", ["unit", "sign", "rule", "score", "on_inside", "contrast", "lstmvis"]),
+        rank_rows(shown, "sel", list(CELL_HELP), CELL_HELP),
+        help_line(CELL_HELP),
     ])
     follow = list(followed(cells)["unit"])
     stores.warm_columns(view.store, follow)  # the next search of their arrays: T·2 bytes a unit
@@ -79,7 +105,7 @@ def select_range(stores: StoreSet, view: View, a, b, threshold=THETA) -> tuple[o
     who = f"{follow[0]} switches" if len(follow) == 1 else f"{', '.join(follow)} switch together"
     head = html.Div(f"Where {who} on again (whole store): {strong} strong, {len(matches) - strong} weak",
                     className="note")
-    return tables, html.Div([head, match_table(store, matches)]), ""
+    return tables, html.Div([head, match_table(store, matches), help_line(MATCH_HELP)]), ""
 
 
 def register(app, stores: StoreSet, window: int) -> None:

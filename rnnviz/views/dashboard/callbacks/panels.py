@@ -22,6 +22,15 @@ from rnnviz.views.display import row_word
 
 GRADFLOW_CHARS, GRADFLOW_LAG = 600, 100
 MAX_SAMPLE, MAX_PRIME = 2000, 500
+# The ranking's columns -> what they hold (the headers' tooltips; rnnviz.analysis.ranking says how each is computed).
+RANK_HELP = {
+    "unit": "LAYER:KIND:INDEX; click to colour the text by it and go to where it fires most",
+    "metric": "auroc for a 0/1 feature, pearson for a numeric one",
+    "score": "max(AUROC, 1 − AUROC), or |r|",
+    "sign": "+: the unit is higher where the feature is on (or high); −: lower",
+    "selectivity": "score minus its score on the character-only control: what the feature adds beyond the characters",
+    "effect_size": "Cohen's d, feature on minus off",
+}
 
 
 # --- hypotheses ---
@@ -55,9 +64,8 @@ def rank_units(stores: StoreSet, view: dict, top: int = 15) -> tuple[object, str
         df = stores.cached(("rank", i, feature, top), make)
     except RnnvizError as e:
         return None, str(e)
-    cols = ["unit", "metric", "score", "sign", "selectivity", "effect_size"]
     note = f"{feature}: top {len(df)} units, ranked by selectivity (score minus the character-only control)"
-    return html.Div([html.Div(note, className="note"), rank_rows(df, "rank", cols)]), ""
+    return html.Div([html.Div(note, className="note"), rank_rows(df, "rank", list(RANK_HELP), RANK_HELP)]), ""
 
 
 # --- plots ---
@@ -162,7 +170,7 @@ def sample_pair(stores: StoreSet, view: dict, prime, length, temperature, seed, 
 def register(app, stores: StoreSet, window: int) -> None:
     from dash.exceptions import PreventUpdate
 
-    @app.callback(Output("rank-table", "children"), Output("rank-msg", "children"), Input("focus", "data"))
+    @app.callback(Output("rank-table", "children"), Output("rank-msg", "children"), Input("rank-focus", "data"))
     def _rank(focus):
         if not focus:
             raise PreventUpdate

@@ -21,7 +21,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.callbacks.shared import feature_or_none, on_view
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.display import row_labels
+from rnnviz.views.display import row_labels, sign_symbol
 
 DEFAULT_CELLS = 5  # cells taken from the ranking when the user has not chosen any
 HEATMAPS = 6  # matches drawn as heatmaps
@@ -71,7 +71,7 @@ def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], 
     z = zscore(store, cells, store.window(start, stop, cells)) * np.asarray(signs, np.float32)  # (n, k)
     x = np.arange(start, stop)
     on = "" if passing is None else f": {passing} of {len(cells)} cells on"
-    data = [dict(type="scatter", x=x, y=z[:, j], mode="lines", name=("−" if signs[j] < 0 else "") + c,
+    data = [dict(type="scatter", x=x, y=z[:, j], mode="lines", name=f"{c} ({sign_symbol(signs[j])})",
                  line=dict(width=1.2, color=LINE_COLOURS[j % len(LINE_COLOURS)]),
                  hovertemplate="#%{x}: %{y:.2f} σ<extra>%{fullData.name}</extra>")
             for j, c in enumerate(cells)]
@@ -80,13 +80,14 @@ def pattern_figure(stores: StoreSet, view: View, window: int, cells: list[str], 
     if view.sel:
         shapes.append(dict(type="rect", xref="x", yref="paper", x0=view.sel[0] - 0.5, x1=view.sel[1] - 0.5, y0=0, y1=1,
                            fillcolor="rgba(230,110,0,0.12)", line=dict(width=0), editable=False, layer="below"))
-    layout = dict(height=260, margin=dict(l=50, r=10, t=36, b=30), font=dict(family="system-ui, sans-serif", size=12),
+    # The title above the plot, the legend under it: at 1280 pixels they would meet in one band.
+    layout = dict(height=300, margin=dict(l=50, r=10, t=36, b=70), font=dict(family="system-ui, sans-serif", size=12),
                   shapes=shapes, hovermode="x unified", dragmode="select", selectdirection="h",
-                  yaxis=dict(title="σ (sign-aware)"),
+                  yaxis=dict(title=dict(text="σ (sign-aware)")),  # a plain dict: Plotly.js reads no bare string
                   xaxis=dict(range=[start, stop]),
-                  legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"),
+                  legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"),
                   title=dict(text=f"θ = {view.theta:g} σ{on} (drag the dashed line)", x=0, xanchor="left",
-                             font_size=12))
+                             font=dict(size=12)))
     return {"data": data, "layout": layout}
 
 
@@ -134,7 +135,7 @@ def heatmap(store, cells: list[str], signs: list[int], a: int, b: int, feature: 
         domain = [0.22, 1.0]
     layout = dict(width=max(240, 9 * (hi - lo) + 90), height=46 + 16 * len(cells) + (22 if feature is not None else 0),
                   margin=dict(l=70, r=4, t=20, b=22), font=dict(size=10),
-                  title=dict(text=f"{a:,}–{b:,}", x=0, xanchor="left", font_size=10),
+                  title=dict(text=f"{a:,}–{b:,}", x=0, xanchor="left", font=dict(size=10)),
                   xaxis=dict(tickvals=list(range(lo, hi)), ticktext=chars, tickangle=0, tickfont=dict(size=9)),
                   yaxis=dict(domain=domain, autorange="reversed"), yaxis2=dict(domain=[0, 0.16]))
     return dcc.Graph(figure={"data": rows, "layout": layout}, config={"displayModeBar": False}, className="heat")

@@ -14,6 +14,7 @@ from dash.exceptions import PreventUpdate
 from rnnviz.errors import RnnvizError
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.display import sign_symbol
 
 
 def feature_or_none(stores: StoreSet, view: View) -> np.ndarray | None:
@@ -41,19 +42,22 @@ def on_view(draw: Callable[[StoreSet, View, int], Any], stores: StoreSet, window
     return callback
 
 
-def rank_rows(df: pd.DataFrame, tag: str, cols: list[str]) -> html.Table:
-    """A ranked-units table; each row's id names its unit, and a click on it picks that unit."""
-    head = html.Thead(html.Tr([html.Th("#")] + [html.Th(c) for c in cols]))
+def rank_rows(df: pd.DataFrame, tag: str, cols: list[str], helps: dict[str, str] | None = None) -> html.Table:
+    """A ranked-units table; each row's id names its unit (and its sign), and a click on it picks that unit.
+    ``helps``: column -> what it holds, the header's tooltip."""
+    helps = helps or {}
+    head = html.Thead(html.Tr([html.Th("#")] + [html.Th(c, title=helps.get(c)) for c in cols]))
     body = []
     for r, row in enumerate(df.itertuples(index=False), start=1):
         cells = [html.Td(str(r))]
         for c in cols:
             v = getattr(row, c)
             if c == "sign":
-                v = "+" if v >= 0 else "−"
+                v = sign_symbol(v)
             elif isinstance(v, (float, np.floating)):
                 v = f"{v:.3f}"
             cells.append(html.Td(str(v)))
-        body.append(html.Tr(cells, id={"type": "unit-row", "index": f"{tag}/{row.unit}"}, n_clicks=0,
-                            title=f"colour the text by {row.unit}"))
+        sign = ("/-" if row.sign < 0 else "/+") if "sign" in df.columns else ""  # ASCII: Dash ids carry no "−"
+        body.append(html.Tr(cells, id={"type": "unit-row", "index": f"{tag}/{row.unit}{sign}"}, n_clicks=0,
+                            title=f"colour the text by {row.unit} and go to where it fires most"))
     return html.Table([head, html.Tbody(body)], className="rank")

@@ -38,7 +38,10 @@ def render_window(stores: StoreSet, view: View, window: int):
     shown = view if feature is not None else view.replace(feature="")
     data = textview.render(store, shown, window, feature, scales)
     label = f"{row_word(store)} {data['start']:,}–{data['stop']:,} of {store.length:,}"
-    return data, label, textview.legend(store, view.unit, scales[0], view.range)
+    legend = textview.legend(store, view.unit, scales[0], view.range)
+    if view.cmp:  # its own line, under the unit's
+        legend.children.append(textview.compare_legend(view.cmp, scales[1], view.range))
+    return data, label, legend
 
 
 def trace(stores: StoreSet, view: View, window: int) -> dict:

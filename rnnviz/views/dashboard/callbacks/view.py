@@ -127,10 +127,19 @@ def register(app, stores: StoreSet, window: int) -> None:
         c = changed_controls(stores, view if view else None, new, trigger)
         return (new.to_dict(), *[c[k] for k, _, _ in CONTROL_OUTPUTS], msg)
 
-    @app.callback(Output("focus", "data"), Input("view", "data"), State("focus", "data"))
-    def _focus(view, focus):
-        # Only what the slower panels depend on; unchanged on paging, so they do not recompute.
-        new = {k: view[k] for k in ("store", "unit", "feature")} if view else None
-        if new == focus:
+    # Only what the slower panels depend on; unchanged on paging, so they do not recompute. The hypotheses'
+    # ranking has its own (store and feature): a click on one of its units leaves the table as it is.
+    for target, keys in (("focus", ("store", "unit", "feature")), ("rank-focus", ("store", "feature"))):
+        app.callback(Output(target, "data"), Input("view", "data"), State(target, "data"))(_narrowed(keys))
+
+
+def _narrowed(keys: tuple[str, ...]):
+    """A callback body: the view's ``keys`` (None before there is a view), no update while they are unchanged."""
+
+    def narrowed(view, held):
+        new = {k: view[k] for k in keys} if view else None
+        if new == held:
             raise PreventUpdate
         return new
+
+    return narrowed
