@@ -212,3 +212,16 @@ def test_the_cli_trains_resumes_samples_records_ranks_and_ablates_a_modern_cell(
     unit = {"mingru": "1:h:0", "mamba": "1:y:3", "slstm": "1:c:2"}[cell]
     assert f"Clamped {unit}=0" in run("ablate", out / "best", corpus, "--unit", unit, "--random", 2,
                                       "--length", 400)
+
+
+def test_a_modern_store_is_exported_with_its_own_words_and_scales(tmp_path):
+    from rnnviz.views.colours import scale_kind
+    from rnnviz.views.export import export_html
+
+    store = rnnviz.record(_model("mamba", seed=7), TEXT[:300], tmp_path / "s", kinds="all")
+    export_html(store, ["0:dt:3", "1:sn:5", "0:h:2"], tmp_path / "p.html")
+    page = (tmp_path / "p.html").read_text(encoding="utf-8")
+    assert all(w in page for w in ("step size Δ", "state norm", "block output"))
+    # an sLSTM's z is its tanh cell input (diverging), its i and f gates in [0, 1] (sequential)
+    assert [scale_kind("slstm", k) for k in ("z", "i", "f", "o", "n")] == ["c", "f", "f", "f", "c"]
+    assert scale_kind("lstm", "z") == "z" and scale_kind("mingru", "z") == "f"
