@@ -221,7 +221,7 @@ def _intervals(store, df: pd.DataFrame, targets: list[_Target], seed: int, progr
 
     def intervals(name: str, x: np.ndarray) -> dict:
         codes = np.unique(float16_codes(x), return_inverse=True)[1]  # ranks of its distinct values: short histograms
-        allc = boot.histograms(codes) if any(t.binary for _, t, _ in rows[name]) else None  # (reps, K)
+        allc = boot.histograms(codes) if any(t.binary for _, t, _ in rows[name]) else None  # (blocks, K)
         xf = x.astype(np.float64)
         out = {}
         for i, t, sign in rows[name]:
