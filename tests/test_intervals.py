@@ -118,6 +118,9 @@ def test_block_bootstrap_auroc_equals_the_per_row_weights(threshold):
     assert np.allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=0, atol=1e-12)
     assert np.allclose(boot.auroc(codes, lab, boot.histograms(codes)), got, rtol=0, atol=0, equal_nan=True)
     assert np.allclose(boot.auroc(codes, ~lab), 1 - got, rtol=0, atol=1e-12, equal_nan=True)
+    soft = lab * np.linspace(0.2, 1.0, n)  # labels as weights: each positive row counts as that much of one
+    want = _per_row(lambda w: weighted_auroc(codes, soft, w), n, block, seed=7)
+    assert np.allclose(boot.auroc(codes, soft), want, rtol=0, atol=1e-12, equal_nan=True)
 
 
 def test_block_bootstrap_auroc_without_positives_in_a_resample_is_nan():

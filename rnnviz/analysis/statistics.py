@@ -156,14 +156,16 @@ class BlockBootstrap:
         so the result is exactly the per-row one."""
         if not self.enough:
             return np.full(self.reps, np.nan)
+        labels = np.asarray(labels)
         allc = self.histograms(codes) if allc is None else allc
         pos = self.histograms(codes, labels)  # (blocks, K)
         neg = allc - pos
         half = np.cumsum(neg, 1) - 0.5 * neg  # (blocks, K): below + neg / 2
         rows = np.flatnonzero(labels)  # the positive rows (NaN labels too: they make every resample NaN)
-        blk, at, w = rows // self.block, codes[rows], np.asarray(labels, dtype=np.float64)[rows]
-        m = len(half)
-        M = np.stack([np.bincount(blk, weights=half[b][at] * w, minlength=m) for b in range(m)], 1)
+        blk, at, m = rows // self.block, codes[rows], len(half)
+        w = None if labels.dtype == bool else np.asarray(labels, dtype=np.float64)[rows]  # None: 1 (bools)
+        M = np.stack([np.bincount(blk, weights=half[b][at] if w is None else half[b][at] * w, minlength=m)
+                      for b in range(m)], 1)
         c = self.counts
         P, N = c @ pos.sum(1), c @ neg.sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
