@@ -15,7 +15,7 @@ rows outside the scanned range.
 
 Intervals (``*_lo``, ``*_hi``, 95%): matches and spans sit along the text, and neighbouring ones are alike (the
 same chapter, the same function), so one selection's figures get a block bootstrap over the scanned rows
-(:func:`rnnviz.analysis.statistics.bootstrap_interval`; a match or a span counts in the block of its first row).
+(:class:`rnnviz.analysis.statistics.BlockBootstrap`; a match or a span counts in the block of its first row).
 :func:`pool_quality` pools selections (sums of the counts, so the ratios weigh each match and each feature row
 alike) with a bootstrap over the selections, which are drawn independently (blocks of one selection): that
 interval says how far the figures move with the choice of selections on this text, not with the text.
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from rnnviz.analysis.statistics import bootstrap_interval
+from rnnviz.analysis.statistics import BlockBootstrap
 
 CLASSES = ("all", "strong")
 COUNTS = ["matches", "hits", "feature_rows", "covered", "feature_spans", "found"]
@@ -84,10 +84,10 @@ def match_quality(feature: np.ndarray, starts: np.ndarray, stops: np.ndarray, we
         cum = np.concatenate(([0], np.cumsum(covered, dtype=np.int64)))
         found = (cum[fe] - cum[fs]) > 0
         got = covered[span_rows]
-        stats = {  # each ratio as a function of the rows' bootstrap weights w: (n,)
-            "precision": lambda w, s=s, h=h: _ratio(w[s] @ h, w[s].sum()),
-            "recall": lambda w, got=got: _ratio(w[span_rows] @ got, w[span_rows].sum()),
-            "span_recall": lambda w, found=found: _ratio(w[fs] @ found, w[fs].sum()),
+        stats = {  # each ratio's numerator and denominator as per-row counts, (n, 2): a bootstrap weighs them
+            "precision": _per_row(n, s, h),
+            "recall": _per_row(n, span_rows, got),
+            "span_recall": _per_row(n, fs, found),
         }
         row = {"matches": len(s), "hits": int(h.sum()), "feature_rows": len(span_rows), "covered": int(got.sum()),
                "feature_spans": len(fs), "found": int(found.sum())}
@@ -95,11 +95,19 @@ def match_quality(feature: np.ndarray, starts: np.ndarray, stops: np.ndarray, we
     return _frame(rows)
 
 
+def _per_row(n: int, rows: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """(n, 2): per row, the hits and the items (matches, feature rows, spans) counted there."""
+    return np.stack([np.bincount(rows, weights=hit, minlength=n), np.bincount(rows, minlength=n)], 1)
+
+
 def _with_ratios(row: dict, stats: dict, n: int, block: int | None, seed: int) -> dict:
-    """``row`` (the counts) with each ratio of :data:`RATIOS` and its bootstrap interval over ``n`` rows."""
-    kw = {} if block is None else {"block": block}
+    """``row`` (the counts) with each ratio of :data:`RATIOS` and its bootstrap interval over ``n`` rows.
+    ``stats``: each ratio's (n, 2) numerator and denominator per row."""
+    boot = BlockBootstrap(n, seed=seed) if block is None else BlockBootstrap(n, block, seed=seed)
     for name, (num, den) in RATIOS.items():
-        lo, hi = bootstrap_interval(stats[name], n, seed=seed, **kw)
+        s = boot.sums(stats[name])  # (reps, 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo, hi = boot.interval(np.where(s[:, 1] > 0, s[:, 0] / s[:, 1], np.nan))
         row.update({name: _ratio(row[num], row[den]), f"{name}_lo": lo, f"{name}_hi": hi})
     return row
 
@@ -116,7 +124,6 @@ def pool_quality(qualities: Sequence[pd.DataFrame], seed: int = 0) -> pd.DataFra
     rows = {}
     for name in CLASSES:
         c = {k: np.array([q.loc[name, k] for q in qualities], dtype=np.float64) for k in COUNTS}
-        stats = {r: (lambda w, c=c, num=num, den=den: _ratio(w @ c[num], w @ c[den]))
-                 for r, (num, den) in RATIOS.items()}
+        stats = {r: np.stack([c[num], c[den]], 1) for r, (num, den) in RATIOS.items()}
         rows[name] = _with_ratios({k: int(v.sum()) for k, v in c.items()}, stats, len(qualities), block=1, seed=seed)
     return _frame(rows)

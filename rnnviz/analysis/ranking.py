@@ -19,7 +19,7 @@ For a feature y (one value per character, :mod:`rnnviz.analysis.features`) and a
   and this is the order of ``score``). ``selective`` flags the units whose control explains at most half
   of their score above chance (0.5 for AUROC, 0 for |r|).
 - **interval**: ``score_lo``, ``score_hi``: a block-bootstrap 95% interval of ``score``
-  (:func:`rnnviz.analysis.statistics.bootstrap_interval`: blocks of BOOT_BLOCK rows, BOOT_REPS resamples;
+  (:class:`rnnviz.analysis.statistics.BlockBootstrap`: blocks of BOOT_BLOCK rows, BOOT_REPS resamples;
   on a token store the rows are tokens), computed for the reported units only. Each resample scores the
   unit in its reported direction (the AUROC for sign +1, 1 - AUROC for sign -1; sign·r), not refolded, so
   the interval of a unit near chance reaches below 0.5 (below 0 for |r|). NaN when the store has fewer than
@@ -51,13 +51,11 @@ import torch
 from rnnviz.analysis.features import FEATURES, Feature, resolve
 from rnnviz.analysis.statistics import (
     COLUMN_BYTES,
+    BlockBootstrap,
     auroc,
     average_precision,
-    bootstrap_interval,
     cohens_d,
     float16_codes,
-    weighted_auroc,
-    weighted_pearson,
 )
 from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.threads import torch_threads
@@ -219,23 +217,24 @@ def _intervals(store, df: pd.DataFrame, targets: list[_Target], seed: int, progr
     rows: dict[str, list[tuple[int, _Target, int]]] = {}
     for i, (unit, feature, sign) in enumerate(zip(df["unit"], df["feature"], df["sign"], strict=True)):
         rows.setdefault(unit, []).append((i, by_name[feature], int(sign)))
-    T = store.length
+    boot = BlockBootstrap(store.length, seed=seed)  # one set of resamples, each scored from per-block sums
 
     def intervals(name: str, x: np.ndarray) -> dict:
-        codes = np.unique(float16_codes(x), return_inverse=True)[1]  # ranks of its distinct values: short histograms
+        c = float16_codes(x)
+        codes = (np.cumsum(np.bincount(c, minlength=65536) > 0) - 1)[c]  # ranks of its distinct values, unsorted
+        allc = boot.histograms(codes) if any(t.binary for _, t, _ in rows[name]) else None  # (blocks, K)
         xf = x.astype(np.float64)
         out = {}
         for i, t, sign in rows[name]:
-            def stat(w: np.ndarray, t=t, sign=sign) -> float:
-                if t.binary:  # the AUROC for sign +1, 1 - AUROC for sign -1
-                    return (1 - sign) / 2 + sign * weighted_auroc(codes, t.pos_w, w)
-                return sign * weighted_pearson(xf, t.y, w)
-
-            out[i] = bootstrap_interval(stat, T, seed=seed)
+            if t.binary:  # the AUROC for sign +1, 1 - AUROC for sign -1
+                samples = (1 - sign) / 2 + sign * boot.auroc(codes, t.pos_w, allc)
+            else:
+                samples = sign * boot.pearson(xf, t.y)
+            out[i] = boot.interval(samples)
         return out
 
     groups = _column_groups(store, list(rows))
-    got = _per_column(store, groups, intervals, progress, done, done + T * len(groups))
+    got = _per_column(store, groups, intervals, progress, done, done + store.length * len(groups))
     return tuple(np.array([got[i][k] for i in range(len(df))], dtype=np.float64) for k in (0, 1))
 
 
