@@ -25,7 +25,7 @@ import torch
 from _common import ROOT, corpus_text
 
 import rnnviz
-from rnnviz.analysis.causal import DRAW_ROWS, _draw_units, _unit_name
+from rnnviz.analysis.causal import DRAW_ROWS, draw_units, unit_name
 from rnnviz.analysis.clamped import Streams, clamp_for, row_clamp
 from rnnviz.model.charrnn import CharRNN, ModelConfig
 from rnnviz.model.vocab import Vocab
@@ -56,7 +56,7 @@ def main() -> None:
     with torch.no_grad(), torch_threads(1):
         runs = Streams(model, ids, int(np.clip(len(ids) // 1000, 1, 64)), 200, a.layer, 1, None)
         clean = runs.clean()
-        drawn = _draw_units([(a.layer, "h", 0)], model.config, np.random.default_rng(0), a.draws)
+        drawn = draw_units([(a.layer, "h", 0)], model.config, np.random.default_rng(0), a.draws)
         t0, c0 = time.perf_counter(), time.process_time()
         one = [(runs.run(clamp_for(d, runs.lo, 0.0, None, runs.dev))[0][0] - clean).mean() for d in drawn]
         t_one, c_one = time.perf_counter() - t0, time.process_time() - c0
@@ -67,7 +67,7 @@ def main() -> None:
             side += list((runs.run(clamp, copies=len(batch))[0] - clean).mean(axis=1))
         t_side, c_side = time.perf_counter() - t0, time.process_time() - c0
     print(f"{len(ids):,} chars in {runs.B} streams of {runs.S:,} steps; {len(drawn)} draws of one unit "
-          f"({_unit_name(drawn[0][0], True)}, ...) zeroed, layers {a.layer}.. stepped, on one thread")
+          f"({unit_name(drawn[0][0], True)}, ...) zeroed, layers {a.layer}.. stepped, on one thread")
     print(f"one by one   : {t_one:.2f} s ({t_one / len(drawn):.3f} s per draw; CPU {c_one:.2f} s)")
     print(f"side by side : {t_side:.2f} s ({t_side / len(drawn):.3f} s per draw; CPU {c_side:.2f} s)")
     print(f"ratio ours/one by one : {t_side / t_one:.3f} (CPU time: {c_side / c_one:.3f}; load average "

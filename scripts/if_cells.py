@@ -30,7 +30,7 @@ import numpy as np
 
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.features.ctokens import CODE, tokenize
-from rnnviz.analysis.features.if_parse import _Part
+from rnnviz.analysis.features.if_parse import Part
 from rnnviz.analysis.ranking import control_permutation
 from rnnviz.analysis.statistics import auroc, bootstrap_interval, float16_codes, weighted_auroc
 from rnnviz.store.reader import open_store
@@ -202,7 +202,7 @@ def _restricted(store, names, codes, y, yc, mask, what: str) -> tuple[int, int]:
 def _control_conditions(text: str) -> np.ndarray:
     """(T,) float64: 1 from the ( after if/while/for/switch (inclusive) to its matching ) (exclusive)."""
     toks = [t for t in tokenize(text).code if t.group == CODE]
-    part = _Part(toks, len(text))
+    part = Part(toks, len(text))
     starts, ends = [], []
     for i in range(part.n - 1):
         if part.tok[i] in ("if", "while", "for", "switch") and part.tok[i + 1] == "(":

@@ -68,7 +68,8 @@ def test_train_errors_are_one_line(tmp_path, content, args, message):
 
 def test_unknown_cell_and_missing_checkpoint(tmp_path, text_file, tiny_ckpt):
     r = run("train", text_file, "--out", tmp_path / "run", "--cell", "transformer")
-    assert r.exit_code == 2 and "'transformer' is not one of 'lstm', 'gru', 'rnn'" in r.output
+    assert r.exit_code == 2
+    assert "'transformer' is not one of 'lstm', 'gru', 'rnn', 'mingru', 'mamba', 'slstm'" in r.output
     r = run("sample", tmp_path / "nothing")
     assert r.exit_code == 1 and r.output.strip() == f"Error: {tmp_path / 'nothing'}: no such checkpoint directory"
     r = run("sample", tiny_ckpt, "--clamp", "1:c:3")  # a checkpoint that exists: the clamp is what fails
@@ -175,7 +176,7 @@ def test_train_options_come_from_train_config():
             assert (params[f.name].default, params[f.name].help) == (f.default, f.metadata["help"]), f.name
         else:
             assert f.name not in params
-    assert list(params["cell"].type.choices) == ["lstm", "gru", "rnn"]
+    assert list(params["cell"].type.choices) == ["lstm", "gru", "rnn", "mingru", "mamba", "slstm"]
     assert list(params["amp"].type.choices) == ["auto", "off", "bf16", "fp16"]
     assert (params["lr"].default, params["seq_len"].default, params["epochs"].default) == (2e-3, 100, None)
 

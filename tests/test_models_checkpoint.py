@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import CELLS, CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
+from rnnviz.model.cells import CLASSIC
+from rnnviz.model.charrnn import CharRNN, ModelConfig, clamp_spec, eval_mode, group_units, parse_unit, unit_names
 from rnnviz.model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_fused_forward_equals_per_step_math(make_model, cell):
     model = make_model(cell=cell, layers=3, hidden=7).double()
     x = torch.randint(0, model.config.vocab_size, (2, 15), generator=torch.Generator().manual_seed(1))
@@ -223,7 +224,7 @@ def test_ablate_leaves_a_training_model_training_when_it_raises(make_model):
     assert model.training
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CLASSIC)
 def test_fused_layer_is_that_layer_of_the_model(make_model, cell):
     model = make_model(cell=cell, layers=2, hidden=6).double()
     x = torch.randint(0, model.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(2))

@@ -164,7 +164,7 @@ def small_tokens(tmp_path):
     (lambda p: _edit(p, widths={"0:h": 4}), r"L0\.h\.f16: 240 bytes, expected 320"),
     (lambda p: _edit(p, widths=[3]), r"widths must be an object"),
     (lambda p: _edit(p, cell="external", kinds=["h", "../x"]), r"kinds must be distinct short lower-case names"),
-    (lambda p: _edit(p, cell="mamba"), r"cell must be one of rnn, gru, lstm, external"),
+    (lambda p: _edit(p, cell="transformer"), r"cell must be one of rnn, gru, lstm, mingru, mamba, slstm, external"),
     (lambda p: _edit(p, source={"class": "M", "layers": [{"layer": 5}]}), r"source names layers \[5\]"),
     (lambda p: _edit(p, source={"class": 3}), r"source must be"),
     (lambda p: _edit(p, vocab=["x" * 1001]), r"at most 1000 characters"),

@@ -135,7 +135,7 @@ def _random_units(parsed, cfg: ModelConfig, rng: np.random.Generator, times: int
     return triples
 
 
-def _draw_units(parsed, cfg: ModelConfig, rng: np.random.Generator, random: int) -> list[list[tuple[int, str, int]]]:
+def draw_units(parsed, cfg: ModelConfig, rng: np.random.Generator, random: int) -> list[list[tuple[int, str, int]]]:
     """``random`` seeded draws of as many other units of the same layers and kinds as ``parsed``. One unit: the
     draws are distinct units (every other unit of its layer and kind once when ``random`` reaches their number:
     the permutation test is then exhaustive); several: independent draws."""
@@ -188,7 +188,7 @@ def ablate(
     check_seed(seed)  # before the runs, not after them
     ids_np = model.vocab.encode(text)  # raises on characters outside the vocabulary
     B = _ablation_streams(len(ids_np), streams, random, burn_in)
-    drawn = _draw_units(parsed, model.config, np.random.default_rng(seed), random)
+    drawn = draw_units(parsed, model.config, np.random.default_rng(seed), random)
     win = windows(len(ids_np), B, burn_in)
     per = 1 if model.modern else max(1, DRAW_ROWS // len(win[0]))  # draws side by side (a modern stack: one)
     passes = 2 + (fixed is None) + -(-len(drawn) // per)  # clean, ablated, (means), the draws' batches
@@ -234,7 +234,7 @@ def _ablation_units(units: list[str] | str, cfg: ModelConfig,
         l, k, i = parse_unit(u.replace(f":{MERGED}:", ":h:") if merged else u, cfg)
         parsed.append((l, "h" if merged and k == "c" else k, i))
     parsed = list(dict.fromkeys(parsed))
-    return [_unit_name(t, merged) for t in parsed], parsed
+    return [unit_name(t, merged) for t in parsed], parsed
 
 
 def _merges(cfg: ModelConfig, fixed: float | None) -> bool:
@@ -242,7 +242,7 @@ def _merges(cfg: ModelConfig, fixed: float | None) -> bool:
     return cfg.cell == "lstm" and fixed == 0.0
 
 
-def _unit_name(unit: tuple[int, str, int], merged: bool) -> str:
+def unit_name(unit: tuple[int, str, int], merged: bool) -> str:
     l, k, i = unit
     return f"{l}:{MERGED if merged and k == 'h' else k}:{i}"
 
@@ -284,7 +284,7 @@ def _random_draws(runs: Streams, drawn: list, per: int, fixed: float | None, mea
             clamp = row_clamp(batch, runs.B, cfg.hidden, runs.lo, fixed, means, runs.dev)
             losses = runs.run(clamp, copies=len(batch))[0]  # (K, T-1)
         for r, (triples, d) in enumerate(zip(batch, losses - clean, strict=True)):
-            rows.append({"draw": a + r, "units": ",".join(_unit_name(t, merged) for t in triples),
+            rows.append({"draw": a + r, "units": ",".join(unit_name(t, merged) for t in triples),
                          "delta": float(d.mean()), "delta_feature": _masked_mean(d, fmask)})
     return pd.DataFrame(rows, columns=["draw", "units", "delta", "delta_feature"])
 

@@ -40,7 +40,7 @@ class IfStatement:
     end: int | None  # the } or ; that ends the whole statement, else branches included (None: never ends)
 
 
-class _Part:
+class Part:
     """The tokens of one part (the code, or one #define body), with bracket matches."""
 
     def __init__(self, tokens: list[Token], stop: int):
@@ -148,5 +148,5 @@ def if_statements(text: str) -> tuple[IfStatement, ...]:
     out: list[IfStatement] = []
     for group, tokens in parts.items():
         stop = len(text) if group == CODE else toks.directives[group][1]
-        out.extend(_Part(tokens, stop).ifs())
+        out.extend(Part(tokens, stop).ifs())
     return tuple(sorted(out, key=lambda s: s.keyword))
