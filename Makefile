@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 DATA   := ../shared/data
 WP     := sample_models/war-and-peace-lstm-2x256
 LINUX  := sample_models/linux-lstm-2x256
+MINGRU := sample_models/war-and-peace-mingru-3x160
 # The first 100,000 characters of each test split (the last 5% of the file): text the models never saw.
 WP_TEST    := --split test --length 100000
 LINUX_TEST := --split test --length 100000
@@ -47,8 +48,12 @@ demo: $(VENV)/.installed
 	$(BIN)/rnnviz find stores/linux --feature in_if --feature brace_depth --feature in_comment --top 3
 	$(BIN)/rnnviz export stores/linux --feature in_if --top 3 --out stores/linux_if_cells.html --length 20000
 	$(BIN)/rnnviz export stores/linux --feature in_comment --top 3 --out stores/linux_comment_cells.html --length 20000
-	@echo "== open stores/*_cells.html, or explore both in the dashboard (Ctrl-C to stop):"
-	$(BIN)/rnnviz serve stores/wp stores/linux --feature in_quote
+	@echo "== The quote cell in a 2024 recurrent model ($(MINGRU), a minGRU): same text, same search"
+	$(BIN)/rnnviz record $(MINGRU) $(DATA)/war_and_peace.txt --out stores/wp-mingru $(WP_TEST) --force
+	$(BIN)/rnnviz find stores/wp-mingru --feature in_quote --feature column --top 3
+	$(BIN)/rnnviz export stores/wp-mingru --feature in_quote --top 3 --out stores/wp_mingru_quote_cells.html --length 20000
+	@echo "== open stores/*_cells.html, or explore all three in the dashboard (Ctrl-C to stop):"
+	$(BIN)/rnnviz serve stores/wp stores/wp-mingru stores/linux --feature in_quote
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check .
