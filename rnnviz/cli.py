@@ -48,10 +48,12 @@ def _terminate(signum, frame):
 
 class _Group(click.Group):
     def invoke(self, ctx):
-        from rnnviz.model import distributed
+        from rnnviz.model.ranks import rank, world_size
 
-        worker = distributed.world_size() > 1  # started by torchrun: dies with its launcher, stops quietly
-        if worker:
+        worker = world_size() > 1  # started by torchrun: dies with its launcher, stops quietly
+        if worker:  # torch only here: a command that reads a store never imports it
+            from rnnviz.model import distributed
+
             distributed.die_with_launcher()
             handler, signals = distributed.stop_worker, distributed.WORKER_STOP_SIGNALS
         else:
@@ -60,7 +62,7 @@ class _Group(click.Group):
             try:
                 return super().invoke(ctx)  # parses the command's options too: their checks raise in here
             except RnnvizError as e:
-                where = f"rank {distributed.rank()}: " if worker else ""  # under torchrun, say which process
+                where = f"rank {rank()}: " if worker else ""  # under torchrun, say which process
                 raise click.ClickException(where + str(e)) from None
             except OSError as e:  # the file system said no (a full disk, --out under a file or in /proc)
                 where = f"{e.filename}: " if e.filename else ""
@@ -550,9 +552,9 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
         raise click.UsageError(f"Missing argument '{'CKPT' if ckpt is None else 'TEXT'}'.")
 
     from rnnviz.devices import resolve_device
-    from rnnviz.model.charrnn import parse_kinds, parse_layers
     from rnnviz.model.data import read_text, split_window
     from rnnviz.model.distributed import rank
+    from rnnviz.model.units import parse_kinds, parse_layers
     from rnnviz.recording.recorder import record as run_record
     from rnnviz.recording.recorder import stream_layout
     from rnnviz.store.reader import is_store

@@ -149,6 +149,13 @@ BENCHES = {
     "lstmvis_import_rss": Bench(("--tokens", "3000", "--width", "8"),
                                 (r"import-lstmvis: peak RSS [\d,]+ MiB in [\d.]+ s",
                                  r"ratio \(peak - floor\) / one dataset read whole: [\d.]+$")),
+    "startup": Bench(("--chars", "2000", "--hidden", "4"),  # the heavy imports are exact: what each command uses
+                     (fig("load average") + "; store 2,000 chars x 16 units",
+                      *(rf"^{re.escape(c)}\s+{NUM}\s+{NUM}\s+{NUM}%\s+{re.escape(h)}\s*$"
+                        for c, h in (("--help", "-"), ("features", "-"), ("find", "torch,pandas"),
+                                     ("similar", "pandas"), ("explain --control none", "torch,pandas"),
+                                     ("export", "pandas"))),
+                      fig("load average after:") + "$")),
     "similar_quality": Bench(("{store}:in_quote:1:c:2", "--n", "3"), ()),  # prints JSON: checked below
 }
 

@@ -136,8 +136,8 @@ def emergence(
     """
     import pandas as pd
 
-    from rnnviz.model.charrnn import parse_kinds
     from rnnviz.model.checkpoint import load_checkpoint
+    from rnnviz.model.units import parse_kinds
 
     run = Path(run)
     snaps = list_snapshots(run)  # a run without snapshots fails here, before anything is loaded

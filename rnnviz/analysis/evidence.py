@@ -10,7 +10,7 @@ import pandas as pd
 
 from rnnviz.analysis.features import resolve
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import SIGMOID_KINDS
+from rnnviz.model.cells import SIGMOID_KINDS
 
 
 def snippet(store, p: int, context: int) -> dict:

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from rnnviz.errors import RnnvizError
+from rnnviz.model.ranks import rank, world_size  # noqa: F401  (re-exported: the trainer, the CLI)
 from rnnviz.stopping import STOP_SIGNALS, STOPPED, set_stop_handler
 
 LAUNCHER_PID = "RNNVIZ_LAUNCHER_PID"  # set by launch() for its workers: the process each one dies with
@@ -43,16 +44,6 @@ PEER_WAIT_S = 5.0  # how long a worker whose collective failed waits for torchru
 WORKER_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)  # see stop_worker
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _stopped = False  # this worker was stopped by a signal: it leaves without the teardown barrier
-
-
-def world_size() -> int:
-    """Processes in the job torchrun started (1 when not launched by torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    """This process's rank (0 when not launched by torchrun)."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def shares(n: int, world: int) -> list[tuple[int, int]]:

@@ -97,7 +97,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int):
         """The :class:`rnnviz.model.charrnn.ModelConfig` of this run's model."""
-        from rnnviz.model.charrnn import ModelConfig
+        from rnnviz.model.units import ModelConfig
 
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.dropout)
 

@@ -126,7 +126,7 @@ class TokenVocab:
     MAX_CHARS = 1000
 
     def __init__(self, tokens: Iterable[str]):
-        from rnnviz.model.charrnn import MAX_VOCAB
+        from rnnviz.model.cells import MAX_VOCAB
 
         self.chars: list[str] = list(tokens)
         if len(self.chars) > MAX_VOCAB:  # empty: a store of states without predictions

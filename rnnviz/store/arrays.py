@@ -18,13 +18,19 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS
+from rnnviz.model.cells import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS
 from rnnviz.store.manifest import EXTERNAL, KIND_NAME
 from rnnviz.store.reader import Store
 from rnnviz.store.tokens import Tokens, token_spans
-from rnnviz.store.writer import write_store
 
 NUMERIC = "iuf"  # numpy dtype kinds an array may hold: signed and unsigned integers, floats
+
+BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # arrays are copied in blocks of at most 64 MB float32 an array
+
+
+def block_rows(width: int) -> int:
+    """Rows copied at once from or to an array ``width`` wide: at most 65,536, and 64 MB of float32."""
+    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * width)))
 
 
 def parse_array_name(name: object) -> tuple[int, str]:
@@ -112,6 +118,8 @@ def store_from_arrays(
         raise RnnvizError(f"cell must be one of {', '.join(CELLS)}, {EXTERNAL}, got {cell!r}")
     if vocab is None:
         vocab = sorted(set(full)) if spans is None else []
+    from rnnviz.store.writer import write_store  # torch: only to write, not to check (export-lstmvis)
+
     return write_store(out, full, parsed, None, vocab, logprob=logprob, overwrite=overwrite, cell=cell,
                        spans=spans, source=source, recorder=recorder, progress=progress,
                        finite=True)

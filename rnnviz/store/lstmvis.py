@@ -43,11 +43,10 @@ import numpy as np
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_dir, open_input, read_member
-from rnnviz.store.arrays import check_array, parse_array_name, store_from_arrays
+from rnnviz.store.arrays import block_rows, check_array, parse_array_name, store_from_arrays
 from rnnviz.store.hdf5 import H5, Rows, checked_dataset, open_hdf5, root_datasets
 from rnnviz.store.manifest import EXTERNAL, MAX_LENGTH
 from rnnviz.store.reader import Store, open_store
-from rnnviz.store.writer import block_rows
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 

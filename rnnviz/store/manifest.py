@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS, ModelConfig
+from rnnviz.model.cells import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS
+from rnnviz.model.units import ModelConfig
 from rnnviz.model.vocab import TokenVocab, Vocab
 
 FORMAT = "rnnviz-store"
@@ -33,6 +34,7 @@ VERSION_OPEN = 2  # tokens, widths, external states, a user's module
 VERSIONS = (VERSION, VERSION_OPEN)
 MANIFEST, TEXT, STATS = "manifest.json", "text.txt", "stats.json"
 LOGPROB, TOPK_IDS, TOPK_P, SPANS = "logprob.f32", "topk_ids.u16", "topk_p.f16", "spans.i64"
+STAT_COLUMNS = ("mean", "std", "min", "max", "sat_lo", "sat_hi")  # stats.json's columns, one value per unit
 EXTERNAL = "external"  # the cell of states recorded elsewhere (arrays, LSTMVis): kinds are free names
 KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,23}\Z")  # an external kind names a file: nothing else is allowed
 

@@ -32,12 +32,13 @@ from rnnviz.fsutil import (
     read_member,
     recover_dir,
 )
-from rnnviz.model.charrnn import group_units, parse_unit
+from rnnviz.model.units import group_units, parse_unit
 from rnnviz.store.manifest import (  # noqa: F401 (the store's names, re-exported for its readers)
     FORMAT,
     LOGPROB,
     MANIFEST,
     SPANS,
+    STAT_COLUMNS,
     STATS,
     TEXT,
     TOPK_IDS,
@@ -49,7 +50,6 @@ from rnnviz.store.manifest import (  # noqa: F401 (the store's names, re-exporte
     _short,
     array_name,
 )
-from rnnviz.store.stats import STAT_COLUMNS
 from rnnviz.store.tokens import first_bad_span
 
 SAMPLE_ROWS, SAMPLE_BLOCKS = 200_000, 20  # a bounded sample (read(sample=True)): rows, in evenly spaced blocks

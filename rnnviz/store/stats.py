@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 
 from rnnviz.model.distributed import Group
+from rnnviz.store.manifest import STAT_COLUMNS  # noqa: F401 (re-exported for the writer)
 
-STAT_COLUMNS = ("mean", "std", "min", "max", "sat_lo", "sat_hi")
 SAT_LO, SAT_HI = 0.1, 0.9  # gate saturation thresholds of the paper (left / right saturated)
 Ranges = Sequence[tuple[int, int]]  # unit ranges [a, b) of a layer's kind-major width
 

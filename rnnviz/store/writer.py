@@ -30,6 +30,7 @@ from rnnviz.model.charrnn import (
 )
 from rnnviz.model.distributed import Group
 from rnnviz.model.vocab import TokenVocab, Vocab
+from rnnviz.store.arrays import block_rows
 from rnnviz.store.manifest import (
     EXTERNAL,
     FORMAT,
@@ -50,7 +51,6 @@ from rnnviz.store.reader import Store, is_store
 from rnnviz.store.stats import STAT_COLUMNS, RunningStats, StreamStats, saturating_ranges
 from rnnviz.store.tokens import first_bad_span
 
-BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # write_store copies rows in blocks of at most 64 MB float32 an array
 F16_MAX = 65504.0  # the largest finite float16
 
 
@@ -433,11 +433,6 @@ def write_store(
             if progress is not None:
                 progress(min(rows, T - s))
     return writer.store
-
-
-def block_rows(width: int) -> int:
-    """Rows copied at once from or to an array ``width`` wide: at most 65,536, and 64 MB of float32."""
-    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * width)))
 
 
 def _block(key: tuple[int, str], a, start: int, rows: int, finite: bool) -> torch.Tensor:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import KINDS, MODERN, SIGMOID_KINDS, parse_unit
+from rnnviz.model.cells import KINDS, MODERN, SIGMOID_KINDS
+from rnnviz.model.units import parse_unit
 from rnnviz.store.manifest import EXTERNAL
 
 N_BINS = 33  # colour steps per scale; odd so that 0 is its own (white) step on the diverging scale

@@ -41,7 +41,7 @@ from markupsafe import Markup
 
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import atomic_file
-from rnnviz.model.charrnn import parse_unit
+from rnnviz.model.units import parse_unit
 from rnnviz.views.colours import (  # noqa: F401 (ColourScale, colour_scale, colours: re-exported for existing callers)
     N_BINS,
     PALETTES,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from dash import html
 
-from rnnviz.model.charrnn import parse_unit
+from rnnviz.model.units import parse_unit
 from rnnviz.views.colours import (
     COMPARE_PALETTES,
     COMPARE_WORDS,

@@ -18,7 +18,7 @@ from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.on_threshold import parse_theta, theta_problem
 from rnnviz.analysis.similar import MAX_FOLLOW
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import parse_unit
+from rnnviz.model.units import parse_unit
 from rnnviz.views.colours import RANGES
 from rnnviz.views.dashboard.state import (
     WINDOW,

@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.charrnn import parse_unit
+from rnnviz.model.units import parse_unit
 from rnnviz.views.dashboard.state import View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.dashboard.transitions import TRANSITIONS, Inputs, apply
