@@ -15,6 +15,8 @@ set -eu
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-../shared/data}
 BUDGET=${BUDGET:-6600}
+# test characters each card's ablations run over (the draws cost one pass of them each; 30000 on a busy CPU)
+ABLATE_CHARS=${ABLATE_CHARS:-100000}
 COMMON="--cell lstm --layers 2 --hidden 256 --batch 64 --seq-len 100 --lr 3e-3 --warmup 200 \
 --time-budget $BUDGET --eval-every 1000 --snapshot-every 250 --seed 1 --device cpu"
 WP="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-lstm-2x256 --dropout 0.1 $COMMON"
@@ -58,7 +60,7 @@ m = load_checkpoint(sys.argv[1]); meta = {k: v for k, v in m.meta.items() if k i
 save_checkpoint(m, sys.argv[2], extra=meta, dtype=torch.float16)" "$run/best" "sample_models/$name"
   "$BIN/python" scripts/model_card.py "sample_models/$name" "$DATA/$corpus" --command "${cmd#"$BIN/"}${AFTER:+
 $AFTER}" \
-      --ablate-chars 100000 --emergence "$snaps" --features "$@"
+      --ablate-chars "$ABLATE_CHARS" --emergence "$snaps" --features "$@"
 }
 
 case ${1:-} in

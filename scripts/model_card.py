@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import rnnviz
@@ -41,40 +42,51 @@ SELECTIVE = 0.2  # a unit counts as found when its score beats the character-onl
 PAPER = {"war_and_peace.txt": (1.077, 1.195), "linux_kernel.txt": (0.84, 0.889)}  # best LSTM, 20-gram (test)
 
 
-def explained_section(store, cells: dict[str, str]) -> list[str]:
-    """The card's "Units explained" lines: `rnnviz explain` over ``store``; ``cells``: {feature: unit} found."""
-    df = explain(store)
-    kinds = list(dict.fromkeys(df["kind"]))
-    by_layer = {layer: explained_fractions(g).set_index("group") for layer, g in df.groupby("layer")}
-    overall = explained_fractions(df).set_index("group")
+def interval(score: float, lo: float, hi: float) -> str:
+    """``score [lo, hi]`` (three decimals), or the score alone when it has no interval (NaN)."""
+    return f"{score:.3f}" if lo != lo or hi != hi else f"{score:.3f} [{lo:.3f}, {hi:.3f}]"
 
-    def frac(table, group: str) -> str:
-        if group not in table.index:
-            return ""
-        row = table.loc[group]
-        return f"{row['explained_0.5']:.1%} / {row['explained_0.8']:.1%}"
+
+def explained_section(store, cells: dict[str, str]) -> list[str]:
+    """The card's "Units explained" lines: `rnnviz explain --control init` over ``store``, the fractions per
+    layer and kind beside the same architecture at initialisation; ``cells``: {feature: unit} found."""
+    df = explain(store, control="init")
+    fr = explained_fractions(df)
+
+    def pair(row, prefix: str, what: str) -> str:
+        return f"{row[f'{prefix}{what}_0.5']:.1%} / {row[f'{prefix}{what}_0.8']:.1%}"
 
     lines = [
-        "", "## Units explained (`rnnviz explain`)",
+        "", "## Units explained (`rnnviz explain --control init`)",
         f"Every unit of the same recording explained by the best rule of the searched space, chosen on one half "
         f"of the characters ({df.attrs['fit_chars']:,}: alternate blocks of {df.attrs['block']:,}) and scored "
-        f"(Pearson r) on the other {store.length - df.attrs['fit_chars']:,}. "
-        f"Fraction of units with score >= 0.5 / >= 0.8 (the paper's \"about 5% interpretable\", measured):", "",
-        "| layer | " + " | ".join(kinds) + " | all |", "|---" * (len(kinds) + 2) + "|",
+        f"(Pearson r) on the other {store.length - df.attrs['fit_chars']:,}. The control: the same architecture "
+        f"at initialisation (seed {df.attrs['seed']}, PyTorch's default initialisation) recorded on the same "
+        f"characters and explained the same way: an untrained network already follows the character it reads. "
+        f"Fractions of units with score >= 0.5 / >= 0.8 (the paper's \"about 5% interpretable\", measured), "
+        f"cells (a rule about more than the character just read) apart from input detectors (the character "
+        f"just read alone). Learned: cells scoring at least {df.attrs['margin']:g} above the best cell of the "
+        f"control's same layer and kind (its score in the last column).", "",
+        "| layer:kind | units | cells (trained) | cells (at init) | input detectors (trained) | "
+        "input detectors (at init) | learned | init's best cell |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for layer, table in by_layer.items():
-        lines.append(f"| {layer} | " + " | ".join(frac(table, f"{layer}:{k}") for k in kinds)
-                     + f" | {frac(table, 'all')} |")
-    by_kind = {k: explained_fractions(df[df["kind"] == k]).set_index("group") for k in kinds}
-    lines.append("| all | " + " | ".join(frac(by_kind[k], "all") for k in kinds) + f" | {frac(overall, 'all')} |")
-    lines += ["", "The cells found above, as explained:", "",
-              "| feature | unit | explanation | rule | score | sign | auroc |", "|---|---|---|---|---|---|---|"]
+    for row in fr.to_dict("records"):
+        lines.append(f"| {row['group']} | {row['units']:,} | {pair(row, '', 'cells')} | "
+                     f"{pair(row, 'init_', 'cells')} | {pair(row, '', 'inputs')} | {pair(row, 'init_', 'inputs')} | "
+                     f"{row['learned']:.1%} | {row['init_best']:.3f} |")
+    lines += ["", "The cells found above, as explained (score: held-out r with its 95% block-bootstrap interval, "
+              "blocks of 1,000 held-out characters, for scores >= 0.5 and learned cells):", "",
+              "| feature | unit | explanation | rule | score [95%] | sign | auroc | learned |",
+              "|---|---|---|---|---|---|---|---|"]
     by_unit = df.set_index("unit")
     for feature, unit in cells.items():
         r = by_unit.loc[unit]
         auroc = "" if r["auroc"] != r["auroc"] else f"{r['auroc']:.3f}"
-        lines.append(f"| {feature} | {unit} | {r['explanation']} | `{r['best_rule']}` | {r['score']:.3f} | "
-                     f"{'+' if r['sign'] > 0 else '−'} | {auroc} |")
+        learned = "yes" if r["learned"] is not pd.NA and bool(r["learned"]) else "no"
+        lines.append(f"| {feature} | {unit} | {r['explanation']} | `{r['best_rule']}` | "
+                     f"{interval(r['score'], r['score_lo'], r['score_hi'])} | {'+' if r['sign'] > 0 else '−'} | "
+                     f"{auroc} | {learned} |")
     return lines
 
 
@@ -148,10 +160,12 @@ def main() -> None:
             f"interval over positions (blocks of 1,000 characters). On the feature's characters: p = (random draws "
             f"that hurt as much + 1) / (draws + 1), one-sided, and effect size = (Δ − the draws' mean Δ) / their sd. "
             f"Selectivity = score minus the score of a character-only control (a unit that only reacts "
-            f"to which character it reads scores high on both); a unit counts as found at selectivity >= {SELECTIVE}.",
+            f"to which character it reads scores high on both); a unit counts as found at selectivity >= {SELECTIVE}. "
+            f"Score: with its 95% block-bootstrap interval over the test characters (blocks of 1,000, 200 "
+            f"resamples; `rnnviz find`'s score_lo, score_hi).",
             "",
-            "| feature | unit | metric | score | sign | selectivity | ablated | Δloss all | Δloss on feature chars "
-            "| random units Δ (mean ± sd) | effect size | p | heatmap |",
+            "| feature | unit | metric | score [95%] | sign | selectivity | ablated | Δloss all "
+            "| Δloss on feature chars | random units Δ (mean ± sd) | effect size | p | heatmap |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         missing = []
@@ -171,7 +185,8 @@ def main() -> None:
                         titles=titles_from_cells(rows))
             for i, row in enumerate(rows.itertuples()):
                 abl = ablation_cells(r) if i == 0 else " | | | | | "
-                lines.append(f"| {feature if i == 0 else ''} | {row.unit} | {row.metric} | {row.score:.3f} | "
+                lines.append(f"| {feature if i == 0 else ''} | {row.unit} | {row.metric} | "
+                             f"{interval(row.score, row.score_lo, row.score_hi)} | "
                              f"{'+' if row.sign > 0 else '−'} | {row.selectivity:.3f} | {abl} | "
                              f"{f'[{html}]({html})' if i == 0 else ''} |")
         skipped = df.attrs.get("skipped", {})
