@@ -23,6 +23,7 @@ def test_interval_shows_the_bounds_only_when_there_are_some():
     assert model_card.interval(0.4, float("nan"), float("nan")) == "0.400"
 
 
+@pytest.mark.slow
 def test_explained_section_is_explain_beside_its_control(tmp_path, make_model):
     text = words_text(n=3000)  # ~12k characters: 3 blocks of 4,096 for the halves, 12 of 1,000 for the intervals
     store = rnnviz.record(make_model(text=text, seed=3), text, tmp_path / "s", kinds="h,c")
