@@ -196,7 +196,7 @@ def ablate(
         if model.modern:
             from rnnviz.analysis.modern_ablation import ModernStreams
 
-            runs = ModernStreams(model, ids_np, win, burn_in, passes, progress)
+            runs = ModernStreams(model, ids_np, win, passes, progress)
         else:
             runs = Streams(model, ids_np, B, burn_in, min(l for l, _, _ in parsed), passes, progress)
         clean = runs.clean()

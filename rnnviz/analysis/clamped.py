@@ -90,21 +90,16 @@ def _nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets, reduction="none")
 
 
-class Streams:
-    """The text as B parallel windows of S steps (see :func:`windows`), and the model run over them:
-    clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by step). Every window starts from
-    the clean state one sequential pass has there (:func:`.recorder.stream_starts`); a clamped window then
-    reads its burn-in clamped. Reports progress in steps over ``passes`` runs over the windows (a run
-    counts once however many copies it carries)."""
+class Windows:
+    """The text as B parallel windows of S steps (:func:`windows`): their inputs, next-character targets and the
+    steps that count, and progress in steps over ``passes`` runs over the windows (a run counts once however many
+    copies it carries). A subclass starts the windows and runs the model over them."""
 
-    def __init__(self, model: CharRNN, ids: np.ndarray, streams: int, burn_in: int, lo: int, passes: int,
+    def __init__(self, model: CharRNN, ids: np.ndarray, win, passes: int,
                  progress: Callable[[int, int], None] | None):
-        from rnnviz.recording.recorder import stream_starts
-
+        w, s, e, S, _, before = win
         T = len(ids)
-        w, s, e, S, C, before = windows(T, streams, burn_in)
-        self.model, self.dev, self.T, self.B, self.S, self.lo = model, model.device, T, len(w), S, lo
-        self.burn_in = before
+        self.model, self.dev, self.T, self.B, self.S, self.burn_in = model, model.device, T, len(w), S, before
         # Windows (B, S) of inputs and next-character targets; positions past a stream's end are masked.
         pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
         self.valid = (pos >= s[:, None]) & (pos < e[:, None])
@@ -112,15 +107,8 @@ class Streams:
         self.y = torch.as_tensor(np.where(pos + 1 < T, ids[np.minimum(pos + 1, T - 1)], 0), device=self.dev)
         self.valid_t = torch.as_tensor(self.valid, device=self.dev)
         self.flat_pos = pos[self.valid]  # text position of each counted prediction, in mask order
-        h, c, err = stream_starts(model, torch.as_tensor(ids[: T - 1], device=self.dev), C, before=before)
-        self.start = h if c is None else (h, c)
-        self.start_error = None if err is None else err.to_dict()
-        # Where window b+1 has read up to s_(b+1) - 1 (the last step of its burn-in), window b has too (its
-        # last counted step): their states there should agree.
-        self.meet = (e[:-1] - 1 - w[:-1], s[1:] - 1 - w[1:]) if before and self.B > 1 else None
-        self.upper = model if lo == 0 else _Upper(model, lo)
-        self.lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
         self.done, self.total, self.progress = 0, passes * S, progress
+        self.start_error: dict | None = None  # of the windows' clean start states (see .starts.StartError)
         self.residual: float | None = None  # the largest clamped-run disagreement seen so far
 
     def _advance(self, steps: int) -> None:
@@ -133,6 +121,37 @@ class Streams:
         out = np.full((nll.shape[0], self.T - 1), np.nan)
         out[:, self.flat_pos] = nll[:, self.valid_t].cpu().double().numpy()
         return out
+
+    def run(self, clamp: dict | None, collect: set | None = None) -> tuple[np.ndarray, dict]:
+        raise NotImplementedError
+
+    def means(self, keys: set) -> dict:
+        """Each unit's mean over the counted positions of the clean text: {(layer, kind): (width,)}."""
+        _, sums = self.run(None, keys)
+        return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
+
+
+class Streams(Windows):
+    """The model run over the windows: clean (torch's fused kernel) or with a clamp (layers ``lo..`` step by
+    step). Every window starts from the clean state one sequential pass has there
+    (:func:`.recorder.stream_starts`); a clamped window then reads its burn-in clamped."""
+
+    def __init__(self, model: CharRNN, ids: np.ndarray, streams: int, burn_in: int, lo: int, passes: int,
+                 progress: Callable[[int, int], None] | None):
+        from rnnviz.recording.recorder import stream_starts
+
+        win = windows(len(ids), streams, burn_in)
+        super().__init__(model, ids, win, passes, progress)
+        w, s, e, _, C, before = win
+        self.lo = lo
+        h, c, err = stream_starts(model, torch.as_tensor(ids[: self.T - 1], device=self.dev), C, before=before)
+        self.start = h if c is None else (h, c)
+        self.start_error = None if err is None else err.to_dict()
+        # Where window b+1 has read up to s_(b+1) - 1 (the last step of its burn-in), window b has too (its
+        # last counted step): their states there should agree.
+        self.meet = (e[:-1] - 1 - w[:-1], s[1:] - 1 - w[1:]) if before and self.B > 1 else None
+        self.upper = model if lo == 0 else _Upper(model, lo)
+        self.lower = _Lower(model, lo)  # time blocks, so memory stays bounded on a long text
 
     def clean(self) -> np.ndarray:
         """Per-position loss (T-1,) of the unclamped model, through the fused kernel."""
@@ -173,11 +192,6 @@ class Streams:
             r = meet.residual()
             self.residual = r if self.residual is None else max(self.residual, r)
         return self._per_position(nll.view(K, B, self.S)), sums
-
-    def means(self, keys: set) -> dict:
-        """Each unit's mean over the counted positions of the clean text: {(layer, kind): (H,)}."""
-        _, sums = self.run(None, keys)
-        return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
 
 
 class _Meeting:

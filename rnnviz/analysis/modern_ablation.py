@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnviz.analysis.clamped import Windows
 from rnnviz.model.cells import kind_width
 from rnnviz.model.charrnn import CharRNN
 
@@ -35,35 +36,21 @@ def sequential_starts(model: CharRNN, ids: torch.Tensor, at: np.ndarray) -> tupl
     return tuple(torch.cat([s[i] for s in starts], dim=1) for i in range(len(state)))
 
 
-class ModernStreams:
-    """The text as B parallel windows of S steps (:func:`rnnviz.analysis.clamped.windows`), run clean or with a
-    clamp through the stack's parallel form; the interface of ``clamped.Streams`` with one copy per run."""
+class ModernStreams(Windows):
+    """The windows (:class:`rnnviz.analysis.clamped.Windows`) run clean or with a clamp through the stack's parallel
+    form; the interface of ``clamped.Streams`` with one copy per run."""
 
-    def __init__(self, model: CharRNN, ids: np.ndarray, windows, burn_in: int, runs: int,
+    def __init__(self, model: CharRNN, ids: np.ndarray, win, passes: int,
                  progress: Callable[[int, int], None] | None):
-        w, s, e, S, _, before = windows
-        T = len(ids)
-        self.model, self.dev, self.T, self.B, self.S, self.lo = model, model.device, T, len(w), S, 0
-        self.burn_in, self.start_error, self.residual = before, None, None
-        pos = w[:, None] + np.arange(S)[None, :]  # (B, S) text position read at each step
-        self.valid = (pos >= s[:, None]) & (pos < e[:, None])
-        self.x = torch.as_tensor(np.where(pos < T, ids[np.minimum(pos, T - 1)], 0), device=self.dev)
-        self.y = torch.as_tensor(np.where(pos + 1 < T, ids[np.minimum(pos + 1, T - 1)], 0), device=self.dev)
-        self.valid_t = torch.as_tensor(self.valid, device=self.dev)
-        self.flat_pos = pos[self.valid]
-        self.start = sequential_starts(model, torch.as_tensor(ids, device=self.dev), w)
-        self.done, self.total, self.progress = 0, runs * S, progress
-
-    def _per_position(self, nll: torch.Tensor) -> np.ndarray:
-        out = np.full(self.T - 1, np.nan)
-        out[self.flat_pos] = nll[self.valid_t].cpu().double().numpy()
-        return out
+        super().__init__(model, ids, win, passes, progress)
+        self.lo = 0
+        self.start = sequential_starts(model, torch.as_tensor(ids, device=self.dev), win[0])
 
     def clean(self) -> np.ndarray:
-        return self.run(None)[0]
+        return self.run(None)[0][0]
 
     def run(self, clamp: dict | None, collect: set | None = None) -> tuple[np.ndarray, dict]:
-        """Per-position nll (T-1,) with ``clamp`` held at every step, and unit sums over the counted positions
+        """Per-position nll (1, T-1) with ``clamp`` held at every step, and unit sums over the counted positions
         for each (layer, kind) in ``collect``."""
         cfg = self.model.config
         sums = {key: torch.zeros(kind_width(cfg.cell, cfg.hidden, key[1]), dtype=torch.float64, device=self.dev)
@@ -77,11 +64,5 @@ class ModernStreams:
                                           reduction="none").view(self.B, -1)
             for key in collect or ():
                 sums[key] += rec[key][self.valid_t[:, a:b]].double().sum(0)
-            self.done += b - a
-            if self.progress:
-                self.progress(self.done, self.total)
-        return self._per_position(nll), sums
-
-    def means(self, keys: set) -> dict:
-        _, sums = self.run(None, keys)
-        return {key: (v / int(self.valid.sum())).float() for key, v in sums.items()}
+            self._advance(b - a)
+        return self._per_position(nll[None]), sums
