@@ -90,6 +90,19 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def clamped(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:
+    """``t`` (..., H) with the units ``clamp`` names for (layer, kind) forced to their values: {(layer, kind): (index
+    LongTensor (n,), values (n,))} at every position, or (mask BoolTensor (B, H), values (B, H)) per row of a
+    (B, H) step. The one clamp of :meth:`CharRNN.step` and of the modern stacks' parallel forms."""
+    if clamp and (layer, kind) in clamp:
+        idx, val = clamp[(layer, kind)]
+        if idx.dtype == torch.bool:  # a clamp per row: mask (B, H), values (B, H)
+            return torch.where(idx, val.to(t.dtype), t)
+        t = t.clone()
+        t[..., idx] = val.to(t.dtype)
+    return t
+
+
 class CharRNN(nn.Module):
     """A stack of recurrent layers over one-hot characters and a linear read-out.
 
@@ -144,16 +157,6 @@ class CharRNN(nn.Module):
         model's)."""
         return single_layer(self.config.cell, self.layer_weights(layer), device or self.device, dtype)
 
-    @staticmethod
-    def _clamp(t: torch.Tensor, layer: int, kind: str, clamp) -> torch.Tensor:
-        if clamp and (layer, kind) in clamp:
-            idx, val = clamp[(layer, kind)]
-            if idx.dtype == torch.bool:  # a clamp per row: mask (B, H), values (B, H)
-                return torch.where(idx, val.to(t.dtype), t)
-            t = t.clone()
-            t[:, idx] = val.to(t.dtype)
-        return t
-
     def step(self, x_t: torch.Tensor, state, clamp=None, internals: bool = False):
         """One character through every layer with plain tensor math (no fused kernel).
 
@@ -180,22 +183,22 @@ class CharRNN(nn.Module):
             elif cell == "gru":
                 ir, iz, in_ = gi.chunk(3, 1)
                 hr, hz, hn = gh.chunk(3, 1)
-                r = self._clamp(torch.sigmoid(ir + hr), l, "r", clamp)
-                z = self._clamp(torch.sigmoid(iz + hz), l, "z", clamp)
-                n = self._clamp(torch.tanh(in_ + r * hn), l, "n", clamp)
+                r = clamped(torch.sigmoid(ir + hr), l, "r", clamp)
+                z = clamped(torch.sigmoid(iz + hz), l, "z", clamp)
+                n = clamped(torch.tanh(in_ + r * hn), l, "n", clamp)
                 h = (1 - z) * n + z * h
                 rec.update({(l, "r"): r, (l, "z"): z, (l, "n"): n})
             else:
                 i, f, g, o = (gi + gh).chunk(4, 1)
-                i = self._clamp(torch.sigmoid(i), l, "i", clamp)
-                f = self._clamp(torch.sigmoid(f), l, "f", clamp)
-                g = self._clamp(torch.tanh(g), l, "g", clamp)
-                o = self._clamp(torch.sigmoid(o), l, "o", clamp)
-                c = self._clamp(f * c_all[l] + i * g, l, "c", clamp)
+                i = clamped(torch.sigmoid(i), l, "i", clamp)
+                f = clamped(torch.sigmoid(f), l, "f", clamp)
+                g = clamped(torch.tanh(g), l, "g", clamp)
+                o = clamped(torch.sigmoid(o), l, "o", clamp)
+                c = clamped(f * c_all[l] + i * g, l, "c", clamp)
                 h = o * torch.tanh(c)
                 cs.append(c)
                 rec.update({(l, "i"): i, (l, "f"): f, (l, "g"): g, (l, "o"): o, (l, "c"): c})
-            h = self._clamp(h, l, "h", clamp)
+            h = clamped(h, l, "h", clamp)
             rec[(l, "h")] = h
             hs.append(h)
             inp = h

@@ -54,15 +54,6 @@ class Stack(nn.Module):
                                   f"(clamp one of {ok})")
 
 
-def clamped(t: torch.Tensor, layer: int, kind: str, clamp: Clamp | None) -> torch.Tensor:
-    """``t`` (..., W) with the units ``clamp`` names for (layer, kind) set to their values at every step."""
-    if clamp and (layer, kind) in clamp:
-        idx, val = clamp[(layer, kind)]
-        t = t.clone()
-        t[..., idx] = val.to(t.dtype)
-    return t
-
-
 def build_stack(cell: str, vocab_size: int, layers: int, hidden: int, dropout: float) -> Stack:
     from rnnviz.model.modern.mamba import MambaStack
     from rnnviz.model.modern.mingru import MinGRUStack

@@ -20,7 +20,8 @@ from mambapy.pscan import pscan
 from torch import nn
 
 from rnnviz.model.cells import MAMBA_CONV, MAMBA_EXPAND, MAMBA_STATE
-from rnnviz.model.modern import Clamp, Stack, Want, clamped
+from rnnviz.model.charrnn import clamped
+from rnnviz.model.modern import Clamp, Stack, Want
 
 
 def mamba_config(hidden: int, layers: int) -> MambaConfig:

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnviz.model.cells import MINGRU_MLP
-from rnnviz.model.modern import Clamp, Stack, Want, clamped
+from rnnviz.model.charrnn import clamped
+from rnnviz.model.modern import Clamp, Stack, Want
 
 
 def log_g(v: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ from torch import nn
 
 from rnnviz.errors import RnnvizError
 from rnnviz.model.cells import SLSTM_HEADS
-from rnnviz.model.modern import Clamp, Stack, Want, clamped
+from rnnviz.model.charrnn import clamped
+from rnnviz.model.modern import Clamp, Stack, Want
 
 STATE = ("h", "c", "n", "m")  # the carried state, in order
 
