@@ -22,7 +22,7 @@ CHUNK = 512  # characters per forward: Mamba's scan holds (chunk, d_inner, d_sta
 
 
 @torch.no_grad()
-def record_modern(model: CharRNN, text: str, writer: StoreWriter, topk: int, context: str = "",
+def record_modern(model: CharRNN, text: str, writer: StoreWriter, context: str = "",
                   progress: Callable[[int, int], None] | None = None, chunk: int = CHUNK) -> Store:
     """Record the writer's layers and kinds of ``model`` over ``text`` (already in the model's vocabulary) into
     ``writer`` (not yet entered); returns the opened :class:`Store`."""
@@ -35,17 +35,11 @@ def record_modern(model: CharRNN, text: str, writer: StoreWriter, topk: int, con
         if context:  # the first state: after reading what came before the text
             _, state, _ = model.rnn.run(torch.from_numpy(model.vocab.encode(context)).long().to(dev)[None], None)
         for a in range(0, len(ids), chunk):
-            x = ids[a : a + chunk + 1].to(dev)  # one more: the character the chunk's last row predicts
             n = min(chunk, len(ids) - a)
-            out, state, rec = model.rnn.run(x[None, :n], state, want)
+            out, state, rec = model.rnn.run(ids[None, a : a + n].to(dev), state, want)
             arrays = {key: v[0].half().cpu() for key, v in rec.items()}  # (n, width) each
-            logp = model.head(out[0]).float().log_softmax(-1)  # (n, V)
-            lp = torch.full((n,), float("nan"), device=dev)
-            lp[: len(x) - 1] = logp[torch.arange(len(x) - 1, device=dev), x[1:]]
-            top_p, top_i = logp.topk(topk, -1) if topk else (None, None)
             writer.observe(arrays)
-            writer.write(a, arrays, logprob=lp.cpu(), topk_ids=None if not topk else top_i.int().cpu(),
-                         topk_p=None if not topk else top_p.exp().half().cpu())
+            writer.write_logits(a, arrays, model.head(out[0]), ids)
             if progress is not None:
                 progress(a + n, len(ids))
         seconds = time.perf_counter() - t0

@@ -164,7 +164,7 @@ def record_module(
                              cell=plan.cell, widths=_widths(plan), spans=spans, source=_source(module, plan))
         with writer:
             for ch in chain([first], chunks):
-                _write(writer, ch, ids, K, first.logits is not None)
+                _write(writer, ch, ids, first.logits is not None)
                 if progress is not None:
                     progress(ch.b, len(ids))
             seconds = time.perf_counter() - t0
@@ -258,7 +258,7 @@ def _logits(output, n: int, V: int | None) -> torch.Tensor | None:
     return t.reshape(n, V)
 
 
-def _write(writer: StoreWriter, ch: _Chunk, ids: torch.Tensor, K: int, logits: bool) -> None:
+def _write(writer: StoreWriter, ch: _Chunk, ids: torch.Tensor, logits: bool) -> None:
     """One chunk's rows into the store: the arrays, and from logits (n, V) log p(next id) in nats (NaN after
     the last token) and the top-K predictions."""
     if logits and ch.logits is None:
@@ -268,10 +268,4 @@ def _write(writer: StoreWriter, ch: _Chunk, ids: torch.Tensor, K: int, logits: b
     if not logits:
         writer.write(ch.a, ch.arrays)
         return
-    logp = ch.logits.float().log_softmax(-1)  # (n, V)
-    nxt = ids[ch.a + 1 : ch.b + 1].to(logp.device)  # the id each row predicts (one fewer at the text's end)
-    lp = torch.full((ch.b - ch.a,), float("nan"), device=logp.device)
-    lp[: len(nxt)] = logp[torch.arange(len(nxt), device=logp.device), nxt]
-    top_p, top_i = logp.topk(K, -1) if K else (None, None)
-    writer.write(ch.a, ch.arrays, logprob=lp.cpu(), topk_ids=None if K == 0 else top_i.int().cpu(),
-                 topk_p=None if K == 0 else top_p.exp().half().cpu())
+    writer.write_logits(ch.a, ch.arrays, ch.logits, ids)

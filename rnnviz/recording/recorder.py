@@ -174,11 +174,9 @@ def record(
         "tolerance": asdict(TOLERANCE), "block_steps": plan.S, "context": len(context),
         "device": str(plan.device), "processes": group.world, "threads": threads, "torch": torch.__version__,
     }
-    checkpoint = None if model.checkpoint_dir is None else {
-        "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
     writer = StoreWriter(
         out, text, layers=layers, kinds=kinds, model_config=cfg, vocab=vocab, topk=topk,
-        checkpoint=checkpoint, recorder=settings, overwrite=overwrite, streams=plan.B, group=group,
+        checkpoint=_checkpoint_of(model), recorder=settings, overwrite=overwrite, streams=plan.B, group=group,
     )
     t0 = time.perf_counter()
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
@@ -191,24 +189,29 @@ def record(
     return writer.store  # None on ranks > 0
 
 
+def _checkpoint_of(model: CharRNN) -> dict | None:
+    """The manifest's ``checkpoint``: where the model was loaded from and its weights' hash (None: built in memory)."""
+    return None if model.checkpoint_dir is None else {
+        "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
+
+
 def _record_modern(model: CharRNN, text: str, out, given: dict) -> Store:
     """:func:`record` of a minGRU, Mamba or sLSTM: one exact stream (:mod:`.modern`), on the model's device."""
     from rnnviz.recording.modern import record_modern
 
-    if given["device"] not in (None, "auto") and torch.device(given["device"]) != model.device:
-        model = model.to(given["device"])
+    device = resolve_device(given["device"], model)
+    if device != model.device:
+        model = model.to(device)
     threads = choose_threads(0, given["threads"])  # one stream: small matmuls, one thread unless asked
     settings = {"source": given["source"], "start": given["start"], "length": len(text), "unknown": given["unknown"],
                 "unknown_chars": {ch: n for ch, (n, _) in given["bad"].items()}, "exact": True, "streams": 1,
                 "context": len(given["context"]), "device": str(model.device), "processes": 1, "threads": threads,
                 "torch": torch.__version__}
-    checkpoint = None if model.checkpoint_dir is None else {
-        "path": str(model.checkpoint_dir.resolve()), "sha256": (model.meta or {}).get("weights_sha256")}
     writer = StoreWriter(out, text, layers=given["layers"], kinds=given["kinds"], model_config=model.config,
-                         vocab=model.vocab, topk=given["topk"], checkpoint=checkpoint, recorder=settings,
+                         vocab=model.vocab, topk=given["topk"], checkpoint=_checkpoint_of(model), recorder=settings,
                          overwrite=given["overwrite"])
     with eval_mode(model), torch_threads(threads):
-        return record_modern(model, text, writer, given["topk"], given["context"], given["progress"])
+        return record_modern(model, text, writer, given["context"], given["progress"])
 
 
 CHARRNN_ONLY = ("burn_in", "streams", "exact", "max_passes", "start", "unknown", "device", "context", "threads")

@@ -258,6 +258,19 @@ class StoreWriter:
         with self._lock:
             self.rows_written += n
 
+    def write_logits(self, start: int, arrays: dict[tuple[int, str], object], logits: torch.Tensor,
+                     ids: torch.Tensor) -> None:
+        """:meth:`write` rows ``start:start+n`` from the model's next-token ``logits`` (n, V): log p(next id) in nats
+        (``ids`` (T,): every row's id, so row t predicts ids[t+1]; NaN after the last) and the top-K predictions."""
+        n = logits.shape[0]
+        logp = logits.float().log_softmax(-1)  # (n, V)
+        nxt = ids[start + 1 : start + n + 1].to(logp.device)  # one fewer at the text's end
+        lp = torch.full((n,), float("nan"), device=logp.device)
+        lp[: len(nxt)] = logp[torch.arange(len(nxt), device=logp.device), nxt]
+        top_p, top_i = logp.topk(self.topk, -1) if self.topk else (None, None)
+        self.write(start, arrays, logprob=lp.cpu(), topk_ids=None if not self.topk else top_i.int().cpu(),
+                   topk_p=None if not self.topk else top_p.exp().half().cpu())
+
     def _pwrite(self, name: str, data: memoryview, offset: int) -> None:
         fd = self._fds[name]
         while data:  # pwrite may write less than asked (signals, huge buffers)
