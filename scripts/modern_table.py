@@ -41,13 +41,6 @@ FEATURES = {"prose": ["in_quote", "column"], "code": ["in_if", "in_comment", "br
 ABLATE = {"prose": "in_quote", "code": "in_comment"}
 
 
-def _corpus(checkpoint: Path) -> tuple[str, str, dict]:
-    """The corpus a checkpoint was trained on, its genre, and the checkpoint's config.json."""
-    cfg = json.loads((checkpoint / "config.json").read_text())
-    path = cfg["data"]["path"]
-    return path, "code" if "linux" in Path(path).name else "prose", cfg
-
-
 def _finite(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
@@ -55,7 +48,9 @@ def _finite(x):
 def measure(run: Path, out: Path, chars: int, ablate_chars: int, random: int, control: bool) -> dict:
     ck = run / "best"
     model = load_checkpoint(ck)
-    text_path, genre, cfg = _corpus(ck)
+    cfg = model.meta  # the checkpoint's config.json: its corpus and training settings
+    text_path = cfg["data"]["path"]
+    genre = "code" if "linux" in Path(text_path).name else "prose"
     text = read_text(text_path)
     test = split(text, "test")
     row: dict = {"run": run.name, "cell": model.config.cell, "layers": model.config.layers,
