@@ -28,9 +28,6 @@ KINDS = {
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}  # torch's weight row order
 SIGMOID_KINDS = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o"),  # gates in [0, 1] (n, g are tanh)
                  "mingru": ("z",), "mamba": (), "slstm": ("i", "f", "o")}
-# Outputs per unit of a step's widest matmul (the recurrent GEMM's gates; Mamba's in_proj to 2·d_inner, minGRU's to
-# z and n): what the thread policy sizes a step by (rnnviz.threads.step_gemm_flops).
-STEP_GEMM = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "mamba": 4, "slstm": 4}  # Mamba: 2·MAMBA_EXPAND
 ON_REQUEST = {"mamba": ("s",)}  # kinds "all" leaves out: the whole Mamba state is d_state times wider
 # Kinds of the cell that carry memory from step to step, as the recorder's "h and c" default takes them.
 DEFAULT_KINDS = {"lstm": ("h", "c"), "slstm": ("h", "c")}
@@ -38,6 +35,9 @@ DEFAULT_KINDS = {"lstm": ("h", "c"), "slstm": ("h", "c")}
 MAMBA_EXPAND, MAMBA_STATE, MAMBA_CONV = 2, 16, 4  # d_inner = 2·d_model, 16 states per channel, conv width 4
 MINGRU_MLP = 4  # the MLP after each minGRU is 4·hidden wide
 SLSTM_HEADS = 4  # block-diagonal recurrent weights: hidden must be a multiple of this
+# Outputs per unit of a step's widest matmul (the recurrent GEMM's gates; Mamba's in_proj to 2·d_inner, minGRU's to
+# z and n): what the thread policy sizes a step by (rnnviz.threads.step_gemm_flops).
+STEP_GEMM = {"rnn": 1, "gru": 3, "lstm": 4, "mingru": 2, "mamba": 2 * MAMBA_EXPAND, "slstm": 4}
 
 # Limits checked before any allocation, so that a hostile config.json cannot exhaust memory.
 MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB = 16384, 32, 1 << 16

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.cells import KINDS, MODERN, SIGMOID_KINDS
+from rnnviz.model.cells import CLASSIC, KINDS, MODERN, SIGMOID_KINDS
 from rnnviz.model.units import parse_unit
 from rnnviz.store.manifest import EXTERNAL
 
@@ -38,7 +38,7 @@ FEATURE_RGB = (230, 110, 0)  # the feature's colour: its bar under the text, its
 # Every unit kind (h c i f g o r z n) and the sigmoid gates among them (rnnviz.model.charrnn, the one place): a
 # gate runs white -> green over [0, 1]; every other kind (h, c and the tanh candidates g, n) diverges.
 _ALL_KINDS = tuple(dict.fromkeys(k for cell in ("lstm", "gru", "rnn") for k in KINDS[cell]))
-_GATES = frozenset(k for cell in ("lstm", "gru", "rnn") for k in SIGMOID_KINDS[cell])
+_GATES = frozenset(k for cell in CLASSIC for k in SIGMOID_KINDS[cell])
 KIND_NAMES = {
     "h": "hidden state", "c": "cell state", "i": "input gate", "f": "forget gate", "g": "candidate",
     "o": "output gate", "r": "reset gate", "z": "update gate", "n": "candidate",

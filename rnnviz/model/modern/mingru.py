@@ -43,8 +43,9 @@ class MinGRU(nn.Module):
         k, v = self.proj(x).chunk(2, dim=-1)  # (B, T, H) each
         zc, nc = clamp and (layer, "z") in clamp, clamp and (layer, "n") in clamp
         if not (zc or nc):  # the log-space scan: no division by small numbers, stable over long chunks
-            h = log_scan(-F.softplus(k), -F.softplus(-k) + log_g(v), h0)
-            z, n = torch.sigmoid(k), torch.exp(log_g(v))
+            log_n = log_g(v)
+            h = log_scan(-F.softplus(k), -F.softplus(-k) + log_n, h0)
+            z, n = torch.sigmoid(k), torch.exp(log_n)
         else:  # clamped values may be 0, 1 or negative: the linear-space recurrence, step by step
             z = clamped(torch.sigmoid(k), layer, "z", clamp)
             n = clamped(torch.exp(log_g(v)), layer, "n", clamp)
