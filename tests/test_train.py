@@ -254,6 +254,15 @@ def test_an_auto_warm_up_is_a_small_fraction_of_the_steps_a_run_is_expected_to_m
     assert _log(short)[0]["lr"] == pytest.approx(lo + 0.5 * (2e-3 - lo) * (1 + math.cos(math.pi * 4 / 50)), rel=1e-12)
 
 
+def test_the_wsd_schedule_is_stable_then_decays_linearly_over_the_last_fifth(tmp_path, text_file):
+    train(text_file, tmp_path / "wsd", TrainConfig(max_steps=50, warmup=2, schedule="wsd", **SMALL))
+    lrs = {r["step"]: r["lr"] for r in _log(tmp_path / "wsd")}  # step s ran as index s - 1, at progress (s-1)/50
+    assert [lrs[s] for s in range(5, 45, 5)] == [2e-3] * 8  # stable through progress 0.78
+    lo = 2e-3 * 0.1
+    assert lrs[45] == pytest.approx(2e-3 - (2e-3 - lo) * (44 / 50 - 0.8) / 0.2, rel=1e-12)
+    assert lrs[50] == pytest.approx(2e-3 - (2e-3 - lo) * (49 / 50 - 0.8) / 0.2, rel=1e-12)
+
+
 def test_an_explicit_warm_up_is_kept(tmp_path, text_file):
     r = train(text_file, tmp_path / "steps", TrainConfig(max_steps=50, warmup=30, **SMALL))
     assert r["warmup"] == 30 and _log(tmp_path / "steps")[1]["lr"] == 2e-3 * 10 / 30  # step 10 ran at (9+1)/30

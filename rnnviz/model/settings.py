@@ -11,7 +11,8 @@ from rnnviz.model.cells import CELLS, MAX_HIDDEN, MAX_LAYERS
 
 STOPS = ("epochs", "max_steps", "time_budget")  # the settings that say when a run ends
 OPTIMIZERS = ("adamw", "adagrad", "rmsprop")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "wsd")
+WSD_DECAY = 0.2  # the wsd schedule decays over this last fraction of the run (stable before it)
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -48,7 +49,8 @@ class TrainConfig:
     optimizer: str = _setting("adamw", "Optimizer.", OPTIMIZERS)
     lr: float = _setting(2e-3, "Peak learning rate.")
     weight_decay: float = _setting(0.0, "AdamW's decoupled weight decay.")
-    schedule: str = _setting("cosine", "Learning-rate schedule: cosine decay after the warm-up, or constant.",
+    schedule: str = _setting("cosine", ("Learning-rate schedule after the warm-up: cosine decay to the end, wsd "
+                              "(stable, then a linear decay over the last 20%), or constant (no warm-up)."),
                              SCHEDULES)
     warmup: int | None = _setting(None, "Warm-up steps (cosine); default: auto, 2% of the steps the run is expected "
                                         "to make (by its stop setting, or under a time budget by the pace measured "
@@ -73,7 +75,7 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise RnnvizError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
-            raise RnnvizError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+            raise RnnvizError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:
             raise RnnvizError(f"unknown amp mode {self.amp!r}; choose auto, off, bf16 or fp16")
         if self.device not in DEVICES:
