@@ -409,23 +409,29 @@ def _row(name: str, r: dict, min_score: float) -> dict:
 
 
 def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: int = 30,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, random: int = 0) -> pd.DataFrame:
     """Contexts to check an explanation by eye (as delphi shows them): the ``top`` highest activations
-    (at least ``context`` characters apart) and ``per_decile`` random ones (seeded) from each decile of
-    the unit's values, highest decile first. Columns: group ("top", "decile 10" ... "decile 1"), pos,
+    (at least ``context`` characters apart), ``random`` rows drawn uniformly from the whole text (finite values
+    only; without replacement) and ``per_decile`` random ones from each decile of the unit's values, highest
+    decile first (all seeded by ``seed``; the random rows are drawn after the deciles', so adding them leaves
+    the deciles' draws as they were). Columns: group ("top", "random", "decile 10" ... "decile 1"), pos,
     value, before, char, after (``char`` is the character just read at ``pos``)."""
-    if top < 0 or per_decile < 0:
-        raise RnnvizError("top and per_decile must be >= 0")
+    if top < 0 or per_decile < 0 or random < 0:
+        raise RnnvizError("top, per_decile and random must be >= 0")
     x = store.unit(unit).astype(np.float32)  # (T,)
     finite = np.isfinite(x)
     out = [("top", p) for p in strongest(x, top, context)]
     rng = np.random.default_rng(check_seed(seed))
+    deciles = []
     if finite.any():
         edges = np.quantile(x[finite], np.linspace(0, 1, 11))
         dec = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
         for d in range(9, -1, -1):
             where = np.nonzero((dec == d) & finite)[0]
             for p in rng.choice(where, min(per_decile, len(where)), replace=False) if len(where) else []:
-                out.append((f"decile {d + 1}", int(p)))
+                deciles.append((f"decile {d + 1}", int(p)))
+    where = np.flatnonzero(finite)
+    out += [("random", int(p)) for p in np.sort(rng.choice(where, min(random, len(where)), replace=False))]
+    out += deciles
     rows = [{"group": g, "value": float(x[p]), **snippet(store, p, context)} for g, p in out]
     return pd.DataFrame(rows, columns=["group", "pos", "value", "before", "char", "after"])
