@@ -10,14 +10,18 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import QUOTE_UNIT, make_quote_store
+from helpers import QUOTE_UNIT, make_quote_store, quote_text
 
 from rnnviz.analysis import explain_cache, two_state
 from rnnviz.analysis.explain import explain
 from rnnviz.analysis.explain_cache import CACHE, CATALOG, cached_explain, stored_explain
+from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.two_state import otsu, stored_two_states, two_states
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
 from rnnviz.store.column_cache import cached_json, read_cache, write_cache
 from rnnviz.store.reader import open_store
+from rnnviz.store.writer import write_store
 from rnnviz.views.dashboard import create_app
 from rnnviz.views.dashboard.guard import callback_body
 from rnnviz.views.dashboard.opening import strongest_cell
@@ -174,8 +178,10 @@ def post(app, output: str, values: dict, changed: str) -> dict:
 
 def test_the_page_opens_on_the_best_explained_cell_where_it_fires(store):
     df = cached_explain(store, **CATALOG)
-    cells = df[df["role"] == "cell"].sort_values(["score", "unit"], ascending=[False, True], kind="stable")
+    cells = df[(df["role"] == "cell") & df["kind"].isin(["h", "c"])]  # an LSTM's states before its gates
+    cells = cells.sort_values(["score", "unit"], ascending=[False, True], kind="stable")
     best, sign = cells["unit"].iloc[0], int(cells["sign"].iloc[0])
+    assert best == QUOTE_UNIT  # the planted quote cell: r = 1 (1:h:5 too, later in unit order)
     assert strongest_cell(fresh(store)) == (best, sign)
     out = post(create_app([store.path]), "view.data", {"url.search": ""}, "url.search")
     x = store.unit(best).astype(np.float32) * sign
@@ -186,10 +192,27 @@ def test_the_page_opens_on_the_best_explained_cell_where_it_fires(store):
     assert out["url"]["search"] == f"?store=quotes&unit={best.replace(':', '%3A')}&start={start}"
 
 
+def test_a_state_cell_comes_before_a_better_explained_gate(tmp_path):
+    """A forget gate that follows quotes exactly and a cell that follows them through noise: the page opens on the
+    cell (a researcher opens a store to see its states); with no state cell explained, on the gate."""
+    text = quote_text(LENGTH)
+    inq = compute_feature("in_quote", text).astype(np.float32)
+    rng = np.random.default_rng(1)
+    arrays = {(0, k): rng.uniform(-0.3, 0.3, (LENGTH, 4)).astype(np.float32) for k in ("h", "c", "i", "f", "g", "o")}
+    arrays[(0, "f")][:, 1] = inq
+    arrays[(0, "c")][:, 2] = inq + rng.uniform(-0.4, 0.4, LENGTH)
+    vocab = Vocab.from_text(text)
+    st = write_store(tmp_path / "g", text, arrays, ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=4),
+                     vocab)
+    df = cached_explain(st, **CATALOG).set_index("unit")
+    assert df.loc["0:f:1", "score"] > df.loc["0:c:2", "score"] > 0.5
+    assert df["score"].idxmax() == "0:f:1" and strongest_cell(fresh(st)) == ("0:c:2", 1)
+
+
 def test_without_explanations_the_page_opens_on_the_clearest_two_state_cell(store):
     st = two_states(store)
     share = np.minimum(st["on_share"], 1 - st["on_share"])
-    eligible = st[share >= 0.01]
+    eligible = st[(share >= 0.01) & np.array([u.split(":")[1] in "hc" for u in st.index])]  # states first
     assert eligible["eta"].max() == pytest.approx(1.0, abs=1e-9)  # the planted quote cells take two values only
     unit = eligible["eta"].idxmax()  # the first of them in the store's order
     assert strongest_cell(fresh(store)) == (unit, 1 if st.loc[unit, "on_share"] <= 0.5 else -1)

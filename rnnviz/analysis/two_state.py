@@ -37,7 +37,8 @@ COLUMNS = ["split", "low", "high", "eta", "on_share"]
 CACHE = "cache.two_state"  # beside the store: (len(COLUMNS), U) float64, one row per column
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_lock = threading.Lock()  # _cache
+_compute = threading.Lock()  # one computation at a time
 
 
 def _sample(store) -> np.ndarray:
@@ -83,11 +84,13 @@ def otsu(values: np.ndarray, bins: int = BINS) -> pd.DataFrame:
 def two_states(store) -> pd.DataFrame:
     """Every unit's two states (:func:`otsu` over a sample of the store), indexed by unit name: read from the
     cache beside the store (computed and written there when it is missing or stale), once per open store."""
-    with _lock:
-        got = _cache.get(store)
+    with _compute:  # computed once; a page load's stored_two_states does not wait for it (another lock)
+        with _lock:
+            got = _cache.get(store)
         if got is None:
             got = _cached(store, lambda: otsu(_sample(store))[COLUMNS].to_numpy(np.float64).T)
-            _cache[store] = got
+            with _lock:
+                _cache[store] = got
         return got
 
 
@@ -96,7 +99,12 @@ def stored_two_states(store) -> pd.DataFrame | None:
     else None: never computes (fast enough for a page load)."""
     with _lock:
         got = _cache.get(store)
-    return got if got is not None else _cached(store, None)
+    if got is None:
+        got = _cached(store, None)
+        if got is not None:
+            with _lock:
+                got = _cache.setdefault(store, got)
+    return got
 
 
 def _cached(store, compute) -> pd.DataFrame | None:

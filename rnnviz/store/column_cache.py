@@ -24,6 +24,12 @@ scan over the whole text): a corrupt copy is removed and the store itself is rea
 bit-for-bit those of reading the store. Nothing is written where the store's directory is read-only;
 reads then go to the store. Delete ``colcache.*`` files to reclaim their space (as much as the arrays
 they copy).
+
+Smaller results computed from a store are kept the same way by :func:`cached_array` (numbers) and
+:func:`cached_json` (a table as JSON bytes, parsed, never run): the built-in features (``featcache.NAME``), each
+unit's two states (``cache.two_state``, written when the store is recorded) and the catalog's explanations
+(``cache.explain``). Each is keyed by the stamp of the store files it was computed from, a hash of the code
+that computes it and its settings; a stale, torn or corrupt one is ignored and computed again.
 """
 
 from __future__ import annotations
