@@ -1,5 +1,5 @@
 """The dashboard's first select-to-find and first catalog on a fresh server process, cold (no cache beside the
-store) and warm (the caches written by recording and by a first use).
+store) and warm (the caches that ``rnnviz record`` and a first use write beside it).
 
     .venv/bin/python bench/dashboard_first_use.py                        # 100k characters, 2x256 LSTM, all six kinds
     .venv/bin/python bench/dashboard_first_use.py --store stores/wp100k  # a recorded store (its caches are removed
@@ -17,9 +17,10 @@ opens the app as ``rnnviz serve`` does and posts the callbacks the page posts (F
   tab polled as the page polls it until the rows come (the progress messages it showed are counted).
 
 Cold: the caches beside the store (``cache.*``) removed first, as for a store recorded by an older version;
-warm: present. The column-major copies (``colcache.*``, built in the background after a selection) are removed
-before every run, and the store's files read once, so that both runs find them in the OS page cache. Prints the
-seconds of each, the ratio warm / cold, and the load average before and after.
+warm: present (written by the cold run's first use; ``rnnviz record`` writes the two-state split itself). The
+column-major copies (``colcache.*``, built in the background after a selection) are removed before every run, and
+the store's files read once, so that both runs find them in the OS page cache. Prints the seconds of each, the
+ratio warm / cold, and the load average before and after.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def main() -> None:
             text = corpus_text("tiny_shakespeare.txt", args.length, "the quick brown fox jumps over the lazy dog.\n")
             t = time.perf_counter()
             synthetic_store(path, text, args.layers, args.hidden, LSTM_KINDS, predictions=False)
-            print(f"built store (its two-state split included): {time.perf_counter() - t:.1f} s")
+            print(f"built store: {time.perf_counter() - t:.1f} s")
         from rnnviz.store.reader import open_store
 
         st = open_store(path)

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from helpers import QUOTE_UNIT, make_quote_store, quote_text
 
 from rnnviz.analysis import explain_cache, two_state
@@ -17,6 +18,7 @@ from rnnviz.analysis.explain import explain
 from rnnviz.analysis.explain_cache import CACHE, CATALOG, cached_explain, stored_explain
 from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.two_state import otsu, stored_two_states, two_states
+from rnnviz.cli import main
 from rnnviz.model.charrnn import ModelConfig
 from rnnviz.model.vocab import Vocab
 from rnnviz.store.column_cache import cached_json, read_cache, write_cache
@@ -65,8 +67,21 @@ def flip_payload_byte(path) -> None:
 # --- the two-state split ---
 
 
-def test_recording_writes_the_two_state_split_and_a_new_process_reads_it_equal(store, monkeypatch):
-    assert (store.path / two_state.CACHE).is_file()  # written by StoreWriter with the store
+def test_rnnviz_record_writes_the_two_state_split(tmp_path, tiny_ckpt):
+    (tmp_path / "t.txt").write_text(quote_text(600), encoding="utf-8")
+    out = tmp_path / "rec"
+    r = CliRunner().invoke(main, ["record", str(tiny_ckpt), str(tmp_path / "t.txt"), "--out", str(out),
+                                  "--unknown", "skip"])
+    assert r.exit_code == 0, r.output
+    st = open_store(out)
+    got = stored_two_states(st)  # read only: never computed
+    assert got is not None
+    pd.testing.assert_frame_equal(got, computed_two_states(st), check_exact=True)
+
+
+def test_the_two_state_split_is_read_back_equal_by_a_new_process(store, monkeypatch):
+    two_states(store)  # first use: computed and written beside the store
+    assert (store.path / two_state.CACHE).is_file()
     calls = count_calls(monkeypatch, two_state, "otsu")
     got = stored_two_states(fresh(store))  # read only: never computed
     assert calls == []
@@ -75,8 +90,8 @@ def test_recording_writes_the_two_state_split_and_a_new_process_reads_it_equal(s
     assert calls == []  # read back, never computed (computed_two_states calls its own otsu)
 
 
-def test_an_older_store_without_the_file_computes_it_once_and_writes_it(store, monkeypatch):
-    (store.path / two_state.CACHE).unlink()
+def test_a_store_without_the_file_computes_it_once_and_writes_it(store, monkeypatch):
+    assert not (store.path / two_state.CACHE).exists()  # written by write_store: nothing beside it yet
     assert stored_two_states(fresh(store)) is None  # a page load never computes it
     calls = count_calls(monkeypatch, two_state, "otsu")
     first = two_states(fresh(store))
@@ -99,6 +114,7 @@ def test_a_changed_store_ignores_the_old_file_and_writes_a_new_one(store):
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
 def test_a_corrupt_two_state_file_is_rebuilt(store, damage):
+    two_states(store)
     path = store.path / two_state.CACHE
     if damage == "flip":
         flip_payload_byte(path)
@@ -114,6 +130,7 @@ def test_a_corrupt_two_state_file_is_rebuilt(store, damage):
 def test_the_file_is_of_numbers_checked_by_shape(store):
     """The payload is float64 numbers of the header's shape (no pickle): a file for a store of other units is
     not taken."""
+    two_states(store)
     expect = {"kind": "two_state"}
     got, meta = read_cache(store.path / two_state.CACHE, expect, "<f8", (5, len(store.units)))
     assert meta["dtype"] == "<f8" and meta["shape"] == [5, len(store.units)]
@@ -221,7 +238,6 @@ def test_without_explanations_the_page_opens_on_the_clearest_two_state_cell(stor
 
 
 def test_with_nothing_cached_the_page_opens_as_before(store):
-    (store.path / two_state.CACHE).unlink()
     assert strongest_cell(fresh(store)) is None
     view = post(create_app([store.path]), "view.data", {"url.search": ""}, "url.search")["view"]["data"]
     assert (view["unit"], view["start"]) == (store.units[0], 0)
@@ -240,6 +256,7 @@ def test_a_new_process_shows_a_cached_catalog_when_the_tab_opens(store):
 
 def test_a_corrupt_catalog_cache_is_never_an_error_in_the_page(store):
     cached_explain(store, **CATALOG)
+    two_states(store)
     (store.path / CACHE).write_bytes(b"RNNVIZC1\xff\xff\xff\xff\xff\xff\xff\xff")
     app = create_app([store.path])
     out = post(app, "view.data", {"url.search": ""}, "url.search")  # falls back to the two-state choice

@@ -148,7 +148,7 @@ def test_optional_logprob_topk(tmp_path):
     assert np.isnan(s.logprob).all() and s.logprob.shape == (3,)
     assert s.topk[0].shape == (3, 0) and s.topk[1].dtype == np.float16
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "L0.h.f16", "cache.two_state", "manifest.json", "stats.json", "text.txt"  # the two states: written with it
+        "L0.h.f16", "manifest.json", "stats.json", "text.txt"
     ]
 
 
@@ -158,8 +158,7 @@ def test_writer_drops_outputs_never_written(tmp_path):
         w.observe({(0, "h"): np.ones((3, 4))})
     s = w.store
     assert np.isnan(s.logprob).all() and s.k == 0 and s.topk[0].shape == (3, 0)
-    assert sorted(p.name for p in s.path.iterdir()) == ["L0.h.f16", "cache.two_state", "manifest.json", "stats.json",
-                                                        "text.txt"]
+    assert sorted(p.name for p in s.path.iterdir()) == ["L0.h.f16", "manifest.json", "stats.json", "text.txt"]
     assert s.stats.loc["0:h:3", "mean"] == 1.0
 
 

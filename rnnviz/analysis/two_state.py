@@ -11,8 +11,8 @@ Units with ``eta >= ETA_MIN`` count as two-state cells.
 
 The histogram is taken over a sample of the store (``SAMPLE_WINDOWS`` evenly spaced windows of
 ``WINDOW_ROWS`` rows, all of it when shorter): about 0.5 s for a store of any length (1,024 units), 6-10 s for
-3,072 (all six kinds of a 2x256 LSTM). So it is computed once, when the store is recorded
-(:class:`rnnviz.store.writer.StoreWriter` calls :func:`two_states`), and kept beside the store
+3,072 (all six kinds of a 2x256 LSTM). So it is computed once, when the store is recorded (``rnnviz record``
+calls :func:`two_states`), and kept beside the store
 (``cache.two_state``, :func:`rnnviz.store.column_cache.cached_array`: checked against the store's arrays, this
 module's code and its settings; a store recorded before, or a stale or corrupt file, has it computed on first
 use and written then), and kept with the open store.

@@ -27,7 +27,7 @@ they copy).
 
 Smaller results computed from a store are kept the same way by :func:`cached_array` (numbers) and
 :func:`cached_json` (a table as JSON bytes, parsed, never run): the built-in features (``featcache.NAME``), each
-unit's two states (``cache.two_state``, written when the store is recorded) and the catalog's explanations
+unit's two states (``cache.two_state``, written by ``rnnviz record``) and the catalog's explanations
 (``cache.explain``). Each is keyed by the stamp of the store files it was computed from, a hash of the code
 that computes it and its settings; a stale, torn or corrupt one is ignored and computed again.
 """

@@ -289,9 +289,6 @@ class StoreWriter:
         with stack:
             self._finish()
         self.store = Store(self.path)
-        from rnnviz.analysis.two_state import two_states  # the analysis layer, loaded only once a store is written
-
-        two_states(self.store)  # written beside the store: select-to-find's first use in any process reads it
         return False
 
     def _finish(self) -> None:
