@@ -6,12 +6,13 @@ and the callbacks as the page posts them."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import QUOTE_UNIT, make_quote_store, quote_text
+from helpers import QUOTE_UNIT, make_quote_store, quote_text, small_store
 
 from rnnviz.analysis import explain_cache, two_state
 from rnnviz.analysis.explain import explain
@@ -264,3 +265,18 @@ def test_a_corrupt_catalog_cache_is_never_an_error_in_the_page(store):
     view = {"store": 0, "unit": store.units[0], "tab": "catalog"}
     out = post(app, "catalog-table.rowData", {"tabs.value": "catalog", "view.data": view}, "tabs.value")
     assert "catalog-table" not in out and out["catalog-poll"]["disabled"] is True  # nothing yet: click to compute
+
+
+def test_an_explain_that_fails_in_the_background_says_why_in_the_tab(tmp_path):
+    st = small_store(tmp_path / "small")  # 35 characters: too short to explain
+    app = create_app([st.path])
+    values = {"catalog-hide.value": [], "view.data": {"store": 0, "unit": st.units[0], "tab": "catalog"}}
+    out = post(app, "catalog-table.rowData", {**values, "catalog-go.n_clicks": 1}, "catalog-go.n_clicks")
+    for n in range(1, 300):  # the tab polls until the job is over (it may fail before the click's answer)
+        if out["catalog-poll"]["disabled"]:
+            break
+        time.sleep(0.05)
+        out = post(app, "catalog-table.rowData", {**values, "catalog-poll.n_intervals": n}, "catalog-poll.n_intervals")
+    assert out["catalog-msg"] == {"children": f"the store has {st.length} characters; explain needs at least 200 (half "
+                                  "to choose each rule on, half to score it on)", "className": "msg"}
+    assert out["catalog-table"]["rowData"] == [] and out["catalog-progress"]["style"]["display"] == "none"

@@ -47,6 +47,7 @@ COLUMNS = list(COLUMN_HELP)
 WIDTHS = {"unit": 84, "score": 96, "sign": 76, "auroc": 88, "rule": 150, "layer": 80, "kind": 76, "index": 80}
 HIDE_TRIVIAL = "trivial"  # the filter's value: units that only detect the character just read are hidden
 POLL_MS = 400  # how often the tab asks how far a running explain is
+HIDDEN = {"display": "none", "width": "100%"}  # the progress bar's style while no explain runs
 
 
 def panel() -> html.Div:
@@ -66,7 +67,7 @@ def panel() -> html.Div:
                       options=[{"label": "hide input detectors (units that only say which character was just "
                                 "read)", "value": HIDE_TRIVIAL}]),
         html.Div(id="catalog-msg", className="note"),
-        html.Progress(id="catalog-progress", max=1000, value=0, style={"display": "none", "width": "100%"}),
+        html.Progress(id="catalog-progress", max=1000, value=0, style=HIDDEN),
         dcc.Interval(id="catalog-poll", interval=POLL_MS, disabled=True),
         dcc.Loading(dag.AgGrid(
             id="catalog-table", columnDefs=columns, rowData=[], getRowId="params.data.unit",
@@ -155,9 +156,6 @@ def catalog_message(name: str, rows: list[dict], shown: int) -> str:
 def progress_message(name: str, units: int, job: Job) -> str:
     """The line over the progress bar while explain runs."""
     return f"{name}: explaining {units:,} units, {job.fraction:.0%} done (once: it is kept beside the store)"
-
-
-HIDDEN = {"display": "none", "width": "100%"}
 
 
 def catalog_state(stores: StoreSet, jobs: Jobs, i: int, clicked: bool, hide) -> tuple:
