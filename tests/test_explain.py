@@ -1,6 +1,7 @@
 """explain: planted-rule recovery, exact rule parameters, honest scores, contexts, bad input, CLI."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -342,9 +343,20 @@ def test_dashboard_catalog_lists_units_and_a_click_opens_one(planted):
     st, df = planted
     app = create_app([st.path])
     view = {"store": 0, "unit": st.units[0], "cmp": "", "start": 0, "feature": "", "hl": None}
-    out = _call(app, "catalog-table.rowData", [{"id": "catalog-go", "property": "n_clicks", "value": 1},
-                                               {"id": "catalog-hide", "property": "value", "value": []}],
+    hide = {"id": "catalog-hide", "property": "value", "value": []}
+    out = _call(app, "catalog-table.rowData", [{"id": "catalog-go", "property": "n_clicks", "value": 1}, hide],
                 [{"id": "view", "property": "data", "value": view}], "catalog-go.n_clicks")
+    # explain runs in the background: the click answers with its progress and starts the poll
+    assert "catalog-table" not in out  # the grid is left as it is
+    assert out["catalog-msg"]["children"].startswith(f"st: explaining {len(st.units)} units, ")
+    assert out["catalog-progress"]["style"]["display"] == "block" and out["catalog-poll"]["disabled"] is False
+    for n in range(1, 600):  # the page polls every POLL_MS until the rows come
+        out = _call(app, "catalog-table.rowData", [{"id": "catalog-poll", "property": "n_intervals", "value": n}, hide],
+                    [{"id": "view", "property": "data", "value": view}], "catalog-poll.n_intervals")
+        if "catalog-table" in out:
+            break
+        time.sleep(0.1)
+    assert out["catalog-poll"]["disabled"] is True and out["catalog-progress"]["style"]["display"] == "none"
     rows = out["catalog-table"]["rowData"]
     assert [r["unit"] for r in rows] == st.units
     assert [r["rule"] for r in rows] == list(df["rule"])
