@@ -126,7 +126,7 @@ def test_mamba_cpu_step_loop_scan_and_its_backward_equal_mambapy_pscan_in_float6
     dt, x, Bm, C, A, s0 = args
     w_y, w_s = torch.randn(B, T, E, generator=g).double(), torch.randn(B, T, E, N, generator=g).double()
     grads = []
-    for scan in (lambda: selective_scan(dt, dt * x, Bm, C, A, s0), lambda: _pscan(dt, x, Bm, C, A, s0)):
+    for scan in (lambda: selective_scan(dt, dt * x, Bm, C, A, s0)[:2], lambda: _pscan(dt, x, Bm, C, A, s0)):
         y, s = scan()
         grads.append((y, s, torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), args)))
     (y1, s1, g1), (y2, s2, g2) = grads
@@ -134,6 +134,13 @@ def test_mamba_cpu_step_loop_scan_and_its_backward_equal_mambapy_pscan_in_float6
     torch.testing.assert_close(s1, s2)
     for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b)
+    with torch.no_grad():  # evaluation: no states kept unless asked, the same outputs, the last state its own
+        y0, none, last = selective_scan(dt, dt * x, Bm, C, A, s0, keep_states=False)
+        _, kept, _ = selective_scan(dt, dt * x, Bm, C, A, s0)
+    assert none is None and last._base is None
+    torch.testing.assert_close(y0, y1.detach())
+    torch.testing.assert_close(kept, s1.detach())
+    torch.testing.assert_close(last, s1[:, -1].detach())
     small = [a.detach().clone().requires_grad_() for a in (dt[:2, :5, :3], x[:2, :5, :3], Bm[:2, :5], C[:2, :5],
                                                            A[:3], s0[:2, :3])]
     assert torch.autograd.gradcheck(SelectiveScan.apply, small)

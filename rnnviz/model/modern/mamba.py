@@ -58,9 +58,10 @@ class Mamba(MambaBlock):
         dt = clamped(F.softplus(self.dt_proj(dt)), layer, "dt", clamp)  # (B, T, E)
         A = -torch.exp(self.A_log.float())  # (E, N)
         if u.device.type == "cpu":  # the step loop: in-cache slices, no (B, T, E, N) temporaries (selective_scan.py)
-            y, s = selective_scan(dt, dt * x, B, C, A, s0)  # (B, T, E), (B, T, E, N)
+            y, s, last = selective_scan(dt, dt * x, B, C, A, s0, keep_states=want_inner or keep_state)
         else:  # mambapy's parallel scan: log T sweeps over whole tensors, what a GPU does well
             y, s = _pscan(dt, x, B, C, A, s0)
+            last = s[:, -1].clone()  # its own tensor: a view would keep every state alive
         y = clamped(y + self.D.float() * x, layer, "y", clamp)  # (B, T, E)
         out = self.out_proj(y * F.silu(z))
         rec = {"x": x, "dt": dt, "y": y}
@@ -68,7 +69,7 @@ class Mamba(MambaBlock):
             rec["sn"] = s.norm(dim=-1)
         if keep_state:
             rec["s"] = s.flatten(2)
-        return out, seq[:, :, T:], s[:, -1], rec
+        return out, seq[:, :, T:], last, rec
 
 
 class MambaStack(Stack):

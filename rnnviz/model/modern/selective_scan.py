@@ -21,16 +21,9 @@ class SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dt, u, Bm, C, A, s0):
         """dt, u (B, T, E); Bm, C (B, T, N); A (E, N); s0 (B, E, N) -> (y (B, T, E), states (T, B, E, N))."""
-        dtT, uT = dt.transpose(0, 1).contiguous(), u.transpose(0, 1).contiguous()  # (T, B, E)
-        BT, CT = Bm.transpose(0, 1).contiguous(), C.transpose(0, 1).contiguous()  # (T, B, N)
-        T = dtT.shape[0]
-        states = s0.new_empty((T, *s0.shape))  # (T, B, E, N)
-        y = dt.new_empty(dtT.shape)  # (T, B, E)
-        s = s0
-        for t in range(T):
-            decay = torch.exp(dtT[t].unsqueeze(-1) * A)  # (B, E, N)
-            s = torch.addcmul(decay * s, uT[t].unsqueeze(-1), BT[t].unsqueeze(1), out=states[t])
-            torch.bmm(s, CT[t].unsqueeze(-1), out=y[t].unsqueeze(-1))
+        dtT, uT, BT, CT = _time_major(dt, u, Bm, C)
+        states = s0.new_empty((dtT.shape[0], *s0.shape))  # (T, B, E, N)
+        y, _ = _steps(dtT, uT, BT, CT, A, s0, states)
         ctx.save_for_backward(dtT, uT, BT, CT, A, s0, states)
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no zeros added per step)
         return y.transpose(0, 1), states
@@ -62,8 +55,36 @@ class SelectiveScan(torch.autograd.Function):
         return (gdt.transpose(0, 1), gu.transpose(0, 1), gB.transpose(0, 1), gC.transpose(0, 1), gA.sum(0), g_s)
 
 
+def _time_major(dt, u, Bm, C):
+    """(B, T, ...) -> contiguous (T, B, ...): each step's slice is one block of memory."""
+    return tuple(a.transpose(0, 1).contiguous() for a in (dt, u, Bm, C))
+
+
+def _steps(dtT, uT, BT, CT, A, s0, states=None):
+    """The recurrence: dtT, uT (T, B, E); BT, CT (T, B, N) -> (y (T, B, E), s_T (B, E, N)); every state written
+    into ``states`` (T, B, E, N) when given, else only the last one kept."""
+    y = dtT.new_empty(dtT.shape)  # (T, B, E)
+    s = s0
+    for t in range(dtT.shape[0]):
+        decay = torch.exp(dtT[t].unsqueeze(-1) * A)  # (B, E, N)
+        out = states[t] if states is not None else None
+        s = torch.addcmul(decay * s, uT[t].unsqueeze(-1), BT[t].unsqueeze(1), out=out)
+        torch.bmm(s, CT[t].unsqueeze(-1), out=y[t].unsqueeze(-1))
+    return y, s
+
+
 def selective_scan(dt: torch.Tensor, u: torch.Tensor, Bm: torch.Tensor, C: torch.Tensor, A: torch.Tensor,
-                   s0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """dt, u (B, T, E); Bm, C (B, T, N); A (E, N); s0 (B, E, N) -> y (B, T, E) and every state (B, T, E, N)."""
-    y, states = SelectiveScan.apply(dt, u, Bm, C, A, s0)
-    return y, states.transpose(0, 1)
+                   s0: torch.Tensor, keep_states: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """dt, u (B, T, E); Bm, C (B, T, N); A (E, N); s0 (B, E, N) -> y (B, T, E), every state (B, T, E, N) (None
+    when not ``keep_states`` and nothing needs a gradient: evaluation then holds one (B, E, N) state, not T of
+    them) and the last state (B, E, N), a tensor of its own (a view would keep every state alive while the
+    next chunk runs)."""
+    if torch.is_grad_enabled() and any(a.requires_grad for a in (dt, u, Bm, C, A, s0)):
+        y, states = SelectiveScan.apply(dt, u, Bm, C, A, s0)
+        return y, states.transpose(0, 1), states[-1].clone()
+    with torch.no_grad():
+        dtT, uT, BT, CT = _time_major(dt, u, Bm, C)
+        states = s0.new_empty((dtT.shape[0], *s0.shape)) if keep_states else None
+        y, last = _steps(dtT, uT, BT, CT, A, s0, states)
+    return y.transpose(0, 1), None if states is None else states.transpose(0, 1), last
