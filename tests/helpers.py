@@ -124,6 +124,28 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 
 
+def new_page(browser, request, width: int = 1280, height: int = 800):
+    """A fresh page (30 s per action: the first after a cold start can take 15 s on a busy 2-core machine) and the
+    list its console errors go to."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.set_default_timeout(30_000)
+    errors = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    return pg, errors
+
+
+def checked_page(browser, request, width: int = 1280, height: int = 800):
+    """For a ``page`` fixture: yields a fresh page; after the test a full-page screenshot in test-artifacts/dashboard,
+    and a failure if the console logged an error."""
+    pg, errors = new_page(browser, request, width, height)
+    yield pg
+    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    pg.close()
+    assert errors == []
+
+
 def serve(paths):
     """Serve create_app(paths) on a free loopback port from a thread; yields (base URL, StoreSet)."""
     from werkzeug.serving import make_server

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import ARTIFACTS, QUOTE_UNIT, hex_rgb, make_quote_store, make_recorded_store, open_view, serve
+from helpers import (
+    QUOTE_UNIT,
+    checked_page,
+    hex_rgb,
+    make_quote_store,
+    make_recorded_store,
+    open_view,
+    serve,
+)
 
 from rnnviz.analysis.causal import ablate
 from rnnviz.analysis.explain import top_contexts
@@ -37,16 +45,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    pg.set_default_timeout(30_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request)
 
 
 def open_card(page, base: str, query: str, drawn: str = "0:2000") -> None:

@@ -12,11 +12,11 @@ import warnings
 import numpy as np
 import pytest
 from helpers import (
-    ARTIFACTS,
     NEG_UNIT,
     QUOTE_UNIT,
     assert_no_overlaps,
     boxes,
+    checked_page,
     decode_png,
     hex_rgb,
     open_view,
@@ -84,16 +84,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    pg.set_default_timeout(30_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request)
 
 
 def explain_all(page):

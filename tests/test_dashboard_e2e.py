@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import (
-    ARTIFACTS,
     NEG_UNIT,
     QUOTE_UNIT,
+    checked_page,
     hex_rgb,
     make_quote_store,
     make_recorded_store,
@@ -60,17 +60,7 @@ def served_recorded(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    """A fresh page; after the test: a screenshot, and a failure if the console logged an error."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1500, "height": 1100})
-    pg.set_default_timeout(15_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request, 1500, 1100)
 
 
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-from helpers import ARTIFACTS, quote_text, serve, spans
+from helpers import checked_page, quote_text, serve, spans
 
 from rnnviz.analysis.explain_cache import CATALOG, cached_explain
 from rnnviz.analysis.features import compute_feature
@@ -61,16 +61,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    pg.set_default_timeout(30_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request)
 
 
 def test_a_fresh_page_opens_on_the_strongest_cell_where_it_fires(page, served):

@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 from helpers import (
-    ARTIFACTS,
     NEG_UNIT,
     QUOTE_UNIT,
+    checked_page,
     decode_png,
     hex_rgb,
     make_quote_store,
@@ -45,16 +45,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1500, "height": 1100})
-    pg.set_default_timeout(30_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request, 1500, 1100)
 
 
 def quotes(text: str) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ from helpers import (
     decode_png,
     hex_rgb,
     make_quote_store,
+    new_page,
     open_view,
     pixel,
     quote_span,
@@ -55,19 +56,9 @@ def served(tmp_path_factory):
     yield from serve([base / "quotes", base / "crlf"])
 
 
-def new_page(browser, request, width=1500, height=1100):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": width, "height": height})
-    pg.set_default_timeout(30_000)  # the first action after a cold start can take 15 s on a busy 2-core machine
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    return pg, errors
-
-
 @pytest.fixture
 def page(browser, request):
-    pg, errors = new_page(browser, request)
+    pg, errors = new_page(browser, request, 1500, 1100)
     yield pg
     pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     pg.close()
