@@ -95,6 +95,11 @@ def catalog_rows(stores: StoreSet, i: int) -> list[dict]:
     return stores.cached(("catalog", i), make)
 
 
+def computed_rows(stores: StoreSet, i: int) -> list[dict] | None:
+    """Store ``i``'s catalog rows (:func:`catalog_rows`) when already computed, else None (never computes)."""
+    return catalog_rows(stores, i) if stores.holds(("catalog", i)) else None
+
+
 def track_figure(store, unit: str, rule: str, coef, start: int, stop: int) -> go.Figure:
     """The unit and its rule's simulated values over ``[start, stop)``: two tracks, one above the other."""
     x = list(range(start, stop))  # lists, not typed arrays: the figure's JSON reads the same everywhere

@@ -9,7 +9,7 @@ from dash import dcc, html
 from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.similar import THETA
 from rnnviz.views.colours import RANGES
-from rnnviz.views.dashboard import catalog, emergence_tab
+from rnnviz.views.dashboard import catalog, emergence_tab, overview
 from rnnviz.views.dashboard.figures import loading_figure
 from rnnviz.views.dashboard.state import DEFAULT_RANGE
 from rnnviz.views.dashboard.stores import StoreSet
@@ -196,6 +196,7 @@ def panel_tabs() -> dcc.Tabs:
         dcc.Tab(label="Hypotheses", value="hyp", children=hypotheses_panel()),
         dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
         dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
+        dcc.Tab(label="Overview", value="overview", children=overview.panel()),
         dcc.Tab(label="Plots", value="plots", children=plots_panel()),
         dcc.Tab(label="Sample", value="sample", id="tab-sample", children=sampling_panel()),
         dcc.Tab(label="Emergence", value="emerge", id="tab-emerge", children=emergence_tab.panel()),

@@ -1,0 +1,177 @@
+"""The overview of many units (issue 26 §3): the cheap measures that order and filter the rows
+(rnnviz.analysis.overview, against scipy and scikit-learn), the rows' colours (rnnviz.views.heat_rows, against the
+text view's own scales) and the Overview tab's content as a plain call. Browser tests: test_overview_e2e.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import quote_text
+from scipy.stats import pearsonr
+from sklearn.linear_model import LinearRegression
+
+from rnnviz.analysis.features import compute_feature
+from rnnviz.analysis.overview import (
+    CHAR_SHARE_MIN,
+    explain_order,
+    group_share,
+    input_detectors,
+    lag_correlation,
+    measure_order,
+    sample_blocks,
+    unit_measures,
+)
+from rnnviz.analysis.two_state import two_states
+from rnnviz.model.charrnn import ModelConfig
+from rnnviz.model.vocab import Vocab
+from rnnviz.store.writer import write_store
+from rnnviz.views.colours import ROBUST_Q, ColourScale, column_percentiles, unit_scale
+from rnnviz.views.dashboard import overview as tab
+from rnnviz.views.dashboard.state import View
+from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.heat_rows import overview_figure, overview_steps, robust_scales
+
+LENGTH = 6000
+A_UNIT, QUOTE, RAMP = "0:c:1", "0:c:2", "0:c:3"  # an "a" detector, a two-state quote cell, a slow ramp
+
+
+def make_overview_store(path):
+    """Two layers of h and c, 8 units each, seeded noise except three planted units of layer 0's c."""
+    rng = np.random.default_rng(0)
+    text = quote_text(LENGTH)
+    vocab = Vocab.from_text(text)
+    arrays = {(l, k): rng.uniform(-0.3, 0.3, (LENGTH, 8)).astype(np.float32) for l in (0, 1) for k in "hc"}
+    c = arrays[(0, "c")]
+    c[:, 1] = (np.frombuffer(text.encode(), np.uint8) == ord("a"))
+    c[:, 2] = 2 * compute_feature("in_quote", text) - 1 + rng.uniform(-0.05, 0.05, LENGTH)
+    c[:, 3] = (np.arange(LENGTH) % 500) / 250 - 1  # a ramp over every 500 characters
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=8)
+    return write_store(path, text, arrays, cfg, vocab)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> StoreSet:
+    base = tmp_path_factory.mktemp("overview")
+    make_overview_store(base / "ov")
+    return StoreSet([base / "ov"])
+
+
+# --- the measures ---
+
+
+def test_lag_correlation_is_pearson_r_over_the_pairs_inside_each_block():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(70, 3)).cumsum(0)  # slow columns
+    blocks = [(0, 30), (100, 105), (200, 235)]  # 30 + 5 + 35 rows; the middle one is shorter than the lag
+    got = lag_correlation(x, blocks, lag=6)
+    x0 = np.concatenate([x[0:24], x[35 + 0 : 35 + 29]])
+    x1 = np.concatenate([x[6:30], x[35 + 6 : 35 + 35]])
+    for j in range(3):
+        assert got[j] == pytest.approx(pearsonr(x0[:, j], x1[:, j])[0], abs=1e-12)
+    assert np.isnan(lag_correlation(x[:5], [(0, 5)], lag=6)).all()  # no pair: NaN, not 0
+    assert np.isnan(lag_correlation(np.ones((30, 1)), [(0, 30)], lag=6))[0]  # a constant unit
+
+
+def test_group_share_is_the_r2_of_the_group_means():
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 7, 500)
+    x = np.stack([rng.normal(size=500), keys * 0.3 + rng.normal(size=500), (keys == 3).astype(float)], 1)
+    onehot = np.eye(7)[keys]
+    want = [LinearRegression().fit(onehot, x[:, j]).score(onehot, x[:, j]) for j in range(3)]
+    np.testing.assert_allclose(group_share(x, keys), want, atol=1e-12)
+    assert group_share(x, keys)[2] == pytest.approx(1.0, abs=1e-12)  # a pure function of the key
+    assert np.isnan(group_share(np.zeros((10, 1)), np.arange(10)))[0]
+
+
+def test_unit_measures_find_the_planted_units(stores):
+    store = stores[0]
+    units = tab.group_units(store, "0:c")
+    m = unit_measures(store, units)
+    assert list(m.index) == units and list(m.columns) == ["eta", "slow", "char_share"]
+    assert m.loc[A_UNIT, "char_share"] == pytest.approx(1.0, abs=1e-9)  # it is the character just read
+    assert m["char_share"].drop(A_UNIT).max() < 0.6  # the ramp, the quote cell and noise are not
+    assert input_detectors(m).tolist() == [u == A_UNIT for u in units]
+    assert m["eta"].to_numpy().tolist() == two_states(store)["eta"].loc[units].tolist()
+    assert m["slow"].idxmax() == RAMP and m.loc[RAMP, "slow"] > 0.5
+    assert abs(m.loc["0:c:0", "slow"]) < 0.1  # noise forgets at once
+    blocks = sample_blocks(store.length)
+    assert blocks == [(0, LENGTH)]  # a short store: all of it
+    x = store.read([QUOTE], blocks=blocks)
+    assert m.loc[QUOTE, "slow"] == pytest.approx(pearsonr(x[:-16, 0], x[16:, 0])[0], abs=1e-6)
+
+
+def test_orders():
+    roles = ["input detector", "cell", "unexplained", "cell", "cell"]
+    scores = [0.99, 0.5, 0.2, 0.9, float("nan")]
+    assert explain_order(roles, scores).tolist() == [3, 1, 4, 2, 0]
+    m = pd.DataFrame({"eta": [0.5, np.nan, 0.9, 0.5], "slow": [0.1, 0.8, -0.2, np.nan]})
+    assert measure_order(m, "two-state").tolist() == [2, 0, 3, 1]  # ties keep their order, NaN last
+    assert measure_order(m, "slow").tolist() == [1, 0, 2, 3]
+    assert measure_order(m, "index").tolist() == [0, 1, 2, 3]
+
+
+# --- the rows' colours ---
+
+
+def test_column_percentiles_skip_what_is_not_finite():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(200, 3))
+    np.testing.assert_array_equal(column_percentiles(v, ROBUST_Q), np.percentile(v, ROBUST_Q, axis=0))
+    v[5, 1], v[9, 2] = np.nan, np.inf
+    want = np.stack([np.percentile(v[np.isfinite(v[:, j]), j], ROBUST_Q) for j in range(3)], 1)
+    np.testing.assert_array_equal(column_percentiles(v, ROBUST_Q), want)
+    assert np.isnan(column_percentiles(np.full((4, 1), np.nan), ROBUST_Q)).all()
+
+
+def test_robust_scales_are_the_text_views(stores):
+    store = stores[0]
+    units = tab.group_units(store, "0:c") + tab.group_units(store, "1:h")
+    assert robust_scales(store, units) == [unit_scale(store, u, "robust") for u in units]
+
+
+def test_overview_steps_average_runs_of_characters():
+    scales = [ColourScale("diverging", -1.0, 1.0), ColourScale("sequential", 0.0, 2.0)]
+    v = np.array([[-1, 0], [1, 2], [0, 1], [np.nan, np.nan], [1, 0.5]], np.float32)  # (5, 2)
+    steps, edges = overview_steps(v, scales, 100, max_columns=5)
+    np.testing.assert_array_equal(steps, [[0, 32, 16, np.nan, 32], [0, 32, 16, np.nan, 8]])
+    assert edges.tolist() == [100, 101, 102, 103, 104, 105]
+    steps, edges = overview_steps(v, scales, 100, max_columns=2)  # 3 characters a column
+    np.testing.assert_array_equal(steps, [[16, 32], [16, 8]])
+    assert edges.tolist() == [100, 103, 105]
+    steps, _ = overview_steps(v[3:4], scales, 0, max_columns=2)
+    assert np.isnan(steps).all()
+
+
+def test_overview_figure_rows_and_colours():
+    steps = np.array([[0, 32], [16, np.nan]], np.float32)
+    fig = overview_figure(steps, np.array([10, 11, 12]), ["0:c:1", "0:c:2"], ["#00f"] * 32 + ["#f00"], ["a", "b"],
+                          "t")
+    trace = fig["data"][0]
+    assert trace["z"] == [[0.0, 32.0], [16.0, None]] and trace["x"] == [10, 11] and trace["y"] == ["0:c:1", "0:c:2"]
+    assert trace["colorscale"][0] == [0.0, "#00f"] and trace["colorscale"][-1] == [1.0, "#f00"]
+    assert trace["customdata"] == [["a", "a"], ["b", "b"]]
+    assert fig["layout"]["yaxis"]["showticklabels"]  # two rows: labelled
+
+
+# --- the tab, called as a function ---
+
+
+def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
+    v = View.clean({"unit": "0:c:5", "start": 0}, stores)
+    fig, note = tab.overview(stores, v, None, 0, 500, "explain", [tab.HIDE])
+    rows = fig["data"][0]["y"]
+    assert A_UNIT not in rows and len(rows) == 7
+    m = unit_measures(stores[0], tab.group_units(stores[0], "0:c"))
+    assert rows == [u for u in m["eta"].sort_values(ascending=False, kind="stable").index if u != A_UNIT]
+    assert note == ("7 of 8 units of 0:c, ordered by two-state η, highest first (the two-state split's share of the "
+                    "unit's variance) (no catalog yet: Catalog → Explain every unit); 1 input detector hidden "
+                    f"(character share ≥ {CHAR_SHARE_MIN:g}: the catalog is not computed)")
+    fig, note = tab.overview(stores, v, "0:c", 0, 500, "slow", [])
+    rows = fig["data"][0]["y"]
+    assert len(rows) == 8 and rows[0] == RAMP and note.startswith("8 of 8 units of 0:c, ordered by slowness")
+    assert fig["layout"]["title"]["text"] == "0:c: characters 0–500"
+    assert len(fig["data"][0]["x"]) == 500
+    fig, _ = tab.overview(stores, v, "1:h", 5900, 2000, "index", [])  # 2,000 wide: clipped to the end, averaged
+    assert fig["data"][0]["y"] == tab.group_units(stores[0], "1:h")
+    assert fig["layout"]["title"]["text"] == "1:h: characters 4,000–6,000" and len(fig["data"][0]["x"]) == 500
