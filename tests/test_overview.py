@@ -90,7 +90,7 @@ def test_unit_measures_find_the_planted_units(stores):
     m = unit_measures(store, units)
     assert list(m.index) == units and list(m.columns) == ["eta", "slow", "char_share"]
     assert m.loc[A_UNIT, "char_share"] == pytest.approx(1.0, abs=1e-9)  # it is the character just read
-    assert m["char_share"].drop(A_UNIT).max() < 0.6  # the ramp, the quote cell and noise are not
+    assert m["char_share"].drop(A_UNIT).max() < CHAR_SHARE_MIN  # the ramp, the quote cell and noise are not
     assert input_detectors(m).tolist() == [u == A_UNIT for u in units]
     assert m["eta"].to_numpy().tolist() == two_states(store)["eta"].loc[units].tolist()
     assert m["slow"].idxmax() == RAMP and m.loc[RAMP, "slow"] > 0.5

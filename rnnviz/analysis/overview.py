@@ -1,4 +1,4 @@
-"""Many units at a glance: cheap per-unit measures to order and filter them, and each unit's row of colour steps.
+"""Many units at a glance: cheap per-unit measures that order and filter the rows of the Overview tab.
 
 The dashboard's Overview tab draws a units × text heatmap of one layer and kind. Its rows are ordered by the
 catalog's explanations when they are computed (:func:`explain_order`) and otherwise by a measure read off a
@@ -13,8 +13,9 @@ small sample (:func:`unit_measures`, the same 16,384 rows in 256 spread windows 
 - ``char_share``: the share of the unit's variance explained by what the row reads (η², between-group over
   total variance, the groups being :meth:`~rnnviz.store.reader.Store.row_keys`); near 1 for an input detector.
   Without the catalog it stands in for the catalog's ``role``: ``char_share >= CHAR_SHARE_MIN`` is called an
-  input detector (:func:`input_detectors`). It is measured on the same sample it is used on (no held-out half):
-  with ~100 characters and 16k rows the inflation is about 100/16k = 0.006.
+  input detector (:func:`input_detectors`; it finds a third of the catalog's, rarely a unit that is not one). It
+  is measured on the same sample it is used on (no held-out half): with ~100 characters and 16k rows the
+  inflation is about 100/16k = 0.006.
 
 The rows' colours are drawn by :mod:`rnnviz.views.heat_rows`.
 """
@@ -30,7 +31,11 @@ from rnnviz.analysis.two_state import SAMPLE_WINDOWS, WINDOW_ROWS, two_states
 from rnnviz.store.reader import spaced_blocks
 
 SLOW_LAG = 16  # rows: a unit still correlated with itself this far on is "slow" (a word is ~6 characters)
-CHAR_SHARE_MIN = 0.8  # a unit whose variance is this much explained by the row just read: an input detector
+# A unit with more than half its variance explained by the row just read: an input detector. Against the catalog's
+# roles on 30k characters of War and Peace (the bundled 2x256 LSTM, 1,024 units): 101 of the 107 units it flags
+# are input detectors there (precision 0.94, 95% Wilson 0.88-0.97), 101 of 292 found (recall 0.35, 0.29-0.40).
+# Cautious on purpose: a unit wrongly hidden is a cell lost; the catalog's roles replace it once computed.
+CHAR_SHARE_MIN = 0.5
 ROLE_ORDER = ("cell", "unexplained", "input detector")  # the catalog's roles, top to bottom
 ORDERS = {  # the row orders the overview offers -> what the note says
     "explain": "the catalog's explanations (cells by held-out score, then unexplained units, input detectors last)",

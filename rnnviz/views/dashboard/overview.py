@@ -43,14 +43,15 @@ def panel() -> html.Div:
     num = {"type": "number", "debounce": True}
     return html.Div([
         html.P("Every unit of a layer and kind as a row, coloured as the text would be by it (its own 1st–99th "
-               "percentile; white = 0): two-state cells show as bands, slow cells as ramps. Click a row to colour "
-               "the text by that unit.", className="note"),
+               "percentile; white = 0, or the middle for a unit of one sign): two-state cells show as bands, slow "
+               "cells as ramps. Click a row to colour the text by that unit.", className="note"),
         html.Div([
             html.Label("units"), dcc.Dropdown(id="ov-group", clearable=True, placeholder="the unit's",
                                               className="pick-mid", searchable=False),
             html.Label("order"), dcc.Dropdown(id="ov-order", options=[{"label": k, "value": k, "title": v}
                                                                       for k, v in ORDERS.items()],
-                                              value="explain", clearable=False, searchable=False, className="pick"),
+                                              value="explain", clearable=False, searchable=False,
+                                              className="pick-mid"),
         ], className="row"),
         html.Div([
             html.Label("from"), dcc.Input(id="ov-start", min=0, value=0, style={"width": "90px"}, **num),
