@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import quote_text
+from helpers import OV_A, OV_QUOTE, OV_RAMP, make_overview_store
 from scipy.stats import pearsonr
 from sklearn.linear_model import LinearRegression
 
-from rnnviz.analysis.features import compute_feature
 from rnnviz.analysis.overview import (
     CHAR_SHARE_MIN,
     explain_order,
@@ -23,9 +22,6 @@ from rnnviz.analysis.overview import (
     unit_measures,
 )
 from rnnviz.analysis.two_state import two_states
-from rnnviz.model.charrnn import ModelConfig
-from rnnviz.model.vocab import Vocab
-from rnnviz.store.writer import write_store
 from rnnviz.views.colours import ROBUST_Q, ColourScale, column_percentiles, unit_scale
 from rnnviz.views.dashboard import overview as tab
 from rnnviz.views.dashboard.state import View
@@ -33,27 +29,13 @@ from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.heat_rows import overview_figure, overview_steps, robust_scales
 
 LENGTH = 6000
-A_UNIT, QUOTE, RAMP = "0:c:1", "0:c:2", "0:c:3"  # an "a" detector, a two-state quote cell, a slow ramp
-
-
-def make_overview_store(path):
-    """Two layers of h and c, 8 units each, seeded noise except three planted units of layer 0's c."""
-    rng = np.random.default_rng(0)
-    text = quote_text(LENGTH)
-    vocab = Vocab.from_text(text)
-    arrays = {(l, k): rng.uniform(-0.3, 0.3, (LENGTH, 8)).astype(np.float32) for l in (0, 1) for k in "hc"}
-    c = arrays[(0, "c")]
-    c[:, 1] = (np.frombuffer(text.encode(), np.uint8) == ord("a"))
-    c[:, 2] = 2 * compute_feature("in_quote", text) - 1 + rng.uniform(-0.05, 0.05, LENGTH)
-    c[:, 3] = (np.arange(LENGTH) % 500) / 250 - 1  # a ramp over every 500 characters
-    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=8)
-    return write_store(path, text, arrays, cfg, vocab)
+A_UNIT, QUOTE, RAMP = OV_A, OV_QUOTE, OV_RAMP
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> StoreSet:
     base = tmp_path_factory.mktemp("overview")
-    make_overview_store(base / "ov")
+    make_overview_store(base / "ov", LENGTH)
     return StoreSet([base / "ov"])
 
 

@@ -237,13 +237,15 @@ def register(app, stores: StoreSet, window: int) -> None:
                  Output("pat-msg", "children", allow_duplicate=True),
                  Input("pattern", "clickData"), State("pat-drawn", "data"), prevent_initial_call=True)(toggled)
 
-    @app.callback(Output("pat-thr", "value", allow_duplicate=True), Input("pattern", "relayoutData"),
-                  prevent_initial_call=True)
-    def _drag(relayout):
+    # n_submit is bumped with the dragged θ: dcc.Input's Enter handler keeps the props of the last render in which
+    # n_submit changed, so without it a θ typed after a drag that equals the θ typed before was never sent.
+    @app.callback(Output("pat-thr", "value", allow_duplicate=True), Output("pat-thr", "n_submit"),
+                  Input("pattern", "relayoutData"), State("pat-thr", "n_submit"), prevent_initial_call=True)
+    def _drag(relayout, submits):
         theta = theta_from_relayout(relayout)
         if theta is None:
             raise PreventUpdate
-        return theta
+        return theta, (submits if isinstance(submits, int) else 0) + 1
 
     @app.callback(Output("sel-view", "data", allow_duplicate=True), Input("pattern", "selectedData"),
                   State("view", "data"), State("pat-thr", "value"), prevent_initial_call=True)
