@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import OV_A, OV_QUOTE, OV_RAMP, make_overview_store
+from helpers import OV_A, OV_QUOTE, OV_RAMP, make_overview_store, make_token_store
 from scipy.stats import pearsonr
 from sklearn.linear_model import LinearRegression
 
@@ -23,6 +23,7 @@ from rnnviz.analysis.overview import (
 )
 from rnnviz.analysis.two_state import two_states
 from rnnviz.views.colours import ROBUST_Q, ColourScale, column_percentiles, unit_scale
+from rnnviz.views.dashboard import catalog
 from rnnviz.views.dashboard import overview as tab
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
@@ -157,3 +158,37 @@ def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
     fig, _ = tab.overview(stores, v, "1:h", 5900, 2000, "index", [])  # 2,000 wide: clipped to the end, averaged
     assert fig["data"][0]["y"] == tab.group_units(stores[0], "1:h")
     assert fig["layout"]["title"]["text"] == "1:h: characters 4,000–6,000" and len(fig["data"][0]["x"]) == 500
+
+
+def test_overview_follows_the_catalog_once_it_is_computed(stores):
+    fresh = StoreSet([stores[0].path])  # its own caches: the other tests see no catalog
+    v = View.clean({"unit": "0:c:5"}, fresh)
+    assert catalog.computed_rows(fresh, 0) is None
+    rows = catalog.catalog_rows(fresh, 0)  # what "Explain every unit" computes
+    assert catalog.computed_rows(fresh, 0) is rows
+    by = {r["unit"]: r for r in rows}
+    assert by[A_UNIT]["_role"] == "input detector" and by[QUOTE]["_role"] == "cell"
+    units = tab.group_units(fresh[0], "0:c")
+    order = explain_order([by[u]["_role"] for u in units], [by[u]["score"] for u in units])
+    want = [units[j] for j in order if by[units[j]]["_role"] != "input detector"]
+    fig, note = tab.overview(fresh, v, None, 0, 500, "explain", [tab.HIDE])
+    assert fig["data"][0]["y"] == want and want[0] == QUOTE
+    hidden = sum(by[u]["_role"] == "input detector" for u in units)
+    assert note == (f"{len(want)} of 8 units of 0:c, ordered by the catalog's explanations (cells by held-out score, "
+                    f"then unexplained units, input detectors last); {hidden} input detector"
+                    f"{'s' if hidden > 1 else ''} hidden (the catalog's roles)")
+    q = by[QUOTE]
+    assert fig["data"][0]["customdata"][0][0] == f"{q['explanation']} (score {q['score']:.2f})"
+
+
+def test_overview_on_a_token_store(tmp_path):
+    make_token_store(tmp_path / "tok")
+    tok = StoreSet([tmp_path / "tok"])
+    v = View.clean({"unit": "1:c:3"}, tok)
+    fig, note = tab.overview(tok, v, "0:h", 100, 300, "slow", [tab.HIDE])
+    assert sorted(fig["data"][0]["y"]) == sorted(tab.group_units(tok[0], "0:h")) and len(fig["data"][0]["y"]) == 6
+    assert fig["layout"]["title"]["text"] == "0:h: tokens 100–400"
+    assert fig["layout"]["xaxis"]["title"]["text"] == "token"
+    assert note.startswith("6 of 6 units of 0:h, ordered by slowness")
+    m = unit_measures(tok[0], tab.group_units(tok[0], "1:c"))
+    assert m.loc["1:c:3", "eta"] > 0.9 and m["char_share"].notna().all()  # tokens: grouped by the token read

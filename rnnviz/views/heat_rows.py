@@ -60,10 +60,11 @@ def overview_steps(values: np.ndarray, scales: Sequence[ColourScale], start: int
 
 
 def overview_figure(steps: np.ndarray, edges: np.ndarray, units: Sequence[str], palette: Sequence[str],
-                    labels: Sequence[str], title: str) -> dict:
+                    labels: Sequence[str], title: str, row: str = "character") -> dict:
     """The heatmap as a Plotly figure (a plain dict): rows ``units`` top to bottom, columns at ``edges[:-1]``,
     colours the ``palette``'s steps; ``labels`` (one per unit) are shown on hover (and as the row's tick when
-    there are at most :data:`LABELLED_ROWS` rows). A click on a cell gives the unit as its ``y``."""
+    there are at most :data:`LABELLED_ROWS` rows); ``row``: what a column's rows are ("character", "token"). A click
+    on a cell gives the unit as its ``y``."""
     U, C = steps.shape
     px = int(np.clip(600 // max(U, 1), *ROW_PIXELS))
     z = np.round(steps, 1)
@@ -85,7 +86,7 @@ def overview_figure(steps: np.ndarray, edges: np.ndarray, units: Sequence[str], 
     layout = dict(height=U * px + 70, margin=dict(l=70 if ticks else 10, r=10, t=28, b=36),
                   font=dict(family="system-ui, sans-serif", size=11),
                   title=dict(text=title, x=0, xanchor="left", font=dict(size=11)),
-                  xaxis=dict(title=dict(text="character" if per == 1 else f"character (mean of {per})"),
+                  xaxis=dict(title=dict(text=row if per == 1 else f"{row} (mean of {per})"),
                              range=[float(edges[0]) - per / 2, float(edges[-1]) - per / 2]),
                   yaxis=dict(autorange="reversed", showticklabels=ticks, type="category", fixedrange=True),
                   clickmode="event")

@@ -31,6 +31,7 @@ from rnnviz.views.dashboard import catalog
 from rnnviz.views.dashboard.figures import loading_figure, message_figure
 from rnnviz.views.dashboard.state import WINDOW, View, clip_start, to_int, to_query
 from rnnviz.views.dashboard.stores import StoreSet
+from rnnviz.views.display import row_word
 from rnnviz.views.heat_rows import MAX_COLUMNS, overview_figure, overview_steps, robust_scales
 
 WIDTH = 500  # characters shown by default: one heatmap column each
@@ -127,7 +128,7 @@ def overview(stores: StoreSet, view: View, group: str | None, start, width, orde
     by = dict(zip(units, scales, strict=True))
     steps, edges = overview_steps(store.window(start, stop, keep), [by[u] for u in keep], start, MAX_COLUMNS)
     fig = overview_figure(steps, edges, keep, PALETTES[scales[0].name], _labels(rows, keep, measures),
-                          f"{group}: characters {start:,}–{stop:,}")
+                          f"{group}: {row_word(store)} {start:,}–{stop:,}", row_word(store, 1))
     n_hidden = sum(detector) if hidden else 0
     note = (f"{len(keep)} of {len(units)} units of {group}, ordered by {said}"
             + (f"; {n_hidden} input detector{'s' if n_hidden != 1 else ''} hidden ({how})" if n_hidden else ""))
