@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from dash.exceptions import PreventUpdate
 from helpers import OV_A, OV_QUOTE, OV_RAMP, make_overview_store, make_token_store
 from scipy.stats import pearsonr
 from sklearn.linear_model import LinearRegression
@@ -27,7 +28,7 @@ from rnnviz.views.dashboard import catalog
 from rnnviz.views.dashboard import overview as tab
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.heat_rows import overview_figure, overview_steps, robust_scales
+from rnnviz.views.heat_rows import overview_figure, overview_steps, robust_scales, unit_of
 
 LENGTH = 6000
 A_UNIT, QUOTE, RAMP = OV_A, OV_QUOTE, OV_RAMP
@@ -128,13 +129,27 @@ def test_overview_steps_average_runs_of_characters():
 
 def test_overview_figure_rows_and_colours():
     steps = np.array([[0, 32], [16, np.nan]], np.float32)
-    fig = overview_figure(steps, np.array([10, 11, 12]), ["0:c:1", "0:c:2"], ["#00f"] * 32 + ["#f00"], ["a", "b"],
+    fig = overview_figure(steps, np.array([10, 11, 12]), ["0:c:1", "0:c:2"], ["#00f"] * 32 + ["#f00"], ["a", ""],
                           "t")
-    trace = fig["data"][0]
-    assert trace["z"] == [[0.0, 32.0], [16.0, None]] and trace["x"] == [10, 11] and trace["y"] == ["0:c:1", "0:c:2"]
+    trace, lay = fig["data"][0], fig["layout"]
+    assert trace["z"] == [[0, 32], [16, None]] and all(type(v) is int for v in trace["z"][0])  # whole steps
+    assert trace["x"] == [10, 11] and trace["y"] == ["0:c:1 · a", "0:c:2"]  # the label shown on hover
+    assert lay["yaxis"]["tickvals"] == trace["y"] and lay["yaxis"]["ticktext"] == ["0:c:1", "0:c:2"]
+    assert [unit_of(y) for y in trace["y"]] == ["0:c:1", "0:c:2"]
     assert trace["colorscale"][0] == [0.0, "#00f"] and trace["colorscale"][-1] == [1.0, "#f00"]
-    assert trace["customdata"] == [["a", "a"], ["b", "b"]]
-    assert fig["layout"]["yaxis"]["showticklabels"]  # two rows: labelled
+    assert lay["yaxis"]["showticklabels"] and lay["xaxis"]["title"]["text"] == "character"  # two rows: labelled
+    wide = overview_figure(np.array([[7.25, np.nan]]), np.array([0, 4, 7]), ["0:c:1"], ["#fff"] * 33, ["a"], "t")
+    assert wide["data"][0]["z"] == [[7.2, None]] and wide["layout"]["xaxis"]["title"]["text"] == "character (mean of 4)"
+
+
+def test_a_click_on_a_row_opens_its_unit_over_the_stretch_shown(stores):
+    v = View.clean({"unit": "0:c:5", "start": 0, "tab": "overview"}, stores)
+    q = tab.pick(stores, v, {"points": [{"x": 300, "y": f"{RAMP} · two-state η 0.71", "z": 3}]}, 1500, 2000)
+    assert q == "?store=ov&unit=0%3Ac%3A3&start=1500&tab=overview"
+    assert tab.pick(stores, v, {"points": [{"y": RAMP}]}, 99999, 2000).endswith("start=4000&tab=overview")  # clipped
+    for bad in (None, {"points": []}, {"points": [{"y": 3}]}, {"points": [{"y": "9:q:9 · x"}]}, [1]):
+        with pytest.raises(PreventUpdate):
+            tab.pick(stores, v, bad, 0, 2000)
 
 
 # --- the tab, called as a function ---
@@ -143,7 +158,7 @@ def test_overview_figure_rows_and_colours():
 def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
     v = View.clean({"unit": "0:c:5", "start": 0}, stores)
     fig, note = tab.overview(stores, v, None, 0, 500, "explain", [tab.HIDE])
-    rows = fig["data"][0]["y"]
+    rows = fig["layout"]["yaxis"]["ticktext"]
     assert A_UNIT not in rows and len(rows) == 7
     m = unit_measures(stores[0], tab.group_units(stores[0], "0:c"))
     assert rows == [u for u in m["eta"].sort_values(ascending=False, kind="stable").index if u != A_UNIT]
@@ -151,12 +166,12 @@ def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
                     "unit's variance) (no catalog yet: Catalog → Explain every unit); 1 input detector hidden "
                     f"(character share ≥ {CHAR_SHARE_MIN:g}: the catalog is not computed)")
     fig, note = tab.overview(stores, v, "0:c", 0, 500, "slow", [])
-    rows = fig["data"][0]["y"]
+    rows = fig["layout"]["yaxis"]["ticktext"]
     assert len(rows) == 8 and rows[0] == RAMP and note.startswith("8 of 8 units of 0:c, ordered by slowness")
     assert fig["layout"]["title"]["text"] == "0:c: characters 0–500"
     assert len(fig["data"][0]["x"]) == 500
     fig, _ = tab.overview(stores, v, "1:h", 5900, 2000, "index", [])  # 2,000 wide: clipped to the end, averaged
-    assert fig["data"][0]["y"] == tab.group_units(stores[0], "1:h")
+    assert fig["layout"]["yaxis"]["ticktext"] == tab.group_units(stores[0], "1:h")
     assert fig["layout"]["title"]["text"] == "1:h: characters 4,000–6,000" and len(fig["data"][0]["x"]) == 500
 
 
@@ -172,13 +187,13 @@ def test_overview_follows_the_catalog_once_it_is_computed(stores):
     order = explain_order([by[u]["_role"] for u in units], [by[u]["score"] for u in units])
     want = [units[j] for j in order if by[units[j]]["_role"] != "input detector"]
     fig, note = tab.overview(fresh, v, None, 0, 500, "explain", [tab.HIDE])
-    assert fig["data"][0]["y"] == want and want[0] == QUOTE
+    assert fig["layout"]["yaxis"]["ticktext"] == want and want[0] == QUOTE
     hidden = sum(by[u]["_role"] == "input detector" for u in units)
     assert note == (f"{len(want)} of 8 units of 0:c, ordered by the catalog's explanations (cells by held-out score, "
                     f"then unexplained units, input detectors last); {hidden} input detector"
                     f"{'s' if hidden > 1 else ''} hidden (the catalog's roles)")
     q = by[QUOTE]
-    assert fig["data"][0]["customdata"][0][0] == f"{q['explanation']} (score {q['score']:.2f})"
+    assert fig["data"][0]["y"][0] == f"{QUOTE} · {q['explanation']} (held-out score {q['score']:.2f})"
 
 
 def test_overview_on_a_token_store(tmp_path):
@@ -186,7 +201,8 @@ def test_overview_on_a_token_store(tmp_path):
     tok = StoreSet([tmp_path / "tok"])
     v = View.clean({"unit": "1:c:3"}, tok)
     fig, note = tab.overview(tok, v, "0:h", 100, 300, "slow", [tab.HIDE])
-    assert sorted(fig["data"][0]["y"]) == sorted(tab.group_units(tok[0], "0:h")) and len(fig["data"][0]["y"]) == 6
+    rows = fig["layout"]["yaxis"]["ticktext"]
+    assert sorted(rows) == sorted(tab.group_units(tok[0], "0:h")) and len(rows) == 6
     assert fig["layout"]["title"]["text"] == "0:h: tokens 100–400"
     assert fig["layout"]["xaxis"]["title"]["text"] == "token"
     assert note.startswith("6 of 6 units of 0:h, ordered by slowness")

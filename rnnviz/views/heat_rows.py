@@ -62,32 +62,42 @@ def overview_steps(values: np.ndarray, scales: Sequence[ColourScale], start: int
 def overview_figure(steps: np.ndarray, edges: np.ndarray, units: Sequence[str], palette: Sequence[str],
                     labels: Sequence[str], title: str, row: str = "character") -> dict:
     """The heatmap as a Plotly figure (a plain dict): rows ``units`` top to bottom, columns at ``edges[:-1]``,
-    colours the ``palette``'s steps; ``labels`` (one per unit) are shown on hover (and as the row's tick when
-    there are at most :data:`LABELLED_ROWS` rows); ``row``: what a column's rows are ("character", "token"). A click
-    on a cell gives the unit as its ``y``."""
+    colours the ``palette``'s steps; ``labels`` (one per unit) are shown on hover after the unit (each row's
+    category is "UNIT · LABEL", its tick the unit alone, shown when there are at most :data:`LABELLED_ROWS` rows);
+    ``row``: what a column's rows are ("character", "token"). A click on a cell gives its row's category as ``y``
+    (:func:`unit_of`). The values are sent as whole steps when a column is one row (a few bytes each)."""
     U, C = steps.shape
     px = int(np.clip(600 // max(U, 1), *ROW_PIXELS))
-    z = np.round(steps, 1)
-    z = np.where(np.isnan(z), None, z.astype(object)).tolist()  # JSON null: a gap
     per = int(edges[1] - edges[0]) if C else 1
+    gap = np.isnan(steps)
+    if per == 1:  # a column of one row: a whole step already
+        z = np.where(gap, 0, steps).astype(np.int64).astype(object)
+    else:
+        z = np.round(steps.astype(np.float64), 1).astype(object)
+    z[gap] = None  # JSON null: a gap
+    z = z.tolist()
     where = "#%{x}" if per == 1 else f"#%{{x}}–(+{per})"
     step_max = N_BINS - 1
     half = step_max // 2
-    trace = dict(type="heatmap", z=z, x=edges[:-1].tolist(), y=list(units), zmin=0, zmax=step_max,
+    rows = [f"{u} · {lab}" if lab else u for u, lab in zip(units, labels, strict=True)]
+    trace = dict(type="heatmap", z=z, x=edges[:-1].tolist(), y=rows, zmin=0, zmax=step_max,
                  colorscale=[[b / step_max, c] for b, c in enumerate(palette)],
-                 customdata=[[lab] * C for lab in labels] if U * C <= 200_000 else None,
-                 hovertemplate=f"%{{y}} {where}: step %{{z}} of {step_max}"
-                               + ("<br>%{customdata}" if U * C <= 200_000 else "") + "<extra></extra>",
+                 hovertemplate=f"%{{y}}<br>{where}: step %{{z}} of {step_max}<extra></extra>",
                  colorbar=dict(thickness=10, len=min(1.0, 240 / (U * px + 1)), y=1, yanchor="top",
                                tickvals=[0, half, step_max], ticktext=["1st pct", "0 / mid", "99th pct"],
-                               tickfont=dict(size=10)),
-                 xgap=0, ygap=0)
+                               tickfont=dict(size=10)))
     ticks = U <= LABELLED_ROWS
     layout = dict(height=U * px + 70, margin=dict(l=70 if ticks else 10, r=10, t=28, b=36),
                   font=dict(family="system-ui, sans-serif", size=11),
                   title=dict(text=title, x=0, xanchor="left", font=dict(size=11)),
                   xaxis=dict(title=dict(text=row if per == 1 else f"{row} (mean of {per})"),
                              range=[float(edges[0]) - per / 2, float(edges[-1]) - per / 2]),
-                  yaxis=dict(autorange="reversed", showticklabels=ticks, type="category", fixedrange=True),
+                  yaxis=dict(autorange="reversed", showticklabels=ticks, type="category", fixedrange=True,
+                             tickvals=rows, ticktext=list(units)),
                   clickmode="event")
     return {"data": [trace], "layout": layout}
+
+
+def unit_of(row: str) -> str:
+    """The unit of a heatmap row's category ("UNIT · LABEL" or "UNIT")."""
+    return row.split(" · ", 1)[0]

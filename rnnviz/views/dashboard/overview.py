@@ -32,7 +32,7 @@ from rnnviz.views.dashboard.figures import loading_figure, message_figure
 from rnnviz.views.dashboard.state import WINDOW, View, clip_start, to_int, to_query
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.display import row_word
-from rnnviz.views.heat_rows import MAX_COLUMNS, overview_figure, overview_steps, robust_scales
+from rnnviz.views.heat_rows import MAX_COLUMNS, overview_figure, overview_steps, robust_scales, unit_of
 
 WIDTH = 500  # characters shown by default: one heatmap column each
 MAX_WIDTH = 2000  # characters at most (averaged into MAX_COLUMNS columns)
@@ -83,7 +83,7 @@ def _labels(rows: list[dict] | None, units: list[str], measures) -> list[str]:
     """What a row says on hover: its explanation (from the catalog) or its measures."""
     if rows is not None:
         by = {r["unit"]: r for r in rows}
-        return [f"{by[u]['explanation']} (score {by[u]['score']:.2f})" if u in by else "" for u in units]
+        return [f"{by[u]['explanation']} (held-out score {by[u]['score']:.2f})" if u in by else "" for u in units]
     return [f"two-state η {m.eta:.2f} · slow {m.slow:.2f} · character share {m.char_share:.2f}"
             for m in measures.loc[units].itertuples()]
 
@@ -156,10 +156,10 @@ def scroll(stores: StoreSet, view: View, start, width, forward: bool) -> int:
 def pick(stores: StoreSet, view: View, click, start, window: int) -> str:
     """A click on a row: the URL of the view with the text coloured by that unit, over the stretch shown."""
     try:
-        unit = click["points"][0]["y"]
-    except (TypeError, KeyError, IndexError):
+        unit = unit_of(click["points"][0]["y"])
+    except (TypeError, KeyError, IndexError, AttributeError):
         raise PreventUpdate from None
-    if not isinstance(unit, str) or unit not in stores[view.store].units:
+    if unit not in stores[view.store].units:
         raise PreventUpdate
     new = view.replace(unit=unit, cmp="" if view.cmp == unit else view.cmp, hl=None,
                        start=clip_start(start, stores[view.store].length, window))
