@@ -11,9 +11,8 @@ or a given one:
   group's measures, its robust colour ranges, the rows and the figure;
 - ``again``: the same with those cached (what scrolling, the filter and the order cost), for 500 and 2,000
   characters, with the figure's JSON size;
-- ``scales``: the group's robust colour ranges read 64 units at a time (:func:`rnnviz.views.heat_rows.robust_scales`)
-  against the baseline, one unit at a time as the text view reads its one unit (``unit_scale``): the ratio
-  ours / baseline is printed.
+- the baseline: Plotly's own heatmap of the same rows' raw values over the same stretch (``go.Heatmap``, one
+  float a character, no colour steps, no averaging): its time and JSON size, and the ratios ours / baseline.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import plotly.graph_objects as go
 from _common import corpus_text, synthetic_store
 
-from rnnviz.views.colours import unit_scale
 from rnnviz.views.dashboard import overview as tab
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.heat_rows import robust_scales
 
 
 def timed(fn, reps: int = 1) -> tuple[float, object]:
@@ -65,11 +63,15 @@ def main() -> None:
             again, (fig, _) = timed(lambda w=width: tab.overview(stores, view, args.group, 1000, w, "slow",
                                                                    [tab.HIDE]), reps=5)
             size = len(json.dumps(fig))
-            print(f"again, {width:,} characters: {again * 1000:.0f} ms, figure {size / 1e3:.0f} kB JSON")
-        ours, _ = timed(lambda: robust_scales(store, units))
-        base, _ = timed(lambda: [unit_scale(store, u, "robust") for u in units])
-        print(f"scales: {ours:.2f} s (64 units a read) vs {base:.2f} s (one unit a read): ratio {ours / base:.2f}")
 
+            def baseline(w=width):
+                v = store.window(1000, 1000 + w, units).T  # (U, w)
+                return go.Figure(go.Heatmap(z=v, y=units)).to_json()
+
+            base, raw = timed(baseline, reps=5)
+            print(f"again, {width:,} characters: {again * 1000:.0f} ms, figure {size / 1e3:.0f} kB JSON; baseline "
+                  f"{base * 1000:.0f} ms, {len(raw) / 1e3:.0f} kB: ratios {again / base:.2f} (time), "
+                  f"{size / len(raw):.2f} (size)")
 
 if __name__ == "__main__":
     main()

@@ -23,12 +23,12 @@ from rnnviz.analysis.overview import (
     unit_measures,
 )
 from rnnviz.analysis.two_state import two_states
-from rnnviz.views.colours import ROBUST_Q, ColourScale, column_percentiles, unit_scale
+from rnnviz.views.colours import ColourScale, unit_scale
 from rnnviz.views.dashboard import catalog
 from rnnviz.views.dashboard import overview as tab
 from rnnviz.views.dashboard.state import View
 from rnnviz.views.dashboard.stores import StoreSet
-from rnnviz.views.heat_rows import overview_figure, overview_steps, robust_scales, unit_of
+from rnnviz.views.heat_rows import overview_figure, overview_steps, unit_of
 
 LENGTH = 6000
 A_UNIT, QUOTE, RAMP = OV_A, OV_QUOTE, OV_RAMP
@@ -98,22 +98,6 @@ def test_orders():
 # --- the rows' colours ---
 
 
-def test_column_percentiles_skip_what_is_not_finite():
-    rng = np.random.default_rng(3)
-    v = rng.normal(size=(200, 3))
-    np.testing.assert_array_equal(column_percentiles(v, ROBUST_Q), np.percentile(v, ROBUST_Q, axis=0))
-    v[5, 1], v[9, 2] = np.nan, np.inf
-    want = np.stack([np.percentile(v[np.isfinite(v[:, j]), j], ROBUST_Q) for j in range(3)], 1)
-    np.testing.assert_array_equal(column_percentiles(v, ROBUST_Q), want)
-    assert np.isnan(column_percentiles(np.full((4, 1), np.nan), ROBUST_Q)).all()
-
-
-def test_robust_scales_are_the_text_views(stores):
-    store = stores[0]
-    units = tab.group_units(store, "0:c") + tab.group_units(store, "1:h")
-    assert robust_scales(store, units) == [unit_scale(store, u, "robust") for u in units]
-
-
 def test_overview_steps_average_runs_of_characters():
     scales = [ColourScale("diverging", -1.0, 1.0), ColourScale("sequential", 0.0, 2.0)]
     v = np.array([[-1, 0], [1, 2], [0, 1], [np.nan, np.nan], [1, 0.5]], np.float32)  # (5, 2)
@@ -170,6 +154,9 @@ def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
     assert len(rows) == 8 and rows[0] == RAMP and note.startswith("8 of 8 units of 0:c, ordered by slowness")
     assert fig["layout"]["title"]["text"] == "0:c: characters 0–500"
     assert len(fig["data"][0]["x"]) == 500
+    fig, _ = tab.overview(stores, v, "0:c", 0, 500, "index", [])  # each row coloured as the text view colours it
+    scale = unit_scale(stores[0], RAMP, "robust")
+    assert fig["data"][0]["z"][3] == scale.bins(stores[0].window(0, 500, [RAMP])[:, 0]).tolist()
     fig, _ = tab.overview(stores, v, "1:h", 5900, 2000, "index", [])  # 2,000 wide: clipped to the end, averaged
     assert fig["layout"]["yaxis"]["ticktext"] == tab.group_units(stores[0], "1:h")
     assert fig["layout"]["title"]["text"] == "1:h: characters 4,000–6,000" and len(fig["data"][0]["x"]) == 500

@@ -221,21 +221,10 @@ def abs_percentile(store, unit: str, q: float = 99.0) -> float:
 def percentiles(store, unit: str, qs: tuple[float, ...], absolute: bool = False) -> tuple[float, ...]:
     """The ``qs`` percentiles of ``unit``'s finite values (of |v| with ``absolute``) over the store's bounded
     sample (``store.read(sample=True)``); NaN for a unit with no finite value."""
-    return tuple(float(x) for x in column_percentiles(store.read([unit], sample=True), qs, absolute)[:, 0])
-
-
-def column_percentiles(values: np.ndarray, qs: tuple[float, ...], absolute: bool = False) -> np.ndarray:
-    """(len(qs), U) the ``qs`` percentiles of each column of ``values`` (n, U) over its finite values (of |v|
-    with ``absolute``); NaN for a column with none."""
-    v = np.abs(values) if absolute else values
-    if np.isfinite(v).all():
-        return np.percentile(v, qs, axis=0).reshape(len(qs), v.shape[1])
-    out = np.full((len(qs), v.shape[1]), np.nan)
-    for j in range(v.shape[1]):  # columns with NaN or ±inf (a diverged unit): each on its finite values
-        col = v[:, j][np.isfinite(v[:, j])]
-        if col.size:
-            out[:, j] = np.percentile(col, qs)
-    return out
+    v = store.read([unit], sample=True)[:, 0]
+    v = v[np.isfinite(v)]
+    v = np.abs(v) if absolute else v
+    return tuple(float(x) for x in np.percentile(v, qs)) if v.size else (float("nan"),) * len(qs)
 
 
 def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:

@@ -1,7 +1,7 @@
 """Units × text as a heatmap: each unit's row coloured as the text view colours the text by that unit.
 
-Each row uses the unit's own robust range (:data:`rnnviz.views.colours.ROBUST_Q`: its 1st–99th percentile,
-white at 0 for a diverging kind; the text view's default), so a row reads as the text coloured by that unit and
+Each row uses the unit's own robust range (``unit_scale(store, unit, "robust")``: its 1st–99th percentile, white
+at 0 for a diverging kind; the text view's default), so a row reads as the text coloured by that unit and
 a unit with a few huge values (a line-length counter) is not washed out. The heatmap's z is the colour step
 (0 .. N_BINS - 1) and its colour scale the palette's steps, so the colours are the text view's exactly. A window
 wider than ``max_columns`` is averaged over runs of characters (:func:`overview_steps`): a slow or two-state
@@ -15,27 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rnnviz.model.units import parse_unit
-from rnnviz.views.colours import N_BINS, ROBUST_Q, ColourScale, colour_scale, column_percentiles, scale_kind
+from rnnviz.views.colours import N_BINS, ColourScale
 
 MAX_COLUMNS = 500  # heatmap columns: a wider window is averaged over runs of characters
-READ_UNITS = 64  # units read at once for the percentiles (bounded memory: sample rows × 64 × 4 bytes)
 ROW_PIXELS = (2, 14)  # a row's height in pixels: the fewest and the most
 LABELLED_ROWS = 40  # up to this many rows, each is labelled with its unit (more: on hover)
-
-
-def robust_scales(store, units: Sequence[str]) -> list[ColourScale]:
-    """Each unit's colour scale over its robust range (:data:`ROBUST_Q` of its values in the store's bounded
-    sample): the scales :func:`rnnviz.views.colours.unit_scale` gives with mode "robust", read ``READ_UNITS``
-    units at a time instead of one."""
-    out = []
-    for i in range(0, len(units), READ_UNITS):
-        chunk = list(units[i : i + READ_UNITS])
-        q = column_percentiles(store.read(chunk, sample=True), ROBUST_Q)  # (2, u)
-        for j, u in enumerate(chunk):
-            kind = scale_kind(store.cell, parse_unit(u)[1])
-            out.append(colour_scale(kind, None, "robust", robust=(float(q[0, j]), float(q[1, j]))))
-    return out
 
 
 def overview_steps(values: np.ndarray, scales: Sequence[ColourScale], start: int,
