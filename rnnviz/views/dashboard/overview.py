@@ -65,7 +65,9 @@ def panel() -> html.Div:
         ], className="row"),
         html.Div(id="ov-msg", className="note"),
         dcc.Store(id="ov-followed"),
-        dcc.Graph(id="ov-heat", figure=loading_figure(300), config={"displaylogo": False}),
+        # The first draw of a store computes every unit's two states and the group's colour ranges (~10 s for
+        # 1,024 units x 100k characters on a busy 2-core machine): a spinner says it is working.
+        dcc.Loading(dcc.Graph(id="ov-heat", figure=loading_figure(300), config={"displaylogo": False}), type="dot"),
     ])
 
 
