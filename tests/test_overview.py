@@ -154,6 +154,10 @@ def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
     assert len(rows) == 8 and rows[0] == RAMP and note.startswith("8 of 8 units of 0:c, ordered by slowness")
     assert fig["layout"]["title"]["text"] == "0:c: characters 0–500"
     assert len(fig["data"][0]["x"]) == 500
+    for order, hide in ((["explain"], 5), ({"a": 1}, "inputs"), (None, None)):  # what a crafted request may send
+        fig, note = tab.overview(stores, v, "0:c", "x", 1e400, order, hide)
+        assert note.startswith("8 of 8 units of 0:c, ordered by unit index")
+        assert fig["layout"]["title"]["text"] == "0:c: characters 0–500"  # the default stretch
     fig, _ = tab.overview(stores, v, "0:c", 0, 500, "index", [])  # each row coloured as the text view colours it
     scale = unit_scale(stores[0], RAMP, "robust")
     assert fig["data"][0]["z"][3] == scale.bins(stores[0].window(0, 500, [RAMP])[:, 0]).tolist()

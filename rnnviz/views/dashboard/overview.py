@@ -106,7 +106,8 @@ def overview(stores: StoreSet, view: View, group: str | None, start, width, orde
     units = group_units(store, group)
     measures = stores.cached(("ov-measures", i, group), lambda: unit_measures(store, units))
     rows = catalog.computed_rows(stores, i)
-    said = ORDERS.get(order, ORDERS["index"])
+    order = order if isinstance(order, str) and order in ORDERS else "index"  # any JSON may come from the browser
+    said = ORDERS[order]
     if order == "explain" and rows is None:
         order, said = "two-state", ORDERS["two-state"] + " (no catalog yet: Catalog → Explain every unit)"
     if rows is not None:
@@ -121,8 +122,8 @@ def overview(stores: StoreSet, view: View, group: str | None, start, width, orde
         score = {r["unit"]: r["score"] for r in rows}
         ranked = explain_order(roles, [score.get(u, float("nan")) for u in units])
     else:
-        ranked = measure_order(measures, order if order in ORDERS else "index")
-    hidden = HIDE in (hide or [])
+        ranked = measure_order(measures, order)
+    hidden = isinstance(hide, list) and HIDE in hide
     keep = [units[j] for j in ranked if not (hidden and detector[j])][:MAX_ROWS]
     if not keep:
         return message_figure(f"every unit of {group} is an input detector: untick the filter"), ""

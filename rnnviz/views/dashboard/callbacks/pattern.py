@@ -80,7 +80,7 @@ def toggled(click, drawn) -> tuple[str, str]:
     except (TypeError, KeyError, IndexError, ValueError):
         raise PreventUpdate from None
     units = extra + cells  # the traces' order (pattern_figure)
-    if not 0 <= curve < len(units):
+    if not 0 <= curve < len(units) or not all(isinstance(u, str) for u in units):
         raise PreventUpdate
     unit = units[curve]
     if unit in cells:
