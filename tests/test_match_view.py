@@ -41,7 +41,8 @@ def test_a_click_on_a_line_drops_its_cell_or_adds_a_candidate():
         no_update, f"the set has {MAX_FOLLOW} cells, the most it follows: drop one before adding 0:c:1")
     for bad_click, bad_drawn in ((click(4), drawn), (click(-1), drawn), (None, drawn), ({"points": []}, drawn),
                                  (click(0), None), ({"points": [{"x": 3}]}, drawn),
-                                 (click(0), {"cells": 5, "candidates": []}), (click(0), {"cells": [3], "candidates": []})):
+                                 (click(0), {"cells": 5, "candidates": []}),
+                                 (click(0), {"cells": [3], "candidates": []})):
         with pytest.raises(PreventUpdate):
             cb_pattern.toggled(bad_click, bad_drawn)
 
