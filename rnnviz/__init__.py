@@ -48,6 +48,7 @@ _API = {
     "gradient_flow": "analysis.causal",
     "explain": "analysis.explain",
     "top_contexts": "analysis.explain",
+    "score_rule": "analysis.rule_score",
     "simulate": "analysis.rules",
     "export_html": "views.export",
     "emergence": "analysis.emergence",

@@ -592,7 +592,17 @@ def record(ckpt, text, out, kinds, layers, split_name, start, length, burn_in, m
                                unknown=unknown, device=dev, overwrite=force, progress=progress, source=str(text),
                                context=context, threads=threads)
     if store is not None:  # None on a rank > 0 under torchrun: rank 0 committed the store and reports
+        _keep_two_states(store)
         _echo_recorded(store, out, unknown)
+
+
+def _keep_two_states(store) -> None:
+    """Write the two-state split beside a store just recorded (:func:`rnnviz.analysis.two_state.two_states`:
+    seconds for thousands of units), so that the dashboard's first select-to-find reads it instead. Here, not in the
+    recorder: the scratch stores of emergence and of explain's control are never searched."""
+    from rnnviz.analysis.two_state import two_states
+
+    two_states(store)
 
 
 def _echo_recorded(store, out, unknown: str) -> None:
@@ -645,6 +655,7 @@ def _record_module(ids_file, out, kinds, layers, topk, device, force, spec, opti
         store = record_module(module, ids, out, kinds=kinds, layers=layers, tokens=tokens, vocab=vocab,
                               forward=forward, chunk=options["chunk"], topk=topk, overwrite=force, progress=progress,
                               source=str(ids_file))
+    _keep_two_states(store)
     r, src = store.meta.recorder, store.meta.source
     size = sum(f.stat().st_size for f in store.path.iterdir())
     kept = (f"next-token log-probabilities and top-{store.k} predictions kept" if store.meta.has_logprob

@@ -17,7 +17,7 @@ DATA=${DATA:-../shared/data}
 BUDGET=${BUDGET:-6600}
 # test characters each card's ablations run over (the draws cost one pass of them each; 30000 on a busy CPU)
 ABLATE_CHARS=${ABLATE_CHARS:-100000}
-COMMON="--cell lstm --layers 2 --hidden 256 --batch 64 --seq-len 100 --lr 3e-3 --warmup 200 \
+COMMON="--cell lstm --layers 2 --hidden 256 --batch 64 --seq-len 100 --lr 3e-3 --schedule cosine --warmup 200 \
 --time-budget $BUDGET --eval-every 1000 --snapshot-every 250 --seed 1 --device cpu"
 WP="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-lstm-2x256 --dropout 0.1 $COMMON"
 LINUX="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-lstm-2x256 --dropout 0.0 $COMMON"
@@ -25,16 +25,16 @@ LINUX="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-lstm-2x256 --dr
 # restart of the same run (resumed with a longer budget: lr back to 1.7e-3) diverged at step 13,745. A new run
 # from its best weights with a low peak (6e-4 -> 6e-5) does not.
 WP_TUNE="$BIN/rnnviz train $DATA/war_and_peace.txt --out runs/wp-ft --init-from runs/wp-lstm-2x256/best \
---dropout 0.1 --batch 64 --seq-len 100 --lr 6e-4 --warmup 100 --time-budget 4900 --eval-every 500 --seed 2 --device cpu"
+--dropout 0.1 --batch 64 --seq-len 100 --lr 6e-4 --schedule cosine --warmup 100 --time-budget 4900 --eval-every 500 --seed 2 --device cpu"
 
 # Linux: the first run (no dropout) had validation flat at about 1.41 from step ~5,000 while training fell to
 # 0.77 (it learned the training files by heart). A second schedule from its best weights with dropout 0.3 does not.
 LINUX_TUNE="$BIN/rnnviz train $DATA/linux_kernel.txt --out runs/linux-ft --init-from runs/linux-lstm-2x256/best \
---dropout 0.3 --batch 64 --seq-len 100 --lr 1e-3 --warmup 100 --time-budget 6500 --eval-every 500 --seed 2 --device cpu"
+--dropout 0.3 --batch 64 --seq-len 100 --lr 1e-3 --schedule cosine --warmup 100 --time-budget 6500 --eval-every 500 --seed 2 --device cpu"
 
 # The tiny Shakespeare model (trained earlier, no snapshots): `finish shakespeare` rewrites its card only.
 TS="rnnviz train $DATA/tiny_shakespeare.txt --out runs/ts2 --cell lstm --layers 2 --hidden 128 --dropout 0.1 \
---batch 32 --seq-len 100 --lr 3e-3 --max-steps 6000 --eval-every 500 --seed 1"
+--batch 32 --seq-len 100 --lr 3e-3 --schedule cosine --max-steps 6000 --eval-every 500 --seed 1"
 
 # AFTER: how the runs really ended, for the cards (the runs of 2 Dec were stopped with SIGTERM at about
 # 3,600 s and resumed with a shorter budget to leave time for their cards: the cosine schedule moved on).

@@ -35,7 +35,7 @@ fi
 
 SET=${SET:-classic}
 if [ "$SET" = modern ]; then
-  COMMON="--batch 64 --seq-len 100 --lr 2e-3 --eval-every 500 --snapshot-every 250"
+  COMMON="--batch 64 --seq-len 100 --lr 2e-3 --schedule cosine --eval-every 500 --snapshot-every 250"
   [ "$SCALE" = full ] || COMMON="--batch 8 --seq-len 32 --lr 3e-3 --eval-every 20"
 fi
 

@@ -6,7 +6,8 @@ for each of the paper's cells on the test split, with intervals and controls.
 
 For each run (its ``best`` checkpoint; the corpus is read from its config.json):
 - test loss, nats/char, over the whole test split (``evaluate`` with 8 parallel streams: the few characters
-  after each cut are read with less context) and the characters the run trained on;
+  after each cut are read with less context) and the characters the run trained on; beside it, once per corpus,
+  the paper's 20-gram baseline on the same split (``rnnviz.model.ngram``, modified Kneser-Ney; no units);
 - a recording of the first ``--chars`` test characters, every kind (Mamba's whole state left out);
 - per feature, the best unit (``find_cells``) with its block-bootstrap 95% interval: quote AUROC and line
   position |r| (column) on prose; ``in_if`` AUROC, comment AUROC, brace depth |r| and line position on C;
@@ -34,6 +35,7 @@ from rnnviz.analysis.ranking import find_cells
 from rnnviz.errors import RnnvizError
 from rnnviz.model.checkpoint import load_checkpoint
 from rnnviz.model.data import read_text, split
+from rnnviz.model.ngram import ORDER, ngram_loss
 from rnnviz.model.trainer import evaluate
 from rnnviz.threads import torch_threads
 
@@ -59,6 +61,7 @@ def measure(run: Path, out: Path, chars: int, ablate_chars: int, random: int, co
     row["steps"], row["train_seconds"] = log[-1]["step"], log[-1]["time"]
     row["chars_seen"] = row["steps"] * cfg["train"]["batch"] * cfg["train"]["seq_len"]
     t0 = time.time()
+    row["ngram_test_loss"] = _ngram(text, out, Path(text_path).stem)
     row["test_loss"] = evaluate(model, model.vocab.encode(model.vocab.prepare(test, "skip")), streams=8)
     store = rnnviz.record(model, test[:chars], out / f"{run.name}.store", kinds="all", overwrite=True)
     for f in FEATURES[genre]:
@@ -83,6 +86,15 @@ def measure(run: Path, out: Path, chars: int, ablate_chars: int, random: int, co
     row["ablation"] = {k: _finite(v) if isinstance(v, float) else v for k, v in ab.summary().items()
                        if not isinstance(v, dict)}
     return _save(row, out, run, t0)
+
+
+def _ngram(text: str, out: Path, corpus: str) -> float:
+    """The 20-gram's test loss on this corpus, counted once and kept in ``out`` (a minute and < 1 GB each)."""
+    path = out / f"ngram-{corpus}.json"
+    if not path.exists():
+        nats, chars = ngram_loss(text, "test", ORDER)
+        path.write_text(json.dumps({"order": ORDER, "test_loss": nats, "chars": chars}))
+    return json.loads(path.read_text())["test_loss"]
 
 
 def _save(row: dict, out: Path, run: Path, t0: float) -> dict:
@@ -110,7 +122,7 @@ def _cell(d: dict | None) -> str:
 
 
 def table(out: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("ngram-")]
     lines = []
     for genre, feats in FEATURES.items():
         sel = [r for r in rows if r["genre"] == genre]
@@ -130,6 +142,10 @@ def table(out: Path) -> str:
                 f"{r['cell']} {r['layers']}×{r['hidden']}", f"{r['params']:,}", f"{r['chars_seen'] / 1e6:.1f} M",
                 f"{r['test_loss']:.3f}", *[_cell(r.get(f)) for f in feats], frac,
                 f"{e['learned']:.1%}" if e else "—", abl]) + " |")
+        ngram = next((r["ngram_test_loss"] for r in sel if r.get("ngram_test_loss") is not None), None)
+        if ngram is not None:  # the corpus's difficulty: the paper's baseline on the same split, no units
+            lines.append("| " + " | ".join([f"{ORDER}-gram (Kneser-Ney)", "—", "—", f"{ngram:.3f}"]
+                                           + ["—"] * (len(head) - 4)) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -137,6 +137,16 @@ BENCHES = {
          r"select-to-find over all 5,000 rows .*: " + fig("median", " ms"),
          r"pattern view, 8 cells over a 2,000-char window: " + fig("median", " ms")),
     ),
+    "dashboard_first_use": Bench(
+        ("--length", "3000", "--layers", "1", "--hidden", "8"),
+        (fig("load average"), r"store: 3,000 chars x 48 units \(lstm 1x8, kinds h,c,i,f,g,o\)$",
+         r"^cold \(no cache beside the store\): .*" + fig("first select-to-find", " s") + ".*"
+         + fig("first catalog", " s") + r" \(48 rows; " + fig("", " progress messages shown") + r"\)$",
+         r"^warm \(caches beside the store\): .*" + fig("first select-to-find", " s") + ".*"
+         + fig("first catalog", " s") + r" \(48 rows; 0 progress messages shown\)$",
+         "ratio warm / cold: " + fig("select-to-find", "x") + ", " + fig("catalog", "x") + "$",
+         fig("load average after:")),
+    ),
     "dashboard_load": Bench(  # one worker: each gunicorn worker is one more start-up (imports, stores)
         ("--length", "5000", "--hidden", "8", "--clients", "2", "--seconds", "2", "--baseline-seconds", "1",
          "--workers", "1"),

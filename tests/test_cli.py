@@ -179,6 +179,7 @@ def test_train_options_come_from_train_config():
     assert list(params["cell"].type.choices) == ["lstm", "gru", "rnn", "mingru", "mamba", "slstm"]
     assert list(params["amp"].type.choices) == ["auto", "off", "bf16", "fp16"]
     assert (params["lr"].default, params["seq_len"].default, params["epochs"].default) == (2e-3, 100, None)
+    assert (params["schedule"].default, list(params["schedule"].type.choices)) == ("wsd", ["wsd", "cosine", "constant"])
 
 
 def test_split_picks_the_part_of_the_text_a_window_counts_from(tmp_path, tiny_ckpt):

@@ -112,6 +112,40 @@ def test_mamba_equals_mambapy_forward_and_its_sequential_step():
     assert rec["sn"].shape == (2, 40, E) and (rec["dt"] > 0).all()
 
 
+def test_mamba_cpu_step_loop_scan_and_its_backward_equal_mambapy_pscan_in_float64():
+    """The CPU scan (a step loop with a hand-written backward) against mambapy's pscan path, values and every
+    gradient, with a carried state and a length that is not a power of two; and torch's gradcheck."""
+    from rnnviz.model.modern.mamba import _pscan
+    from rnnviz.model.modern.selective_scan import SelectiveScan, selective_scan
+
+    g = torch.Generator().manual_seed(5)
+    B, T, E, N = 3, 13, 6, 4
+    args = [torch.rand(B, T, E, generator=g), torch.randn(B, T, E, generator=g), torch.randn(B, T, N, generator=g),
+            torch.randn(B, T, N, generator=g), -3 * torch.rand(E, N, generator=g), torch.randn(B, E, N, generator=g)]
+    args = [a.double().requires_grad_() for a in args]
+    dt, x, Bm, C, A, s0 = args
+    w_y, w_s = torch.randn(B, T, E, generator=g).double(), torch.randn(B, T, E, N, generator=g).double()
+    grads = []
+    for scan in (lambda: selective_scan(dt, dt * x, Bm, C, A, s0)[:2], lambda: _pscan(dt, x, Bm, C, A, s0)):
+        y, s = scan()
+        grads.append((y, s, torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), args)))
+    (y1, s1, g1), (y2, s2, g2) = grads
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(s1, s2)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # evaluation: no states kept unless asked, the same outputs, the last state its own
+        y0, none, last = selective_scan(dt, dt * x, Bm, C, A, s0, keep_states=False)
+        _, kept, _ = selective_scan(dt, dt * x, Bm, C, A, s0)
+    assert none is None and last._base is None
+    torch.testing.assert_close(y0, y1.detach())
+    torch.testing.assert_close(kept, s1.detach())
+    torch.testing.assert_close(last, s1[:, -1].detach())
+    small = [a.detach().clone().requires_grad_() for a in (dt[:2, :5, :3], x[:2, :5, :3], Bm[:2, :5], C[:2, :5],
+                                                           A[:3], s0[:2, :3])]
+    assert torch.autograd.gradcheck(SelectiveScan.apply, small)
+
+
 def test_slstm_step_equals_the_xlstm_package_pointwise():
     from xlstm.blocks.slstm.src.vanilla.slstm import slstm_forward_pointwise
 

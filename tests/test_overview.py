@@ -4,6 +4,8 @@ text view's own scales) and the Overview tab's content as a plain call. Browser 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,12 +168,14 @@ def test_overview_tab_hides_input_detectors_and_orders_rows(stores):
     assert fig["layout"]["title"]["text"] == "1:h: characters 4,000–6,000" and len(fig["data"][0]["x"]) == 500
 
 
-def test_overview_follows_the_catalog_once_it_is_computed(stores):
-    fresh = StoreSet([stores[0].path])  # its own caches: the other tests see no catalog
+def test_overview_follows_the_catalog_once_it_is_computed(stores, tmp_path):
+    shutil.copytree(stores[0].path, tmp_path / "ov")  # the catalog is kept beside its store: the others see none
+    fresh = StoreSet([tmp_path / "ov"])
     v = View.clean({"unit": "0:c:5"}, fresh)
-    assert catalog.computed_rows(fresh, 0) is None
+    assert catalog.known_rows(fresh, 0) is None
     rows = catalog.catalog_rows(fresh, 0)  # what "Explain every unit" computes
-    assert catalog.computed_rows(fresh, 0) is rows
+    assert catalog.known_rows(fresh, 0) is rows
+    assert catalog.known_rows(StoreSet([tmp_path / "ov"]), 0) is not None  # a new process reads it beside the store
     by = {r["unit"]: r for r in rows}
     assert by[A_UNIT]["_role"] == "input detector" and by[QUOTE]["_role"] == "cell"
     units = tab.group_units(fresh[0], "0:c")

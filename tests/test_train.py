@@ -139,7 +139,7 @@ def test_a_resume_that_raises_the_learning_rate_warns(tmp_path, text_file):
     from rnnviz.cli import main
 
     run = tmp_path / "run"
-    train(text_file, run, TrainConfig(max_steps=30, warmup=5, lr=2e-3, **SMALL))
+    train(text_file, run, TrainConfig(max_steps=30, warmup=5, lr=2e-3, schedule="cosine", **SMALL))
     events = []
     train(text_file, run, resume=True, overrides={"max_steps": 33}, callback=events.append)
     assert [e for e in events if e["type"] == "warning"] == []  # the schedule goes on from where it was
@@ -249,9 +249,18 @@ def test_an_auto_warm_up_is_a_small_fraction_of_the_steps_a_run_is_expected_to_m
     assert r["warmup"] == warmup == auto_warmup(expected) <= max(1, round(AUTO_WARMUP_FRAC * expected))
     assert [e for e in events if e["type"] == "warning"] == []
     short = tmp_path / "short"  # a small max-steps: chosen at the start, 2% of 50 steps
-    assert train(text_file, short, TrainConfig(max_steps=50, **SMALL))["warmup"] == 1
+    assert train(text_file, short, TrainConfig(max_steps=50, schedule="cosine", **SMALL))["warmup"] == 1
     lo = 2e-3 * 0.1  # step 5 ran (as step index 4) on the cosine already
     assert _log(short)[0]["lr"] == pytest.approx(lo + 0.5 * (2e-3 - lo) * (1 + math.cos(math.pi * 4 / 50)), rel=1e-12)
+
+
+def test_the_wsd_schedule_is_stable_then_decays_linearly_over_the_last_fifth(tmp_path, text_file):
+    train(text_file, tmp_path / "wsd", TrainConfig(max_steps=50, warmup=2, schedule="wsd", **SMALL))
+    lrs = {r["step"]: r["lr"] for r in _log(tmp_path / "wsd")}  # step s ran as index s - 1, at progress (s-1)/50
+    assert [lrs[s] for s in range(5, 45, 5)] == [2e-3] * 8  # stable through progress 0.78
+    lo = 2e-3 * 0.1
+    assert lrs[45] == pytest.approx(2e-3 - (2e-3 - lo) * (44 / 50 - 0.8) / 0.2, rel=1e-12)
+    assert lrs[50] == pytest.approx(2e-3 - (2e-3 - lo) * (49 / 50 - 0.8) / 0.2, rel=1e-12)
 
 
 def test_an_explicit_warm_up_is_kept(tmp_path, text_file):
@@ -261,7 +270,7 @@ def test_an_explicit_warm_up_is_kept(tmp_path, text_file):
     r, events = _budget_run(text_file, tmp_path / "budget", 1, warmup=7)
     assert r["warmup"] == 7
     assert not any("warm-up 7" in e.get("message", "") for e in events)  # said only of an auto choice
-    assert re.search(r"--warmup INTEGER\s+Warm-up steps \(cosine\); default: auto,", _cli_train("--help").output)
+    assert re.search(r"--warmup INTEGER\s+Warm-up steps \(wsd, cosine\); default: auto,", _cli_train("--help").output)
 
 
 def test_a_resumed_auto_run_continues_the_same_schedule(tmp_path, text_file, train_until_ctrl_c):

@@ -161,7 +161,7 @@ def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tic
     for h in space.h:
         acc.append({"s1": torch.zeros(u, dtype=torch.float64), "s2": torch.zeros(u, dtype=torch.float64),
                     "xd": torch.zeros((h["Dc"].shape[1], u), dtype=torch.float64),
-                    "sn": [torch.zeros((len(g) + 1, u)) for g in space.grams]})
+                    "sn": [torch.zeros((len(g) + 1, u), dtype=torch.float64) for g in space.grams]})
     step = int(np.clip((4 << 20) // (4 * u), 256, 65536))
     for a, ranges, h in zip(acc, space.halves, space.h, strict=True):
         off = 0  # where this range starts in the half's own rows (h["Dc"] is indexed by those)
@@ -170,24 +170,31 @@ def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tic
                 e = min(s + step, hi)
                 x = torch.from_numpy(store.read_columns(layer, kind, s, e, idx)).float()  # (n, u)
                 torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
+                # Sums of x - shift, shift = the half's first block's mean: a saturated gate (0.95 +- 0.002) summed
+                # raw in float32 loses its variance to cancellation (E[x^2] - mu^2) and scored r > 1.
+                if "shift" not in a:
+                    a["shift"] = x.mean(0)
+                x -= a["shift"]
                 a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
                 a["s2"] += x.square().sum(0).double()
                 a["xd"] += (h["Dc"][off + s - lo : off + e - lo].T @ x).double()
-                for sn, ids in zip(a["sn"], space.ids, strict=True):
-                    sn.index_add_(0, ids[s:e], x)
+                for sn, ids in zip(a["sn"], space.ids, strict=True):  # float32 within a block, float64 across
+                    sn += torch.zeros(sn.shape).index_add_(0, ids[s:e], x)
                 tick(e - s, u)
             off += hi - lo
     out = []
     for a, h in zip(acc, space.h, strict=True):
         N = h["N"]
-        mu = (a["s1"] / N).numpy()
+        mu = (a["s1"] / N).numpy()  # of x - shift: the covariances below are the same with or without it
         sd = np.sqrt(np.maximum((a["s2"] / N).numpy() - mu**2, 0.0))
+        mu = mu + a["shift"].double().numpy() if "shift" in a else mu
         sd[sd < 1e-6 * np.maximum(np.abs(mu), 1.0)] = 0.0  # a constant unit: float error is not a signal
         cov_d = a["xd"].numpy() / N  # (C, u)
         r_d = _corr(cov_d, h["sd"], sd)
         r_n = []
+        shifted_mu = (a["s1"] / N).numpy()
         for sn, p in zip(a["sn"], h["p"], strict=True):
-            cov = sn[: len(p)].double().numpy() / N - p[:, None] * mu[None, :]
+            cov = sn[: len(p)].double().numpy() / N - p[:, None] * shifted_mu[None, :]
             r_n.append(_corr(cov, np.sqrt(p * (1 - p)), sd))
         out.append({"mu": mu, "sd": sd, "r_dense": r_d, "r_ngram": r_n})
     return out
@@ -255,6 +262,7 @@ def _pair(rf, rh, corr_f, hf, hh, fit, held, i) -> dict | None:
     var = float(w @ cov_h @ w)
     cov_x = float(w @ (rh[ab] * hh["pool_sd"][ab])) * held["sd"][i]
     score = cov_x / (held["sd"][i] * np.sqrt(var)) if var > 0 and held["sd"][i] > 0 else 0.0
+    score = float(np.clip(score, -1.0, 1.0))  # a correlation: float error beyond +-1 is not a signal (as _corr)
     pool_mean = np.concatenate([hf["mean"], hf["p"][0]])[ab]
     coef = (fit["sd"][i] * w).tolist()
     coef.append(float(fit["mu"][i] - coef[0] * pool_mean[0] - coef[1] * pool_mean[1]))
@@ -409,23 +417,29 @@ def _row(name: str, r: dict, min_score: float) -> dict:
 
 
 def top_contexts(store, unit: str, top: int = 10, per_decile: int = 3, context: int = 30,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, random: int = 0) -> pd.DataFrame:
     """Contexts to check an explanation by eye (as delphi shows them): the ``top`` highest activations
-    (at least ``context`` characters apart) and ``per_decile`` random ones (seeded) from each decile of
-    the unit's values, highest decile first. Columns: group ("top", "decile 10" ... "decile 1"), pos,
+    (at least ``context`` characters apart), ``random`` rows drawn uniformly from the whole text (finite values
+    only; without replacement) and ``per_decile`` random ones from each decile of the unit's values, highest
+    decile first (all seeded by ``seed``; the random rows are drawn after the deciles', so adding them leaves
+    the deciles' draws as they were). Columns: group ("top", "random", "decile 10" ... "decile 1"), pos,
     value, before, char, after (``char`` is the character just read at ``pos``)."""
-    if top < 0 or per_decile < 0:
-        raise RnnvizError("top and per_decile must be >= 0")
+    if top < 0 or per_decile < 0 or random < 0:
+        raise RnnvizError("top, per_decile and random must be >= 0")
     x = store.unit(unit).astype(np.float32)  # (T,)
     finite = np.isfinite(x)
     out = [("top", p) for p in strongest(x, top, context)]
     rng = np.random.default_rng(check_seed(seed))
+    deciles = []
     if finite.any():
         edges = np.quantile(x[finite], np.linspace(0, 1, 11))
         dec = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
         for d in range(9, -1, -1):
             where = np.nonzero((dec == d) & finite)[0]
             for p in rng.choice(where, min(per_decile, len(where)), replace=False) if len(where) else []:
-                out.append((f"decile {d + 1}", int(p)))
+                deciles.append((f"decile {d + 1}", int(p)))
+    where = np.flatnonzero(finite)
+    out += [("random", int(p)) for p in np.sort(rng.choice(where, min(random, len(where)), replace=False))]
+    out += deciles
     rows = [{"group": g, "value": float(x[p]), **snippet(store, p, context)} for g, p in out]
     return pd.DataFrame(rows, columns=["group", "pos", "value", "before", "char", "after"])

@@ -10,27 +10,35 @@ explain, ``eta`` in [0, 1]: 1 for a unit that only ever takes two values, 2/Ï€ â
 Units with ``eta >= ETA_MIN`` count as two-state cells.
 
 The histogram is taken over a sample of the store (``SAMPLE_WINDOWS`` evenly spaced windows of
-``WINDOW_ROWS`` rows, all of it when shorter): about 0.5 s for a store of any length (1,024 units), computed once per
-open store and kept with it.
+``WINDOW_ROWS`` rows, all of it when shorter): about 0.5 s for a store of any length (1,024 units), 6-10 s for
+3,072 (all six kinds of a 2x256 LSTM). So it is computed once, when the store is recorded (``rnnviz record``
+calls :func:`two_states`), and kept beside the store
+(``cache.two_state``, :func:`rnnviz.store.column_cache.cached_array`: checked against the store's arrays, this
+module's code and its settings; a store recorded before, or a stale or corrupt file, has it computed on first
+use and written then), and kept with the open store.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rnnviz.store.column_cache import array_stamp, cached_array, code_hash
 from rnnviz.store.reader import spaced_blocks
 
 BINS = 256  # histogram bins between each unit's min and max
 SAMPLE_WINDOWS, WINDOW_ROWS = 256, 64  # at most 16,384 rows read, spread over the whole text
 ETA_MIN = 0.7  # share of a unit's variance its two states must explain to call it a two-state cell
 COLUMNS = ["split", "low", "high", "eta", "on_share"]
+CACHE = "cache.two_state"  # beside the store: (len(COLUMNS), U) float64, one row per column
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_lock = threading.Lock()  # _cache
+_compute = threading.Lock()  # one computation at a time
 
 
 def _sample(store) -> np.ndarray:
@@ -74,11 +82,37 @@ def otsu(values: np.ndarray, bins: int = BINS) -> pd.DataFrame:
 
 
 def two_states(store) -> pd.DataFrame:
-    """Every unit's two states (:func:`otsu` over a sample of the store), indexed by unit name; computed
-    once per open store."""
+    """Every unit's two states (:func:`otsu` over a sample of the store), indexed by unit name: read from the
+    cache beside the store (computed and written there when it is missing or stale), once per open store."""
+    with _compute:  # computed once; a page load's stored_two_states does not wait for it (another lock)
+        with _lock:
+            got = _cache.get(store)
+        if got is None:
+            got = _cached(store, lambda: otsu(_sample(store))[COLUMNS].to_numpy(np.float64).T)
+            with _lock:
+                _cache[store] = got
+        return got
+
+
+def stored_two_states(store) -> pd.DataFrame | None:
+    """:func:`two_states` when they are already known (kept with the open store, or a valid cache beside it),
+    else None: never computes (fast enough for a page load)."""
     with _lock:
         got = _cache.get(store)
-        if got is None:
-            got = otsu(_sample(store)).set_index(pd.Index(list(store.units), name="unit"))
-            _cache[store] = got
-        return got
+    if got is None:
+        got = _cached(store, None)
+        if got is not None:
+            with _lock:
+                got = _cache.setdefault(store, got)
+    return got
+
+
+def _cached(store, compute) -> pd.DataFrame | None:
+    """The table from the cache beside the store (``compute()``d and written there when missing or stale, with
+    ``compute``; None without), as a DataFrame indexed by unit."""
+    expect = {"kind": "two_state", "key": f"bins={BINS},windows={SAMPLE_WINDOWS}x{WINDOW_ROWS}",
+              "source": array_stamp(store), "code": code_hash(Path(__file__))}
+    table = cached_array(store, CACHE, expect, "<f8", (len(COLUMNS), len(store.units)), compute)
+    if table is None:
+        return None
+    return pd.DataFrame(dict(zip(COLUMNS, table, strict=True)), index=pd.Index(list(store.units), name="unit"))

@@ -50,6 +50,7 @@ from rnnviz.model.settings import (  # noqa: F401 (TrainConfig and its names: th
     OPTIMIZERS,
     SCHEDULES,
     STOPS,
+    WSD_DECAY,
     TrainConfig,
     auto_warmup,
     load_train_config,
@@ -106,14 +107,18 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
 
 
 def _lr_at(cfg: TrainConfig, step: int, progress: float, warmup: int) -> float:
-    """The learning rate of step ``step`` (0-based) at ``progress`` in [0, 1]: a linear warm-up over ``warmup``
-    steps, then a cosine from ``lr`` down to ``lr * min_lr_frac`` at the run's end (or constant)."""
+    """The learning rate of step ``step`` (0-based) at ``progress`` in [0, 1]: constant (no warm-up), or a linear
+    warm-up over ``warmup`` steps, then either a cosine from ``lr`` down to ``lr * min_lr_frac`` at the run's end
+    or, for ``wsd`` (warm-up, stable, decay), ``lr`` until the last :data:`WSD_DECAY` of the run and a linear
+    decay to ``lr * min_lr_frac`` over it."""
     if cfg.schedule == "constant":
         return cfg.lr
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
-    lo = cfg.lr * cfg.min_lr_frac
-    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    lo, progress = cfg.lr * cfg.min_lr_frac, min(progress, 1.0)
+    if cfg.schedule == "wsd":
+        return cfg.lr - (cfg.lr - lo) * max(0.0, progress - (1 - WSD_DECAY)) / WSD_DECAY
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * progress))
 
 
 def _make_optimizer(cfg: TrainConfig, model: CharRNN) -> torch.optim.Optimizer:

@@ -24,6 +24,12 @@ scan over the whole text): a corrupt copy is removed and the store itself is rea
 bit-for-bit those of reading the store. Nothing is written where the store's directory is read-only;
 reads then go to the store. Delete ``colcache.*`` files to reclaim their space (as much as the arrays
 they copy).
+
+Smaller results computed from a store are kept the same way by :func:`cached_array` (numbers) and
+:func:`cached_json` (a table as JSON bytes, parsed, never run): the built-in features (``featcache.NAME``), each
+unit's two states (``cache.two_state``, written by ``rnnviz record``) and the catalog's explanations
+(``cache.explain``). Each is keyed by the stamp of the store files it was computed from, a hash of the code
+that computes it and its settings; a stale, torn or corrupt one is ignored and computed again.
 """
 
 from __future__ import annotations
@@ -101,9 +107,10 @@ def write_cache(path: Path, meta: dict, dtype: str, shape: tuple[int, ...],
             raise RnnvizError(f"cannot write {path}: short write")
 
 
-def read_cache(path: Path, expect: dict, dtype: str, shape: tuple[int, ...]):
+def read_cache(path: Path, expect: dict, dtype: str, shape: tuple[int, ...] | None):
     """(read-only memmap of the payload, header) when ``path`` is a valid cache of ``expect`` (every key
-    of it equal in the header: kind, key, stamp), else None. Never raises for a bad cache file."""
+    of it equal in the header: kind, key, stamp), else None. ``shape=None``: any 2-D shape the header gives
+    (the file's size still checked against it). Never raises for a bad cache file."""
     try:
         member(path.parent, path.name)
     except RnnvizError:
@@ -117,6 +124,12 @@ def read_cache(path: Path, expect: dict, dtype: str, shape: tuple[int, ...]):
         meta, offset = _read_header(f)
         if meta is None:
             return None
+        if shape is None:
+            shape = meta.get("shape")
+            if not (isinstance(shape, list) and len(shape) == 2 and all(type(n) is int and 0 < n < 1 << 40
+                                                                         for n in shape)):
+                return None
+            shape = tuple(shape)
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         ok = (meta.get("version") == VERSION and meta.get("dtype") == dtype and meta.get("shape") == list(shape)
               and all(meta.get(k) == v for k, v in expect.items())
@@ -318,16 +331,79 @@ class ColumnCache:
                     raise CacheCorrupt(f"{cache_name(layer, kind)}: unit {index} fails its CRC")
 
 
-@functools.lru_cache(maxsize=1)
-def _features_code() -> str:
-    """SHA-256 of the feature definitions' source (``rnnviz/analysis/features/*.py``): a cached feature computed
-    by other code is stale."""
-    from rnnviz.analysis import features
-
+@functools.lru_cache(maxsize=8)
+def code_hash(*files: Path) -> str:
+    """SHA-256 of the source files that compute a cached result: one computed by other code is stale."""
     h = hashlib.sha256()
-    for f in sorted(Path(features.__file__).parent.glob("*.py")):
+    for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _features_code() -> str:
+    """SHA-256 of the feature definitions' source (``rnnviz/analysis/features/*.py``)."""
+    from rnnviz.analysis import features
+
+    return code_hash(*sorted(Path(features.__file__).parent.glob("*.py")))
+
+
+def array_stamp(store, text: bool = False) -> dict:
+    """:func:`stamp` of every array of the store (and its text, with ``text``): what a result computed from all
+    of its units (their two states, their explanations) was computed from."""
+    from rnnviz.store.reader import array_name
+
+    return stamp(store, [array_name(*key) for key in store.meta.widths] + (["text.txt"] if text else []))
+
+
+def cached_array(store, name: str, expect: dict, dtype: str, shape: tuple[int, ...] | None,
+                 compute: Callable[[], np.ndarray] | None) -> np.ndarray | None:
+    """A result computed from the store, (shape) ``dtype``: read from the cache file ``name`` beside it when
+    that is valid (:func:`read_cache` of ``expect``: same store files, same code and settings; every row's CRC
+    intact), else ``compute()``d and written there (atomically, when the directory takes it) for the next
+    process. ``shape=None``: whatever 2-D shape the file says (a JSON payload's length). A cache file that is
+    stale, torn or corrupt is ignored and rewritten; nothing in it is executed (an array of numbers).
+    ``compute=None``: only read (None when there is no valid cache)."""
+    path = store.path / name
+    got = read_cache(path, expect, dtype, shape)
+    if got is not None:
+        values = np.array(got[0])
+        if crc_rows(values) == got[1]["crc"]:
+            return values
+    if compute is None:
+        return None
+    values = np.asarray(compute(), dtype=dtype)
+    values = values.reshape(shape) if shape is not None else values.reshape(1, -1)
+
+    def fill(write) -> list[int]:
+        write(0, values)
+        return crc_rows(values)
+
+    try:
+        write_cache(path, expect, dtype, values.shape, fill)
+    except (RnnvizError, OSError):
+        pass  # a read-only store: computed in every process
+    return values
+
+
+def cached_json(store, name: str, expect: dict, compute: Callable[[], object] | None):
+    """:func:`cached_array` for a JSON document (a table): its UTF-8 bytes are the payload, parsed with
+    :func:`json.loads` (never code). A payload that does not parse is recomputed and rewritten (``compute=None``:
+    only read; None when there is no valid cache)."""
+    def encode():
+        return np.frombuffer(json.dumps(compute(), separators=(",", ":")).encode(), dtype=np.uint8)
+
+    for _ in range(2):  # a valid CRC over bytes that are not JSON (written by hand): computed again, once
+        raw = cached_array(store, name, expect, "u1", None, None if compute is None else encode)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            try:
+                (store.path / name).unlink()
+            except OSError:
+                return None if compute is None else json.loads(json.dumps(compute()))
+    raise RnnvizError(f"{store.path / name}: cannot cache a result that is not JSON")
 
 
 def cached_feature(store, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -336,21 +412,5 @@ def cached_feature(store, name: str, compute: Callable[[], np.ndarray]) -> np.nd
     written there (when the directory takes it) for the next process."""
     if not name.isidentifier():
         raise RnnvizError(f"not a built-in feature name: {name!r}")
-    path = store.path / f"featcache.{name}"
     expect = {"kind": "feature", "key": name, "source": stamp(store, ["text.txt"]), "code": _features_code()}
-    got = read_cache(path, expect, "<f4", (1, store.length))
-    if got is not None:
-        values = np.array(got[0][0])
-        if zlib.crc32(values) == got[1]["crc"][0]:
-            return values
-    values = np.asarray(compute(), dtype=np.float32).reshape(-1)
-
-    def fill(write) -> list[int]:
-        write(0, values)
-        return [zlib.crc32(np.ascontiguousarray(values, dtype="<f4"))]
-
-    try:
-        write_cache(path, expect, "<f4", (1, store.length), fill)
-    except (RnnvizError, OSError):
-        pass  # a read-only store: computed every time
-    return values
+    return cached_array(store, f"featcache.{name}", expect, "<f4", (1, store.length), compute)[0]

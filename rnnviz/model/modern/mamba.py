@@ -22,11 +22,23 @@ from torch import nn
 from rnnviz.model.cells import MAMBA_CONV, MAMBA_EXPAND, MAMBA_STATE
 from rnnviz.model.charrnn import clamped
 from rnnviz.model.modern import Clamp, Stack, Want
+from rnnviz.model.modern.selective_scan import selective_scan
 
 
 def mamba_config(hidden: int, layers: int) -> MambaConfig:
     return MambaConfig(d_model=hidden, n_layers=layers, d_state=MAMBA_STATE, expand_factor=MAMBA_EXPAND,
                        d_conv=MAMBA_CONV)
+
+
+def _pscan(dt, x, B, C, A, s0):
+    """The scan by mambapy's ``pscan``: the same (y, states) as :func:`selective_scan`."""
+    decay = torch.exp(dt.unsqueeze(-1) * A)  # (B, T, E, N)
+    inject = dt.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1)  # (B, T, E, N)
+    # The carried state enters as step 0 of the scan (its decay is never used), so one zero-start scan
+    # over 1 + T steps gives every state.
+    s = pscan(torch.cat([torch.ones_like(decay[:, :1]), decay], 1), torch.cat([s0.unsqueeze(1), inject], 1))
+    s = s[:, 1:]  # (B, T, E, N)
+    return (s @ C.unsqueeze(-1)).squeeze(-1), s
 
 
 class Mamba(MambaBlock):
@@ -45,20 +57,19 @@ class Mamba(MambaBlock):
         dt, B, C = torch.split(self.x_proj(x), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
         dt = clamped(F.softplus(self.dt_proj(dt)), layer, "dt", clamp)  # (B, T, E)
         A = -torch.exp(self.A_log.float())  # (E, N)
-        decay = torch.exp(dt.unsqueeze(-1) * A)  # (B, T, E, N)
-        inject = dt.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1)  # (B, T, E, N)
-        # The carried state enters as step 0 of the scan (its decay is never used), so one zero-start scan
-        # over 1 + T steps gives every state.
-        s = pscan(torch.cat([torch.ones_like(decay[:, :1]), decay], 1), torch.cat([s0.unsqueeze(1), inject], 1))
-        s = s[:, 1:]  # (B, T, E, N)
-        y = clamped((s @ C.unsqueeze(-1)).squeeze(-1) + self.D.float() * x, layer, "y", clamp)  # (B, T, E)
+        if u.device.type == "cpu":  # the step loop: in-cache slices, no (B, T, E, N) temporaries (selective_scan.py)
+            y, s, last = selective_scan(dt, dt * x, B, C, A, s0, keep_states=want_inner or keep_state)
+        else:  # mambapy's parallel scan: log T sweeps over whole tensors, what a GPU does well
+            y, s = _pscan(dt, x, B, C, A, s0)
+            last = s[:, -1].clone()  # its own tensor: a view would keep every state alive
+        y = clamped(y + self.D.float() * x, layer, "y", clamp)  # (B, T, E)
         out = self.out_proj(y * F.silu(z))
         rec = {"x": x, "dt": dt, "y": y}
         if want_inner:
             rec["sn"] = s.norm(dim=-1)
         if keep_state:
             rec["s"] = s.flatten(2)
-        return out, seq[:, :, T:], s[:, -1], rec
+        return out, seq[:, :, T:], last, rec
 
 
 class MambaStack(Stack):

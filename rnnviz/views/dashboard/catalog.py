@@ -5,8 +5,9 @@ on hover). Units that only detect the character just read (the ``role`` of :func
 are hidden unless asked for. Clicking a row opens that unit in the text view at its strongest activation
 (through the URL, like any link) and draws, under the grid, the unit and its rule's simulated values over
 that window as two tracks, with the unit's top-activating contexts and a few from each decile to check the
-explanation by eye. Once computed, a store's catalog is shown whenever the tab is opened (it is cached for
-the server process).
+explanation by eye. Once computed, a store's catalog is shown whenever the tab is opened: it is kept beside the
+store (:mod:`rnnviz.analysis.explain_cache`), so a new server process reads it instead of computing it again. The
+first time, explain runs in the background (:mod:`.catalog_job`) and the tab shows its progress.
 
 Hooked into the page with one line in ``layout.py`` (the tab) and one in ``app.py`` (``register``).
 """
@@ -18,10 +19,12 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from rnnviz.analysis.explain import BLOCK, explain, top_contexts
+from rnnviz.analysis.explain import BLOCK, top_contexts
+from rnnviz.analysis.explain_cache import CATALOG, cached_explain, stored_explain
 from rnnviz.analysis.explain_control import catalog_count
 from rnnviz.analysis.rules import simulate
 from rnnviz.errors import RnnvizError
+from rnnviz.views.dashboard.catalog_job import Job, Jobs
 from rnnviz.views.dashboard.state import WINDOW, View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.dashboard.transitions import show_peak
@@ -43,6 +46,8 @@ COLUMNS = list(COLUMN_HELP)
 # Pixels per column (the explanation takes what is left); the best score first.
 WIDTHS = {"unit": 84, "score": 96, "sign": 76, "auroc": 88, "rule": 150, "layer": 80, "kind": 76, "index": 80}
 HIDE_TRIVIAL = "trivial"  # the filter's value: units that only detect the character just read are hidden
+POLL_MS = 400  # how often the tab asks how far a running explain is
+HIDDEN = {"display": "none", "width": "100%"}  # the progress bar's style while no explain runs
 
 
 def panel() -> html.Div:
@@ -62,6 +67,8 @@ def panel() -> html.Div:
                       options=[{"label": "hide input detectors (units that only say which character was just "
                                 "read)", "value": HIDE_TRIVIAL}]),
         html.Div(id="catalog-msg", className="note"),
+        html.Progress(id="catalog-progress", max=1000, value=0, style=HIDDEN),
+        dcc.Interval(id="catalog-poll", interval=POLL_MS, disabled=True),
         dcc.Loading(dag.AgGrid(
             id="catalog-table", columnDefs=columns, rowData=[], getRowId="params.data.unit",
             # A filter box under each header (as the table it replaces had), the header left to its name.
@@ -78,26 +85,30 @@ def panel() -> html.Div:
     ])
 
 
-def catalog_rows(stores: StoreSet, i: int) -> list[dict]:
-    """Store ``i``'s catalog as grid rows, with ``_coef`` (a combination's weights) and ``_sign`` (1 or -1) for the
-    server and ``_role`` (:func:`~rnnviz.analysis.explain_control.roles`) for the filter (cached: computed once per
-    store)."""
-
-    def make() -> list[dict]:
-        df = explain(stores[i], intervals=False)  # the grid shows no interval: none computed
-        df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3))
-        rows = df[COLUMNS].to_dict("records")
-        for r, coef, role in zip(rows, df["coef"], df["role"], strict=True):
-            r["auroc"] = None if r["auroc"] != r["auroc"] else r["auroc"]  # NaN -> empty cell
-            r["_coef"], r["_role"], r["_sign"], r["sign"] = coef, role, r["sign"], sign_symbol(r["sign"])
-        return rows
-
-    return stores.cached(("catalog", i), make)
+def grid_rows(df) -> list[dict]:
+    """An explain table as grid rows, with ``_coef`` (a combination's weights) and ``_sign`` (1 or -1) for the
+    server and ``_role`` (:func:`~rnnviz.analysis.explain_control.roles`) for the filter."""
+    df = df.assign(score=df["score"].round(3), auroc=df["auroc"].round(3))
+    rows = df[COLUMNS].to_dict("records")
+    for r, coef, role in zip(rows, df["coef"], df["role"], strict=True):
+        r["auroc"] = None if r["auroc"] != r["auroc"] else r["auroc"]  # NaN -> empty cell
+        r["_coef"], r["_role"], r["_sign"], r["sign"] = coef, role, r["sign"], sign_symbol(r["sign"])
+    return rows
 
 
-def computed_rows(stores: StoreSet, i: int) -> list[dict] | None:
-    """Store ``i``'s catalog rows (:func:`catalog_rows`) when already computed, else None (never computes)."""
-    return catalog_rows(stores, i) if stores.holds(("catalog", i)) else None
+def catalog_rows(stores: StoreSet, i: int, progress=None) -> list[dict]:
+    """Store ``i``'s catalog as grid rows (:func:`grid_rows`): kept for the server process, read from beside the
+    store, else computed (``progress(done, total)`` as it goes; the grid shows no interval: none computed)."""
+    return stores.cached(("catalog", i), lambda: grid_rows(cached_explain(stores[i], progress, **CATALOG)))
+
+
+def known_rows(stores: StoreSet, i: int) -> list[dict] | None:
+    """Store ``i``'s catalog when it is known without computing (this process's, or the cache beside the
+    store), else None."""
+    if stores.holds(("catalog", i)):
+        return catalog_rows(stores, i)
+    df = stored_explain(stores[i], **CATALOG)
+    return None if df is None else stores.cached(("catalog", i), lambda: grid_rows(df))
 
 
 def track_figure(store, unit: str, rule: str, coef, start: int, stop: int) -> go.Figure:
@@ -142,23 +153,45 @@ def catalog_message(name: str, rows: list[dict], shown: int) -> str:
     return f"{name}: {catalog_count([r['_role'] for r in rows])}{tail}"
 
 
+def progress_message(name: str, units: int, job: Job) -> str:
+    """The line over the progress bar while explain runs."""
+    return f"{name}: explaining {units:,} units, {job.fraction:.0%} done (once: it is kept beside the store)"
+
+
+def catalog_state(stores: StoreSet, jobs: Jobs, i: int, clicked: bool, hide) -> tuple:
+    """What the tab shows of store ``i``'s catalog: (grid rows, message, its class, progress value, progress
+    style, whether polling stops). The rows once known (computed, or beside the store); a click starts explain in
+    the background when they are not; while it runs, its progress; before anyone asked, nothing new."""
+    rows, job = known_rows(stores, i), jobs.get(i)
+    if rows is None and clicked:  # computed in the background; the poll shows how far it is
+        job = jobs.start(i, lambda progress: catalog_rows(stores, i, progress))
+    if rows is None and job is not None and job.finished and not job.error:
+        rows = catalog_rows(stores, i)  # finished since
+    if rows is not None:
+        shown = shown_rows(rows, hide)
+        return shown, catalog_message(stores.names[i], rows, len(shown)), "note", 1000, HIDDEN, True
+    if job is None:  # nothing asked for this store yet: the button says what to do (a poll for another stops)
+        return (no_update,) * 5 + (True,)
+    if job.finished:
+        return [], job.error, "msg", 0, HIDDEN, True
+    msg = progress_message(stores.names[i], len(stores[i].units), job)
+    return no_update, msg, "note", round(job.fraction * 1000), {**HIDDEN, "display": "block"}, False
+
+
 def register(app, stores: StoreSet, window: int = WINDOW) -> None:
+    jobs = Jobs()
+
     @app.callback(
         Output("catalog-table", "rowData"), Output("catalog-msg", "children"), Output("catalog-msg", "className"),
+        Output("catalog-progress", "value"), Output("catalog-progress", "style"), Output("catalog-poll", "disabled"),
         Input("catalog-go", "n_clicks"), Input("tabs", "value"), Input("catalog-hide", "value"),
-        State("view", "data"), prevent_initial_call=True,
+        Input("catalog-poll", "n_intervals"), State("view", "data"), prevent_initial_call=True,
     )
-    def _explain(_, tab, hide, view):
-        i = View.clean(view, stores, window).store
-        if ctx.triggered_id != "catalog-go":  # opening the tab, or the filter: only a catalog already computed
-            if tab != "catalog" or not stores.holds(("catalog", i)):
-                raise PreventUpdate
-        try:
-            rows = catalog_rows(stores, i)
-        except RnnvizError as e:
-            return [], str(e), "msg"
-        shown = shown_rows(rows, hide)
-        return shown, catalog_message(stores.names[i], rows, len(shown)), "note"
+    def _explain(_, tab, hide, _poll, view):
+        clicked = ctx.triggered_id == "catalog-go"
+        if not clicked and tab != "catalog" and ctx.triggered_id != "catalog-poll":
+            raise PreventUpdate
+        return catalog_state(stores, jobs, View.clean(view, stores, window).store, clicked, hide)
 
     @app.callback(
         Output("url", "search", allow_duplicate=True), Output("catalog-track", "figure"),

@@ -9,7 +9,7 @@ from dash import dcc, html
 from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.similar import THETA
 from rnnviz.views.colours import RANGES
-from rnnviz.views.dashboard import catalog, emergence_tab, overview
+from rnnviz.views.dashboard import catalog, emergence_tab, overview, unit_card
 from rnnviz.views.dashboard.figures import loading_figure
 from rnnviz.views.dashboard.state import DEFAULT_RANGE
 from rnnviz.views.dashboard.stores import StoreSet
@@ -204,4 +204,5 @@ def panel_tabs() -> dcc.Tabs:
         dcc.Tab(label="Sample", value="sample", id="tab-sample", children=sampling_panel()),
         dcc.Tab(label="Emergence", value="emerge", id="tab-emerge", children=emergence_tab.panel()),
         dcc.Tab(label="Catalog", value="catalog", children=catalog.panel()),
+        dcc.Tab(label="Unit", value="unit", children=unit_card.panel()),
     ])

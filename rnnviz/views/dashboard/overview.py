@@ -1,7 +1,7 @@
 """The Overview tab: every unit of one layer and kind as a row of colours over a stretch of the text.
 
-Rows are ordered by the catalog's explanations when they are computed, else by a cheap measure
-(:mod:`rnnviz.analysis.overview`: two-state η, slowness) and the note says which; input detectors are hidden
+Rows are ordered by the catalog's explanations when they are known (computed, or kept beside the store), else by
+a cheap measure (:mod:`rnnviz.analysis.overview`: two-state η, slowness) and the note says which; input detectors are hidden
 by a checkbox (the catalog's roles, else a unit mostly explained by the character just read). Colours are the
 text view's robust range per unit (:mod:`rnnviz.views.heat_rows`), so two-state and slow cells stand out as
 bands and steps. The stretch follows the text view's window and scrolls on its own ("from", ◀ ▶); a click on a
@@ -105,7 +105,7 @@ def overview(stores: StoreSet, view: View, group: str | None, start, width, orde
     stop = min(store.length, start + width)
     units = group_units(store, group)
     measures = stores.cached(("ov-measures", i, group), lambda: unit_measures(store, units))
-    rows = catalog.computed_rows(stores, i)
+    rows = catalog.known_rows(stores, i)
     order = order if isinstance(order, str) and order in ORDERS else "index"  # any JSON may come from the browser
     said = ORDERS[order]
     if order == "explain" and rows is None:

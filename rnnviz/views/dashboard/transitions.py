@@ -19,6 +19,7 @@ from rnnviz.analysis.on_threshold import parse_theta, theta_problem
 from rnnviz.analysis.similar import MAX_FOLLOW
 from rnnviz.errors import RnnvizError
 from rnnviz.model.units import parse_unit
+from rnnviz.store.reader import spaced_blocks
 from rnnviz.views.colours import RANGES
 from rnnviz.views.dashboard.state import (
     WINDOW,
@@ -57,6 +58,21 @@ def load(stores: StoreSet, _view, search, ctx: Inputs) -> tuple[View, str]:
     """A page load or a changed URL: the view the link asks for, and what in it could not be honoured."""
     new = from_query(search, stores, ctx.window)
     asked = query_fields(search)
+    msg = _unhonoured(stores, new, asked)
+    if new.feature.startswith("re:"):  # a link's regex is checked like a typed one (size and syntax)
+        try:
+            check_regex(new.feature[3:])
+        except RnnvizError as e:
+            new, msg = new.replace(feature=""), str(e)
+    if not asked.get("unit"):  # a link that names no unit: the store's strongest cell (where it fires, unless placed)
+        from rnnviz.views.dashboard.opening import opening_view  # it uses show_peak, below
+
+        new = opening_view(stores, new, ctx.window, place="start" not in asked)
+    return new, msg
+
+
+def _unhonoured(stores: StoreSet, new: View, asked: dict[str, str]) -> str:
+    """What in a link's fields ``asked`` the view ``new`` could not honour, in one line ("" when all was)."""
     name = stores.names[new.store]
     msg = ""
     if "store" in asked and stores.resolve(asked["store"]) is None:
@@ -75,12 +91,7 @@ def load(stores: StoreSet, _view, search, ctx: Inputs) -> tuple[View, str]:
         msg = theta_problem(asked["theta"])
     elif asked.get("cells") is not None and len(new.cells) < len([c for c in asked["cells"].split(",") if c]):
         msg = f"cells: give 1 to {MAX_FOLLOW} units of {name} (LAYER:KIND:INDEX, comma-separated)"
-    if new.feature.startswith("re:"):  # a link's regex is checked like a typed one (size and syntax)
-        try:
-            check_regex(new.feature[3:])
-        except RnnvizError as e:
-            new, msg = new.replace(feature=""), str(e)
-    return new, msg
+    return msg
 
 
 def pick_store(stores, view: View, value, ctx: Inputs) -> tuple[View, str]:
@@ -198,13 +209,23 @@ def _show(view: View, a: int, b: int, length: int, window: int) -> View:
     return new
 
 
-def show_peak(stores, view: View, unit: str, sign: int, window: int, within: tuple[int, int] | None = None) -> View:
+def show_peak(stores, view: View, unit: str, sign: int, window: int, within: tuple[int, int] | None = None,
+              sample: bool = False) -> View:
     """``view`` with ``unit``'s strongest activation (its highest value; its lowest for ``sign`` -1) outlined and on
-    screen (:func:`_show`): over rows ``within`` = (a, b), else over the whole store (reads the unit's column)."""
+    screen (:func:`_show`): over rows ``within`` = (a, b), else over the whole store (reads the unit's column), or
+    with ``sample`` over a bounded sample of it (:func:`~rnnviz.store.reader.spaced_blocks`: the whole store up
+    to 200,000 rows; for a page load)."""
     store = stores[view.store]
     a, b = within or (0, store.length)
-    x = store.window(a, b, [unit])[:, 0] if within else store.unit(unit)  # (b - a,)
-    p = a + strongest(np.asarray(x, np.float32), 1, 1, -1 if sign < 0 else 1)[0]
+    if sample:
+        blocks = spaced_blocks(store.length)
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in blocks])  # the row of each value read
+        x = store.read([unit], blocks=blocks)[:, 0]
+    else:
+        rows = None
+        x = store.window(a, b, [unit])[:, 0] if within else store.unit(unit)  # (b - a,)
+    p = strongest(np.asarray(x, np.float32), 1, 1, -1 if sign < 0 else 1)[0]
+    p = int(rows[p]) if rows is not None else a + p
     return _show(view, p, p + 1, store.length, window)
 
 
