@@ -1,8 +1,8 @@
 """The Overview tab: every unit of one layer and kind as a row of colours over a stretch of the text.
 
 Rows are ordered by the catalog's explanations when they are known (computed, or kept beside the store), else by
-a cheap measure (:mod:`rnnviz.analysis.overview`: two-state η, slowness) and the note says which; input detectors are hidden
-by a checkbox (the catalog's roles, else a unit mostly explained by the character just read). Colours are the
+a cheap measure (:mod:`rnnviz.analysis.overview`: two-state η, slowness) and the note says which; input detectors
+are hidden by a checkbox (the catalog's roles, else a unit mostly explained by the character just read). Colours are the
 text view's robust range per unit (:mod:`rnnviz.views.heat_rows`), so two-state and slow cells stand out as
 bands and steps. The stretch follows the text view's window and scrolls on its own ("from", ◀ ▶); a click on a
 row colours the text by that unit (through the URL, like any link), over the stretch shown.
