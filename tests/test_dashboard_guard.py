@@ -296,7 +296,8 @@ def log_records(app):
 def test_fuzz_every_callback_never_500_never_a_traceback(app, client, log_records, capfd):
     seen = set()
 
-    @settings(max_examples=800, deadline=None, derandomize=True, database=None,
+    # 1,200 examples: with the unit card and the overview (47 callbacks) 800 left the gradient-flow one unanswered.
+    @settings(max_examples=1200, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(requests(app))
     def check(raw):
