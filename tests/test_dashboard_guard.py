@@ -296,7 +296,7 @@ def log_records(app):
 def test_fuzz_every_callback_never_500_never_a_traceback(app, client, log_records, capfd):
     seen = set()
 
-    # 1,200 examples: with the unit card and the overview (47 callbacks) 800 left the gradient-flow one unanswered.
+    # 1,200 examples: with the unit card and the overview (29 server-side callbacks) 800 left gradient flow unanswered.
     @settings(max_examples=1200, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(requests(app))
