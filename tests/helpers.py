@@ -376,3 +376,36 @@ def assert_no_overlaps(page, graph: str):
     for j, p in enumerate(parts):
         for q in parts[j + 1 :]:
             assert not overlap(p, q), (p, q)
+
+
+LONG_QUOTE = 'They wrote "a long quoted sentence that runs on well past the width of a panel, on and on to its end".\n'
+OV_A, OV_QUOTE, OV_RAMP = "0:c:1", "0:c:2", "0:c:3"  # an "a" detector, a two-state quote cell, a slow ramp
+OV_STEP, OV_RISE = "1:c:3", "1:h:5"  # in quotes: a step (-1 / +1), and a rise from 0.2 to 1 over each quote
+
+
+def overview_text(length: int) -> str:
+    block = "".join(LINES) + LONG_QUOTE
+    return (block * (length // len(block) + 1))[:length]
+
+
+def make_overview_store(path: Path, length: int = 6000):
+    """Two layers of h and c, 8 units each (LSTM), over :func:`overview_text`: seeded noise except the planted
+    units :data:`OV_A`, :data:`OV_QUOTE`, :data:`OV_RAMP` (a ramp over every 500 characters), :data:`OV_STEP`
+    and :data:`OV_RISE`."""
+    rng = np.random.default_rng(0)
+    text = overview_text(length)
+    vocab = Vocab.from_text(text)
+    arrays = {(l, k): rng.uniform(-0.3, 0.3, (length, 8)).astype(np.float32) for l in (0, 1) for k in "hc"}
+    inq = compute_feature("in_quote", text)
+    c = arrays[(0, "c")]
+    c[:, 1] = np.frombuffer(text.encode(), np.uint8) == ord("a")
+    c[:, 2] = 2 * inq - 1 + rng.uniform(-0.05, 0.05, length)
+    c[:, 3] = (np.arange(length) % 500) / 250 - 1
+    arrays[(1, "c")][:, 3] = 2 * inq - 1
+    rise = np.full(length, -1.0, np.float32)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inq, [0]])))  # each quote's [start, stop)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        rise[a:b] = np.linspace(0.2, 1.0, b - a)
+    arrays[(1, "h")][:, 5] = rise
+    cfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=8)
+    return write_store(path, text, arrays, cfg, vocab)

@@ -411,7 +411,7 @@ def test_pattern_view_functions(stores):
     assert cb_pattern.on_set(s, mine.replace(theta=3.0), c, sg) == []
     out, msg = cb_pattern.pattern_matches(stores, mine.replace(feature="in_quote"), c, sg)
     assert msg == "" and len(out.children) == 1 + cb_pattern.HEATMAPS
-    heat = out.children[1].figure
+    heat = out.children[1].children.figure  # each heatmap in its sideways-scrolling box
     assert heat["data"][0]["y"] == [QUOTE_UNIT, NEG_UNIT] and heat["data"][1]["y"] == ["in_quote"]
     assert cb_pattern.cell_set(stores, view(stores))[2].startswith("select some text")
 

@@ -132,7 +132,7 @@ def test_layer_table_shown_and_the_logits_panels_hidden(page, served):
     assert [r.locator("td").all_inner_texts() for r in table.locator("tbody tr").all()] == [
         ["0", "encoder.rnn", "LSTM", "6"], ["1", "decoder.rnn", "LSTM", "0"]]
     expect(page.locator("#no-predictions")).to_have_text(re.compile("^this store has no predictions"))
-    expect(page.locator("#tabs > .tab")).to_have_count(7)
+    expect(page.locator("#tabs > .tab")).to_have_count(9)
     expect(page.locator("#tab-sample")).to_be_hidden()
     expect(page.locator("#tab-emerge")).to_be_hidden()
     expect(page.locator("#tabs > .tab--selected")).to_have_text("Hypotheses")  # the link asked for Sample

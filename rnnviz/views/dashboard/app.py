@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dash
 
-from rnnviz.views.dashboard import callbacks, catalog, emergence_tab, guard, layout, unit_card
+from rnnviz.views.dashboard import callbacks, catalog, emergence_tab, guard, layout, overview, unit_card
 from rnnviz.views.dashboard.state import WINDOW
 from rnnviz.views.dashboard.stores import REGEX_TIMEOUT, StoreSet
 
@@ -59,6 +59,7 @@ def create_app(
     emergence_tab.register(app, stores)
     catalog.register(app, stores, window)
     unit_card.register(app, stores)
+    overview.register(app, stores, window)
     guard.install(app, hosts)  # Host check, callback-request shapes, security headers
     app.stores = stores  # for tests and tools: the StoreSet this app serves
     if freeze_gc:

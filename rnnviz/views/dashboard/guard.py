@@ -44,7 +44,8 @@ log = logging.getLogger("rnnviz.views.dashboard")
 
 
 def callback_body(deps, output: str, values: dict | None = None, changed: str | None = None) -> dict:
-    """The body the page sends to :data:`UPDATE` for the callback one of whose outputs is ``output`` ("id.prop"):
+    """The body the page sends to :data:`UPDATE` for the callback one of whose outputs is ``output`` ("id.prop", or
+    the callback's whole key in ``deps``):
     the shape this module checks, built in one place for the tests and the benchmarks that drive callbacks
     without a browser.
 
@@ -54,8 +55,10 @@ def callback_body(deps, output: str, values: dict | None = None, changed: str | 
     fired (default the first)."""
     items = list(deps.items() if isinstance(deps, dict) else ((d["output"], d) for d in deps))
     outputs = {k: [o.split("@")[0] for o in k.strip(".").split("...")] for k, _ in items}
-    # the callback whose first output it is; else the one that has it among others
-    key, cb = next((kd for kd in items if outputs[kd[0]][0] == output), None) or next(
+    # the callback of that key (two callbacks may share a first output: allow_duplicate); else the one whose first
+    # output it is; else the one that has it among others
+    key, cb = next((kd for kd in items if kd[0] == output), None) or next(
+        (kd for kd in items if outputs[kd[0]][0] == output), None) or next(
         kd for kd in items if output in outputs[kd[0]])
     values = values or {}
 

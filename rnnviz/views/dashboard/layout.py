@@ -9,7 +9,7 @@ from dash import dcc, html
 from rnnviz.analysis.features import FEATURES
 from rnnviz.analysis.similar import THETA
 from rnnviz.views.colours import RANGES
-from rnnviz.views.dashboard import catalog, emergence_tab, unit_card
+from rnnviz.views.dashboard import catalog, emergence_tab, overview, unit_card
 from rnnviz.views.dashboard.figures import loading_figure
 from rnnviz.views.dashboard.state import DEFAULT_RANGE
 from rnnviz.views.dashboard.stores import StoreSet
@@ -80,8 +80,10 @@ def selection_panel() -> html.Div:
 
 def pattern_panel() -> html.Div:
     return html.Div([
-        html.P("LSTMVis's pattern view: the cells of the selection as lines over the window; drag the dashed "
-               "θ line (or type θ) to change which cells are on; edit the cell set, then search.", className="note"),
+        html.P("LSTMVis's pattern view: the selection's cells as lines over the window. The set stays as it is "
+               "while you drag the dashed θ line (or type θ): θ only says which of them are on. Click a line to drop "
+               "its cell, a grey line (the selection's next-best cells) to add it, or type the set; then search.",
+               className="note"),
         html.Div([
             html.Label("cells"),
             dcc.Input(id="pat-cells", type="text", debounce=True, placeholder="e.g. 1:c:12, 0:c:40",
@@ -91,6 +93,7 @@ def pattern_panel() -> html.Div:
         ], className="row"),
         html.Div(id="pat-msg", className="msg"),
         graph("pattern", 300, edits={"shapePosition": True}),  # the θ line is dragged
+        dcc.Store(id="pat-drawn"),  # the cells drawn, in trace order: what a click on a line names
         html.Div(id="pat-onset", className="note"),
         dcc.Loading(html.Div(id="pat-matches"), type="dot"),
     ])
@@ -196,6 +199,7 @@ def panel_tabs() -> dcc.Tabs:
         dcc.Tab(label="Hypotheses", value="hyp", children=hypotheses_panel()),
         dcc.Tab(label="Select to find", value="sel", children=selection_panel()),
         dcc.Tab(label="Pattern", value="pattern", children=pattern_panel()),
+        dcc.Tab(label="Overview", value="overview", children=overview.panel()),
         dcc.Tab(label="Plots", value="plots", children=plots_panel()),
         dcc.Tab(label="Sample", value="sample", id="tab-sample", children=sampling_panel()),
         dcc.Tab(label="Emergence", value="emerge", id="tab-emerge", children=emergence_tab.panel()),

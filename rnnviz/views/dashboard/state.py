@@ -19,7 +19,7 @@ from rnnviz.views.colours import RANGES
 from rnnviz.views.dashboard.stores import MAX_PATTERN, StoreSet, has_model
 
 WINDOW = 2000  # rows (characters, or tokens) per text window
-TABS = ("hyp", "sel", "pattern", "plots", "sample", "emerge", "catalog", "unit")
+TABS = ("hyp", "sel", "pattern", "overview", "plots", "sample", "emerge", "catalog", "unit")
 MODEL_TABS = ("sample", "emerge")  # shown only for a store recorded from an rnnviz model (stores.has_model)
 DEFAULT_RANGE = "robust"  # the colour range of a view that names none (left out of its URL): each unit's own
 TEXT_FIELDS = ("store", "unit", "cmp", "start", "feature", "hl", "range")  # what the text view is drawn from
