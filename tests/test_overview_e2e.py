@@ -16,6 +16,7 @@ from helpers import (
     OV_RAMP,
     OV_RISE,
     OV_STEP,
+    checked_page,
     make_overview_store,
     open_view,
     serve,
@@ -41,16 +42,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, request):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    pg.set_default_timeout(30_000)
-    errors = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    pg.close()
-    assert errors == []
+    yield from checked_page(browser, request)
 
 
 # --- the overview ---
