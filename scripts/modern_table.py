@@ -81,11 +81,21 @@ def measure(run: Path, out: Path, chars: int, ablate_chars: int, random: int, co
     if row[ABLATE[genre]] is None:
         row["ablation"] = None
         return _save(row, out, run, t0)
-    unit = row[ABLATE[genre]]["unit"]
+    unit = _clampable_best(model, store, ABLATE[genre], row[ABLATE[genre]]["unit"])
     ab = ablate(model, test[:ablate_chars], unit, feature=ABLATE[genre], random=random)
     row["ablation"] = {k: _finite(v) if isinstance(v, float) else v for k, v in ab.summary().items()
                        if not isinstance(v, dict)}
     return _save(row, out, run, t0)
+
+
+def _clampable_best(model, store, feature: str, best: str) -> str:
+    """The best unit for ``feature`` that ablation can clamp: Mamba's ``sn`` and ``s`` are read-outs of its state,
+    so when one of them ranks first, the best unit of another kind stands in (the table names it)."""
+    fixed = getattr(model.rnn, "unclampable", ())
+    if best.split(":")[1] not in fixed:
+        return best
+    ranked = find_cells(store, feature, top=len(store.units))
+    return next(u for u in ranked["unit"] if u.split(":")[1] not in fixed)
 
 
 def _ngram(text: str, out: Path, corpus: str) -> float:
@@ -121,6 +131,16 @@ def _cell(d: dict | None) -> str:
     return f"{d['score']:.3f}{band} `{d['unit']}`"
 
 
+def _stand_in(ablation: dict, best: dict | None) -> str:
+    """The ablated unit when it is not the feature's best (that one could not be clamped)."""
+    units = ablation.get("units") or []
+    if not best or not units:
+        return ""
+    (l, k, i), (bl, bk, bi) = units[0].split(":"), best["unit"].split(":")
+    same = (l, i) == (bl, bi) and k in (bk, "c+h")  # an LSTM unit's c and h are ablated as one: L:c+h:I
+    return "" if same else f" `{units[0]}` (best clampable)"
+
+
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("ngram-")]
     lines = []
@@ -137,7 +157,7 @@ def table(out: Path) -> str:
                     f"{e['init_cells_0.8']:.1%})") if e else "—"
             p = a.get("p_feature", a.get("p"))
             abl = "—" if not a else f"{a['delta_feature']:+.3f} vs {a.get('random_delta_feature_mean') or 0:+.3f}" + \
-                (f" (p {p:.3f})" if p is not None else "")
+                (f" (p {p:.3f})" if p is not None else "") + _stand_in(a, r.get(ABLATE[genre]))
             lines.append("| " + " | ".join([
                 f"{r['cell']} {r['layers']}×{r['hidden']}", f"{r['params']:,}", f"{r['chars_seen'] / 1e6:.1f} M",
                 f"{r['test_loss']:.3f}", *[_cell(r.get(f)) for f in feats], frac,
