@@ -137,6 +137,14 @@ BENCHES = {
          r"select-to-find over all 5,000 rows .*: " + fig("median", " ms"),
          r"pattern view, 8 cells over a 2,000-char window: " + fig("median", " ms")),
     ),
+    "overview_speed": Bench(
+        ("--length", "3000", "--hidden", "8"),
+        (r"store: 3,000 rows, 32 units; 1:c: 8 rows; " + fig("load"),
+         fig("first (two-state splits, measures, colour ranges, rows, figure):", " s") + "$",
+         r"again, 500 characters: " + fig("", " ms") + ", figure " + fig("", " kB JSON") + "; baseline "
+         + fig("", " ms") + ", " + fig("", " kB") + ": ratios " + fig("", " (time)") + ", " + fig("", " (size)") + "$",
+         r"again, 2,000 characters: " + fig("", " ms")),
+    ),
     "dashboard_first_use": Bench(
         ("--length", "3000", "--layers", "1", "--hidden", "8"),
         (fig("load average"), r"store: 3,000 chars x 48 units \(lstm 1x8, kinds h,c,i,f,g,o\)$",
