@@ -7,7 +7,7 @@ are hidden unless asked for. Clicking a row opens that unit in the text view at 
 that window as two tracks, with the unit's top-activating contexts and a few from each decile to check the
 explanation by eye. Once computed, a store's catalog is shown whenever the tab is opened: it is kept beside the
 store (:mod:`rnnviz.analysis.explain_cache`), so a new server process reads it instead of computing it again. The
-first time, explain runs in the background (:mod:`.catalog_job`) and the tab shows its progress.
+first time, explain runs in the background (:mod:`.jobs`) and the tab shows its progress.
 
 Hooked into the page with one line in ``layout.py`` (the tab) and one in ``app.py`` (``register``).
 """
@@ -24,7 +24,7 @@ from rnnviz.analysis.explain_cache import CATALOG, cached_explain, stored_explai
 from rnnviz.analysis.explain_control import catalog_count
 from rnnviz.analysis.rules import simulate
 from rnnviz.errors import RnnvizError
-from rnnviz.views.dashboard.catalog_job import Job, Jobs
+from rnnviz.views.dashboard.jobs import DONE, RUNNING, Jobs
 from rnnviz.views.dashboard.state import WINDOW, View, to_query
 from rnnviz.views.dashboard.stores import StoreSet
 from rnnviz.views.dashboard.transitions import show_peak
@@ -153,33 +153,38 @@ def catalog_message(name: str, rows: list[dict], shown: int) -> str:
     return f"{name}: {catalog_count([r['_role'] for r in rows])}{tail}"
 
 
-def progress_message(name: str, units: int, job: Job) -> str:
+def fraction(job: dict) -> float:
+    """The share of a job done, 0..1 (0 before explain has counted its work: rows x units)."""
+    return min(1.0, job["done"] / job["total"]) if job["total"] else 0.0
+
+
+def progress_message(name: str, units: int, job: dict) -> str:
     """The line over the progress bar while explain runs."""
-    return f"{name}: explaining {units:,} units, {job.fraction:.0%} done (once: it is kept beside the store)"
+    return f"{name}: explaining {units:,} units, {fraction(job):.0%} done (once: it is kept beside the store)"
 
 
 def catalog_state(stores: StoreSet, jobs: Jobs, i: int, clicked: bool, hide) -> tuple:
     """What the tab shows of store ``i``'s catalog: (grid rows, message, its class, progress value, progress
     style, whether polling stops). The rows once known (computed, or beside the store); a click starts explain in
     the background when they are not; while it runs, its progress; before anyone asked, nothing new."""
-    rows, job = known_rows(stores, i), jobs.get(i)
+    rows, job = known_rows(stores, i), jobs.of(i)
     if rows is None and clicked:  # computed in the background; the poll shows how far it is
-        job = jobs.start(i, lambda progress: catalog_rows(stores, i, progress))
-    if rows is None and job is not None and job.finished and not job.error:
+        job = jobs.status(jobs.start(i, lambda progress: catalog_rows(stores, i, progress)))
+    if rows is None and job is not None and job["state"] == DONE:
         rows = catalog_rows(stores, i)  # finished since
     if rows is not None:
         shown = shown_rows(rows, hide)
         return shown, catalog_message(stores.names[i], rows, len(shown)), "note", 1000, HIDDEN, True
     if job is None:  # nothing asked for this store yet: the button says what to do (a poll for another stops)
         return (no_update,) * 5 + (True,)
-    if job.finished:
-        return [], job.error, "msg", 0, HIDDEN, True
+    if job["state"] != RUNNING:
+        return [], job["error"], "msg", 0, HIDDEN, True
     msg = progress_message(stores.names[i], len(stores[i].units), job)
-    return no_update, msg, "note", round(job.fraction * 1000), {**HIDDEN, "display": "block"}, False
+    return no_update, msg, "note", round(fraction(job) * 1000), {**HIDDEN, "display": "block"}, False
 
 
 def register(app, stores: StoreSet, window: int = WINDOW) -> None:
-    jobs = Jobs()
+    jobs = Jobs(workers=2)  # at most two stores explained at once (each explain runs on two threads)
 
     @app.callback(
         Output("catalog-table", "rowData"), Output("catalog-msg", "children"), Output("catalog-msg", "className"),
