@@ -185,14 +185,13 @@ def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tic
     out = []
     for a, h in zip(acc, space.h, strict=True):
         N = h["N"]
-        mu = (a["s1"] / N).numpy()  # of x - shift: the covariances below are the same with or without it
-        sd = np.sqrt(np.maximum((a["s2"] / N).numpy() - mu**2, 0.0))
-        mu = mu + a["shift"].double().numpy() if "shift" in a else mu
+        shifted_mu = (a["s1"] / N).numpy()  # of x - shift: the covariances below are the same with or without it
+        sd = np.sqrt(np.maximum((a["s2"] / N).numpy() - shifted_mu**2, 0.0))
+        mu = shifted_mu + a["shift"].double().numpy() if "shift" in a else shifted_mu
         sd[sd < 1e-6 * np.maximum(np.abs(mu), 1.0)] = 0.0  # a constant unit: float error is not a signal
         cov_d = a["xd"].numpy() / N  # (C, u)
         r_d = _corr(cov_d, h["sd"], sd)
         r_n = []
-        shifted_mu = (a["s1"] / N).numpy()
         for sn, p in zip(a["sn"], h["p"], strict=True):
             cov = sn[: len(p)].double().numpy() / N - p[:, None] * shifted_mu[None, :]
             r_n.append(_corr(cov, np.sqrt(p * (1 - p)), sd))
