@@ -7,6 +7,7 @@ and this module as their sibling (Python puts a script's folder first on ``sys.p
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def corpus_text(name: str, length: int, fallback: str) -> str:
     path = DATA / name
     base = path.read_text(encoding="utf-8") if path.exists() else fallback
     return (base * (length // len(base) + 1))[:length]
+
+
+def baseline_tree(rev: str, into: Path) -> Path:
+    """The package at git revision ``rev`` (this repository's, e.g. ``main`` before a change), unpacked under
+    ``into``: a child run with ``PYTHONPATH=into`` imports that rnnviz."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "rnnviz"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    return into
 
 
 def synthetic_store(path: Path, text: str, layers: int = 2, hidden: int = 128, kinds: Sequence[str] = ("h", "c"),

@@ -89,15 +89,15 @@ def naive(store, units: list[str], rules: int = 300) -> tuple[float, int]:
     Timed on ``rules`` rules (dense ones and n-grams, evenly picked) and scaled to the whole space."""
     text, mid = store.text, store.length // 2
     space = RuleSpace(text, 5, BLOCK)
-    every = [("d", j) for j in range(space.D.shape[1])]
+    every = [("d", j) for j in range(len(space.dense))]
     every += [(n, g) for n, grams in enumerate(space.grams) for g in range(len(grams))]
     picked = every[:: max(1, len(every) // rules)]
-    ids = [i.numpy() for i in space.ids]
+    D, ids = space.dense_block(0, len(text)), space.ids_block(0, len(text))  # (C, T), (4, T)
     t0 = time.perf_counter()
     for u in units:
         x = store.unit(u).astype(np.float64)
         for n, j in picked:
-            y = space.D[:, j] if n == "d" else (ids[n] == j).astype(np.float32)  # built per rule, as a loop would
+            y = D[j] if n == "d" else (ids[n] == j).astype(np.float32)  # built per rule, as a loop would
             for lo, hi in ((0, mid), (mid, len(x))):
                 with np.errstate(invalid="ignore", divide="ignore"):
                     np.corrcoef(x[lo:hi], y[lo:hi])

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, corpus_text, synthetic_store
+from _common import ROOT, baseline_tree, corpus_text, synthetic_store
 
 HEAVY = ("torch", "pandas", "dash", "plotly", "h5py", "mambapy", "scipy", "sklearn")
 FALLBACK = 'He said "hello there" and left. She asked "why?" twice.\nThey went home.\n'
@@ -90,13 +90,6 @@ def commands(store: Path, text: str, out: Path) -> dict[str, list[str]]:
         "explain --control none": ["explain", str(store), "--units", "1:c:0,1:c:1", "--control", "none"],
         "export": ["export", str(store), "--unit", "1:c:0", "--out", str(out / "x.html")],
     }
-
-
-def baseline_tree(rev: str, into: Path) -> Path:
-    """The package at git revision ``rev`` (this repository's), unpacked under ``into``."""
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "rnnviz"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
-    return into
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from click.core import ParameterSource
 from rnnviz.analysis.on_threshold import THETA
 from rnnviz.errors import RnnvizError
 from rnnviz.fsutil import check_replaceable, ensure_parent
+from rnnviz.memory import MEMORY
 from rnnviz.model.data import check_window
 from rnnviz.model.settings import STOPS, TrainConfig
 from rnnviz.recording import MAX_PASSES
@@ -121,6 +122,18 @@ threads_option = click.option(  # --threads on every command with a step loop (t
     "--threads", type=int, default=None, callback=_check_threads,
     help="Torch threads. Default: OMP_NUM_THREADS if set, else one per free core (load average) when the "
     "step's matrices are large enough to gain, 1 on a busy machine.")
+
+
+def _check_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from rnnviz.memory import parse_memory
+
+    return value if ctx.resilient_parsing else parse_memory(value, "--memory")
+
+
+memory_option = click.option(  # --memory on every command that reads a whole store (find, explain)
+    "--memory", default=MEMORY, show_default=True, metavar="SIZE", callback=_check_memory,
+    help="Resident memory the command may take, e.g. 2GB, 512MB or unlimited: the store is read in blocks that "
+    "fit (the results are the same whatever it is).")
 
 
 def train_options(f: Callable) -> Callable:
@@ -799,8 +812,9 @@ def features(name, fmt):
 @click.option("--snippets", type=int, default=0, show_default=True,
               help="With the table: each unit's N most activating snippets (lowest for sign -).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control shuffle.")
+@memory_option
 @output_format_option()
-def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
+def find(store, feature_names, regexes, top, units, snippets, seed, memory, fmt):
     """Rank every recorded unit against hypotheses: which cells track quotes, line length, if-blocks?
 
     Binary features are scored by AUROC (score = max(AUROC, 1-AUROC), sign +1 when the unit is
@@ -816,6 +830,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
       rnnviz find stores/wp --feature in_quote --top 10
       rnnviz find stores/c --top 5 --format json
       rnnviz find stores/c --regex 'if \\(' --top 5
+      rnnviz find stores/big --memory 1GB
     """
     from rnnviz.analysis.evidence import evidence
     from rnnviz.analysis.ranking import rank_features
@@ -827,7 +842,7 @@ def find(store, feature_names, regexes, top, units, snippets, seed, fmt):
     st = open_store(store)
     specs = list(feature_names) + [f"re:{p}" for p in regexes]
     with progress_bar("ranking", "row", 2 * st.length, unit_scale=True) as progress:
-        df = rank_features(st, specs or None, top=top, units=units, seed=seed, progress=progress)
+        df = rank_features(st, specs or None, top=top, units=units, seed=seed, progress=progress, memory=memory)
     if _echo_machine_format(df, fmt):
         return
     cols = ["rank", "unit", "score", "score_lo", "score_hi", "sign", "control_score", "selectivity", "effect_size",
@@ -996,8 +1011,9 @@ def gradflow(ckpt, text, max_lag, positions, burn_in, kinds, split_name, start, 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's initialisation.")
 @click.option("--control-seeds", type=int, default=1, show_default=True,
               help="Initialisations recorded (seeds SEED, SEED+1, ...): learned units must beat the best of them all.")
+@memory_option
 @output_format_option()
-def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fmt):
+def explain_cmd(store, units, min_score, block, control, seed, control_seeds, memory, fmt):
     """Explain every unit with a rule searched from the text, scored on text it was not chosen on.
 
     Rules: built-in features (lagged, onsets, offsets, fading over a span), the last 1-4 characters
@@ -1016,6 +1032,7 @@ def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fm
       rnnviz explain stores/wp                          # every unit, a table, the fractions beside the control
       rnnviz explain stores/c --units 1:c:4,1:c:157 --format json
       rnnviz explain stores/wp --min-score 0.5 --control none --format csv > catalog.csv
+      rnnviz explain stores/big --memory 1GB --control none
     """
     from rnnviz.analysis.explain import BLOCK, control_problem, explain
     from rnnviz.store.reader import open_store
@@ -1027,7 +1044,7 @@ def explain_cmd(store, units, min_score, block, control, seed, control_seeds, fm
     ctrl = None if control == "none" or problem else "init"
     with progress_bar("explaining", "value", unit_scale=True) as progress:
         df = explain(st, units=units, min_score=min_score, progress=progress, control=ctrl, seed=seed,
-                     control_seeds=control_seeds,
+                     control_seeds=control_seeds, memory=memory,
                      block=BLOCK if block is None else block or None)  # 0: the first half / second half
     if _echo_machine_format(df, fmt):
         return

@@ -167,6 +167,13 @@ BENCHES = {
     "lstmvis_import_rss": Bench(("--tokens", "3000", "--width", "8"),
                                 (r"import-lstmvis: peak RSS [\d,]+ MiB in [\d.]+ s",
                                  r"ratio \(peak - floor\) / one dataset read whole: [\d.]+$")),
+    "memory_bound": Bench(("--chars", "3000", "--hidden", "4", "--short-chars", "1000", "--memory", "2GB,1GB"),
+                          (fig("interpreter alone (python, torch, pandas, rnnviz):", " GB peak RSS"),
+                           *(rf"^{c}\s+{re.escape(run)}(\s+{NUM}){{4}}\s+{lim}(\s+{NUM}){{2}}$"
+                             for c in ("explain", "find")
+                             for run, lim in (("before (unlimited)", r"2\.0"), ("after (--memory 2GB)", r"2\.0"),
+                                              ("after (--memory 1GB)", r"1\.0"))),
+                           fig("load average after:") + "$")),
     "startup": Bench(("--chars", "2000", "--hidden", "4"),  # the heavy imports are exact: what each command uses
                      (fig("load average") + "; store 2,000 chars x 16 units",
                       *(rf"^{re.escape(c)}\s+{NUM}\s+{NUM}\s+{NUM}%\s+{re.escape(h)}\s*$"

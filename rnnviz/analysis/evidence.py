@@ -100,12 +100,11 @@ def gate_saturation(store) -> pd.DataFrame:
             s = stats.loc[names]
             lo, hi, mean = s["sat_lo"].to_numpy(), s["sat_hi"].to_numpy(), s["mean"].to_numpy()
         else:
-            arr, T = store.array(layer, kind), store.length
             acc = np.zeros((3, store.hidden))
-            for a in range(0, T, 65536):
-                x = np.asarray(arr[a : a + 65536], dtype=np.float32)
+            for _, _, block in store.blocks(layer, kind, rows=65536):
+                x = block.astype(np.float32)
                 acc += [(x < 0.1).sum(0), (x > 0.9).sum(0), x.sum(0, dtype=np.float64)]
-            lo, hi, mean = acc / max(T, 1)
+            lo, hi, mean = acc / max(store.length, 1)
         frames.append(pd.DataFrame({"unit": names, "layer": layer, "kind": kind, "index": np.arange(store.hidden),
                                     "sat_lo": lo, "sat_hi": hi, "mean": mean}))
     return pd.concat(frames, ignore_index=True)[cols]

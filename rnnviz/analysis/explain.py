@@ -13,8 +13,9 @@ stretch with almost no dialogue. ``block=None`` gives the plain first half / sec
 cannot fit noise either way: nothing of the held blocks is seen while choosing. A unit whose score
 stays under ``min_score`` is reported as ``"unexplained"``; the rule that came closest stays in ``best_rule``.
 
-Searched, for every unit at once, in one streaming pass over row blocks (memory: the text's rule
-values plus, per array, sums per n-gram):
+Searched, for every unit at once, in one streaming pass over row blocks (memory: what the ``memory``
+setting allows, :mod:`rnnviz.memory`: the rules' values, :mod:`rnnviz.analysis.rule_space`, in memory or a
+scratch file, read a block at a time; plus, per array, sums per n-gram):
 
 - every dense rule (features with lags, onsets and fades, character classes, "since" counters, bracket depths):
   one matmul per row block with the rules centred on their half, so the sums are covariances;
@@ -60,90 +61,23 @@ from rnnviz.analysis.explain_control import (  # noqa: F401 (explained_fractions
     score_intervals,
 )
 from rnnviz.analysis.ranking import Progress
-from rnnviz.analysis.statistics import COLUMN_BYTES, auroc, float16_codes
+from rnnviz.analysis.rule_space import (  # noqa: F401 (BLOCK, split_halves, held_rows, _rows: their old home)
+    BLOCK,
+    NGRAM_COST,
+    STATS_ROWS,
+    RuleSpace,
+    _rows,
+    _tiles,
+    held_rows,
+    split_halves,
+)
+from rnnviz.analysis.statistics import add_histogram, auroc, float16_codes
 from rnnviz.errors import RnnvizError, check_seed
+from rnnviz.memory import MEMORY, WORKER_SHARE, WORKERS, fit, parse_memory
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
-BLOCK = 4096  # characters per block of the alternating halves (a few paragraphs or one function)
-# Simpler rules win near-ties (|r| on the fit half is compared after subtracting these): a lagged, onset,
-# offset or fading feature must beat the plain one by 0.01, each extra n-gram character costs 0.005.
-TRANSFORM_COST, NGRAM_COST = 0.01, 0.005
 COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "sign", "auroc", "fit_score",
            "explained", "combo", "single_score", "best_rule", "coef", "role", "learned", "score_lo", "score_hi"]
-
-
-def split_halves(T: int, block: int | None = BLOCK) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The fitting and the held half of ``range(T)`` as lists of (start, stop) ranges: alternate blocks of
-    ``block`` characters (at least two blocks, so a short text still splits in two), or the first and
-    second half for ``block=None``.
-
-    >>> split_halves(10, 3)   # ([(0, 3), (6, 9)], [(3, 6), (9, 10)])
-    """
-    size = (T + 1) // 2 if block is None else max(1, min(block, (T + 1) // 2))
-    ranges = [(s, min(s + size, T)) for s in range(0, T, size)]
-    return ranges[0::2], ranges[1::2]
-
-
-def _rows(ranges: list[tuple[int, int]]) -> np.ndarray:
-    """(N,) int64 positions covered by ``ranges``, in order."""
-    return np.concatenate([np.arange(lo, hi) for lo, hi in ranges]) if ranges else np.zeros(0, dtype=np.int64)
-
-
-def held_rows(T: int, block: int | None = BLOCK) -> np.ndarray:
-    """(N_B,) int64: the rows of the held half, where ``score`` is measured."""
-    return _rows(split_halves(T, block)[1])
-
-
-class RuleSpace:
-    """The rule space of one text, split into the fitting half A and the scoring half B (each a list of
-    (start, stop) ranges, see :func:`split_halves`). ``at`` (T,): the character each row reads, for a token
-    store (rules are computed on the characters, read at each token's last one); None: row t is character t."""
-
-    def __init__(self, text: str, min_count: int, block: int | None, at: np.ndarray | None = None):
-        self.halves = split_halves(len(text) if at is None else len(at), block)
-        self.rows = [_rows(r) for r in self.halves]  # (N_A,), (N_B,) positions
-        self.dense, D = R.dense_rules(text)  # (N, C)
-        self.D = D = D if at is None else D[at]  # (T, C)
-        self.cost = np.array([TRANSFORM_COST if "@" in r.id else 0.0 for r in self.dense])
-        self.ids, self.grams = [], []  # per n: (T,) ids, the n-grams (id G = "none of them")
-        for n in range(1, R.MAX_NGRAM + 1):
-            fit = self.rows[0] if at is None else at[self.rows[0]]
-            ids, grams = R.ngram_ids(text, n, fit, min_count)
-            self.ids.append(torch.from_numpy(ids if at is None else ids[at]))
-            self.grams.append(grams)
-        self.h = [self._half_stats(rows) for rows in self.rows]
-        self._masks: dict[tuple, np.ndarray] = {}  # (block, j) -> (N_B,) bool on the held half
-
-    def held_mask(self, block, j: int) -> np.ndarray:
-        """Where a 0/1 rule holds on the held half (cached: many units share a rule)."""
-        key = (block, j)
-        if key not in self._masks:
-            rows = self.rows[1]
-            if block == "dense":
-                self._masks[key] = self.D[rows, j] > 0
-            else:
-                self._masks[key] = self.ids[block].numpy()[rows] == j
-        return self._masks[key]
-
-    def _half_stats(self, rows: np.ndarray) -> dict:
-        """Means, spreads, centred values and the covariance of the pool (dense rules + characters)."""
-        D = self.D[rows]  # (N, C)
-        N = len(rows)
-        mean = D.mean(0, dtype=np.float64)
-        Dc = torch.from_numpy(D - mean.astype(np.float32))  # (N, C) float32, centred on this half
-        sd = np.sqrt(np.einsum("tc,tc->c", Dc.numpy(), Dc.numpy(), dtype=np.float64) / N)
-        G1 = len(self.grams[0])
-        p = [np.bincount(ids.numpy()[rows], minlength=len(g) + 1)[: len(g)] / N  # (G_n,) frequencies
-             for ids, g in zip(self.ids, self.grams, strict=True)]
-        first = self.ids[0][torch.from_numpy(rows)]
-        cross = torch.zeros((G1 + 1, Dc.shape[1])).index_add_(0, first, Dc)[:G1].double().numpy() / N
-        C = Dc.shape[1]
-        cov = np.empty((C + G1, C + G1))
-        cov[:C, :C] = (Dc.T @ Dc).double().numpy() / N
-        cov[C:, :C], cov[:C, C:] = cross, cross.T
-        cov[C:, C:] = np.diag(p[0]) - np.outer(p[0], p[0])
-        return {"N": N, "mean": mean, "sd": sd, "Dc": Dc, "p": p, "cov": cov,
-                "pool_sd": np.sqrt(np.maximum(np.diag(cov), 0.0))}
 
 
 def _corr(cov: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
@@ -155,33 +89,40 @@ def _corr(cov: np.ndarray, sd_a: np.ndarray, sd_b: np.ndarray) -> np.ndarray:
 
 
 def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tick) -> list[dict]:
-    """One pass over an array's columns ``idx``: per half, r of each unit with every candidate."""
-    u = len(idx)
+    """One pass over an array's columns ``idx``: per half, r of each unit with every candidate. Tiles of
+    ``step`` rows, each half's in order (the sums do not depend on the memory setting); the rows of several
+    tiles are read at once, as many as a worker's share of the setting holds."""
+    u, C, W = len(idx), len(space.dense), store.width(layer, kind)
     acc = []
-    for h in space.h:
+    for _ in space.h:
         acc.append({"s1": torch.zeros(u, dtype=torch.float64), "s2": torch.zeros(u, dtype=torch.float64),
-                    "xd": torch.zeros((h["Dc"].shape[1], u), dtype=torch.float64),
+                    "xd": torch.zeros((C, u), dtype=torch.float64),
                     "sn": [torch.zeros((len(g) + 1, u), dtype=torch.float64) for g in space.grams]})
     step = int(np.clip((4 << 20) // (4 * u), 256, 65536))
-    for a, ranges, h in zip(acc, space.halves, space.h, strict=True):
-        off = 0  # where this range starts in the half's own rows (h["Dc"] is indexed by those)
-        for lo, hi in ranges:
-            for s in range(lo, hi, step):
-                e = min(s + step, hi)
-                x = torch.from_numpy(store.read_columns(layer, kind, s, e, idx)).float()  # (n, u)
-                torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
-                # Sums of x - shift, shift = the half's first block's mean: a saturated gate (0.95 +- 0.002) summed
-                # raw in float32 loses its variance to cancellation (E[x^2] - mu^2) and scored r > 1.
-                if "shift" not in a:
-                    a["shift"] = x.mean(0)
-                x -= a["shift"]
-                a["s1"] += x.sum(0).double()  # float32 within a block of a few thousand rows; float64 across blocks
-                a["s2"] += x.square().sum(0).double()
-                a["xd"] += (h["Dc"][off + s - lo : off + e - lo].T @ x).double()
-                for sn, ids in zip(a["sn"], space.ids, strict=True):  # float32 within a block, float64 across
-                    sn += torch.zeros(sn.shape).index_add_(0, ids[s:e], x)
-                tick(e - s, u)
-            off += hi - lo
+    row_bytes = 2 * W + 4 * C + 4 * R.MAX_NGRAM  # the array's rows, the rules' values and ids
+    whole = len(idx) == W and bool((idx == np.arange(W)).all())
+    spans = space.spans(_tiles(space.halves, step), row_bytes, WORKER_SHARE)
+    n = max(b - a for a, b, _ in spans)  # buffers reused from span to span: no fresh pages to fault in
+    bufs = np.empty((n, W), dtype="<f2"), np.empty((C, n), dtype=np.float32), np.empty((R.MAX_NGRAM, n), np.int32)
+    for a, b, span in spans:
+        rows = store.rows(layer, kind, a, b, out=bufs[0])
+        D, ids = space.dense_block(a, b, out=bufs[1]), space.ids_block(a, b, out=bufs[2])
+        for half, s, e in span:
+            acc_h = acc[half]
+            x = torch.from_numpy(rows[s - a : e - a] if whole else rows[s - a : e - a][:, idx]).float()  # (n, u)
+            torch.nan_to_num_(x, nan=0.0, posinf=65504.0, neginf=-65504.0)  # in place: numpy's copies, 20x slower
+            # Sums of x - shift, shift = the half's first tile's mean: a saturated gate (0.95 +- 0.002) summed
+            # raw in float32 loses its variance to cancellation (E[x^2] - mu^2) and scored r > 1.
+            if "shift" not in acc_h:
+                acc_h["shift"] = x.mean(0)
+            x -= acc_h["shift"]
+            acc_h["s1"] += x.sum(0).double()  # float32 within a tile of a few thousand rows; float64 across tiles
+            acc_h["s2"] += x.square().sum(0).double()
+            acc_h["xd"] += (torch.from_numpy(D[:, s - a : e - a]) @ x).double()  # rules centred on their half
+            for sn, i in zip(acc_h["sn"], ids[:, s - a : e - a], strict=True):  # float32 in a tile, float64 across
+                sn += torch.zeros(sn.shape).index_add_(0, torch.from_numpy(i.astype(np.int64)), x)
+            tick(e - s, u)
+    del bufs, rows, D, ids
     out = []
     for a, h in zip(acc, space.h, strict=True):
         N = h["N"]
@@ -269,26 +210,42 @@ def _pair(rf, rh, corr_f, hf, hh, fit, held, i) -> dict | None:
 
 
 def _aurocs(store, space: RuleSpace, rows: dict[str, dict], progress_tick) -> None:
-    """``auroc`` on the held half for each unit whose rule is binary (exact, from float16 codes)."""
-    n_held = len(space.rows[1])
+    """``auroc`` on the held half for each unit whose rule is binary (exact, from float16 codes): per unit, the
+    histograms of its codes over the held rows and over those where its rule holds, summed a block of rows at a
+    time for as many units as a worker's share of the memory setting holds."""
+    n_held = space.sizes[1]
     binary = [name for name, r in rows.items() if r.get("binary")]
-    per_chunk = max(1, COLUMN_BYTES // (2 * max(n_held, 1)))
+    per_chunk = fit(2 * 8 * 65536, space.memory, WORKER_SHARE / 2)  # a unit's two (65536,) histograms
     for layer, kind, indices, pos in store.groups(binary):
         cols = [(int(i), binary[p]) for i, p in zip(indices, pos, strict=True)]
         for g in range(0, len(cols), per_chunk):
             chunk = cols[g : g + per_chunk]
             idx = np.array([i for i, _ in chunk])
-            codes = float16_codes(np.concatenate([store.read_columns(layer, kind, lo, hi, idx)
-                                                  for lo, hi in space.halves[1]]))  # (N_B, k)
+            allc, hits = _held_histograms(store, space, layer, kind, idx, [rows[name] for _, name in chunk])
             for j, (_, name) in enumerate(chunk):
                 r = rows[name]
-                mask = space.held_mask(r["block"], r["j"])
-                c = codes[:, j].astype(np.intp)
-                allc = np.bincount(c, minlength=65536)
-                nz = np.flatnonzero(allc)  # the few thousand values present: exact ranks on them alone
-                auc = auroc(np.bincount(c, weights=mask, minlength=65536)[nz], allc[nz].astype(np.float64))
+                nz = np.flatnonzero(allc[j])  # the few thousand values present: exact ranks on them alone
+                auc = auroc(hits[j][nz], allc[j][nz].astype(np.float64))
                 r["auroc"] = auc if r["sign"] > 0 or np.isnan(auc) else 1.0 - auc
             progress_tick(n_held, len(chunk))
+
+
+def _held_histograms(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, rules: list[dict]):
+    """(k, 65536) int64 counts of each unit's float16 codes over the held half, and (k, 65536) float64 counts
+    where its rule (``rules[j]``: block, j) holds; units ``idx`` of one array."""
+    dense = sorted({r["j"] for r in rules if r["block"] == "dense"})
+    where = {j: n for n, j in enumerate(dense)}
+    allc, hits = np.zeros((len(idx), 65536), dtype=np.int64), np.zeros((len(idx), 65536))
+    row_bytes = 2 * store.width(layer, kind) + len(dense) + 4 * R.MAX_NGRAM + 2 * len(idx)  # rows, masks, codes
+    for a, b, span in space.spans(_tiles([[], space.halves[1]], STATS_ROWS), row_bytes, WORKER_SHARE / 2):
+        on, ids = space.mask_block(a, b, dense), space.ids_block(a, b)
+        keep = np.concatenate([np.arange(s - a, e - a) for _, s, e in span])  # the held rows of the span
+        codes = float16_codes(np.concatenate([store.read_columns(layer, kind, s, e, idx) for _, s, e in span]))
+        for j, r in enumerate(rules):
+            mask = on[where[r["j"]], keep] if r["block"] == "dense" else ids[r["block"], keep] == r["j"]
+            add_histogram(allc[j], codes[:, j])
+            add_histogram(hits[j], codes[:, j], mask)
+    return allc, hits
 
 
 def explain(
@@ -305,6 +262,7 @@ def explain(
     control_seeds: int = 1,
     margin: float = MARGIN,
     intervals: bool = True,
+    memory: int | str | None = MEMORY,
 ) -> pd.DataFrame:
     """One row per unit: the rule that explains it best and how well (columns: see ``COLUMNS``).
 
@@ -322,6 +280,8 @@ def explain(
     which cells score ``margin`` above its best cell of the same layer and kind, over all its seeds (without a
     control: ``<NA>``). ``intervals``: ``score_lo``, ``score_hi``, a block-bootstrap 95% interval of ``score`` for the
     cells scoring >= 0.5 and the learned ones (NaN for the rest). :func:`explained_fractions` sums it up.
+    ``memory``: the resident memory the search may take (bytes, a size such as ``"2GB"``, or None: unlimited;
+    :mod:`rnnviz.memory`): the results are the same whatever it is.
 
     >>> rnnviz.explain(store, control="init").head()   # unit explanation rule score sign auroc ... learned
     """
@@ -329,7 +289,7 @@ def explain(
     if control is not None:
         check_control(store, control, margin, control_seeds)
     settings = {"min_score": min_score, "min_count": min_count, "combo_gain": combo_gain,
-                "combo_below": combo_below, "block": block}
+                "combo_below": combo_below, "block": block, "memory": parse_memory(memory)}
     df = _search(store, names, progress, **settings)
     df["role"] = roles(df)
     df["learned"] = pd.array([pd.NA] * len(df), dtype="boolean")
@@ -343,17 +303,25 @@ def explain(
                         margin=margin, control_seconds=sum(c.attrs["seconds"] + c.attrs["record_seconds"]
                                                            for c in ctrls))
     if intervals:
-        df[["score_lo", "score_hi"]] = score_intervals(store, df, interval_units(df))
+        df[["score_lo", "score_hi"]] = score_intervals(store, df, interval_units(df), settings["memory"])
     return df[COLUMNS]
 
 
 def _search(store, names: list[str], progress: Progress | None, min_score: float, min_count: int,
-            combo_gain: float, combo_below: float, block: int | None) -> pd.DataFrame:
+            combo_gain: float, combo_below: float, block: int | None, memory: int | None) -> pd.DataFrame:
     """The search itself: one row per unit of ``names`` (the columns up to ``coef``)."""
     t0 = time.perf_counter()
+    space = RuleSpace(store.text, min_count, block, store.last_chars, memory, store.path)
+    try:
+        return _search_space(store, space, names, progress, min_score, combo_gain, combo_below, t0)
+    finally:
+        space.close()
+
+
+def _search_space(store, space: RuleSpace, names: list[str], progress: Progress | None, min_score: float,
+                  combo_gain: float, combo_below: float, t0: float) -> pd.DataFrame:
     T = store.length
-    space = RuleSpace(store.text, min_count, block, store.last_chars)
-    total = T * len(names) + len(space.rows[1]) * len(names)  # the pass, and the held half again for AUROCs
+    total = T * len(names) + space.sizes[1] * len(names)  # the pass, and the held half again for AUROCs
     lock, done = threading.Lock(), [0]
 
     def tick(rows: int, cols: int) -> None:
@@ -366,20 +334,20 @@ def _search(store, names: list[str], progress: Progress | None, min_score: float
 
     def work(group) -> None:
         layer, kind, idx, pos = group
-        fit, held = _stream(store, space, layer, kind, idx, tick)
+        on_fit, on_held = _stream(store, space, layer, kind, idx, tick)
         mine = {names[pos[k]]: {**row, "layer": layer, "kind": kind, "index": int(idx[k])}
-                for k, row in enumerate(_choose(space, fit, held, combo_gain, combo_below))}
+                for k, row in enumerate(_choose(space, on_fit, on_held, combo_gain, combo_below))}
         _aurocs(store, space, mine, tick)
         rows.update(mine)
 
     groups = store.groups(names)
-    with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, 2, len(groups))) as pool:
+    with torch_threads(1) as n_threads, ThreadPoolExecutor(min(n_threads, WORKERS, len(groups))) as pool:
         list(pool.map(work, groups))
     if progress:
         progress(total, total)  # units with a numeric rule need no AUROC pass
     searched = COLUMNS[: COLUMNS.index("coef") + 1]  # role, learned and the interval are added by explain()
     df = pd.DataFrame([_row(name, rows[name], min_score) for name in names], columns=searched)
-    df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=len(space.rows[0]), block=block,
+    df.attrs.update(seconds=time.perf_counter() - t0, length=T, fit_chars=space.sizes[0], block=space.block,
                     min_score=min_score,
                     n_rules=len(space.dense) + sum(len(g) for g in space.grams))
     return df

@@ -38,7 +38,8 @@ def settings_of(**given) -> dict:
 def _code() -> str:
     """SHA-256 of the explain code (the search, the rules, the features, the roles): other code, stale cache."""
     here = Path(__file__).parent
-    files = [here / "explain.py", here / "explain_control.py", here / "rules.py", here / "statistics.py"]
+    files = [here / "explain.py", here / "explain_control.py", here / "rule_space.py", here / "rules.py",
+             here / "statistics.py"]
     return code_hash(*files, *sorted((here / "features").glob("*.py")))
 
 

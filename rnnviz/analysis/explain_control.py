@@ -37,6 +37,7 @@ import torch
 from rnnviz.analysis import rules as R
 from rnnviz.analysis.statistics import BlockBootstrap
 from rnnviz.errors import RnnvizError, check_seed
+from rnnviz.memory import fit
 from rnnviz.threads import torch_threads
 
 THRESHOLDS = (0.5, 0.8)  # the scores the fractions are given at (0.8: where trained models stand apart)
@@ -176,29 +177,35 @@ def interval_units(df: pd.DataFrame) -> pd.Series:
     return (df["role"] == "cell") & ((df["score"] >= INTERVAL_FROM) | df["learned"].fillna(False).astype(bool))
 
 
-def score_intervals(store, df: pd.DataFrame, which: pd.Series) -> pd.DataFrame:
+def score_intervals(store, df: pd.DataFrame, which: pd.Series, memory: int | None = None) -> pd.DataFrame:
     """Block-bootstrap 95% intervals (``score_lo``, ``score_hi``) of the held-out score of the units where
     ``which`` is True (NaN elsewhere): the rule, its sign and combination weights stay as chosen on the fitting
     half; the held rows are resampled in blocks (:class:`BlockBootstrap`). ``df``: :func:`rnnviz.explain`'s
-    rows over ``store`` (its ``attrs["block"]`` gives the halves)."""
-    from rnnviz.analysis.explain import held_rows
+    rows over ``store`` (its ``attrs["block"]`` gives the halves). ``memory`` (bytes, None: unlimited): the
+    units' held-out columns are read as many at a time as half of its budget holds, after the search has let
+    go of its rules' values (:mod:`rnnviz.memory`)."""
+    from rnnviz.analysis.rule_space import held_rows
 
     lo = np.full(len(df), np.nan)
     hi = np.full(len(df), np.nan)
     held = held_rows(store.length, df.attrs["block"])  # (N_B,) rows
-    boot = BlockBootstrap(len(held))
-    values: dict[str, np.ndarray] = {}
+    boot = BlockBootstrap(len(held), memory=memory)
+    per_chunk = fit(len(held) * 20, memory, 1 / 2)  # a unit's float16 read, float64 column and rule values
     chosen = df[which.to_numpy()]
-    for (layer, kind), part in chosen.groupby(["layer", "kind"], sort=False):
-        x = np.concatenate([store.read_columns(layer, kind, int(a), int(b), part["index"].to_numpy())
-                            for a, b in _runs(held)]).astype(np.float64)  # (N_B, k)
-        x = np.nan_to_num(x, nan=0.0, posinf=65504.0, neginf=-65504.0)
-        for j, (pos, row) in enumerate(zip(part.index, part.itertuples(index=False), strict=True)):
-            key = f"{row.rule}|{row.coef}"
-            if key not in values:
-                values[key] = store.at_rows(R.simulate(row.rule, store.text, row.coef))[held].astype(np.float64)
-            k = df.index.get_loc(pos)
-            lo[k], hi[k] = boot.interval(row.sign * boot.pearson(x[:, j], values[key]))
+    for (layer, kind), group in chosen.groupby(["layer", "kind"], sort=False):
+        for g in range(0, len(group), per_chunk):
+            part = group.iloc[g : g + per_chunk]
+            x = np.concatenate([store.read_columns(layer, kind, int(a), int(b), part["index"].to_numpy())
+                                for a, b in _runs(held)]).astype(np.float64)  # (N_B, k)
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=65504.0, neginf=-65504.0)
+            values: dict[str, np.ndarray] = {}  # rule values on the held rows, shared by this chunk's units
+            for j, (pos, row) in enumerate(zip(part.index, part.itertuples(index=False), strict=True)):
+                key = f"{row.rule}|{row.coef}"
+                if key not in values:
+                    values[key] = store.at_rows(R.simulate(row.rule, store.text, row.coef))[held].astype(np.float64)
+                k = df.index.get_loc(pos)
+                lo[k], hi[k] = boot.interval(row.sign * boot.pearson(x[:, j], values[key]))
+            del x, values
     return pd.DataFrame({"score_lo": lo, "score_hi": hi}, index=df.index)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -283,39 +283,43 @@ def transform(y: np.ndarray, tf: str) -> np.ndarray:
     return {"onset": onset, "offset": offset}.get(tf, lambda v: v)(y)
 
 
-def feature_transforms(y: np.ndarray, binary: bool) -> list[tuple[str, np.ndarray, bool]]:
-    """A feature's (T,) values and its transforms searched: (id suffix, values, 0/1 or not) for the plain
-    feature, each lag, and for a 0/1 feature its onsets, offsets and fades (which are not 0/1)."""
+def feature_transforms(y: np.ndarray, binary: bool) -> Iterator[tuple[str, np.ndarray, bool]]:
+    """A feature's (T,) values and its transforms searched, one at a time: (id suffix, values, 0/1 or not) for
+    the plain feature, each lag, and for a 0/1 feature its onsets, offsets and fades (which are not 0/1)."""
     names = [""] + [f"lag{k}" for k in LAGS]
     if binary:
         names += ["onset", "offset"] + [f"fade{k}" for k in FADES]
-    return [(f"@{t}" if t else "", transform(y, t), binary and not t.startswith("fade")) for t in names]
+    for t in names:
+        yield f"@{t}" if t else "", transform(y, t), binary and not t.startswith("fade")
+
+
+def dense_columns(text: str) -> Iterator[tuple[Rule, np.ndarray]]:
+    """Every rule of the space except the n-gram triggers (which :mod:`rnnviz.analysis.explain` searches
+    exhaustively by counting), one at a time with its (T,) float32 values (one column in memory at a time,
+    whatever the number of rules). Rules constant on the text are left out."""
+
+    def candidates() -> Iterator[tuple[str, np.ndarray, bool]]:
+        for name, f in FEATURES.items():
+            for suffix, values, binary in feature_transforms(f.fn(text).astype(np.float32), f.type == "binary"):
+                yield f"feature:{name}{suffix}", values, binary
+        for name in CLASSES:
+            yield f"class:{name}", char_class(text, name), True
+        for s in since_targets(text):
+            yield f"since:{q(s)}", since(text, s), False
+        for pair in BRACKETS:
+            if balanced(text, pair[0], pair[1]):
+                yield f"depth:{q(pair[0])},{q(pair[1])}", depth(text, pair[0], pair[1]), False
+
+    for rule_id, values, binary in candidates():
+        if len(values) and values.min() != values.max():
+            yield Rule(rule_id, explain_id(rule_id), binary), values.astype(np.float32)
 
 
 def dense_rules(text: str) -> tuple[list[Rule], np.ndarray]:
-    """Every rule of the space except the n-gram triggers (which :mod:`rnnviz.analysis.explain` searches
-    exhaustively by counting), with their values: (rules, (T, C) float32). Rules constant on the text
-    are left out."""
-    rules: list[Rule] = []
-    cols: list[np.ndarray] = []
-
-    def add(rule_id: str, values: np.ndarray, binary: bool) -> None:
-        if len(values) and values.min() != values.max():
-            rules.append(Rule(rule_id, explain_id(rule_id), binary))
-            cols.append(values.astype(np.float32))
-
-    for name, f in FEATURES.items():
-        for suffix, values, binary in feature_transforms(f.fn(text).astype(np.float32), f.type == "binary"):
-            add(f"feature:{name}{suffix}", values, binary)
-    for name in CLASSES:
-        add(f"class:{name}", char_class(text, name), True)
-    for s in since_targets(text):
-        add(f"since:{q(s)}", since(text, s), False)
-    for pair in BRACKETS:
-        if balanced(text, pair[0], pair[1]):
-            add(f"depth:{q(pair[0])},{q(pair[1])}", depth(text, pair[0], pair[1]), False)
+    """:func:`dense_columns` as (rules, (T, C) float32): the whole matrix in memory (tests, small texts)."""
+    got = list(dense_columns(text))
     T = len(text)
-    return rules, (np.stack(cols, axis=1) if cols else np.zeros((T, 0), dtype=np.float32))
+    return [r for r, _ in got], (np.stack([v for _, v in got], axis=1) if got else np.zeros((T, 0), dtype=np.float32))
 
 
 def ngram_ids(text: str, n: int, fit: int | np.ndarray, min_count: int) -> tuple[np.ndarray, list[str]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COLUMN_BYTES = 256 << 20  # float16 candidate columns held at once
+from rnnviz.memory import BOOT_SHARE, block_rows, fit
 
 
 def float16_codes(x16: np.ndarray) -> np.ndarray:
@@ -23,6 +23,16 @@ def float16_codes(x16: np.ndarray) -> np.ndarray:
     u = x16.view(np.uint16)
     u = np.where(u == 0x8000, 0, u)
     return np.where(u & 0x8000, 0xFFFF - u, u | 0x8000).astype(np.uint16)
+
+
+def add_histogram(acc: np.ndarray, codes: np.ndarray, weights: np.ndarray | None = None) -> None:
+    """``acc`` ((65536,)) += the histogram of ``codes`` ((n,) :func:`float16_codes`), rows counted with their
+    ``weights`` (None: 1), over the codes' own range (a unit's values cover a few thousand of the 65,536 codes:
+    a block of rows costs its rows, not 65,536 bins). Counts, and sums of whole or half numbers, are exact in
+    any order: blocks of rows add up to the whole column's histogram."""
+    if len(codes):
+        lo, hi = int(codes.min()), int(codes.max())
+        acc[lo : hi + 1] += np.bincount(codes - lo, weights=weights, minlength=hi - lo + 1)
 
 
 def _code_values() -> np.ndarray:
@@ -117,6 +127,7 @@ class BlockBootstrap:
     block: int = BOOT_BLOCK  # rows per block
     reps: int = BOOT_REPS  # resamples
     seed: int = 0
+    memory: int | None = None  # bytes (rnnviz.memory): bounds the per-block arrays; None: each in one piece
     counts: np.ndarray = field(init=False, repr=False)  # (reps, blocks): times each block is drawn
 
     def __post_init__(self) -> None:
@@ -153,23 +164,50 @@ class BlockBootstrap:
         of (below + neg / 2)[b', code_i] ((blocks, blocks), computed once by gathering, blocks x positive rows:
         not a (blocks, K) @ (K, blocks) product, which grows with K and runs threaded, slowly, on a busy machine).
         A resample then costs blocks^2, not K or n. With 0/1 labels every sum is a multiple of 1/2 below 2^53,
-        so the result is exactly the per-row one."""
+        so the result is exactly the per-row one, and the same in whatever pieces it is summed: under
+        ``memory`` the (blocks, K) histograms are taken a range of codes at a time (``below`` carried from one
+        range to the next), and M a group of its columns at a time (summed over the ranges, then c M c)."""
         if not self.enough:
             return np.full(self.reps, np.nan)
         labels = np.asarray(labels)
-        allc = self.histograms(codes) if allc is None else allc
-        pos = self.histograms(codes, labels)  # (blocks, K)
-        neg = allc - pos
-        half = np.cumsum(neg, 1) - 0.5 * neg  # (blocks, K): below + neg / 2
+        K, m, c = int(codes.max()) + 1, self.counts.shape[1], self.counts
         rows = np.flatnonzero(labels)  # the positive rows (NaN labels too: they make every resample NaN)
-        blk, at, m = rows // self.block, codes[rows], len(half)
         w = None if labels.dtype == bool else np.asarray(labels, dtype=np.float64)[rows]  # None: 1 (bools)
-        M = np.stack([np.bincount(blk, weights=half[b][at] if w is None else half[b][at] * w, minlength=m)
-                      for b in range(m)], 1)
-        c = self.counts
-        P, N = c @ pos.sum(1), c @ neg.sum(1)
+        per_codes = fit(4 * 8 * m, self.memory, BOOT_SHARE, at_least=256)  # all, pos, neg, half: (blocks, k)
+        per_cols = fit(2 * 8 * m, self.memory, BOOT_SHARE, at_least=64)  # M's columns, and one range's part
+        pieces = [(k0, min(K, k0 + per_codes)) for k0 in range(0, K, per_codes)]
+        numer, pos_b, neg_b = np.zeros(self.reps), np.zeros(m), np.zeros(m)
+        for g0 in range(0, m, per_cols):  # M's columns g0..g1, summed over the ranges of codes
+            g1 = min(m, g0 + per_cols)
+            M, below = np.zeros((m, g1 - g0)), np.zeros(m)
+            for k0, k1 in pieces:
+                part = (k0, k1) if len(pieces) > 1 else None  # None: every code at once
+                pos = self._histograms(codes, part, labels)  # (blocks, k1 - k0)
+                neg = (self._histograms(codes, part) if allc is None else allc[:, k0:k1]) - pos
+                half = below[:, None] + np.cumsum(neg, 1) - 0.5 * neg  # (blocks, k): below + neg / 2
+                below += neg.sum(1)
+                if g0 == 0:
+                    pos_b, neg_b = pos_b + pos.sum(1), neg_b + neg.sum(1)
+                inside = slice(None) if part is None else (codes[rows] >= k0) & (codes[rows] < k1)
+                blk, at = rows[inside] // self.block, codes[rows[inside]] - k0
+                wk = None if w is None else w[inside]
+                M += np.stack([np.bincount(blk, weights=half[b][at] if wk is None else half[b][at] * wk, minlength=m)
+                               for b in range(g0, g1)], 1)
+            numer += ((c @ M) * c[:, g0:g1]).sum(1)
+        P, N = c @ pos_b, c @ neg_b
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where((P == 0) | (N == 0), np.nan, ((c @ M) * c).sum(1) / (P * N))
+            return np.where((P == 0) | (N == 0), np.nan, numer / (P * N))
+
+    def _histograms(self, codes: np.ndarray, part: tuple[int, int] | None, weights=None) -> np.ndarray:
+        """:meth:`histograms` of the codes ``part`` = [k0, k1) alone (None: all), as (blocks, k1 - k0)."""
+        if part is None:
+            return self.histograms(codes, weights)
+        k0, k1 = part
+        r = np.flatnonzero((codes >= k0) & (codes < k1))
+        m, k = self.counts.shape[1], k1 - k0
+        w = None if weights is None else np.asarray(weights)[r]
+        return np.bincount(r // self.block * k + (codes[r] - k0), weights=w, minlength=m * k).reshape(m, k) \
+            .astype(np.float64, copy=False)
 
     def pearson(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """(reps,): :func:`weighted_pearson` of ``x`` and ``y`` ((n,)) in each resample. NaN where either is
@@ -179,7 +217,11 @@ class BlockBootstrap:
         if not self.enough or not (np.isfinite(x).all() and np.isfinite(y).all()):
             return np.full(self.reps, np.nan)
         dx, dy = x - x.mean(), y - y.mean()  # centred, so the sums below cancel no large means
-        w, sx, sy, sxx, syy, sxy = self.sums(np.stack([np.ones_like(dx), dx, dy, dx * dx, dy * dy, dx * dy], 1)).T
+        step = block_rows(6 * 8 * 2, self.memory, BOOT_SHARE) // self.block * self.block or self.block
+        per_block = np.concatenate([  # each block's sums, a whole number of blocks at a time
+            block_sums(np.stack([np.ones(len(a)), a, b, a * a, b * b, a * b], 1), self.block)
+            for a, b in ((dx[s : s + step], dy[s : s + step]) for s in range(0, self.n, step))])
+        w, sx, sy, sxx, syy, sxy = np.tensordot(self.counts, per_block, axes=1).T
         vx, vy = sxx - sx * sx / w, syy - sy * sy / w
         with np.errstate(divide="ignore", invalid="ignore"):  # constant resamples: NaN below
             r = (sxy - sx * sy / w) / np.sqrt(vx * vy)

@@ -10,14 +10,18 @@ Layout (see docs/architecture.md)::
     stats.json             per unit: mean std min max sat_lo (fraction < 0.1) sat_hi (fraction > 0.9); the sat_
                            columns of sigmoid gates only (LSTM i f o, GRU r z), NaN for every other kind
 
-Nothing is ever loaded whole: readers slice the memmaps, and the summary statistics are computed
-while writing so that views need not scan the store. A store is written into a temp directory that
-is renamed into place, so it appears complete or not at all (the write side: :mod:`rnnviz.store.writer`).
+Nothing is ever loaded whole: rows are read a block at a time into a buffer (:meth:`Store.blocks`; the OS
+page cache keeps what was read, the process only its block, so a pass over the whole store stays as small
+as its block), and the summary statistics are computed while writing so that views need not scan the store.
+A store is written into a temp directory that is renamed into place, so it appears complete or not at all
+(the write side: :mod:`rnnviz.store.writer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from rnnviz.fsutil import (
     read_member,
     recover_dir,
 )
+from rnnviz.memory import block_rows
 from rnnviz.model.units import group_units, parse_unit
 from rnnviz.store.manifest import (  # noqa: F401 (the store's names, re-exported for its readers)
     FORMAT,
@@ -85,6 +90,8 @@ class Store:
         if len(self.text) != N:
             raise RnnvizError(f"{self.path / TEXT}: {len(self.text)} characters, the manifest says {N}")
         self._maps: dict[tuple[int, str], np.memmap] = {}
+        self._fds: dict[tuple[int, str], int] = {}  # the arrays' files, open for reads (closed with the store)
+        weakref.finalize(self, _close_files, self._fds)
         self.spans: np.ndarray | None = None if meta.chars is None else self._check_spans()
 
     @property
@@ -187,17 +194,66 @@ class Store:
 
     def array(self, layer: int, kind: str) -> np.memmap:
         """The (T, width) float16 memmap of one layer × kind (read-only, never loaded whole)."""
-        key = (int(layer), kind)
+        key = self._key(layer, kind)
         if key not in self._maps:
-            if key[0] not in self.layers or kind not in self.kinds:
-                raise RnnvizError(
-                    f"layer {layer} kind {kind!r} is not in this store "
-                    f"(layers {_join(self.layers)}; kinds {_join(self.kinds)})"
-                )
             self._maps[key] = np.memmap(
                 self.path / array_name(*key), dtype="<f2", mode="r", shape=(self.length, self.width(*key))
             )
         return self._maps[key]
+
+    def rows(self, layer: int, kind: str, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the text) of one array, (n, width) float16, read from its file into
+        ``out`` (its first n rows; default a fresh array): a read, not a map, so nothing of the file stays in
+        this process once the rows are used."""
+        key = self._key(layer, kind)
+        stop = min(max(int(stop), 0), self.length)
+        start = min(max(int(start), 0), stop)
+        W = self.width(*key)
+        out = np.empty((stop - start, W), dtype="<f2") if out is None else out[: stop - start]
+        view, pos = memoryview(out).cast("B"), start * W * 2
+        while view:  # a read may return less than asked (a signal); a store file is never shorter (checked at open)
+            got = os.preadv(self._fd(key), [view], pos)
+            if got <= 0:
+                raise RnnvizError(f"{self.path / array_name(*key)}: shorter than its manifest says (corrupt store)")
+            view, pos = view[got:], pos + got
+        return out
+
+    def blocks(self, layer: int, kind: str, idx: np.ndarray | None = None, lo: int = 0, hi: int | None = None,
+               rows: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(start, stop, block)`` over rows [lo, hi) of one array, ``rows`` at a time (default: the most
+        a block takes, :data:`rnnviz.memory.BLOCK_BYTES`): ``block`` is (stop - start, len(idx)) float16, the
+        columns ``idx`` (default all, in one buffer reused from block to block: copy what you keep)."""
+        key = self._key(layer, kind)
+        hi = self.length if hi is None else min(int(hi), self.length)
+        W = self.width(*key)
+        rows = block_rows(2 * W, None) if rows is None else int(rows)
+        if rows < 1:
+            raise RnnvizError(f"rows must be >= 1, got {rows}")
+        buf = np.empty((min(rows, max(hi - lo, 0)), W), dtype="<f2")
+        whole = idx is None or (len(idx) == W and bool((np.asarray(idx) == np.arange(W)).all()))
+        for s in range(int(lo), hi, rows):
+            block = self.rows(*key, s, min(s + rows, hi), out=buf)
+            yield s, s + len(block), block if whole else block[:, idx]
+
+    def _key(self, layer: int, kind: str) -> tuple[int, str]:
+        key = (int(layer), kind)
+        if key[0] not in self.layers or kind not in self.kinds:
+            raise RnnvizError(
+                f"layer {layer} kind {kind!r} is not in this store "
+                f"(layers {_join(self.layers)}; kinds {_join(self.kinds)})"
+            )
+        return key
+
+    def _fd(self, key: tuple[int, str]) -> int:
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = os.open(member(self.path, array_name(*key)), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            if hasattr(os, "posix_fadvise"):  # passes read on: a larger read-ahead
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            mine, fd = fd, self._fds.setdefault(key, fd)
+            if fd != mine:  # another thread opened it meanwhile
+                os.close(mine)
+        return fd
 
     def locate(self, name: str) -> tuple[int, str, int]:
         """``(layer, kind, index)`` of the unit ``name`` of this store; a one-line error naming what the
@@ -239,7 +295,12 @@ class Store:
         column-major copy when one has been built: the same values, T·2 bytes read instead of T·H·2)."""
         layer, kind, index = self.locate(name)
         col = self.colcache.column(name)
-        return col if col is not None else np.ascontiguousarray(self.array(layer, kind)[:, index])
+        if col is not None:
+            return col
+        out = np.empty(self.length, dtype="<f2")
+        for s, e, block in self.blocks(layer, kind):
+            out[s:e] = block[:, index]
+        return out
 
     def window(self, start: int, stop: int, units: Sequence[str] | None = None) -> np.ndarray:
         """Rows ``start:stop`` (clipped to the text, like a slice) of the given units (default all), from the
@@ -252,12 +313,12 @@ class Store:
         stop = min(int(stop), self.length)
         start = min(int(start), stop)
         if units is None:
-            parts = [self.array(l, k)[start:stop] for l in self.layers for k in self.kinds]
+            parts = [self.rows(l, k, start, stop) for l in self.layers for k in self.kinds]
             return np.concatenate(parts, axis=1, dtype=np.float32)
         out = np.empty((stop - start, len(units)), dtype=np.float32)
         for layer, kind, idx, cols in self.groups(units):
             # One contiguous row slice per array, then the columns: a window reads only its own pages.
-            out[:, cols] = self.array(layer, kind)[start:stop][:, idx]
+            out[:, cols] = self.rows(layer, kind, start, stop)[:, idx]
         return out
 
     def read(self, units: Sequence[str] | None = None, rows: tuple[int, int] | None = None,
@@ -297,17 +358,18 @@ class Store:
             yield s, min(s + rows, hi), self.window(s, min(s + rows, hi), units)
 
     def close(self) -> None:
-        """Close the store's memory maps (they reopen on the next read): its files' pages can then leave
-        the OS page cache (a benchmark's cold read)."""
+        """Close the store's memory maps and files (they reopen on the next read): its files' pages can then
+        leave the OS page cache (a benchmark's cold read)."""
         self._maps.clear()
+        _close_files(self._fds)
         for name in ("logprob", "topk"):
             self.__dict__.pop(name, None)
 
     def read_columns(self, layer: int, kind: str, start: int, stop: int, idx: np.ndarray) -> np.ndarray:
         """Rows start:stop of the columns ``idx`` of one array, as a fresh (n, len(idx)) float16 array."""
-        block = self.array(layer, kind)[start:stop]
+        block = self.rows(layer, kind, start, stop)
         if len(idx) == self.width(layer, kind) and (idx == np.arange(len(idx))).all():
-            return np.array(block)
+            return block
         return block[:, idx]
 
     def iter_blocks(self, rows: int = 65536, units: list[str] | None = None):
@@ -404,6 +466,11 @@ def is_store(path: str | Path) -> bool:
 def open_store(path: str | Path) -> Store:
     """Open a store directory, checking the manifest against the files' sizes."""
     return Store(path)
+
+
+def _close_files(fds: dict) -> None:
+    while fds:
+        os.close(fds.popitem()[1])
 
 
 def _join(xs) -> str:
