@@ -7,8 +7,12 @@ and this module as their sibling (Python puts a script's folder first on ``sys.p
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Callable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,24 @@ def corpus_text(name: str, length: int, fallback: str) -> str:
     path = DATA / name
     base = path.read_text(encoding="utf-8") if path.exists() else fallback
     return (base * (length // len(base) + 1))[:length]
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as printed beside every figure."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextmanager
+def competing_process(settle: float) -> Iterator[None]:
+    """One busy process (a Python spin loop) competing for the CPU inside the block, started ``settle``
+    seconds before it (the load average trails a new process by about a minute); killed after."""
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(settle)
+        yield
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def baseline_tree(rev: str, into: Path) -> Path:

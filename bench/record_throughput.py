@@ -14,8 +14,12 @@ bandwidth (same directory). The model is random-init: speed does not depend on t
 Then each kind-set (h; h and c, or h and z; every kind) into host memory on one torch thread, as a fraction
 of the one-thread matmul rate (the FLOP bound; target 50%). Recording gates costs more than the model's
 FLOPs: h comes bit-exact from the fused kernel and the gates are recomputed from it in batched matmuls,
-which roughly doubles the matmul work (all kinds can reach ~50% of the bound only with free elementwise
-work). The load average is printed: on a shared machine every figure is a lower bound.
+which roughly doubles the matmul work. And exact start states cost the fused kernel more than one pass
+over the text: the recording's own, a states-only pass that corrects the streams' starts, and the burn-in
+(``kernel passes``, about 2.25 with the defaults); ``ceiling`` is the fused kernel's own rate over the same
+streams divided by them, the fastest any recording with those passes could be. The kind-sets run again
+beside one competing busy process (``--settle 0`` skips it). The load average is printed: on a shared
+machine every figure is a lower bound.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import DATA
+from _common import DATA, competing_process, load_average
 from torch import nn
 
 from rnnviz.model.charrnn import KINDS, CharRNN, ModelConfig
@@ -151,24 +155,56 @@ def ours(model, text, out: Path, dev, args, to_disk: bool, kinds: str = "all",
     return len(text) / dt, size, settings
 
 
+def kernel_rate(model: CharRNN, text: str, settings: dict, dev: torch.device) -> float:
+    """chars/s of the fused multi-layer kernel alone (states only, nothing kept) over the recorder's layout:
+    ``settings['streams']`` streams side by side, ``block_steps`` characters a block."""
+    B, C, S = settings["streams"], settings["chunk"], settings["block_steps"]
+    ids = torch.from_numpy(model.vocab.encode(text))
+    x = torch.zeros(B * C, dtype=torch.long)
+    x[: len(ids)] = ids
+    x = x.view(B, C).to(dev)
+    rnn, state = model.rnn.to(dev), None
+    sync(dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for s0 in range(0, C, S):
+            _, state = rnn(F.one_hot(x[:, s0 : s0 + S], model.config.vocab_size).float(), state)
+    sync(dev)
+    return len(text) / (time.perf_counter() - t0)
+
+
 def kind_sets(model, text, out: Path, dev, args, flops: int) -> None:
     """Each kind-set into host memory on one torch thread: chars/s and the fraction of the FLOP bound, per
-    second of wall time and per CPU-second (on a busy machine the CPU-second figure is the one to read)."""
+    second of wall time and per CPU-second (on a busy machine the CPU-second figure is the one to read).
+
+    Then the ceiling the recorder's design leaves: exact starts cost the fused kernel a states-only pass
+    and the burn-in besides the recording's own pass (``passes``: kernel passes over the text); the
+    kernel alone over the same streams, divided by them, is the fastest any recording could be."""
     cpu = dev.type == "cpu"
     with torch_threads(1):
         mm = matmul_rate(dev, 4096 if not cpu else 1024)
         mm_cpu = matmul_rate(dev, 1024, clock=time.process_time) if cpu else mm
         print(f"one torch thread: matmul fp32 {mm / 1e9:.1f} GFLOP/s ({mm_cpu / 1e9:.1f} per CPU-second); load "
               f"average {load_average()}")
+        kernel = None
         for kinds in KIND_SETS[model.config.cell]:
-            rate, _, _ = ours(model, text, out, dev, args, to_disk=False, kinds=kinds)
+            rate, _, s = ours(model, text, out, dev, args, to_disk=False, kinds=kinds)
             per_cpu = ours(model, text, out, dev, args, False, kinds, time.process_time)[0] if cpu else rate
+            kernel = kernel or kernel_rate(model, text, s, dev)
+            passes = s["recordings"] + s["passes"] + s["streams"] * s["burn_in"] / len(text)
             print(f"kinds {kinds:<5s} -> host memory: {rate:10,.0f} chars/s   FLOP rate / matmul (1 thread): "
-                  f"{rate * flops / mm:6.1%}   per CPU-second: {per_cpu * flops / mm_cpu:6.1%}")
+                  f"{rate * flops / mm:6.1%}   per CPU-second: {per_cpu * flops / mm_cpu:6.1%}   kernel passes "
+                  f"{passes:.2f}: ceiling {kernel / passes * flops / mm:6.1%}")
+        print(f"the fused kernel alone, one pass: {kernel:,.0f} chars/s = {kernel * flops / mm:.1%} of the bound")
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def kind_sets_twice(model, text, out: Path, dev, args, flops: int) -> None:
+    """:func:`kind_sets` as the machine is, then beside one competing busy process (not on CUDA)."""
+    kind_sets(model, text, out, dev, args, flops)
+    if args.settle > 0 and dev.type == "cpu":
+        with competing_process(args.settle):
+            print(f"\nwith one competing busy process (started {args.settle:.0f} s before):")
+            kind_sets(model, text, out, dev, args, flops)
 
 
 def main() -> None:
@@ -186,6 +222,8 @@ def main() -> None:
     p.add_argument("--dir", default=None, help="where the store and the disk probe go (default: a temp dir)")
     p.add_argument("--disk-mb", type=int, default=None, help="disk probe size (default 256 CPU, 4096 CUDA)")
     p.add_argument("--kinds-only", action="store_true", help="only the kind-sets on one thread (a busy machine)")
+    p.add_argument("--settle", type=float, default=20.0,
+                   help="seconds the competing process runs before the kind-sets run again beside it (0: skip)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,7 +251,7 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         if args.kinds_only:
-            return kind_sets(model, text, tmp / "store", dev, args, flops)
+            return kind_sets_twice(model, text, tmp / "store", dev, args, flops)
         mm = matmul_rate(dev, 4096 if cuda else 1024)
         print(f"matmul fp32:          {mm / 1e9:10.1f} GFLOP/s")
         disk = disk_rate(tmp, disk_mb)
@@ -237,7 +275,7 @@ def main() -> None:
         bw = size * rate / chars
         print(f"store write bandwidth / disk:      {bw / disk:8.1%}   ({bw / 1e6:,.0f} MB/s)")
         print()
-        kind_sets(model, text, tmp / "store", dev, args, flops)
+        kind_sets_twice(model, text, tmp / "store", dev, args, flops)
     finally:
         if not args.dir:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 
 import torch
-from _common import corpus_text
+from _common import competing_process, corpus_text, load_average
 
 from rnnviz.model.charrnn import CharRNN, ModelConfig
 from rnnviz.model.trainer import evaluate
@@ -68,8 +66,7 @@ def workloads(model: CharRNN, text: str, args, tmp: str) -> dict:
 
 
 def phase(title: str, model, text, args, tmp: str) -> None:
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\n{title}: load average {load}; {os.cpu_count()} CPU cores")
+    print(f"\n{title}: load average {load_average()}; {os.cpu_count()} CPU cores")
     for name, (run, rows) in workloads(model, text, args, tmp).items():
         pick = choose_threads(step_gemm_flops(model.config.cell, model.config.hidden, rows))
         run(1)  # warm-up (allocations, one-time kernel setup)
@@ -97,13 +94,8 @@ def main() -> None:
     model = CharRNN(ModelConfig(vocab_size=len(vocab), cell="lstm", layers=args.layers, hidden=args.hidden), vocab)
     print(f"model: lstm {args.layers}x{args.hidden}; {len(text):,} chars; torch {torch.__version__}")
     phase("as the machine is", model, text, args, args.dir)
-    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one competing busy process
-    try:
-        time.sleep(args.settle)
+    with competing_process(args.settle):
         phase("with one competing busy process", model, text, args, args.dir)
-    finally:
-        spin.kill()
-        spin.wait()
 
 
 if __name__ == "__main__":

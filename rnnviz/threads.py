@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnviz.allocator import keep_freed_memory
 from rnnviz.errors import RnnvizError
 from rnnviz.model.cells import STEP_GEMM
 
@@ -88,3 +89,12 @@ def torch_threads(n: int = 1) -> Iterator[int]:
         yield max(1, old)
     finally:
         torch.set_num_threads(old)
+
+
+@contextmanager
+def step_loop(n: int) -> Iterator[int]:
+    """:func:`torch_threads` for a recurrent step loop (record, eval, train, ablate), with the allocator set
+    to reuse the blocks the loop frees (:func:`rnnviz.allocator.keep_freed_memory`, once per process)."""
+    keep_freed_memory()
+    with torch_threads(n) as old:
+        yield old

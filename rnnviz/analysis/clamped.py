@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnviz.model.charrnn import WEIGHT_NAMES, CharRNN, ModelConfig, group_units
-from rnnviz.threads import choose_threads, step_gemm_flops, torch_threads
+from rnnviz.threads import choose_threads, step_gemm_flops, step_loop
 
 
 class _Upper(CharRNN):
@@ -177,7 +177,7 @@ class Streams(Windows):
         meet = _Meeting(self.meet, B, K, self.dev) if clamp and self.meet is not None else None
         threads = choose_threads(step_gemm_flops(self.model.config.cell, hidden, K * B))  # K copies: larger GEMMs
         for a, b, below in self.lower.blocks(self.x, self.start):  # the layers below: once for every copy
-            with torch_threads(threads):
+            with step_loop(threads):
                 for j in range(b - a):
                     inp = below[:, j].repeat(K, *[1] * (below.dim() - 2))  # (K·B,) ids or (K·B, H), one step
                     out = self.upper.step(inp, state, clamp=clamp, internals=bool(collect))

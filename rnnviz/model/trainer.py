@@ -57,7 +57,7 @@ from rnnviz.model.settings import (  # noqa: F401 (TrainConfig and its names: th
 )
 from rnnviz.model.snapshots import SNAPSHOT_DIR, prune_snapshots, save_snapshot, snapshot_path
 from rnnviz.model.vocab import Vocab
-from rnnviz.threads import choose_threads, step_gemm_flops, torch_threads
+from rnnviz.threads import choose_threads, step_gemm_flops, step_loop
 
 LR_JUMP = 2.0  # a resume that raises the learning rate more than this many times over warns
 
@@ -99,7 +99,7 @@ def evaluate(model: CharRNN, ids: np.ndarray, streams: int = 1, chunk: int = 204
     total, state = torch.zeros((), dtype=torch.float64, device=dev), None
     cfg = model.config
     threads = choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, streams), threads)
-    with eval_mode(model), torch.no_grad(), torch_threads(threads):  # no graph: it would grow over the text
+    with eval_mode(model), torch.no_grad(), step_loop(threads):  # no graph: it would grow over the text
         for a in range(0, n, chunk):
             logits, state = model(x[:, a : a + chunk], state)  # (S, t, V)
             total += F.cross_entropy(logits.flatten(0, 1).float(), y[:, a : a + chunk].flatten(), reduction="sum")
@@ -161,7 +161,7 @@ def train(
         recover_dir(out / sub)
     cfg = _run_config(out, cfg, resume, force, overrides)
     rows = max(1, cfg.batch // distributed.world_size())  # this process's streams: the step GEMM's rows
-    with torch_threads(choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, rows), threads)):
+    with step_loop(choose_threads(step_gemm_flops(cfg.cell, cfg.hidden, rows), threads)):
         if distributed.rank() > 0:  # rank 0 holds the run for the whole job
             return _train(text_path, text, out, cfg, resume, callback)
         with exclusive(out / RUN_LOCK, f"{out} is being trained", "rnnviz train"):  # in the run's folder

@@ -13,7 +13,9 @@ torch's fused single-layer kernel (cuDNN on GPU) for h; the gates are recomputed
 two batched matmuls for the whole block, and c follows from its elementwise recurrence c_t = f_t·c_{t-1} + i_t·g_t,
 restarted every block from the kernel's own final c. ``o·tanh(c)`` (LSTM) or ``(1-z)·n + z·h_{t-1}``
 (GRU) is compared with the kernel's h; the largest difference goes into the manifest (a check of the
-gate recomputation, not of the start states).
+gate recomputation, not of the start states). On a CPU an LSTM's gates and c are recorded instead by a
+step loop that writes every kind as it computes it (:mod:`.lstm_steps`, 1.3-1.9x faster); its check is
+stream 0 of the first block against the kernel. The states-only passes always run the kernel.
 
 ``exact=True`` records one sequential stream (no burn-in approximation).
 
@@ -48,7 +50,7 @@ from rnnviz.recording.recurrence import Carry, Layer, advance, warm_start
 from rnnviz.recording.starts import MAX_PASSES, StartError, Tolerance, settle, start_error
 from rnnviz.store.reader import Store
 from rnnviz.store.writer import StoreWriter
-from rnnviz.threads import choose_threads, step_gemm_flops, torch_threads
+from rnnviz.threads import choose_threads, step_gemm_flops, step_loop
 
 HOST_BLOCK_BYTES = 128 << 20  # float16 rows per block handed to the writer (x PENDING in flight)
 DEVICE_BLOCK_BYTES = 256 << 20  # float32 working set per block on the device
@@ -180,7 +182,7 @@ def record(
     )
     t0 = time.perf_counter()
     # cuDNN may use TF32 for RNNs by default; the recording must be float32 to pass the h check.
-    with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False), torch_threads(threads):
+    with writer, torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False), step_loop(threads):
         with ThreadPoolExecutor(1, thread_name_prefix="rnnviz-write") as pool:
             checks = _record_blocks(model, text, writer, pool, plan, progress, context)
         writer.join()
@@ -210,7 +212,7 @@ def _record_modern(model: CharRNN, text: str, out, given: dict) -> Store:
     writer = StoreWriter(out, text, layers=given["layers"], kinds=given["kinds"], model_config=model.config,
                          vocab=model.vocab, topk=given["topk"], checkpoint=_checkpoint_of(model), recorder=settings,
                          overwrite=given["overwrite"])
-    with eval_mode(model), torch_threads(threads):
+    with eval_mode(model), step_loop(threads):
         return record_modern(model, text, writer, given["context"], given["progress"])
 
 
@@ -305,7 +307,8 @@ def _record_from(model: CharRNN, net: list[Layer], ids: torch.Tensor, starts: to
     head = [p.detach().to(dev, torch.float32) for p in (model.head.weight, model.head.bias)]
     max_err, pending, done = None, deque(), 0
     for s0 in range(0, C, plan.S):
-        recs, logp, err = _run_block(net, x[:, s0 : s0 + plan.S].long(), h, c, head, plan, carry)
+        check = s0 == 0 and b0 == 0  # the step loop's check: stream 0's first block (the same under torchrun)
+        recs, logp, err = _run_block(net, x[:, s0 : s0 + plan.S].long(), h, c, head, plan, carry, check)
         if err is not None:
             max_err = err if max_err is None else torch.maximum(max_err, err)
         n = logp.shape[1]
@@ -411,27 +414,34 @@ def _pass(net: list[Layer], x: torch.Tensor, plan: _Plan):
     return run
 
 
-def _run_block(net: list[Layer], xb: torch.Tensor, h, c, head, plan: _Plan, carry: Carry):
+def _run_block(net: list[Layer], xb: torch.Tensor, h, c, head, plan: _Plan, carry: Carry, check: bool):
     """One block of S steps through every layer, carrying h, c (L, n, H) and ``carry`` in place. Returns the
-    recorded kinds {layer: (len(kinds), n, S, H) float16}, the log-probabilities (n, S, V) and the h check's
-    error."""
+    recorded kinds {layer: (len(kinds), n, S, H) float16}, the log-probabilities (n, S, V) and the gate
+    check's error (``check``: the step loop's is measured on stream 0 of the first block only; elsewhere it
+    gives 0, so that every rank has one to reduce)."""
     gates = set(plan.kinds) != {"h"}
     inp, recs, max_err = xb, {}, None
     for l, layer in enumerate(net):
         h0 = h[l].clone()  # h[l] is overwritten below
-        out, (h[l], cl), rec, err = layer.run(inp, h0, None if c is None else c[l], gates and l in plan.layers)
-        carry.add(l, inp, out, h0, rec)
-        inp = out
-        if c is not None:
-            c[l] = cl
-        if err is not None:
-            max_err = err if max_err is None else torch.maximum(max_err, err)
+        blk = None
         if l in plan.layers:  # float16 as stored: each stream's rows of a kind are contiguous, so the
             # writer hands them to pwrite without another copy
-            blk = recs[l] = torch.empty(len(plan.kinds), *inp.shape[:2], h.shape[-1], dtype=torch.float16,
+            blk = recs[l] = torch.empty(len(plan.kinds), *xb.shape[:2], h.shape[-1], dtype=torch.float16,
                                         device=plan.device)
-            for j, k in enumerate(plan.kinds):
-                blk[j] = rec[k]
+        if blk is not None and gates and layer.steps:  # the step loop writes the kinds as it goes
+            out, (h[l], c[l]), rec, err = layer.record(inp, h0, c[l], blk, plan.kinds, check)
+            err = torch.zeros(()) if err is None else err
+        else:
+            out, (h[l], cl), rec, err = layer.run(inp, h0, None if c is None else c[l], gates and blk is not None)
+            if c is not None:
+                c[l] = cl
+            if blk is not None:
+                for j, k in enumerate(plan.kinds):
+                    blk[j] = rec[k]
+        carry.add(l, inp, out, h0, rec)
+        inp = out
+        if err is not None:
+            max_err = err if max_err is None else torch.maximum(max_err, err)
     return recs, F.linear(inp, *head).log_softmax(-1), max_err
 
 

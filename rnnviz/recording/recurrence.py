@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnviz.model.charrnn import GATES, CharRNN, single_layer
+from rnnviz.recording.lstm_steps import record_steps
 
 
 class Layer:
@@ -55,23 +56,62 @@ class Layer:
         """A one-hot layer takes ids (B, S) as (B, S, V); any other takes (B, S, D) as it is."""
         return F.one_hot(x, self.onehot).float() if self.onehot else x
 
+    def _time_major(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """x (B, S[, D]) times w (D, N) plus b, time-major (S, B, N) and contiguous: a one-hot layer's is a row
+        lookup of its table, any other layer's input is the kernel's output, time-major underneath (the
+        fused kernel is batch-first only on the outside): then no copy is made."""
+        if self.onehot:
+            return w[x.t()]
+        S, B = x.shape[1], x.shape[0]
+        return torch.addmm(b, x.transpose(0, 1).reshape(S * B, -1), w).view(S, B, -1)
+
+    def _recurrent(self, pre: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, w: torch.Tensor,
+                   b: torch.Tensor) -> torch.Tensor:
+        """pre (S, B, N) += W·h_{t-1} + b in place: step 0 reads h0 (B, P), step t the kernel's h_{t-1} from out
+        (B, S, P). Every step's h is multiplied and the last dropped, so out is read as it lies."""
+        S, B, P = out.shape[1], out.shape[0], out.shape[2]
+        pre[0] += torch.addmm(b, h0, w)
+        if S > 1:
+            pre[1:] += torch.addmm(b, out.transpose(0, 1).reshape(S * B, P), w).view(S, B, -1)[:-1]
+        return pre
+
     def keep(self, x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Σ_t log f_t (LSTM) or log z_t (GRU) over a block (B, H): the gate that keeps each unit's own
         state, recomputed from the block's inputs x and outputs out (B, S, H), and the LSTM's o at the last
         step (B, H, zeros for a GRU). Two (B·S, H) x (H, H) matmuls: a quarter of the gates' work."""
-        B, S, H = out.shape
+        S = out.shape[1]
         w_x, w_h, b = self.keep_weights
-        pre = w_x[x] if self.onehot else (x.reshape(B * S, -1) @ w_x).view(B, S, H)  # (B, S, H)
-        pre[:, 0] += h0 @ w_h + b
-        if S > 1:
-            pre[:, 1:] += (out[:, :-1].reshape(B * (S - 1), H) @ w_h).view(B, S - 1, H) + b
-        keep = F.logsigmoid(pre).sum(1)
+        pre = self._recurrent(self._time_major(x, w_x, torch.zeros_like(b)), out, h0, w_h, b)  # (S, B, H)
+        keep = F.logsigmoid(pre).sum(0)
         if self.cell != "lstm":
             return keep, torch.zeros_like(h0)
         w_xo, w_ho, b_o = self.out_weights
         h_last = out[:, -2] if S > 1 else h0
         xo = w_xo[x[:, -1]] if self.onehot else x[:, -1] @ w_xo
         return keep, torch.sigmoid(xo + torch.addmm(b_o, h_last, w_ho))
+
+    @property
+    def steps(self) -> bool:
+        """Whether :meth:`record` records this layer (a CPU LSTM without a projection): else :meth:`run`."""
+        return self.cell == "lstm" and self.w_hr_t is None and self.w_hh_t.device.type == "cpu"
+
+    def record(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, blk: torch.Tensor, kinds: list[str],
+               check: bool):
+        """A CPU LSTM's block through :func:`.lstm_steps.record_steps`: x ids (B, S) or (B, S, D), h0, c0
+        (B, H); ``kinds`` written into ``blk`` (len(kinds), B, S, H) float16. ``check``: run the fused kernel
+        on stream 0 too and give the largest |h| difference (else None).
+
+        Returns out h (B, S, H) (a view of a time-major tensor), final (h, c), what :meth:`Carry.add` takes
+        (Σ log f and the last o) and the check."""
+        b_both = self.b_ih + self.b_hh
+        table = self.w_ih_t + b_both if self.onehot else self.w_ih_t
+        xp = self._time_major(x, table, b_both)  # (S, B, 4·H)
+        hs, hT, cT, log_f, o = record_steps(xp, self.w_hh_t, h0, c0, blk, kinds)
+        err = None
+        if check:  # the same cell as torch's kernel? stream 0 of this block through the kernel, from the same start
+            ref, _ = self.fused(self.input(x[:1]), (h0[None, :1], c0[None, :1]))
+            err = (ref[0] - hs[:, 0]).abs().amax()
+        return hs.transpose(0, 1), (hT, cT), {"log_keep": log_f, "o_last": o}, err
 
     def run(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, gates: bool,
             out: torch.Tensor | None = None):
@@ -81,7 +121,7 @@ class Layer:
 
         Returns out h (B, S, P), final (h, c) (c: the kernel's, else the recomputed one, else None),
         {kind: (B, S, width)} and the max |h - h recomputed from the gates| (a 0-dim tensor, or None when
-        ``gates`` is false or the cell has none).
+        ``gates`` is false or the cell has none). The kinds are views of time-major (S, B, width) tensors.
         """
         lstm, cT = self.cell == "lstm", None
         if out is None:
@@ -91,37 +131,35 @@ class Layer:
             hT = out[:, -1]
         if not gates or self.cell == "rnn":
             return out, (hT, cT), {"h": out}, None
-        B, S, P = out.shape
-        h_prev = torch.cat([h0[:, None], out[:, :-1]], 1)  # (B, S, P): the h each step read
-        if self.onehot:
-            xp = self.x_table[x]  # one-hot input: the matmul is a row lookup
-        else:
-            xp = torch.addmm(self.b_ih, x.reshape(B * S, -1), self.w_ih_t).view(B, S, -1)
-        hp = torch.addmm(self.b_hh, h_prev.reshape(B * S, P), self.w_hh_t).view(B, S, -1)  # (B, S, G·H)
+        xp = self._time_major(x, self.x_table if self.onehot else self.w_ih_t, self.b_ih)  # (S, B, G·H)
+        out_t = out.transpose(0, 1)  # (S, B, P)
         if lstm:
-            rec = _lstm_gates(xp.add_(hp), c0)
+            rec = _lstm_gates(self._recurrent(xp, out, h0, self.w_hh_t, self.b_hh), c0)  # time-major
             h = torch.tanh(rec["c"]).mul_(rec["o"])
-            h = h if self.w_hr_t is None else h @ self.w_hr_t  # (B, S, H) -> (B, S, P)
-            cT = rec["c"][:, -1] if cT is None else cT
-            return out, (hT, cT), {"h": out, **rec}, h.sub_(out).abs_().amax()
+            h = h if self.w_hr_t is None else h @ self.w_hr_t  # (S, B, H) -> (S, B, P)
+            cT = rec["c"][-1] if cT is None else cT
+            err = h.sub_(out_t).abs_().amax()
+            return out, (hT, cT), {"h": out, **{k: v.transpose(0, 1) for k, v in rec.items()}}, err
+        hp = self._recurrent(torch.zeros_like(xp), out, h0, self.w_hh_t, self.b_hh)  # (S, B, 3·H): n needs it apart
         ir, iz, in_ = xp.chunk(3, -1)
         hr, hz, hn = hp.chunk(3, -1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
-        err = ((1 - z) * n + z * h_prev - out).abs().amax()
-        return out, (hT, cT), {"h": out, "r": r, "z": z, "n": n}, err
+        h_prev = torch.cat([h0[None], out_t[:-1]])  # (S, B, P): the h each step read
+        err = ((1 - z) * n + z * h_prev - out_t).abs().amax()
+        return out, (hT, cT), {"h": out, "r": r.transpose(0, 1), "z": z.transpose(0, 1), "n": n.transpose(0, 1)}, err
 
 
 def _lstm_gates(pre: torch.Tensor, c0: torch.Tensor) -> dict[str, torch.Tensor]:
-    """An LSTM's gates and c for a block from its gate pre-activations (B, S, 4·H) and start c0 (B, H):
-    {kind: (B, S, H)}. c_t = f_t·c_{t-1} + i_t·g_t is the one loop over steps: elementwise and cheap, the
-    matmuls are all done."""
-    i, f, g, o = pre.chunk(4, -1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = i * g  # (B, S, H): i·g, then c in place, step by step (out=: no copy per step)
+    """An LSTM's gates and c for a block from its gate pre-activations (S, B, 4·H), time-major and
+    overwritten, and start c0 (B, H): {kind: (S, B, H)}, the gates views of ``pre``. c_t = f_t·c_{t-1} +
+    i_t·g_t is the one loop over steps: elementwise and cheap, the matmuls are all done."""
+    i, f, g, o = pre.chunk(4, -1)  # views of pre, activated in place: pre is the caller's scratch
+    i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
+    c = i * g  # (S, B, H): i·g, then c in place, step by step (out=: no copy per step)
     prev = c0
-    for t in range(c.shape[1]):
-        prev = torch.addcmul(c[:, t], f[:, t], prev, out=c[:, t])
+    for t in range(c.shape[0]):
+        prev = torch.addcmul(c[t], f[t], prev, out=c[t])
     return {"c": c, "i": i, "f": f, "g": g, "o": o}
 
 
@@ -163,7 +201,10 @@ class Carry:
         recomputed gates when the recording has them (saves recomputing f or z)."""
         if self.cell == "rnn":
             return
-        if gates is not None and "f" in gates:
+        if gates is not None and "log_keep" in gates:  # the step loop summed log f itself
+            self.log_keep[l] += gates["log_keep"]
+            self.o_last[l] = gates["o_last"]
+        elif gates is not None and "f" in gates:
             self.log_keep[l] += gates["f"].log().sum(1)
             self.o_last[l] = gates["o"][:, -1]
         elif gates is not None and "z" in gates:
