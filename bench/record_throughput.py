@@ -265,7 +265,7 @@ def main() -> None:
               f"{s['chunk']:,}, burn-in {s['burn_in']}, {s['block_steps']} steps/block; file writes skipped)")
         rate, size, s = ours(model, text, tmp / "store", dev, args, to_disk=True)
         print(f"ours -> store on disk:{rate:10,.0f} chars/s  ({size / 1e6:,.0f} MB, all of "
-              f"{','.join(KINDS[cfg.cell])}; {s['passes']} correction pass(es); kernel h vs recomputed gates "
+              f"{','.join(KINDS[cfg.cell])}; {s['passes']} correction pass(es); h from the gates vs the kernel's "
               f"max |diff| {s['gates_vs_kernel_max_abs_error']:.1e})")
         print()
         print(f"ours (disk) / naive cell loop:     {rate / naive:8.1f}x")

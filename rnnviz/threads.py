@@ -7,11 +7,16 @@ other busy process it is ~1.6x slower than one thread, and at load 10-15 ~19x sl
 at the barrier for a descheduled sibling wastes its turn. So more than one thread only where the GEMM is
 large enough to pay for the barrier and the cores are free: the loss on a busy machine is far larger than
 the gain on an idle one.
+
+Which cores are free is read from what runs now (Linux: the kernel's count of running tasks less this
+process's own threads), not the 1-minute load average: that trails a process started a few seconds ago
+by a minute, and counts this process's own work of the minute before as somebody else's.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +35,8 @@ class ThreadPolicy:
     """When :func:`choose_threads` gives a step loop more than one thread."""
 
     parallel_flops: float = 4e6  # a step GEMM smaller than this (~30 us on one core) runs on one thread
-    busy: float = 0.5  # cores counted free: those not taken by the 1-minute load average, rounded (0.5 up)
+    busy: float = 0.5  # cores counted free: those not taken by other processes' running tasks, rounded (0.5 up)
+    samples: int = 5  # reads of the running count, 2 ms apart: a process busy half the time shows in one of five
 
 
 POLICY = ThreadPolicy()
@@ -64,11 +70,42 @@ def choose_threads(gemm_flops: float, requested: int | None = None, policy: Thre
     cores = usable_cores()
     if cores == 1 or gemm_flops < policy.parallel_flops:
         return 1
+    busy = others_running(policy.samples)
+    if busy is None:  # no /proc: the 1-minute load average, every runnable task, niced ones too
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on this system either: nothing known to be busy
+            busy = 0.0
+    return max(1, min(cores, int(cores - busy + policy.busy)))
+
+
+def others_running(samples: int = 5, gap: float = 0.002) -> int | None:
+    """Tasks of other processes running or runnable now: the kernel's count (``/proc/loadavg``) less this
+    process's own running threads, the most of ``samples`` reads ``gap`` seconds apart. None without /proc."""
+    most = 0
     try:
-        load = os.getloadavg()[0]  # every runnable task, niced ones too
-    except (AttributeError, OSError):  # not on this system: nothing known to be busy
-        load = 0.0
-    return max(1, min(cores, int(cores - load + policy.busy)))
+        for k in range(samples):
+            if k:
+                time.sleep(gap)
+            with open("/proc/loadavg", encoding="ascii") as f:
+                running = int(f.read().split()[3].split("/")[0])
+            most = max(most, running - own_running())
+    except (OSError, ValueError, IndexError):
+        return None
+    return most
+
+
+def own_running() -> int:
+    """This process's threads that are running or runnable (state R in /proc/self/task/*/stat): the one
+    reading, and any torch thread still spinning after its last parallel region."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                n += f.read().rpartition(")")[2].split()[0] == "R"
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+    return n
 
 
 def check_threads(n: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -20,13 +21,15 @@ BIG = step_gemm_flops("lstm", 256, 64)  # the recorder's 64 streams of a 2x256 L
 
 @pytest.fixture
 def machine(monkeypatch):
-    """set(cores, load): a machine of that many cores at that 1-minute load average, no thread variables."""
+    """set(cores, busy, proc=True): a machine of that many cores where ``busy`` tasks of other processes run
+    now (``proc``), or without /proc at that 1-minute load average; no thread variables."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
 
-    def set_(cores: int, load: float) -> None:
+    def set_(cores: int, busy: float, proc: bool = True) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
-        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(threads, "others_running", lambda samples: busy if proc else None)
+        monkeypatch.setattr(os, "getloadavg", lambda: (99.0,) * 3 if proc else (busy,) * 3)
 
     return set_
 
@@ -37,23 +40,59 @@ def test_step_gemm_flops():
     assert step_gemm_flops("rnn", 10, 3) == 2 * 3 * 10 * 10
 
 
-@pytest.mark.parametrize(("cores", "load", "want"), [
-    (2, 0.0, 2), (2, 0.49, 2), (2, 0.51, 1), (2, 1.0, 1), (2, 12.0, 1),  # one busy process: no second thread
-    (4, 0.2, 4), (4, 1.7, 2), (4, 3.6, 1), (1, 0.0, 1),
+@pytest.mark.parametrize(("cores", "busy", "want"), [
+    (2, 0, 2), (2, 1, 1), (2, 12, 1),  # one busy process: no second thread
+    (4, 0, 4), (4, 2, 2), (4, 3, 1), (4, 9, 1), (1, 0, 1),
 ])
-def test_threads_follow_the_free_cores(machine, cores, load, want):
-    machine(cores, load)
+def test_threads_follow_the_free_cores_now(machine, cores, busy, want):
+    """The running count decides, whatever the load average (set to 99 here)."""
+    machine(cores, busy)
     assert choose_threads(BIG) == want
 
 
+@pytest.mark.parametrize(("cores", "load", "want"), [
+    (2, 0.0, 2), (2, 0.49, 2), (2, 0.51, 1), (2, 1.0, 1), (4, 0.2, 4), (4, 1.7, 2), (4, 3.6, 1),
+])
+def test_without_proc_the_load_average_decides(machine, cores, load, want):
+    machine(cores, load, proc=False)
+    assert choose_threads(BIG) == want
+
+
+def test_a_busy_process_is_seen_at_once_and_our_own_threads_are_not_counted():
+    """A competitor started a moment ago counts (the load average would take a minute); a thread of ours
+    that spins is ours, not another process's."""
+    import threading
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        assert threads.own_running() >= 2  # the reader and the spinner
+    finally:
+        stop.set()
+        spinner.join()
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert threads.others_running(samples=5) >= 1
+    finally:
+        spin.kill()
+        spin.wait()
+
+
 def test_small_gemms_run_on_one_thread_even_when_idle(machine):
-    machine(8, 0.0)
+    machine(8, 0)
     assert choose_threads(step_gemm_flops("lstm", 128, 1)) == 1  # eval's one stream, exact recording
     assert choose_threads(threads.POLICY.parallel_flops) == 8
 
 
 def test_requested_then_environment_then_policy(machine, monkeypatch):
-    machine(2, 9.0)
+    machine(2, 9)
     assert choose_threads(BIG, 2) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert choose_threads(BIG) == 3 and choose_threads(BIG, 1) == 1
@@ -62,7 +101,7 @@ def test_requested_then_environment_then_policy(machine, monkeypatch):
 
 
 def test_torchrun_processes_share_the_cores(machine, monkeypatch):
-    machine(4, 0.0)
+    machine(4, 0)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert choose_threads(BIG) == 2
 
