@@ -120,8 +120,8 @@ def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None
 
 threads_option = click.option(  # --threads on every command with a step loop (train, eval, record)
     "--threads", type=int, default=None, callback=_check_threads,
-    help="Torch threads. Default: OMP_NUM_THREADS if set, else one per free core (load average) when the "
-    "step's matrices are large enough to gain, 1 on a busy machine.")
+    help="Torch threads. Default: OMP_NUM_THREADS if set, else one per core no other process runs on when "
+    "the step's matrices are large enough to gain, 1 on a busy machine.")
 
 
 def _check_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

@@ -21,6 +21,15 @@ from rnnviz.store.reader import open_store
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 record_mod = importlib.import_module("rnnviz.recording.recorder")
+recurrence = importlib.import_module("rnnviz.recording.recurrence")
+
+
+@pytest.fixture(params=["step loop", "kernel"])
+def lstm_path(request, monkeypatch):
+    """A CPU LSTM's kinds recorded by the step loop (rnnviz.recording.lstm_steps) at any stream count, or by
+    the fused kernel and the batched recomputation at any count (other cells take the kernel path either way)."""
+    monkeypatch.setattr(recurrence, "MIN_STREAMS_PER_THREAD", 0 if request.param == "step loop" else 10**9)
+    return request.param
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
 
 
@@ -60,7 +69,7 @@ def _assert_close_f16(stored, ref, atol):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_exact_matches_naive_loop(tmp_path, make_model, cell):
+def test_exact_matches_naive_loop(tmp_path, make_model, cell, lstm_path):
     model = make_model(cell, layers=2, hidden=16)
     text = _long_text(400)
     store = record(model, text, tmp_path / "st", kinds="all", exact=True, topk=3)
@@ -78,7 +87,7 @@ def test_exact_matches_naive_loop(tmp_path, make_model, cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_fast_matches_exact(tmp_path, make_model, cell):
+def test_fast_matches_exact(tmp_path, make_model, cell, lstm_path):
     model = make_model(cell, layers=2, hidden=16, seed=1)
     text = _long_text(3000, seed=1)
     exact = record(model, text, tmp_path / "exact", kinds="all", exact=True)
@@ -93,7 +102,7 @@ def test_fast_matches_exact(tmp_path, make_model, cell):
     np.testing.assert_allclose(fast.logprob, exact.logprob, atol=0.05)
 
 
-def test_lstm_o_tanh_c_is_h_and_gru_update(tmp_path, make_model):
+def test_lstm_o_tanh_c_is_h_and_gru_update(tmp_path, make_model, lstm_path):
     lstm = record(make_model("lstm", 2, 16), _long_text(2000), tmp_path / "l", kinds="all", streams=4, burn_in=100)
     assert lstm.manifest["recorder"]["gates_vs_kernel_max_abs_error"] < 1e-5
     for layer in (0, 1):
@@ -106,7 +115,7 @@ def test_lstm_o_tanh_c_is_h_and_gru_update(tmp_path, make_model):
     np.testing.assert_allclose(((1 - z) * n + z * h_prev)[1:], h[1:], atol=3e-3)
 
 
-def test_trained_sample_model(tmp_path, sample_model, shared_data):
+def test_trained_sample_model(tmp_path, sample_model, shared_data, lstm_path):
     model = load_checkpoint(sample_model)
     text = (shared_data / "tiny_shakespeare.txt").read_text(encoding="utf-8")[100_000:106_000]
     exact = record(model, text, tmp_path / "exact", kinds="all", exact=True)
@@ -125,7 +134,7 @@ def test_trained_sample_model(tmp_path, sample_model, shared_data):
     assert fast.checkpoint_path == sample_model.resolve()
 
 
-def test_block_boundaries_do_not_matter(tmp_path, make_model, monkeypatch):
+def test_block_boundaries_do_not_matter(tmp_path, make_model, monkeypatch, lstm_path):
     model = make_model("lstm", 3, 8, seed=2)
     text = _long_text(700, seed=2)
     whole = record(model, text, tmp_path / "a", kinds="all", streams=3, burn_in=50)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnviz.model.charrnn import GATES, CharRNN, single_layer
-from rnnviz.recording.lstm_steps import record_steps
+from rnnviz.recording.lstm_steps import MIN_STREAMS_PER_THREAD, record_steps
 
 
 class Layer:
@@ -90,10 +90,11 @@ class Layer:
         xo = w_xo[x[:, -1]] if self.onehot else x[:, -1] @ w_xo
         return keep, torch.sigmoid(xo + torch.addmm(b_o, h_last, w_ho))
 
-    @property
-    def steps(self) -> bool:
-        """Whether :meth:`record` records this layer (a CPU LSTM without a projection): else :meth:`run`."""
-        return self.cell == "lstm" and self.w_hr_t is None and self.w_hh_t.device.type == "cpu"
+    def steps(self, streams: int) -> bool:
+        """Whether :meth:`record` records this layer (a CPU LSTM without a projection, with ``streams`` side by
+        side enough for torch's threads: :data:`.lstm_steps.MIN_STREAMS_PER_THREAD`); else :meth:`run`."""
+        return (self.cell == "lstm" and self.w_hr_t is None and self.w_hh_t.device.type == "cpu"
+                and streams >= MIN_STREAMS_PER_THREAD * torch.get_num_threads())
 
     def record(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, blk: torch.Tensor, kinds: list[str],
                check: bool):
