@@ -52,7 +52,7 @@ BENCHES = {
     ),
     "record_throughput": Bench(
         ("--device", "cpu", "--layers", "1", "--hidden", "8", "--chars", "2000", "--naive-chars", "20",
-         "--fused-chars", "200", "--streams", "2", "--burn-in", "10", "--disk-mb", "8"),
+         "--fused-chars", "200", "--streams", "2", "--burn-in", "10", "--disk-mb", "8", "--settle", "1"),
         (fig("matmul fp32:", " GFLOP/s"), fig("disk sequential write:", " MB/s"),
          fig("naive cell loop:", " chars/s"), fig("fused, one stream:", " chars/s"),
          fig("ours -> host memory:", " chars/s"), fig("ours -> store on disk:", " chars/s"),
@@ -60,7 +60,10 @@ BENCHES = {
          fig("FLOP rate (host memory) / matmul:", "%"), fig("FLOP rate (disk) / matmul:", "%"),
          fig("store write bandwidth / disk:", "%"), fig("kinds h     -> host memory:", " chars/s"),
          fig("kinds h,c   -> host memory:", " chars/s"),
-         fig("kinds all   -> host memory:", " chars/s") + r"\s+" + fig("FLOP rate / matmul (1 thread):", "%")),
+         fig("kinds all   -> host memory:", " chars/s") + r"\s+" + fig("FLOP rate / matmul (1 thread):", "%"),
+         fig("kernel passes") + ": " + fig("ceiling", "%"), fig("the fused kernel alone, one pass:", " chars/s"),
+         fig("with one competing busy process (started", " s before):") + r"\s+"
+         + fig("one torch thread: matmul fp32")),
     ),
     "thread_policy": Bench(
         ("--layers", "1", "--hidden", "8", "--chars", "600", "--burn-in", "20", "--eval-streams", "2", "--batch", "2",

@@ -154,7 +154,8 @@ def test_threads_is_one_option_checked_as_parsed(tmp_path):
     assert with_threads == ["eval", "record", "train"]
     for name in with_threads:
         help_text = " ".join(run(name, "--help").output.split())
-        assert "--threads INTEGER Torch threads. Default: OMP_NUM_THREADS if set, else one per free core" in help_text
+        assert ("--threads INTEGER Torch threads. Default: OMP_NUM_THREADS if set, else one per core no other process "
+                "runs on") in help_text
         out = [] if name == "eval" else ["--out", tmp_path / "x"]
         r = run(name, "no-such-checkpoint", "no-such.txt", *out, "--threads", "0")
         assert (r.exit_code, r.output) == (1, "Error: --threads must be a whole number >= 1, got 0\n"), name

@@ -42,7 +42,8 @@ def test_every_stage_is_a_package_with_a_docstring():
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
         assert doc and len(doc.split()) >= 20, f"{stage}/__init__.py needs a paragraph saying what the stage does"
     top = sorted(p.stem for p in ROOT.glob("*.py"))
-    assert top == ["__init__", "__main__", "cli", "devices", "errors", "fsutil", "stopping", "threads"], top
+    assert top == ["__init__", "__main__", "allocator", "cli", "devices", "errors", "fsutil", "memory", "stopping",
+                   "threads"], top
 
 
 def test_no_private_name_crosses_a_package_boundary():
