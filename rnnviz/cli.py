@@ -629,7 +629,7 @@ def _echo_recorded(store, out, unknown: str) -> None:
         f"kinds {','.join(store.kinds)}) into {out}: {size / 1e6:.1f} MB in {r['seconds']:.1f} s "
         f"({r['chars_per_s']:,.0f} chars/s, {r['streams']} stream(s) on {r['device']})"
         + (f"; {skipped} unknown char(s) handled by --unknown {unknown}" if skipped else "")
-        + (f"; recomputed gates vs the kernel's h: max |diff| {check:.1e}" if check is not None else "")
+        + (f"; h from the gates vs the kernel's: max |diff| {check:.1e}" if check is not None else "")
     )
     _echo_boundaries(r)
 
