@@ -56,14 +56,15 @@ class Layer:
         """A one-hot layer takes ids (B, S) as (B, S, V); any other takes (B, S, D) as it is."""
         return F.one_hot(x, self.onehot).float() if self.onehot else x
 
-    def _time_major(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """x (B, S[, D]) times w (D, N) plus b, time-major (S, B, N) and contiguous: a one-hot layer's is a row
-        lookup of its table, any other layer's input is the kernel's output, time-major underneath (the
-        fused kernel is batch-first only on the outside): then no copy is made."""
+    def _time_major(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, S[, D]) times w (D, N) (plus b), time-major (S, B, N) and contiguous: a one-hot layer's is a
+        row lookup of its table w (its bias already in the table), any other layer's input is the kernel's
+        output, time-major underneath (the fused kernel is batch-first only on the outside): no copy is made."""
         if self.onehot:
             return w[x.t()]
         S, B = x.shape[1], x.shape[0]
-        return torch.addmm(b, x.transpose(0, 1).reshape(S * B, -1), w).view(S, B, -1)
+        x2 = x.transpose(0, 1).reshape(S * B, -1)
+        return (x2 @ w if b is None else torch.addmm(b, x2, w)).view(S, B, -1)
 
     def _recurrent(self, pre: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, w: torch.Tensor,
                    b: torch.Tensor) -> torch.Tensor:
@@ -81,7 +82,7 @@ class Layer:
         step (B, H, zeros for a GRU). Two (B·S, H) x (H, H) matmuls: a quarter of the gates' work."""
         S = out.shape[1]
         w_x, w_h, b = self.keep_weights
-        pre = self._recurrent(self._time_major(x, w_x, torch.zeros_like(b)), out, h0, w_h, b)  # (S, B, H)
+        pre = self._recurrent(self._time_major(x, w_x), out, h0, w_h, b)  # (S, B, H)
         keep = F.logsigmoid(pre).sum(0)
         if self.cell != "lstm":
             return keep, torch.zeros_like(h0)
