@@ -151,15 +151,16 @@ def manifest_without_timings(store: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_two_ranks_record_the_same_store(tmp_path, text_file, cell):
+@pytest.mark.parametrize(("cell", "streams", "burn_in"), [("lstm", 8, 1500), ("gru", 8, 1500), ("lstm", 25, 200)])
+def test_two_ranks_record_the_same_store(tmp_path, text_file, cell, streams, burn_in):
+    """8 streams of 1,359 chars: stream 1 starts within the burn-in (exact pass), 2..7 read 1,500 chars first.
+    25 streams: an LSTM's kinds come from the step loop (lstm_steps.MIN_STREAMS), on ranks of 13 and 12."""
     from click.testing import CliRunner
 
     from rnnviz.cli import main
 
     ckpt = make_ckpt(tmp_path / "ckpt", text_file.read_text(), cell)
-    # 8 streams of 1,359 chars: stream 1 starts within the burn-in (exact pass), 2..7 read 1,500 chars first.
-    args = [ckpt, text_file, "--streams", 8, "--burn-in", 1500, "--kinds", "all"]
+    args = [ckpt, text_file, "--streams", streams, "--burn-in", burn_in, "--kinds", "all"]
     one, two = tmp_path / "one", tmp_path / "two"
     r = CliRunner().invoke(main, ["record", *map(str, args), "--out", str(one)])
     assert r.exit_code == 0, r.output

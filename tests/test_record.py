@@ -28,7 +28,7 @@ recurrence = importlib.import_module("rnnviz.recording.recurrence")
 def lstm_path(request, monkeypatch):
     """A CPU LSTM's kinds recorded by the step loop (rnnviz.recording.lstm_steps) at any stream count, or by
     the fused kernel and the batched recomputation at any count (other cells take the kernel path either way)."""
-    monkeypatch.setattr(recurrence, "MIN_STREAMS_PER_THREAD", 0 if request.param == "step loop" else 10**9)
+    monkeypatch.setattr(recurrence, "MIN_STREAMS", 0 if request.param == "step loop" else 10**9)
     return request.param
 F16_REL = 2.0**-11  # float16 rounding: half an ulp, relative
 

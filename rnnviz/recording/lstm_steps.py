@@ -17,11 +17,12 @@ import warnings
 
 import torch
 
-# Streams side by side per torch thread below which the kernel and the batched recomputation are faster (a
-# step's ops too small to pay for their dispatch and, on 2 threads, a barrier each). 2x256 LSTM, 2-core CPU,
-# steps ÷ kernel+recomputation: 1 thread 0.49 / 1.02 / 1.53 / 1.63 at 1 / 4 / 16 / 39 streams; 2 threads
-# 0.33 / 0.54 / 0.91 / 1.28 at 1 / 4 / 16 / 39.
-MIN_STREAMS_PER_THREAD = 12
+# The recording's streams (all of them, not one rank's share: every process takes the same path, so a store's
+# bits do not depend on how the streams are shared) from which the step loop records. Below, the kernel and the
+# batched recomputation are faster: a step's ops are too small to pay for their dispatch and, on 2 threads, a
+# barrier each. 2x256 LSTM, 2-core CPU, steps ÷ kernel+recomputation: 1 thread 0.49 / 1.02 / 1.53 / 1.63 at
+# 1 / 4 / 16 / 39 streams; 2 threads 0.33 / 0.54 / 0.91 / 1.28.
+MIN_STREAMS = 24
 
 # kinds as slots of the loop: h and c, then the gates in torch's row order
 SLOTS = {"h": 0, "c": 1, "i": 2, "f": 3, "g": 4, "o": 5}

@@ -428,7 +428,7 @@ def _run_block(net: list[Layer], xb: torch.Tensor, h, c, head, plan: _Plan, carr
             # writer hands them to pwrite without another copy
             blk = recs[l] = torch.empty(len(plan.kinds), *xb.shape[:2], h.shape[-1], dtype=torch.float16,
                                         device=plan.device)
-        if blk is not None and gates and layer.steps(len(xb)):  # the step loop writes the kinds as it goes
+        if blk is not None and gates and layer.steps(plan.B):  # the step loop writes the kinds as it goes
             out, (h[l], c[l]), rec, err = layer.record(inp, h0, c[l], blk, plan.kinds, check)
             err = torch.zeros(()) if err is None else err
         else:

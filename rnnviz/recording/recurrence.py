@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnviz.model.charrnn import GATES, CharRNN, single_layer
-from rnnviz.recording.lstm_steps import MIN_STREAMS_PER_THREAD, record_steps
+from rnnviz.recording.lstm_steps import MIN_STREAMS, record_steps
 
 
 class Layer:
@@ -92,10 +92,10 @@ class Layer:
         return keep, torch.sigmoid(xo + torch.addmm(b_o, h_last, w_ho))
 
     def steps(self, streams: int) -> bool:
-        """Whether :meth:`record` records this layer (a CPU LSTM without a projection, with ``streams`` side by
-        side enough for torch's threads: :data:`.lstm_steps.MIN_STREAMS_PER_THREAD`); else :meth:`run`."""
+        """Whether :meth:`record` records this layer (a CPU LSTM without a projection, in a recording of
+        ``streams`` streams in all, at least :data:`.lstm_steps.MIN_STREAMS`); else :meth:`run`."""
         return (self.cell == "lstm" and self.w_hr_t is None and self.w_hh_t.device.type == "cpu"
-                and streams >= MIN_STREAMS_PER_THREAD * torch.get_num_threads())
+                and streams >= MIN_STREAMS)
 
     def record(self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, blk: torch.Tensor, kinds: list[str],
                check: bool):
