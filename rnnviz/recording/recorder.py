@@ -14,8 +14,9 @@ two batched matmuls for the whole block, and c follows from its elementwise recu
 restarted every block from the kernel's own final c. ``o·tanh(c)`` (LSTM) or ``(1-z)·n + z·h_{t-1}``
 (GRU) is compared with the kernel's h; the largest difference goes into the manifest (a check of the
 gate recomputation, not of the start states). On a CPU an LSTM's gates and c are recorded instead by a
-step loop that writes every kind as it computes it (:mod:`.lstm_steps`, 1.3-1.9x faster); its check is
-stream 0 of the first block against the kernel. The states-only passes always run the kernel.
+step loop that writes every kind as it computes it (:mod:`.lstm_steps`, 1.25-1.7x faster at 39-64
+streams); its check is stream 0 of the first block against the kernel. The states-only passes always run
+the kernel.
 
 ``exact=True`` records one sequential stream (no burn-in approximation).
 
