@@ -468,3 +468,40 @@ def test_the_default_colour_range_is_each_units_1st_to_99th_percentile(tmp_path)
     assert got == [b for b in want if b >= 0] and got[:5] == [32] * 5  # the spike at the red end
     assert len(set(got[5:])) > 20  # the rest spread over the scale, not a few pale steps
     assert unit_scale(st, "0:c:0", "max").bins(np.asarray(st.unit("0:c:0")[5:200])).max() < 24
+
+
+def test_unit_scales_read_once_and_equal_each_units_own_scale(tmp_path, monkeypatch):
+    """The Overview's colour ranges for a whole group: one read of the sample, and per unit exactly the
+    percentiles of its finite values (a column with NaN or inf, or with no finite value, included)."""
+    from rnnviz.store.writer import write_store
+    from rnnviz.views import colours
+
+    text = "abc\n" * 600
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(len(text), 4)).astype(np.float32)
+    v[::7, 1] = np.nan
+    v[3, 2] = np.inf
+    v[:, 3] = np.nan  # a dead unit: the natural range
+    st = write_store(tmp_path / "s", text, {(0, "h"): v}, {"vocab_size": 4, "cell": "lstm", "layers": 1, "hidden": 4},
+                     sorted(set(text)))
+    units = [f"0:h:{j}" for j in range(4)]
+    for mode, qs, absolute in (("robust", (1, 99), False), ("p99", (99,), True)):
+        reads, real = [], type(st).read
+
+        def counted(self, *a, reads=reads, real=real, **k):
+            reads.append(a)
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(type(st), "read", counted)
+        got = colours.unit_scales(st, units, mode)
+        monkeypatch.undo()
+        assert len(reads) == 1
+        assert [(s.lo, s.hi, s.mid) for s in got] == [(s.lo, s.hi, s.mid) for s in
+                                                      (colours.unit_scale(st, u, mode) for u in units)]
+        for j in range(3):
+            x = np.asarray(st.unit(units[j]), dtype=np.float32)
+            x = np.abs(x[np.isfinite(x)]) if absolute else x[np.isfinite(x)]
+            want = np.percentile(x, qs)
+            assert (got[j].lo, got[j].hi) == pytest.approx((want[0], want[-1]) if mode == "robust"
+                                                           else (-want[0], want[0]), abs=1e-6)
+        assert (got[3].lo, got[3].hi) == (-1.0, 1.0)

@@ -221,18 +221,46 @@ def abs_percentile(store, unit: str, q: float = 99.0) -> float:
 def percentiles(store, unit: str, qs: tuple[float, ...], absolute: bool = False) -> tuple[float, ...]:
     """The ``qs`` percentiles of ``unit``'s finite values (of |v| with ``absolute``) over the store's bounded
     sample (``store.read(sample=True)``); NaN for a unit with no finite value."""
-    v = store.read([unit], sample=True)[:, 0]
-    v = v[np.isfinite(v)]
-    v = np.abs(v) if absolute else v
-    return tuple(float(x) for x in np.percentile(v, qs)) if v.size else (float("nan"),) * len(qs)
+    return tuple(float(v) for v in sample_percentiles(store.read([unit], sample=True), qs, absolute)[:, 0])
+
+
+def sample_percentiles(x: np.ndarray, qs: tuple[float, ...], absolute: bool = False) -> np.ndarray:
+    """(len(qs), U) percentiles of each column of x (n, U) over its finite values (NaN where it has none):
+    the columns without a NaN or an infinity in one call."""
+    x = np.abs(x) if absolute else x
+    finite = np.isfinite(x)
+    out = np.full((len(qs), x.shape[1]), np.nan)
+    whole = finite.all(0)
+    if whole.any():  # unit-major: numpy partitions a contiguous row ~3x faster than a strided column
+        out[:, whole] = np.percentile(np.ascontiguousarray(x[:, whole].T), qs, axis=1)
+    for j in np.flatnonzero(~whole):
+        v = x[finite[:, j], j]
+        if v.size:
+            out[:, j] = np.percentile(v, qs)
+    return out
+
+
+_SAMPLED = {"p99": ((99.0,), True), "robust": (ROBUST_Q, False)}  # the range modes read from the sample
 
 
 def unit_scale(store, unit: str, mode: str = "max") -> ColourScale:
     """The colour scale of ``unit`` of ``store`` over the colour range ``mode``."""
-    _, kind, _ = parse_unit(unit)
-    kind = scale_kind(store.cell, kind)
+    return unit_scales(store, [unit], mode)[0]
+
+
+def unit_scales(store, units: list[str], mode: str = "max") -> list[ColourScale]:
+    """:func:`unit_scale` of each of ``units``, the store's sample read once for all of them (a store is read a
+    block of rows at a time: one unit costs as much as a row of its array)."""
     check_range_mode(mode)
-    stats = store.stats.loc[unit] if (kind == "c" or mode == "minmax") else None
-    p99 = abs_percentile(store, unit) if mode == "p99" else None
-    robust = percentiles(store, unit, ROBUST_Q) if mode == "robust" else None
-    return colour_scale(kind, stats, mode, p99, robust)
+    qs = None
+    if mode in _SAMPLED and units:
+        qs = sample_percentiles(store.read(list(units), sample=True), *_SAMPLED[mode])
+    scales = []
+    for j, unit in enumerate(units):
+        _, kind, _ = parse_unit(unit)
+        kind = scale_kind(store.cell, kind)
+        stats = store.stats.loc[unit] if (kind == "c" or mode == "minmax") else None
+        p99 = float(qs[0, j]) if mode == "p99" else None
+        robust = tuple(float(v) for v in qs[:, j]) if mode == "robust" else None
+        scales.append(colour_scale(kind, stats, mode, p99, robust))
+    return scales

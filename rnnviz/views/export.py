@@ -49,7 +49,7 @@ from rnnviz.views.colours import (  # noqa: F401 (ColourScale, colour_scale, col
     colour_scale,
     colours,
     kind_name,
-    unit_scale,
+    unit_scales,
 )
 from rnnviz.views.display import char_loss, char_rows, row_word, shown, sign_symbol
 
@@ -312,11 +312,10 @@ def _page(store, units: list[str], start: int, stop: int, titles: Mapping, catal
     chunks = _chunk_opens(text, _chunks(text))
     data = {"start": start, "stop": stop, "units": [], **_shared_data(store, text, start, stop)}
     blocks = []
-    for name in units:
+    for name, scale in zip(units, unit_scales(store, units, colour_range), strict=True):
         layer, kind, index = parse_unit(name)
         values = np.asarray(store.array(layer, kind)[start:stop, index], dtype="<f2")  # (n,) as stored
         data["units"].append({"name": name, "v": _b64(values)})
-        scale = unit_scale(store, name, colour_range)
         blocks.append(_block(name, text, values, store.stats.loc[name], titles.get(name), chunks, scale, rows,
                              store.cell))
     model = store.meta.model.to_dict() if store.meta.model else {}

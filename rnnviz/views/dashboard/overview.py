@@ -26,7 +26,7 @@ from rnnviz.analysis.overview import (
 )
 from rnnviz.errors import RnnvizError
 from rnnviz.model.units import parse_unit
-from rnnviz.views.colours import PALETTES, unit_scale
+from rnnviz.views.colours import PALETTES, unit_scales
 from rnnviz.views.dashboard import catalog
 from rnnviz.views.dashboard.figures import loading_figure, message_figure
 from rnnviz.views.dashboard.state import WINDOW, View, clip_start, to_int, to_query
@@ -127,9 +127,9 @@ def overview(stores: StoreSet, view: View, group: str | None, start, width, orde
     keep = [units[j] for j in ranked if not (hidden and detector[j])][:MAX_ROWS]
     if not keep:
         return message_figure(f"every unit of {group} is an input detector: untick the filter"), ""
-    # The text view's scale of each unit (a percentile of each over the store's sample: 3.5 s for 256 units of a
-    # 100k store, once; reading 64 units at a time was 2.3 times slower, numpy's percentile dominating).
-    scales = stores.cached(("ov-scales", i, group), lambda: [unit_scale(store, u, "robust") for u in units])
+    # The text view's scale of each unit (its percentiles over the store's sample, the sample read once for
+    # the group: a unit alone costs a read of its array's rows)
+    scales = stores.cached(("ov-scales", i, group), lambda: unit_scales(store, units, "robust"))
     by = dict(zip(units, scales, strict=True))
     steps, edges = overview_steps(store.window(start, stop, keep), [by[u] for u in keep], start, MAX_COLUMNS)
     fig = overview_figure(steps, edges, keep, PALETTES[scales[0].name], _labels(rows, keep, measures),
