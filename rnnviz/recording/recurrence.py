@@ -142,12 +142,14 @@ class Layer:
             cT = rec["c"][-1] if cT is None else cT
             err = h.sub_(out_t).abs_().amax()
             return out, (hT, cT), {"h": out, **{k: v.transpose(0, 1) for k, v in rec.items()}}, err
-        hp = self._recurrent(torch.zeros_like(xp), out, h0, self.w_hh_t, self.b_hh)  # (S, B, 3·H): n needs it apart
+        h_prev = torch.cat([h0[None], out_t[:-1]])  # (S, B, P): the h each step read (the check needs it too)
+        S, B, P = h_prev.shape
+        # (S, B, 3·H): apart from the input's, as n needs r·(W_hn·h_{t-1} + b_hn)
+        hp = torch.addmm(self.b_hh, h_prev.reshape(S * B, P), self.w_hh_t).view(S, B, -1)
         ir, iz, in_ = xp.chunk(3, -1)
         hr, hz, hn = hp.chunk(3, -1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
-        h_prev = torch.cat([h0[None], out_t[:-1]])  # (S, B, P): the h each step read
         err = ((1 - z) * n + z * h_prev - out_t).abs().amax()
         return out, (hT, cT), {"h": out, "r": r.transpose(0, 1), "z": z.transpose(0, 1), "n": n.transpose(0, 1)}, err
 

@@ -212,12 +212,6 @@ def colours(values, kind: str, lo: float, hi: float) -> list[str]:
     return ColourScale(kind, float(lo), float(hi)).colours(values)
 
 
-def abs_percentile(store, unit: str, q: float = 99.0) -> float:
-    """The q-th percentile of |v| of ``unit`` over the store (over a bounded sample of evenly spaced blocks
-    on a longer store: ``store.read(sample=True)``)."""
-    return percentiles(store, unit, (q,), absolute=True)[0]
-
-
 def percentiles(store, unit: str, qs: tuple[float, ...], absolute: bool = False) -> tuple[float, ...]:
     """The ``qs`` percentiles of ``unit``'s finite values (of |v| with ``absolute``) over the store's bounded
     sample (``store.read(sample=True)``); NaN for a unit with no finite value."""
