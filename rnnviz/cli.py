@@ -49,9 +49,9 @@ def _terminate(signum, frame):
 
 class _Group(click.Group):
     def invoke(self, ctx):
-        from rnnviz.model.ranks import rank, world_size
+        from rnnviz.model.ranks import rank, under_torchrun
 
-        worker = world_size() > 1  # started by torchrun: dies with its launcher, stops quietly
+        worker = under_torchrun()  # dies with its launcher, stops quietly
         if worker:  # torch only here: a command that reads a store never imports it
             from rnnviz.model import distributed
 
@@ -72,6 +72,8 @@ class _Group(click.Group):
                 click.echo("\nInterrupted.", err=True)
                 sys.exit(STOPPED)
             except Exception:
+                if worker and distributed.stopped():  # stopped, then a collective failed on the way out
+                    sys.exit(STOPPED)
                 if worker:  # another rank failed first? then torchrun stops this one and its error is an echo
                     distributed.wait_to_be_stopped()
                 raise

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rnnviz.errors import RnnvizError
+from rnnviz.stopping import deferred, settle, track
 
 UMASK = os.umask(0)
 os.umask(UMASK)
@@ -57,7 +58,9 @@ def atomic_file(path: str | Path, mode: str = "wb", durable: bool = True):
     ensure_parent(path)
     _refuse_special(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with deferred():  # a stop signal waits until the temp file is on the list that exit clears
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmp = track(tmp)
     except OSError as e:
         raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -69,10 +72,12 @@ def atomic_file(path: str | Path, mode: str = "wb", durable: bool = True):
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
         raise
+    finally:
+        settle(tmp)
     if durable:
         _fsync_dir(path.parent)
 
@@ -315,7 +320,8 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
     base = Path(tempfile.gettempdir())
     remove_stale_scratch(base, prefix)
     try:
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        with deferred():  # a stop signal waits until the folder is on the list that exit clears
+            path = track(tempfile.mkdtemp(prefix=prefix, dir=base))
     except OSError as e:
         raise RnnvizError(f"cannot create a working folder in {base}: {e.strerror or e}") from None
     try:
@@ -326,6 +332,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
             yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        settle(path)
 
 
 def remove_stale_scratch(base: Path, prefix: str) -> list[Path]:
@@ -428,7 +435,8 @@ def atomic_dir(path: str | Path, overwrite: bool = False, ours=None):
         check_replaceable(path, ours)
     ensure_parent(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        with deferred():  # a stop signal waits until the temp folder is on the list that exit clears
+            tmp = track(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as e:
         raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -437,6 +445,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False, ours=None):
         _fsync_dir(tmp)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        settle(tmp)
         if isinstance(e, OSError):
             raise RnnvizError(f"cannot write {path}: {e.strerror or e}") from e
         raise
@@ -445,6 +454,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False, ours=None):
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
+    settle(tmp)
     _fsync_dir(path.parent)
     _discard(old)
 

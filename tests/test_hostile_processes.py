@@ -285,6 +285,49 @@ def test_sighup_ignored_at_start_stays_ignored(tmp_path, text_file, jobs, nproc)
     assert all_gone(workers.values())
 
 
+# --- a stop signal the moment the store's temp folder exists, before anything is armed to remove it ---
+
+# Loaded by every Python process of a job through PYTHONPATH (the launcher and torchrun's workers alike): the
+# process that makes the store's temp folder (rank 0, or the one process) sends itself SIGTERM at the moment
+# named by SIGNAL_AT: inside mkdtemp just after the mkdir, or as atomic_dir hands the folder to its caller (before
+# the caller's ExitStack has taken charge of it). A kill -9 of the launcher delivers the same SIGTERM there when
+# the machine is busy (the CI run that found this: the worker was descheduled just after its mkdir).
+SITECUSTOMIZE = """
+import contextlib, os, signal, tempfile
+AT = os.environ.get("SIGNAL_AT")
+if AT and os.environ.get("RANK", "0") == "0":
+    real_mkdtemp, real_enter = tempfile.mkdtemp, contextlib._GeneratorContextManager.__enter__
+
+    def mkdtemp(*args, **kwargs):
+        made = real_mkdtemp(*args, **kwargs)
+        if AT == "mkdtemp" and kwargs.get("prefix", "").startswith(".store."):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    def enter(self):
+        value = real_enter(self)
+        if AT == "yield" and self.gen.gi_code.co_name == "atomic_dir":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return value
+
+    tempfile.mkdtemp, contextlib._GeneratorContextManager.__enter__ = mkdtemp, enter
+"""
+
+
+@pytest.mark.parametrize("nproc", [1, 2], ids=["one-process", "two-processes"])
+@pytest.mark.parametrize("at", ["mkdtemp", "yield"])
+def test_a_stop_signal_as_the_temp_folder_is_made_leaves_nothing(tmp_path, jobs, record_job, at, nproc):
+    ckpt, src, out = record_job
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    env = {**ENV, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "SIGNAL_AT": at}
+    job = jobs("record", ckpt, src, "--out", out, "--streams", 8, "--nproc", nproc, env=env)
+    assert job.wait() == 130, job.messages()
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+    assert job.messages() == ["Interrupted."]  # once; not an error from the rank left waiting for rank 0
+
+
 # --- one process: SIGHUP ends a command as Ctrl-C does ---
 
 

@@ -35,8 +35,8 @@ import torch
 import torch.distributed as dist
 
 from rnnviz.errors import RnnvizError
-from rnnviz.model.ranks import rank, world_size  # noqa: F401  (re-exported: the trainer, the CLI)
-from rnnviz.stopping import STOP_SIGNALS, STOPPED, set_stop_handler
+from rnnviz.model.ranks import rank, under_torchrun, world_size  # noqa: F401  (re-exported: the trainer, the CLI)
+from rnnviz.stopping import STOP_SIGNALS, STOPPED, remove_leftovers, set_stop_handler
 
 LAUNCHER_PID = "RNNVIZ_LAUNCHER_PID"  # set by launch() for its workers: the process each one dies with
 STOP_GRACE_S = 30  # a stopped worker still running after this (stuck in a collective) is ended; torchrun's own wait
@@ -137,6 +137,7 @@ def _teardown() -> None:
     if not dist.is_initialized():
         return
     if _stopped:
+        remove_leftovers()  # os._exit skips the atexit hook that would (a temp a signal caught unarmed)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(STOPPED)
@@ -156,7 +157,7 @@ def die_with_launcher() -> None:
     (:data:`LAUNCHER_PID`, set by :func:`launch`; under a plain torchrun, the parent found here), the
     launcher died before the request was made and the signal will never come, so the worker exits now (130).
     """
-    if world_size() == 1:
+    if not under_torchrun():
         return
     try:
         expected = int(os.environ[LAUNCHER_PID])
@@ -186,6 +187,12 @@ def stop_worker(signum: int, frame) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(STOPPED)
+
+
+def stopped() -> bool:
+    """Whether this worker was stopped by a signal (:func:`stop_worker`): an error met on the way out (a
+    collective whose peer left first) is an echo of the stop, not news."""
+    return _stopped
 
 
 def wait_to_be_stopped(seconds: float = PEER_WAIT_S) -> None:

@@ -15,3 +15,9 @@ def world_size() -> int:
 def rank() -> int:
     """This process's rank (0 when not launched by torchrun)."""
     return int(os.environ.get("RANK", "0"))
+
+
+def under_torchrun() -> bool:
+    """Whether torchrun started this process: a worker, even in a job of one process (``--nproc 1``), and
+    as such it dies with its launcher and stops quietly (:mod:`rnnviz.model.distributed`)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ

@@ -183,8 +183,9 @@ class StoreWriter:
                         os.ftruncate(fd, size)
             finally:  # the other ranks learn where the files are, or that rank 0 could not make them
                 tmp = self.group.broadcast_object(None if tmp is None else str(tmp))
-            if tmp is None:
-                raise RnnvizError(f"rank 0 could not create {self.path} (see its error)")
+            if tmp is None:  # rank 0 failed or was stopped: its error is the one to show, and torchrun stops
+                # this rank too (a RuntimeError, which the CLI takes for such an echo: rnnviz.cli._Group)
+                raise RuntimeError(f"rank 0 could not create {self.path}")
             self.tmp = Path(tmp)
             if not self.group.is_main:  # the others write into rank 0's preallocated files
                 for name in sizes:
