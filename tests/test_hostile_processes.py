@@ -201,10 +201,11 @@ def test_kill_9_of_the_launcher_while_its_workers_start(tmp_path, text_file, job
     assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
-def test_kill_9_of_the_record_launcher_ends_its_workers(jobs, record_job):
+@pytest.mark.parametrize("nproc", [1, 2])  # a job of one worker too (it outlived its launcher, finishing the store)
+def test_kill_9_of_the_record_launcher_ends_its_workers(jobs, record_job, nproc):
     ckpt, src, out = record_job
-    job = jobs("record", ckpt, src, "--out", out, "--streams", 8, "--kinds", "all", "--nproc", 2)
-    workers = job.wait_for_workers()
+    job = jobs("record", ckpt, src, "--out", out, "--streams", 8, "--kinds", "all", "--nproc", nproc)
+    workers = job.wait_for_workers(nproc)
     wait_for(lambda: recording(out), proc=job.proc)
     job.proc.kill()
     job.wait()
