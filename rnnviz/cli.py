@@ -72,9 +72,7 @@ class _Group(click.Group):
                 click.echo("\nInterrupted.", err=True)
                 sys.exit(STOPPED)
             except Exception:
-                if worker and distributed.stopped():  # stopped, then a collective failed on the way out
-                    sys.exit(STOPPED)
-                if worker:  # another rank failed first? then torchrun stops this one and its error is an echo
+                if worker:  # stopped, or another rank failed first? then this one's error is an echo
                     distributed.wait_to_be_stopped()
                 raise
 

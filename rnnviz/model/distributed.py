@@ -189,17 +189,14 @@ def stop_worker(signum: int, frame) -> None:
     raise SystemExit(STOPPED)
 
 
-def stopped() -> bool:
-    """Whether this worker was stopped by a signal (:func:`stop_worker`): an error met on the way out (a
-    collective whose peer left first) is an echo of the stop, not news."""
-    return _stopped
-
-
 def wait_to_be_stopped(seconds: float = PEER_WAIT_S) -> None:
     """In a torchrun worker, before an unexpected error is shown: when another rank failed first, this
     rank's collective fails too ("Connection reset by peer") and its error is only the echo of that one;
     torchrun then stops this worker with SIGTERM within its monitor interval (:func:`stop_worker` ends it
-    quietly). Waits up to ``seconds`` for that; returns if nothing came (the error is this rank's own)."""
+    quietly). Waits up to ``seconds`` for that; returns if nothing came (the error is this rank's own). A
+    worker already stopped (its error met on the way out, a collective whose peer left first) ends now, 130."""
+    if _stopped:
+        raise SystemExit(STOPPED)
     if world_size() > 1:
         time.sleep(seconds)
 
