@@ -149,6 +149,26 @@ def open_input(path: str | Path, what: str, max_bytes: int | None = None):
         yield f, st.st_size
 
 
+def pread_into(fd: int, out, pos: int, short: str) -> None:
+    """Fill the buffer ``out`` (a contiguous array or bytearray) from ``fd`` at byte ``pos``. A read may return
+    less than asked (a signal): it goes on; a file that ends first is one :class:`RnnvizError`, ``short``."""
+    view = memoryview(out).cast("B")
+    while view:
+        got = os.preadv(fd, [view], pos)
+        if got <= 0:
+            raise RnnvizError(short)
+        view, pos = view[got:], pos + got
+
+
+def pwrite_all(fd: int, data: memoryview, pos: int) -> int:
+    """Write the bytes ``data`` to ``fd`` at byte ``pos`` (pwrite may write less than asked: signals, huge
+    buffers; it goes on). Returns the position after them."""
+    while data:
+        done = os.pwrite(fd, data, pos)
+        data, pos = data[done:], pos + done
+    return pos
+
+
 # --- writing inside a run or store (see SECURITY.md, "file rules"): never through a link ---
 
 

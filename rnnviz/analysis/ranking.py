@@ -59,6 +59,7 @@ from rnnviz.analysis.statistics import (
 )
 from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.memory import MEMORY, SCRATCH_SHARE, WORKER_SHARE, block_rows, fit, limit, parse_memory
+from rnnviz.store.reader import every_column
 from rnnviz.store.scratch import Scratch
 from rnnviz.threads import torch_threads
 
@@ -142,7 +143,7 @@ def _moments(store, names: list[str], targets: list[_Target], scratch: Scratch, 
     def work(group):
         layer, kind, idx, pos = group
         W = store.width(layer, kind)
-        whole = len(idx) == W and bool((idx == np.arange(W)).all())
+        whole = every_column(idx, W)
         rows = int(np.clip((4 << 20) // (4 * len(idx)), 256, 65536))  # a float32 tile stays in cache
         span = max(1, block_rows(2 * W + 4 * rows_y + 4 * len(idx), memory, WORKER_SHARE) // rows) * rows  # tiles
         acc = torch.zeros((rows_y, len(idx)), dtype=torch.float64)

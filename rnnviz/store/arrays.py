@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
+from rnnviz import memory
 from rnnviz.errors import RnnvizError
 from rnnviz.model.cells import CELLS, KINDS, MAX_HIDDEN, MAX_LAYERS
 from rnnviz.store.manifest import EXTERNAL, KIND_NAME
@@ -25,12 +26,12 @@ from rnnviz.store.tokens import Tokens, token_spans
 
 NUMERIC = "iuf"  # numpy dtype kinds an array may hold: signed and unsigned integers, floats
 
-BLOCK_ROWS, BLOCK_BYTES = 65536, 64 << 20  # arrays are copied in blocks of at most 64 MB float32 an array
+BLOCK_ROWS = 65536  # arrays are copied in blocks of at most this many rows, and rnnviz.memory.BLOCK_BYTES of float32
 
 
 def block_rows(width: int) -> int:
-    """Rows copied at once from or to an array ``width`` wide: at most 65,536, and 64 MB of float32."""
-    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * width)))
+    """Rows copied at once from or to an array ``width`` wide: at most 65,536, and BLOCK_BYTES of float32."""
+    return min(BLOCK_ROWS, memory.block_rows(4 * width, None))
 
 
 def parse_array_name(name: object) -> tuple[int, str]:

@@ -32,6 +32,7 @@ from rnnviz.fsutil import (
     MAX_JSON_BYTES,
     loads_json,
     member,
+    pread_into,
     read_format_json,
     read_member,
     recover_dir,
@@ -210,12 +211,9 @@ class Store:
         start = min(max(int(start), 0), stop)
         W = self.width(*key)
         out = np.empty((stop - start, W), dtype="<f2") if out is None else out[: stop - start]
-        view, pos = memoryview(out).cast("B"), start * W * 2
-        while view:  # a read may return less than asked (a signal); a store file is never shorter (checked at open)
-            got = os.preadv(self._fd(key), [view], pos)
-            if got <= 0:
-                raise RnnvizError(f"{self.path / array_name(*key)}: shorter than its manifest says (corrupt store)")
-            view, pos = view[got:], pos + got
+        # a store file is never shorter (its size is checked at open)
+        pread_into(self._fd(key), out, start * W * 2,
+                   f"{self.path / array_name(*key)}: shorter than its manifest says (corrupt store)")
         return out
 
     def blocks(self, layer: int, kind: str, idx: np.ndarray | None = None, lo: int = 0, hi: int | None = None,
@@ -230,7 +228,7 @@ class Store:
         if rows < 1:
             raise RnnvizError(f"rows must be >= 1, got {rows}")
         buf = np.empty((min(rows, max(hi - lo, 0)), W), dtype="<f2")
-        whole = idx is None or (len(idx) == W and bool((np.asarray(idx) == np.arange(W)).all()))
+        whole = idx is None or every_column(idx, W)
         for s in range(int(lo), hi, rows):
             block = self.rows(*key, s, min(s + rows, hi), out=buf)
             yield s, s + len(block), block if whole else block[:, idx]
@@ -368,9 +366,7 @@ class Store:
     def read_columns(self, layer: int, kind: str, start: int, stop: int, idx: np.ndarray) -> np.ndarray:
         """Rows start:stop of the columns ``idx`` of one array, as a fresh (n, len(idx)) float16 array."""
         block = self.rows(layer, kind, start, stop)
-        if len(idx) == self.width(layer, kind) and (idx == np.arange(len(idx))).all():
-            return block
-        return block[:, idx]
+        return block if every_column(idx, self.width(layer, kind)) else block[:, idx]
 
     def iter_blocks(self, rows: int = 65536, units: list[str] | None = None):
         """Yield ``(start, stop, (stop - start, U) float32)`` over the whole text, ``rows`` at a time."""
@@ -466,6 +462,12 @@ def is_store(path: str | Path) -> bool:
 def open_store(path: str | Path) -> Store:
     """Open a store directory, checking the manifest against the files' sizes."""
     return Store(path)
+
+
+def every_column(idx, width: int) -> bool:
+    """Whether the column indices ``idx`` are each column of a ``width``-wide array, in order: a block is then
+    used as read, without gathering its columns."""
+    return len(idx) == width and bool((np.asarray(idx) == np.arange(width)).all())
 
 
 def _close_files(fds: dict) -> None:

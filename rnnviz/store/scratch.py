@@ -9,13 +9,12 @@ and contiguous, as it is computed, so a column costs its own bytes in memory onc
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from rnnviz.errors import RnnvizError
+from rnnviz.fsutil import pread_into, pwrite_all
 
 
 class Scratch:
@@ -105,18 +104,8 @@ class Scratch:
             self._write(v)
 
     def _write(self, values: np.ndarray) -> None:
-        data = memoryview(values).cast("B")
         self._cols.append((self._end, values.dtype))
-        pos = self._end
-        while data:  # pwrite may write less than asked
-            done = os.pwrite(self._file.fileno(), data, pos)
-            data, pos = data[done:], pos + done
-        self._end = pos
+        self._end = pwrite_all(self._file.fileno(), memoryview(values).cast("B"), self._end)
 
     def _read(self, out: np.ndarray, pos: int) -> None:
-        view = memoryview(out).cast("B")
-        while view:
-            got = os.preadv(self._file.fileno(), [view], pos)
-            if got <= 0:
-                raise RnnvizError("a scratch file was cut short (its disk was full?)")
-            view, pos = view[got:], pos + got
+        pread_into(self._file.fileno(), out, pos, "a scratch file was cut short (its disk was full?)")

@@ -17,7 +17,7 @@ import torch
 
 from rnnviz import __version__
 from rnnviz.errors import RnnvizError
-from rnnviz.fsutil import atomic_dir, exclusive, write_json
+from rnnviz.fsutil import atomic_dir, exclusive, pwrite_all, write_json
 from rnnviz.model.charrnn import (
     CELLS,
     MAX_HIDDEN,
@@ -137,7 +137,6 @@ class StoreWriter:
         if streams is not None and len(set(self.widths.values())) > 1:
             raise RnnvizError("per-stream statistics need arrays of one width")
         self.rewind()
-        self.bytes_written = 0
         self.store: Store | None = None
         self._lock = threading.Lock()
         self._stack = ExitStack()
@@ -273,12 +272,7 @@ class StoreWriter:
                    topk_p=None if not self.topk else top_p.exp().half().cpu())
 
     def _pwrite(self, name: str, data: memoryview, offset: int) -> None:
-        fd = self._fds[name]
-        while data:  # pwrite may write less than asked (signals, huge buffers)
-            done = os.pwrite(fd, data, offset)
-            data, offset = data[done:], offset + done
-            with self._lock:
-                self.bytes_written += done
+        pwrite_all(self._fds[name], data, offset)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack = self._stack, ExitStack()  # closes the files, then commits or removes the dir
