@@ -74,6 +74,7 @@ from rnnviz.analysis.rule_space import (  # noqa: F401 (BLOCK, split_halves, hel
 from rnnviz.analysis.statistics import add_histogram, auroc, float16_codes
 from rnnviz.errors import RnnvizError, check_seed
 from rnnviz.memory import MEMORY, WORKER_SHARE, WORKERS, fit, parse_memory
+from rnnviz.store.reader import every_column
 
 MIN_LENGTH = 200  # characters: 100 to choose each rule on, 100 to score it on
 COLUMNS = ["unit", "layer", "kind", "index", "explanation", "rule", "score", "sign", "auroc", "fit_score",
@@ -100,7 +101,7 @@ def _stream(store, space: RuleSpace, layer: int, kind: str, idx: np.ndarray, tic
                     "sn": [torch.zeros((len(g) + 1, u), dtype=torch.float64) for g in space.grams]})
     step = int(np.clip((4 << 20) // (4 * u), 256, 65536))
     row_bytes = 2 * W + 4 * C + 4 * R.MAX_NGRAM  # the array's rows, the rules' values and ids
-    whole = len(idx) == W and bool((idx == np.arange(W)).all())
+    whole = every_column(idx, W)
     spans = space.spans(_tiles(space.halves, step), row_bytes, WORKER_SHARE)
     n = max(b - a for a, b, _ in spans)  # buffers reused from span to span: no fresh pages to fault in
     bufs = np.empty((n, W), dtype="<f2"), np.empty((C, n), dtype=np.float32), np.empty((R.MAX_NGRAM, n), np.int32)
